@@ -1,0 +1,152 @@
+package job
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the version of the Job message this code writes. Decode
+// rejects any other version, so a message from a newer bridge is terminated
+// with a clear reason instead of being half-understood.
+const Version = 1
+
+// Operation is what a job asks for.
+type Operation string
+
+// The operations, which are also the second token of a job's subject.
+const (
+	OpCreate Operation = "create"
+	OpRename Operation = "rename"
+	OpDelete Operation = "delete"
+)
+
+// SubjectPrefix is the first token of every job subject.
+const SubjectPrefix = "instances"
+
+// ErrMalformed marks a message that can never be processed: bad JSON, an
+// unknown version or operation, or missing fields. Such a message is
+// terminated, never redelivered.
+var ErrMalformed = errors.New("malformed job")
+
+// Context is one context key/value of an instance (dbo.odsinstancecontexts).
+type Context struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Job is one unit of work for the consumer.
+type Job struct {
+	Version   int       `json:"version"`
+	ID        string    `json:"jobId"`
+	Operation Operation `json:"operation"`
+	Tenant    string    `json:"tenant"`
+	// InstanceID is the Admin API's instance id (GET /adminconsole/instances/{id}).
+	InstanceID   int       `json:"instanceId"`
+	Name         string    `json:"name"`
+	InstanceType string    `json:"instanceType,omitempty"`
+	Contexts     []Context `json:"contexts,omitempty"`
+	Derivatives  []string  `json:"derivatives,omitempty"`
+	RequestedAt  time.Time `json:"requestedAt"`
+}
+
+// NewCreate returns a create job with its deterministic ID.
+func NewCreate(tenant string, instanceID int, name string) Job {
+	j := Job{Version: Version, Operation: OpCreate, Tenant: tenant, InstanceID: instanceID, Name: name, RequestedAt: time.Now().UTC()}
+	j.ID = IDFor(OpCreate, tenant, instanceID)
+	return j
+}
+
+// IDFor is the job ID of an operation on an instance. It is deterministic so
+// that every poll that sees the same pending request produces the same ID,
+// which is also the JetStream message ID used for de-duplication.
+func IDFor(op Operation, tenant string, instanceID int) string {
+	return string(op) + "." + SubjectToken(tenant) + "." + strconv.Itoa(instanceID)
+}
+
+// Subject is the subject the job is published on:
+// instances.<operation>.<tenant>.<instance id>. One subject per instance and
+// operation lets the bridge publish with "expected last subject sequence 0",
+// so the stream itself refuses a second copy of the job however long it
+// stays pending.
+func (j Job) Subject() string {
+	return SubjectPrefix + "." + IDFor(j.Operation, j.Tenant, j.InstanceID)
+}
+
+// Validate reports every missing or invalid field at once, wrapped in
+// ErrMalformed.
+func (j Job) Validate() error {
+	var problems []string
+	if j.Version != Version {
+		problems = append(problems, fmt.Sprintf("unknown version %d (this consumer reads %d)", j.Version, Version))
+	}
+	switch j.Operation {
+	case OpCreate, OpRename, OpDelete:
+	case "":
+		problems = append(problems, "operation is missing")
+	default:
+		problems = append(problems, fmt.Sprintf("unknown operation %q", j.Operation))
+	}
+	if j.ID == "" {
+		problems = append(problems, "jobId is missing")
+	}
+	if j.Tenant == "" {
+		problems = append(problems, "tenant is missing")
+	}
+	if j.InstanceID <= 0 {
+		problems = append(problems, "instanceId is missing or not positive")
+	}
+	if strings.TrimSpace(j.Name) == "" {
+		problems = append(problems, "name is missing")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrMalformed, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Encode validates j and returns its JSON form.
+func Encode(j Job) ([]byte, error) {
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+// Decode parses and validates a message body. Every error wraps ErrMalformed.
+func Decode(data []byte) (Job, error) {
+	var j Job
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	if err := dec.Decode(&j); err != nil {
+		return Job{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return Job{}, fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
+	}
+	if err := j.Validate(); err != nil {
+		return Job{}, err
+	}
+	return j, nil
+}
+
+// SubjectToken encodes s as one NATS subject token: letters, digits, '_'
+// and '-' stay as they are, every other byte becomes %XX. The encoding is
+// reversible, so two tenants never share a token.
+func SubjectToken(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	if b.Len() == 0 {
+		return "%"
+	}
+	return b.String()
+}

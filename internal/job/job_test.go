@@ -1,0 +1,69 @@
+package job
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	j := NewCreate("tenant one", 7, "District 9 - 2025")
+	j.InstanceType = "enterprise"
+	j.Contexts = []Context{{Key: "schoolYearFromRoute", Value: "2025"}}
+	j.Derivatives = []string{"ReadReplica"}
+	data, err := Encode(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != j.ID || got.Name != j.Name || got.Contexts[0] != j.Contexts[0] || got.Derivatives[0] != "ReadReplica" || !got.RequestedAt.Equal(j.RequestedAt) {
+		t.Fatalf("round trip changed the job: %+v != %+v", got, j)
+	}
+	if want := "instances.create.tenant%20one.7"; j.Subject() != want {
+		t.Fatalf("subject %q, want %q", j.Subject(), want)
+	}
+}
+
+func TestDecodeRejectsMalformed(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"not json", `{"version":`, "unexpected EOF"},
+		{"trailing", `{"version":1}{}`, "trailing data"},
+		{"unknown version", `{"version":2,"jobId":"x","operation":"create","tenant":"t","instanceId":1,"name":"n"}`, "unknown version 2"},
+		{"unknown operation", `{"version":1,"jobId":"x","operation":"explode","tenant":"t","instanceId":1,"name":"n"}`, `unknown operation "explode"`},
+		{"missing fields", `{"version":1}`, "operation is missing; jobId is missing; tenant is missing; instanceId is missing or not positive; name is missing"},
+		{"wrong type", `{"version":"1"}`, "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.body))
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not say %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSubjectTokenIsOneReversibleToken(t *testing.T) {
+	seen := map[string]string{}
+	for _, s := range []string{"default", "a.b", "a*b", "a>b", "a b", "a%2Eb", "", "Ünï", "a-b_c"} {
+		tok := SubjectToken(s)
+		if strings.ContainsAny(tok, ".*> \t\r\n") || tok == "" {
+			t.Errorf("SubjectToken(%q) = %q is not a single safe token", s, tok)
+		}
+		if prev, dup := seen[tok]; dup {
+			t.Errorf("SubjectToken(%q) and SubjectToken(%q) collide on %q", s, prev, tok)
+		}
+		seen[tok] = s
+	}
+	if SubjectToken("a-b_c") != "a-b_c" {
+		t.Errorf("safe names must stay readable")
+	}
+}

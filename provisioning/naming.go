@@ -1,0 +1,106 @@
+package provisioning
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// DefaultNamePattern is Ed-Fi's own database naming.
+const DefaultNamePattern = "EdFi_Ods_{name}"
+
+// MaxNameBytes is PostgreSQL's identifier limit (NAMEDATALEN-1). A longer
+// name would be truncated silently by the server, so it is refused instead.
+const MaxNameBytes = 63
+
+// Naming turns an instance name into a database name.
+//
+// The pattern holds {name} and may hold {tenant}. In the instance name,
+// spaces become '_'; after substitution the whole name may hold only ASCII
+// letters, digits, '_' and '-', and at most MaxNameBytes bytes. Anything
+// else is refused, never truncated or rewritten into another valid name.
+type Naming struct {
+	Pattern string
+}
+
+// Validate checks the pattern itself.
+func (n Naming) Validate() error {
+	p := n.pattern()
+	if !strings.Contains(p, "{name}") {
+		return fmt.Errorf("naming pattern %q has no {name}", p)
+	}
+	rest := strings.NewReplacer("{name}", "", "{tenant}", "").Replace(p)
+	if err := checkChars(rest); err != nil {
+		return fmt.Errorf("naming pattern %q: %w", p, err)
+	}
+	return nil
+}
+
+func (n Naming) pattern() string {
+	if n.Pattern == "" {
+		return DefaultNamePattern
+	}
+	return n.Pattern
+}
+
+// DatabaseName applies the rule. Every error wraps ErrInvalidName.
+func (n Naming) DatabaseName(tenant, instanceName string) (string, error) {
+	if strings.TrimSpace(instanceName) == "" {
+		return "", fmt.Errorf("%w: instance name is empty", ErrInvalidName)
+	}
+	name := strings.NewReplacer("{name}", strings.ReplaceAll(instanceName, " ", "_"), "{tenant}", strings.ReplaceAll(tenant, " ", "_")).Replace(n.pattern())
+	if err := checkChars(name); err != nil {
+		return "", fmt.Errorf("%w: %q: %v", ErrInvalidName, instanceName, err)
+	}
+	if len(name) > MaxNameBytes {
+		return "", fmt.Errorf("%w: %q gives a database name of %d bytes, more than %d", ErrInvalidName, instanceName, len(name), MaxNameBytes)
+	}
+	return name, nil
+}
+
+// Matches reports whether name could have been made by this rule: the
+// guard that keeps destructive statements off databases the system did not
+// create.
+func (n Naming) Matches(name string) bool {
+	if checkChars(name) != nil || len(name) > MaxNameBytes || name == "" {
+		return false
+	}
+	p := n.pattern()
+	i := strings.Index(p, "{name}")
+	prefix, suffix := p[:i], p[i+len("{name}"):]
+	if strings.Contains(prefix, "{tenant}") || strings.Contains(suffix, "{tenant}") {
+		// Tenant names vary: only the fixed text around them can be checked.
+		prefix = prefix[:max(0, strings.Index(prefix+"{tenant}", "{tenant}"))]
+		if j := strings.LastIndex(suffix, "{tenant}"); j >= 0 {
+			suffix = suffix[j+len("{tenant}"):]
+		}
+	}
+	return len(name) > len(prefix)+len(suffix) && strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix)
+}
+
+func checkChars(s string) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			continue
+		}
+		if c >= 0x80 {
+			return fmt.Errorf("non-ASCII byte 0x%02x at %d (only letters, digits, '_' and '-' are allowed)", c, i)
+		}
+		return fmt.Errorf("character %q at %d is not allowed (only letters, digits, '_' and '-')", c, i)
+	}
+	return nil
+}
+
+// CheckName reports whether s is a plain database name: 1 to MaxNameBytes
+// bytes of ASCII letters, digits, '_' and '-'. Configured names (the
+// template) are held to the same rule as generated ones.
+func CheckName(s string) error {
+	if s == "" {
+		return errors.New("name is empty")
+	}
+	if len(s) > MaxNameBytes {
+		return fmt.Errorf("name is %d bytes, more than %d", len(s), MaxNameBytes)
+	}
+	return checkChars(s)
+}

@@ -1,0 +1,89 @@
+package provisioning
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDatabaseName(t *testing.T) {
+	tests := []struct {
+		pattern, tenant, name string
+		want                  string // "" means refused
+	}{
+		{"", "default", "District 9 - 2025", "EdFi_Ods_District_9_-_2025"},
+		{"", "t", "abc", "EdFi_Ods_abc"},
+		{"Ods_{tenant}_{name}", "tenant one", "x", "Ods_tenant_one_x"},
+		{"", "t", "", ""},
+		{"", "t", "   ", ""},
+		{"", "t", `a"b`, ""},
+		{"", "t", "a;DROP DATABASE postgres", ""},
+		{"", "t", "a--b", "EdFi_Ods_a--b"},
+		{"", "t", "a\x00b", ""},
+		{"", "t", "Dіstrict", ""}, // Cyrillic і
+		{"", "t", "tab\there", ""},
+		{"", "t", "a.b", ""},
+		{"", "t", strings.Repeat("x", 54), "EdFi_Ods_" + strings.Repeat("x", 54)},
+		{"", "t", strings.Repeat("x", 55), ""},
+		{"Ods_{tenant}_{name}", "bad;tenant", "x", ""},
+	}
+	for _, tt := range tests {
+		got, err := Naming{Pattern: tt.pattern}.DatabaseName(tt.tenant, tt.name)
+		if tt.want == "" {
+			if !errors.Is(err, ErrInvalidName) {
+				t.Errorf("DatabaseName(%q, %q) = %q, %v; want ErrInvalidName", tt.tenant, tt.name, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("DatabaseName(%q, %q) = %q, %v; want %q", tt.tenant, tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestNamingValidate(t *testing.T) {
+	for pattern, ok := range map[string]bool{"": true, "EdFi_Ods_{name}": true, "{tenant}-{name}": true, "no_placeholder": false, "bad name {name}": false, `x"{name}`: false} {
+		if err := (Naming{Pattern: pattern}).Validate(); (err == nil) != ok {
+			t.Errorf("Validate(%q) = %v, want ok=%v", pattern, err, ok)
+		}
+	}
+}
+
+func TestMatches(t *testing.T) {
+	n := Naming{}
+	for name, want := range map[string]bool{
+		"EdFi_Ods_abc": true, "EdFi_Ods_": false, "postgres": false, "template1": false,
+		"EdFi_Admin": false, "EdFi_Ods_a;b": false, "Ods_Minimal_Template": false,
+	} {
+		if got := n.Matches(name); got != want {
+			t.Errorf("Matches(%q) = %v, want %v", name, got, want)
+		}
+	}
+	withTenant := Naming{Pattern: "Ods_{tenant}_{name}_db"}
+	if !withTenant.Matches("Ods_t1_x_db") || withTenant.Matches("Other_t1_x_db") {
+		t.Errorf("tenant pattern matching is wrong")
+	}
+}
+
+func FuzzDatabaseName(f *testing.F) {
+	for _, s := range []string{"District 9", "a\"b", "x;y", "", "Ünï", strings.Repeat("z", 70)} {
+		f.Add("default", s)
+	}
+	f.Fuzz(func(t *testing.T, tenant, name string) {
+		n := Naming{Pattern: "EdFi_Ods_{tenant}_{name}"}
+		got, err := n.DatabaseName(tenant, name)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidName) {
+				t.Fatalf("error %v does not wrap ErrInvalidName", err)
+			}
+			return
+		}
+		if len(got) > MaxNameBytes || checkChars(got) != nil || !n.Matches(got) {
+			t.Fatalf("accepted unsafe or non-matching name %q", got)
+		}
+		// The rule never rewrites anything but spaces.
+		if want := "EdFi_Ods_" + strings.ReplaceAll(tenant, " ", "_") + "_" + strings.ReplaceAll(name, " ", "_"); got != want {
+			t.Fatalf("name %q was rewritten to %q", want, got)
+		}
+	})
+}
