@@ -1,0 +1,71 @@
+// Package simulator is an in-memory Ed-Fi Admin API 2.3 that serves the
+// project's Admin API contract (adminapi-contract.md) over net/http: client
+// registration and tokens, tenants, the Admin Console's instance requests
+// (/adminconsole/odsInstances), the registered instances (/v2/odsInstances)
+// and the worker endpoints (/adminconsole/instances...). It stands in for a
+// real Admin API in `instancemgr dev` and in integration tests, and is held
+// to the contract as strictly as the client: a client that works against the
+// simulator must work against Admin API 2.3, so where the contract is silent
+// the simulator takes the stricter reading an ASP.NET Core minimal API would
+// (415 for a body that is not JSON, 400 for a route id that is not a number).
+//
+// Decisions where the contract is silent (tests pin each one):
+//
+//   - Routes match case-insensitively and ignore one trailing slash. An
+//     unknown route is 404 and a known route with the wrong method is 405
+//     with an Allow header, both before authentication, as ASP.NET routing
+//     answers them.
+//   - A Tenant header names a tenant case-insensitively; an unknown name is
+//     400 (checked after the bearer token, so anonymous callers learn no
+//     tenant names). With the header, every endpoint sees only that tenant.
+//     Without it, console endpoints use the body's tenantId/tenantName, else
+//     the first tenant; worker endpoints (/adminconsole/instances) see every
+//     tenant, and tenantName narrows them. A body tenant that contradicts the
+//     header is a validation error.
+//   - Instance names are unique per tenant case-insensitively (SQL Server's
+//     default collation) and, as in Admin API 2.3, a Deleted instance keeps
+//     its name. Context keys must be non-empty and unique (case-sensitive),
+//     context values non-empty, derivative types unique per instance (the
+//     EdFi_Admin tables have these unique keys). instanceType is optional.
+//   - PUT is 409 while a rename or delete is pending and after Deleted; a
+//     name change moves Completed, Rename_Failed and Delete_Failed to
+//     Pending_Rename and leaves other statuses alone.
+//   - The worker POSTs validate their body before looking the instance up
+//     (400 before 404), as Admin API 2.3's handlers do. completed moves
+//     Pending, InProgress and Error to Completed, is 204 on Completed and 409
+//     from every other status. renamed validates its connection string like
+//     completed. deleted and deleteFailed accept any status, as the contract
+//     says, but log a warning outside the lifecycle.
+//   - ConnectionString in a Record is the last one received by completed or
+//     renamed, including idempotent repeats.
+//   - GET /v2/odsInstances lists every instance that has an odsInstanceId and
+//     is not Deleted (the EdFi_Admin row exists until the delete), under the
+//     name it had when last completed or renamed.
+//   - Integer ids below 1 are unknown (404); ids that are not integers are
+//     400. GET /adminconsole/tenants reports edfiApiDiscoveryUrl as
+//     scheme://host/api/ of the request; nothing is served there.
+//
+// Faults (Fault, InjectFault) are consulted before routing, in the order
+// they were injected; the first that matches a call and is selected by its
+// Share applies, and only it consumes one of its Times. Share decisions come
+// from a PCG generator per fault seeded with Options.FaultSeed and the
+// fault's ordinal, so a run is reproducible for a given order of calls.
+// Worker calls are counted in Record.Calls before faults apply, so a faulted
+// call counts.
+//
+// The fault plan is also served, without a bearer token, at
+// /_simulator/faults: POST a JSON array of faults to add them, DELETE to
+// clear them, GET to see what is left. A fault reads
+//
+//	{"method": "POST", "path": "/adminconsole/instances/*/completed",
+//	 "status": 503, "delay": "250ms", "drop": false, "times": 3, "share": 0.5}
+//
+// where delay is a Go duration string or a number of milliseconds. Anyone who
+// can reach a simulator can break it, so expose one only in test and dev
+// deployments.
+//
+// The simulator must never be deployed as a real Admin API: it keeps
+// everything in memory, accepts any client that registers, and its fault
+// endpoints are unauthenticated. It never logs a client secret, a token or a
+// connection string, and never creates or touches a database.
+package simulator

@@ -1,0 +1,666 @@
+package simulator
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+)
+
+// Record is everything the simulator knows about one instance request: a
+// test and inspection view, detached from the simulator's state.
+type Record struct {
+	ID               int
+	TenantID         int
+	TenantName       string
+	Name             string
+	InstanceType     string
+	Status           string
+	ConnectionString string // last one received by completed/renamed
+	OdsInstanceID    *int
+	Contexts         []adminapi.OdsInstanceContext
+	Derivatives      []adminapi.OdsInstanceDerivative
+	// Calls counts the worker calls received, faulted ones included, by
+	// endpoint name: "completed", "renamed", "renameFailed", "deleted",
+	// "deleteFailed".
+	Calls map[string]int
+}
+
+// instance is the simulator's state for one instance request; s.mu guards it.
+type instance struct {
+	id               int
+	tenantID         int
+	name             string
+	instanceType     string
+	status           string
+	registeredName   string // the name EdFi_Admin has: set by completed and renamed
+	connectionString string
+	odsInstanceID    *int
+	contexts         []adminapi.OdsInstanceContext
+	derivatives      []adminapi.OdsInstanceDerivative
+	calls            map[string]int
+}
+
+// Maximum lengths, counted in UTF-16 code units as .NET counts them.
+const (
+	maxNameLen         = 100
+	maxInstanceTypeLen = 100
+	maxContextLen      = 50
+)
+
+var derivativeTypes = []string{"ReadReplica", "Snapshot"}
+
+var allStatuses = []string{
+	adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusCompleted,
+	adminapi.StatusPendingRename, adminapi.StatusRenameFailed, adminapi.StatusPendingDelete,
+	adminapi.StatusDeleted, adminapi.StatusDeleteFailed, adminapi.StatusError,
+}
+
+// Instance returns the record of instance id.
+func (s *Simulator) Instance(id int) (Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.instances[id]
+	if !ok {
+		return Record{}, false
+	}
+	return s.record(in), true
+}
+
+// Instances returns every instance's record, by id.
+func (s *Simulator) Instances() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Record, 0, len(s.instances))
+	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
+		out = append(out, s.record(s.instances[id]))
+	}
+	return out
+}
+
+// SetStatus forces the status of instance id, for tests that need a status
+// no endpoint reaches (InProgress, Error) or a shortcut through the
+// lifecycle. Completed assigns an odsInstanceId when there is none.
+func (s *Simulator) SetStatus(id int, status string) error {
+	if !slices.Contains(allStatuses, status) {
+		return fmt.Errorf("set status of instance %d: unknown status %q", id, status)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.instances[id]
+	if !ok {
+		return fmt.Errorf("set status of instance %d: no such instance", id)
+	}
+	if status == adminapi.StatusCompleted {
+		s.registerInstance(in)
+	}
+	in.status = status
+	return nil
+}
+
+// CreateInstance adds an instance request as POST /adminconsole/odsInstances
+// does, with tenant in the role of the Tenant header ("" for none). A failure
+// is an *adminapi.Error with status 400 and the problem details the endpoint
+// would answer, so errors.Is(err, adminapi.ErrValidation) holds.
+func (s *Simulator) CreateInstance(tenant string, req adminapi.InstanceRequest) (adminapi.OdsInstance, error) {
+	header := 0
+	if name := strings.TrimSpace(tenant); name != "" {
+		if header = s.tenantByName(name); header == 0 {
+			return adminapi.OdsInstance{}, &adminapi.Error{
+				Method: http.MethodPost, Path: "/adminconsole/odsInstances", Status: http.StatusBadRequest,
+				Problem: &adminapi.ProblemDetails{Title: "Invalid tenant", Status: http.StatusBadRequest,
+					Errors: map[string][]string{"Tenant": {fmt.Sprintf("Tenant %q does not exist.", name)}}},
+			}
+		}
+	}
+	view, errs := s.create(header, req)
+	if errs != nil {
+		p := validationProblem(errs).ProblemDetails
+		return adminapi.OdsInstance{}, &adminapi.Error{Method: http.MethodPost, Path: "/adminconsole/odsInstances", Status: http.StatusBadRequest, Problem: &p}
+	}
+	return view, nil
+}
+
+func (s *Simulator) create(header int, req adminapi.InstanceRequest) (adminapi.OdsInstance, map[string][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	errs := map[string][]string{}
+	tenant := s.resolveTenant(header, req, errs)
+	s.validateRequest(tenant, 0, req, errs)
+	if len(errs) > 0 {
+		return adminapi.OdsInstance{}, errs
+	}
+	s.nextID++
+	in := &instance{id: s.nextID, tenantID: tenant, status: adminapi.StatusPending, calls: map[string]int{}}
+	s.setRequest(in, req)
+	s.instances[in.id] = in
+	s.log.Info("instance requested", "op", "create_request", "tenant", s.tenantName(tenant), "instance_id", in.id, "status", in.status)
+	return s.consoleView(in), nil
+}
+
+// resolveTenant picks the tenant of a console write: the Tenant header's,
+// else the body's tenantId or tenantName, else the first tenant. A body
+// tenant that does not exist or contradicts the other is a validation error.
+func (s *Simulator) resolveTenant(header int, req adminapi.InstanceRequest, errs map[string][]string) int {
+	byID, byName := 0, 0
+	if req.TenantID != 0 {
+		if s.tenantName(req.TenantID) == "" {
+			errs["TenantId"] = append(errs["TenantId"], fmt.Sprintf("Tenant %d does not exist.", req.TenantID))
+		} else {
+			byID = req.TenantID
+		}
+	}
+	if req.TenantName != "" {
+		if byName = s.tenantByName(req.TenantName); byName == 0 {
+			errs["TenantName"] = append(errs["TenantName"], fmt.Sprintf("Tenant %q does not exist.", req.TenantName))
+		}
+	}
+	if header != 0 {
+		if byID != 0 && byID != header {
+			errs["TenantId"] = append(errs["TenantId"], fmt.Sprintf("Tenant %d is not the tenant of the Tenant header (%d).", byID, header))
+		}
+		if byName != 0 && byName != header {
+			errs["TenantName"] = append(errs["TenantName"], fmt.Sprintf("Tenant %q is not the tenant of the Tenant header.", req.TenantName))
+		}
+		return header
+	}
+	if byID != 0 && byName != 0 && byID != byName {
+		errs["TenantName"] = append(errs["TenantName"], fmt.Sprintf("Tenant %q is not tenant %d.", req.TenantName, byID))
+	}
+	switch {
+	case byID != 0:
+		return byID
+	case byName != 0:
+		return byName
+	}
+	return 1
+}
+
+// validateRequest adds to errs what is wrong with req as a request for
+// tenant; self is the id of the instance being updated (0 on create). The
+// caller holds s.mu.
+func (s *Simulator) validateRequest(tenant, self int, req adminapi.InstanceRequest, errs map[string][]string) {
+	add := func(field, msg string) { errs[field] = append(errs[field], msg) }
+	tooLong := func(field, label, v string, limit int) {
+		if n := utf16Len(v); n > limit {
+			add(field, fmt.Sprintf("The length of '%s' must be %d characters or fewer. You entered %d characters.", label, limit, n))
+		}
+	}
+
+	switch {
+	case strings.TrimSpace(req.Name) == "":
+		add("Name", "'Name' must not be empty.")
+	case utf16Len(req.Name) > maxNameLen:
+		tooLong("Name", "Name", req.Name, maxNameLen)
+	default:
+		for _, other := range s.instances {
+			if other.id != self && other.tenantID == tenant && strings.EqualFold(other.name, req.Name) {
+				add("Name", "The name must be unique for the tenant.")
+				break
+			}
+		}
+	}
+	tooLong("InstanceType", "Instance Type", req.InstanceType, maxInstanceTypeLen)
+
+	keys := map[string]bool{}
+	for i, c := range req.OdsInstanceContexts {
+		prefix := fmt.Sprintf("OdsInstanceContexts[%d].", i)
+		if strings.TrimSpace(c.ContextKey) == "" {
+			add(prefix+"ContextKey", "'Context Key' must not be empty.")
+		}
+		tooLong(prefix+"ContextKey", "Context Key", c.ContextKey, maxContextLen)
+		if strings.TrimSpace(c.ContextValue) == "" {
+			add(prefix+"ContextValue", "'Context Value' must not be empty.")
+		}
+		tooLong(prefix+"ContextValue", "Context Value", c.ContextValue, maxContextLen)
+		if keys[c.ContextKey] && len(errs["OdsInstanceContexts"]) == 0 {
+			add("OdsInstanceContexts", "ContextKey values must be unique within the list.")
+		}
+		keys[c.ContextKey] = true
+	}
+
+	types := map[string]bool{}
+	for i, d := range req.OdsInstanceDerivatives {
+		if !slices.Contains(derivativeTypes, d.DerivativeType) {
+			add(fmt.Sprintf("OdsInstanceDerivatives[%d].DerivativeType", i), "Allowed values: ReadReplica, Snapshot.")
+		}
+		if types[d.DerivativeType] && len(errs["OdsInstanceDerivatives"]) == 0 {
+			add("OdsInstanceDerivatives", "DerivativeType values must be unique within the list.")
+		}
+		types[d.DerivativeType] = true
+	}
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
+
+// setRequest copies the console's fields of req into in, giving contexts and
+// derivatives new ids. The caller holds s.mu.
+func (s *Simulator) setRequest(in *instance, req adminapi.InstanceRequest) {
+	in.name = req.Name
+	in.instanceType = req.InstanceType
+	in.contexts = make([]adminapi.OdsInstanceContext, 0, len(req.OdsInstanceContexts))
+	for _, c := range req.OdsInstanceContexts {
+		s.nextCtxID++
+		in.contexts = append(in.contexts, adminapi.OdsInstanceContext{ID: s.nextCtxID, InstanceID: in.id, ContextKey: c.ContextKey, ContextValue: c.ContextValue})
+	}
+	in.derivatives = make([]adminapi.OdsInstanceDerivative, 0, len(req.OdsInstanceDerivatives))
+	for _, d := range req.OdsInstanceDerivatives {
+		s.nextDerivID++
+		in.derivatives = append(in.derivatives, adminapi.OdsInstanceDerivative{ID: s.nextDerivID, InstanceID: in.id, DerivativeType: d.DerivativeType})
+	}
+}
+
+// registerInstance gives in its odsInstanceId, once, and records the name EdFi_Admin
+// now has. The caller holds s.mu.
+func (s *Simulator) registerInstance(in *instance) {
+	if in.odsInstanceID == nil {
+		s.nextOdsID++
+		id := s.nextOdsID
+		in.odsInstanceID = &id
+	}
+	in.registeredName = in.name
+}
+
+func (s *Simulator) record(in *instance) Record {
+	rec := Record{
+		ID: in.id, TenantID: in.tenantID, TenantName: s.tenantName(in.tenantID),
+		Name: in.name, InstanceType: in.instanceType, Status: in.status,
+		ConnectionString: in.connectionString,
+		Contexts:         slices.Clone(in.contexts),
+		Derivatives:      slices.Clone(in.derivatives),
+		Calls:            maps.Clone(in.calls),
+	}
+	if in.odsInstanceID != nil {
+		id := *in.odsInstanceID
+		rec.OdsInstanceID = &id
+	}
+	return rec
+}
+
+func (s *Simulator) consoleView(in *instance) adminapi.OdsInstance {
+	return adminapi.OdsInstance{
+		ID: in.id, TenantID: in.tenantID, Name: in.name, InstanceType: in.instanceType, Status: in.status,
+		OdsInstanceContexts:    append([]adminapi.OdsInstanceContext{}, in.contexts...),
+		OdsInstanceDerivatives: append([]adminapi.OdsInstanceDerivative{}, in.derivatives...),
+	}
+}
+
+func (s *Simulator) workerView(in *instance) adminapi.WorkerInstance {
+	v := adminapi.WorkerInstance{
+		ID: in.id, TenantID: in.tenantID, TenantName: s.tenantName(in.tenantID),
+		InstanceName: in.name, Status: in.status,
+	}
+	if in.odsInstanceID != nil {
+		id := *in.odsInstanceID
+		v.OdsInstanceID = &id
+	}
+	return v
+}
+
+// consoleTenant is the tenant a console read or delete works in.
+func consoleTenant(c *call) int {
+	if c.tenant != 0 {
+		return c.tenant
+	}
+	return 1
+}
+
+// sortedInstances returns the instances that keep says to, by id. The
+// caller holds s.mu.
+func (s *Simulator) sortedInstances(keep func(*instance) bool) []*instance {
+	var out []*instance
+	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
+		if in := s.instances[id]; keep(in) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// --- Tenants and registered instances ---
+
+func (s *Simulator) handleTenants(w http.ResponseWriter, r *http.Request, _ *call) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	discovery := scheme + "://" + r.Host + "/api/"
+	out := make([]adminapi.Tenant, 0, len(s.tenants))
+	for i, name := range s.tenants {
+		out = append(out, adminapi.Tenant{TenantID: i + 1, Document: adminapi.TenantDocument{Name: name, EdfiAPIDiscoveryURL: discovery}})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// registeredInstance is one element of GET /v2/odsInstances.
+type registeredInstance struct {
+	ID           int    `json:"id"`
+	Name         string `json:"name"`
+	InstanceType string `json:"instanceType"`
+}
+
+func (s *Simulator) handleListRegistered(w http.ResponseWriter, _ *http.Request, c *call) {
+	tenant := consoleTenant(c)
+	s.mu.Lock()
+	list := s.sortedInstances(func(in *instance) bool {
+		return in.tenantID == tenant && in.odsInstanceID != nil && in.status != adminapi.StatusDeleted
+	})
+	out := make([]registeredInstance, 0, len(list))
+	for _, in := range list {
+		out = append(out, registeredInstance{ID: *in.odsInstanceID, Name: in.registeredName, InstanceType: in.instanceType})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b registeredInstance) int { return a.ID - b.ID })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// --- Console endpoints: /adminconsole/odsInstances ---
+
+func (s *Simulator) handleListRequests(w http.ResponseWriter, r *http.Request, c *call) {
+	tenant, status := consoleTenant(c), queryValue(r, "status")
+	s.mu.Lock()
+	list := s.sortedInstances(func(in *instance) bool {
+		return in.tenantID == tenant && (status == "" || strings.EqualFold(in.status, status))
+	})
+	out := make([]adminapi.OdsInstance, 0, len(list))
+	for _, in := range list {
+		out = append(out, s.consoleView(in))
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Simulator) handleCreateRequest(w http.ResponseWriter, r *http.Request, c *call) {
+	var req adminapi.InstanceRequest
+	if !decodeJSONBody(w, r, &req) {
+		return
+	}
+	view, errs := s.create(c.tenant, req)
+	if errs != nil {
+		s.log.Debug("instance request refused", "op", c.op, "errors", len(errs))
+		writeValidation(w, errs)
+		return
+	}
+	w.Header().Set("Location", "/instances/"+strconv.Itoa(view.ID))
+	writeJSON(w, http.StatusCreated, view)
+}
+
+func (s *Simulator) handleGetRequest(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.mu.Lock()
+	in := s.lookup(c.id, consoleTenant(c))
+	var view adminapi.OdsInstance
+	if in != nil {
+		view = s.consoleView(in)
+	}
+	s.mu.Unlock()
+	if in == nil {
+		notFound(w, c.id)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (s *Simulator) handleUpdateRequest(w http.ResponseWriter, r *http.Request, c *call) {
+	var req adminapi.InstanceRequest
+	if !decodeJSONBody(w, r, &req) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	errs := map[string][]string{}
+	tenant := s.resolveTenant(c.tenant, req, errs)
+	s.validateRequest(tenant, c.id, req, errs)
+	if len(errs) > 0 {
+		writeValidation(w, errs)
+		return
+	}
+	in := s.lookup(c.id, tenant)
+	if in == nil {
+		notFound(w, c.id)
+		return
+	}
+	switch in.status {
+	case adminapi.StatusPendingRename, adminapi.StatusPendingDelete, adminapi.StatusDeleted:
+		conflict(w, fmt.Sprintf("Instance %d is %s; it cannot be changed now.", in.id, in.status))
+		return
+	}
+	from, renamed := in.status, in.name != req.Name
+	s.setRequest(in, req)
+	if renamed {
+		switch in.status {
+		case adminapi.StatusCompleted, adminapi.StatusRenameFailed, adminapi.StatusDeleteFailed:
+			in.status = adminapi.StatusPendingRename
+		}
+	}
+	s.log.Info("instance request updated", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "from", from, "to", in.status)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Simulator) handleDeleteRequest(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.lookup(c.id, consoleTenant(c))
+	if in == nil {
+		notFound(w, c.id)
+		return
+	}
+	if in.status != adminapi.StatusCompleted {
+		conflict(w, fmt.Sprintf("Instance %d is %s; only a Completed instance can be deleted.", in.id, in.status))
+		return
+	}
+	in.status = adminapi.StatusPendingDelete
+	s.log.Info("instance delete requested", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "from", adminapi.StatusCompleted, "to", in.status)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// lookup returns instance id when it belongs to tenant (0 = any tenant), or
+// nil. The caller holds s.mu.
+func (s *Simulator) lookup(id, tenant int) *instance {
+	in, ok := s.instances[id]
+	if !ok || (tenant != 0 && in.tenantID != tenant) {
+		return nil
+	}
+	return in
+}
+
+func notFound(w http.ResponseWriter, id int) {
+	writeProblem(w, http.StatusNotFound, "Not Found", fmt.Sprintf("Not found: instance with ID %d.", id))
+}
+
+func conflict(w http.ResponseWriter, detail string) {
+	writeProblem(w, http.StatusConflict, "Conflict", detail)
+}
+
+// --- Worker endpoints: /adminconsole/instances ---
+
+// The worker endpoints see every tenant unless a Tenant header names one.
+func (s *Simulator) handleListWorker(w http.ResponseWriter, r *http.Request, c *call) {
+	status, tenantName := queryValue(r, "status"), queryValue(r, "tenantName")
+	s.mu.Lock()
+	list := s.sortedInstances(func(in *instance) bool {
+		return (c.tenant == 0 || in.tenantID == c.tenant) &&
+			(tenantName == "" || strings.EqualFold(s.tenantName(in.tenantID), tenantName)) &&
+			(status == "" || strings.EqualFold(in.status, status))
+	})
+	out := make([]adminapi.WorkerInstance, 0, len(list))
+	for _, in := range list {
+		out = append(out, s.workerView(in))
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Simulator) handleGetWorker(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.mu.Lock()
+	in := s.lookup(c.id, c.tenant)
+	var view adminapi.WorkerInstance
+	if in != nil {
+		view = s.workerView(in)
+	}
+	s.mu.Unlock()
+	if in == nil {
+		notFound(w, c.id)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *call) {
+	cs, ok := readConnectionString(w, r)
+	if !ok {
+		return
+	}
+	s.workerStep(w, c, func(in *instance) string {
+		switch in.status {
+		case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError:
+			s.registerInstance(in)
+			in.status = adminapi.StatusCompleted
+		case adminapi.StatusCompleted:
+		default:
+			return fmt.Sprintf("Instance %d is %s; completed needs Pending, InProgress or Error.", in.id, in.status)
+		}
+		in.connectionString = cs
+		return ""
+	})
+}
+
+func (s *Simulator) handleRenamed(w http.ResponseWriter, r *http.Request, c *call) {
+	cs, ok := readConnectionString(w, r)
+	if !ok {
+		return
+	}
+	s.workerStep(w, c, func(in *instance) string {
+		switch in.status {
+		case adminapi.StatusPendingRename:
+			s.registerInstance(in)
+			in.status = adminapi.StatusCompleted
+		case adminapi.StatusCompleted:
+		default:
+			return fmt.Sprintf("Instance %d is %s; renamed needs Pending_Rename.", in.id, in.status)
+		}
+		in.connectionString = cs
+		return ""
+	})
+}
+
+func (s *Simulator) handleRenameFailed(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.workerStep(w, c, func(in *instance) string {
+		switch in.status {
+		case adminapi.StatusPendingRename:
+			in.status = adminapi.StatusRenameFailed
+		case adminapi.StatusRenameFailed:
+		default:
+			return fmt.Sprintf("Instance %d is %s; renameFailed needs Pending_Rename.", in.id, in.status)
+		}
+		return ""
+	})
+}
+
+// deleted and deleteFailed accept every status, as the contract says; a
+// call outside the lifecycle is worth a warning, not a refusal.
+func (s *Simulator) handleDeleted(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.workerStep(w, c, func(in *instance) string {
+		switch in.status {
+		case adminapi.StatusPendingDelete, adminapi.StatusDeleteFailed, adminapi.StatusDeleted:
+		default:
+			s.log.Warn("deleted outside the lifecycle", "op", c.op, "instance_id", in.id, "status", in.status)
+		}
+		in.status = adminapi.StatusDeleted
+		return ""
+	})
+}
+
+func (s *Simulator) handleDeleteFailed(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.workerStep(w, c, func(in *instance) string {
+		switch in.status {
+		case adminapi.StatusPendingDelete, adminapi.StatusDeleteFailed:
+		default:
+			s.log.Warn("deleteFailed outside the lifecycle", "op", c.op, "instance_id", in.id, "status", in.status)
+		}
+		in.status = adminapi.StatusDeleteFailed
+		return ""
+	})
+}
+
+// workerStep looks up the call's instance (404), applies step under the lock
+// and answers 204, or 409 with the conflict step reports.
+func (s *Simulator) workerStep(w http.ResponseWriter, c *call, step func(*instance) string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.lookup(c.id, c.tenant)
+	if in == nil {
+		notFound(w, c.id)
+		return
+	}
+	from := in.status
+	if msg := step(in); msg != "" {
+		s.log.Info("worker call refused", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "status", from)
+		conflict(w, msg)
+		return
+	}
+	if from != in.status {
+		s.log.Info("instance status changed", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "from", from, "to", in.status)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readConnectionString reads the body of completed and renamed and validates
+// it (400 as problem details). It answers the request itself on failure.
+func readConnectionString(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var body adminapi.ConnectionStringBody
+	if !decodeJSONBody(w, r, &body) {
+		return "", false
+	}
+	if msg := validateConnectionString(body.ConnectionString); msg != "" {
+		writeValidation(w, map[string][]string{"ConnectionString": {msg}})
+		return "", false
+	}
+	return body.ConnectionString, true
+}
+
+// countWorkerCall counts a POST to a worker endpoint of a known instance in
+// its Record.Calls. It runs before faults, so faulted calls count.
+func (s *Simulator) countWorkerCall(method, path string) {
+	if method != http.MethodPost {
+		return
+	}
+	segs := segments(path)
+	if len(segs) != 4 || segs[0] != "adminconsole" || segs[1] != "instances" {
+		return
+	}
+	var name string
+	switch segs[3] {
+	case "completed":
+		name = callCompleted
+	case "renamed":
+		name = callRenamed
+	case "renamefailed":
+		name = callRenameFailed
+	case "deleted":
+		name = callDeleted
+	case "deletefailed":
+		name = callDeleteFailed
+	default:
+		return
+	}
+	id, err := strconv.Atoi(segs[2])
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if in, ok := s.instances[id]; ok {
+		in.calls[name]++
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,292 @@
+package simulator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+)
+
+// Options configures a Simulator. The zero value is a single-tenant Admin API
+// named "default" with one-hour tokens.
+type Options struct {
+	Tenants  []string         // tenant names; default []string{"default"}; tenantId = index+1
+	TokenTTL time.Duration    // default 1h
+	Now      func() time.Time // default time.Now (tests use it for expiry)
+	Logger   *slog.Logger     // default discards
+	// FaultSeed seeds the generators that decide Fault.Share; 0 means 1.
+	FaultSeed uint64
+}
+
+// Validate reports every problem with o at once. New panics with the same
+// error, so callers that take options from users should call it first.
+func (o Options) Validate() error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, name := range o.Tenants {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+			errs = append(errs, fmt.Errorf("tenant %d: name is empty", i+1))
+		case seen[strings.ToLower(name)]:
+			errs = append(errs, fmt.Errorf("tenant %d: name %q is a duplicate (names are case-insensitive)", i+1, name))
+		}
+		seen[strings.ToLower(name)] = true
+	}
+	if o.TokenTTL < 0 {
+		errs = append(errs, fmt.Errorf("token TTL %s is negative", o.TokenTTL))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("simulator options: %w", err)
+	}
+	return nil
+}
+
+// Simulator is an in-memory Admin API. It is safe for concurrent use.
+type Simulator struct {
+	tenants []string
+	ttl     time.Duration
+	now     func() time.Time
+	log     *slog.Logger
+	seed    uint64
+	routes  []route
+
+	mu          sync.Mutex
+	clients     map[string]client    // by client id
+	tokens      map[string]tokenInfo // by access token
+	instances   map[int]*instance
+	nextID      int
+	nextCtxID   int
+	nextDerivID int
+	nextOdsID   int
+	faults      []*activeFault
+	faultSeq    uint64
+}
+
+// New returns a Simulator with no clients and no instances. It panics when
+// opts are invalid (see Options.Validate).
+func New(opts Options) *Simulator {
+	if err := opts.Validate(); err != nil {
+		panic(err)
+	}
+	s := &Simulator{
+		ttl:       opts.TokenTTL,
+		now:       opts.Now,
+		log:       opts.Logger,
+		seed:      opts.FaultSeed,
+		clients:   map[string]client{},
+		tokens:    map[string]tokenInfo{},
+		instances: map[int]*instance{},
+	}
+	for _, name := range opts.Tenants {
+		s.tenants = append(s.tenants, strings.TrimSpace(name))
+	}
+	if len(s.tenants) == 0 {
+		s.tenants = []string{"default"}
+	}
+	if s.ttl == 0 {
+		s.ttl = time.Hour
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.seed == 0 {
+		s.seed = 1
+	}
+	s.routes = s.buildRoutes()
+	return s
+}
+
+// route is one endpoint of the contract. pattern holds lower-case path
+// segments; "{id}" matches one segment that must be an integer.
+type route struct {
+	method  string
+	pattern []string
+	op      string
+	public  bool // no bearer token
+	handle  func(w http.ResponseWriter, r *http.Request, c *call)
+}
+
+// call is what routing and authentication learned about a request.
+type call struct {
+	op     string
+	id     int // the {id} segment, when the route has one
+	tenant int // 1-based tenant id named by the Tenant header; 0 = none
+}
+
+func (s *Simulator) buildRoutes() []route {
+	r := func(method, path, op string, h func(http.ResponseWriter, *http.Request, *call)) route {
+		return route{method: method, pattern: segments(path), op: op, handle: h}
+	}
+	public := func(rt route) route { rt.public = true; return rt }
+	return []route{
+		public(r(http.MethodPost, "/connect/register", "register", s.handleRegister)),
+		public(r(http.MethodPost, "/connect/token", "token", s.handleToken)),
+		r(http.MethodGet, "/adminconsole/tenants", "tenants", s.handleTenants),
+		r(http.MethodGet, "/adminconsole/odsinstances", "list_requests", s.handleListRequests),
+		r(http.MethodPost, "/adminconsole/odsinstances", "create_request", s.handleCreateRequest),
+		r(http.MethodGet, "/adminconsole/odsinstances/{id}", "get_request", s.handleGetRequest),
+		r(http.MethodPut, "/adminconsole/odsinstances/{id}", "update_request", s.handleUpdateRequest),
+		r(http.MethodDelete, "/adminconsole/odsinstances/{id}", "delete_request", s.handleDeleteRequest),
+		r(http.MethodGet, "/v2/odsinstances", "list_registered", s.handleListRegistered),
+		r(http.MethodGet, "/adminconsole/instances", "list_worker", s.handleListWorker),
+		r(http.MethodGet, "/adminconsole/instances/{id}", "get_worker", s.handleGetWorker),
+		r(http.MethodPost, "/adminconsole/instances/{id}/completed", callCompleted, s.handleCompleted),
+		r(http.MethodPost, "/adminconsole/instances/{id}/renamed", callRenamed, s.handleRenamed),
+		r(http.MethodPost, "/adminconsole/instances/{id}/renamefailed", callRenameFailed, s.handleRenameFailed),
+		r(http.MethodPost, "/adminconsole/instances/{id}/deleted", callDeleted, s.handleDeleted),
+		r(http.MethodPost, "/adminconsole/instances/{id}/deletefailed", callDeleteFailed, s.handleDeleteFailed),
+	}
+}
+
+// Names of the worker calls, as Record.Calls counts them.
+const (
+	callCompleted    = "completed"
+	callRenamed      = "renamed"
+	callRenameFailed = "renameFailed"
+	callDeleted      = "deleted"
+	callDeleteFailed = "deleteFailed"
+)
+
+const faultsPath = "/_simulator/faults"
+
+// ServeHTTP serves the Admin API contract.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := canonicalPath(r.URL.Path)
+	if path == faultsPath {
+		s.serveFaults(w, r)
+		return
+	}
+	if strings.HasPrefix(path, "/_simulator/") {
+		http.NotFound(w, r)
+		return
+	}
+	s.countWorkerCall(r.Method, path)
+	if !s.applyFault(w, r, path) {
+		return
+	}
+
+	rt, id, allowed := s.match(r.Method, path)
+	if rt == nil {
+		if len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
+	c := &call{op: rt.op}
+	if !rt.public {
+		if !s.authenticate(w, r) {
+			return
+		}
+		if name := strings.TrimSpace(r.Header.Get("Tenant")); name != "" {
+			t := s.tenantByName(name)
+			if t == 0 {
+				s.log.Debug("unknown tenant in Tenant header", "op", c.op, "tenant", name)
+				writeJSON(w, http.StatusBadRequest, problem{ProblemDetails: adminapi.ProblemDetails{
+					Title: "Invalid tenant", Status: http.StatusBadRequest,
+					Errors: map[string][]string{"Tenant": {fmt.Sprintf("Tenant %q does not exist.", name)}},
+				}})
+				return
+			}
+			c.tenant = t
+		}
+	}
+	// Like ASP.NET parameter binding, after authentication: 400, not 404.
+	if id != "" {
+		n, err := strconv.Atoi(id)
+		if err != nil {
+			writeProblem(w, http.StatusBadRequest, "Bad Request", fmt.Sprintf("Failed to bind parameter \"int id\" from %q.", id))
+			return
+		}
+		c.id = n
+	}
+	rt.handle(w, r, c)
+}
+
+// match finds the route for method and path. With no route for the method,
+// allowed lists the methods that path does have.
+func (s *Simulator) match(method, path string) (rt *route, id string, allowed []string) {
+	segs := segments(path)
+	for i := range s.routes {
+		cand := &s.routes[i]
+		candID, ok := matchSegments(cand.pattern, segs)
+		if !ok {
+			continue
+		}
+		if cand.method == method {
+			return cand, candID, nil
+		}
+		if !slices.Contains(allowed, cand.method) {
+			allowed = append(allowed, cand.method)
+		}
+	}
+	return nil, "", allowed
+}
+
+func matchSegments(pattern, segs []string) (id string, ok bool) {
+	if len(pattern) != len(segs) {
+		return "", false
+	}
+	for i, p := range pattern {
+		if p == "{id}" {
+			id = segs[i]
+			continue
+		}
+		if p != segs[i] {
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// canonicalPath lower-cases p and drops one trailing slash, so that routes
+// and fault patterns match case-insensitively.
+func canonicalPath(p string) string {
+	p = strings.ToLower(p)
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+func segments(path string) []string {
+	path = strings.Trim(canonicalPath(path), "/")
+	if path == "" {
+		return nil
+	}
+	return strings.Split(path, "/")
+}
+
+// tenantByName returns the 1-based id of the tenant called name
+// (case-insensitive), or 0.
+func (s *Simulator) tenantByName(name string) int {
+	for i, t := range s.tenants {
+		if strings.EqualFold(t, name) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func (s *Simulator) tenantName(id int) string {
+	if id < 1 || id > len(s.tenants) {
+		return ""
+	}
+	return s.tenants[id-1]
+}
