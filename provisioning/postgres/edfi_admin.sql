@@ -1,0 +1,46 @@
+-- The EdFi_Admin tables that registration writes, in the shape of ODS/API
+-- 7.x (../shared/fixtures/edfi_admin_pg.sql), made idempotent so that
+-- `instancemgr setup` and `dev` can run it on every start.
+CREATE SCHEMA IF NOT EXISTS dbo;
+
+CREATE TABLE IF NOT EXISTS dbo.odsinstances (
+    odsinstanceid    serial       NOT NULL,
+    name             varchar(100) NOT NULL,
+    instancetype     varchar(100),
+    connectionstring varchar(1500),
+    CONSTRAINT odsinstances_pk PRIMARY KEY (odsinstanceid)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_name_instancetype ON dbo.odsinstances (name, instancetype);
+
+CREATE TABLE IF NOT EXISTS dbo.odsinstancecontexts (
+    odsinstancecontextid      serial      NOT NULL,
+    odsinstance_odsinstanceid integer     NOT NULL,
+    contextkey                varchar(50) NOT NULL,
+    contextvalue              varchar(50) NOT NULL,
+    CONSTRAINT odsinstancecontext_pkey PRIMARY KEY (odsinstancecontextid),
+    CONSTRAINT uc_odsinstancecontext_odsinstance_odsinstanceid_contextkey
+        UNIQUE (odsinstance_odsinstanceid, contextkey),
+    CONSTRAINT fk_odsinstancecontext_odsinstance_odsinstanceid
+        FOREIGN KEY (odsinstance_odsinstanceid) REFERENCES dbo.odsinstances (odsinstanceid)
+);
+
+CREATE TABLE IF NOT EXISTS dbo.odsinstancederivatives (
+    odsinstancederivativeid   serial      NOT NULL,
+    odsinstance_odsinstanceid integer     NOT NULL,
+    derivativetype            varchar(50) NOT NULL,
+    connectionstring          varchar(1500),
+    CONSTRAINT odsinstancederivative_pkey PRIMARY KEY (odsinstancederivativeid),
+    CONSTRAINT uc_odsinstancederivative_odsinstance_odsinstanceid_derivativety
+        UNIQUE (odsinstance_odsinstanceid, derivativetype),
+    CONSTRAINT fk_odsinstancederivative_odsinstance_odsinstanceid
+        FOREIGN KEY (odsinstance_odsinstanceid) REFERENCES dbo.odsinstances (odsinstanceid)
+);
+
+CREATE TABLE IF NOT EXISTS dbo.apiclientodsinstances (
+    apiclientodsinstanceid    serial  NOT NULL,
+    apiclient_apiclientid     integer NOT NULL,
+    odsinstance_odsinstanceid integer NOT NULL,
+    CONSTRAINT apiclientodsinstances_pkey PRIMARY KEY (apiclientodsinstanceid),
+    CONSTRAINT fk_apiclientodsinstances_odsinstances_odsinstance_odsinstanceid
+        FOREIGN KEY (odsinstance_odsinstanceid) REFERENCES dbo.odsinstances (odsinstanceid)
+);

@@ -1,0 +1,129 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// SQLSTATE codes the engine acts on.
+const (
+	codeDuplicateDatabase = "42P04" // CREATE DATABASE of a name that exists
+	codeUniqueViolation   = "23505" // the same, when two CREATE DATABASE race in the catalog
+	codeObjectInUse       = "55006" // the template has other sessions
+)
+
+// Engine runs DDL on one PostgreSQL server through its maintenance database.
+type Engine struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	// TemplateBusyWait bounds how long CreateDatabase retries a busy
+	// template before it gives the job back as transient.
+	TemplateBusyWait time.Duration
+}
+
+// NewEngine connects to the server's maintenance database (the tenant's
+// "master" connection string, in pgx form).
+func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*Engine, error) {
+	pool, err := newPool(ctx, pgxConnString, 4)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the PostgreSQL maintenance database: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{pool: pool, log: log, TemplateBusyWait: 30 * time.Second}, nil
+}
+
+func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		// pgx's parse errors can quote the input; say only what failed.
+		return nil, errors.New("connection string does not parse")
+	}
+	cfg.MaxConns = maxConns
+	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return pool, nil
+}
+
+// Close releases the engine's connections.
+func (e *Engine) Close() { e.pool.Close() }
+
+// Pool is the engine's connection pool, for set-up code such as the dev
+// mode's template creation.
+func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
+
+// DatabaseExists implements provisioning.Engine.
+func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
+	var exists bool
+	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up database %q: %w", name, transient(err))
+	}
+	return exists, nil
+}
+
+// CreateDatabase implements provisioning.Engine. A busy template (another
+// session connected to it) is retried with backoff for TemplateBusyWait.
+func (e *Engine) CreateDatabase(ctx context.Context, name, template string) (bool, error) {
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	bo.MaxElapsedTime = e.TemplateBusyWait
+	created := false
+	op := func() error {
+		_, err := e.pool.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			created = true
+			return nil
+		case isDuplicateDatabase(err):
+			return nil
+		case errors.As(err, &pgErr) && pgErr.Code == codeObjectInUse:
+			e.log.Warn("template is busy, retrying", "template", template, "database", name)
+			return err
+		default:
+			return backoff.Permanent(err)
+		}
+	}
+	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+		return false, fmt.Errorf("create database %q from template %q: %w", name, template, transient(err))
+	}
+	return created, nil
+}
+
+func isDuplicateDatabase(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == codeDuplicateDatabase || pgErr.Code == codeUniqueViolation)
+}
+
+// transient marks errors that are worth retrying later: everything but
+// errors the server says are about the request itself.
+func transient(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", "53", "55", "57", "40": // connection, resources, object state, shutdown, rollback
+			return fmt.Errorf("%w: %w", provisioning.ErrTransient, err)
+		}
+		return err
+	}
+	// Not an answer from the server: network trouble, timeouts.
+	return fmt.Errorf("%w: %w", provisioning.ErrTransient, err)
+}
+
+var _ provisioning.Engine = (*Engine)(nil)
