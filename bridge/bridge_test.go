@@ -1,0 +1,181 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+func client(t *testing.T, s *simulatortest.Server) *adminapi.Client {
+	t.Helper()
+	c, err := adminapi.New(adminapi.Config{BaseURL: s.URL, TokenURL: s.TokenURL, ClientID: s.ClientID, ClientSecret: s.ClientSecret, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func request(t *testing.T, s *simulatortest.Server, tenant string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := s.CreateInstance(tenant, adminapi.InstanceRequest{Name: fmt.Sprintf("%s %d", tenant, i), InstanceType: "enterprise",
+			OdsInstanceContexts: []adminapi.OdsInstanceContext{{ContextKey: "k", ContextValue: strconv.Itoa(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), "INSTANCES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// A request that stays pending long past the de-duplication window still
+// enters the stream once, and the job carries the request's details.
+func TestJobEntersTheStreamOnceBeyondTheDuplicateWindow(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{Tenants: []string{"t1", "t2"}})
+	request(t, sim, "t1", 3)
+	request(t, sim, "t2", 2)
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	window := 200 * time.Millisecond
+	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{DuplicateWindow: window}); err != nil {
+		t.Fatal(err)
+	}
+	b := bridge.New(client(t, sim), js, bridge.Options{})
+	st, err := b.Poll(context.Background())
+	if err != nil || st.Published != 5 || st.Pending != 5 {
+		t.Fatalf("first poll %+v, %v; want 5 published", st, err)
+	}
+	// Let the de-duplication window pass: only the per-subject guard remains.
+	time.Sleep(2 * window)
+	st, err = b.Poll(context.Background())
+	if err != nil || st.Published != 0 || st.AlreadyQueued != 5 {
+		t.Fatalf("second poll %+v, %v; want 5 already queued", st, err)
+	}
+	if n := streamMsgs(t, js); n != 5 {
+		t.Fatalf("stream holds %d jobs, want 5", n)
+	}
+
+	s, _ := js.Stream(context.Background(), "INSTANCES")
+	rec := sim.Instances()[0]
+	raw, err := s.GetLastMsgForSubject(context.Background(), job.NewCreate(rec.TenantName, rec.ID, "").Subject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := job.Decode(raw.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Name != rec.Name || j.InstanceType != "enterprise" || len(j.Contexts) != 1 || j.Tenant != rec.TenantName {
+		t.Fatalf("job %+v does not carry the request %+v", j, rec)
+	}
+	if raw.Header.Get(jetstream.MsgIDHeader) != j.ID {
+		t.Fatalf("message ID %q, want the job ID %q", raw.Header.Get(jetstream.MsgIDHeader), j.ID)
+	}
+}
+
+// Two bridges polling at once still publish each job once: the stream's
+// per-subject guard settles the race, not a check in the bridge.
+func TestRacingBridgesPublishOnce(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{})
+	request(t, sim, "default", 40)
+	url := testenv.NATS(t)
+	_, js := testenv.JetStream(t, url)
+	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := bridge.Stats{}
+	for range 4 {
+		_, js := testenv.JetStream(t, url)
+		b := bridge.New(client(t, sim), js, bridge.Options{})
+		wg.Go(func() {
+			st, err := b.Poll(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			total.Published += st.Published
+			total.AlreadyQueued += st.AlreadyQueued
+			total.Failed += st.Failed
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if total.Published != 40 || total.AlreadyQueued != 120 || total.Failed != 0 {
+		t.Fatalf("stats over four bridges %+v, want 40 published and 120 already queued", total)
+	}
+	if n := streamMsgs(t, js); n != 40 {
+		t.Fatalf("stream holds %d jobs, want 40", n)
+	}
+}
+
+// A publish that JetStream did not acknowledge is not counted and is tried
+// again on the next poll: nothing is lost while NATS is away.
+func TestFailedPublishIsRetriedNextPoll(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{})
+	request(t, sim, "default", 3)
+	dir := t.TempDir()
+	ns, err := embednats.Start(embednats.Options{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(ns.ClientURL())
+	port, _ := strconv.Atoi(u.Port())
+	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	b := bridge.New(client(t, sim), js, bridge.Options{})
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	st, err := b.Poll(ctx)
+	cancel()
+	if err == nil && st.Published > 0 {
+		t.Fatalf("published %d jobs with NATS down", st.Published)
+	}
+
+	ns, err = embednats.Start(embednats.Options{StoreDir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	testenv.Eventually(t, 30*time.Second, "the bridge to publish after NATS is back", func() bool {
+		st, err = b.Poll(context.Background())
+		return err == nil && st.Published+st.AlreadyQueued == 3
+	})
+	if n := streamMsgs(t, js); n != 3 {
+		t.Fatalf("stream holds %d jobs, want 3", n)
+	}
+}

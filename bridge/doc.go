@@ -1,0 +1,13 @@
+// Package bridge polls the Admin API for pending instance requests and
+// publishes each as one job on JetStream.
+//
+// A job enters the stream once, however many polls see it and however long
+// it stays pending: each instance and operation has its own subject, and the
+// bridge publishes with "expected last subject sequence 0", so the stream
+// refuses a second message on a subject that already holds one. The message
+// ID (the job ID) adds JetStream's de-duplication window on top, for two
+// bridges racing. A publish counts only when JetStream acknowledged it; a
+// failed publish is simply tried again on the next poll.
+//
+// The bridge never changes anything in the Admin API.
+package bridge

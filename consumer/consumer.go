@@ -1,0 +1,301 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/internal/job"
+)
+
+// Handler carries out one operation.
+type Handler interface {
+	Handle(ctx context.Context, d Delivery) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, d Delivery) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, d Delivery) error { return f(ctx, d) }
+
+// Delivery is one delivery of a job.
+type Delivery struct {
+	Job job.Job
+	// Attempt counts deliveries of this job, from 1.
+	Attempt uint64
+	Subject string
+}
+
+// Result is how a delivery ended.
+type Result string
+
+// The results of a delivery.
+const (
+	Acked      Result = "acked"      // done; the effect is committed
+	Retried    Result = "retried"    // failed, nak with delay
+	Terminated Result = "terminated" // failed for good
+	Released   Result = "released"   // shutdown: nak now, for another replica
+)
+
+// Outcome is reported to Options.Observe after every delivery.
+type Outcome struct {
+	Delivery Delivery
+	Result   Result
+	Err      error
+}
+
+// Options configure a consumer replica.
+type Options struct {
+	// Concurrency is how many jobs this replica runs at once.
+	Concurrency int
+	// Heartbeat is how often a running job renews its lock; it must be well
+	// inside the ack wait. A negative value disables heartbeats (tests that
+	// need a lock to expire under a running job).
+	Heartbeat time.Duration
+	// ShutdownGrace is how long in-flight jobs may run after Run's context
+	// ends before they are cancelled and released.
+	ShutdownGrace time.Duration
+	// PullWait is how long one pull waits for a message.
+	PullWait time.Duration
+	// RetryDelay is the nak delay after the given failed attempt.
+	RetryDelay func(attempt uint64) time.Duration
+	// MaxDeliver is the consumer's MaxDeliver, to log when a job gives up.
+	MaxDeliver int
+	// AckWait and BackOff are the durable consumer's, so that a nak's delay
+	// can be told to the server in its terms (see nakDelay).
+	AckWait time.Duration
+	BackOff []time.Duration
+	Logger  *slog.Logger
+	// Observe, if set, hears the outcome of every delivery (tests, metrics).
+	Observe func(Outcome)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 10 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.PullWait <= 0 {
+		o.PullWait = 5 * time.Second
+	}
+	if o.RetryDelay == nil {
+		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// DefaultRetryDelay doubles from 2 s to at most 2 min.
+var DefaultRetryDelay = ExponentialDelay(2*time.Second, 2*time.Minute)
+
+// ExponentialDelay returns a nak delay that starts at base after the first
+// attempt and doubles up to max.
+func ExponentialDelay(base, max time.Duration) func(attempt uint64) time.Duration {
+	return func(attempt uint64) time.Duration {
+		d := base
+		for i := uint64(1); i < attempt && d < max; i++ {
+			d *= 2
+		}
+		return min(d, max)
+	}
+}
+
+// Consumer is one replica.
+type Consumer struct {
+	cons     jetstream.Consumer
+	handlers map[job.Operation]Handler
+	opts     Options
+	log      *slog.Logger
+	chain    message.HandlerFunc
+}
+
+type deliveryKey struct{}
+
+// New builds a replica that pulls from cons.
+func New(cons jetstream.Consumer, handlers map[job.Operation]Handler, opts Options) *Consumer {
+	opts = opts.withDefaults()
+	c := &Consumer{cons: cons, handlers: handlers, opts: opts, log: opts.Logger}
+	c.chain = middleware.Recoverer(middleware.CorrelationID(c.dispatch))
+	return c
+}
+
+// Run pulls and handles jobs until ctx ends, then drains: it stops pulling,
+// lets in-flight jobs finish for ShutdownGrace, then cancels and releases
+// the rest, and returns.
+func (c *Consumer) Run(ctx context.Context) error {
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	var wg sync.WaitGroup
+	for range c.opts.Concurrency {
+		wg.Go(func() { c.work(ctx, jobCtx) })
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+	}
+	c.log.Info("draining: no new pulls, waiting for in-flight jobs", "grace", c.opts.ShutdownGrace)
+	timer := time.NewTimer(c.opts.ShutdownGrace)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		c.log.Warn("shutdown grace ran out: cancelling and releasing in-flight jobs")
+		cancelJobs()
+		<-drained
+	}
+	return nil
+}
+
+// work pulls one message at a time, only when it is free to run it: a
+// message waiting in a local buffer would hold a lock nobody renews.
+func (c *Consumer) work(ctx, jobCtx context.Context) {
+	for ctx.Err() == nil {
+		pullCtx, cancel := context.WithTimeout(ctx, c.opts.PullWait)
+		msg, err := c.cons.Next(jetstream.FetchContext(pullCtx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
+				continue
+			}
+			c.log.Warn("pull failed", "err", err)
+			select { // do not spin while NATS is away
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		c.process(jobCtx, msg)
+	}
+}
+
+func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
+	d := Delivery{Subject: msg.Subject(), Attempt: 1}
+	if md, err := msg.Metadata(); err == nil {
+		d.Attempt = md.NumDelivered
+	}
+	stopHeartbeat := c.heartbeat(ctx, msg)
+	wm := message.NewMessage(msg.Headers().Get(jetstream.MsgIDHeader), msg.Data())
+	middleware.SetCorrelationID(msg.Headers().Get(jetstream.MsgIDHeader), wm)
+	wm.SetContext(context.WithValue(ctx, deliveryKey{}, &d))
+	_, err := c.chain(wm)
+	stopHeartbeat()
+	c.settle(ctx, msg, d, err)
+}
+
+// dispatch is the innermost watermill handler: decode, pick the handler,
+// run it.
+func (c *Consumer) dispatch(wm *message.Message) ([]*message.Message, error) {
+	ctx := wm.Context()
+	d := ctx.Value(deliveryKey{}).(*Delivery)
+	j, err := job.Decode(wm.Payload)
+	if err != nil {
+		return nil, err
+	}
+	d.Job = j
+	h, ok := c.handlers[j.Operation]
+	if !ok {
+		return nil, Terminal(fmt.Errorf("no handler for operation %q", j.Operation))
+	}
+	return nil, h.Handle(ctx, *d)
+}
+
+// heartbeat renews the lock until the returned stop is called.
+func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func()) {
+	if c.opts.Heartbeat < 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(c.opts.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					c.log.Warn("heartbeat failed; the lock may expire", "subject", msg.Subject(), "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// nakDelay converts the wanted retry delay into what to send with the nak.
+// With BackOff set, JetStream redelivers a nak'd message after the delay
+// plus (BackOff[attempt-1] - AckWait), so that surplus is taken off; a retry
+// then waits the wanted delay or the backoff step, whichever is longer. A
+// plain nak (no delay) would mean "now", so the floor is a millisecond.
+func (c *Consumer) nakDelay(attempt uint64, want time.Duration) time.Duration {
+	if n := len(c.opts.BackOff); n > 0 && attempt > 0 {
+		step := c.opts.BackOff[min(int(attempt)-1, n-1)]
+		want -= max(0, step-c.opts.AckWait)
+	}
+	return max(want, time.Millisecond)
+}
+
+func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
+	log := c.log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID, "attempt", d.Attempt, "subject", d.Subject)
+	// Settling must happen even when the job's context was cancelled.
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var result Result
+	switch {
+	case err == nil:
+		result = Acked
+		if aerr := msg.DoubleAck(settleCtx); aerr != nil {
+			// The effect is committed; a redelivery will find it done.
+			log.Warn("job done but the ack was not confirmed", "err", aerr)
+		} else {
+			log.Info("job done")
+		}
+	case ctx.Err() != nil:
+		result = Released
+		log.Warn("job interrupted by shutdown; released for another replica", "err", err)
+		if nerr := msg.Nak(); nerr != nil {
+			log.Warn("release failed; the lock will expire instead", "err", nerr)
+		}
+	case IsTerminal(err):
+		result = Terminated
+		log.Error("job failed for good", "err", err)
+		if terr := msg.TermWithReason(err.Error()); terr != nil {
+			log.Warn("term failed", "err", terr)
+		}
+	default:
+		result = Retried
+		delay := c.opts.RetryDelay(d.Attempt)
+		if c.opts.MaxDeliver > 0 && d.Attempt >= uint64(c.opts.MaxDeliver) {
+			log.Error("job failed on its last delivery", "err", err)
+		} else {
+			log.Warn("job failed; will retry", "err", err, "retry_in", delay)
+		}
+		if nerr := msg.NakWithDelay(c.nakDelay(d.Attempt, delay)); nerr != nil {
+			log.Warn("nak failed; the lock will expire instead", "err", nerr)
+		}
+	}
+	if c.opts.Observe != nil {
+		c.opts.Observe(Outcome{Delivery: d, Result: result, Err: err})
+	}
+}

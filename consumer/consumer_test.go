@@ -1,0 +1,255 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+type rig struct {
+	t        *testing.T
+	js       jetstream.JetStream
+	cons     jetstream.Consumer
+	outcomes chan consumer.Outcome
+}
+
+func newRig(t *testing.T, ackWait time.Duration) *rig {
+	t.Helper()
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	cons, err := job.Ensure(context.Background(), js, job.StreamConfig{AckWait: ackWait, MaxDeliver: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, js: js, cons: cons, outcomes: make(chan consumer.Outcome, 100)}
+}
+
+func (r *rig) publish(id int) {
+	r.t.Helper()
+	j := job.NewCreate("default", id, "n")
+	data, err := job.Encode(j)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.js.Publish(context.Background(), j.Subject(), data); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// run starts a replica; the returned stop cancels it and waits for Run.
+func (r *rig) run(h consumer.HandlerFunc, o consumer.Options) (stop func()) {
+	o.Observe = func(out consumer.Outcome) { r.outcomes <- out }
+	o.PullWait = 500 * time.Millisecond
+	if o.RetryDelay == nil {
+		o.RetryDelay = func(uint64) time.Duration { return 10 * time.Millisecond }
+	}
+	c := consumer.New(r.cons, map[job.Operation]consumer.Handler{job.OpCreate: h}, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	r.t.Cleanup(stop)
+	return stop
+}
+
+func (r *rig) next() consumer.Outcome {
+	r.t.Helper()
+	select {
+	case o := <-r.outcomes:
+		return o
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("no outcome within 30s")
+		return consumer.Outcome{}
+	}
+}
+
+func (r *rig) info() *jetstream.ConsumerInfo {
+	r.t.Helper()
+	info, err := r.cons.Info(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return info
+}
+
+// A job that runs three times longer than the ack wait keeps its lock by
+// heartbeating: it is delivered once.
+func TestHeartbeatKeepsTheLock(t *testing.T) {
+	r := newRig(t, time.Second)
+	var calls atomic.Int32
+	r.run(func(ctx context.Context, d consumer.Delivery) error {
+		calls.Add(1)
+		select { // the work itself: three ack waits long
+		case <-time.After(3 * time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, consumer.Options{Concurrency: 2, Heartbeat: 250 * time.Millisecond})
+	r.publish(1)
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Attempt != 1 {
+		t.Fatalf("outcome %+v, want acked on the first delivery", o)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+	if info := r.info(); info.NumRedelivered != 0 || info.NumAckPending != 0 {
+		t.Fatalf("redelivered %d, un-acked %d; want 0, 0", info.NumRedelivered, info.NumAckPending)
+	}
+}
+
+// The same job without heartbeats loses its lock and is delivered again:
+// the heartbeat is what holds it.
+func TestWithoutHeartbeatTheLockExpires(t *testing.T) {
+	r := newRig(t, time.Second)
+	var calls atomic.Int32
+	r.run(func(ctx context.Context, d consumer.Delivery) error {
+		if calls.Add(1) == 1 {
+			select {
+			case <-time.After(3 * time.Second):
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	}, consumer.Options{Concurrency: 2, Heartbeat: -1})
+	r.publish(1)
+	first, second := r.next(), r.next()
+	if first.Delivery.Attempt+second.Delivery.Attempt != 3 {
+		t.Fatalf("attempts %d and %d, want a first delivery and a redelivery", first.Delivery.Attempt, second.Delivery.Attempt)
+	}
+}
+
+// Shutdown drains: no new pulls, the in-flight job finishes and is acked.
+func TestShutdownFinishesInFlightJobs(t *testing.T) {
+	r := newRig(t, 5*time.Second)
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	stop := r.run(func(ctx context.Context, d consumer.Delivery) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}, consumer.Options{Concurrency: 1, ShutdownGrace: time.Minute})
+	r.publish(1)
+	<-started
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	r.publish(2) // must not be pulled: the replica is draining
+	select {
+	case <-stopped:
+		t.Fatal("Run returned while a job was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Job.InstanceID != 1 {
+		t.Fatalf("outcome %+v, want job 1 acked", o)
+	}
+	select {
+	case o := <-r.outcomes:
+		t.Fatalf("a job was pulled after shutdown began: %+v", o)
+	default:
+	}
+	if info := r.info(); info.NumPending != 1 || info.NumAckPending != 0 {
+		t.Fatalf("pending %d un-acked %d, want job 2 left pending and nothing held", info.NumPending, info.NumAckPending)
+	}
+}
+
+// A job still running when the grace period ends is cancelled and released
+// at once for another replica, not left to wait out its lock.
+func TestShutdownReleasesJobsAfterGrace(t *testing.T) {
+	r := newRig(t, time.Minute)
+	started := make(chan struct{}, 10)
+	stop := r.run(func(ctx context.Context, d consumer.Delivery) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}, consumer.Options{Concurrency: 1, ShutdownGrace: 100 * time.Millisecond})
+	r.publish(1)
+	<-started
+	stop()
+	if o := r.next(); o.Result != consumer.Released {
+		t.Fatalf("outcome %+v, want released", o)
+	}
+	// Released, so another replica gets it now rather than after a minute.
+	r.run(func(ctx context.Context, d consumer.Delivery) error { return nil }, consumer.Options{Concurrency: 1})
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Attempt != 2 {
+		t.Fatalf("outcome %+v, want acked on delivery 2", o)
+	}
+}
+
+// Malformed messages are terminated, and the replica goes on serving.
+func TestMalformedMessagesAreTerminated(t *testing.T) {
+	r := newRig(t, 5*time.Second)
+	r.run(func(ctx context.Context, d consumer.Delivery) error { return nil }, consumer.Options{Concurrency: 1})
+	for _, body := range []string{`not json`, `{"version":99}`, `{"version":1,"jobId":"x","operation":"explode","tenant":"t","instanceId":1,"name":"n"}`} {
+		if _, err := r.js.Publish(context.Background(), "instances.create.default.1", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		o := r.next()
+		if o.Result != consumer.Terminated || !errors.Is(o.Err, job.ErrMalformed) {
+			t.Fatalf("%s: outcome %s (%v), want terminated as malformed", body, o.Result, o.Err)
+		}
+	}
+	r.publish(2)
+	if o := r.next(); o.Result != consumer.Acked {
+		t.Fatalf("the next good job ended %s (%v)", o.Result, o.Err)
+	}
+	if info := r.info(); info.NumRedelivered != 0 {
+		t.Fatalf("%d redeliveries; terminated messages must not come back", info.NumRedelivered)
+	}
+}
+
+// A failure is retried with a nak; a panic is recovered and retried; a
+// terminal error is not retried.
+func TestFailuresAreRetriedOrTerminated(t *testing.T) {
+	r := newRig(t, 5*time.Second)
+	var calls atomic.Int32
+	r.run(func(ctx context.Context, d consumer.Delivery) error {
+		switch d.Job.InstanceID {
+		case 1:
+			if calls.Add(1) == 1 {
+				return errors.New("database unreachable")
+			}
+			return nil
+		case 2:
+			if d.Attempt == 1 {
+				panic("bug")
+			}
+			return nil
+		default:
+			return consumer.Terminal(errors.New("no such tenant"))
+		}
+	}, consumer.Options{Concurrency: 1})
+	r.publish(1)
+	if o := r.next(); o.Result != consumer.Retried {
+		t.Fatalf("first attempt %s, want retried", o.Result)
+	}
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Attempt != 2 {
+		t.Fatalf("second attempt %+v, want acked on delivery 2", o)
+	}
+	r.publish(2)
+	if o := r.next(); o.Result != consumer.Retried || o.Err == nil {
+		t.Fatalf("panic gave %+v, want a retry", o)
+	}
+	if o := r.next(); o.Result != consumer.Acked {
+		t.Fatalf("after the panic: %+v", o)
+	}
+	r.publish(3)
+	if o := r.next(); o.Result != consumer.Terminated || o.Delivery.Attempt != 1 {
+		t.Fatalf("terminal error gave %+v", o)
+	}
+}

@@ -1,0 +1,169 @@
+// Package app wires the configured parts together: the Admin API client,
+// NATS, the per-tenant database targets, the bridge and the consumer. The
+// binary and the integration tests both build the system through it, so the
+// tests run what production runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// AdminClient builds the Admin API client from the configuration.
+func AdminClient(cfg *config.Config, log *slog.Logger) (*adminapi.Client, error) {
+	return adminapi.New(adminapi.Config{
+		BaseURL:      cfg.AdminAPI.BaseURL,
+		TokenURL:     cfg.AdminAPI.TokenURL,
+		ClientID:     cfg.AdminAPI.ClientID,
+		ClientSecret: cfg.AdminAPI.ClientSecret,
+		Timeout:      cfg.AdminAPI.Timeout.D(),
+		MaxAttempts:  cfg.AdminAPI.MaxAttempts,
+		Logger:       log,
+	})
+}
+
+// ConnectNATS connects with endless reconnects: a replica rides out a NATS
+// restart instead of dying with jobs in flight.
+func ConnectNATS(cfg *config.Config, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }),
+	}
+	if cfg.NATS.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATS.CredsFile))
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// Targets opens each tenant's database connections on first use and keeps
+// them. Tenants that share a configuration entry share its connections.
+type Targets struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	mu      sync.Mutex
+	byEntry map[string]*consumer.Target
+	closers []func()
+}
+
+// NewTargets returns a resolver over cfg.Tenants.
+func NewTargets(cfg *config.Config, log *slog.Logger) *Targets {
+	return &Targets{cfg: cfg, log: log, byEntry: map[string]*consumer.Target{}}
+}
+
+// Target implements consumer.Targets.
+func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, error) {
+	tg, err := t.cfg.Target(tenant)
+	if err != nil {
+		if errors.Is(err, config.ErrUnknownTenant) {
+			return nil, consumer.Terminal(err)
+		}
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ct, ok := t.byEntry[tg.Entry]; ok {
+		return ct, nil
+	}
+	engine, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
+	}
+	ct := &consumer.Target{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
+	t.closers = append(t.closers, engine.Close)
+	if t.cfg.RegisterEnabled() {
+		reg, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Admin.Redacted(), err)
+		}
+		ct.Registry = reg
+		t.closers = append(t.closers, reg.Close)
+	}
+	t.byEntry[tg.Entry] = ct
+	return ct, nil
+}
+
+// Close closes every connection opened.
+func (t *Targets) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.closers {
+		c()
+	}
+	t.closers, t.byEntry = nil, map[string]*consumer.Target{}
+}
+
+// ConsumerDeps are the parts a consumer replica is built from.
+type ConsumerDeps struct {
+	JS      jetstream.JetStream
+	API     consumer.AdminAPI
+	Targets consumer.Targets
+	Log     *slog.Logger
+	// Test seams.
+	Hooks            consumer.CreateHooks
+	Observe          func(consumer.Outcome)
+	DisableHeartbeat bool
+}
+
+// NewConsumer ensures the stream and durable consumer exist and builds a
+// replica.
+func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*consumer.Consumer, error) {
+	sc := cfg.StreamConfig().WithDefaults()
+	cons, err := job.Ensure(ctx, d.JS, sc)
+	if err != nil {
+		return nil, err
+	}
+	hb := cfg.Consumer.Heartbeat.D()
+	if d.DisableHeartbeat {
+		hb = -1
+	}
+	create := &consumer.Create{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), Log: d.Log, Hooks: d.Hooks}
+	return consumer.New(cons, map[job.Operation]consumer.Handler{job.OpCreate: create}, consumer.Options{
+		Concurrency:   cfg.Consumer.Concurrency,
+		Heartbeat:     hb,
+		ShutdownGrace: cfg.Consumer.ShutdownGrace.D(),
+		MaxDeliver:    cfg.NATS.MaxDeliver,
+		AckWait:       sc.AckWait,
+		BackOff:       sc.BackOff,
+		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
+		Logger:        d.Log,
+		Observe:       d.Observe,
+	}), nil
+}
+
+// NewBridge ensures the stream exists and builds a bridge.
+func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, js jetstream.JetStream, log *slog.Logger) (*bridge.Bridge, error) {
+	if _, err := job.EnsureStream(ctx, js, cfg.StreamConfig()); err != nil {
+		return nil, err
+	}
+	return bridge.New(api, js, bridge.Options{Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log}), nil
+}

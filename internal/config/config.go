@@ -1,0 +1,410 @@
+// Package config reads instancemgr's one YAML file, applies environment
+// overrides for secrets, and validates everything once at start-up,
+// reporting every problem at once with the key that is wrong.
+//
+// It never prints a secret: String and errors name keys, not values.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	AdminAPI     AdminAPI          `yaml:"adminApi"`
+	NATS         NATS              `yaml:"nats"`
+	Bridge       Bridge            `yaml:"bridge"`
+	Consumer     Consumer          `yaml:"consumer"`
+	Provisioning Provisioning      `yaml:"provisioning"`
+	Tenants      map[string]Tenant `yaml:"tenants"`
+	LogLevel     string            `yaml:"logLevel"`
+}
+
+// AdminAPI says how to reach the Admin API.
+type AdminAPI struct {
+	BaseURL      string   `yaml:"baseUrl"`
+	TokenURL     string   `yaml:"tokenUrl"` // default: baseUrl + /connect/token
+	ClientID     string   `yaml:"clientId"`
+	ClientSecret string   `yaml:"clientSecret"` // better from INSTANCEMGR_ADMINAPI_CLIENT_SECRET
+	Timeout      Duration `yaml:"timeout"`
+	MaxAttempts  int      `yaml:"maxAttempts"`
+}
+
+// NATS says where JetStream is and how the job stream is set up.
+type NATS struct {
+	URL             string     `yaml:"url"`
+	CredsFile       string     `yaml:"credsFile"`
+	Stream          string     `yaml:"stream"`
+	Consumer        string     `yaml:"consumer"`
+	Replicas        int        `yaml:"replicas"`
+	AckWait         Duration   `yaml:"ackWait"`
+	MaxDeliver      int        `yaml:"maxDeliver"`
+	BackOff         []Duration `yaml:"backoff"`
+	MaxAckPending   int        `yaml:"maxAckPending"`
+	DuplicateWindow Duration   `yaml:"duplicateWindow"`
+	MaxAge          Duration   `yaml:"maxAge"`
+}
+
+// Bridge configures the poller.
+type Bridge struct {
+	PollInterval Duration `yaml:"pollInterval"`
+}
+
+// Consumer configures each consumer replica.
+type Consumer struct {
+	Concurrency   int      `yaml:"concurrency"`
+	ShutdownGrace Duration `yaml:"shutdownGrace"`
+	// Heartbeat is how often a running job renews its lock; default ackWait/3.
+	Heartbeat Duration `yaml:"heartbeat"`
+	// RetryDelay is the nak delay after a first failed attempt; it doubles
+	// with each attempt up to MaxRetryDelay.
+	RetryDelay    Duration `yaml:"retryDelay"`
+	MaxRetryDelay Duration `yaml:"maxRetryDelay"`
+}
+
+// Provisioning configures what is created and how it is named.
+type Provisioning struct {
+	Engine      string `yaml:"engine"`      // "postgres"
+	Template    string `yaml:"template"`    // template database to copy
+	NamePattern string `yaml:"namePattern"` // default EdFi_Ods_{name}
+	// Register switches the worker's own EdFi_Admin registration; turn it
+	// off for an Admin API that registers on /completed itself.
+	Register *bool `yaml:"register"`
+}
+
+// Tenant maps a tenant to its database server. The entry named "default"
+// serves every tenant without an entry of its own.
+type Tenant struct {
+	// Master is used for DDL (CREATE DATABASE) on the tenant's server.
+	Master string `yaml:"master"`
+	// Admin is the tenant's EdFi_Admin database.
+	Admin string `yaml:"admin"`
+	// ODS is the connection string stored for the ODS/API, with {0} for
+	// the database name.
+	ODS string `yaml:"ods"`
+}
+
+// DefaultTenant is the name of the fallback tenant entry.
+const DefaultTenant = "default"
+
+// Duration is a time.Duration read from YAML as "30s", "2m", ...
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s or 2m", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads path (may be empty for defaults only), applies environment
+// overrides and defaults, and validates.
+func Load(path string, env func(string) string) (*Config, error) {
+	var c Config
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.Complete(env); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Complete applies environment overrides (env nil means os.Getenv) and
+// defaults, then validates. Load calls it; code that builds a Config itself
+// (the dev mode, tests) calls it too.
+func (c *Config) Complete(env func(string) string) error {
+	if env == nil {
+		env = os.Getenv
+	}
+	c.applyEnv(env)
+	c.applyDefaults()
+	return c.Validate()
+}
+
+// Environment overrides: secrets belong in the environment, not the file.
+//
+//	INSTANCEMGR_ADMINAPI_CLIENT_ID, INSTANCEMGR_ADMINAPI_CLIENT_SECRET,
+//	INSTANCEMGR_NATS_URL,
+//	INSTANCEMGR_TENANT_<NAME>_MASTER, _ADMIN, _ODS (NAME upper-cased, other
+//	characters than letters and digits as '_').
+func (c *Config) applyEnv(env func(string) string) {
+	set := func(dst *string, key string) {
+		if v := env(key); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.AdminAPI.ClientID, "INSTANCEMGR_ADMINAPI_CLIENT_ID")
+	set(&c.AdminAPI.ClientSecret, "INSTANCEMGR_ADMINAPI_CLIENT_SECRET")
+	set(&c.NATS.URL, "INSTANCEMGR_NATS_URL")
+	for name, t := range c.Tenants {
+		p := "INSTANCEMGR_TENANT_" + EnvName(name) + "_"
+		set(&t.Master, p+"MASTER")
+		set(&t.Admin, p+"ADMIN")
+		set(&t.ODS, p+"ODS")
+		c.Tenants[name] = t
+	}
+}
+
+// EnvName is how a tenant name appears in an environment variable.
+func EnvName(tenant string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, tenant)
+}
+
+func (c *Config) applyDefaults() {
+	if c.AdminAPI.TokenURL == "" && c.AdminAPI.BaseURL != "" {
+		c.AdminAPI.TokenURL = strings.TrimRight(c.AdminAPI.BaseURL, "/") + "/connect/token"
+	}
+	if c.AdminAPI.Timeout == 0 {
+		c.AdminAPI.Timeout = Duration(10 * time.Second)
+	}
+	if c.AdminAPI.MaxAttempts == 0 {
+		c.AdminAPI.MaxAttempts = 4
+	}
+	if c.NATS.URL == "" {
+		c.NATS.URL = "nats://127.0.0.1:4222"
+	}
+	sc := c.StreamConfig().WithDefaults()
+	c.NATS.Stream, c.NATS.Consumer, c.NATS.Replicas = sc.Stream, sc.Consumer, sc.Replicas
+	c.NATS.AckWait, c.NATS.MaxDeliver, c.NATS.MaxAckPending = Duration(sc.AckWait), sc.MaxDeliver, sc.MaxAckPending
+	c.NATS.DuplicateWindow, c.NATS.MaxAge = Duration(sc.DuplicateWindow), Duration(sc.MaxAge)
+	c.NATS.BackOff = nil
+	for _, d := range sc.BackOff {
+		c.NATS.BackOff = append(c.NATS.BackOff, Duration(d))
+	}
+	if c.Bridge.PollInterval == 0 {
+		c.Bridge.PollInterval = Duration(10 * time.Second)
+	}
+	if c.Consumer.Concurrency == 0 {
+		c.Consumer.Concurrency = 4
+	}
+	if c.Consumer.ShutdownGrace == 0 {
+		c.Consumer.ShutdownGrace = Duration(30 * time.Second)
+	}
+	if c.Consumer.RetryDelay == 0 {
+		c.Consumer.RetryDelay = Duration(2 * time.Second)
+	}
+	if c.Consumer.MaxRetryDelay == 0 {
+		c.Consumer.MaxRetryDelay = Duration(2 * time.Minute)
+	}
+	if c.Consumer.Heartbeat == 0 {
+		c.Consumer.Heartbeat = c.NATS.AckWait / 3
+	}
+	if c.Provisioning.Engine == "" {
+		c.Provisioning.Engine = "postgres"
+	}
+	if c.Provisioning.Template == "" {
+		c.Provisioning.Template = "Ods_Minimal_Template"
+	}
+	if c.Provisioning.NamePattern == "" {
+		c.Provisioning.NamePattern = provisioning.DefaultNamePattern
+	}
+	if c.Provisioning.Register == nil {
+		t := true
+		c.Provisioning.Register = &t
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+// StreamConfig is the job stream's set-up.
+func (c *Config) StreamConfig() job.StreamConfig {
+	sc := job.StreamConfig{
+		Stream: c.NATS.Stream, Consumer: c.NATS.Consumer, Replicas: c.NATS.Replicas,
+		AckWait: c.NATS.AckWait.D(), MaxDeliver: c.NATS.MaxDeliver, MaxAckPending: c.NATS.MaxAckPending,
+		DuplicateWindow: c.NATS.DuplicateWindow.D(), MaxAge: c.NATS.MaxAge.D(),
+	}
+	for _, d := range c.NATS.BackOff {
+		sc.BackOff = append(sc.BackOff, d.D())
+	}
+	return sc
+}
+
+// Naming is the configured naming rule.
+func (c *Config) Naming() provisioning.Naming {
+	return provisioning.Naming{Pattern: c.Provisioning.NamePattern}
+}
+
+// RegisterEnabled reports whether the worker writes EdFi_Admin itself.
+func (c *Config) RegisterEnabled() bool {
+	return c.Provisioning.Register == nil || *c.Provisioning.Register
+}
+
+// Validate reports every problem at once, each prefixed with its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.AdminAPI.BaseURL == "" {
+		bad("adminApi.baseUrl", "is required")
+	} else if !isHTTPURL(c.AdminAPI.BaseURL) {
+		bad("adminApi.baseUrl", "must be an http(s) URL")
+	}
+	if c.AdminAPI.TokenURL != "" && !isHTTPURL(c.AdminAPI.TokenURL) {
+		bad("adminApi.tokenUrl", "must be an http(s) URL")
+	}
+	if c.AdminAPI.ClientID == "" {
+		bad("adminApi.clientId", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_ID)")
+	}
+	if c.AdminAPI.ClientSecret == "" {
+		bad("adminApi.clientSecret", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_SECRET)")
+	}
+	if c.AdminAPI.Timeout < 0 {
+		bad("adminApi.timeout", "must be positive")
+	}
+	if c.AdminAPI.MaxAttempts < 1 {
+		bad("adminApi.maxAttempts", "must be at least 1")
+	}
+	if !strings.HasPrefix(c.NATS.URL, "nats://") && !strings.HasPrefix(c.NATS.URL, "tls://") {
+		bad("nats.url", "must start with nats:// or tls://")
+	}
+	if err := c.StreamConfig().Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			bad("nats", "%v", e)
+		}
+	}
+	if c.Bridge.PollInterval < Duration(100*time.Millisecond) {
+		bad("bridge.pollInterval", "must be at least 100ms")
+	}
+	if c.Consumer.Concurrency < 1 || c.Consumer.Concurrency > 256 {
+		bad("consumer.concurrency", "must be between 1 and 256")
+	}
+	if c.Consumer.ShutdownGrace <= 0 {
+		bad("consumer.shutdownGrace", "must be positive")
+	}
+	if c.Consumer.Heartbeat <= 0 || c.Consumer.Heartbeat >= c.NATS.AckWait {
+		bad("consumer.heartbeat", "must be positive and shorter than nats.ackWait (%s)", c.NATS.AckWait.D())
+	}
+	if c.Consumer.RetryDelay <= 0 || c.Consumer.MaxRetryDelay < c.Consumer.RetryDelay {
+		bad("consumer.retryDelay", "must be positive and at most consumer.maxRetryDelay")
+	}
+	if c.Provisioning.Engine != "postgres" {
+		bad("provisioning.engine", "%q is not supported (postgres)", c.Provisioning.Engine)
+	}
+	if err := provisioning.CheckName(c.Provisioning.Template); err != nil {
+		bad("provisioning.template", "%v", err)
+	}
+	if err := c.Naming().Validate(); err != nil {
+		bad("provisioning.namePattern", "%v", err)
+	}
+	if len(c.Tenants) == 0 {
+		bad("tenants", "at least one tenant (or %q) is required", DefaultTenant)
+	}
+	names := make([]string, 0, len(c.Tenants))
+	for name := range c.Tenants {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t := c.Tenants[name]
+		key := "tenants." + name + "."
+		for _, f := range []struct{ key, val string }{{"master", t.Master}, {"admin", t.Admin}, {"ods", t.ODS}} {
+			if f.key == "admin" && !c.RegisterEnabled() && f.val == "" {
+				continue
+			}
+			if f.val == "" {
+				bad(key+f.key, "is required")
+				continue
+			}
+			conn, err := connstr.ParsePostgres(f.val)
+			if err != nil {
+				bad(key+f.key, "%v", err)
+				continue
+			}
+			if f.key == "ods" && !conn.IsTemplate() {
+				bad(key+f.key, "must hold {0} where the database name goes")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Target is a tenant's resolved connections.
+type Target struct {
+	Tenant string // the tenant asked for
+	Entry  string // the configuration entry that serves it
+	Master connstr.Conn
+	Admin  connstr.Conn
+	ODS    connstr.Conn
+}
+
+// ErrUnknownTenant marks a tenant with no entry and no default entry.
+var ErrUnknownTenant = errors.New("tenant has no database mapping")
+
+// Target resolves a tenant to its entry, or the default entry.
+func (c *Config) Target(tenant string) (Target, error) {
+	entry := tenant
+	t, ok := c.Tenants[tenant]
+	if !ok {
+		entry = DefaultTenant
+		if t, ok = c.Tenants[DefaultTenant]; !ok {
+			return Target{}, fmt.Errorf("%w: %q (no tenants.%s and no tenants.%s entry)", ErrUnknownTenant, tenant, tenant, DefaultTenant)
+		}
+	}
+	tg := Target{Tenant: tenant, Entry: entry}
+	var err error
+	if tg.Master, err = connstr.ParsePostgres(t.Master); err != nil {
+		return Target{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
+	}
+	if t.Admin != "" {
+		if tg.Admin, err = connstr.ParsePostgres(t.Admin); err != nil {
+			return Target{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
+		}
+	}
+	if tg.ODS, err = connstr.ParsePostgres(t.ODS); err != nil {
+		return Target{}, fmt.Errorf("tenants.%s.ods: %w", entry, err)
+	}
+	return tg, nil
+}
+
+func isHTTPURL(s string) bool {
+	return (strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")) && len(s) > len("https://")
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,187 @@
+// Package testenv gives tests the real services they need: the local
+// PostgreSQL (a fresh database per test) and an embedded NATS server with
+// JetStream. A test that cannot reach a service fails when CI=true and skips
+// with the reason otherwise.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/internal/embednats"
+)
+
+// PostgresURL is the maintenance database tests use:
+// INSTANCEMGR_TEST_POSTGRES, or the local server.
+func PostgresURL() string {
+	if u := os.Getenv("INSTANCEMGR_TEST_POSTGRES"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// Unavailable fails the test under CI=true and skips it otherwise.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (CI=true: a missing service is a failure)", msg)
+	}
+	t.Skipf("%s; skipping (set CI=true to make this a failure)", msg)
+}
+
+// Postgres connects to the maintenance database.
+func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, PostgresURL())
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		Unavailable(t, "PostgreSQL at %s is not reachable: %v", PostgresURL(), err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Prefix returns a short unique lower-case prefix for the names a test
+// creates, so parallel packages never meet.
+func Prefix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "it" + hex.EncodeToString(b)
+}
+
+// DropDatabasesWithPrefix registers a cleanup that drops every database whose
+// name starts with prefix: the test's own, never anything else.
+func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
+	t.Helper()
+	if len(prefix) < 6 {
+		t.Fatalf("prefix %q is too short to drop by", prefix)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		rows, err := pool.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, prefix)
+		if err != nil {
+			t.Errorf("list test databases: %v", err)
+			return
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Errorf("list test databases: %v", err)
+			return
+		}
+		for _, n := range names {
+			if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
+				t.Errorf("drop test database %q: %v", n, err)
+			}
+		}
+	})
+}
+
+// CreateDatabase creates an empty database (dropped by the prefix cleanup).
+func CreateDatabase(t testing.TB, pool *pgxpool.Pool, name string) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("create database %q: %v", name, err)
+	}
+}
+
+// ConnString returns the pgx connection string of another database on the
+// test server.
+func ConnString(t testing.TB, database string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", cfg.Host, cfg.Port, cfg.User, database)
+}
+
+// Connect opens a pool on a database of the test server.
+func Connect(t testing.TB, database string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), ConnString(t, database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// RepoRoot is the module's root directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// LoadAdminFixture loads ../shared/fixtures/edfi_admin_pg.sql (the ODS/API's
+// own EdFi_Admin shape, kept beside the repository) into database.
+func LoadAdminFixture(t testing.TB, database string) {
+	t.Helper()
+	path := filepath.Join(RepoRoot(t), "..", "shared", "fixtures", "edfi_admin_pg.sql")
+	sql, err := os.ReadFile(path)
+	if err != nil {
+		Unavailable(t, "the EdFi_Admin fixture is missing: %v", err)
+	}
+	pool := Connect(t, database)
+	if _, err := pool.Exec(context.Background(), string(sql)); err != nil {
+		t.Fatalf("load %s into %q: %v", path, database, err)
+	}
+}
+
+// NATS starts an embedded server with JetStream in a temporary directory.
+func NATS(t testing.TB) (url string) {
+	t.Helper()
+	s, err := embednats.Start(embednats.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+// JetStream connects to url.
+func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// Eventually waits until cond holds, checking every 50 ms, and fails the
+// test with what after timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
