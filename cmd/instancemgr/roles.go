@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/job"
+)
+
+func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("INSTANCEMGR_CONFIG"), "path of the YAML configuration (or INSTANCEMGR_CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *path == "" {
+		return nil, errors.New("-config is required")
+	}
+	return config.Load(*path, os.Getenv)
+}
+
+func runBridge(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := loadConfig("bridge", args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel).With("role", "bridge")
+	api, err := app.AdminClient(cfg, log)
+	if err != nil {
+		return err
+	}
+	nc, js, err := app.ConnectNATS(cfg, "instancemgr-bridge", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := app.NewBridge(ctx, cfg, api, js, log)
+	if err != nil {
+		return err
+	}
+	log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D())
+	return b.Run(ctx)
+}
+
+func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := loadConfig("consumer", args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel).With("role", "consumer")
+	api, err := app.AdminClient(cfg, log)
+	if err != nil {
+		return err
+	}
+	nc, js, err := app.ConnectNATS(cfg, "instancemgr-consumer", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	targets := app.NewTargets(cfg, log)
+	defer targets.Close()
+	c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Targets: targets, Log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
+	err = c.Run(ctx)
+	log.Info("consumer stopped")
+	return err
+}
+
+func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("setup", args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel).With("role", "setup")
+	nc, js, err := app.ConnectNATS(cfg, "instancemgr-setup", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sc := cfg.StreamConfig().WithDefaults()
+	if _, err := job.Ensure(ctx, js, sc); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "stream %s (subjects %s, replicas %d, max age %s) and durable consumer %s (ack wait %s, max deliver %d, backoff %v) are in place\n",
+		sc.Stream, strings.Join(job.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff)
+	return nil
+}
+
+func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("listen", "127.0.0.1:8089", "address to serve on")
+	tenants := fs.String("tenants", "default", "comma-separated tenant names")
+	clientID := fs.String("client-id", "", "register this client at start (with -client-secret)")
+	clientSecret := fs.String("client-secret", os.Getenv("INSTANCEMGR_SIMULATOR_CLIENT_SECRET"), "secret of -client-id (or INSTANCEMGR_SIMULATOR_CLIENT_SECRET)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(stderr, "info").With("role", "simulator")
+	sim := simulator.New(simulator.Options{Tenants: strings.Split(*tenants, ","), Logger: log})
+	if *clientID != "" {
+		if err := sim.RegisterClient(*clientID, *clientSecret); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
+	return serve(ctx, ln, sim)
+}
+
+// serve runs h on ln until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}

@@ -1,0 +1,263 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+)
+
+// Twenty requests through the simulator, end to end: twenty databases,
+// exactly twenty registrations in an EdFi_Admin built from the ODS/API's own
+// DDL, every instance Completed with its connection string, and every job in
+// the stream once however often the bridge polled.
+func TestCreateEndToEnd(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	requested := e.requestInstances(20)
+
+	// Several polls before any consumer runs: still one job per instance.
+	b := e.newBridge()
+	for range 3 {
+		st, err := b.Poll(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 20 || st.Failed != 0 {
+			t.Fatalf("poll stats %+v, want 20 pending and no failures", st)
+		}
+	}
+	if n := e.streamMessages(); n != 20 {
+		t.Fatalf("stream holds %d messages after three polls, want 20", n)
+	}
+
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	e.startReplica(app.ConsumerDeps{})
+	ids := make([]int, len(requested))
+	for i, r := range requested {
+		ids[i] = r.ID
+	}
+	e.waitCompleted(ids, 2*time.Minute)
+
+	dbs := e.databases()
+	if len(dbs) != 20 {
+		t.Fatalf("%d databases under the prefix, want 20: %v", len(dbs), dbs)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 20 {
+		t.Fatalf("%d rows in dbo.odsinstances, want 20", n)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstancecontexts WHERE contextkey = 'schoolYearFromRoute' AND contextvalue = '2025'`); n != 20 {
+		t.Fatalf("%d context rows, want 20", n)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstancederivatives WHERE derivativetype = 'ReadReplica'`); n != 20 {
+		t.Fatalf("%d derivative rows, want 20", n)
+	}
+	for _, inst := range requested {
+		rec, _ := e.sim.Instance(inst.ID)
+		wantDB := e.prefix + "_" + strings.ReplaceAll(inst.Name, " ", "_")
+		conn, err := connstr.ParsePostgres(rec.ConnectionString)
+		if err != nil {
+			t.Fatalf("instance %d: connection string does not parse: %v", inst.ID, err)
+		}
+		if conn.Database != wantDB {
+			t.Errorf("instance %d: connection string names database %q, want %q", inst.ID, conn.Database, wantDB)
+		}
+		if rec.Calls["completed"] != 1 {
+			t.Errorf("instance %d: completed called %d times, want 1", inst.ID, rec.Calls["completed"])
+		}
+		var stored string
+		if err := e.admin.QueryRow(context.Background(), `SELECT connectionstring FROM dbo.odsinstances WHERE name = $1 AND instancetype = 'enterprise'`, inst.Name).Scan(&stored); err != nil {
+			t.Fatalf("instance %q is not registered: %v", inst.Name, err)
+		}
+		if stored != rec.ConnectionString {
+			t.Errorf("instance %d: EdFi_Admin holds %q, the Admin API got %q", inst.ID, stored, rec.ConnectionString)
+		}
+	}
+	testenvEventuallyDrained(t, e)
+}
+
+func testenvEventuallyDrained(t *testing.T, e *env) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info := e.consumerInfo()
+		if info.NumAckPending == 0 && info.NumPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer not drained: %d pending, %d un-acked", info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A replica that dies after creating the database and before acking: the
+// next delivery finds the database, registers, completes. One of each.
+func TestCreateRedeliveryAfterCrash(t *testing.T) {
+	e := newEnv(t, envOptions{ackWait: time.Second})
+	inst := e.requestInstances(1)[0]
+	e.startBridge()
+
+	crashed := make(chan struct{})
+	var once sync.Once
+	var victim *replica
+	victim = e.startReplica(app.ConsumerDeps{Hooks: consumer.CreateHooks{
+		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
+			// Cut the replica off from NATS: no ack, no nak, no heartbeat.
+			once.Do(func() { victim.nc.Close(); close(crashed) })
+			return errors.New("crashed")
+		},
+	}})
+	select {
+	case <-crashed:
+	case <-time.After(time.Minute):
+		t.Fatal("the job never reached the crash point")
+	}
+	if dbs := e.databases(); len(dbs) != 1 {
+		t.Fatalf("before the crash the database should exist: %v", dbs)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 {
+		t.Fatalf("%d rows registered before the crash, want 0", n)
+	}
+	victim.stop()
+
+	e.startReplica(app.ConsumerDeps{})
+	e.waitCompleted([]int{inst.ID}, time.Minute)
+	var finished consumer.Outcome
+	for o := range e.outcomes {
+		if o.Result == consumer.Acked {
+			finished = o
+			break
+		}
+	}
+	if finished.Delivery.Attempt < 2 {
+		t.Fatalf("the job finished on delivery %d; it should have been a redelivery", finished.Delivery.Attempt)
+	}
+	if dbs := e.databases(); len(dbs) != 1 {
+		t.Fatalf("databases %v, want exactly one", dbs)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		t.Fatalf("%d rows, want 1", n)
+	}
+	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 1 {
+		t.Fatalf("completed called %d times, want 1", rec.Calls["completed"])
+	}
+	testenvEventuallyDrained(t, e)
+}
+
+// The Admin API fails completed with 503 three times: each attempt rolls the
+// registration back (no row, still Pending), the fourth succeeds with one row.
+func TestCreateRollsBackWhenCompletedFails(t *testing.T) {
+	e := newEnv(t, envOptions{maxAttempts: 1, retryDelay: 50 * time.Millisecond})
+	e.sim.InjectFault(simulator.Fault{Method: "POST", Path: "/adminconsole/instances/*/completed", Status: 503, Times: 3})
+	inst := e.requestInstances(1)[0]
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+
+	retries := 0
+	for retries < 3 {
+		select {
+		case o := <-e.outcomes:
+			if o.Result != consumer.Retried {
+				t.Fatalf("delivery %d ended %s (%v), want a retry", o.Delivery.Attempt, o.Result, o.Err)
+			}
+			if !errors.Is(o.Err, adminapi.ErrServer) {
+				t.Fatalf("retry for %v, want the 503", o.Err)
+			}
+			retries++
+			// The outcome is reported after the rollback.
+			if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 {
+				t.Fatalf("after failed attempt %d: %d rows left behind", retries, n)
+			}
+			if n := e.count(`SELECT count(*) FROM dbo.odsinstancecontexts`); n != 0 {
+				t.Fatalf("after failed attempt %d: %d context rows left behind", retries, n)
+			}
+			if rec, _ := e.sim.Instance(inst.ID); rec.Status != adminapi.StatusPending {
+				t.Fatalf("after failed attempt %d: status %s", retries, rec.Status)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("saw %d retries, want 3", retries)
+		}
+	}
+	e.waitCompleted([]int{inst.ID}, time.Minute)
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		t.Fatalf("%d rows, want 1", n)
+	}
+	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 4 {
+		t.Fatalf("completed called %d times, want 4 (three 503s, one success)", rec.Calls["completed"])
+	}
+}
+
+// Two replicas forced onto the same job at once: the lock (ack wait) runs
+// out under a job that does not heartbeat, a second replica gets it, and
+// both pass the existence check before either creates anything. Still one
+// database, one row, one completed call.
+func TestCreateConcurrentDeliveries(t *testing.T) {
+	e := newEnv(t, envOptions{ackWait: time.Second})
+	e.cfg.Consumer.Concurrency = 1
+	inst := e.requestInstances(1)[0]
+
+	var mu sync.Mutex
+	arrived := 0
+	both := make(chan struct{})
+	barrier := func(ctx context.Context, d consumer.Delivery, exists bool) error {
+		mu.Lock()
+		arrived++
+		n := arrived
+		if n == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		if n > 2 {
+			return nil
+		}
+		if exists {
+			t.Errorf("delivery %d saw the database already; the race was not forced", d.Attempt)
+		}
+		select {
+		case <-both:
+			return nil
+		case <-time.After(time.Minute):
+			return errors.New("the second delivery never came")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.CreateHooks{AfterCheck: barrier}})
+	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.CreateHooks{AfterCheck: barrier}})
+	e.startBridge()
+
+	e.waitCompleted([]int{inst.ID}, time.Minute)
+	select {
+	case <-both:
+	default:
+		t.Fatal("only one delivery ran")
+	}
+	testenvEventuallyDrained(t, e)
+	if dbs := e.databases(); len(dbs) != 1 {
+		t.Fatalf("databases %v, want exactly one", dbs)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		t.Fatalf("%d rows, want 1", n)
+	}
+	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 1 {
+		t.Fatalf("completed called %d times, want 1", rec.Calls["completed"])
+	}
+	acked := 0
+	for len(e.outcomes) > 0 {
+		if o := <-e.outcomes; o.Result == consumer.Acked {
+			acked++
+		}
+	}
+	if acked < 2 {
+		t.Fatalf("%d deliveries acked, want both", acked)
+	}
+}

@@ -1,0 +1,271 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// env is one test's private world: its own template, EdFi_Admin (loaded
+// from the ODS/API's fixture), naming prefix, NATS server and simulator.
+type env struct {
+	t        *testing.T
+	prefix   string
+	pg       *pgxpool.Pool // maintenance database
+	admin    *pgxpool.Pool // the test's EdFi_Admin
+	sim      *simulatortest.Server
+	natsURL  string
+	cfg      *config.Config
+	console  *adminapi.Client // what the Admin Console would use
+	log      *slog.Logger
+	outcomes chan consumer.Outcome
+}
+
+type envOptions struct {
+	ackWait     time.Duration
+	maxAttempts int // Admin API client attempts per call
+	retryDelay  time.Duration
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if o.ackWait == 0 {
+		o.ackWait = 2 * time.Second
+	}
+	if o.maxAttempts == 0 {
+		o.maxAttempts = 3
+	}
+	if o.retryDelay == 0 {
+		o.retryDelay = 100 * time.Millisecond
+	}
+	e := &env{t: t, prefix: testenv.Prefix(), pg: testenv.Postgres(t), outcomes: make(chan consumer.Outcome, 1000)}
+	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	testenv.DropDatabasesWithPrefix(t, e.pg, e.prefix)
+
+	ctx := context.Background()
+	master, err := connstr.ParsePostgres(testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(engine.Close)
+	template := e.prefix + "_template"
+	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
+		t.Fatal(err)
+	}
+	adminDB := e.prefix + "_admin"
+	testenv.CreateDatabase(t, e.pg, adminDB)
+	testenv.LoadAdminFixture(t, adminDB)
+	e.admin = testenv.Connect(t, adminDB)
+
+	e.sim = simulatortest.Start(t, simulator.Options{})
+	e.natsURL = testenv.NATS(t)
+
+	e.cfg = &config.Config{
+		AdminAPI: config.AdminAPI{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret, MaxAttempts: o.maxAttempts},
+		// One backoff step: redeliveries and nak delays are not stretched by
+		// growing steps, which keeps the tests fast.
+		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: 20},
+		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
+		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
+		Provisioning: config.Provisioning{Template: template, NamePattern: e.prefix + "_{name}"},
+		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+			Master: master.ADONet(),
+			Admin:  master.WithDatabase(adminDB).ADONet(),
+			ODS:    master.WithDatabase("{0}").ADONet(),
+		}},
+	}
+	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	e.console, err = adminapi.New(adminapi.Config{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if os.Getenv("INSTANCEMGR_TEST_LOG") != "" {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}
+
+// requestInstances asks for n instances the way the Admin Console does.
+func (e *env) requestInstances(n int) []adminapi.OdsInstance {
+	e.t.Helper()
+	var out []adminapi.OdsInstance
+	for i := range n {
+		inst, err := e.console.CreateOdsInstance(context.Background(), "", adminapi.InstanceRequest{
+			TenantID: 1, Name: fmt.Sprintf("District %d - 2025", i+1), InstanceType: "enterprise",
+			OdsInstanceContexts:    []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
+			OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}},
+		})
+		if err != nil {
+			e.t.Fatalf("request instance %d: %v", i+1, err)
+		}
+		out = append(out, inst)
+	}
+	return out
+}
+
+// replica is one consumer replica with its own NATS connection.
+type replica struct {
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReplica runs a consumer replica until the test ends or stop is called.
+func (e *env) startReplica(deps app.ConsumerDeps) *replica {
+	e.t.Helper()
+	nc, js := testenv.JetStream(e.t, e.natsURL)
+	api, err := app.AdminClient(e.cfg, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	targets := app.NewTargets(e.cfg, e.log)
+	deps.JS, deps.API, deps.Targets, deps.Log = js, api, targets, e.log
+	deps.Observe = func(o consumer.Outcome) { e.outcomes <- o }
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := app.NewConsumer(ctx, e.cfg, deps)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := &replica{nc: nc, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		defer targets.Close()
+		if err := c.Run(ctx); err != nil {
+			e.t.Errorf("consumer: %v", err)
+		}
+	}()
+	e.t.Cleanup(r.stop)
+	return r
+}
+
+func (r *replica) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// startBridge runs the bridge until the test ends.
+func (e *env) startBridge() *bridge.Bridge {
+	e.t.Helper()
+	b := e.newBridge()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = b.Run(ctx) })
+	e.t.Cleanup(func() { cancel(); wg.Wait() })
+	return b
+}
+
+func (e *env) newBridge() *bridge.Bridge {
+	e.t.Helper()
+	_, js := testenv.JetStream(e.t, e.natsURL)
+	api, err := app.AdminClient(e.cfg, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := app.NewBridge(context.Background(), e.cfg, api, js, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func (e *env) waitCompleted(ids []int, timeout time.Duration) {
+	e.t.Helper()
+	testenv.Eventually(e.t, timeout, fmt.Sprintf("%d instances Completed", len(ids)), func() bool {
+		for _, id := range ids {
+			if r, ok := e.sim.Instance(id); !ok || r.Status != adminapi.StatusCompleted {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// databases lists the databases made under the test's naming prefix
+// (template and EdFi_Admin excluded).
+func (e *env) databases() []string {
+	e.t.Helper()
+	rows, err := e.pg.Query(context.Background(), `SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND datname NOT IN ($2, $3) ORDER BY 1`,
+		e.prefix+"_", e.prefix+"_template", e.prefix+"_admin")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func (e *env) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.admin.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// consumerInfo is the durable consumer's state.
+func (e *env) consumerInfo() *jetstream.ConsumerInfo {
+	e.t.Helper()
+	_, js := testenv.JetStream(e.t, e.natsURL)
+	c, err := js.Consumer(context.Background(), e.cfg.NATS.Stream, e.cfg.NATS.Consumer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info
+}
+
+func (e *env) streamMessages() uint64 {
+	e.t.Helper()
+	_, js := testenv.JetStream(e.t, e.natsURL)
+	s, err := js.Stream(context.Background(), e.cfg.NATS.Stream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
