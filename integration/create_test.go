@@ -108,14 +108,15 @@ func TestCreateRedeliveryAfterCrash(t *testing.T) {
 
 	crashed := make(chan struct{})
 	var once sync.Once
-	var victim *replica
-	victim = e.startReplica(app.ConsumerDeps{Hooks: consumer.CreateHooks{
+	victimReady := make(chan *replica, 1)
+	victim := e.startReplica(app.ConsumerDeps{Hooks: consumer.CreateHooks{
 		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
 			// Cut the replica off from NATS: no ack, no nak, no heartbeat.
-			once.Do(func() { victim.nc.Close(); close(crashed) })
+			once.Do(func() { (<-victimReady).nc.Close(); close(crashed) })
 			return errors.New("crashed")
 		},
 	}})
+	victimReady <- victim
 	select {
 	case <-crashed:
 	case <-time.After(time.Minute):
