@@ -112,7 +112,11 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	log := newLogger(stderr, "info").With("role", "simulator")
-	sim := simulator.New(simulator.Options{Tenants: strings.Split(*tenants, ","), Logger: log})
+	opts := simulator.Options{Tenants: strings.Split(*tenants, ","), Logger: log}
+	if err := opts.Validate(); err != nil {
+		return fmt.Errorf("-tenants: %w", err)
+	}
+	sim := simulator.New(opts)
 	if *clientID != "" {
 		if err := sim.RegisterClient(*clientID, *clientSecret); err != nil {
 			return err

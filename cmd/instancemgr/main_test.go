@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+func TestSetupIsIdempotent(t *testing.T) {
+	url := testenv.NATS(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	body := fmt.Sprintf(`
+adminApi: {baseUrl: "http://127.0.0.1:1", clientId: w}
+nats: {url: %q, ackWait: 20s, maxDeliver: 7}
+tenants:
+  default: {master: "host=h;database=postgres", admin: "host=h;database=EdFi_Admin", ods: "host=h;database={0}"}
+`, url)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("INSTANCEMGR_ADMINAPI_CLIENT_SECRET", "from-env")
+	for range 2 {
+		var out, errOut bytes.Buffer
+		if err := run([]string{"setup", "-config", cfg}, &out, &errOut); err != nil {
+			t.Fatalf("setup: %v\n%s", err, errOut.String())
+		}
+		if !strings.Contains(out.String(), "stream INSTANCES") || !strings.Contains(out.String(), "ack wait 20s, max deliver 7") {
+			t.Fatalf("setup said %q", out.String())
+		}
+	}
+	_, js := testenv.JetStream(t, url)
+	c, err := js.Consumer(context.Background(), "INSTANCES", "instancemgr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.AckWait != 20*time.Second || info.Config.MaxDeliver != 7 || info.Config.BackOff[0] != 20*time.Second {
+		t.Fatalf("consumer config %+v", info.Config)
+	}
+}
+
+func TestSetupReportsEveryConfigProblem(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfg, []byte("nats: {url: \"http://x\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"setup", "-config", cfg}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, key := range []string{"adminApi.baseUrl", "nats.url", "tenants"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+}
+
+func TestUnknownSubcommandAndVersion(t *testing.T) {
+	if err := run([]string{"explode"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("unknown subcommand accepted")
+	}
+	var out bytes.Buffer
+	if err := run([]string{"version"}, &out, &bytes.Buffer{}); err != nil || !strings.HasPrefix(out.String(), "instancemgr ") {
+		t.Fatalf("version: %q, %v", out.String(), err)
+	}
+}

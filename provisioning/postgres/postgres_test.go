@@ -1,0 +1,134 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+func newEngine(t *testing.T) (*postgres.Engine, string) {
+	t.Helper()
+	return newEngineWithLog(t, nil)
+}
+
+func newEngineWithLog(t *testing.T, log *slog.Logger) (*postgres.Engine, string) {
+	t.Helper()
+	pool := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pool, prefix)
+	e, err := postgres.NewEngine(context.Background(), testenv.ConnString(t, "postgres"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	template := prefix + "_tmpl"
+	if err := e.EnsureMinimalTemplate(context.Background(), template, func(db string) string { return testenv.ConnString(t, db) }); err != nil {
+		t.Fatal(err)
+	}
+	return e, prefix
+}
+
+func TestCreateDatabaseFromTemplate(t *testing.T) {
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	name := prefix + "_District_9_-_2025"
+	if ok, err := e.DatabaseExists(ctx, name); err != nil || ok {
+		t.Fatalf("exists before create: %v, %v", ok, err)
+	}
+	created, err := e.CreateDatabase(ctx, name, prefix+"_tmpl")
+	if err != nil || !created {
+		t.Fatalf("create: %v, %v", created, err)
+	}
+	// A copy of the template, not an empty database.
+	var years int
+	if err := testenv.Connect(t, name).QueryRow(ctx, `SELECT count(*) FROM edfi.schoolyeartype`).Scan(&years); err != nil || years != 2 {
+		t.Fatalf("template content not copied: %d, %v", years, err)
+	}
+	// Again: another delivery got there first, which is not an error.
+	created, err = e.CreateDatabase(ctx, name, prefix+"_tmpl")
+	if err != nil || created {
+		t.Fatalf("second create: created=%v, %v; want false, nil", created, err)
+	}
+}
+
+// Names are quoted, never spliced: a name with a quote and a semicolon
+// creates a database of exactly that name and runs nothing else.
+func TestHostileNamesAreQuoted(t *testing.T) {
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	name := prefix + `_x"; DROP DATABASE postgres; --`
+	if _, err := e.CreateDatabase(ctx, name, prefix+"_tmpl"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{name, "postgres"} {
+		if ok, err := e.DatabaseExists(ctx, n); err != nil || !ok {
+			t.Fatalf("database %q exists=%v, %v", n, ok, err)
+		}
+	}
+}
+
+// A template with another session connected (55006) is retried until it is
+// free, not failed.
+func TestBusyTemplateIsRetried(t *testing.T) {
+	busy := make(chan struct{}, 100)
+	e, prefix := newEngineWithLog(t, slog.New(signalHandler{busy}))
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, testenv.ConnString(t, prefix+"_tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var created bool
+	var createErr error
+	wg.Go(func() { created, createErr = e.CreateDatabase(ctx, prefix+"_busy", prefix+"_tmpl") })
+	select { // the engine met the template busy and is retrying
+	case <-busy:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the engine never reported the template busy")
+	}
+	_ = holder.Close(ctx)
+	wg.Wait()
+	if createErr != nil || !created {
+		t.Fatalf("create from a template that became free: %v, %v", created, createErr)
+	}
+}
+
+// signalHandler signals every warning on a channel.
+type signalHandler struct{ c chan struct{} }
+
+func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		select {
+		case h.c <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestBusyTemplateGivesUpAsTransient(t *testing.T) {
+	e, prefix := newEngine(t)
+	e.TemplateBusyWait = 500 * time.Millisecond
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, testenv.ConnString(t, prefix+"_tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Close(ctx) })
+	_, err = e.CreateDatabase(ctx, prefix+"_busy", prefix+"_tmpl")
+	if !errors.Is(err, provisioning.ErrTransient) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+}
