@@ -9,67 +9,138 @@ import (
 
 // SQLServerConn is a parsed SqlClient connection string.
 type SQLServerConn struct {
+	// Server is the host, with \instance if one was named, without the
+	// "tcp:" prefix or the ",port" suffix. Other protocol prefixes (np:,
+	// lpc:, admin:) are kept as written.
 	Server   string
-	Port     int
+	Port     int // 0 = default
 	Database string
 	UserID   string
 	Password string
-	Options  []Option
+	// Options holds every other key, in input order, with the key as
+	// written; ADONet writes them back.
+	Options []Option
 }
 
-var sqlAliases = map[string]string{
-	"server": "server", "data source": "server", "address": "server", "addr": "server", "network address": "server",
-	"database": "database", "initial catalog": "database",
-	"user id": "user", "uid": "user", "user": "user",
-	"password": "password", "pwd": "password",
+// sqlServerSetting maps a normalized SqlClient keyword or synonym to one
+// name per setting, so that synonyms replace each other. Unknown keys map to
+// themselves.
+func sqlServerSetting(norm string) string {
+	switch norm {
+	case "server", "datasource", "address", "addr", "networkaddress":
+		return "server"
+	case "database", "initialcatalog":
+		return "database"
+	case "userid", "uid", "user":
+		return "userid"
+	case "password", "pwd":
+		return "password"
+	case "integratedsecurity", "trusted_connection":
+		return "integratedsecurity"
+	case "connecttimeout", "connectiontimeout", "timeout":
+		return "connecttimeout"
+	case "applicationname", "app":
+		return "applicationname"
+	case "workstationid", "wsid":
+		return "workstationid"
+	case "minpoolsize", "minimumpoolsize":
+		return "minpoolsize"
+	case "maxpoolsize", "maximumpoolsize":
+		return "maxpoolsize"
+	}
+	return norm
+}
+
+// sqlServerOnly reports whether a normalized key means the string is meant
+// for SqlClient, not Npgsql; Validate uses it to choose which error to give.
+func sqlServerOnly(norm string) bool {
+	switch norm {
+	case "datasource", "address", "addr", "networkaddress", "initialcatalog",
+		"integratedsecurity", "trusted_connection", "encrypt", "multipleactiveresultsets",
+		"applicationintent", "multisubnetfailover", "authentication", "failoverpartner",
+		"workstationid", "wsid", "packetsize":
+		return true
+	}
+	return false
 }
 
 // ParseSQLServer parses a SqlClient connection string
-// (Server=tcp:host,1433;Database=...;User Id=...;Password=...).
+// (Server=tcp:host,1433;Database=x;User Id=sa;Password=...). Keys are
+// case-insensitive and may be any of SqlClient's synonyms (Data Source,
+// Address, Initial Catalog, UID, PWD, ...); the last of repeated settings
+// wins. A server and a database are required; a user is not (Integrated
+// Security).
 func ParseSQLServer(s string) (SQLServerConn, error) {
-	pairs, err := splitPairs(strings.TrimSpace(s))
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return SQLServerConn{}, errors.New("connection string is empty")
+	}
+	pairs, err := splitADONet(t)
 	if err != nil {
 		return SQLServerConn{}, err
 	}
 	var c SQLServerConn
 	for _, p := range pairs {
-		switch sqlAliases[strings.ToLower(p.Key)] {
+		switch sqlServerSetting(normKey(p.Key)) {
 		case "server":
-			host := strings.TrimPrefix(p.Value, "tcp:")
-			if h, port, ok := strings.Cut(host, ","); ok {
-				n, err := strconv.Atoi(strings.TrimSpace(port))
-				if err != nil || n < 1 || n > 65535 {
-					return SQLServerConn{}, fmt.Errorf("key %q: port is not a number from 1 to 65535", p.Key)
-				}
-				host, c.Port = strings.TrimSpace(h), n
+			if c.Server, c.Port, err = parseDataSource(p.Value); err != nil {
+				return SQLServerConn{}, fmt.Errorf("key %q: %w", p.Key, err)
 			}
-			c.Server = host
 		case "database":
 			c.Database = p.Value
-		case "user":
+		case "userid":
 			c.UserID = p.Value
 		case "password":
 			c.Password = p.Value
 		default:
-			c.Options = setOption(c.Options, p)
+			c.Options = setOption(c.Options, p, sqlServerSetting)
 		}
 	}
 	var errs []error
 	if c.Server == "" {
-		errs = append(errs, errors.New("server is missing"))
+		errs = append(errs, errors.New("no server (set Server or Data Source)"))
 	}
 	if c.Database == "" {
-		errs = append(errs, errors.New("database is missing"))
+		errs = append(errs, errors.New("no database (set Database or Initial Catalog)"))
 	}
 	return c, errors.Join(errs...)
 }
 
-// ADONet returns the SqlClient form.
+// parseDataSource splits "[tcp:]host[\instance][,port]". Other protocols
+// (np:, lpc:, admin:) are kept whole: a pipe name has no port.
+func parseDataSource(v string) (string, int, error) {
+	v = strings.TrimSpace(v)
+	switch {
+	case hasPrefixFold(v, "tcp:"):
+		v = strings.TrimSpace(v[len("tcp:"):])
+	case hasPrefixFold(v, "np:"), hasPrefixFold(v, "lpc:"), hasPrefixFold(v, "admin:"):
+		return v, 0, nil
+	}
+	host, port, ok := strings.Cut(v, ",")
+	if !ok {
+		return v, 0, nil
+	}
+	host = strings.TrimSpace(host)
+	p, err := strconv.Atoi(strings.TrimSpace(port))
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, errors.New("port after ',' must be a number from 1 to 65535")
+	}
+	if host == "" {
+		return "", 0, errors.New("no host before the port")
+	}
+	return host, p, nil
+}
+
+// ADONet returns the SqlClient form:
+// Server=host,port;Database=...;User Id=...;Password=...;<Options>. Empty
+// fields are left out; values are quoted as DbConnectionStringBuilder quotes
+// them. Options whose key names one of the fields, or that cannot be written
+// as a key, are left out.
 func (c SQLServerConn) ADONet() string {
-	var parts []string
+	var b strings.Builder
 	add := func(k, v string) {
 		if v != "" {
-			parts = append(parts, k+"="+quoteValue(v))
+			appendPair(&b, k, v)
 		}
 	}
 	server := c.Server
@@ -81,28 +152,62 @@ func (c SQLServerConn) ADONet() string {
 	add("User Id", c.UserID)
 	add("Password", c.Password)
 	for _, o := range c.Options {
-		add(o.Key, o.Value)
+		switch sqlServerSetting(normKey(o.Key)) {
+		case "server", "database", "userid", "password":
+			continue
+		}
+		if checkKey(o.Key) == nil {
+			appendPair(&b, o.Key, o.Value)
+		}
 	}
-	return strings.Join(parts, ";")
+	return b.String()
 }
 
-// Redacted is safe for logs.
+// Redacted is safe for logs: "server=s port=p database=d user=u", without
+// the password or any option.
 func (c SQLServerConn) Redacted() string {
-	return fmt.Sprintf("server=%s port=%d database=%s user=%s", c.Server, c.Port, c.Database, c.UserID)
+	var b strings.Builder
+	redactedField(&b, "server", c.Server, true)
+	if c.Port != 0 {
+		redactedField(&b, "port", strconv.Itoa(c.Port), true)
+	}
+	redactedField(&b, "database", c.Database, true)
+	redactedField(&b, "user", c.UserID, false)
+	return b.String()
 }
 
-// Validate reports whether s is a usable PostgreSQL or SQL Server
-// connection string: it parses and names a host and a database.
+// Validate reports whether s is a usable PostgreSQL or SQL Server connection
+// string: it parses (ParsePostgres or ParseSQLServer) and names a host or
+// server and a database. It is what the Admin API checks in what the worker
+// sends. A template's {0} counts as a database; callers that need a concrete
+// one check IsTemplate. The error never holds the password.
 func Validate(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("connection string is empty")
 	}
-	pgErr := func() error { _, err := ParsePostgres(s); return err }()
+	_, pgErr := ParsePostgres(s)
 	if pgErr == nil {
 		return nil
 	}
-	if _, err := ParseSQLServer(s); err == nil {
+	_, ssErr := ParseSQLServer(s)
+	if ssErr == nil {
 		return nil
 	}
-	return fmt.Errorf("not a PostgreSQL or SQL Server connection string: %w", pgErr)
+	if isPostgresURL(strings.TrimSpace(s)) {
+		return fmt.Errorf("not a valid PostgreSQL connection string: %w", pgErr)
+	}
+	pairs, err := splitADONet(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("not a valid connection string: %w", err)
+	}
+	for _, p := range pairs {
+		if sqlServerOnly(normKey(p.Key)) {
+			return fmt.Errorf("not a valid SQL Server connection string: %w", ssErr)
+		}
+	}
+	return fmt.Errorf("not a valid PostgreSQL connection string: %w", pgErr)
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
