@@ -64,7 +64,7 @@ func TestJobEntersTheStreamOnceBeyondTheDuplicateWindow(t *testing.T) {
 	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{DuplicateWindow: window}); err != nil {
 		t.Fatal(err)
 	}
-	b := bridge.New(client(t, sim), js, bridge.Options{})
+	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
 	st, err := b.Poll(context.Background())
 	if err != nil || st.Published != 5 || st.Pending != 5 {
 		t.Fatalf("first poll %+v, %v; want 5 published", st, err)
@@ -112,7 +112,7 @@ func TestRacingBridgesPublishOnce(t *testing.T) {
 	total := bridge.Stats{}
 	for range 4 {
 		_, js := testenv.JetStream(t, url)
-		b := bridge.New(client(t, sim), js, bridge.Options{})
+		b := bridge.New(client(t, sim), nil, js, bridge.Options{})
 		wg.Go(func() {
 			st, err := b.Poll(context.Background())
 			if err != nil {
@@ -155,7 +155,7 @@ func TestFailedPublishIsRetriedNextPoll(t *testing.T) {
 	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	b := bridge.New(client(t, sim), js, bridge.Options{})
+	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
 
 	ns.Shutdown()
 	ns.WaitForShutdown()

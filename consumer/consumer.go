@@ -77,6 +77,19 @@ type Options struct {
 	Logger  *slog.Logger
 	// Observe, if set, hears the outcome of every delivery (tests, metrics).
 	Observe func(Outcome)
+	// DeadLetter stores a job that ended without success. It must return
+	// only once the letter is safe; on error the job is retried instead of
+	// being terminated, so nothing is lost.
+	DeadLetter func(ctx context.Context, j job.Job, d job.DeadLetter) error
+	// Metrics, if set, are updated after every delivery.
+	Metrics *Metrics
+}
+
+// Failer is implemented by handlers whose operation has a failure status in
+// the Admin API (renameFailed, deleteFailed). Fail is called once a job
+// ends for good, before its dead letter is written.
+type Failer interface {
+	Fail(ctx context.Context, d Delivery, cause error) error
 }
 
 func (o Options) withDefaults() Options {
@@ -192,6 +205,12 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt = md.NumDelivered
 	}
+	start := time.Now()
+	if m := c.opts.Metrics; m != nil {
+		m.InFlight.Inc()
+		defer m.InFlight.Dec()
+		defer func() { m.Duration.WithLabelValues(string(d.Job.Operation)).Observe(time.Since(start).Seconds()) }()
+	}
 	stopHeartbeat := c.heartbeat(ctx, msg)
 	wm := message.NewMessage(msg.Headers().Get(jetstream.MsgIDHeader), msg.Data())
 	middleware.SetCorrelationID(msg.Headers().Get(jetstream.MsgIDHeader), wm)
@@ -259,7 +278,7 @@ func (c *Consumer) nakDelay(attempt uint64, want time.Duration) time.Duration {
 func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
 	log := c.log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID, "attempt", d.Attempt, "subject", d.Subject)
 	// Settling must happen even when the job's context was cancelled.
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	var result Result
 	switch {
@@ -277,25 +296,74 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 		if nerr := msg.Nak(); nerr != nil {
 			log.Warn("release failed; the lock will expire instead", "err", nerr)
 		}
-	case IsTerminal(err):
-		result = Terminated
-		log.Error("job failed for good", "err", err)
-		if terr := msg.TermWithReason(err.Error()); terr != nil {
-			log.Warn("term failed", "err", terr)
-		}
 	default:
-		result = Retried
-		delay := c.opts.RetryDelay(d.Attempt)
-		if c.opts.MaxDeliver > 0 && d.Attempt >= uint64(c.opts.MaxDeliver) {
-			log.Error("job failed on its last delivery", "err", err)
-		} else {
+		lastTry := c.opts.MaxDeliver > 0 && d.Attempt >= uint64(c.opts.MaxDeliver)
+		if !IsTerminal(err) && !lastTry {
+			result = Retried
+			delay := c.opts.RetryDelay(d.Attempt)
 			log.Warn("job failed; will retry", "err", err, "retry_in", delay)
+			c.nak(msg, d, delay, log)
+			break
 		}
-		if nerr := msg.NakWithDelay(c.nakDelay(d.Attempt, delay)); nerr != nil {
-			log.Warn("nak failed; the lock will expire instead", "err", nerr)
+		if lastTry && !IsTerminal(err) {
+			err = fmt.Errorf("retries exhausted after %d deliveries: %w", d.Attempt, err)
 		}
+		result = c.end(settleCtx, msg, d, err, lastTry, log)
+	}
+	if m := c.opts.Metrics; m != nil {
+		m.Jobs.WithLabelValues(string(d.Job.Operation), string(result)).Inc()
 	}
 	if c.opts.Observe != nil {
 		c.opts.Observe(Outcome{Delivery: d, Result: result, Err: err})
 	}
+}
+
+func (c *Consumer) nak(msg jetstream.Msg, d Delivery, delay time.Duration, log *slog.Logger) {
+	if nerr := msg.NakWithDelay(c.nakDelay(d.Attempt, delay)); nerr != nil {
+		log.Warn("nak failed; the lock will expire instead", "err", nerr)
+	}
+}
+
+// end finishes a job that will not succeed: the Admin API hears the
+// failure where the contract has a status for it, a dead letter keeps the
+// message and the reason, and only then is the message terminated. If
+// either step fails the job is retried rather than lost; on its last
+// delivery it is left un-acked in the stream instead.
+func (c *Consumer) end(ctx context.Context, msg jetstream.Msg, d Delivery, cause error, lastTry bool, log *slog.Logger) Result {
+	code := ReasonCode(cause)
+	if lastTry && code == "failed" {
+		code = "exhausted"
+	}
+	if h, ok := c.handlers[d.Job.Operation].(Failer); ok && d.Job.ID != "" {
+		if ferr := h.Fail(ctx, d, cause); ferr != nil {
+			log.Warn("could not report the failure to the Admin API", "cause", cause, "err", ferr)
+			if !lastTry {
+				c.nak(msg, d, c.opts.RetryDelay(d.Attempt), log)
+				return Retried
+			}
+		}
+	}
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	if c.opts.DeadLetter != nil {
+		dl := job.NewDeadLetter(msg.Data(), msg.Subject(), seq, d.Attempt, d.Job.ID, code, cause.Error())
+		if derr := c.opts.DeadLetter(ctx, d.Job, dl); derr != nil {
+			log.Error("could not write the dead letter", "cause", cause, "err", derr)
+			if !lastTry {
+				c.nak(msg, d, c.opts.RetryDelay(d.Attempt), log)
+				return Retried
+			}
+			return Terminated // left un-acked: MaxDeliver stops redelivery, the stream keeps it
+		}
+	}
+	if m := c.opts.Metrics; m != nil {
+		m.DeadLetters.WithLabelValues(string(d.Job.Operation), code).Inc()
+	}
+	log.Error("job failed for good; dead letter written", "code", code, "err", cause)
+	if terr := msg.TermWithReason(code + ": " + cause.Error()); terr != nil {
+		log.Warn("term failed", "err", terr)
+	}
+	return Terminated
 }

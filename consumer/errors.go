@@ -23,9 +23,37 @@ func IsTerminal(err error) bool {
 	case errors.Is(err, ErrTerminal),
 		errors.Is(err, job.ErrMalformed),
 		errors.Is(err, provisioning.ErrInvalidName),
+		errors.Is(err, provisioning.ErrProtected),
+		errors.Is(err, provisioning.ErrConflict),
+		errors.Is(err, provisioning.ErrNotRecorded),
+		errors.Is(err, ErrUnknownTenant),
 		errors.Is(err, adminapi.ErrNotFound),
 		errors.Is(err, adminapi.ErrValidation):
 		return true
 	}
 	return false
 }
+
+// ReasonCode classifies why a job ended, for dead letters and metrics.
+func ReasonCode(err error) string {
+	switch {
+	case errors.Is(err, job.ErrMalformed):
+		return "malformed"
+	case errors.Is(err, provisioning.ErrInvalidName):
+		return "invalid_name"
+	case errors.Is(err, provisioning.ErrProtected):
+		return "protected"
+	case errors.Is(err, provisioning.ErrConflict):
+		return "conflict"
+	case errors.Is(err, provisioning.ErrNotRecorded):
+		return "not_recorded"
+	case errors.Is(err, adminapi.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrUnknownTenant):
+		return "unknown_tenant"
+	}
+	return "failed"
+}
+
+// ErrUnknownTenant marks a job for a tenant with no database mapping.
+var ErrUnknownTenant = errors.New("tenant has no database mapping")

@@ -192,7 +192,9 @@ func (e *env) newBridge() *bridge.Bridge {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	b, err := app.NewBridge(context.Background(), e.cfg, api, js, e.log)
+	ledger := app.NewTargets(e.cfg, e.log)
+	e.t.Cleanup(ledger.Close)
+	b, err := app.NewBridge(context.Background(), e.cfg, api, ledger, js, e.log, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -87,3 +87,27 @@ func FuzzDatabaseName(f *testing.F) {
 		}
 	})
 }
+
+func TestGuardRefusesWhatTheSystemDidNotCreate(t *testing.T) {
+	g := &Guard{Naming: Naming{}, Protected: []string{"Ods_Minimal_Template", "EdFi_Ods_Reserved", "District_Admin"}}
+	for name, allowed := range map[string]bool{
+		"EdFi_Ods_District_9": true,
+		"postgres":            false, "template0": false, "template1": false, "TEMPLATE1": false,
+		"EdFi_Admin": false, "edfi_security": false, "Ods_Minimal_Template": false,
+		"EdFi_Ods_Reserved": false, // named by the configuration, though it matches the rule
+		"District_Admin":    false,
+		"SomeoneElses":      false, "EdFi_Ods_": false, `EdFi_Ods_x"; DROP`: false,
+	} {
+		err := g.CheckDestructive(name)
+		if (err == nil) != allowed {
+			t.Errorf("CheckDestructive(%q) = %v, want allowed=%v", name, err, allowed)
+		}
+		if err != nil && !errors.Is(err, ErrProtected) {
+			t.Errorf("CheckDestructive(%q) error %v does not wrap ErrProtected", name, err)
+		}
+	}
+	var none *Guard
+	if none.CheckDestructive("EdFi_Ods_x") == nil {
+		t.Error("a nil guard must refuse everything")
+	}
+}

@@ -72,11 +72,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer func() { stopSim(); <-simDone }()
 
 	cfg := &config.Config{
-		AdminAPI:     config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
-		NATS:         config.NATS{URL: ns.ClientURL()},
-		Bridge:       config.Bridge{PollInterval: config.Duration(2 * time.Second)},
-		Consumer:     config.Consumer{Concurrency: 2},
-		Provisioning: config.Provisioning{Template: *template},
+		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
+		NATS:     config.NATS{URL: ns.ClientURL()},
+		Bridge:   config.Bridge{PollInterval: config.Duration(2 * time.Second)},
+		Consumer: config.Consumer{Concurrency: 2},
+		// dev is a sandbox: deletion is on, and the banner says so.
+		Provisioning: config.Provisioning{Template: *template, AllowDelete: true},
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase("EdFi_Admin").ADONet(),
@@ -100,12 +101,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer nc.Close()
-	b, err := app.NewBridge(ctx, cfg, api, js, log.With("role", "bridge"))
+	targets := app.NewTargets(cfg, log)
+	defer targets.Close()
+	b, err := app.NewBridge(ctx, cfg, api, targets, js, log.With("role", "bridge"), nil)
 	if err != nil {
 		return err
 	}
-	targets := app.NewTargets(cfg, log)
-	defer targets.Close()
 
 	var wg sync.WaitGroup
 	errc := make(chan error, *replicas+1)
@@ -161,6 +162,7 @@ instancemgr dev is running (Ctrl-C to stop)
   PostgreSQL           %[3]s
   template database    %[4]s, registrations in EdFi_Admin
   bridge polls every 2s; 2 consumer replicas
+  DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
 
 Ask for an instance, as the Admin Console would:
 

@@ -6,13 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
@@ -46,11 +52,19 @@ func runBridge(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	b, err := app.NewBridge(ctx, cfg, api, js, log)
+	ledger := app.NewTargets(cfg, log)
+	defer ledger.Close()
+	reg := prometheus.NewRegistry()
+	b, err := app.NewBridge(ctx, cfg, api, ledger, js, log, bridge.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
-	log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D())
+	stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D(), "allow_delete", cfg.Provisioning.AllowDelete)
 	return b.Run(ctx)
 }
 
@@ -71,10 +85,16 @@ func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
 	defer nc.Close()
 	targets := app.NewTargets(cfg, log)
 	defer targets.Close()
-	c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Targets: targets, Log: log})
+	reg := prometheus.NewRegistry()
+	c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Targets: targets, Log: log, Metrics: consumer.NewMetrics(reg)})
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
 	err = c.Run(ctx)
 	log.Info("consumer stopped")
@@ -128,6 +148,25 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
 	return serve(ctx, ln, sim)
+}
+
+// serveMetrics serves reg at addr/metrics until the returned stop is
+// called; an empty addr serves nothing.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metricsAddr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = serve(ctx, ln, mux) }()
+	log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() { cancel(); <-done }, nil
 }
 
 // serve runs h on ln until ctx ends, then shuts down gracefully.

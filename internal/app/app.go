@@ -20,6 +20,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -85,7 +86,7 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 	tg, err := t.cfg.Target(tenant)
 	if err != nil {
 		if errors.Is(err, config.ErrUnknownTenant) {
-			return nil, consumer.Terminal(err)
+			return nil, fmt.Errorf("%w: %w", consumer.ErrUnknownTenant, err)
 		}
 		return nil, err
 	}
@@ -98,7 +99,17 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
 	}
+	engine.Guard = t.cfg.Guard(tg)
+	engine.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
+	engine.SessionWait = t.cfg.Provisioning.SessionWait.D()
 	ct := &consumer.Target{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
+	key, err := t.cfg.Key()
+	if err != nil {
+		return nil, err
+	}
+	if key != nil {
+		ct.Seal = key.Encrypt
+	}
 	t.closers = append(t.closers, engine.Close)
 	if t.cfg.RegisterEnabled() {
 		reg, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
@@ -110,6 +121,20 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 	}
 	t.byEntry[tg.Entry] = ct
 	return ct, nil
+}
+
+// Lookup reads the ledger of the tenant's EdFi_Admin: what the system
+// recorded about an instance (the bridge uses it to name a rename's or
+// delete's database).
+func (t *Targets) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
+	tg, err := t.Target(ctx, tenant)
+	if err != nil {
+		return provisioning.Record{}, err
+	}
+	if tg.Registry == nil {
+		return provisioning.Record{}, fmt.Errorf("%w: registration is switched off, so there is no ledger", provisioning.ErrNotRecorded)
+	}
+	return tg.Registry.Lookup(ctx, tenant, instanceID)
 }
 
 // Close closes every connection opened.
@@ -128,8 +153,9 @@ type ConsumerDeps struct {
 	API     consumer.AdminAPI
 	Targets consumer.Targets
 	Log     *slog.Logger
+	Metrics *consumer.Metrics
 	// Test seams.
-	Hooks            consumer.CreateHooks
+	Hooks            consumer.Hooks
 	Observe          func(consumer.Outcome)
 	DisableHeartbeat bool
 }
@@ -146,8 +172,15 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	if d.DisableHeartbeat {
 		hb = -1
 	}
-	create := &consumer.Create{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), Log: d.Log, Hooks: d.Hooks}
-	return consumer.New(cons, map[job.Operation]consumer.Handler{job.OpCreate: create}, consumer.Options{
+	if err := job.EnsureDeadStream(ctx, d.JS, sc.Replicas, 0); err != nil {
+		return nil, err
+	}
+	ops := &consumer.Ops{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), Log: d.Log, Hooks: d.Hooks}
+	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
+	js := d.JS
+	return consumer.New(cons, handlers, consumer.Options{
+		DeadLetter: func(ctx context.Context, j job.Job, dl job.DeadLetter) error { return job.PublishDead(ctx, js, j, dl) },
+		Metrics:    d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
 		Heartbeat:     hb,
 		ShutdownGrace: cfg.Consumer.ShutdownGrace.D(),
@@ -160,10 +193,14 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	}), nil
 }
 
-// NewBridge ensures the stream exists and builds a bridge.
-func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, js jetstream.JetStream, log *slog.Logger) (*bridge.Bridge, error) {
+// NewBridge ensures the stream exists and builds a bridge. ledger is where
+// it finds the databases of renames and deletes (Targets in production).
+func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics) (*bridge.Bridge, error) {
 	if _, err := job.EnsureStream(ctx, js, cfg.StreamConfig()); err != nil {
 		return nil, err
 	}
-	return bridge.New(api, js, bridge.Options{Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log}), nil
+	return bridge.New(api, ledger, js, bridge.Options{
+		Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log,
+		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics,
+	}), nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
 )
 
 // Config is the whole configuration.
@@ -31,6 +32,8 @@ type Config struct {
 	Provisioning Provisioning      `yaml:"provisioning"`
 	Tenants      map[string]Tenant `yaml:"tenants"`
 	LogLevel     string            `yaml:"logLevel"`
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
+	MetricsAddr string `yaml:"metricsAddr"`
 }
 
 // AdminAPI says how to reach the Admin API.
@@ -83,6 +86,21 @@ type Provisioning struct {
 	// Register switches the worker's own EdFi_Admin registration; turn it
 	// off for an Admin API that registers on /completed itself.
 	Register *bool `yaml:"register"`
+	// AllowDelete enables delete jobs. Off by default: dropping databases
+	// is destructive, and Ed-Fi's own design asks for this switch.
+	AllowDelete bool `yaml:"allowDelete"`
+	// Sessions is what a rename does with sessions on the old database:
+	// "terminate" (default) or "wait" up to SessionWait, then fail.
+	Sessions    string   `yaml:"sessions"`
+	SessionWait Duration `yaml:"sessionWait"`
+	// EncryptionKey is the ODS/API's OdsConnectionStringEncryptionKey
+	// (base64 of 32 bytes); better from INSTANCEMGR_ODS_ENCRYPTION_KEY. With
+	// it, dbo.odsinstances gets encrypted connection strings.
+	EncryptionKey string `yaml:"encryptionKey"`
+	// ProtectedDatabases are never renamed or dropped, whatever their name;
+	// the template and each tenant's master and EdFi_Admin databases are
+	// always protected too.
+	ProtectedDatabases []string `yaml:"protectedDatabases"`
 }
 
 // Tenant maps a tenant to its database server. The entry named "default"
@@ -168,6 +186,7 @@ func (c *Config) applyEnv(env func(string) string) {
 	set(&c.AdminAPI.ClientID, "INSTANCEMGR_ADMINAPI_CLIENT_ID")
 	set(&c.AdminAPI.ClientSecret, "INSTANCEMGR_ADMINAPI_CLIENT_SECRET")
 	set(&c.NATS.URL, "INSTANCEMGR_NATS_URL")
+	set(&c.Provisioning.EncryptionKey, "INSTANCEMGR_ODS_ENCRYPTION_KEY")
 	for name, t := range c.Tenants {
 		p := "INSTANCEMGR_TENANT_" + EnvName(name) + "_"
 		set(&t.Master, p+"MASTER")
@@ -237,6 +256,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Provisioning.NamePattern == "" {
 		c.Provisioning.NamePattern = provisioning.DefaultNamePattern
+	}
+	if c.Provisioning.Sessions == "" {
+		c.Provisioning.Sessions = "terminate"
+	}
+	if c.Provisioning.SessionWait == 0 {
+		c.Provisioning.SessionWait = Duration(30 * time.Second)
 	}
 	if c.Provisioning.Register == nil {
 		t := true
@@ -325,6 +350,17 @@ func (c *Config) Validate() error {
 	if err := provisioning.CheckName(c.Provisioning.Template); err != nil {
 		bad("provisioning.template", "%v", err)
 	}
+	if c.Provisioning.Sessions != "terminate" && c.Provisioning.Sessions != "wait" {
+		bad("provisioning.sessions", "%q is neither terminate nor wait", c.Provisioning.Sessions)
+	}
+	if c.Provisioning.SessionWait <= 0 {
+		bad("provisioning.sessionWait", "must be positive")
+	}
+	if c.Provisioning.EncryptionKey != "" {
+		if _, err := odscrypt.ParseKey(c.Provisioning.EncryptionKey); err != nil {
+			bad("provisioning.encryptionKey", "%v", err)
+		}
+	}
 	if err := c.Naming().Validate(); err != nil {
 		bad("provisioning.namePattern", "%v", err)
 	}
@@ -371,6 +407,28 @@ type Target struct {
 
 // ErrUnknownTenant marks a tenant with no entry and no default entry.
 var ErrUnknownTenant = errors.New("tenant has no database mapping")
+
+// Guard is the rule for what the system may rename or drop on a target's
+// server.
+func (c *Config) Guard(t Target) *provisioning.Guard {
+	protected := append([]string{c.Provisioning.Template, t.Master.Database}, c.Provisioning.ProtectedDatabases...)
+	if t.Admin.Database != "" {
+		protected = append(protected, t.Admin.Database)
+	}
+	return &provisioning.Guard{Naming: c.Naming(), Protected: protected}
+}
+
+// Key returns the configured ODS encryption key, if any.
+func (c *Config) Key() (*odscrypt.Key, error) {
+	if c.Provisioning.EncryptionKey == "" {
+		return nil, nil
+	}
+	k, err := odscrypt.ParseKey(c.Provisioning.EncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning.encryptionKey: %w", err)
+	}
+	return &k, nil
+}
 
 // Target resolves a tenant to its entry, or the default entry.
 func (c *Config) Target(tenant string) (Target, error) {

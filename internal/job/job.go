@@ -48,6 +48,12 @@ type Job struct {
 	InstanceID   int       `json:"instanceId"`
 	Name         string    `json:"name"`
 	InstanceType string    `json:"instanceType,omitempty"`
+	// Database is the instance's database now, as the system recorded it:
+	// the old name for a rename, the one to drop for a delete.
+	Database string `json:"database,omitempty"`
+	// Generation is the ledger's rename count when the job was made; each
+	// rename of an instance is its own job.
+	Generation int `json:"generation,omitempty"`
 	Contexts     []Context `json:"contexts,omitempty"`
 	Derivatives  []string  `json:"derivatives,omitempty"`
 	RequestedAt  time.Time `json:"requestedAt"`
@@ -60,6 +66,20 @@ func NewCreate(tenant string, instanceID int, name string) Job {
 	return j
 }
 
+// NewRename returns a rename job: database is renamed after newName.
+func NewRename(tenant string, instanceID int, newName, database string, generation int) Job {
+	j := Job{Version: Version, Operation: OpRename, Tenant: tenant, InstanceID: instanceID, Name: newName, Database: database, Generation: generation, RequestedAt: time.Now().UTC()}
+	j.ID = IDFor(OpRename, tenant, instanceID) + "." + strconv.Itoa(generation)
+	return j
+}
+
+// NewDelete returns a delete job for database.
+func NewDelete(tenant string, instanceID int, name, database string) Job {
+	j := Job{Version: Version, Operation: OpDelete, Tenant: tenant, InstanceID: instanceID, Name: name, Database: database, RequestedAt: time.Now().UTC()}
+	j.ID = IDFor(OpDelete, tenant, instanceID)
+	return j
+}
+
 // IDFor is the job ID of an operation on an instance. It is deterministic so
 // that every poll that sees the same pending request produces the same ID,
 // which is also the JetStream message ID used for de-duplication.
@@ -68,12 +88,12 @@ func IDFor(op Operation, tenant string, instanceID int) string {
 }
 
 // Subject is the subject the job is published on:
-// instances.<operation>.<tenant>.<instance id>. One subject per instance and
-// operation lets the bridge publish with "expected last subject sequence 0",
-// so the stream itself refuses a second copy of the job however long it
-// stays pending.
+// instances.<operation>.<tenant>.<instance id>[.<generation>]; it is
+// "instances." followed by the job ID. One subject per job lets the bridge
+// publish with "expected last subject sequence 0", so the stream itself
+// refuses a second copy of the job however long it stays pending.
 func (j Job) Subject() string {
-	return SubjectPrefix + "." + IDFor(j.Operation, j.Tenant, j.InstanceID)
+	return SubjectPrefix + "." + j.ID
 }
 
 // Validate reports every missing or invalid field at once, wrapped in

@@ -29,7 +29,24 @@ type Engine struct {
 	// TemplateBusyWait bounds how long CreateDatabase retries a busy
 	// template before it gives the job back as transient.
 	TemplateBusyWait time.Duration
+	// Guard is checked before every rename and drop; without one, nothing
+	// is renamed or dropped.
+	Guard *provisioning.Guard
+	// Sessions says what happens to sessions on a database being renamed:
+	// SessionsTerminate ends them, SessionsWait waits up to SessionWait for
+	// them to go and then fails the attempt (it is retried later).
+	Sessions    SessionPolicy
+	SessionWait time.Duration
 }
+
+// SessionPolicy is how a rename treats open sessions on the old database.
+type SessionPolicy string
+
+// Session policies.
+const (
+	SessionsTerminate SessionPolicy = "terminate"
+	SessionsWait      SessionPolicy = "wait"
+)
 
 // NewEngine connects to the server's maintenance database (the tenant's
 // "master" connection string, in pgx form).
@@ -41,7 +58,7 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*En
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{pool: pool, log: log, TemplateBusyWait: 30 * time.Second}, nil
+	return &Engine{pool: pool, log: log, TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
 }
 
 func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.Pool, error) {
@@ -104,6 +121,72 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string) (boo
 		return false, fmt.Errorf("create database %q from template %q: %w", name, template, transient(err))
 	}
 	return created, nil
+}
+
+// RenameDatabase implements provisioning.Engine.
+func (e *Engine) RenameDatabase(ctx context.Context, old, new string) error {
+	for _, n := range []string{old, new} {
+		if err := e.Guard.CheckDestructive(n); err != nil {
+			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+		}
+	}
+	stmt := "ALTER DATABASE " + pgx.Identifier{old}.Sanitize() + " RENAME TO " + pgx.Identifier{new}.Sanitize()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxElapsedTime = e.SessionWait
+	op := func() error {
+		if err := e.endSessions(ctx, old); err != nil {
+			if errors.Is(err, provisioning.ErrTransient) {
+				return err // still busy: wait and look again
+			}
+			return backoff.Permanent(err)
+		}
+		_, err := e.pool.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == codeObjectInUse {
+			return err // a session came back between the two statements
+		}
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		return nil
+	}
+	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, transient(err))
+	}
+	return nil
+}
+
+// endSessions ends or awaits the other sessions on a database.
+func (e *Engine) endSessions(ctx context.Context, name string) error {
+	if e.Sessions == SessionsWait {
+		var n int
+		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: %d sessions are still connected to %q", provisioning.ErrTransient, n, name)
+		}
+		return nil
+	}
+	_, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name)
+	return err
+}
+
+// DropDatabase implements provisioning.Engine.
+func (e *Engine) DropDatabase(ctx context.Context, name string) (bool, error) {
+	if err := e.Guard.CheckDestructive(name); err != nil {
+		return false, fmt.Errorf("drop database %q: %w", name, err)
+	}
+	exists, err := e.DatabaseExists(ctx, name)
+	if err != nil || !exists {
+		return false, err
+	}
+	if _, err := e.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return false, fmt.Errorf("drop database %q: %w", name, transient(err))
+	}
+	return true, nil
 }
 
 func isDuplicateDatabase(err error) bool {

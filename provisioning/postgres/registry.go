@@ -5,21 +5,40 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // Registry writes registrations into an EdFi_Admin database shaped like the
-// ODS/API 7.x one (dbo.odsinstances and friends).
+// ODS/API 7.x one (dbo.odsinstances and friends), and keeps the system's own
+// ledger beside them in the schema instancemgr, in the same transactions.
 type Registry struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 }
 
-// NewRegistry connects to the EdFi_Admin database.
+// ledgerSchema is the system's own record of what it provisioned. It lives
+// in EdFi_Admin so that it commits atomically with the registration.
+const ledgerSchema = `
+CREATE SCHEMA IF NOT EXISTS instancemgr;
+CREATE TABLE IF NOT EXISTS instancemgr.instances (
+    tenant          text        NOT NULL,
+    instance_id     integer     NOT NULL,
+    ods_instance_id integer     NOT NULL,
+    database_name   text        NOT NULL,
+    name            text        NOT NULL,
+    generation      integer     NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, instance_id)
+);`
+
+// NewRegistry connects to the EdFi_Admin database and makes sure the ledger
+// table exists.
 func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*Registry, error) {
 	pool, err := newPool(ctx, pgxConnString, 8)
 	if err != nil {
@@ -27,6 +46,10 @@ func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := pool.Exec(ctx, ledgerSchema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("create the instancemgr ledger in EdFi_Admin: %w", transient(err))
 	}
 	return &Registry{pool: pool, log: log}, nil
 }
@@ -37,57 +60,165 @@ func (r *Registry) Close() { r.pool.Close() }
 // Pool is the registry's connection pool.
 func (r *Registry) Pool() *pgxpool.Pool { return r.pool }
 
-// Register implements provisioning.Registry.
-//
-// The transaction first takes an advisory lock on reg.LockKey, so deliveries
-// of the same job run one after the other here; the second finds the row the
-// first committed and inserts nothing.
-func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
-	var res provisioning.RegisterResult
+// inTx runs fn in a transaction that holds the instance's advisory lock, so
+// every change to one instance (create, rename, delete, by any delivery)
+// runs one after the other.
+func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what string, fn func(pgx.Tx) error) error {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
-		return res, fmt.Errorf("register %q: begin: %w", reg.Name, transient(err))
+		return fmt.Errorf("%s: begin: %w", what, transient(err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "instancemgr:"+reg.LockKey); err != nil {
-		return res, fmt.Errorf("register %q: lock: %w", reg.Name, transient(err))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, lockKey(tenant, instanceID)); err != nil {
+		return fmt.Errorf("%s: lock: %w", what, transient(err))
 	}
-	instanceType := nullIfEmpty(reg.InstanceType)
-	err = tx.QueryRow(ctx, `SELECT odsinstanceid FROM dbo.odsinstances WHERE name = $1 AND instancetype IS NOT DISTINCT FROM $2`,
-		reg.Name, instanceType).Scan(&res.OdsInstanceID)
-	switch {
-	case err == nil:
-		res.Existed = true
-	case errors.Is(err, pgx.ErrNoRows):
-		if err := tx.QueryRow(ctx, `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
-			reg.Name, instanceType, reg.ConnectionString).Scan(&res.OdsInstanceID); err != nil {
-			return res, fmt.Errorf("register %q: insert dbo.odsinstances: %w", reg.Name, transient(err))
-		}
-	default:
-		return res, fmt.Errorf("register %q: look up dbo.odsinstances: %w", reg.Name, transient(err))
-	}
-	for _, c := range reg.Contexts {
-		if _, err := tx.Exec(ctx, `INSERT INTO dbo.odsinstancecontexts (odsinstance_odsinstanceid, contextkey, contextvalue) VALUES ($1, $2, $3)
-			ON CONFLICT (odsinstance_odsinstanceid, contextkey) DO NOTHING`, res.OdsInstanceID, c.Key, c.Value); err != nil {
-			return res, fmt.Errorf("register %q: insert context %q: %w", reg.Name, c.Key, transient(err))
-		}
-	}
-	for _, d := range reg.Derivatives {
-		// A derivative starts out pointing at the instance's own database;
-		// the ODS/API reads a derivative with no connection string as broken.
-		if _, err := tx.Exec(ctx, `INSERT INTO dbo.odsinstancederivatives (odsinstance_odsinstanceid, derivativetype, connectionstring) VALUES ($1, $2, $3)
-			ON CONFLICT (odsinstance_odsinstanceid, derivativetype) DO NOTHING`, res.OdsInstanceID, d, reg.ConnectionString); err != nil {
-			return res, fmt.Errorf("register %q: insert derivative %q: %w", reg.Name, d, transient(err))
-		}
-	}
-	if err := complete(ctx, res); err != nil {
-		return res, err
+	if err := fn(tx); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return res, fmt.Errorf("register %q: commit: %w", reg.Name, transient(err))
+		return fmt.Errorf("%s: commit: %w", what, transient(err))
 	}
-	return res, nil
+	return nil
+}
+
+func lockKey(tenant string, instanceID int) string {
+	return "instancemgr:" + tenant + ":" + strconv.Itoa(instanceID)
+}
+
+func lookup(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, tenant string, instanceID int, forUpdate bool) (provisioning.Record, error) {
+	rec := provisioning.Record{Tenant: tenant, InstanceID: instanceID}
+	sql := `SELECT ods_instance_id, database_name, name, generation FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	err := q.QueryRow(ctx, sql, tenant, instanceID).Scan(&rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rec, fmt.Errorf("%w: tenant %q instance %d", provisioning.ErrNotRecorded, tenant, instanceID)
+	}
+	if err != nil {
+		return rec, fmt.Errorf("read the ledger for tenant %q instance %d: %w", tenant, instanceID, transient(err))
+	}
+	return rec, nil
+}
+
+// Lookup implements provisioning.Registry.
+func (r *Registry) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
+	return lookup(ctx, r.pool, tenant, instanceID, false)
+}
+
+// Register implements provisioning.Registry. The ledger says whether this
+// instance was registered before; a dbo.odsinstances row of the same name
+// and type that the ledger does not know is someone else's, and a conflict.
+func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
+	var res provisioning.RegisterResult
+	what := fmt.Sprintf("register %q", reg.Name)
+	err := r.inTx(ctx, reg.Tenant, reg.InstanceID, what, func(tx pgx.Tx) error {
+		rec, err := lookup(ctx, tx, reg.Tenant, reg.InstanceID, true)
+		switch {
+		case err == nil:
+			res = provisioning.RegisterResult{OdsInstanceID: rec.OdsInstanceID, Existed: true}
+		case errors.Is(err, provisioning.ErrNotRecorded):
+			err := tx.QueryRow(ctx, `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
+				reg.Name, nullIfEmpty(reg.InstanceType), reg.ConnectionString).Scan(&res.OdsInstanceID)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == codeUniqueViolation {
+				return fmt.Errorf("%s: %w: dbo.odsinstances already has an instance of this name and type that instancemgr did not register", what, provisioning.ErrConflict)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: insert dbo.odsinstances: %w", what, transient(err))
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES ($1, $2, $3, $4, $5)`,
+				reg.Tenant, reg.InstanceID, res.OdsInstanceID, reg.Database, reg.Name); err != nil {
+				return fmt.Errorf("%s: write the ledger: %w", what, transient(err))
+			}
+		default:
+			return err
+		}
+		for _, c := range reg.Contexts {
+			if _, err := tx.Exec(ctx, `INSERT INTO dbo.odsinstancecontexts (odsinstance_odsinstanceid, contextkey, contextvalue) VALUES ($1, $2, $3)
+				ON CONFLICT (odsinstance_odsinstanceid, contextkey) DO NOTHING`, res.OdsInstanceID, c.Key, c.Value); err != nil {
+				return fmt.Errorf("%s: insert context %q: %w", what, c.Key, transient(err))
+			}
+		}
+		for _, d := range reg.Derivatives {
+			// A derivative starts out pointing at the instance's own database;
+			// the ODS/API reads a derivative with no connection string as broken.
+			if _, err := tx.Exec(ctx, `INSERT INTO dbo.odsinstancederivatives (odsinstance_odsinstanceid, derivativetype, connectionstring) VALUES ($1, $2, $3)
+				ON CONFLICT (odsinstance_odsinstanceid, derivativetype) DO NOTHING`, res.OdsInstanceID, d, reg.ConnectionString); err != nil {
+				return fmt.Errorf("%s: insert derivative %q: %w", what, d, transient(err))
+			}
+		}
+		return complete(ctx, res)
+	})
+	return res, err
+}
+
+// Rename implements provisioning.Registry. A ledger already at the new
+// database means an earlier delivery did the writes; the completion still
+// runs, to finish what that delivery may not have.
+func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
+	what := fmt.Sprintf("rename registration of instance %d to %q", ren.InstanceID, ren.NewName)
+	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(tx pgx.Tx) error {
+		before, err := lookup(ctx, tx, ren.Tenant, ren.InstanceID, true)
+		if err != nil {
+			return err
+		}
+		if before.Database != ren.NewDatabase || before.Name != ren.NewName {
+			if _, err := tx.Exec(ctx, `UPDATE dbo.odsinstances SET name = $1, connectionstring = $2 WHERE odsinstanceid = $3`,
+				ren.NewName, ren.ConnectionString, before.OdsInstanceID); err != nil {
+				return fmt.Errorf("%s: update dbo.odsinstances: %w", what, transient(err))
+			}
+			if _, err := tx.Exec(ctx, `UPDATE dbo.odsinstancederivatives SET connectionstring = $1 WHERE odsinstance_odsinstanceid = $2`,
+				ren.ConnectionString, before.OdsInstanceID); err != nil {
+				return fmt.Errorf("%s: update dbo.odsinstancederivatives: %w", what, transient(err))
+			}
+			if _, err := tx.Exec(ctx, `UPDATE instancemgr.instances SET database_name = $1, name = $2, generation = generation + 1, updated_at = now() WHERE tenant = $3 AND instance_id = $4`,
+				ren.NewDatabase, ren.NewName, ren.Tenant, ren.InstanceID); err != nil {
+				return fmt.Errorf("%s: update the ledger: %w", what, transient(err))
+			}
+		}
+		return complete(ctx, before)
+	})
+}
+
+// RenameFailed implements provisioning.Registry.
+func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID int, complete func(context.Context) error) error {
+	what := fmt.Sprintf("record the failed rename of instance %d", instanceID)
+	return r.inTx(ctx, tenant, instanceID, what, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE instancemgr.instances SET generation = generation + 1, updated_at = now() WHERE tenant = $1 AND instance_id = $2`,
+			tenant, instanceID); err != nil {
+			return fmt.Errorf("%s: %w", what, transient(err))
+		}
+		return complete(ctx)
+	})
+}
+
+// Unregister implements provisioning.Registry. Children go before the
+// instance: the ODS/API's foreign keys do not cascade.
+func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int, complete func(context.Context, provisioning.Record) error) error {
+	what := fmt.Sprintf("unregister instance %d", instanceID)
+	return r.inTx(ctx, tenant, instanceID, what, func(tx pgx.Tx) error {
+		before, err := lookup(ctx, tx, tenant, instanceID, true)
+		if err != nil {
+			return err
+		}
+		for _, stmt := range []string{
+			`DELETE FROM dbo.odsinstancecontexts WHERE odsinstance_odsinstanceid = $1`,
+			`DELETE FROM dbo.odsinstancederivatives WHERE odsinstance_odsinstanceid = $1`,
+			`DELETE FROM dbo.apiclientodsinstances WHERE odsinstance_odsinstanceid = $1`,
+			`DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`,
+		} {
+			if _, err := tx.Exec(ctx, stmt, before.OdsInstanceID); err != nil {
+				return fmt.Errorf("%s: %w", what, transient(err))
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`, tenant, instanceID); err != nil {
+			return fmt.Errorf("%s: ledger: %w", what, transient(err))
+		}
+		return complete(ctx, before)
+	})
 }
 
 func nullIfEmpty(s string) *string {
