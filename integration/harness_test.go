@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
@@ -31,7 +34,8 @@ type env struct {
 	t        *testing.T
 	prefix   string
 	pg       *pgxpool.Pool // maintenance database
-	admin    *pgxpool.Pool // the test's EdFi_Admin
+	admin    *pgxpool.Pool // the first tenant's EdFi_Admin
+	admins   map[string]*pgxpool.Pool
 	sim      *simulatortest.Server
 	natsURL  string
 	cfg      *config.Config
@@ -44,6 +48,13 @@ type envOptions struct {
 	ackWait     time.Duration
 	maxAttempts int // Admin API client attempts per call
 	retryDelay  time.Duration
+	maxDeliver  int
+	// tenants the simulator serves, each mapped in the configuration to an
+	// EdFi_Admin of its own; unmapped ones are served but not mapped.
+	tenants     []string
+	unmapped    []string
+	namePattern string // default "<prefix>_{name}"
+	allowDelete bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -56,6 +67,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	if o.retryDelay == 0 {
 		o.retryDelay = 100 * time.Millisecond
+	}
+	if o.maxDeliver == 0 {
+		o.maxDeliver = 20
+	}
+	if len(o.tenants) == 0 {
+		o.tenants = []string{config.DefaultTenant}
 	}
 	e := &env{t: t, prefix: testenv.Prefix(), pg: testenv.Postgres(t), outcomes: make(chan consumer.Outcome, 1000)}
 	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -75,27 +92,40 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
 		t.Fatal(err)
 	}
-	adminDB := e.prefix + "_admin"
-	testenv.CreateDatabase(t, e.pg, adminDB)
-	testenv.LoadAdminFixture(t, adminDB)
-	e.admin = testenv.Connect(t, adminDB)
+	mapping := map[string]config.Tenant{}
+	e.admins = map[string]*pgxpool.Pool{}
+	for _, tenant := range o.tenants {
+		adminDB := e.prefix + "_admin"
+		if tenant != config.DefaultTenant {
+			adminDB += "_" + tenant
+		}
+		testenv.CreateDatabase(t, e.pg, adminDB)
+		testenv.LoadAdminFixture(t, adminDB)
+		e.admins[tenant] = testenv.Connect(t, adminDB)
+		mapping[tenant] = config.Tenant{
+			Master: master.ADONet(),
+			Admin:  master.WithDatabase(adminDB).ADONet(),
+			ODS:    master.WithDatabase("{0}").ADONet(),
+		}
+	}
+	e.admin = e.admins[o.tenants[0]]
+	if o.namePattern == "" {
+		o.namePattern = "PREFIX_{name}"
+	}
+	o.namePattern = strings.ReplaceAll(o.namePattern, "PREFIX", e.prefix)
 
-	e.sim = simulatortest.Start(t, simulator.Options{})
+	e.sim = simulatortest.Start(t, simulator.Options{Tenants: append(append([]string{}, o.tenants...), o.unmapped...)})
 	e.natsURL = testenv.NATS(t)
 
 	e.cfg = &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret, MaxAttempts: o.maxAttempts},
 		// One backoff step: redeliveries and nak delays are not stretched by
 		// growing steps, which keeps the tests fast.
-		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: 20},
+		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: o.maxDeliver},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
-		Provisioning: config.Provisioning{Template: template, NamePattern: e.prefix + "_{name}"},
-		Tenants: map[string]config.Tenant{config.DefaultTenant: {
-			Master: master.ADONet(),
-			Admin:  master.WithDatabase(adminDB).ADONet(),
-			ODS:    master.WithDatabase("{0}").ADONet(),
-		}},
+		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete},
+		Tenants:      mapping,
 	}
 	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {
 		t.Fatal(err)
@@ -217,7 +247,7 @@ func (e *env) waitCompleted(ids []int, timeout time.Duration) {
 // (template and EdFi_Admin excluded).
 func (e *env) databases() []string {
 	e.t.Helper()
-	rows, err := e.pg.Query(context.Background(), `SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND datname NOT IN ($2, $3) ORDER BY 1`,
+	rows, err := e.pg.Query(context.Background(), `SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND datname <> $2 AND NOT starts_with(datname, $3) ORDER BY 1`,
 		e.prefix+"_", e.prefix+"_template", e.prefix+"_admin")
 	if err != nil {
 		e.t.Fatal(err)
@@ -270,4 +300,69 @@ func (e *env) streamMessages() uint64 {
 		e.t.Fatal(err)
 	}
 	return info.State.Msgs
+}
+
+func (e *env) countIn(tenant, sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.admins[tenant].QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// deadLetters reads every dead letter stored so far.
+func (e *env) deadLetters() []job.DeadLetter {
+	e.t.Helper()
+	ctx := context.Background()
+	_, js := testenv.JetStream(e.t, e.natsURL)
+	s, err := js.Stream(ctx, job.DeadStream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []job.DeadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		raw, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var d job.DeadLetter
+		if err := json.Unmarshal(raw.Data, &d); err != nil {
+			e.t.Fatalf("dead letter %d: %v", seq, err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// waitDeadLetters waits until n dead letters are stored and returns them.
+func (e *env) waitDeadLetters(n int) []job.DeadLetter {
+	e.t.Helper()
+	var got []job.DeadLetter
+	testenv.Eventually(e.t, time.Minute, fmt.Sprintf("%d dead letters", n), func() bool {
+		got = e.deadLetters()
+		return len(got) >= n
+	})
+	return got
+}
+
+func (e *env) waitStatus(id int, status string) {
+	e.t.Helper()
+	testenv.Eventually(e.t, time.Minute, fmt.Sprintf("instance %d %s", id, status), func() bool {
+		r, ok := e.sim.Instance(id)
+		return ok && r.Status == status
+	})
+}
+
+func (e *env) databaseExists(name string) bool {
+	e.t.Helper()
+	var ok bool
+	if err := e.pg.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&ok); err != nil {
+		e.t.Fatal(err)
+	}
+	return ok
 }

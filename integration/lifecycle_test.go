@@ -1,0 +1,235 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+)
+
+func request(name string) adminapi.InstanceRequest {
+	return adminapi.InstanceRequest{Name: name, InstanceType: "enterprise",
+		OdsInstanceContexts:    []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
+		OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}}}
+}
+
+func (e *env) create(tenant, name string) int {
+	e.t.Helper()
+	inst, err := e.console.CreateOdsInstance(context.Background(), tenant, request(name))
+	if err != nil {
+		e.t.Fatalf("request %q in %s: %v", name, tenant, err)
+	}
+	return inst.ID
+}
+
+func (e *env) rename(tenant string, id int, name string) {
+	e.t.Helper()
+	if err := e.console.UpdateOdsInstance(context.Background(), tenant, id, request(name)); err != nil {
+		e.t.Fatalf("rename %d to %q: %v", id, name, err)
+	}
+}
+
+func (e *env) remove(tenant string, id int) {
+	e.t.Helper()
+	if err := e.console.DeleteOdsInstance(context.Background(), tenant, id); err != nil {
+		e.t.Fatalf("delete %d: %v", id, err)
+	}
+}
+
+// checkRegistered asserts that exactly one instance is registered in the
+// tenant's EdFi_Admin, under name, pointing at database, and that the Admin
+// API holds the same connection string.
+func (e *env) checkRegistered(tenant string, id int, name, database string) {
+	e.t.Helper()
+	var gotName, cs string
+	if err := e.admins[tenant].QueryRow(context.Background(), `SELECT name, connectionstring FROM dbo.odsinstances`).Scan(&gotName, &cs); err != nil {
+		e.t.Fatalf("%s: read dbo.odsinstances: %v", tenant, err)
+	}
+	if n := e.countIn(tenant, `SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		e.t.Fatalf("%s: %d instances registered, want 1", tenant, n)
+	}
+	conn, err := connstr.ParsePostgres(cs)
+	if err != nil {
+		e.t.Fatalf("%s: stored connection string: %v", tenant, err)
+	}
+	if gotName != name || conn.Database != database {
+		e.t.Fatalf("%s: registered %q -> %q, want %q -> %q", tenant, gotName, conn.Database, name, database)
+	}
+	if n := e.countIn(tenant, `SELECT count(*) FROM dbo.odsinstancederivatives d JOIN dbo.odsinstances i ON i.odsinstanceid = d.odsinstance_odsinstanceid WHERE d.connectionstring = i.connectionstring`); n != 1 {
+		e.t.Fatalf("%s: the derivative does not follow the instance's connection string", tenant)
+	}
+	rec, _ := e.sim.Instance(id)
+	if rec.ConnectionString != cs || rec.Status != adminapi.StatusCompleted {
+		e.t.Fatalf("%s: Admin API has %s %q, EdFi_Admin %q", tenant, rec.Status, rec.ConnectionString, cs)
+	}
+	if !e.databaseExists(database) {
+		e.t.Fatalf("%s: database %q does not exist", tenant, database)
+	}
+}
+
+// The whole lifecycle, for two tenants on two EdFi_Admin databases at once,
+// with the same instance name in both: each tenant's registration and
+// databases stay its own.
+func TestLifecyclePerTenant(t *testing.T) {
+	e := newEnv(t, envOptions{tenants: []string{"t1", "t2"}, namePattern: "PREFIX_{tenant}_{name}", allowDelete: true})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	e.startReplica(app.ConsumerDeps{})
+	db := func(tenant, name string) string { return e.prefix + "_" + tenant + "_" + name }
+
+	ids := map[string]int{"t1": e.create("t1", "Alpha"), "t2": e.create("t2", "Alpha")}
+	for tenant, id := range ids {
+		e.waitStatus(id, adminapi.StatusCompleted)
+		e.checkRegistered(tenant, id, "Alpha", db(tenant, "Alpha"))
+	}
+
+	steps := []map[string]string{{"t1": "Beta", "t2": "Gamma"}, {"t1": "Delta", "t2": "Alpha"}}
+	previous := map[string]string{"t1": "Alpha", "t2": "Alpha"}
+	for _, step := range steps {
+		for tenant, name := range step {
+			e.rename(tenant, ids[tenant], name)
+		}
+		for tenant, name := range step {
+			e.waitStatus(ids[tenant], adminapi.StatusCompleted)
+			testenvEventually(t, func() bool {
+				r, _ := e.sim.Instance(ids[tenant])
+				return r.Calls["renamed"] > 0 && !e.databaseExists(db(tenant, previous[tenant]))
+			})
+			e.checkRegistered(tenant, ids[tenant], name, db(tenant, name))
+			previous[tenant] = name
+		}
+	}
+	for tenant, id := range ids {
+		if rec, _ := e.sim.Instance(id); rec.Calls["renamed"] != 2 || rec.Calls["completed"] != 1 {
+			t.Errorf("%s: calls %v, want completed once and renamed twice", tenant, rec.Calls)
+		}
+	}
+
+	for tenant, id := range ids {
+		e.remove(tenant, id)
+	}
+	for tenant, id := range ids {
+		e.waitStatus(id, adminapi.StatusDeleted)
+		if e.databaseExists(db(tenant, previous[tenant])) {
+			t.Errorf("%s: database %q survived the delete", tenant, db(tenant, previous[tenant]))
+		}
+		for _, table := range []string{"dbo.odsinstances", "dbo.odsinstancecontexts", "dbo.odsinstancederivatives", "instancemgr.instances"} {
+			if n := e.countIn(tenant, `SELECT count(*) FROM `+table); n != 0 {
+				t.Errorf("%s: %d rows left in %s", tenant, n, table)
+			}
+		}
+	}
+	if dbs := e.databases(); len(dbs) != 0 {
+		t.Errorf("databases left: %v", dbs)
+	}
+	if dl := e.deadLetters(); len(dl) != 0 {
+		t.Errorf("dead letters in a clean lifecycle: %+v", dl)
+	}
+	testenvEventuallyDrained(t, e)
+}
+
+func testenvEventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A replica dies between the database change and the ack, for a rename and
+// for a delete: the redelivery finishes the job, with one effect.
+func TestRenameAndDeleteRedeliveryAfterCrash(t *testing.T) {
+	for _, op := range []string{"rename", "delete"} {
+		t.Run(op, func(t *testing.T) {
+			e := newEnv(t, envOptions{ackWait: time.Second, allowDelete: true})
+			e.startBridge()
+			first := e.startReplica(app.ConsumerDeps{})
+			id := e.create("", "Original")
+			e.waitStatus(id, adminapi.StatusCompleted)
+			first.stop()
+
+			crashed := make(chan struct{})
+			var once sync.Once
+			victimReady := make(chan *replica, 1)
+			victim := e.startReplica(app.ConsumerDeps{Hooks: consumer.Hooks{
+				AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
+					once.Do(func() { (<-victimReady).nc.Close(); close(crashed) })
+					return errors.New("crashed")
+				},
+			}})
+			victimReady <- victim
+			if op == "rename" {
+				e.rename("", id, "Renamed")
+			} else {
+				e.remove("", id)
+			}
+			select {
+			case <-crashed:
+			case <-time.After(time.Minute):
+				t.Fatal("the job never reached the crash point")
+			}
+			victim.stop()
+			e.startReplica(app.ConsumerDeps{})
+
+			rec, _ := e.sim.Instance(id)
+			if op == "rename" {
+				e.waitStatus(id, adminapi.StatusCompleted)
+				e.checkRegistered("default", id, "Renamed", e.prefix+"_Renamed")
+				if e.databaseExists(e.prefix + "_Original") {
+					t.Error("the old database is still there")
+				}
+				rec, _ = e.sim.Instance(id)
+				if rec.Calls["renamed"] != 1 {
+					t.Errorf("renamed called %d times, want 1", rec.Calls["renamed"])
+				}
+			} else {
+				e.waitStatus(id, adminapi.StatusDeleted)
+				rec, _ = e.sim.Instance(id)
+				if rec.Calls["deleted"] != 1 || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 || len(e.databases()) != 0 {
+					t.Errorf("after the redelivered delete: deleted calls %d, rows %d, databases %v",
+						rec.Calls["deleted"], e.count(`SELECT count(*) FROM dbo.odsinstances`), e.databases())
+				}
+			}
+			testenvEventuallyDrained(t, e)
+		})
+	}
+}
+
+// With deletion off, a delete request is not published, however often the
+// bridge polls; the database and registration stay.
+func TestDeleteDisabled(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.startReplica(app.ConsumerDeps{})
+	b := e.newBridge()
+	id := e.create("", "Keep")
+	testenvEventually(t, func() bool {
+		_, _ = b.Poll(context.Background())
+		r, _ := e.sim.Instance(id)
+		return r.Status == adminapi.StatusCompleted
+	})
+	e.remove("", id)
+	for range 3 {
+		st, err := b.Poll(context.Background())
+		if err != nil || st.DeleteSkipped != 1 || st.Published != 0 {
+			t.Fatalf("poll with deletion off: %+v, %v", st, err)
+		}
+	}
+	if n := e.streamMessages(); n != 1 {
+		t.Fatalf("stream holds %d jobs, want only the create", n)
+	}
+	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusPendingDelete {
+		t.Fatalf("status %s", r.Status)
+	}
+	if !e.databaseExists(e.prefix+"_Keep") || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 1 {
+		t.Fatal("the database or its registration went away with deletion off")
+	}
+}
