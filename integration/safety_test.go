@@ -1,0 +1,191 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+func codes(dls []job.DeadLetter) map[string]int {
+	m := map[string]int{}
+	for _, d := range dls {
+		m[d.Code]++
+	}
+	return m
+}
+
+// Broken messages and hostile names end as dead letters with their reason,
+// are never redelivered, and the replica goes on serving good jobs.
+func TestMalformedAndHostileInputEndInDeadLetters(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.startReplica(app.ConsumerDeps{})
+	_, js := testenv.JetStream(t, e.natsURL)
+	ctx := context.Background()
+	for _, body := range []string{
+		`not json at all`,
+		`{"version":7,"jobId":"create.default.1","operation":"create","tenant":"default","instanceId":1,"name":"x"}`,
+		`{"version":1,"jobId":"explode.default.1","operation":"explode","tenant":"default","instanceId":1,"name":"x"}`,
+		`{"version":1,"operation":"create"}`,
+	} {
+		if _, err := js.Publish(ctx, "instances.create.default.900", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostile := []string{`x"; DROP DATABASE postgres; --`, "a;b", "Dіstrict", "tab\there", strings.Repeat("L", 80)}
+	for _, name := range hostile {
+		e.create("", name)
+	}
+	e.startBridge()
+	good := e.create("", "Good")
+	e.waitStatus(good, adminapi.StatusCompleted)
+
+	dls := e.waitDeadLetters(4 + len(hostile))
+	if c := codes(dls); c["malformed"] != 4 || c["invalid_name"] != len(hostile) || len(dls) != 4+len(hostile) {
+		t.Fatalf("dead letters by code %v, want 4 malformed and %d invalid names", c, len(hostile))
+	}
+	for _, d := range dls {
+		if d.Reason == "" || d.Attempts != 1 || d.Subject == "" || (d.Message == nil && d.Raw == nil) {
+			t.Errorf("dead letter lacks its reason, attempt count, subject or original: %+v", d)
+		}
+	}
+	if !e.databaseExists("postgres") {
+		t.Fatal("postgres is gone")
+	}
+	if dbs := e.databases(); len(dbs) != 1 || dbs[0] != e.prefix+"_Good" {
+		t.Fatalf("databases %v, want only the good one", dbs)
+	}
+	// Terminated, not waiting to come back.
+	testenvEventuallyDrained(t, e)
+	if info := e.consumerInfo(); info.NumRedelivered != 0 {
+		t.Fatalf("%d messages were redelivered", info.NumRedelivered)
+	}
+	// A create has no failed status in Admin API 2.3: the request stays
+	// Pending, and the bridge does not publish it again.
+	for _, r := range e.sim.Instances() {
+		if r.Name != "Good" && r.Status != adminapi.StatusPending {
+			t.Errorf("%q: status %s", r.Name, r.Status)
+		}
+	}
+	if n := e.streamMessages(); n != uint64(4+len(hostile)+1) {
+		t.Errorf("stream holds %d messages: a refused create was published again", n)
+	}
+}
+
+// A rename to a name the rule refuses ends with renameFailed and a dead
+// letter; the database keeps its name and the next rename is a new job.
+func TestHostileRenameFails(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	id := e.create("", "Fine")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	e.rename("", id, `Fine"; DROP DATABASE postgres; --`)
+	e.waitStatus(id, adminapi.StatusRenameFailed)
+	if dls := e.waitDeadLetters(1); dls[0].Code != "invalid_name" {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	e.checkRegisteredStatus("default", "Fine", e.prefix+"_Fine")
+
+	e.rename("", id, "Better")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	e.checkRegistered("default", id, "Better", e.prefix+"_Better")
+}
+
+func (e *env) checkRegisteredStatus(tenant, name, database string) {
+	e.t.Helper()
+	var got string
+	if err := e.admins[tenant].QueryRow(context.Background(), `SELECT name FROM dbo.odsinstances`).Scan(&got); err != nil || got != name {
+		e.t.Fatalf("registered %q, %v; want %q", got, err, name)
+	}
+	if !e.databaseExists(database) {
+		e.t.Fatalf("database %q is gone", database)
+	}
+}
+
+// Guard rails: a ledger that points a delete at the template, or a rename
+// at a database the naming rule could not have made, is refused: the job
+// ends failed, with a dead letter, and the database is untouched.
+func TestGuardRailsRefuseForeignDatabases(t *testing.T) {
+	e := newEnv(t, envOptions{allowDelete: true})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	ctx := context.Background()
+	foreign := e.prefix + "x_foreign" // outside the rule "<prefix>_{name}"
+	testenv.CreateDatabase(t, e.pg, foreign)
+
+	a, b := e.create("", "A"), e.create("", "B")
+	e.waitStatus(a, adminapi.StatusCompleted)
+	e.waitStatus(b, adminapi.StatusCompleted)
+	if _, err := e.admin.Exec(ctx, `UPDATE instancemgr.instances SET database_name = $1 WHERE instance_id = $2`, e.cfg.Provisioning.Template, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.Exec(ctx, `UPDATE instancemgr.instances SET database_name = $1 WHERE instance_id = $2`, foreign, b); err != nil {
+		t.Fatal(err)
+	}
+	e.remove("", a)
+	e.rename("", b, "B2")
+	e.waitStatus(a, adminapi.StatusDeleteFailed)
+	e.waitStatus(b, adminapi.StatusRenameFailed)
+	if c := codes(e.waitDeadLetters(2)); c["protected"] != 2 {
+		t.Fatalf("dead letters by code %v, want 2 protected", c)
+	}
+	for _, db := range []string{e.cfg.Provisioning.Template, foreign} {
+		if !e.databaseExists(db) {
+			t.Errorf("%q was dropped or renamed", db)
+		}
+	}
+	if e.databaseExists(e.prefix + "_B2") {
+		t.Error("the foreign database was renamed")
+	}
+}
+
+// A job for a tenant the configuration does not map is never routed to
+// another tenant's server: it ends as a dead letter.
+func TestUnmappedTenantIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{tenants: []string{"t1"}, unmapped: []string{"t2"}, namePattern: "PREFIX_{tenant}_{name}"})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	stranger := e.create("t2", "Stranger")
+	local := e.create("t1", "Local")
+	e.waitStatus(local, adminapi.StatusCompleted)
+	dls := e.waitDeadLetters(1)
+	if dls[0].Code != "unknown_tenant" || !strings.Contains(dls[0].Reason, `"t2"`) {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	if r, _ := e.sim.Instance(stranger); r.Status != adminapi.StatusPending {
+		t.Fatalf("t2's instance is %s", r.Status)
+	}
+	if dbs := e.databases(); len(dbs) != 1 || dbs[0] != e.prefix+"_t1_Local" {
+		t.Fatalf("databases %v", dbs)
+	}
+	if n := e.countIn("t1", `SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		t.Fatalf("t1 has %d registrations", n)
+	}
+}
+
+// A job that fails on every delivery stops at MaxDeliver and lands in the
+// dead letters as exhausted, with its attempt count.
+func TestRetriesExhaustedEndInDeadLetters(t *testing.T) {
+	e := newEnv(t, envOptions{maxDeliver: 3, maxAttempts: 1, retryDelay: 10e6})
+	e.sim.InjectFault(simulator.Fault{Method: "POST", Path: "/adminconsole/instances/*/completed", Status: 503})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	id := e.create("", "Doomed")
+	dls := e.waitDeadLetters(1)
+	if dls[0].Code != "exhausted" || dls[0].Attempts != 3 {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	if r, _ := e.sim.Instance(id); r.Calls["completed"] != 3 || r.Status != adminapi.StatusPending {
+		t.Fatalf("completed called %d times, status %s", r.Calls["completed"], r.Status)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 {
+		t.Fatalf("%d rows left by rolled-back registrations", n)
+	}
+	testenvEventuallyDrained(t, e)
+}
