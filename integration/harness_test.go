@@ -55,6 +55,7 @@ type envOptions struct {
 	unmapped    []string
 	namePattern string // default "<prefix>_{name}"
 	allowDelete bool
+	encryptKey  string // base64 ODS encryption key
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -124,7 +125,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: o.maxDeliver},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
-		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete},
+		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, EncryptionKey: o.encryptKey},
 		Tenants:      mapping,
 	}
 	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
 )
 
 func request(name string) adminapi.InstanceRequest {
@@ -232,4 +234,46 @@ func TestDeleteDisabled(t *testing.T) {
 	if !e.databaseExists(e.prefix+"_Keep") || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 1 {
 		t.Fatal("the database or its registration went away with deletion off")
 	}
+}
+
+// With an encryption key, EdFi_Admin holds the connection string in the
+// ODS/API's encrypted format, which decrypts to what the Admin API was told;
+// a rename re-encrypts the new one.
+func TestEncryptedConnectionStrings(t *testing.T) {
+	keyB64 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	e := newEnv(t, envOptions{encryptKey: keyB64})
+	key, err := odscrypt.ParseKey(keyB64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	id := e.create("", "Secret")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	check := func(database string) {
+		t.Helper()
+		var stored, derived string
+		if err := e.admin.QueryRow(context.Background(), `SELECT i.connectionstring, d.connectionstring FROM dbo.odsinstances i JOIN dbo.odsinstancederivatives d ON d.odsinstance_odsinstanceid = i.odsinstanceid`).Scan(&stored, &derived); err != nil {
+			t.Fatal(err)
+		}
+		if !odscrypt.IsEncrypted(stored) || !odscrypt.IsEncrypted(derived) {
+			t.Fatalf("stored in plain text: %q", stored)
+		}
+		plain, err := key.Decrypt(stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := e.sim.Instance(id)
+		conn, _ := connstr.ParsePostgres(plain)
+		if plain != rec.ConnectionString || conn.Database != database {
+			t.Fatalf("decrypted %q; Admin API has %q; want database %q", plain, rec.ConnectionString, database)
+		}
+	}
+	check(e.prefix + "_Secret")
+	e.rename("", id, "Hidden")
+	testenvEventually(t, func() bool {
+		r, _ := e.sim.Instance(id)
+		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
+	})
+	check(e.prefix + "_Hidden")
 }

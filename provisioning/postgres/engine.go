@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -85,6 +86,9 @@ func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
 
 // DatabaseExists implements provisioning.Engine.
 func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
+	if err := checkIdent(name); err != nil {
+		return false, err
+	}
 	var exists bool
 	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
 		return false, fmt.Errorf("look up database %q: %w", name, transient(err))
@@ -95,7 +99,10 @@ func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) 
 // CreateDatabase implements provisioning.Engine. A busy template (another
 // session connected to it) is retried with backoff for TemplateBusyWait.
 func (e *Engine) CreateDatabase(ctx context.Context, name, template string) (bool, error) {
-	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	stmt, err := createDatabaseSQL(name, template)
+	if err != nil {
+		return false, err
+	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
@@ -130,7 +137,10 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string) error {
 			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
 		}
 	}
-	stmt := "ALTER DATABASE " + pgx.Identifier{old}.Sanitize() + " RENAME TO " + pgx.Identifier{new}.Sanitize()
+	stmt, err := renameDatabaseSQL(old, new)
+	if err != nil {
+		return err
+	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxElapsedTime = e.SessionWait
@@ -179,14 +189,56 @@ func (e *Engine) DropDatabase(ctx context.Context, name string) (bool, error) {
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
+	stmt, err := dropDatabaseSQL(name)
+	if err != nil {
+		return false, err
+	}
 	exists, err := e.DatabaseExists(ctx, name)
 	if err != nil || !exists {
 		return false, err
 	}
-	if _, err := e.pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+	if _, err := e.pool.Exec(ctx, stmt); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, transient(err))
 	}
 	return true, nil
+}
+
+// checkIdent refuses identifiers PostgreSQL would silently change: empty,
+// longer than 63 bytes (truncated by the server) or holding NUL (dropped by
+// the quoting function). Every name that reaches SQL passes here, whatever
+// rule made it.
+func checkIdent(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty database name", provisioning.ErrInvalidName)
+	case len(name) > provisioning.MaxNameBytes:
+		return fmt.Errorf("%w: database name of %d bytes; PostgreSQL would truncate it to %d", provisioning.ErrInvalidName, len(name), provisioning.MaxNameBytes)
+	case strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("%w: database name holds a NUL byte", provisioning.ErrInvalidName)
+	}
+	return nil
+}
+
+// The DDL statements: identifiers quoted by pgx, after checkIdent.
+func createDatabaseSQL(name, template string) (string, error) {
+	if err := errors.Join(checkIdent(name), checkIdent(template)); err != nil {
+		return "", err
+	}
+	return "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize(), nil
+}
+
+func renameDatabaseSQL(old, new string) (string, error) {
+	if err := errors.Join(checkIdent(old), checkIdent(new)); err != nil {
+		return "", err
+	}
+	return "ALTER DATABASE " + pgx.Identifier{old}.Sanitize() + " RENAME TO " + pgx.Identifier{new}.Sanitize(), nil
+}
+
+func dropDatabaseSQL(name string) (string, error) {
+	if err := checkIdent(name); err != nil {
+		return "", err
+	}
+	return "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)", nil
 }
 
 func isDuplicateDatabase(err error) bool {

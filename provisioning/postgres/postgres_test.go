@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,5 +131,66 @@ func TestBusyTemplateGivesUpAsTransient(t *testing.T) {
 	_, err = e.CreateDatabase(ctx, prefix+"_busy", prefix+"_tmpl")
 	if !errors.Is(err, provisioning.ErrTransient) {
 		t.Fatalf("err = %v, want a transient error", err)
+	}
+}
+
+// Hostile names: the naming rule refuses each (or, for "--", accepts it as
+// plain text); reaching the engine directly, each is refused or becomes
+// exactly one database of exactly that name, and nothing else runs.
+func TestHostileNamesTable(t *testing.T) {
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	naming := provisioning.Naming{Pattern: prefix + "_{name}"}
+	count := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_database`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	tests := []struct {
+		name        string
+		ruleAccepts bool
+		engineTakes bool
+	}{
+		{`q"uote`, false, true},
+		{`x'; DROP DATABASE postgres; --`, false, true},
+		{"semi;colon", false, true},
+		{"dash--dash", true, true},
+		{"nul\x00byte", false, false},
+		{"Dіstrict", false, true}, // Cyrillic і: a look-alike, refused by the rule
+		{"ａ", false, true},        // full-width a
+		{strings.Repeat("x", 64), false, false},
+		{"", false, false},
+	}
+	for _, tt := range tests {
+		_, err := naming.DatabaseName("default", tt.name)
+		if (err == nil) != tt.ruleAccepts {
+			t.Errorf("rule on %q: %v, want accepted=%v", tt.name, err, tt.ruleAccepts)
+		}
+		full := prefix + "_" + tt.name
+		if tt.name == "" {
+			full = ""
+		}
+		before := count()
+		created, err := e.CreateDatabase(ctx, full, prefix+"_tmpl")
+		after := count()
+		if !tt.engineTakes {
+			if !errors.Is(err, provisioning.ErrInvalidName) || after != before {
+				t.Errorf("engine on %q: created=%v err=%v, %d new databases; want a refusal and none", tt.name, created, err, after-before)
+			}
+			continue
+		}
+		if err != nil || !created || after != before+1 {
+			t.Errorf("engine on %q: created=%v err=%v, %d new databases; want exactly one", tt.name, created, err, after-before)
+			continue
+		}
+		if ok, err := e.DatabaseExists(ctx, full); err != nil || !ok {
+			t.Errorf("database %q not found under its exact name: %v", full, err)
+		}
+	}
+	if ok, _ := e.DatabaseExists(ctx, "postgres"); !ok {
+		t.Fatal("postgres is gone")
 	}
 }

@@ -18,6 +18,9 @@ func (e *Engine) EnsureDatabase(ctx context.Context, name string) error {
 	if err != nil || exists {
 		return err
 	}
+	if err := checkIdent(name); err != nil {
+		return err
+	}
 	if _, err := e.pool.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil && !isDuplicateDatabase(err) {
 		return fmt.Errorf("create database %q: %w", name, err)
 	}

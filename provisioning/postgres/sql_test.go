@@ -1,0 +1,82 @@
+package postgres
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// unquote reads one double-quoted identifier at the start of s and returns
+// its value and the rest of s.
+func unquote(t *testing.T, s string) (string, string) {
+	t.Helper()
+	if !strings.HasPrefix(s, `"`) {
+		t.Fatalf("identifier not quoted: %q", s)
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		if s[i] == '"' {
+			if i+1 < len(s) && s[i+1] == '"' {
+				b.WriteByte('"')
+				i++
+				continue
+			}
+			return b.String(), s[i+1:]
+		}
+		b.WriteByte(s[i])
+	}
+	t.Fatalf("unterminated identifier in %q", s)
+	return "", ""
+}
+
+// FuzzDDL checks every statement a name reaches: either the name is refused,
+// or the statement is exactly the intended one with the name as a single
+// quoted identifier that reads back unchanged.
+func FuzzDDL(f *testing.F) {
+	for _, s := range []string{"EdFi_Ods_x", `x"; DROP DATABASE postgres; --`, `""`, "a\x00b", "Dіstrict", strings.Repeat("y", 64), "", `"`} {
+		f.Add(s, "Ods_Minimal_Template")
+	}
+	f.Fuzz(func(t *testing.T, name, other string) {
+		check := func(stmt string, err error, prefix string, idents []string, joins []string, suffix string) {
+			t.Helper()
+			if err != nil {
+				if !errors.Is(err, provisioning.ErrInvalidName) {
+					t.Fatalf("refusal %v is not ErrInvalidName", err)
+				}
+				for _, id := range idents {
+					if checkIdent(id) != nil {
+						return
+					}
+				}
+				t.Fatalf("valid identifiers %q refused: %v", idents, err)
+			}
+			rest, ok := strings.CutPrefix(stmt, prefix)
+			if !ok {
+				t.Fatalf("statement %q does not start with %q", stmt, prefix)
+			}
+			for i, id := range idents {
+				var got string
+				got, rest = unquote(t, rest)
+				if got != id {
+					t.Fatalf("identifier %q reads back as %q in %q", id, got, stmt)
+				}
+				if i < len(joins) {
+					if rest, ok = strings.CutPrefix(rest, joins[i]); !ok {
+						t.Fatalf("statement %q lost its shape", stmt)
+					}
+				}
+			}
+			if rest != suffix {
+				t.Fatalf("statement %q has %q after the identifiers", stmt, rest)
+			}
+		}
+		stmt, err := createDatabaseSQL(name, other)
+		check(stmt, err, "CREATE DATABASE ", []string{name, other}, []string{" TEMPLATE "}, "")
+		stmt, err = renameDatabaseSQL(name, other)
+		check(stmt, err, "ALTER DATABASE ", []string{name, other}, []string{" RENAME TO "}, "")
+		stmt, err = dropDatabaseSQL(name)
+		check(stmt, err, "DROP DATABASE IF EXISTS ", []string{name}, nil, " WITH (FORCE)")
+	})
+}
