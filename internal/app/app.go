@@ -179,8 +179,8 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
 	js := d.JS
 	return consumer.New(cons, handlers, consumer.Options{
-		DeadLetter: func(ctx context.Context, j job.Job, dl job.DeadLetter) error { return job.PublishDead(ctx, js, j, dl) },
-		Metrics:    d.Metrics,
+		DeadLetter:    func(ctx context.Context, j job.Job, dl job.DeadLetter) error { return job.PublishDead(ctx, js, j, dl) },
+		Metrics:       d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
 		Heartbeat:     hb,
 		ShutdownGrace: cfg.Consumer.ShutdownGrace.D(),

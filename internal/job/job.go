@@ -45,18 +45,18 @@ type Job struct {
 	Operation Operation `json:"operation"`
 	Tenant    string    `json:"tenant"`
 	// InstanceID is the Admin API's instance id (GET /adminconsole/instances/{id}).
-	InstanceID   int       `json:"instanceId"`
-	Name         string    `json:"name"`
-	InstanceType string    `json:"instanceType,omitempty"`
+	InstanceID   int    `json:"instanceId"`
+	Name         string `json:"name"`
+	InstanceType string `json:"instanceType,omitempty"`
 	// Database is the instance's database now, as the system recorded it:
 	// the old name for a rename, the one to drop for a delete.
 	Database string `json:"database,omitempty"`
 	// Generation is the ledger's rename count when the job was made; each
 	// rename of an instance is its own job.
-	Generation int `json:"generation,omitempty"`
-	Contexts     []Context `json:"contexts,omitempty"`
-	Derivatives  []string  `json:"derivatives,omitempty"`
-	RequestedAt  time.Time `json:"requestedAt"`
+	Generation  int       `json:"generation,omitempty"`
+	Contexts    []Context `json:"contexts,omitempty"`
+	Derivatives []string  `json:"derivatives,omitempty"`
+	RequestedAt time.Time `json:"requestedAt"`
 }
 
 // NewCreate returns a create job with its deterministic ID.
