@@ -189,3 +189,25 @@ func TestRetriesExhaustedEndInDeadLetters(t *testing.T) {
 	}
 	testenvEventuallyDrained(t, e)
 }
+
+// Both the old and the new database exist: a conflict, reported as
+// renameFailed, and nothing is dropped to make room.
+func TestRenameConflictDropsNothing(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	id := e.create("", "Old")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	testenv.CreateDatabase(t, e.pg, e.prefix+"_New") // someone's, in the way
+	e.rename("", id, "New")
+	e.waitStatus(id, adminapi.StatusRenameFailed)
+	if dls := e.waitDeadLetters(1); dls[0].Code != "conflict" {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	for _, db := range []string{e.prefix + "_Old", e.prefix + "_New"} {
+		if !e.databaseExists(db) {
+			t.Errorf("%q is gone", db)
+		}
+	}
+	e.checkRegisteredStatus("default", "Old", e.prefix+"_Old")
+}

@@ -194,3 +194,55 @@ func TestHostileNamesTable(t *testing.T) {
 		t.Fatal("postgres is gone")
 	}
 }
+
+// Rename ends the sessions on the old database by default; with the wait
+// policy it waits for them and gives the job back as transient when they
+// stay, leaving the database as it was.
+func TestRenameSessionPolicies(t *testing.T) {
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
+	for _, n := range []string{"a", "c"} {
+		if _, err := e.CreateDatabase(ctx, prefix+"_"+n, prefix+"_tmpl"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold := func(db string) *pgx.Conn {
+		c, err := pgx.Connect(ctx, testenv.ConnString(t, db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(ctx) })
+		return c
+	}
+
+	session := hold(prefix + "_a")
+	if err := e.RenameDatabase(ctx, prefix+"_a", prefix+"_b"); err != nil {
+		t.Fatalf("rename with terminate: %v", err)
+	}
+	if err := session.Ping(ctx); err == nil {
+		t.Error("the session on the old database survived the rename")
+	}
+
+	e.Sessions, e.SessionWait = postgres.SessionsWait, 300*time.Millisecond
+	hold(prefix + "_c")
+	err := e.RenameDatabase(ctx, prefix+"_c", prefix+"_d")
+	if !errors.Is(err, provisioning.ErrTransient) {
+		t.Fatalf("rename with a session that stays: %v, want transient", err)
+	}
+	if ok, _ := e.DatabaseExists(ctx, prefix+"_c"); !ok {
+		t.Fatal("the database was renamed while a session waited")
+	}
+
+	// The guard runs before anything else.
+	if err := e.RenameDatabase(ctx, prefix+"_tmpl", prefix+"_e"); !errors.Is(err, provisioning.ErrProtected) {
+		t.Fatalf("renaming the template: %v", err)
+	}
+	if _, err := e.DropDatabase(ctx, "postgres"); !errors.Is(err, provisioning.ErrProtected) {
+		t.Fatalf("dropping postgres: %v", err)
+	}
+	dropped, err := e.DropDatabase(ctx, prefix+"_gone")
+	if err != nil || dropped {
+		t.Fatalf("dropping an absent database: %v, %v; want false, nil", dropped, err)
+	}
+}
