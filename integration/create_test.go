@@ -106,22 +106,8 @@ func TestCreateRedeliveryAfterCrash(t *testing.T) {
 	inst := e.requestInstances(1)[0]
 	e.startBridge()
 
-	crashed := make(chan struct{})
-	var once sync.Once
-	victimReady := make(chan *replica, 1)
-	victim := e.startReplica(app.ConsumerDeps{Hooks: consumer.Hooks{
-		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
-			// Cut the replica off from NATS: no ack, no nak, no heartbeat.
-			once.Do(func() { (<-victimReady).nc.Close(); close(crashed) })
-			return errors.New("crashed")
-		},
-	}})
-	victimReady <- victim
-	select {
-	case <-crashed:
-	case <-time.After(time.Minute):
-		t.Fatal("the job never reached the crash point")
-	}
+	victim, crashed := e.startCrashingReplica()
+	e.waitCrash(crashed)
 	if dbs := e.databases(); len(dbs) != 1 {
 		t.Fatalf("before the crash the database should exist: %v", dbs)
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -366,4 +367,31 @@ func (e *env) databaseExists(name string) bool {
 		e.t.Fatal(err)
 	}
 	return ok
+}
+
+// startCrashingReplica runs a replica that, the first time a job passes its
+// database change, cuts itself off from NATS (no ack, no nak, no heartbeat:
+// as if killed) and fails the job. crashed is closed at that moment.
+func (e *env) startCrashingReplica() (r *replica, crashed <-chan struct{}) {
+	e.t.Helper()
+	c := make(chan struct{})
+	var once sync.Once
+	ready := make(chan *replica, 1)
+	r = e.startReplica(app.ConsumerDeps{Hooks: consumer.Hooks{
+		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
+			once.Do(func() { (<-ready).nc.Close(); close(c) })
+			return errors.New("crashed")
+		},
+	}})
+	ready <- r
+	return r, c
+}
+
+func (e *env) waitCrash(crashed <-chan struct{}) {
+	e.t.Helper()
+	select {
+	case <-crashed:
+	case <-time.After(time.Minute):
+		e.t.Fatal("the job never reached the crash point")
+	}
 }

@@ -3,13 +3,10 @@ package integration
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
@@ -159,26 +156,13 @@ func TestRenameAndDeleteRedeliveryAfterCrash(t *testing.T) {
 			e.waitStatus(id, adminapi.StatusCompleted)
 			first.stop()
 
-			crashed := make(chan struct{})
-			var once sync.Once
-			victimReady := make(chan *replica, 1)
-			victim := e.startReplica(app.ConsumerDeps{Hooks: consumer.Hooks{
-				AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
-					once.Do(func() { (<-victimReady).nc.Close(); close(crashed) })
-					return errors.New("crashed")
-				},
-			}})
-			victimReady <- victim
+			victim, crashed := e.startCrashingReplica()
 			if op == "rename" {
 				e.rename("", id, "Renamed")
 			} else {
 				e.remove("", id)
 			}
-			select {
-			case <-crashed:
-			case <-time.After(time.Minute):
-				t.Fatal("the job never reached the crash point")
-			}
+			e.waitCrash(crashed)
 			victim.stop()
 			e.startReplica(app.ConsumerDeps{})
 

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
@@ -37,67 +39,70 @@ func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, e
 	return config.Load(*path, os.Getenv)
 }
 
-func runBridge(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := loadConfig("bridge", args, stderr)
+// role is what the bridge and the consumer both start from.
+type role struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	api     *adminapi.Client
+	js      jetstream.JetStream
+	targets *app.Targets
+	metrics *prometheus.Registry
+	close   func()
+}
+
+func startRole(ctx context.Context, name string, args []string, stderr io.Writer) (*role, error) {
+	cfg, err := loadConfig(name, args, stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	log := newLogger(stderr, cfg.LogLevel).With("role", "bridge")
+	log := newLogger(stderr, cfg.LogLevel).With("role", name)
 	api, err := app.AdminClient(cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	nc, js, err := app.ConnectNATS(cfg, "instancemgr-bridge", log)
+	nc, js, err := app.ConnectNATS(cfg, "instancemgr-"+name, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer nc.Close()
-	ledger := app.NewTargets(cfg, log)
-	defer ledger.Close()
+	targets := app.NewTargets(cfg, log)
 	reg := prometheus.NewRegistry()
-	b, err := app.NewBridge(ctx, cfg, api, ledger, js, log, bridge.NewMetrics(reg))
-	if err != nil {
-		return err
-	}
 	stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, reg, log)
 	if err != nil {
+		targets.Close()
+		nc.Close()
+		return nil, err
+	}
+	return &role{cfg: cfg, log: log, api: api, js: js, targets: targets, metrics: reg,
+		close: func() { stopMetrics(); targets.Close(); nc.Close() }}, nil
+}
+
+func runBridge(ctx context.Context, args []string, stderr io.Writer) error {
+	r, err := startRole(ctx, "bridge", args, stderr)
+	if err != nil {
 		return err
 	}
-	defer stopMetrics()
-	log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D(), "allow_delete", cfg.Provisioning.AllowDelete)
+	defer r.close()
+	b, err := app.NewBridge(ctx, r.cfg, r.api, r.targets, r.js, r.log, bridge.NewMetrics(r.metrics))
+	if err != nil {
+		return err
+	}
+	r.log.Info("bridge started", "poll_interval", r.cfg.Bridge.PollInterval.D(), "allow_delete", r.cfg.Provisioning.AllowDelete)
 	return b.Run(ctx)
 }
 
 func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := loadConfig("consumer", args, stderr)
+	r, err := startRole(ctx, "consumer", args, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel).With("role", "consumer")
-	api, err := app.AdminClient(cfg, log)
+	defer r.close()
+	c, err := app.NewConsumer(ctx, r.cfg, app.ConsumerDeps{JS: r.js, API: r.api, Targets: r.targets, Log: r.log, Metrics: consumer.NewMetrics(r.metrics)})
 	if err != nil {
 		return err
 	}
-	nc, js, err := app.ConnectNATS(cfg, "instancemgr-consumer", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	targets := app.NewTargets(cfg, log)
-	defer targets.Close()
-	reg := prometheus.NewRegistry()
-	c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Targets: targets, Log: log, Metrics: consumer.NewMetrics(reg)})
-	if err != nil {
-		return err
-	}
-	stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, reg, log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-	log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
+	r.log.Info("consumer started", "concurrency", r.cfg.Consumer.Concurrency, "ack_wait", r.cfg.NATS.AckWait.D())
 	err = c.Run(ctx)
-	log.Info("consumer stopped")
+	r.log.Info("consumer stopped")
 	return err
 }
 
