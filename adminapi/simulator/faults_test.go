@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +267,26 @@ func TestFaultJSONRoundTrip(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"path": "/a", "delay": 2.5}`), &back); err != nil || back.Delay != 2500*time.Microsecond {
 		t.Fatalf("milliseconds: %+v, %v", back, err)
+	}
+}
+
+func TestInstancesInspectionEndpoint(t *testing.T) {
+	sim := simulator.New(simulator.Options{})
+	if _, err := sim.CreateInstance("default", adminapi.InstanceRequest{Name: "Seen"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/_simulator/instances")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var recs []simulator.Record
+	if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || len(recs) != 1 || recs[0].Name != "Seen" || recs[0].Status != adminapi.StatusPending {
+		t.Fatalf("status %d, records %+v", resp.StatusCode, recs)
 	}
 }

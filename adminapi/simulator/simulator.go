@@ -158,13 +158,23 @@ const (
 	callDeleteFailed = "deleteFailed"
 )
 
-const faultsPath = "/_simulator/faults"
+const (
+	faultsPath    = "/_simulator/faults"
+	instancesPath = "/_simulator/instances"
+)
 
 // ServeHTTP serves the Admin API contract.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := canonicalPath(r.URL.Path)
 	if path == faultsPath {
 		s.serveFaults(w, r)
+		return
+	}
+	if path == instancesPath && r.Method == http.MethodGet {
+		// Inspection for test deployments (a chaos suite in another
+		// process): every record, with its call counts. No token, like
+		// the fault endpoints; never expose a simulator beyond a test.
+		writeJSON(w, http.StatusOK, s.Instances())
 		return
 	}
 	if strings.HasPrefix(path, "/_simulator/") {

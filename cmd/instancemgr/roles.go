@@ -96,7 +96,11 @@ func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer r.close()
-	c, err := app.NewConsumer(ctx, r.cfg, app.ConsumerDeps{JS: r.js, API: r.api, Targets: r.targets, Log: r.log, Metrics: consumer.NewMetrics(r.metrics)})
+	deps := app.ConsumerDeps{JS: r.js, API: r.api, Targets: r.targets, Log: r.log, Metrics: consumer.NewMetrics(r.metrics)}
+	if err := applyTestSwitches(&deps, os.Getenv); err != nil {
+		return err
+	}
+	c, err := app.NewConsumer(ctx, r.cfg, deps)
 	if err != nil {
 		return err
 	}
@@ -153,6 +157,36 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
 	return serve(ctx, ln, sim)
+}
+
+// applyTestSwitches reads the switches the chaos suite uses to make faults
+// reproducible in a real process. They are for tests only, and each one is
+// logged loudly when set:
+//
+//	INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=3s  every job waits this long after its
+//	                                         database change (a slow template copy)
+//	INSTANCEMGR_TEST_DISABLE_HEARTBEAT=1     running jobs do not renew their lock
+func applyTestSwitches(deps *app.ConsumerDeps, env func(string) string) error {
+	if v := env("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE: %w", err)
+		}
+		deps.Log.Warn("TEST SWITCH: every job waits after its database change", "wait", d)
+		deps.Hooks.AfterDatabase = func(ctx context.Context, _ consumer.Delivery) error {
+			select {
+			case <-time.After(d):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if env("INSTANCEMGR_TEST_DISABLE_HEARTBEAT") == "1" {
+		deps.Log.Warn("TEST SWITCH: heartbeats are off; locks expire under running jobs")
+		deps.DisableHeartbeat = true
+	}
+	return nil
 }
 
 // serveMetrics serves reg at addr/metrics until the returned stop is
