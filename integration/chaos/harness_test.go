@@ -1,0 +1,496 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// bins are the binaries under test, built once for the package.
+var bins struct{ instancemgr, natsServer string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "instancemgr-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.instancemgr = filepath.Join(dir, "instancemgr")
+	bins.natsServer = filepath.Join(dir, "nats-server")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	for _, b := range []struct{ out, pkg string }{{bins.instancemgr, "./cmd/instancemgr"}, {bins.natsServer, "github.com/nats-io/nats-server/v2"}} {
+		cmd := exec.Command(goBin(), "build", "-o", b.out, b.pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func goBin() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
+}
+
+// full reports whether the full-size suite was asked for.
+func full() bool { return os.Getenv("INSTANCEMGR_CHAOS_FULL") == "1" }
+
+// size picks the CI size or the full size.
+func size(ci, fullSize int) int {
+	if full() {
+		return fullSize
+	}
+	return ci
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// proc is one OS process of the system.
+type proc struct {
+	t       *testing.T
+	name    string
+	bin     string
+	args    []string
+	env     []string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	state   *os.ProcessState
+}
+
+func (s *sys) spawn(name, bin string, env []string, args ...string) *proc {
+	s.t.Helper()
+	p := &proc{t: s.t, name: name, bin: bin, args: args, env: env, logPath: filepath.Join(s.dir, name+".log")}
+	p.start()
+	s.t.Cleanup(func() {
+		if p.alive() {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if s.t.Failed() {
+			data, _ := os.ReadFile(p.logPath)
+			if len(data) > 4000 {
+				data = data[len(data)-4000:]
+			}
+			s.t.Logf("--- last lines of %s ---\n%s", p.name, data)
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Env = append(os.Environ(), p.env...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		logf.Close()
+		close(p.done)
+	}()
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %s to %s: %v", sig, p.name, err)
+	}
+}
+
+// kill9 kills the process at once and waits for it.
+func (p *proc) kill9() {
+	p.signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// waitExit waits up to timeout for the process to exit.
+func (p *proc) waitExit(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+func (p *proc) restart() {
+	p.t.Helper()
+	if p.alive() {
+		p.t.Fatalf("restart %s while it runs", p.name)
+	}
+	p.start()
+}
+
+// sys is one system under test: its own NATS, simulator, EdFi_Admin,
+// template and naming prefix on the local PostgreSQL.
+type sys struct {
+	t        *testing.T
+	dir      string
+	prefix   string
+	pg       *pgxpool.Pool
+	admin    *pgxpool.Pool
+	pgURL    string
+	natsURL  string
+	nats     []*proc
+	simURL   string
+	sim      *proc
+	console  *adminapi.Client
+	cfgPath  string
+	env      []string
+	replicas []*proc
+	bridge   *proc
+}
+
+type sysOptions struct {
+	ackWait     time.Duration
+	maxDeliver  int
+	concurrency int
+	grace       time.Duration
+	// consumerEnv are extra environment variables (test switches).
+	consumerEnv []string
+	// pgURL overrides the local PostgreSQL (a private cluster).
+	pgURL string
+	// natsURLs, when set, are used instead of starting one nats-server.
+	natsURLs string
+}
+
+func newSys(t *testing.T, o sysOptions) *sys {
+	t.Helper()
+	if o.ackWait == 0 {
+		o.ackWait = 2 * time.Second
+	}
+	if o.maxDeliver == 0 {
+		o.maxDeliver = 50
+	}
+	if o.concurrency == 0 {
+		o.concurrency = 4
+	}
+	if o.grace == 0 {
+		o.grace = 15 * time.Second
+	}
+	s := &sys{t: t, dir: t.TempDir(), prefix: testenv.Prefix(), pgURL: o.pgURL}
+	if s.pgURL == "" {
+		s.pgURL = testenv.PostgresURL()
+		s.pg = testenv.Postgres(t)
+	} else {
+		pool, err := pgxpool.New(context.Background(), s.pgURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		s.pg = pool
+	}
+	testenv.DropDatabasesWithPrefix(t, s.pg, s.prefix)
+	ctx := context.Background()
+	master, err := connstr.ParsePostgres(s.pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	template := s.prefix + "_template"
+	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
+		t.Fatal(err)
+	}
+	adminDB := s.prefix + "_admin"
+	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
+		t.Fatal(err)
+	}
+	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "..", "shared", "fixtures", "edfi_admin_pg.sql"))
+	if err != nil {
+		testenv.Unavailable(t, "the EdFi_Admin fixture is missing: %v", err)
+	}
+	s.admin, err = pgxpool.New(ctx, master.WithDatabase(adminDB).PgxConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.admin.Close)
+	if _, err := s.admin.Exec(ctx, string(fixture)); err != nil {
+		t.Fatal(err)
+	}
+
+	if o.natsURLs != "" {
+		s.natsURL = o.natsURLs
+	} else {
+		port := freePort(t)
+		s.nats = []*proc{s.spawn("nats-server", bins.natsServer, nil, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(s.dir, "js"))}
+		s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	}
+
+	simPort := freePort(t)
+	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
+	secret := "chaos-" + s.prefix
+	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret},
+		"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker")
+	s.env = append([]string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}, o.consumerEnv...)
+	s.cfgPath = filepath.Join(s.dir, "instancemgr.yaml")
+	cfg := fmt.Sprintf(`adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}
+nats: {url: %q, ackWait: %s, maxDeliver: %d, backoff: [%s]}
+bridge: {pollInterval: 300ms}
+consumer: {concurrency: %d, shutdownGrace: %s, retryDelay: 200ms, maxRetryDelay: 2s}
+provisioning: {template: %q, namePattern: %q, allowDelete: true}
+tenants:
+  default: {master: %q, admin: %q, ods: %q}
+`, s.simURL, s.natsURL, o.ackWait, o.maxDeliver, o.ackWait, o.concurrency, o.grace, template, s.prefix+"_{name}",
+		master.ADONet(), master.WithDatabase(adminDB).ADONet(), master.WithDatabase("{0}").ADONet())
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.console, err = adminapi.New(adminapi.Config{BaseURL: s.simURL, TokenURL: s.simURL + "/connect/token", ClientID: "worker", ClientSecret: secret, MaxAttempts: 10, RetryBaseDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the simulator to answer", func() bool {
+		_, err := s.console.Tenants(ctx)
+		return err == nil
+	})
+	return s
+}
+
+func (s *sys) startReplica() *proc {
+	s.t.Helper()
+	p := s.spawn(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.instancemgr, s.env, "consumer", "-config", s.cfgPath)
+	s.replicas = append(s.replicas, p)
+	return p
+}
+
+func (s *sys) startBridge() {
+	s.t.Helper()
+	s.bridge = s.spawn("bridge", bins.instancemgr, s.env, "bridge", "-config", s.cfgPath)
+}
+
+// request asks for n instances named <label> 1..n.
+func (s *sys) request(label string, n int) []int {
+	s.t.Helper()
+	var ids []int
+	for i := range n {
+		inst, err := s.console.CreateOdsInstance(context.Background(), "", adminapi.InstanceRequest{
+			Name: fmt.Sprintf("%s %d", label, i+1), InstanceType: "enterprise",
+			OdsInstanceContexts: []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
+		})
+		if err != nil {
+			s.t.Fatalf("request %d: %v", i+1, err)
+		}
+		ids = append(ids, inst.ID)
+	}
+	return ids
+}
+
+// records reads the simulator's records over HTTP.
+func (s *sys) records() map[int]simulator.Record {
+	s.t.Helper()
+	resp, err := http.Get(s.simURL + "/_simulator/instances")
+	if err != nil {
+		s.t.Fatalf("read simulator records: %v", err)
+	}
+	defer resp.Body.Close()
+	var recs []simulator.Record
+	if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
+		s.t.Fatal(err)
+	}
+	out := map[int]simulator.Record{}
+	for _, r := range recs {
+		out[r.ID] = r
+	}
+	return out
+}
+
+func (s *sys) countStatus(ids []int, status string) int {
+	recs := s.records()
+	n := 0
+	for _, id := range ids {
+		if recs[id].Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+// waitStatus waits until every id has status, and says how long it took.
+func (s *sys) waitStatus(ids []int, status string, timeout time.Duration) time.Duration {
+	s.t.Helper()
+	start := time.Now()
+	testenv.Eventually(s.t, timeout, fmt.Sprintf("%d instances %s", len(ids), status), func() bool {
+		return s.countStatus(ids, status) == len(ids)
+	})
+	return time.Since(start)
+}
+
+// faults replaces the simulator's fault plan.
+func (s *sys) faults(plan []simulator.Fault) {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, s.simURL+"/_simulator/faults", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		s.t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if len(plan) == 0 {
+		return
+	}
+	body, _ := json.Marshal(plan)
+	resp, err := http.Post(s.simURL+"/_simulator/faults", "application/json", bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		s.t.Fatalf("fault plan refused: %d", resp.StatusCode)
+	}
+}
+
+// effects are what a scenario counts at its end.
+type effects struct {
+	Completed, Databases, Rows, Ledger, DeadLetters int
+	CompletedCalls                                  int
+	Pending, AckPending                             uint64
+}
+
+func (s *sys) count(sql string, args ...any) int {
+	s.t.Helper()
+	var n int
+	if err := s.admin.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		s.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func (s *sys) effects(ids []int) effects {
+	s.t.Helper()
+	var e effects
+	recs := s.records()
+	for _, id := range ids {
+		if recs[id].Status == adminapi.StatusCompleted {
+			e.Completed++
+		}
+		e.CompletedCalls += recs[id].Calls["completed"]
+	}
+	if err := s.pg.QueryRow(context.Background(), `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1) AND datname NOT IN ($2, $3)`,
+		s.prefix+"_", s.prefix+"_template", s.prefix+"_admin").Scan(&e.Databases); err != nil {
+		s.t.Fatal(err)
+	}
+	e.Rows = s.count(`SELECT count(*) FROM dbo.odsinstances`)
+	// The ledger table appears when a replica first opens the tenant.
+	if s.count(`SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'instancemgr' AND tablename = 'instances'`) == 1 {
+		e.Ledger = s.count(`SELECT count(*) FROM instancemgr.instances`)
+	}
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c, err := js.Consumer(ctx, "INSTANCES", "instancemgr"); err == nil {
+		if info, err := c.Info(ctx); err == nil {
+			e.Pending, e.AckPending = info.NumPending, uint64(info.NumAckPending)
+		}
+	}
+	if st, err := js.Stream(ctx, job.DeadStream); err == nil {
+		if info, err := st.Info(ctx); err == nil {
+			e.DeadLetters = int(info.State.Msgs)
+		}
+	}
+	return e
+}
+
+// settle waits until the durable consumer has nothing pending or un-acked,
+// and returns the effects then.
+func (s *sys) settle(ids []int) effects {
+	s.t.Helper()
+	var e effects
+	testenv.Eventually(s.t, time.Minute, "the stream to drain", func() bool {
+		e = s.effects(ids)
+		return e.Pending == 0 && e.AckPending == 0
+	})
+	return e
+}
+
+// expectOnce asserts the promise: every job took effect once, nothing lost.
+func (s *sys) expectOnce(ids []int, e effects, deadLetters int) {
+	s.t.Helper()
+	n := len(ids)
+	if e.Completed != n || e.Databases != n || e.Rows != n || e.Ledger != n || e.DeadLetters != deadLetters {
+		s.t.Fatalf("effects %+v; want %d completed, databases, rows and ledger entries, %d dead letters", e, n, deadLetters)
+	}
+}
+
+// report prints one line of figures for docs/reliability.md.
+func report(t *testing.T, scenario string, jobs int, faults string, e effects, recovered time.Duration) {
+	t.Helper()
+	dup := max(0, e.Databases-jobs) + max(0, e.Rows-jobs)
+	lost := max(0, jobs-e.Completed-e.DeadLetters)
+	t.Logf("REPORT | %s | %d | %s | %d completed, %d databases, %d rows, %d completed calls | %d | %d | %s |",
+		scenario, jobs, faults, e.Completed, e.Databases, e.Rows, e.CompletedCalls, dup, lost, recovered.Round(100*time.Millisecond))
+}
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,199 @@
+package chaos
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+// 1. Three replicas; one, chosen at random, is killed with SIGKILL every
+// second or so and restarted, while the jobs run.
+func TestReplicaCrashes(t *testing.T) {
+	jobs := size(24, 60)
+	s := newSys(t, sysOptions{concurrency: 2, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=1s"}})
+	for range 3 {
+		s.startReplica()
+	}
+	ids := s.request("Crash", jobs)
+	s.startBridge()
+	start := time.Now()
+	kills := 0
+	rng := rand.New(rand.NewPCG(1, 2))
+	for s.countStatus(ids, adminapi.StatusCompleted) < jobs {
+		if time.Since(start) > 3*time.Minute {
+			t.Fatalf("jobs not done after %d kills", kills)
+		}
+		victim := s.replicas[rng.IntN(len(s.replicas))]
+		time.Sleep(time.Duration(700+rng.IntN(600)) * time.Millisecond) // the fault schedule, not a wait for a condition
+		victim.kill9()
+		kills++
+		victim.restart()
+	}
+	took := time.Since(start)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	report(t, "1 replica crashes", jobs, fmtKills(kills, "SIGKILL"), e, took)
+}
+
+func fmtKills(n int, what string) string { return strconv.Itoa(n) + " × " + what }
+
+// 2. A replica frozen mid-job past its ack wait: another replica finishes
+// the job; when the frozen one resumes it finds the job done and does not
+// report success again.
+func TestFrozenReplica(t *testing.T) {
+	s := newSys(t, sysOptions{ackWait: 2 * time.Second, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=3s"}})
+	frozen := s.startReplica()
+	ids := s.request("Frozen", 1)
+	s.startBridge()
+	// The database exists: the replica is inside the job, in its slow step.
+	testenv.Eventually(t, time.Minute, "the first replica to create the database", func() bool { return s.effects(ids).Databases == 1 })
+	frozen.signal(syscall.SIGSTOP)
+	stoppedAt := time.Now()
+	s.startReplica()
+	took := s.waitStatus(ids, adminapi.StatusCompleted, time.Minute)
+	if time.Since(stoppedAt) < 2*time.Second {
+		t.Fatal("completed before the frozen replica's lock could expire")
+	}
+	frozen.signal(syscall.SIGCONT)
+	// The resumed replica finishes its delivery: it must find the
+	// registration and the Completed status and call nothing.
+	testenv.Eventually(t, time.Minute, "the resumed replica to settle its stale delivery", func() bool {
+		data, _ := readFile(frozen.logPath)
+		return contains(data, "already_registered=true")
+	})
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	if e.CompletedCalls != 1 {
+		t.Fatalf("completed called %d times, want 1", e.CompletedCalls)
+	}
+	report(t, "2 frozen replica", 1, "SIGSTOP 2×ackWait, SIGCONT", e, took)
+}
+
+// 3. The lock is shorter than the work and nothing renews it: deliveries
+// overlap, and still one database and one row per job.
+func TestLockShorterThanWork(t *testing.T) {
+	jobs := size(6, 20)
+	s := newSys(t, sysOptions{ackWait: 2 * time.Second, consumerEnv: []string{
+		"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=5s", "INSTANCEMGR_TEST_DISABLE_HEARTBEAT=1"}})
+	for range 3 {
+		s.startReplica()
+	}
+	ids := s.request("Overlap", jobs)
+	s.startBridge()
+	took := s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	report(t, "3 lock shorter than work", jobs, "ackWait 2s, 5s jobs, no heartbeat", e, took)
+}
+
+// 4. SIGTERM while jobs are in flight: they finish and are acked, no new
+// job is pulled, and the process exits within its grace period.
+func TestGracefulShutdown(t *testing.T) {
+	jobs := 20
+	s := newSys(t, sysOptions{concurrency: 20, grace: 20 * time.Second, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=3s"}})
+	r := s.startReplica()
+	ids := s.request("Drain", jobs)
+	s.startBridge()
+	testenv.Eventually(t, time.Minute, "20 jobs in flight", func() bool { return s.effects(ids).Databases == jobs })
+	more := s.request("Late", 5)
+	r.signal(syscall.SIGTERM)
+	termAt := time.Now()
+	if !r.waitExit(25 * time.Second) {
+		t.Fatal("the replica did not exit within its grace period")
+	}
+	exitTook := time.Since(termAt)
+	if code := r.state.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := s.countStatus(ids, adminapi.StatusCompleted); n != jobs {
+		t.Fatalf("%d of %d in-flight jobs finished before exit", n, jobs)
+	}
+	if n := s.countStatus(more, adminapi.StatusCompleted); n != 0 {
+		t.Fatalf("%d jobs were pulled after SIGTERM", n)
+	}
+	s.startReplica()
+	s.waitStatus(append(ids, more...), adminapi.StatusCompleted, time.Minute)
+	e := s.settle(append(ids, more...))
+	s.expectOnce(append(ids, more...), e, 0)
+	report(t, "4 graceful shutdown", jobs+len(more), "SIGTERM with 20 in flight", e, exitTook)
+}
+
+// 5. The Admin API fails 30 % of calls with 500/503, some time out; then it
+// is down altogether for a while. Every job completes once, and no rolled
+// back registration leaves a row.
+func TestAdminAPIFaults(t *testing.T) {
+	jobs := size(20, 40)
+	down := time.Duration(size(6, 20)) * time.Second
+	s := newSys(t, sysOptions{})
+	for range 2 {
+		s.startReplica()
+	}
+	ids := s.request("Flaky", jobs)
+	s.faults([]simulator.Fault{
+		{Path: "/adminconsole/*", Status: 503, Share: 0.15},
+		{Path: "/adminconsole/*/*", Status: 500, Share: 0.15},
+		{Path: "/adminconsole/instances/*/completed", Status: 503, Share: 0.3},
+		{Path: "/adminconsole/instances/*", Delay: 3 * time.Second, Share: 0.1},
+	})
+	s.startBridge()
+	start := time.Now()
+	testenv.Eventually(t, 3*time.Minute, "a third of the jobs to complete under faults", func() bool {
+		return s.countStatus(ids, adminapi.StatusCompleted) >= jobs/3
+	})
+	s.faults([]simulator.Fault{{Path: "/adminconsole/*", Status: 503}, {Path: "/adminconsole/*/*", Status: 503}, {Path: "/adminconsole/*/*/*", Status: 503}})
+	time.Sleep(down) // the outage itself
+	s.faults(nil)
+	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	took := time.Since(start)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	report(t, "5 Admin API faults", jobs, "30% 5xx, 10% slow, "+down.String()+" outage", e, took)
+}
+
+// 7. The single NATS server restarts (file storage) in the middle of the
+// batch: clients reconnect and nothing is lost.
+func TestNATSRestart(t *testing.T) {
+	jobs := size(20, 60)
+	s := newSys(t, sysOptions{consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms"}})
+	for range 2 {
+		s.startReplica()
+	}
+	ids := s.request("Restart", jobs)
+	s.startBridge()
+	testenv.Eventually(t, time.Minute, "some jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= jobs/4 })
+	s.nats[0].kill9()
+	downAt := time.Now()
+	s.nats[0].restart()
+	took := s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	report(t, "7 NATS restart", jobs, "SIGKILL nats-server, restart", e, time.Since(downAt))
+	_ = took
+}
+
+// 8. A poison job fails on every delivery: it reaches MaxDeliver, lands in
+// the dead letters, and the other jobs go through meanwhile.
+func TestPoisonJob(t *testing.T) {
+	jobs := size(10, 30)
+	s := newSys(t, sysOptions{maxDeliver: 4, ackWait: time.Second})
+	for range 2 {
+		s.startReplica()
+	}
+	ids := s.request("Poison", jobs)
+	poison := ids[0]
+	s.faults([]simulator.Fault{{Method: "POST", Path: "/adminconsole/instances/" + strconv.Itoa(poison) + "/completed", Status: 500}})
+	s.startBridge()
+	took := s.waitStatus(ids[1:], adminapi.StatusCompleted, 2*time.Minute)
+	testenv.Eventually(t, time.Minute, "the poison job's dead letter", func() bool { return s.effects(ids).DeadLetters == 1 })
+	e := s.settle(ids)
+	if e.Completed != jobs-1 || e.Rows != jobs-1 || e.DeadLetters != 1 || s.records()[poison].Status != adminapi.StatusPending {
+		t.Fatalf("effects %+v", e)
+	}
+	report(t, "8 poison job", jobs, "one job fails every delivery (maxDeliver 4)", e, took)
+}
