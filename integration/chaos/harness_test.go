@@ -210,8 +210,9 @@ type sysOptions struct {
 	consumerEnv []string
 	// pgURL overrides the local PostgreSQL (a private cluster).
 	pgURL string
-	// natsURLs, when set, are used instead of starting one nats-server.
-	natsURLs string
+	// cluster starts three nats-server nodes instead of one, and the
+	// stream with three replicas.
+	cluster bool
 }
 
 func newSys(t *testing.T, o sysOptions) *sys {
@@ -272,8 +273,10 @@ func newSys(t *testing.T, o sysOptions) *sys {
 		t.Fatal(err)
 	}
 
-	if o.natsURLs != "" {
-		s.natsURL = o.natsURLs
+	replicas := 1
+	if o.cluster {
+		replicas = 3
+		s.startCluster()
 	} else {
 		port := freePort(t)
 		s.nats = []*proc{s.spawn("nats-server", bins.natsServer, nil, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(s.dir, "js"))}
@@ -288,13 +291,13 @@ func newSys(t *testing.T, o sysOptions) *sys {
 	s.env = append([]string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}, o.consumerEnv...)
 	s.cfgPath = filepath.Join(s.dir, "instancemgr.yaml")
 	cfg := fmt.Sprintf(`adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}
-nats: {url: %q, ackWait: %s, maxDeliver: %d, backoff: [%s]}
+nats: {url: %q, replicas: %d, ackWait: %s, maxDeliver: %d, backoff: [%s]}
 bridge: {pollInterval: 300ms}
 consumer: {concurrency: %d, shutdownGrace: %s, retryDelay: 200ms, maxRetryDelay: 2s}
 provisioning: {template: %q, namePattern: %q, allowDelete: true}
 tenants:
   default: {master: %q, admin: %q, ods: %q}
-`, s.simURL, s.natsURL, o.ackWait, o.maxDeliver, o.ackWait, o.concurrency, o.grace, template, s.prefix+"_{name}",
+`, s.simURL, s.natsURL, replicas, o.ackWait, o.maxDeliver, o.ackWait, o.concurrency, o.grace, template, s.prefix+"_{name}",
 		master.ADONet(), master.WithDatabase(adminDB).ADONet(), master.WithDatabase("{0}").ADONet())
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -308,6 +311,68 @@ tenants:
 		return err == nil
 	})
 	return s
+}
+
+// startCluster runs three nats-server nodes routed to each other.
+func (s *sys) startCluster() {
+	s.t.Helper()
+	var client, route [3]int
+	for i := range 3 {
+		client[i], route[i] = freePort(s.t), freePort(s.t)
+	}
+	var urls []string
+	for i := range 3 {
+		var routes []string
+		for j := range 3 {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[j]))
+			}
+		}
+		name := fmt.Sprintf("n%d", i+1)
+		s.nats = append(s.nats, s.spawn("nats-"+name, bins.natsServer, nil,
+			"-a", "127.0.0.1", "-p", strconv.Itoa(client[i]), "-n", name, "-js", "-sd", filepath.Join(s.dir, "js-"+name),
+			"--cluster_name", "chaos", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", route[i]), "--routes", strings.Join(routes, ",")))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	s.natsURL = strings.Join(urls, ",")
+}
+
+// natsNode returns the process of the node with that server name.
+func (s *sys) natsNode(name string) *proc {
+	for _, p := range s.nats {
+		if p.name == "nats-"+name {
+			return p
+		}
+	}
+	s.t.Fatalf("no NATS node %q", name)
+	return nil
+}
+
+// streamLeader is the server name leading the job stream.
+func (s *sys) streamLeader() string {
+	s.t.Helper()
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var leader string
+	testenv.Eventually(s.t, time.Minute, "the job stream to have a leader", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "INSTANCES")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			return false
+		}
+		leader = info.Cluster.Leader
+		return leader != ""
+	})
+	return leader
 }
 
 func (s *sys) startReplica() *proc {

@@ -160,21 +160,21 @@ func TestAdminAPIFaults(t *testing.T) {
 // batch: clients reconnect and nothing is lost.
 func TestNATSRestart(t *testing.T) {
 	jobs := size(20, 60)
-	s := newSys(t, sysOptions{consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms"}})
+	s := newSys(t, sysOptions{concurrency: 2, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=1s"}})
 	for range 2 {
 		s.startReplica()
 	}
 	ids := s.request("Restart", jobs)
 	s.startBridge()
-	testenv.Eventually(t, time.Minute, "some jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= jobs/4 })
+	testenv.Eventually(t, time.Minute, "the first jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= 2 })
 	s.nats[0].kill9()
 	downAt := time.Now()
 	s.nats[0].restart()
-	took := s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	took := time.Since(downAt)
 	e := s.settle(ids)
 	s.expectOnce(ids, e, 0)
-	report(t, "7 NATS restart", jobs, "SIGKILL nats-server, restart", e, time.Since(downAt))
-	_ = took
+	report(t, "7 NATS restart", jobs, "SIGKILL nats-server, restart", e, took)
 }
 
 // 8. A poison job fails on every delivery: it reaches MaxDeliver, lands in
@@ -196,4 +196,52 @@ func TestPoisonJob(t *testing.T) {
 		t.Fatalf("effects %+v", e)
 	}
 	report(t, "8 poison job", jobs, "one job fails every delivery (maxDeliver 4)", e, took)
+}
+
+// 6. PostgreSQL restarts in the middle of the batch (a private cluster, so
+// no other test notices): every job completes once.
+func TestPostgresRestart(t *testing.T) {
+	jobs := size(16, 40)
+	pg := testenv.StartPrivatePostgres(t)
+	s := newSys(t, sysOptions{pgURL: pg.URL, concurrency: 2, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=400ms"}})
+	for range 2 {
+		s.startReplica()
+	}
+	ids := s.request("Restart", jobs)
+	s.startBridge()
+	testenv.Eventually(t, time.Minute, "some jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= jobs/4 })
+	restartAt := time.Now()
+	pg.Restart()
+	s.pg.Reset()
+	s.admin.Reset()
+	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	took := time.Since(restartAt)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	report(t, "6 PostgreSQL restart", jobs, "pg_ctl restart -m fast", e, took)
+}
+
+// 7b. A three-node NATS cluster, the stream with three replicas: the node
+// leading the stream is killed mid-batch; the others carry on and nothing
+// is lost.
+func TestNATSClusterLeaderKilled(t *testing.T) {
+	jobs := size(16, 60)
+	s := newSys(t, sysOptions{cluster: true, concurrency: 2, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=1s"}})
+	for range 3 {
+		s.startReplica()
+	}
+	ids := s.request("Cluster", jobs)
+	s.startBridge()
+	leader := s.streamLeader()
+	testenv.Eventually(t, 2*time.Minute, "the first jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= 2 })
+	killedAt := time.Now()
+	s.natsNode(leader).kill9()
+	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
+	took := time.Since(killedAt)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	if newLeader := s.streamLeader(); newLeader == leader {
+		t.Fatalf("the killed node %s still leads the stream", leader)
+	}
+	report(t, "7b NATS cluster, leader killed", jobs, "SIGKILL the stream leader of 3", e, took)
 }

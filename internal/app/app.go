@@ -164,16 +164,20 @@ type ConsumerDeps struct {
 // replica.
 func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*consumer.Consumer, error) {
 	sc := cfg.StreamConfig().WithDefaults()
-	cons, err := job.Ensure(ctx, d.JS, sc)
+	var cons jetstream.Consumer
+	err := retrySetup(ctx, d.Log, "the job stream and consumer", func() error {
+		var err error
+		if cons, err = job.Ensure(ctx, d.JS, sc); err != nil {
+			return err
+		}
+		return job.EnsureDeadStream(ctx, d.JS, sc.Replicas, 0)
+	})
 	if err != nil {
 		return nil, err
 	}
 	hb := cfg.Consumer.Heartbeat.D()
 	if d.DisableHeartbeat {
 		hb = -1
-	}
-	if err := job.EnsureDeadStream(ctx, d.JS, sc.Replicas, 0); err != nil {
-		return nil, err
 	}
 	ops := &consumer.Ops{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), Log: d.Log, Hooks: d.Hooks}
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
@@ -196,11 +200,45 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
 // it finds the databases of renames and deletes (Targets in production).
 func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics) (*bridge.Bridge, error) {
-	if _, err := job.EnsureStream(ctx, js, cfg.StreamConfig()); err != nil {
+	err := retrySetup(ctx, log, "the job stream", func() error {
+		_, err := job.EnsureStream(ctx, js, cfg.StreamConfig())
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return bridge.New(api, ledger, js, bridge.Options{
 		Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log,
 		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics,
 	}), nil
+}
+
+// retrySetup retries stream set-up while JetStream is not ready yet (a
+// cluster electing its leaders, a server restarting), for up to two
+// minutes. A configuration the server refuses fails at once.
+func retrySetup(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	wait := 200 * time.Millisecond
+	for {
+		err := fn()
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408:
+			return err // the server refuses this configuration: retrying cannot help
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			return fmt.Errorf("set up %s: %w", what, err)
+		}
+		log.Warn("JetStream not ready; retrying set-up", "what", what, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
