@@ -183,10 +183,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) work(ctx, jobCtx context.Context) {
 	for ctx.Err() == nil {
 		pullCtx, cancel := context.WithTimeout(ctx, c.opts.PullWait)
-		msg, err := c.cons.Next(jetstream.FetchContext(pullCtx))
+		// Idle heartbeats on the pull: a pull request lost with a restarted
+		// server is noticed within two of them, not at the end of the wait.
+		msg, err := c.cons.Next(jetstream.FetchContext(pullCtx), jetstream.FetchHeartbeat(c.opts.PullWait/5))
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
+				continue
+			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				c.log.Warn("pull lost its heartbeat (server restarted?); pulling again")
 				continue
 			}
 			c.log.Warn("pull failed", "err", err)

@@ -472,6 +472,8 @@ type effects struct {
 	Completed, Databases, Rows, Ledger, DeadLetters int
 	CompletedCalls                                  int
 	Pending, AckPending                             uint64
+	// Deliveries counts every delivery of every job (consumer sequence).
+	Deliveries uint64
 }
 
 func (s *sys) count(sql string, args ...any) int {
@@ -513,6 +515,7 @@ func (s *sys) effects(ids []int) effects {
 	if c, err := js.Consumer(ctx, "INSTANCES", "instancemgr"); err == nil {
 		if info, err := c.Info(ctx); err == nil {
 			e.Pending, e.AckPending = info.NumPending, uint64(info.NumAckPending)
+			e.Deliveries = info.Delivered.Consumer
 		}
 	}
 	if st, err := js.Stream(ctx, job.DeadStream); err == nil {
@@ -549,8 +552,8 @@ func report(t *testing.T, scenario string, jobs int, faults string, e effects, r
 	t.Helper()
 	dup := max(0, e.Databases-jobs) + max(0, e.Rows-jobs)
 	lost := max(0, jobs-e.Completed-e.DeadLetters)
-	t.Logf("REPORT | %s | %d | %s | %d completed, %d databases, %d rows, %d completed calls | %d | %d | %s |",
-		scenario, jobs, faults, e.Completed, e.Databases, e.Rows, e.CompletedCalls, dup, lost, recovered.Round(100*time.Millisecond))
+	t.Logf("REPORT | %s | %d | %s | %d deliveries; %d completed, %d databases, %d rows, %d completed calls, %d dead letters | %d | %d | %s |",
+		scenario, jobs, faults, e.Deliveries, e.Completed, e.Databases, e.Rows, e.CompletedCalls, e.DeadLetters, dup, lost, recovered.Round(100*time.Millisecond))
 }
 
 func readFile(path string) (string, error) {

@@ -38,6 +38,9 @@ func TestReplicaCrashes(t *testing.T) {
 	took := time.Since(start)
 	e := s.settle(ids)
 	s.expectOnce(ids, e, 0)
+	if e.Deliveries <= uint64(jobs) {
+		t.Logf("no kill landed mid-job this run (%d deliveries)", e.Deliveries)
+	}
 	report(t, "1 replica crashes", jobs, fmtKills(kills, "SIGKILL"), e, took)
 }
 
@@ -89,6 +92,9 @@ func TestLockShorterThanWork(t *testing.T) {
 	took := s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
 	e := s.settle(ids)
 	s.expectOnce(ids, e, 0)
+	if e.Deliveries <= uint64(jobs) {
+		t.Fatalf("%d deliveries for %d jobs: no delivery overlapped another", e.Deliveries, jobs)
+	}
 	report(t, "3 lock shorter than work", jobs, "ackWait 2s, 5s jobs, no heartbeat", e, took)
 }
 
