@@ -290,7 +290,14 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 	switch {
 	case err == nil:
 		result = Acked
-		if aerr := msg.DoubleAck(settleCtx); aerr != nil {
+		// Wait a little for the server to confirm the ack, not long: an
+		// unconfirmed ack (a server restarting) only means a redelivery
+		// that will find the job done, while a worker blocked here is lost
+		// to every other job.
+		ackCtx, cancelAck := context.WithTimeout(settleCtx, 3*time.Second)
+		aerr := msg.DoubleAck(ackCtx)
+		cancelAck()
+		if aerr != nil {
 			// The effect is committed; a redelivery will find it done.
 			log.Warn("job done but the ack was not confirmed", "err", aerr)
 		} else {

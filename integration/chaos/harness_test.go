@@ -110,7 +110,7 @@ func (s *sys) spawn(name, bin string, env []string, args ...string) *proc {
 		}
 		if s.t.Failed() {
 			data, _ := os.ReadFile(p.logPath)
-			if len(data) > 4000 {
+			if len(data) > 4000 && os.Getenv("INSTANCEMGR_CHAOS_FULL_LOGS") != "1" {
 				data = data[len(data)-4000:]
 			}
 			s.t.Logf("--- last lines of %s ---\n%s", p.name, data)
