@@ -4,10 +4,13 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
@@ -210,4 +213,27 @@ func TestRenameConflictDropsNothing(t *testing.T) {
 		}
 	}
 	e.checkRegisteredStatus("default", "Old", e.prefix+"_Old")
+}
+
+// The replica holding a job's last delivery never settles it (here: it
+// hangs without renewing its lock): JetStream's max-deliveries advisory
+// still turns the job into a dead letter, so it is not silently stuck.
+func TestExhaustedWithoutSettleEndsInDeadLetters(t *testing.T) {
+	e := newEnv(t, envOptions{maxDeliver: 2, ackWait: time.Second})
+	e.cfg.Consumer.ShutdownGrace = config.Duration(100 * time.Millisecond)
+	// Two workers hang on the two deliveries; the third keeps pulling, as
+	// the other replicas would when the one holding the job has died
+	// (JetStream checks delivery counts while serving pulls).
+	e.cfg.Consumer.Concurrency = 3
+	hang := func(ctx context.Context, d consumer.Delivery) error { <-ctx.Done(); return ctx.Err() }
+	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.Hooks{AfterDatabase: hang}})
+	e.startBridge()
+	id := e.create("", "Stuck")
+	dls := e.waitDeadLetters(1)
+	if dls[0].Code != "exhausted" || dls[0].Attempts != 2 || dls[0].JobID == "" {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusPending {
+		t.Fatalf("status %s", r.Status)
+	}
 }

@@ -182,7 +182,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	ops := &consumer.Ops{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), Log: d.Log, Hooks: d.Hooks}
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
 	js := d.JS
-	return consumer.New(cons, handlers, consumer.Options{
+	c := consumer.New(cons, handlers, consumer.Options{
 		DeadLetter:    func(ctx context.Context, j job.Job, dl job.DeadLetter) error { return job.PublishDead(ctx, js, j, dl) },
 		Metrics:       d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
@@ -194,7 +194,13 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
 		Logger:        d.Log,
 		Observe:       d.Observe,
-	}), nil
+	})
+	stop, err := c.WatchExhausted(ctx, js, sc.Stream, sc.Consumer)
+	if err != nil {
+		return nil, err
+	}
+	go func() { <-ctx.Done(); stop() }()
+	return c, nil
 }
 
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
