@@ -142,9 +142,11 @@ func TestHostileNamesTable(t *testing.T) {
 	ctx := context.Background()
 	pool := testenv.Postgres(t)
 	naming := provisioning.Naming{Pattern: prefix + "_{name}"}
+	// Only this test's databases: other packages create and drop theirs
+	// on the same server at the same time.
 	count := func() int {
 		var n int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_database`).Scan(&n); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, prefix).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
