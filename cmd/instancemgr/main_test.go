@@ -47,6 +47,9 @@ tenants:
 	if info.Config.AckWait != 20*time.Second || info.Config.MaxDeliver != 7 || info.Config.BackOff[0] != 20*time.Second {
 		t.Fatalf("consumer config %+v", info.Config)
 	}
+	if _, err := js.Stream(context.Background(), "INSTANCES_DEAD"); err != nil {
+		t.Fatalf("dead-letter stream: %v", err)
+	}
 }
 
 func TestSetupReportsEveryConfigProblem(t *testing.T) {

@@ -125,8 +125,11 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := job.Ensure(ctx, js, sc); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "stream %s (subjects %s, replicas %d, max age %s) and durable consumer %s (ack wait %s, max deliver %d, backoff %v) are in place\n",
-		sc.Stream, strings.Join(job.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff)
+	if err := job.EnsureDeadStream(ctx, js, sc.Replicas, 0); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v) and dead-letter stream %s are in place\n",
+		sc.Stream, strings.Join(job.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, job.DeadStream)
 	return nil
 }
 
