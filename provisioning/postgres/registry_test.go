@@ -1,0 +1,112 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// newRegistry returns a registry on a fresh EdFi_Admin loaded from the
+// ODS/API's fixture.
+func newRegistry(t *testing.T) (*postgres.Registry, func(sql string) int) {
+	t.Helper()
+	pool := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pool, prefix)
+	db := prefix + "_admin"
+	testenv.CreateDatabase(t, pool, db)
+	testenv.LoadAdminFixture(t, db)
+	r, err := postgres.NewRegistry(context.Background(), testenv.ConnString(t, db), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	count := func(sql string) int {
+		var n int
+		if err := r.Pool().QueryRow(context.Background(), sql).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	return r, count
+}
+
+func TestRegistryLifecycle(t *testing.T) {
+	r, count := newRegistry(t)
+	ctx := context.Background()
+	reg := provisioning.Registration{Tenant: "t", InstanceID: 7, Database: "EdFi_Ods_A", Name: "A", InstanceType: "enterprise",
+		ConnectionString: "host=h;database=EdFi_Ods_A", Contexts: []provisioning.Context{{Key: "k", Value: "v"}}, Derivatives: []string{"ReadReplica"}}
+	ok := func(context.Context, provisioning.RegisterResult) error { return nil }
+
+	// A failing completion rolls everything back.
+	boom := errors.New("admin api down")
+	if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("register with a failing completion: %v", err)
+	}
+	if n := count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM dbo.odsinstancecontexts) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
+		t.Fatalf("%d rows left by a rolled-back registration", n)
+	}
+
+	first, err := r.Register(ctx, reg, ok)
+	if err != nil || first.Existed {
+		t.Fatalf("first register: %+v, %v", first, err)
+	}
+	again, err := r.Register(ctx, reg, ok)
+	if err != nil || !again.Existed || again.OdsInstanceID != first.OdsInstanceID {
+		t.Fatalf("second register: %+v, %v", again, err)
+	}
+	if n := count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		t.Fatalf("%d instance rows after registering twice", n)
+	}
+
+	// Someone else's row of the same name and type is a conflict, not ours.
+	other := reg
+	other.InstanceID = 8
+	if _, err := r.Register(ctx, other, ok); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("registering over a foreign row: %v", err)
+	}
+
+	ren := provisioning.Renaming{Tenant: "t", InstanceID: 7, NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
+	for range 2 { // the second time finds it done and changes nothing
+		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := r.Lookup(ctx, "t", 7)
+	if err != nil || rec.Database != "EdFi_Ods_B" || rec.Name != "B" || rec.Generation != 1 {
+		t.Fatalf("ledger after rename: %+v, %v", rec, err)
+	}
+	if n := count(`SELECT count(*) FROM dbo.odsinstancederivatives WHERE connectionstring = 'host=h;database=EdFi_Ods_B'`); n != 1 {
+		t.Fatal("the derivative did not follow the rename")
+	}
+
+	if err := r.RenameFailed(ctx, "t", 7, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 2 || rec.Database != "EdFi_Ods_B" {
+		t.Fatalf("a failed rename must move the generation only: %+v", rec)
+	}
+
+	if _, err := r.Pool().Exec(ctx, `INSERT INTO dbo.apiclientodsinstances (apiclient_apiclientid, odsinstance_odsinstanceid) VALUES (1, $1)`, first.OdsInstanceID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("unregister with a failing completion: %v", err)
+	}
+	if n := count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
+		t.Fatal("a rolled-back unregister removed the instance")
+	}
+	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM dbo.odsinstancecontexts) + (SELECT count(*) FROM dbo.odsinstancederivatives) + (SELECT count(*) FROM dbo.apiclientodsinstances) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
+		t.Fatalf("%d rows left after unregistering", n)
+	}
+	if _, err := r.Lookup(ctx, "t", 7); !errors.Is(err, provisioning.ErrNotRecorded) {
+		t.Fatalf("lookup after unregister: %v", err)
+	}
+}
