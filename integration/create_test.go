@@ -12,6 +12,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 )
 
@@ -88,17 +89,10 @@ func TestCreateEndToEnd(t *testing.T) {
 
 func testenvEventuallyDrained(t *testing.T, e *env) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, "the consumer to have nothing pending or un-acked", func() bool {
 		info := e.consumerInfo()
-		if info.NumAckPending == 0 && info.NumPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer not drained: %d pending, %d un-acked", info.NumPending, info.NumAckPending)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return info.NumAckPending == 0 && info.NumPending == 0
+	})
 }
 
 // A replica that dies after creating the database and before acking: the

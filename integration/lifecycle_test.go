@@ -8,6 +8,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
 )
@@ -96,7 +97,7 @@ func TestLifecyclePerTenant(t *testing.T) {
 		}
 		for tenant, name := range step {
 			e.waitStatus(ids[tenant], adminapi.StatusCompleted)
-			testenvEventually(t, func() bool {
+			testenv.Eventually(t, time.Minute, "the rename to finish", func() bool {
 				r, _ := e.sim.Instance(ids[tenant])
 				return r.Calls["renamed"] > 0 && !e.databaseExists(db(tenant, previous[tenant]))
 			})
@@ -131,17 +132,6 @@ func TestLifecyclePerTenant(t *testing.T) {
 		t.Errorf("dead letters in a clean lifecycle: %+v", dl)
 	}
 	testenvEventuallyDrained(t, e)
-}
-
-func testenvEventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within a minute")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // A replica dies between the database change and the ack, for a rename and
@@ -197,7 +187,7 @@ func TestDeleteDisabled(t *testing.T) {
 	e.startReplica(app.ConsumerDeps{})
 	b := e.newBridge()
 	id := e.create("", "Keep")
-	testenvEventually(t, func() bool {
+	testenv.Eventually(t, time.Minute, "the create to complete", func() bool {
 		_, _ = b.Poll(context.Background())
 		r, _ := e.sim.Instance(id)
 		return r.Status == adminapi.StatusCompleted
@@ -255,7 +245,7 @@ func TestEncryptedConnectionStrings(t *testing.T) {
 	}
 	check(e.prefix + "_Secret")
 	e.rename("", id, "Hidden")
-	testenvEventually(t, func() bool {
+	testenv.Eventually(t, time.Minute, "the rename to complete", func() bool {
 		r, _ := e.sim.Instance(id)
 		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
 	})

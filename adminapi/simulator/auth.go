@@ -62,16 +62,25 @@ func (s *Simulator) addClient(clientID, secret, displayName string) string {
 	return ""
 }
 
-// handleRegister serves POST /connect/register (form ClientId, ClientSecret,
-// DisplayName). Admin API 2.3 answers success with a title and status.
-func (s *Simulator) handleRegister(w http.ResponseWriter, r *http.Request, _ *call) {
+// parseOAuthForm reads a form-encoded OAuth request body, answering the
+// OAuth error itself when it cannot.
+func parseOAuthForm(w http.ResponseWriter, r *http.Request) bool {
 	if !isForm(r.Header.Get("Content-Type")) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request must be form-encoded (application/x-www-form-urlencoded).")
-		return
+		return false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The form body could not be read.")
+		return false
+	}
+	return true
+}
+
+// handleRegister serves POST /connect/register (form ClientId, ClientSecret,
+// DisplayName). Admin API 2.3 answers success with a title and status.
+func (s *Simulator) handleRegister(w http.ResponseWriter, r *http.Request, _ *call) {
+	if !parseOAuthForm(w, r) {
 		return
 	}
 	id := r.PostForm.Get("ClientId")
@@ -86,13 +95,7 @@ func (s *Simulator) handleRegister(w http.ResponseWriter, r *http.Request, _ *ca
 // Client credentials may come in the form or as HTTP Basic authentication,
 // not both (RFC 6749 section 2.3).
 func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request, _ *call) {
-	if !isForm(r.Header.Get("Content-Type")) {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The request must be form-encoded (application/x-www-form-urlencoded).")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	if err := r.ParseForm(); err != nil {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "The form body could not be read.")
+	if !parseOAuthForm(w, r) {
 		return
 	}
 	form := r.PostForm

@@ -260,16 +260,12 @@ func newSys(t *testing.T, o sysOptions) *sys {
 	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
 		t.Fatal(err)
 	}
-	fixture, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "..", "shared", "fixtures", "edfi_admin_pg.sql"))
-	if err != nil {
-		testenv.Unavailable(t, "the EdFi_Admin fixture is missing: %v", err)
-	}
 	s.admin, err = pgxpool.New(ctx, master.WithDatabase(adminDB).PgxConnString())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.admin.Close)
-	if _, err := s.admin.Exec(ctx, string(fixture)); err != nil {
+	if _, err := s.admin.Exec(ctx, testenv.AdminFixture(t)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -132,18 +132,23 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// LoadAdminFixture loads ../shared/fixtures/edfi_admin_pg.sql (the ODS/API's
-// own EdFi_Admin shape, kept beside the repository) into database.
-func LoadAdminFixture(t testing.TB, database string) {
+// AdminFixture returns ../shared/fixtures/edfi_admin_pg.sql, the ODS/API's
+// own EdFi_Admin shape, kept beside the repository.
+func AdminFixture(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(RepoRoot(t), "..", "shared", "fixtures", "edfi_admin_pg.sql")
 	sql, err := os.ReadFile(path)
 	if err != nil {
 		Unavailable(t, "the EdFi_Admin fixture is missing: %v", err)
 	}
-	pool := Connect(t, database)
-	if _, err := pool.Exec(context.Background(), string(sql)); err != nil {
-		t.Fatalf("load %s into %q: %v", path, database, err)
+	return string(sql)
+}
+
+// LoadAdminFixture loads AdminFixture into a database of the test server.
+func LoadAdminFixture(t testing.TB, database string) {
+	t.Helper()
+	if _, err := Connect(t, database).Exec(context.Background(), AdminFixture(t)); err != nil {
+		t.Fatalf("load the EdFi_Admin fixture into %q: %v", database, err)
 	}
 }
 
