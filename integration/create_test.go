@@ -12,7 +12,6 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 )
 
@@ -84,15 +83,7 @@ func TestCreateEndToEnd(t *testing.T) {
 			t.Errorf("instance %d: EdFi_Admin holds %q, the Admin API got %q", inst.ID, stored, rec.ConnectionString)
 		}
 	}
-	testenvEventuallyDrained(t, e)
-}
-
-func testenvEventuallyDrained(t *testing.T, e *env) {
-	t.Helper()
-	testenv.Eventually(t, 30*time.Second, "the consumer to have nothing pending or un-acked", func() bool {
-		info := e.consumerInfo()
-		return info.NumAckPending == 0 && info.NumPending == 0
-	})
+	e.waitSettled()
 }
 
 // A replica that dies after creating the database and before acking: the
@@ -133,7 +124,7 @@ func TestCreateRedeliveryAfterCrash(t *testing.T) {
 	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 1 {
 		t.Fatalf("completed called %d times, want 1", rec.Calls["completed"])
 	}
-	testenvEventuallyDrained(t, e)
+	e.waitSettled()
 }
 
 // The Admin API fails completed with 503 three times: each attempt rolls the
@@ -223,7 +214,7 @@ func TestCreateConcurrentDeliveries(t *testing.T) {
 	default:
 		t.Fatal("only one delivery ran")
 	}
-	testenvEventuallyDrained(t, e)
+	e.waitSettled()
 	if dbs := e.databases(); len(dbs) != 1 {
 		t.Fatalf("databases %v, want exactly one", dbs)
 	}

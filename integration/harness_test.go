@@ -243,6 +243,20 @@ func (e *env) waitCompleted(ids []int, timeout time.Duration) {
 		}
 		return true
 	})
+	e.waitSettled()
+}
+
+// waitSettled waits until the durable consumer has nothing pending or
+// un-acked. The Admin API hears "completed" (or "deleted") inside the
+// registration transaction, just before its commit, so a status alone does
+// not say the EdFi_Admin rows are visible yet; the ack, after the commit,
+// does.
+func (e *env) waitSettled() {
+	e.t.Helper()
+	testenv.Eventually(e.t, 30*time.Second, "the consumer to have nothing pending or un-acked", func() bool {
+		info := e.consumerInfo()
+		return info.NumAckPending == 0 && info.NumPending == 0
+	})
 }
 
 // databases lists the databases made under the test's naming prefix
@@ -358,6 +372,7 @@ func (e *env) waitStatus(id int, status string) {
 		r, ok := e.sim.Instance(id)
 		return ok && r.Status == status
 	})
+	e.waitSettled()
 }
 
 func (e *env) databaseExists(name string) bool {

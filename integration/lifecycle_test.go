@@ -101,6 +101,7 @@ func TestLifecyclePerTenant(t *testing.T) {
 				r, _ := e.sim.Instance(ids[tenant])
 				return r.Calls["renamed"] > 0 && !e.databaseExists(db(tenant, previous[tenant]))
 			})
+			e.waitSettled()
 			e.checkRegistered(tenant, ids[tenant], name, db(tenant, name))
 			previous[tenant] = name
 		}
@@ -131,7 +132,7 @@ func TestLifecyclePerTenant(t *testing.T) {
 	if dl := e.deadLetters(); len(dl) != 0 {
 		t.Errorf("dead letters in a clean lifecycle: %+v", dl)
 	}
-	testenvEventuallyDrained(t, e)
+	e.waitSettled()
 }
 
 // A replica dies between the database change and the ack, for a rename and
@@ -175,7 +176,7 @@ func TestRenameAndDeleteRedeliveryAfterCrash(t *testing.T) {
 						rec.Calls["deleted"], e.count(`SELECT count(*) FROM dbo.odsinstances`), e.databases())
 				}
 			}
-			testenvEventuallyDrained(t, e)
+			e.waitSettled()
 		})
 	}
 }
@@ -192,6 +193,7 @@ func TestDeleteDisabled(t *testing.T) {
 		r, _ := e.sim.Instance(id)
 		return r.Status == adminapi.StatusCompleted
 	})
+	e.waitSettled()
 	e.remove("", id)
 	for range 3 {
 		st, err := b.Poll(context.Background())
@@ -249,5 +251,6 @@ func TestEncryptedConnectionStrings(t *testing.T) {
 		r, _ := e.sim.Instance(id)
 		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
 	})
+	e.waitSettled()
 	check(e.prefix + "_Hidden")
 }

@@ -64,7 +64,7 @@ func TestMalformedAndHostileInputEndInDeadLetters(t *testing.T) {
 		t.Fatalf("databases %v, want only the good one", dbs)
 	}
 	// Terminated, not waiting to come back.
-	testenvEventuallyDrained(t, e)
+	e.waitSettled()
 	if info := e.consumerInfo(); info.NumRedelivered != 0 {
 		t.Fatalf("%d messages were redelivered", info.NumRedelivered)
 	}
@@ -190,7 +190,7 @@ func TestRetriesExhaustedEndInDeadLetters(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 {
 		t.Fatalf("%d rows left by rolled-back registrations", n)
 	}
-	testenvEventuallyDrained(t, e)
+	e.waitSettled()
 }
 
 // Both the old and the new database exist: a conflict, reported as
