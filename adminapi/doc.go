@@ -1,5 +1,5 @@
 // Package adminapi is the worker's client for the Ed-Fi Admin API 2.3
-// "Admin Console" endpoints (see ../shared/adminapi-contract.md). Its
+// "Admin Console" endpoints (see docs/adminapi-contract.md). Its
 // subpackage simulator serves the same contract in memory.
 //
 // The client never logs or returns a token or a client secret in an error.

@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"context"
+	_ "embed"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -132,16 +133,16 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// AdminFixture returns ../shared/fixtures/edfi_admin_pg.sql, the ODS/API's
-// own EdFi_Admin shape, kept beside the repository.
+// adminFixture is the ODS/API's own EdFi_Admin shape (PostgreSQL), a copy
+// kept in the repository so that a fresh clone runs every test.
+//
+//go:embed testdata/edfi_admin_pg.sql
+var adminFixture string
+
+// AdminFixture returns the EdFi_Admin fixture's SQL.
 func AdminFixture(t testing.TB) string {
 	t.Helper()
-	path := filepath.Join(RepoRoot(t), "..", "shared", "fixtures", "edfi_admin_pg.sql")
-	sql, err := os.ReadFile(path)
-	if err != nil {
-		Unavailable(t, "the EdFi_Admin fixture is missing: %v", err)
-	}
-	return string(sql)
+	return adminFixture
 }
 
 // LoadAdminFixture loads AdminFixture into a database of the test server.

@@ -1,5 +1,5 @@
 -- The EdFi_Admin tables that registration writes, in the shape of ODS/API
--- 7.x (../shared/fixtures/edfi_admin_pg.sql), made idempotent so that
+-- 7.x (internal/testenv/testdata/edfi_admin_pg.sql), made idempotent so that
 -- `instancemgr setup` and `dev` can run it on every start.
 CREATE SCHEMA IF NOT EXISTS dbo;
 
