@@ -215,7 +215,7 @@ func (b *Bridge) buildJob(ctx context.Context, op job.Operation, inst adminapi.W
 	if op == job.OpRename {
 		return job.NewRename(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation), nil
 	}
-	return job.NewDelete(tenant, inst.ID, inst.InstanceName, rec.Database), nil
+	return job.NewDelete(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation), nil
 }
 
 // lookup reads the ledger. An instance the ledger does not know still gets

@@ -22,6 +22,10 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
+// maxAdvisoryWorkers bounds how many advisories are handled at once; more
+// wait in the subscription's pending buffer.
+const maxAdvisoryWorkers = 4
+
 // WatchExhausted turns JetStream's max-deliveries advisories into dead
 // letters. A job normally ends on its last delivery (settle terminates it
 // with a dead letter); the advisory covers the case where the replica
@@ -30,15 +34,33 @@ type maxDeliveriesAdvisory struct {
 // message ID makes a second handling harmless. Advisories are core NATS
 // messages: one sent while no replica is connected is missed; the message
 // then stays in the stream (limits retention) but is delivered no more.
+//
+// Anyone allowed to publish on the advisory subject could forge one, so an
+// advisory is acted on only when it names this stream and consumer, claims
+// at least the consumer's MaxDeliver as the server reports it, and names a
+// job the consumer has delivered (see confirm).
 func (c *Consumer) WatchExhausted(ctx context.Context, js jetstream.JetStream, stream, durable string) (stop func(), err error) {
 	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", stream, durable)
+	workers := make(chan struct{}, maxAdvisoryWorkers)
 	sub, err := js.Conn().QueueSubscribe(subject, "instancemgr-"+durable, func(m *nats.Msg) {
 		var adv maxDeliveriesAdvisory
 		if err := json.Unmarshal(m.Data, &adv); err != nil {
 			c.log.Warn("unreadable max-deliveries advisory", "err", err)
 			return
 		}
-		go c.onExhausted(ctx, js, adv)
+		if adv.Stream != stream || adv.Consumer != durable {
+			c.log.Warn("ignored a max-deliveries advisory that names another stream or consumer", "stream", adv.Stream, "consumer", adv.Consumer)
+			return
+		}
+		select { // the callback waits while every worker is busy
+		case workers <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-workers }()
+			c.onExhausted(ctx, js, durable, adv)
+		}()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
@@ -46,18 +68,53 @@ func (c *Consumer) WatchExhausted(ctx context.Context, js jetstream.JetStream, s
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, adv maxDeliveriesAdvisory) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	defer cancel()
-	log := c.log.With("stream_seq", adv.StreamSeq, "attempt", adv.Deliveries)
+// confirm checks an advisory against what the server says of the consumer
+// and the stream: the delivery count it claims reaches the consumer's
+// MaxDeliver, and its sequence is one the consumer has delivered and the
+// stream still holds on a job subject. JetStream offers no look-up of one
+// message's delivery count, so this is as far as it can be checked.
+func (c *Consumer) confirm(ctx context.Context, js jetstream.JetStream, durable string, adv maxDeliveriesAdvisory) (*jetstream.RawStreamMsg, error) {
+	cons, err := js.Consumer(ctx, adv.Stream, durable)
+	if err != nil {
+		return nil, fmt.Errorf("read consumer %q: %w", durable, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read consumer %q: %w", durable, err)
+	}
+	if max := info.Config.MaxDeliver; max <= 0 || adv.Deliveries < uint64(max) {
+		return nil, fmt.Errorf("%w: it claims %d deliveries, the consumer's MaxDeliver is %d", errNotConfirmed, adv.Deliveries, max)
+	}
+	if adv.StreamSeq == 0 || adv.StreamSeq > info.Delivered.Stream {
+		return nil, fmt.Errorf("%w: stream sequence %d was never delivered (the consumer has delivered up to %d)", errNotConfirmed, adv.StreamSeq, info.Delivered.Stream)
+	}
 	stream, err := js.Stream(ctx, adv.Stream)
 	if err != nil {
-		log.Error("max deliveries reached, but the stream cannot be read for the dead letter", "err", err)
-		return
+		return nil, fmt.Errorf("read stream %q: %w", adv.Stream, err)
 	}
 	raw, err := stream.GetMsg(ctx, adv.StreamSeq)
 	if err != nil {
-		log.Error("max deliveries reached, but the message cannot be read for the dead letter", "err", err)
+		return nil, fmt.Errorf("read message %d: %w", adv.StreamSeq, err)
+	}
+	if job.DeadSubject(raw.Subject) == job.DeadPrefix+".malformed" {
+		return nil, fmt.Errorf("%w: message %d is on %q, not a job subject", errNotConfirmed, adv.StreamSeq, raw.Subject)
+	}
+	return raw, nil
+}
+
+var errNotConfirmed = errors.New("advisory not confirmed")
+
+func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, durable string, adv maxDeliveriesAdvisory) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	log := c.log.With("stream_seq", adv.StreamSeq, "attempt", adv.Deliveries)
+	raw, err := c.confirm(ctx, js, durable, adv)
+	if errors.Is(err, errNotConfirmed) {
+		log.Warn("ignored a max-deliveries advisory", "err", err)
+		return
+	}
+	if err != nil {
+		log.Error("max deliveries reached, but the consumer or message cannot be read for the dead letter", "err", err)
 		return
 	}
 	j, decodeErr := job.Decode(raw.Data)
@@ -80,7 +137,7 @@ func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, adv 
 		dl.Code = "malformed"
 	}
 	for wait := time.Second; ; wait *= 2 {
-		err := c.opts.DeadLetter(ctx, j, dl)
+		err := c.opts.DeadLetter(ctx, dl)
 		if err == nil {
 			break
 		}

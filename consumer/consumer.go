@@ -80,7 +80,7 @@ type Options struct {
 	// DeadLetter stores a job that ended without success. It must return
 	// only once the letter is safe; on error the job is retried instead of
 	// being terminated, so nothing is lost.
-	DeadLetter func(ctx context.Context, j job.Job, d job.DeadLetter) error
+	DeadLetter func(ctx context.Context, d job.DeadLetter) error
 	// Metrics, if set, are updated after every delivery.
 	Metrics *Metrics
 }
@@ -223,7 +223,18 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	wm.SetContext(context.WithValue(ctx, deliveryKey{}, &d))
 	_, err := c.chain(wm)
 	stopHeartbeat()
-	c.settle(ctx, msg, d, err)
+	c.settle(ctx, msg, d, c.panicMessage(err, d))
+}
+
+// panicMessage turns a recovered panic into an error that says what the
+// panic said: the stack goes to the log, not into the dead letter's reason.
+func (c *Consumer) panicMessage(err error, d Delivery) error {
+	var p middleware.RecoveredPanicError
+	if !errors.As(err, &p) {
+		return err
+	}
+	c.log.Error("handler panicked", "op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "panic", fmt.Sprint(p.V), "stack", p.Stacktrace)
+	return fmt.Errorf("the handler panicked: %v", p.V)
 }
 
 // dispatch is the innermost watermill handler: decode, pick the handler,
@@ -362,7 +373,7 @@ func (c *Consumer) end(ctx context.Context, msg jetstream.Msg, d Delivery, cause
 	}
 	if c.opts.DeadLetter != nil {
 		dl := job.NewDeadLetter(msg.Data(), msg.Subject(), seq, d.Attempt, d.Job.ID, code, cause.Error())
-		if derr := c.opts.DeadLetter(ctx, d.Job, dl); derr != nil {
+		if derr := c.opts.DeadLetter(ctx, dl); derr != nil {
 			log.Error("could not write the dead letter", "cause", cause, "err", derr)
 			if !lastTry {
 				c.nak(msg, d, c.opts.RetryDelay(d.Attempt), log)
@@ -375,7 +386,7 @@ func (c *Consumer) end(ctx context.Context, msg jetstream.Msg, d Delivery, cause
 		m.DeadLetters.WithLabelValues(string(d.Job.Operation), code).Inc()
 	}
 	log.Error("job failed for good; dead letter written", "code", code, "err", cause)
-	if terr := msg.TermWithReason(code + ": " + cause.Error()); terr != nil {
+	if terr := msg.TermWithReason(job.CapReason(code + ": " + cause.Error())); terr != nil {
 		log.Warn("term failed", "err", terr)
 	}
 	return Terminated

@@ -15,45 +15,49 @@ var ErrTerminal = errors.New("terminal failure")
 // Terminal marks err as terminal.
 func Terminal(err error) error { return fmt.Errorf("%w: %w", ErrTerminal, err) }
 
-// IsTerminal is the one place that decides whether a failed job is retried
-// (nak with backoff) or ended (term): bad input and answers that will be the
-// same next time are terminal, everything else is retried until MaxDeliver.
-func IsTerminal(err error) bool {
-	switch {
-	case errors.Is(err, ErrTerminal),
-		errors.Is(err, job.ErrMalformed),
-		errors.Is(err, provisioning.ErrInvalidName),
-		errors.Is(err, provisioning.ErrProtected),
-		errors.Is(err, provisioning.ErrConflict),
-		errors.Is(err, provisioning.ErrNotRecorded),
-		errors.Is(err, ErrUnknownTenant),
-		errors.Is(err, adminapi.ErrNotFound),
-		errors.Is(err, adminapi.ErrValidation):
-		return true
+// ErrUnknownTenant marks a job for a tenant with no database mapping.
+var ErrUnknownTenant = errors.New("tenant has no database mapping")
+
+// failureClasses is the one table that decides whether a failed job is
+// retried (nak with backoff) or ended (term), and the reason code its dead
+// letter and metrics carry. The first matching row wins. Bad input and
+// answers that will be the same next time are terminal; everything else is
+// retried until MaxDeliver.
+var failureClasses = []struct {
+	err      error
+	code     string
+	terminal bool
+}{
+	{job.ErrMalformed, "malformed", true},
+	{provisioning.ErrInvalidName, "invalid_name", true},
+	{provisioning.ErrProtected, "protected", true},
+	{provisioning.ErrConflict, "conflict", true},
+	{provisioning.ErrNotRecorded, "not_recorded", true},
+	{provisioning.ErrRejected, "rejected", true},
+	{ErrDeletionDisabled, "delete_disabled", true},
+	{adminapi.ErrNotFound, "not_found", true},
+	{ErrUnknownTenant, "unknown_tenant", true},
+	{adminapi.ErrValidation, "failed", true},
+	{ErrTerminal, "failed", true},
+}
+
+func classify(err error) (code string, terminal bool) {
+	for _, c := range failureClasses {
+		if errors.Is(err, c.err) {
+			return c.code, c.terminal
+		}
 	}
-	return false
+	return "failed", false
+}
+
+// IsTerminal reports whether a failed job ends now instead of being retried.
+func IsTerminal(err error) bool {
+	_, terminal := classify(err)
+	return terminal
 }
 
 // ReasonCode classifies why a job ended, for dead letters and metrics.
 func ReasonCode(err error) string {
-	switch {
-	case errors.Is(err, job.ErrMalformed):
-		return "malformed"
-	case errors.Is(err, provisioning.ErrInvalidName):
-		return "invalid_name"
-	case errors.Is(err, provisioning.ErrProtected):
-		return "protected"
-	case errors.Is(err, provisioning.ErrConflict):
-		return "conflict"
-	case errors.Is(err, provisioning.ErrNotRecorded):
-		return "not_recorded"
-	case errors.Is(err, adminapi.ErrNotFound):
-		return "not_found"
-	case errors.Is(err, ErrUnknownTenant):
-		return "unknown_tenant"
-	}
-	return "failed"
+	code, _ := classify(err)
+	return code
 }
-
-// ErrUnknownTenant marks a job for a tenant with no database mapping.
-var ErrUnknownTenant = errors.New("tenant has no database mapping")

@@ -71,8 +71,11 @@ type Ops struct {
 	API     AdminAPI
 	Targets Targets
 	Naming  provisioning.Naming
-	Log     *slog.Logger
-	Hooks   Hooks
+	// AllowDelete is provisioning.allowDelete, enforced here too: a delete
+	// job that reaches a consumer with deletion off drops nothing.
+	AllowDelete bool
+	Log         *slog.Logger
+	Hooks       Hooks
 }
 
 func (o *Ops) logger(d Delivery) *slog.Logger {
@@ -116,20 +119,42 @@ func (o *Ops) create(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	exists, err := tg.Engine.DatabaseExists(ctx, name)
+	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
+	if tg.Registry != nil {
+		rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+		switch {
+		case err == nil && rec.Database != name:
+			if inst.Status == adminapi.StatusCompleted && rec.Generation > 0 {
+				// A create replayed after a rename: never make the old name again.
+				log.Info("create already done; the instance has been renamed since", "database", rec.Database)
+				return nil
+			}
+			return fmt.Errorf("%w: the ledger has tenant %q instance %d on database %q (name %q); this create asks for %q (name %q)",
+				provisioning.ErrConflict, j.Tenant, j.InstanceID, rec.Database, rec.Name, name, j.Name)
+		case err != nil && !errors.Is(err, provisioning.ErrNotRecorded):
+			return err
+		}
+	}
+	_, fresh, err := tg.Engine.Reserve(ctx, name, owner)
 	if err != nil {
 		return err
+	}
+	if fresh && inst.Status == adminapi.StatusCompleted {
+		o.release(ctx, tg, name, owner, log)
+		return fmt.Errorf("%w: instance %d is already Completed, but instancemgr never reserved %q for it (another worker completed it?)",
+			provisioning.ErrConflict, j.InstanceID, name)
 	}
 	if err := o.Hooks.run(o.Hooks.AfterCheck, ctx, d); err != nil {
 		return err
 	}
-	if !exists {
-		created, err := tg.Engine.CreateDatabase(ctx, name, tg.Template)
-		if err != nil {
-			return err
+	created, err := tg.Engine.CreateDatabase(ctx, name, tg.Template, owner)
+	if err != nil {
+		if errors.Is(err, provisioning.ErrConflict) {
+			o.release(ctx, tg, name, owner, log)
 		}
-		log.Info("database ready", "database", name, "created", created)
+		return err
 	}
+	log.Info("database ready", "database", name, "created", created)
 	if err := o.Hooks.run(o.Hooks.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
@@ -168,6 +193,15 @@ func (o *Ops) create(ctx context.Context, d Delivery) error {
 	return nil
 }
 
+// release gives a reservation back; the engine keeps any whose database the
+// system made and that still exists. A failure only leaves the name held,
+// which an operator can see and clear, so it is logged, not returned.
+func (o *Ops) release(ctx context.Context, tg *Target, name string, owner provisioning.Owner, log *slog.Logger) {
+	if err := tg.Engine.Release(ctx, name, owner); err != nil {
+		log.Warn("could not release a database name; it stays reserved", "database", name, "err", err)
+	}
+}
+
 // statusIs reads the instance's status again; an error counts as "no".
 func (o *Ops) statusIs(ctx context.Context, tenant string, id int, status string) bool {
 	cur, err := o.API.Instance(ctx, tenant, id)
@@ -197,9 +231,14 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
+	owner := rec.Owner()
 	if rec.Generation > j.Generation {
 		// A rename of this instance has finished (or failed) since the job
-		// was made: this one's, delivered again, or an older job's.
+		// was made: this one's, delivered again, or an older job's. A
+		// delivery that died after its commit left the old name reserved.
+		if j.Database != "" && j.Database != rec.Database {
+			h.release(ctx, tg, j.Database, owner, log)
+		}
 		log.Info("rename already settled", "database", rec.Database, "done", rec.Database == newDB)
 		return nil
 	}
@@ -212,29 +251,8 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		return Terminal(fmt.Errorf("%w: the job renames %q but the ledger has %q", provisioning.ErrConflict, j.Database, oldDB))
 	}
 	if oldDB != newDB {
-		oldExists, err := tg.Engine.DatabaseExists(ctx, oldDB)
-		if err != nil {
+		if err := h.renameDatabase(ctx, d, tg, oldDB, newDB, owner, log); err != nil {
 			return err
-		}
-		newExists, err := tg.Engine.DatabaseExists(ctx, newDB)
-		if err != nil {
-			return err
-		}
-		if err := h.Hooks.run(h.Hooks.AfterCheck, ctx, d); err != nil {
-			return err
-		}
-		switch {
-		case oldExists && !newExists:
-			if err := tg.Engine.RenameDatabase(ctx, oldDB, newDB); err != nil {
-				return err
-			}
-			log.Info("database renamed", "from", oldDB, "to", newDB)
-		case !oldExists && newExists:
-			log.Info("database already renamed", "from", oldDB, "to", newDB)
-		case oldExists && newExists:
-			return fmt.Errorf("%w: both %q and %q exist; nothing is dropped to make room", provisioning.ErrConflict, oldDB, newDB)
-		default:
-			return fmt.Errorf("%w: neither %q nor %q exists", provisioning.ErrConflict, oldDB, newDB)
 		}
 	}
 	if err := h.Hooks.run(h.Hooks.AfterDatabase, ctx, d); err != nil {
@@ -245,26 +263,75 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))
 	}
-	err = tg.Registry.Rename(ctx, provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: j.Name, NewDatabase: newDB, ConnectionString: stored},
-		func(ctx context.Context, before provisioning.Record) error {
-			if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
-				return nil
-			}
-			if err := h.API.Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
-				return fmt.Errorf("mark instance %d renamed: %w", j.InstanceID, err)
-			}
+	ren := provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: j.Name, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}
+	err = tg.Registry.Rename(ctx, ren, func(ctx context.Context, before provisioning.Record) error {
+		if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
-		})
+		}
+		if err := h.API.Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
+			return fmt.Errorf("mark instance %d renamed: %w", j.InstanceID, err)
+		}
+		return nil
+	})
+	if errors.Is(err, provisioning.ErrStale) {
+		// Paused past a newer rename: the ledger must not go back.
+		log.Warn("rename is stale; the ledger has moved on and is left as it is", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	if oldDB != newDB {
+		h.release(ctx, tg, oldDB, owner, log)
 	}
 	log.Info("instance renamed", "database", newDB)
 	return nil
 }
 
+// renameDatabase reserves the new name, then renames, or finds the rename
+// done by an earlier delivery of this job. Only a database that the
+// reservation says the system made counts as done.
+func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Target, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
+	res, _, err := tg.Engine.Reserve(ctx, newDB, owner)
+	if err != nil {
+		return err
+	}
+	oldExists, err := tg.Engine.DatabaseExists(ctx, oldDB)
+	if err != nil {
+		return err
+	}
+	newExists, err := tg.Engine.DatabaseExists(ctx, newDB)
+	if err != nil {
+		return err
+	}
+	if err := h.Hooks.run(h.Hooks.AfterCheck, ctx, d); err != nil {
+		return err
+	}
+	switch {
+	case oldExists && !newExists:
+		err = tg.Engine.RenameDatabase(ctx, oldDB, newDB, owner)
+		if err == nil {
+			log.Info("database renamed", "from", oldDB, "to", newDB)
+		}
+	case !oldExists && newExists && res.State != provisioning.StateReserved:
+		log.Info("database already renamed", "from", oldDB, "to", newDB)
+	case !oldExists && newExists:
+		err = fmt.Errorf("%w: %q is gone and %q exists, but instancemgr did not make %q; it is left alone", provisioning.ErrConflict, oldDB, newDB, newDB)
+	case oldExists && newExists:
+		err = fmt.Errorf("%w: both %q and %q exist; nothing is dropped to make room", provisioning.ErrConflict, oldDB, newDB)
+	default:
+		err = fmt.Errorf("%w: neither %q nor %q exists", provisioning.ErrConflict, oldDB, newDB)
+	}
+	if errors.Is(err, provisioning.ErrConflict) {
+		h.release(ctx, tg, newDB, owner, log)
+	}
+	return err
+}
+
 // Fail records a rename that will not succeed: the ledger's generation moves
 // on (so a new rename request is a new job) and the Admin API hears
-// renameFailed, in one transaction.
+// renameFailed, in one transaction. A stale job (the ledger has moved on)
+// reports nothing.
 func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error {
 	j := d.Job
 	report := func(ctx context.Context) error {
@@ -278,22 +345,34 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if err != nil || tg.Registry == nil {
 		return report(ctx)
 	}
-	err = tg.Registry.RenameFailed(ctx, j.Tenant, j.InstanceID, report)
-	if errors.Is(err, provisioning.ErrNotRecorded) {
+	err = tg.Registry.RenameFailed(ctx, j.Tenant, j.InstanceID, j.Generation, report)
+	switch {
+	case errors.Is(err, provisioning.ErrNotRecorded):
 		return report(ctx)
+	case errors.Is(err, provisioning.ErrStale):
+		return nil
 	}
 	return err
 }
+
+// ErrDeletionDisabled ends a delete job that reached a consumer while
+// provisioning.allowDelete is off (a second bridge, a replayed dead letter,
+// a hand-written message): nothing is dropped and the Admin API status is
+// left as the bridge leaves it, Pending_Delete.
+var ErrDeletionDisabled = errors.New("deletion is switched off (provisioning.allowDelete)")
 
 type deleteHandler struct{ *Ops }
 
 func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	j, log := d.Job, h.logger(d)
+	if !h.AllowDelete {
+		return ErrDeletionDisabled
+	}
 	inst, err := h.API.Instance(ctx, j.Tenant, j.InstanceID)
 	if err != nil {
 		return fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
 	}
-	if inst.Status != adminapi.StatusPendingDelete {
+	if inst.Status != adminapi.StatusPendingDelete && inst.Status != adminapi.StatusDeleted {
 		log.Info("nothing to delete", "status", inst.Status)
 		return nil
 	}
@@ -304,16 +383,28 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if tg.Registry == nil {
 		return Terminal(errors.New("delete needs the worker's own registration (provisioning.register), which records each instance's database"))
 	}
+	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
-	if err != nil {
+	switch {
+	case errors.Is(err, provisioning.ErrNotRecorded) && inst.Status == adminapi.StatusDeleted:
+		// Deleted and unregistered: at most the name is still held.
+		if j.Database != "" {
+			h.release(ctx, tg, j.Database, owner, log)
+		}
+		log.Info("already deleted", "database", j.Database)
+		return nil
+	case err != nil:
 		// Still Pending_Delete, so the unregistering transaction never
 		// committed: the system never created this instance.
 		return err
+	case inst.Status == adminapi.StatusPendingDelete && rec.Generation > j.Generation:
+		log.Info("delete is stale; a newer request settled since", "generation", rec.Generation)
+		return nil
 	}
 	if err := h.Hooks.run(h.Hooks.AfterCheck, ctx, d); err != nil {
 		return err
 	}
-	dropped, err := tg.Engine.DropDatabase(ctx, rec.Database)
+	dropped, err := tg.Engine.DropDatabase(ctx, rec.Database, owner)
 	if err != nil {
 		return err
 	}
@@ -322,6 +413,11 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		return err
 	}
 	err = tg.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, _ provisioning.Record) error {
+		if inst.Status == adminapi.StatusDeleted {
+			// An earlier delivery's commit failed after the Admin API heard
+			// deleted: only what is left in EdFi_Admin goes.
+			return nil
+		}
 		if err := h.API.Deleted(ctx, j.Tenant, j.InstanceID); err != nil {
 			return fmt.Errorf("mark instance %d deleted: %w", j.InstanceID, err)
 		}
@@ -330,14 +426,46 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	log.Info("instance deleted", "database", rec.Database)
+	h.release(ctx, tg, rec.Database, owner, log)
+	log.Info("instance deleted", "database", rec.Database, "status_was", inst.Status)
 	return nil
 }
 
-// Fail reports deleteFailed.
-func (h deleteHandler) Fail(ctx context.Context, d Delivery, _ error) error {
-	err := h.API.DeleteFailed(ctx, d.Job.Tenant, d.Job.InstanceID)
+// Fail reports deleteFailed, and moves the ledger's generation on so that a
+// new delete request is a new job, in one transaction. Only a delete still
+// Pending_Delete is reported: a stale job never turns Deleted (or a later
+// status) into Delete_Failed.
+func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error {
+	j := d.Job
+	if errors.Is(cause, ErrDeletionDisabled) {
+		return nil
+	}
+	inst, err := h.API.Instance(ctx, j.Tenant, j.InstanceID)
 	if errors.Is(err, adminapi.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if inst.Status != adminapi.StatusPendingDelete {
+		return nil
+	}
+	report := func(ctx context.Context) error {
+		err := h.API.DeleteFailed(ctx, j.Tenant, j.InstanceID)
+		if errors.Is(err, adminapi.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	tg, err := h.Targets.Target(ctx, j.Tenant)
+	if err != nil || tg.Registry == nil {
+		return report(ctx)
+	}
+	err = tg.Registry.DeleteFailed(ctx, j.Tenant, j.InstanceID, j.Generation, report)
+	switch {
+	case errors.Is(err, provisioning.ErrNotRecorded):
+		return report(ctx)
+	case errors.Is(err, provisioning.ErrStale):
 		return nil
 	}
 	return err

@@ -30,11 +30,20 @@ func (n Naming) Validate() error {
 		return fmt.Errorf("naming pattern %q has no {name}", p)
 	}
 	rest := strings.NewReplacer("{name}", "", "{tenant}", "").Replace(p)
+	if rest == "" {
+		// With no fixed text, every plain name could be one of the system's,
+		// and the guard could tell none from a database it never made.
+		return fmt.Errorf("naming pattern %q has no fixed text outside its placeholders (Ed-Fi's is %q)", p, DefaultNamePattern)
+	}
 	if err := checkChars(rest); err != nil {
 		return fmt.Errorf("naming pattern %q: %w", p, err)
 	}
 	return nil
 }
+
+// HasTenant reports whether the pattern puts the tenant into the name, as
+// it must when several tenants share a server.
+func (n Naming) HasTenant() bool { return strings.Contains(n.pattern(), "{tenant}") }
 
 func (n Naming) pattern() string {
 	if n.Pattern == "" {

@@ -3,22 +3,76 @@ package provisioning
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
+// Owner is the request a database belongs to: one instance of one tenant.
+type Owner struct {
+	Tenant     string
+	InstanceID int
+}
+
+func (o Owner) String() string { return fmt.Sprintf("tenant %q instance %d", o.Tenant, o.InstanceID) }
+
+// ReservationState says how far the system got with a reserved name.
+type ReservationState string
+
+// Reservation states. Only a name in StateMaking or StateMade may be
+// adopted when its database already exists: the system itself was making
+// it. A database that exists under a name merely reserved was made by
+// someone else.
+const (
+	StateReserved ReservationState = "reserved" // name held; nothing made yet
+	StateMaking   ReservationState = "making"   // CREATE or RENAME under way
+	StateMade     ReservationState = "made"     // the database is the system's
+)
+
+// Reservation is the server's record that a database name belongs to one
+// request.
+type Reservation struct {
+	Database string
+	Owner    Owner
+	State    ReservationState
+}
+
 // Engine acts on one database server (the tenant's "master" connection).
+//
+// The ownership rule lives here: the server keeps a reservation per
+// database name (unique, case-insensitively), committed before the database
+// is made, and CreateDatabase, RenameDatabase and DropDatabase act only on
+// names reserved for the owner they are given.
 type Engine interface {
 	// DatabaseExists reports whether a database of that exact name exists.
 	DatabaseExists(ctx context.Context, name string) (bool, error)
-	// CreateDatabase copies template into a new database. It returns
-	// created=false, and no error, when the database already exists
-	// (another delivery of the same job got there first).
-	CreateDatabase(ctx context.Context, name, template string) (created bool, err error)
+	// Reserve holds name for owner. It returns the reservation, with
+	// fresh=true when this call made it; a name held by another owner (or
+	// the same name in another letter case) is ErrConflict naming the
+	// holder.
+	Reserve(ctx context.Context, name string, owner Owner) (res Reservation, fresh bool, err error)
+	// Reservation returns who holds name; ok is false when nobody does.
+	Reservation(ctx context.Context, name string) (res Reservation, ok bool, err error)
+	// Release gives up owner's reservation of name, but never one whose
+	// database the system made and that still exists. Releasing a name not
+	// held by owner does nothing.
+	Release(ctx context.Context, name string, owner Owner) error
+	// CreateDatabase copies template into a new database under a name
+	// reserved for owner. It returns created=false, and no error, when the
+	// database exists and the reservation says the system was making it
+	// (another delivery of the same job got there first); a database that
+	// exists under a name only reserved is ErrConflict.
+	CreateDatabase(ctx context.Context, name, template string, owner Owner) (created bool, err error)
 	// RenameDatabase renames old to new after ending or awaiting the
-	// sessions on old. Both names pass the engine's Guard first.
-	RenameDatabase(ctx context.Context, old, new string) error
+	// sessions on old. Both names pass the engine's Guard and must be
+	// reserved for owner, old as made.
+	RenameDatabase(ctx context.Context, old, new string, owner Owner) error
 	// DropDatabase drops name, ending its sessions; an absent database is
-	// not an error. The name passes the engine's Guard first.
-	DropDatabase(ctx context.Context, name string) (dropped bool, err error)
+	// not an error. The name passes the engine's Guard and must be reserved
+	// for owner as made.
+	DropDatabase(ctx context.Context, name string, owner Owner) (dropped bool, err error)
+	// Import records a database that an earlier version made, from its
+	// ledger, as reserved and made for owner. A name held by another owner
+	// is ErrConflict and left as it is.
+	Import(ctx context.Context, name string, owner Owner) error
 }
 
 // Registration is what EdFi_Admin records about a new ODS instance.
@@ -54,10 +108,14 @@ type Record struct {
 	OdsInstanceID int
 	Database      string
 	Name          string
-	// Generation counts finished renames (and failed ones), so that each
-	// rename of the same instance is a new job.
+	// Generation counts the rename and delete jobs that settled while the
+	// instance lived on (renames done or failed, deletes failed), so that
+	// each new request is a new job and a stale delivery can tell it is.
 	Generation int
 }
+
+// Owner is the request the record belongs to.
+func (r Record) Owner() Owner { return Owner{Tenant: r.Tenant, InstanceID: r.InstanceID} }
 
 // Renaming is a rename's registration change.
 type Renaming struct {
@@ -66,11 +124,19 @@ type Renaming struct {
 	NewName          string
 	NewDatabase      string
 	ConnectionString string
+	// Generation is the ledger generation the rename job was made for; a
+	// ledger that has moved past it makes the rename ErrStale.
+	Generation int
 }
 
 // ErrNotRecorded means the ledger has no entry for the instance: the system
 // did not create it, or has deleted it.
 var ErrNotRecorded = errors.New("instance not recorded by instancemgr")
+
+// ErrStale means the ledger has moved past the generation a job was made
+// for: a newer rename or delete request settled since. The job has nothing
+// left to do; it is not an error to report.
+var ErrStale = errors.New("stale job")
 
 // Registry writes registrations and the system's ledger in an EdFi_Admin
 // database. Every write takes a lock on the instance and calls its
@@ -78,11 +144,21 @@ var ErrNotRecorded = errors.New("instance not recorded by instancemgr")
 // commit; when the completion fails everything is rolled back.
 type Registry interface {
 	Lookup(ctx context.Context, tenant string, instanceID int) (Record, error)
+	// Records lists the whole ledger (to import it as reservations).
+	Records(ctx context.Context) ([]Record, error)
+	// Register writes the registration and the ledger entry. A ledger entry
+	// for the same instance is taken as an earlier delivery's only when it
+	// names the same database and name and its dbo.odsinstances row is
+	// still there under that name; anything else is ErrConflict.
 	Register(ctx context.Context, reg Registration, complete func(ctx context.Context, res RegisterResult) error) (RegisterResult, error)
+	// Rename moves the registration and the ledger to the new database, or
+	// returns ErrStale when the ledger is past ren.Generation.
 	Rename(ctx context.Context, ren Renaming, complete func(ctx context.Context, before Record) error) error
-	// RenameFailed advances the generation without renaming, so the next
-	// rename request is a new job.
-	RenameFailed(ctx context.Context, tenant string, instanceID int, complete func(ctx context.Context) error) error
+	// RenameFailed and DeleteFailed advance the generation without any
+	// other change, so that the next request is a new job; both return
+	// ErrStale when the ledger is past generation.
+	RenameFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(ctx context.Context) error) error
+	DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(ctx context.Context) error) error
 	// Unregister removes the instance's rows (contexts, derivatives, API
 	// client links, the instance) and its ledger entry.
 	Unregister(ctx context.Context, tenant string, instanceID int, complete func(ctx context.Context, before Record) error) error
@@ -92,9 +168,15 @@ type Registry interface {
 // retrying cannot help.
 var ErrInvalidName = errors.New("invalid database name")
 
-// ErrConflict marks a state the system will not "fix": both the old and the
-// new database exist, or neither. It is terminal.
+// ErrConflict marks a state the system will not "fix": a database or a
+// registration that belongs to another request, both the old and the new
+// database of a rename, or neither. It is terminal.
 var ErrConflict = errors.New("conflict")
+
+// ErrRejected marks a statement the database refused for a reason that a
+// retry cannot change (SQLSTATE classes 22 and 23: bad data, a constraint).
+// It is terminal, and the message carries the SQLSTATE.
+var ErrRejected = errors.New("rejected by the database")
 
 // ErrTransient marks a failure that is expected to heal (a busy template, a
 // lost connection); the job is retried with backoff.

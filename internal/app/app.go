@@ -99,7 +99,7 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
 	}
-	engine.Guard = t.cfg.Guard(tg)
+	engine.Guard = t.cfg.Guard()
 	engine.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 	engine.SessionWait = t.cfg.Provisioning.SessionWait.D()
 	ct := &consumer.Target{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
@@ -118,9 +118,36 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 		}
 		ct.Registry = reg
 		t.closers = append(t.closers, reg.Close)
+		if err := t.importLedger(ctx, tg.Entry, engine, reg); err != nil {
+			return nil, fmt.Errorf("tenant %q: %w", tenant, err)
+		}
 	}
 	t.byEntry[tg.Entry] = ct
 	return ct, nil
+}
+
+// importLedger reserves, as made, every database in the ledger of an
+// EdFi_Admin whose tenants this entry serves: instances that a version
+// without reservations provisioned stay the system's after an upgrade. A
+// ledger entry whose name another request holds is left to the operator.
+func (t *Targets) importLedger(ctx context.Context, entry string, engine provisioning.Engine, reg provisioning.Registry) error {
+	recs, err := reg.Records(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if tg, err := t.cfg.Target(rec.Tenant); err != nil || tg.Entry != entry {
+			continue // another entry's server holds this tenant's databases
+		}
+		err := engine.Import(ctx, rec.Database, rec.Owner())
+		switch {
+		case errors.Is(err, provisioning.ErrConflict):
+			t.log.Error("ledger entry conflicts with a reservation; resolve it by hand", "tenant", rec.Tenant, "instance_id", rec.InstanceID, "database", rec.Database, "err", err)
+		case err != nil:
+			return err
+		}
+	}
+	return nil
 }
 
 // Lookup reads the ledger of the tenant's EdFi_Admin: what the system
@@ -179,11 +206,11 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	if d.DisableHeartbeat {
 		hb = -1
 	}
-	ops := &consumer.Ops{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), Log: d.Log, Hooks: d.Hooks}
+	ops := &consumer.Ops{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, Hooks: d.Hooks}
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{
-		DeadLetter:    func(ctx context.Context, j job.Job, dl job.DeadLetter) error { return job.PublishDead(ctx, js, j, dl) },
+		DeadLetter:    func(ctx context.Context, dl job.DeadLetter) error { return job.PublishDead(ctx, js, dl) },
 		Metrics:       d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
 		Heartbeat:     hb,

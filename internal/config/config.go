@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -372,6 +373,7 @@ func (c *Config) Validate() error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	errs = append(errs, c.checkSharedServers(names)...)
 	for _, name := range names {
 		t := c.Tenants[name]
 		key := "tenants." + name + "."
@@ -396,6 +398,59 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// checkSharedServers holds entries that share a database server to the two
+// rules that keep their names apart: the naming pattern holds {tenant}, and
+// they reach the server through one maintenance database, where its
+// reservations live.
+func (c *Config) checkSharedServers(names []string) []error {
+	type server struct{ entries, masters []string }
+	servers := map[string]*server{}
+	var order []string
+	for _, name := range names {
+		m, err := connstr.ParsePostgres(c.Tenants[name].Master)
+		if err != nil {
+			continue // reported with the entry
+		}
+		key := serverKey(m)
+		sv, ok := servers[key]
+		if !ok {
+			sv = &server{}
+			servers[key] = sv
+			order = append(order, key)
+		}
+		sv.entries = append(sv.entries, name)
+		if !slices.Contains(sv.masters, m.Database) {
+			sv.masters = append(sv.masters, m.Database)
+		}
+	}
+	var errs []error
+	for _, key := range order {
+		sv := servers[key]
+		if len(sv.entries) < 2 {
+			continue
+		}
+		if !c.Naming().HasTenant() {
+			errs = append(errs, fmt.Errorf("provisioning.namePattern: tenants %s share the server %s, so the pattern must hold {tenant}",
+				strings.Join(sv.entries, ", "), key))
+		}
+		if len(sv.masters) > 1 {
+			errs = append(errs, fmt.Errorf("tenants: %s share the server %s but name different maintenance databases (%s); the server's reservations live in one, so give them the same",
+				strings.Join(sv.entries, ", "), key, strings.Join(sv.masters, ", ")))
+		}
+	}
+	return errs
+}
+
+// serverKey names the server a connection reaches: host and port, host in
+// lower case, the default port written out.
+func serverKey(c connstr.Conn) string {
+	port := c.Port
+	if port == 0 {
+		port = 5432
+	}
+	return fmt.Sprintf("%s:%d", strings.ToLower(c.Host), port)
+}
+
 // Target is a tenant's resolved connections.
 type Target struct {
 	Tenant string // the tenant asked for
@@ -408,12 +463,18 @@ type Target struct {
 // ErrUnknownTenant marks a tenant with no entry and no default entry.
 var ErrUnknownTenant = errors.New("tenant has no database mapping")
 
-// Guard is the rule for what the system may rename or drop on a target's
-// server.
-func (c *Config) Guard(t Target) *provisioning.Guard {
-	protected := append([]string{c.Provisioning.Template, t.Master.Database}, c.Provisioning.ProtectedDatabases...)
-	if t.Admin.Database != "" {
-		protected = append(protected, t.Admin.Database)
+// Guard is the rule for what the system may rename or drop. It protects
+// the template, the configured databases and every tenant entry's master
+// and EdFi_Admin databases, whichever tenant a job is for: servers are
+// shared, and one tenant's job must never touch another's EdFi_Admin.
+func (c *Config) Guard() *provisioning.Guard {
+	protected := append([]string{c.Provisioning.Template}, c.Provisioning.ProtectedDatabases...)
+	for _, t := range c.Tenants {
+		for _, s := range []string{t.Master, t.Admin} {
+			if conn, err := connstr.ParsePostgres(s); err == nil && conn.Database != "" && !slices.Contains(protected, conn.Database) {
+				protected = append(protected, conn.Database)
+			}
+		}
 	}
 	return &provisioning.Guard{Naming: c.Naming(), Protected: protected}
 }

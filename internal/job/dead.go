@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,10 +16,14 @@ import (
 // DeadStream is the stream that keeps dead letters.
 const DeadStream = "INSTANCES_DEAD"
 
-// DeadPrefix starts every dead-letter subject:
-// instances.dead.<operation>.<tenant>.<instance id>, or
-// instances.dead.malformed for a message that is not a job at all.
+// DeadPrefix starts every dead-letter subject: instances.dead. followed by
+// the rest of the subject the job was delivered on
+// (instances.dead.<operation>.<tenant>.<instance id>[.<generation>]).
 const DeadPrefix = SubjectPrefix + ".dead"
+
+// MaxReasonBytes caps a dead letter's reason: a reason is for a person to
+// read, and an error that quotes a huge input must not make a huge letter.
+const MaxReasonBytes = 4096
 
 // DeadLetter is a job that ended without success, with why.
 type DeadLetter struct {
@@ -38,13 +44,16 @@ type DeadLetter struct {
 	Raw     []byte          `json:"raw,omitempty"`
 }
 
-// DeadSubject is where a dead letter for j goes; j may be zero for a
-// message that could not be read.
-func DeadSubject(j Job) string {
-	if j.ID == "" {
+// DeadSubject is where the dead letter of a message delivered on subject
+// goes. It comes from the subject the stream delivered, never from the
+// message body, which anyone who can publish could have written; a subject
+// outside the job stream's goes to instances.dead.malformed.
+func DeadSubject(subject string) string {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix+".")
+	if !ok || rest == "" || strings.HasPrefix(rest, "dead.") {
 		return DeadPrefix + ".malformed"
 	}
-	return DeadPrefix + "." + j.ID
+	return DeadPrefix + "." + rest
 }
 
 // EnsureDeadStream creates or updates the dead-letter stream: file storage,
@@ -69,15 +78,15 @@ func EnsureDeadStream(ctx context.Context, js jetstream.JetStream, replicas int,
 	return nil
 }
 
-// PublishDead stores a dead letter and returns once JetStream has it. The
-// message ID is the original's stream sequence, so a dead letter written
-// twice for the same delivery is kept once.
-func PublishDead(ctx context.Context, js jetstream.JetStream, j Job, d DeadLetter) error {
+// PublishDead stores a dead letter on DeadSubject(d.Subject) and returns
+// once JetStream has it. The message ID is the original's stream sequence,
+// so a dead letter written twice for the same delivery is kept once.
+func PublishDead(ctx context.Context, js jetstream.JetStream, d DeadLetter) error {
 	data, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: DeadSubject(j), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: DeadSubject(d.Subject), Data: data, Header: nats.Header{}}
 	id := "dead." + strconv.FormatUint(d.StreamSequence, 10) + "." + strconv.FormatUint(d.Attempts, 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("publish dead letter to %s: %w", msg.Subject, err)
@@ -85,13 +94,28 @@ func PublishDead(ctx context.Context, js jetstream.JetStream, j Job, d DeadLette
 	return nil
 }
 
-// NewDeadLetter fills a dead letter from the original message body.
+// NewDeadLetter fills a dead letter from the original message body. The
+// reason is cut to MaxReasonBytes.
 func NewDeadLetter(body []byte, subject string, streamSeq, attempts uint64, jobID, code, reason string) DeadLetter {
-	d := DeadLetter{Reason: reason, Code: code, Attempts: attempts, FailedAt: time.Now().UTC(), Subject: subject, StreamSequence: streamSeq, JobID: jobID}
+	d := DeadLetter{Reason: CapReason(reason), Code: code, Attempts: attempts, FailedAt: time.Now().UTC(), Subject: subject, StreamSequence: streamSeq, JobID: jobID}
 	if json.Valid(body) {
 		d.Message = json.RawMessage(body)
 	} else {
 		d.Raw = body
 	}
 	return d
+}
+
+// CapReason cuts reason to at most MaxReasonBytes, on a character boundary,
+// saying that it did.
+func CapReason(reason string) string {
+	const mark = " [cut]"
+	if len(reason) <= MaxReasonBytes {
+		return reason
+	}
+	cut := MaxReasonBytes - len(mark)
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + mark
 }

@@ -73,10 +73,12 @@ func NewRename(tenant string, instanceID int, newName, database string, generati
 	return j
 }
 
-// NewDelete returns a delete job for database.
-func NewDelete(tenant string, instanceID int, name, database string) Job {
-	j := Job{Version: Version, Operation: OpDelete, Tenant: tenant, InstanceID: instanceID, Name: name, Database: database, RequestedAt: time.Now().UTC()}
-	j.ID = IDFor(OpDelete, tenant, instanceID)
+// NewDelete returns a delete job for database. Like a rename, it carries the
+// ledger generation: a delete that failed moves the generation on, so a
+// delete requested again is a new job on a subject of its own.
+func NewDelete(tenant string, instanceID int, name, database string, generation int) Job {
+	j := Job{Version: Version, Operation: OpDelete, Tenant: tenant, InstanceID: instanceID, Name: name, Database: database, Generation: generation, RequestedAt: time.Now().UTC()}
+	j.ID = IDFor(OpDelete, tenant, instanceID) + "." + strconv.Itoa(generation)
 	return j
 }
 
@@ -88,7 +90,8 @@ func IDFor(op Operation, tenant string, instanceID int) string {
 }
 
 // Subject is the subject the job is published on:
-// instances.<operation>.<tenant>.<instance id>[.<generation>]; it is
+// instances.<operation>.<tenant>.<instance id>[.<generation>] (renames and
+// deletes carry the generation); it is
 // "instances." followed by the job ID. One subject per job lets the bridge
 // publish with "expected last subject sequence 0", so the stream itself
 // refuses a second copy of the job however long it stays pending.

@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,7 +71,8 @@ func Prefix() string {
 }
 
 // DropDatabasesWithPrefix registers a cleanup that drops every database whose
-// name starts with prefix: the test's own, never anything else.
+// name starts with prefix, and the server's reservations of such names: the
+// test's own, never anything else.
 func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 	t.Helper()
 	if len(prefix) < 6 {
@@ -93,7 +96,15 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 				t.Errorf("drop test database %q: %v", n, err)
 			}
 		}
+		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix); err != nil && !isUndefinedTable(err) {
+			t.Errorf("remove test reservations: %v", err)
+		}
 	})
+}
+
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000")
 }
 
 // CreateDatabase creates an empty database (dropped by the prefix cleanup).

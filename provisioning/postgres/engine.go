@@ -59,6 +59,10 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*En
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := ensureSchema(ctx, pool, reservationSchema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("create the instancemgr reservations in the maintenance database: %w", err)
+	}
 	return &Engine{pool: pool, log: log, TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
 }
 
@@ -80,10 +84,6 @@ func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.P
 // Close releases the engine's connections.
 func (e *Engine) Close() { e.pool.Close() }
 
-// Pool is the engine's connection pool, for set-up code such as the dev
-// mode's template creation.
-func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
-
 // DatabaseExists implements provisioning.Engine.
 func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
 	if err := checkIdent(name); err != nil {
@@ -98,9 +98,28 @@ func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) 
 
 // CreateDatabase implements provisioning.Engine. A busy template (another
 // session connected to it) is retried with backoff for TemplateBusyWait.
-func (e *Engine) CreateDatabase(ctx context.Context, name, template string) (bool, error) {
+func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
 	stmt, err := createDatabaseSQL(name, template)
 	if err != nil {
+		return false, err
+	}
+	res, err := e.ownedBy(ctx, name, owner)
+	if err != nil {
+		return false, fmt.Errorf("create database %q: %w", name, err)
+	}
+	exists, err := e.DatabaseExists(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if exists {
+		if res.State == provisioning.StateReserved {
+			return false, fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name was only reserved for %s); it is left alone", provisioning.ErrConflict, name, owner)
+		}
+		return false, e.setState(ctx, name, owner, provisioning.StateMade)
+	}
+	// From here a database of this name is the system's: a delivery that
+	// dies after CREATE leaves "making", and the next one adopts it.
+	if err := e.setState(ctx, name, owner, provisioning.StateMaking); err != nil {
 		return false, err
 	}
 	bo := backoff.NewExponentialBackOff()
@@ -127,11 +146,11 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string) (boo
 	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
 		return false, fmt.Errorf("create database %q from template %q: %w", name, template, transient(err))
 	}
-	return created, nil
+	return created, e.setState(ctx, name, owner, provisioning.StateMade)
 }
 
 // RenameDatabase implements provisioning.Engine.
-func (e *Engine) RenameDatabase(ctx context.Context, old, new string) error {
+func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) error {
 	for _, n := range []string{old, new} {
 		if err := e.Guard.CheckDestructive(n); err != nil {
 			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
@@ -139,6 +158,15 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string) error {
 	}
 	stmt, err := renameDatabaseSQL(old, new)
 	if err != nil {
+		return err
+	}
+	if err := e.madeBy(ctx, old, owner); err != nil {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+	}
+	if _, err := e.ownedBy(ctx, new, owner); err != nil {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+	}
+	if err := e.setState(ctx, new, owner, provisioning.StateMaking); err != nil {
 		return err
 	}
 	bo := backoff.NewExponentialBackOff()
@@ -164,7 +192,7 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string) error {
 	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
 		return fmt.Errorf("rename database %q to %q: %w", old, new, transient(err))
 	}
-	return nil
+	return e.setState(ctx, new, owner, provisioning.StateMade)
 }
 
 // endSessions ends or awaits the other sessions on a database.
@@ -185,7 +213,8 @@ func (e *Engine) endSessions(ctx context.Context, name string) error {
 }
 
 // DropDatabase implements provisioning.Engine.
-func (e *Engine) DropDatabase(ctx context.Context, name string) (bool, error) {
+// A name nobody reserved is dropped only when it is already gone.
+func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
@@ -196,6 +225,9 @@ func (e *Engine) DropDatabase(ctx context.Context, name string) (bool, error) {
 	exists, err := e.DatabaseExists(ctx, name)
 	if err != nil || !exists {
 		return false, err
+	}
+	if err := e.madeBy(ctx, name, owner); err != nil {
+		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
 	if _, err := e.pool.Exec(ctx, stmt); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, transient(err))
@@ -254,6 +286,8 @@ func transient(err error) error {
 		switch pgErr.Code[:2] {
 		case "08", "53", "55", "57", "40": // connection, resources, object state, shutdown, rollback
 			return fmt.Errorf("%w: %w", provisioning.ErrTransient, err)
+		case "22", "23": // data exceptions, integrity constraints: the same next time
+			return fmt.Errorf("%w (SQLSTATE %s): %w", provisioning.ErrRejected, pgErr.Code, err)
 		}
 		return err
 	}

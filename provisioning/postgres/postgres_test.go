@@ -38,6 +38,18 @@ func newEngineWithLog(t *testing.T, log *slog.Logger) (*postgres.Engine, string)
 	return e, prefix
 }
 
+// owner is the request the engine tests make their databases for.
+var owner = provisioning.Owner{Tenant: "default", InstanceID: 1}
+
+// create reserves name for owner and creates it, as the create handler does.
+func create(t *testing.T, e *postgres.Engine, name, template string) (bool, error) {
+	t.Helper()
+	if _, _, err := e.Reserve(context.Background(), name, owner); err != nil {
+		return false, err
+	}
+	return e.CreateDatabase(context.Background(), name, template, owner)
+}
+
 func TestCreateDatabaseFromTemplate(t *testing.T) {
 	e, prefix := newEngine(t)
 	ctx := context.Background()
@@ -45,7 +57,7 @@ func TestCreateDatabaseFromTemplate(t *testing.T) {
 	if ok, err := e.DatabaseExists(ctx, name); err != nil || ok {
 		t.Fatalf("exists before create: %v, %v", ok, err)
 	}
-	created, err := e.CreateDatabase(ctx, name, prefix+"_tmpl")
+	created, err := create(t, e, name, prefix+"_tmpl")
 	if err != nil || !created {
 		t.Fatalf("create: %v, %v", created, err)
 	}
@@ -55,7 +67,7 @@ func TestCreateDatabaseFromTemplate(t *testing.T) {
 		t.Fatalf("template content not copied: %d, %v", years, err)
 	}
 	// Again: another delivery got there first, which is not an error.
-	created, err = e.CreateDatabase(ctx, name, prefix+"_tmpl")
+	created, err = create(t, e, name, prefix+"_tmpl")
 	if err != nil || created {
 		t.Fatalf("second create: created=%v, %v; want false, nil", created, err)
 	}
@@ -67,7 +79,7 @@ func TestHostileNamesAreQuoted(t *testing.T) {
 	e, prefix := newEngine(t)
 	ctx := context.Background()
 	name := prefix + `_x"; DROP DATABASE postgres; --`
-	if _, err := e.CreateDatabase(ctx, name, prefix+"_tmpl"); err != nil {
+	if _, err := create(t, e, name, prefix+"_tmpl"); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{name, "postgres"} {
@@ -90,7 +102,7 @@ func TestBusyTemplateIsRetried(t *testing.T) {
 	var wg sync.WaitGroup
 	var created bool
 	var createErr error
-	wg.Go(func() { created, createErr = e.CreateDatabase(ctx, prefix+"_busy", prefix+"_tmpl") })
+	wg.Go(func() { created, createErr = create(t, e, prefix+"_busy", prefix+"_tmpl") })
 	select { // the engine met the template busy and is retrying
 	case <-busy:
 	case <-time.After(30 * time.Second):
@@ -128,7 +140,7 @@ func TestBusyTemplateGivesUpAsTransient(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = holder.Close(ctx) })
-	_, err = e.CreateDatabase(ctx, prefix+"_busy", prefix+"_tmpl")
+	_, err = create(t, e, prefix+"_busy", prefix+"_tmpl")
 	if !errors.Is(err, provisioning.ErrTransient) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
@@ -176,7 +188,7 @@ func TestHostileNamesTable(t *testing.T) {
 			full = ""
 		}
 		before := count()
-		created, err := e.CreateDatabase(ctx, full, prefix+"_tmpl")
+		created, err := create(t, e, full, prefix+"_tmpl")
 		after := count()
 		if !tt.engineTakes {
 			if !errors.Is(err, provisioning.ErrInvalidName) || after != before {
@@ -205,7 +217,7 @@ func TestRenameSessionPolicies(t *testing.T) {
 	ctx := context.Background()
 	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
 	for _, n := range []string{"a", "c"} {
-		if _, err := e.CreateDatabase(ctx, prefix+"_"+n, prefix+"_tmpl"); err != nil {
+		if _, err := create(t, e, prefix+"_"+n, prefix+"_tmpl"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -219,7 +231,12 @@ func TestRenameSessionPolicies(t *testing.T) {
 	}
 
 	session := hold(prefix + "_a")
-	if err := e.RenameDatabase(ctx, prefix+"_a", prefix+"_b"); err != nil {
+	for _, n := range []string{"b", "d", "e"} {
+		if _, _, err := e.Reserve(ctx, prefix+"_"+n, owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.RenameDatabase(ctx, prefix+"_a", prefix+"_b", owner); err != nil {
 		t.Fatalf("rename with terminate: %v", err)
 	}
 	if err := session.Ping(ctx); err == nil {
@@ -228,7 +245,7 @@ func TestRenameSessionPolicies(t *testing.T) {
 
 	e.Sessions, e.SessionWait = postgres.SessionsWait, 300*time.Millisecond
 	hold(prefix + "_c")
-	err := e.RenameDatabase(ctx, prefix+"_c", prefix+"_d")
+	err := e.RenameDatabase(ctx, prefix+"_c", prefix+"_d", owner)
 	if !errors.Is(err, provisioning.ErrTransient) {
 		t.Fatalf("rename with a session that stays: %v, want transient", err)
 	}
@@ -237,13 +254,13 @@ func TestRenameSessionPolicies(t *testing.T) {
 	}
 
 	// The guard runs before anything else.
-	if err := e.RenameDatabase(ctx, prefix+"_tmpl", prefix+"_e"); !errors.Is(err, provisioning.ErrProtected) {
+	if err := e.RenameDatabase(ctx, prefix+"_tmpl", prefix+"_e", owner); !errors.Is(err, provisioning.ErrProtected) {
 		t.Fatalf("renaming the template: %v", err)
 	}
-	if _, err := e.DropDatabase(ctx, "postgres"); !errors.Is(err, provisioning.ErrProtected) {
+	if _, err := e.DropDatabase(ctx, "postgres", owner); !errors.Is(err, provisioning.ErrProtected) {
 		t.Fatalf("dropping postgres: %v", err)
 	}
-	dropped, err := e.DropDatabase(ctx, prefix+"_gone")
+	dropped, err := e.DropDatabase(ctx, prefix+"_gone", owner)
 	if err != nil || dropped {
 		t.Fatalf("dropping an absent database: %v, %v; want false, nil", dropped, err)
 	}

@@ -47,7 +47,7 @@ func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if _, err := pool.Exec(ctx, ledgerSchema); err != nil {
+	if err := ensureSchema(ctx, pool, ledgerSchema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("create the instancemgr ledger in EdFi_Admin: %w", transient(err))
 	}
@@ -108,6 +108,23 @@ func (r *Registry) Lookup(ctx context.Context, tenant string, instanceID int) (p
 	return lookup(ctx, r.pool, tenant, instanceID, false)
 }
 
+// Records implements provisioning.Registry.
+func (r *Registry) Records(ctx context.Context) ([]provisioning.Record, error) {
+	rows, err := r.pool.Query(ctx, `SELECT tenant, instance_id, ods_instance_id, database_name, name, generation FROM instancemgr.instances ORDER BY tenant, instance_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger: %w", transient(err))
+	}
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Record, error) {
+		var rec provisioning.Record
+		err := row.Scan(&rec.Tenant, &rec.InstanceID, &rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation)
+		return rec, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger: %w", transient(err))
+	}
+	return recs, nil
+}
+
 // Register implements provisioning.Registry. The ledger says whether this
 // instance was registered before; a dbo.odsinstances row of the same name
 // and type that the ledger does not know is someone else's, and a conflict.
@@ -118,6 +135,20 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 		rec, err := lookup(ctx, tx, reg.Tenant, reg.InstanceID, true)
 		switch {
 		case err == nil:
+			if rec.Database != reg.Database || rec.Name != reg.Name {
+				return fmt.Errorf("%s: %w: the ledger already has tenant %q instance %d on database %q (name %q), not %q (name %q)",
+					what, provisioning.ErrConflict, reg.Tenant, reg.InstanceID, rec.Database, rec.Name, reg.Database, reg.Name)
+			}
+			var rowName string
+			err := tx.QueryRow(ctx, `SELECT name FROM dbo.odsinstances WHERE odsinstanceid = $1`, rec.OdsInstanceID).Scan(&rowName)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				return fmt.Errorf("%s: %w: the ledger names dbo.odsinstances row %d, which someone else removed", what, provisioning.ErrConflict, rec.OdsInstanceID)
+			case err != nil:
+				return fmt.Errorf("%s: read dbo.odsinstances: %w", what, transient(err))
+			case rowName != reg.Name:
+				return fmt.Errorf("%s: %w: dbo.odsinstances row %d is named %q now, not %q", what, provisioning.ErrConflict, rec.OdsInstanceID, rowName, reg.Name)
+			}
 			res = provisioning.RegisterResult{OdsInstanceID: rec.OdsInstanceID, Existed: true}
 		case errors.Is(err, provisioning.ErrNotRecorded):
 			err := tx.QueryRow(ctx, `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
@@ -165,6 +196,9 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 		if err != nil {
 			return err
 		}
+		if before.Generation != ren.Generation {
+			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, ren.Generation)
+		}
 		if before.Database != ren.NewDatabase || before.Name != ren.NewName {
 			if _, err := tx.Exec(ctx, `UPDATE dbo.odsinstances SET name = $1, connectionstring = $2 WHERE odsinstanceid = $3`,
 				ren.NewName, ren.ConnectionString, before.OdsInstanceID); err != nil {
@@ -184,9 +218,25 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 }
 
 // RenameFailed implements provisioning.Registry.
-func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID int, complete func(context.Context) error) error {
-	what := fmt.Sprintf("record the failed rename of instance %d", instanceID)
+func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(context.Context) error) error {
+	return r.advance(ctx, tenant, instanceID, generation, fmt.Sprintf("record the failed rename of instance %d", instanceID), complete)
+}
+
+// DeleteFailed implements provisioning.Registry.
+func (r *Registry) DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(context.Context) error) error {
+	return r.advance(ctx, tenant, instanceID, generation, fmt.Sprintf("record the failed delete of instance %d", instanceID), complete)
+}
+
+// advance moves the ledger from generation to the next one.
+func (r *Registry) advance(ctx context.Context, tenant string, instanceID, generation int, what string, complete func(context.Context) error) error {
 	return r.inTx(ctx, tenant, instanceID, what, func(tx pgx.Tx) error {
+		before, err := lookup(ctx, tx, tenant, instanceID, true)
+		if err != nil {
+			return err
+		}
+		if before.Generation != generation {
+			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, generation)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE instancemgr.instances SET generation = generation + 1, updated_at = now() WHERE tenant = $1 AND instance_id = $2`,
 			tenant, instanceID); err != nil {
 			return fmt.Errorf("%s: %w", what, transient(err))

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -70,10 +71,26 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatalf("registering over a foreign row: %v", err)
 	}
 
+	// The same instance under another database or name is a conflict
+	// that names both, never "already registered".
+	moved := reg
+	moved.Database, moved.Name = "EdFi_Ods_Other", "Other"
+	if _, err := r.Register(ctx, moved, ok); !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), "EdFi_Ods_A") || !strings.Contains(err.Error(), "EdFi_Ods_Other") {
+		t.Fatalf("registering instance 7 on another database: %v", err)
+	}
+
 	ren := provisioning.Renaming{Tenant: "t", InstanceID: 7, NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
-	for range 2 { // the second time finds it done and changes nothing
-		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); err != nil {
-			t.Fatal(err)
+	if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// The same job again is stale: the ledger is past its generation, and
+	// a stale rename to another name (a replica paused after its DDL) must
+	// not take the ledger back.
+	stale := ren
+	stale.NewName, stale.NewDatabase = "Z", "EdFi_Ods_Z"
+	for _, again := range []provisioning.Renaming{ren, stale} {
+		if err := r.Rename(ctx, again, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
+			t.Fatalf("rename for generation 0 at generation 1: %v, want ErrStale", err)
 		}
 	}
 	rec, err := r.Lookup(ctx, "t", 7)
@@ -84,11 +101,26 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatal("the derivative did not follow the rename")
 	}
 
-	if err := r.RenameFailed(ctx, "t", 7, func(context.Context) error { return nil }); err != nil {
+	if err := r.RenameFailed(ctx, "t", 7, 1, func(context.Context) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 2 || rec.Database != "EdFi_Ods_B" {
 		t.Fatalf("a failed rename must move the generation only: %+v", rec)
+	}
+	if err := r.DeleteFailed(ctx, "t", 7, 2, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{r.RenameFailed, r.DeleteFailed} {
+		if err := fail(ctx, "t", 7, 2, func(context.Context) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
+			t.Fatalf("a failure reported for a past generation: %v, want ErrStale", err)
+		}
+	}
+	rec, _ = r.Lookup(ctx, "t", 7)
+	if rec.Generation != 3 || rec.Database != "EdFi_Ods_B" {
+		t.Fatalf("a failed delete must move the generation only: %+v", rec)
+	}
+	if recs, err := r.Records(ctx); err != nil || len(recs) != 1 || recs[0] != rec {
+		t.Fatalf("records: %+v, %v; want [%+v]", recs, err, rec)
 	}
 
 	if _, err := r.Pool().Exec(ctx, `INSERT INTO dbo.apiclientodsinstances (apiclient_apiclientid, odsinstance_odsinstanceid) VALUES (1, $1)`, first.OdsInstanceID); err != nil {
@@ -108,5 +140,30 @@ func TestRegistryLifecycle(t *testing.T) {
 	}
 	if _, err := r.Lookup(ctx, "t", 7); !errors.Is(err, provisioning.ErrNotRecorded) {
 		t.Fatalf("lookup after unregister: %v", err)
+	}
+}
+
+// A ledger entry whose dbo.odsinstances row someone else removed or renamed
+// is no registration of ours to complete: a conflict.
+func TestRegisterChecksTheRowItFinds(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	reg := provisioning.Registration{Tenant: "t", InstanceID: 3, Database: "EdFi_Ods_C", Name: "C", ConnectionString: "host=h;database=EdFi_Ods_C"}
+	ok := func(context.Context, provisioning.RegisterResult) error { return nil }
+	res, err := r.Register(ctx, reg, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pool().Exec(ctx, `UPDATE dbo.odsinstances SET name = 'Someone else' WHERE odsinstanceid = $1`, res.OdsInstanceID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(ctx, reg, ok); !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), "Someone else") {
+		t.Fatalf("register over a renamed row: %v", err)
+	}
+	if _, err := r.Pool().Exec(ctx, `DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`, res.OdsInstanceID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(ctx, reg, ok); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("register over a removed row: %v", err)
 	}
 }

@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// reservationSchema holds the server's reservations, in its maintenance
+// database: one table per server, whichever tenants and EdFi_Admin
+// databases share it, so a name is unique on the server it lives on.
+// Uniqueness ignores letter case, as SQL Server's default collation does:
+// two requests never get names that differ only in case.
+const reservationSchema = `
+CREATE SCHEMA IF NOT EXISTS instancemgr;
+CREATE TABLE IF NOT EXISTS instancemgr.reservations (
+    database_name text        PRIMARY KEY,
+    tenant        text        NOT NULL,
+    instance_id   integer     NOT NULL,
+    state         text        NOT NULL DEFAULT 'reserved' CHECK (state IN ('reserved', 'making', 'made')),
+    reserved_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS reservations_name_ci ON instancemgr.reservations (lower(database_name));`
+
+// ensureSchema runs idempotent DDL under a transaction-level advisory lock:
+// CREATE ... IF NOT EXISTS run by two sessions at once can still fail on
+// the catalog's unique index, and replicas start together.
+func ensureSchema(ctx context.Context, pool *pgxpool.Pool, ddl string) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return transient(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('instancemgr:schema', 0))`); err != nil {
+		return transient(err)
+	}
+	if _, err := tx.Exec(ctx, ddl); err != nil {
+		return transient(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return transient(err)
+	}
+	return nil
+}
+
+// Reserve implements provisioning.Engine.
+func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, bool, error) {
+	if err := checkIdent(name); err != nil {
+		return provisioning.Reservation{}, false, err
+	}
+	tag, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return provisioning.Reservation{}, false, fmt.Errorf("reserve database name %q: %w", name, transient(err))
+	}
+	res, err := e.ownedBy(ctx, name, owner)
+	if err != nil {
+		return res, false, fmt.Errorf("reserve database name %q: %w", name, err)
+	}
+	return res, tag.RowsAffected() == 1, nil
+}
+
+// Reservation implements provisioning.Engine.
+func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
+	var res provisioning.Reservation
+	err := e.pool.QueryRow(ctx, `SELECT database_name, tenant, instance_id, state FROM instancemgr.reservations WHERE lower(database_name) = lower($1)`, name).
+		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &res.State)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return res, false, nil
+	}
+	if err != nil {
+		return res, false, fmt.Errorf("read the reservation of %q: %w", name, transient(err))
+	}
+	return res, true, nil
+}
+
+// ownedBy returns the reservation of name when it is owner's, under
+// exactly that name, and ErrConflict otherwise.
+func (e *Engine) ownedBy(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, error) {
+	res, ok, err := e.Reservation(ctx, name)
+	switch {
+	case err != nil:
+		return res, err
+	case !ok:
+		return res, fmt.Errorf("%w: database name %q is not reserved for %s", provisioning.ErrConflict, name, owner)
+	case res.Owner != owner:
+		return res, fmt.Errorf("%w: database name %q is reserved for %s, not for %s", provisioning.ErrConflict, res.Database, res.Owner, owner)
+	case res.Database != name:
+		return res, fmt.Errorf("%w: database name %q differs only in letter case from %q, reserved for %s", provisioning.ErrConflict, name, res.Database, res.Owner)
+	}
+	return res, nil
+}
+
+func (e *Engine) setState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
+	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = $4, updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+		name, owner.Tenant, owner.InstanceID, string(state))
+	if err != nil {
+		return fmt.Errorf("mark the reservation of %q %s: %w", name, state, transient(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: the reservation of %q for %s is gone", provisioning.ErrConflict, name, owner)
+	}
+	return nil
+}
+
+// Release implements provisioning.Engine.
+func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
+	_, err := e.pool.Exec(ctx, `DELETE FROM instancemgr.reservations
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3
+		  AND (state = 'reserved' OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1))`,
+		name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return fmt.Errorf("release database name %q: %w", name, transient(err))
+	}
+	return nil
+}
+
+// Import implements provisioning.Engine.
+func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Owner) error {
+	if err := checkIdent(name); err != nil {
+		return err
+	}
+	if _, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state) VALUES ($1, $2, $3, 'made') ON CONFLICT DO NOTHING`,
+		name, owner.Tenant, owner.InstanceID); err != nil {
+		return fmt.Errorf("import the reservation of %q: %w", name, transient(err))
+	}
+	_, err := e.ownedBy(ctx, name, owner)
+	return err
+}
+
+// madeBy is ownedBy for a name whose database the system made (or was
+// making): the only ones it renames or drops.
+func (e *Engine) madeBy(ctx context.Context, name string, owner provisioning.Owner) error {
+	res, err := e.ownedBy(ctx, name, owner)
+	if err != nil {
+		return err
+	}
+	if res.State == provisioning.StateReserved {
+		return fmt.Errorf("%w: database %q is reserved for %s but instancemgr never made it", provisioning.ErrConflict, name, owner)
+	}
+	return nil
+}
