@@ -90,6 +90,7 @@ func (s *Simulator) SetStatus(id int, status string) error {
 	if !slices.Contains(allStatuses, status) {
 		return fmt.Errorf("set status of instance %d: unknown status %q", id, status)
 	}
+	defer s.saveAfterChange()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.instances[id]
@@ -119,6 +120,7 @@ func (s *Simulator) CreateInstance(tenant string, req adminapi.InstanceRequest) 
 		}
 	}
 	view, errs := s.create(header, req)
+	s.saveAfterChange()
 	if errs != nil {
 		p := validationProblem(errs).ProblemDetails
 		return adminapi.OdsInstance{}, &adminapi.Error{Method: http.MethodPost, Path: "/adminconsole/odsInstances", Status: http.StatusBadRequest, Problem: &p}

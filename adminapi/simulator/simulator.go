@@ -68,6 +68,9 @@ type Simulator struct {
 	nextOdsID   int
 	faults      []*activeFault
 	faultSeq    uint64
+	statePath   string // set by Persist
+
+	saveMu sync.Mutex
 }
 
 // New returns a Simulator with no clients and no instances. It panics when
@@ -224,6 +227,9 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.id = n
 	}
 	rt.handle(w, r, c)
+	if r.Method != http.MethodGet && !rt.public {
+		s.saveAfterChange()
+	}
 }
 
 // match finds the route for method and path. With no route for the method,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -29,8 +31,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pgURL := fs.String("postgres", envOr("INSTANCEMGR_DEV_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"), "PostgreSQL maintenance database (URL or Npgsql form)")
 	listen := fs.String("listen", "127.0.0.1:8089", "address of the Admin API simulator")
 	natsPort := fs.Int("nats-port", 0, "port of the embedded NATS server (0: a free one)")
-	dataDir := fs.String("data-dir", "", "JetStream storage directory (default: a temporary one, removed at exit)")
+	dataDir := fs.String("data-dir", defaultDevDataDir(), "where the simulator's instances and JetStream's jobs are kept between runs")
 	template := fs.String("template", "Ods_Minimal_Template", "template database (created small if absent)")
+	adminDB := fs.String("admin-database", "EdFi_Admin", "EdFi_Admin database (created with its tables if absent)")
+	pattern := fs.String("name-pattern", provisioning.DefaultNamePattern, "database naming pattern")
+	poll := fs.Duration("poll-interval", 2*time.Second, "how often the bridge polls the simulator")
 	replicas := fs.Int("replicas", 2, "consumer replicas")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -43,12 +48,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("-postgres: %w", err)
 	}
 
-	store := *dataDir
-	if store == "" {
-		if store, err = os.MkdirTemp("", "instancemgr-dev-js-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(store)
+	// Everything dev keeps lives in the data directory and in PostgreSQL,
+	// so two runs behave like one long run: the simulator numbers new
+	// instances after the old ones, as the real Admin API would.
+	store := filepath.Join(*dataDir, "jetstream")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		return fmt.Errorf("-data-dir: %w", err)
 	}
 	ns, err := embednats.Start(embednats.Options{Port: *natsPort, StoreDir: store})
 	if err != nil {
@@ -57,6 +62,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer ns.Shutdown()
 
 	sim := simulator.New(simulator.Options{Logger: log.With("role", "simulator")})
+	if err := sim.Persist(filepath.Join(*dataDir, "simulator.json")); err != nil {
+		return err
+	}
 	workerID, workerSecret := "instancemgr-dev-worker", randomHex(16)
 	if err := sim.RegisterClient(workerID, workerSecret); err != nil {
 		return err
@@ -74,13 +82,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
 		NATS:     config.NATS{URL: ns.ClientURL()},
-		Bridge:   config.Bridge{PollInterval: config.Duration(2 * time.Second)},
+		Bridge:   config.Bridge{PollInterval: config.Duration(*poll)},
 		Consumer: config.Consumer{Concurrency: 2},
 		// dev is a sandbox: deletion is on, and the banner says so.
-		Provisioning: config.Provisioning{Template: *template, AllowDelete: true},
+		Provisioning: config.Provisioning{Template: *template, NamePattern: *pattern, AllowDelete: true},
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {
 			Master: master.ADONet(),
-			Admin:  master.WithDatabase("EdFi_Admin").ADONet(),
+			Admin:  master.WithDatabase(*adminDB).ADONet(),
 			ODS:    master.WithDatabase("{0}").ADONet(),
 		}},
 		LogLevel: *logLevel,
@@ -88,7 +96,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := cfg.Complete(func(string) string { return "" }); err != nil {
 		return err
 	}
-	if err := prepareDevDatabases(ctx, master, *template); err != nil {
+	if err := prepareDevDatabases(ctx, master, *adminDB, *template); err != nil {
 		return err
 	}
 
@@ -119,7 +127,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	wg.Go(func() { errc <- b.Run(ctx) })
 
-	printDevBanner(stdout, simURL, ns.ClientURL(), master, *template)
+	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: *adminDB, template: *template, dataDir: *dataDir, poll: *poll, replicas: *replicas})
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -133,19 +141,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // prepareDevDatabases creates EdFi_Admin with the registration tables and a
 // small template, when they are absent.
-func prepareDevDatabases(ctx context.Context, master connstr.Conn, template string) error {
+func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB, template string) error {
 	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
 	}
 	defer engine.Close()
-	if err := engine.EnsureDatabase(ctx, "EdFi_Admin"); err != nil {
+	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
 		return err
 	}
 	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
 		return err
 	}
-	reg, err := postgres.NewRegistry(ctx, master.WithDatabase("EdFi_Admin").PgxConnString(), nil)
+	reg, err := postgres.NewRegistry(ctx, master.WithDatabase(adminDB).PgxConnString(), nil)
 	if err != nil {
 		return err
 	}
@@ -153,16 +161,38 @@ func prepareDevDatabases(ctx context.Context, master connstr.Conn, template stri
 	return reg.EnsureAdminSchema(ctx)
 }
 
-func printDevBanner(w io.Writer, simURL, natsURL string, master connstr.Conn, template string) {
+// defaultDevDataDir is where dev keeps its state unless told otherwise.
+func defaultDevDataDir() string {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "instancemgr", "dev")
+}
+
+type devBanner struct {
+	simURL, natsURL   string
+	master            connstr.Conn
+	adminDB, template string
+	dataDir           string
+	poll              time.Duration
+	replicas          int
+}
+
+func printDevBanner(w io.Writer, b devBanner) {
 	fmt.Fprintf(w, `
 instancemgr dev is running (Ctrl-C to stop)
 
   Admin API simulator  %[1]s
   NATS (embedded)      %[2]s
   PostgreSQL           %[3]s
-  template database    %[4]s, registrations in EdFi_Admin
-  bridge polls every 2s; 2 consumer replicas
+  template database    %[4]s, registrations in %[5]s
+  bridge polls every %[7]s; %[8]d consumer replicas
   DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
+
+  State is kept between runs: the simulator's instances and the jobs in
+  %[6]s, the databases and registrations in PostgreSQL. To start clean,
+  stop dev, remove that directory, and drop %[5]s and the databases dev made.
 
 Ask for an instance, as the Admin Console would:
 
@@ -174,9 +204,9 @@ Ask for an instance, as the Admin Console would:
   curl -s %[1]s/adminconsole/instances/1 -H "Authorization: Bearer $TOKEN"
 
 Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
-      psql -h 127.0.0.1 -U postgres -d EdFi_Admin -c 'table dbo.odsinstances'
+      psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table dbo.odsinstances'
 
-`, simURL, natsURL, master.Redacted(), template)
+`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas)
 }
 
 func randomHex(n int) string {

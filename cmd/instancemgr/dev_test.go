@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+)
+
+// syncBuffer is a bytes.Buffer that dev can write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var simulatorLine = regexp.MustCompile(`Admin API simulator\s+(http://\S+)`)
+
+// startDev runs `instancemgr dev` with args until stop is called, and
+// returns the simulator's URL from its banner.
+func startDev(t *testing.T, args []string) (simURL string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runDev(ctx, args, out, errOut) }()
+	testenv.Eventually(t, time.Minute, "dev's banner", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("dev stopped: %v\n%s", err, errOut.String())
+		default:
+		}
+		return simulatorLine.MatchString(out.String())
+	})
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev: %v\n%s", err, errOut.String())
+		}
+	}
+	t.Cleanup(stop)
+	return simulatorLine.FindStringSubmatch(out.String())[1], stop
+}
+
+// console registers a client the way the banner says, and returns an Admin
+// API client for it.
+func console(t *testing.T, simURL string) *adminapi.Client {
+	t.Helper()
+	resp, err := http.PostForm(simURL+"/connect/register", url.Values{"ClientId": {"console"}, "ClientSecret": {"s3cret-Value"}, "DisplayName": {"console"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register the console client: status %d", resp.StatusCode)
+	}
+	c, err := adminapi.New(adminapi.Config{BaseURL: simURL, TokenURL: simURL + "/connect/token", ClientID: "console", ClientSecret: "s3cret-Value"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Running dev again on the same PostgreSQL and data directory goes on
+// where the last run stopped: each run's new instance gets an id of its own
+// and is registered to its own database, never to a previous run's row.
+func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
+	pg := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	args := []string{
+		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-data-dir", t.TempDir(),
+		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
+		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "warn",
+	}
+	ctx := context.Background()
+	want := map[int]string{} // instance id -> its database
+	for run := 1; run <= 3; run++ {
+		simURL, stop := startDev(t, args)
+		api := console(t, simURL)
+		name := fmt.Sprintf("District %d - 2025", run)
+		inst, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, Name: name, InstanceType: "enterprise"})
+		if err != nil {
+			t.Fatalf("run %d: request %q: %v", run, name, err)
+		}
+		if _, taken := want[inst.ID]; taken {
+			t.Fatalf("run %d: the simulator gave id %d again", run, inst.ID)
+		}
+		want[inst.ID] = prefix + "_" + strings.ReplaceAll(name, " ", "_")
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("run %d: %q Completed", run, name), func() bool {
+			w, err := api.Instance(ctx, "", inst.ID)
+			return err == nil && w.Status == adminapi.StatusCompleted
+		})
+		stop()
+
+		// Each instance the Admin API knows points at the registration of
+		// its own database, and there is one registration per instance.
+		admin := testenv.Connect(t, prefix+"_admin")
+		var rows int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM dbo.odsinstances`).Scan(&rows); err != nil || rows != run {
+			t.Fatalf("run %d: %d registrations, %v; want %d", run, rows, err, run)
+		}
+		for id, db := range want {
+			var cs string
+			if err := admin.QueryRow(ctx, `SELECT i.connectionstring FROM instancemgr.instances l JOIN dbo.odsinstances i ON i.odsinstanceid = l.ods_instance_id WHERE l.instance_id = $1`, id).Scan(&cs); err != nil {
+				t.Fatalf("run %d: instance %d: %v", run, id, err)
+			}
+			if c, err := connstr.ParsePostgres(cs); err != nil || c.Database != db {
+				t.Fatalf("run %d: instance %d is registered on %q (%v), want %q", run, id, c.Database, err, db)
+			}
+			var exists bool
+			if err := pg.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&exists); err != nil || !exists {
+				t.Fatalf("run %d: database %q missing: %v", run, db, err)
+			}
+		}
+	}
+}
