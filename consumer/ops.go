@@ -351,8 +351,14 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		return report(ctx)
 	case errors.Is(err, provisioning.ErrStale):
 		return nil
+	case err != nil:
+		return err
 	}
-	return err
+	// The new name goes back, unless the system made a database under it.
+	if newDB, nerr := h.Naming.DatabaseName(j.Tenant, j.Name); nerr == nil {
+		h.release(ctx, tg, newDB, provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d))
+	}
+	return nil
 }
 
 // ErrDeletionDisabled ends a delete job that reached a consumer while

@@ -182,7 +182,10 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 		e.t.Fatal(err)
 	}
 	targets := app.NewTargets(e.cfg, e.log)
-	deps.JS, deps.API, deps.Targets, deps.Log = js, api, targets, e.log
+	deps.JS, deps.API, deps.Targets = js, api, targets
+	if deps.Log == nil {
+		deps.Log = e.log
+	}
 	deps.Observe = func(o consumer.Outcome) { e.outcomes <- o }
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := app.NewConsumer(ctx, e.cfg, deps)

@@ -42,7 +42,7 @@ func TestDatabaseName(t *testing.T) {
 }
 
 func TestNamingValidate(t *testing.T) {
-	for pattern, ok := range map[string]bool{"": true, "EdFi_Ods_{name}": true, "{tenant}-{name}": true, "no_placeholder": false, "bad name {name}": false, `x"{name}`: false} {
+	for pattern, ok := range map[string]bool{"": true, "EdFi_Ods_{name}": true, "{tenant}-{name}": true, "no_placeholder": false, "bad name {name}": false, `x"{name}`: false, "{name}": false, "{tenant}{name}": false} {
 		if err := (Naming{Pattern: pattern}).Validate(); (err == nil) != ok {
 			t.Errorf("Validate(%q) = %v, want ok=%v", pattern, err, ok)
 		}

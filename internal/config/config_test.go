@@ -135,3 +135,66 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 		t.Fatalf("error shows a password: %v", err)
 	}
 }
+
+// Tenant entries on one server need {tenant} in the pattern and one
+// maintenance database; entries on different servers need neither.
+func TestTenantsSharingAServer(t *testing.T) {
+	entries := func(pattern, master2 string) string {
+		return `
+adminApi: {baseUrl: "http://127.0.0.1:8089", clientId: w, clientSecret: s}
+provisioning: {namePattern: "` + pattern + `"}
+tenants:
+  t1: {master: "host=db1;database=postgres", admin: "host=db1;database=EdFi_Admin_t1", ods: "host=db1;database={0}"}
+  t2: {master: "` + master2 + `", admin: "host=db1;database=EdFi_Admin_t2", ods: "host=db1;database={0}"}
+`
+	}
+	tests := []struct {
+		name, pattern, master2 string
+		wantKeys               []string
+	}{
+		{"shared, no tenant in the pattern", "EdFi_Ods_{name}", "host=DB1;port=5432;database=postgres", []string{"provisioning.namePattern"}},
+		{"shared, two maintenance databases", "EdFi_Ods_{tenant}_{name}", "host=db1;database=template1", []string{"maintenance databases"}},
+		{"shared, well set up", "EdFi_Ods_{tenant}_{name}", "host=db1;database=postgres", nil},
+		{"two servers", "EdFi_Ods_{name}", "host=db2;database=postgres", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, entries(tt.pattern, tt.master2)), noEnv)
+			if len(tt.wantKeys) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			for _, k := range tt.wantKeys {
+				if err == nil || !strings.Contains(err.Error(), k) {
+					t.Errorf("error %v does not name %q", err, k)
+				}
+			}
+		})
+	}
+}
+
+// The guard protects every tenant's master and EdFi_Admin databases, not
+// only those of the tenant a job is for.
+func TestGuardProtectsEveryTenantsDatabases(t *testing.T) {
+	c, err := Load(write(t, `
+adminApi: {baseUrl: "http://127.0.0.1:8089", clientId: w, clientSecret: s}
+provisioning: {namePattern: "{name}_ods", template: Tmpl_ods, protectedDatabases: [Keep_ods]}
+tenants:
+  t1: {master: "host=db1;database=postgres", admin: "host=db1;database=Admin_one_ods", ods: "host=db1;database={0}"}
+  t2: {master: "host=db2;database=Master_two_ods", admin: "host=db2;database=Admin_two_ods", ods: "host=db2;database={0}"}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Guard()
+	for _, db := range []string{"Admin_one_ods", "Admin_two_ods", "Master_two_ods", "Keep_ods", "Tmpl_ods"} {
+		if err := g.CheckDestructive(db); err == nil {
+			t.Errorf("%q is not protected", db)
+		}
+	}
+	if err := g.CheckDestructive("District_ods"); err != nil {
+		t.Errorf("an instance database is refused: %v", err)
+	}
+}

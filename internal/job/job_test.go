@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -65,5 +66,32 @@ func TestSubjectTokenIsOneReversibleToken(t *testing.T) {
 	}
 	if SubjectToken("a-b_c") != "a-b_c" {
 		t.Errorf("safe names must stay readable")
+	}
+}
+
+// The dead-letter subject is the delivered subject's, whatever the body
+// says; anything outside the job subjects goes to malformed.
+func TestDeadSubjectComesFromTheDeliveredSubject(t *testing.T) {
+	for subject, want := range map[string]string{
+		"instances.create.default.7":      "instances.dead.create.default.7",
+		"instances.rename.t%20x.7.2":      "instances.dead.rename.t%20x.7.2",
+		"instances.dead.create.default.7": "instances.dead.malformed",
+		"elsewhere.create":                "instances.dead.malformed",
+		"instances.":                      "instances.dead.malformed",
+	} {
+		if got := DeadSubject(subject); got != want {
+			t.Errorf("DeadSubject(%q) = %q, want %q", subject, got, want)
+		}
+	}
+}
+
+func TestDeadLetterReasonIsCapped(t *testing.T) {
+	long := strings.Repeat("é", MaxReasonBytes) // two bytes each
+	d := NewDeadLetter([]byte("{}"), "instances.create.x.1", 1, 1, "", "failed", long)
+	if len(d.Reason) > MaxReasonBytes || !utf8.ValidString(d.Reason) || !strings.HasSuffix(d.Reason, "[cut]") {
+		t.Fatalf("reason of %d bytes, valid UTF-8 %v, ends %q", len(d.Reason), utf8.ValidString(d.Reason), d.Reason[len(d.Reason)-10:])
+	}
+	if short := NewDeadLetter(nil, "s", 1, 1, "", "failed", "short"); short.Reason != "short" {
+		t.Fatalf("a short reason changed: %q", short.Reason)
 	}
 }

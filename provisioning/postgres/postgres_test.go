@@ -265,3 +265,84 @@ func TestRenameSessionPolicies(t *testing.T) {
 		t.Fatalf("dropping an absent database: %v, %v; want false, nil", dropped, err)
 	}
 }
+
+// The reservations decide what the engine may create, adopt, rename and
+// drop: only names held by the same request, and of those only databases
+// the system made.
+func TestReservationsDecideOwnership(t *testing.T) {
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
+	other := provisioning.Owner{Tenant: "default", InstanceID: 2}
+	name := prefix + "_Mine"
+
+	if _, fresh, err := e.Reserve(ctx, name, owner); err != nil || !fresh {
+		t.Fatalf("first reservation: fresh=%v, %v", fresh, err)
+	}
+	if res, fresh, err := e.Reserve(ctx, name, owner); err != nil || fresh || res.State != provisioning.StateReserved {
+		t.Fatalf("same request again: %+v fresh=%v, %v", res, fresh, err)
+	}
+	for _, n := range []string{name, prefix + "_MINE"} {
+		if _, _, err := e.Reserve(ctx, n, other); !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), "instance 1") {
+			t.Fatalf("another request for %q: %v, want a conflict naming instance 1", n, err)
+		}
+	}
+	if _, err := e.CreateDatabase(ctx, name, prefix+"_tmpl", other); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("create under another's reservation: %v", err)
+	}
+
+	// Someone else's database of a reserved name is never adopted.
+	foreign := prefix + "_Foreign"
+	testenv.CreateDatabase(t, testenv.Postgres(t), foreign)
+	if _, _, err := e.Reserve(ctx, foreign, owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateDatabase(ctx, foreign, prefix+"_tmpl", owner); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("adopting a database made by someone else: %v", err)
+	}
+	if _, err := e.DropDatabase(ctx, foreign, owner); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("dropping a database made by someone else: %v", err)
+	}
+	if err := e.Release(ctx, foreign, owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := e.Reservation(ctx, foreign); ok {
+		t.Fatal("a reservation of nothing made survived its release")
+	}
+	if _, err := e.DropDatabase(ctx, foreign, owner); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("dropping an unreserved database: %v", err)
+	}
+
+	// Made: adopted by the same request, kept while it exists, dropped
+	// only for its owner.
+	if created, err := e.CreateDatabase(ctx, name, prefix+"_tmpl", owner); err != nil || !created {
+		t.Fatalf("create: %v, %v", created, err)
+	}
+	if created, err := e.CreateDatabase(ctx, name, prefix+"_tmpl", owner); err != nil || created {
+		t.Fatalf("adopting its own database: %v, %v", created, err)
+	}
+	if err := e.Release(ctx, name, owner); err != nil {
+		t.Fatal(err)
+	}
+	if res, ok, _ := e.Reservation(ctx, name); !ok || res.State != provisioning.StateMade {
+		t.Fatalf("the reservation of an existing database was released: %+v", res)
+	}
+	if _, err := e.DropDatabase(ctx, name, other); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("drop for another request: %v", err)
+	}
+	if dropped, err := e.DropDatabase(ctx, name, owner); err != nil || !dropped {
+		t.Fatalf("drop for its owner: %v, %v", dropped, err)
+	}
+
+	// A ledger entry of an earlier version is imported as made; one whose
+	// name another request holds is a conflict.
+	if err := e.Import(ctx, prefix+"_Legacy", other); err != nil {
+		t.Fatal(err)
+	}
+	if res, _, _ := e.Reservation(ctx, prefix+"_Legacy"); res.State != provisioning.StateMade || res.Owner != other {
+		t.Fatalf("imported %+v", res)
+	}
+	if err := e.Import(ctx, prefix+"_Legacy", owner); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("importing a name another request holds: %v", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -79,4 +81,24 @@ func FuzzDDL(f *testing.F) {
 		stmt, err = dropDatabaseSQL(name)
 		check(stmt, err, "DROP DATABASE IF EXISTS ", []string{name}, nil, " WITH (FORCE)")
 	})
+}
+
+// Errors the server says are about the data are terminal and keep their
+// SQLSTATE; connection and concurrency errors are worth retrying.
+func TestTransientOrRejected(t *testing.T) {
+	for code, want := range map[string]error{
+		"22001": provisioning.ErrRejected, // string too long
+		"23502": provisioning.ErrRejected, // not null
+		"08006": provisioning.ErrTransient,
+		"40001": provisioning.ErrTransient,
+		"57P01": provisioning.ErrTransient,
+	} {
+		err := transient(&pgconn.PgError{Code: code, Message: "m"})
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), code) {
+			t.Errorf("%s: %v, want %v with the code", code, err, want)
+		}
+	}
+	if err := transient(&pgconn.PgError{Code: "42601"}); errors.Is(err, provisioning.ErrRejected) || errors.Is(err, provisioning.ErrTransient) {
+		t.Errorf("a syntax error is classed %v", err)
+	}
 }
