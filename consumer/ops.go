@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 )
@@ -341,17 +342,8 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		}
 		return err
 	}
-	tg, err := h.Targets.Target(ctx, j.Tenant)
-	if err != nil || tg.Registry == nil {
-		return report(ctx)
-	}
-	err = tg.Registry.RenameFailed(ctx, j.Tenant, j.InstanceID, j.Generation, report)
-	switch {
-	case errors.Is(err, provisioning.ErrNotRecorded):
-		return report(ctx)
-	case errors.Is(err, provisioning.ErrStale):
-		return nil
-	case err != nil:
+	tg, err := h.recordFailure(ctx, j, provisioning.Registry.RenameFailed, report)
+	if err != nil || tg == nil {
 		return err
 	}
 	// The new name goes back, unless the system made a database under it.
@@ -359,6 +351,28 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		h.release(ctx, tg, newDB, provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d))
 	}
 	return nil
+}
+
+// recordFailure reports a rename's or delete's failure to the Admin API in
+// one transaction with the ledger's move to the next generation (advance
+// is the registry's RenameFailed or DeleteFailed), or alone when there is
+// no ledger entry. A stale job (the ledger has moved on) reports nothing.
+// It returns the tenant's target when the ledger moved.
+func (o *Ops) recordFailure(ctx context.Context, j job.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Target, error) {
+	tg, err := o.Targets.Target(ctx, j.Tenant)
+	if err != nil || tg.Registry == nil {
+		return nil, report(ctx)
+	}
+	err = advance(tg.Registry, ctx, j.Tenant, j.InstanceID, j.Generation, report)
+	switch {
+	case errors.Is(err, provisioning.ErrNotRecorded):
+		return nil, report(ctx)
+	case errors.Is(err, provisioning.ErrStale):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return tg, nil
 }
 
 // ErrDeletionDisabled ends a delete job that reached a consumer while
@@ -463,16 +477,6 @@ func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		}
 		return err
 	}
-	tg, err := h.Targets.Target(ctx, j.Tenant)
-	if err != nil || tg.Registry == nil {
-		return report(ctx)
-	}
-	err = tg.Registry.DeleteFailed(ctx, j.Tenant, j.InstanceID, j.Generation, report)
-	switch {
-	case errors.Is(err, provisioning.ErrNotRecorded):
-		return report(ctx)
-	case errors.Is(err, provisioning.ErrStale):
-		return nil
-	}
+	_, err = h.recordFailure(ctx, j, provisioning.Registry.DeleteFailed, report)
 	return err
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,6 +41,16 @@ func (e *env) remove(tenant string, id int) {
 	if err := e.console.DeleteOdsInstance(context.Background(), tenant, id); err != nil {
 		e.t.Fatalf("delete %d: %v", id, err)
 	}
+}
+
+// waitRenamed waits until instance id is Completed after its nth renamed
+// call.
+func (e *env) waitRenamed(id, n int) {
+	e.t.Helper()
+	testenv.Eventually(e.t, time.Minute, fmt.Sprintf("instance %d renamed %d times", id, n), func() bool {
+		r, _ := e.sim.Instance(id)
+		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == n
+	})
 }
 
 // checkRegistered asserts that exactly one instance is registered in the
@@ -247,10 +258,7 @@ func TestEncryptedConnectionStrings(t *testing.T) {
 	}
 	check(e.prefix + "_Secret")
 	e.rename("", id, "Hidden")
-	testenv.Eventually(t, time.Minute, "the rename to complete", func() bool {
-		r, _ := e.sim.Instance(id)
-		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
-	})
+	e.waitRenamed(id, 1)
 	e.waitSettled()
 	check(e.prefix + "_Hidden")
 }

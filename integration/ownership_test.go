@@ -181,15 +181,9 @@ func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
 	e.rename("", id, "Two")
 	<-paused
 	e.startReplica(app.ConsumerDeps{})
-	testenv.Eventually(t, time.Minute, "the redelivered rename to finish", func() bool {
-		r, _ := e.sim.Instance(id)
-		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
-	})
+	e.waitRenamed(id, 1)
 	e.rename("", id, "Three")
-	testenv.Eventually(t, time.Minute, "the newer rename to finish", func() bool {
-		r, _ := e.sim.Instance(id)
-		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 2
-	})
+	e.waitRenamed(id, 2)
 	close(release)
 	testenv.Eventually(t, time.Minute, "the stale delivery to settle", func() bool {
 		for {
@@ -323,10 +317,7 @@ func TestReplayedCreateAfterRenameMakesNothing(t *testing.T) {
 	id := e.create("", "Before")
 	e.waitStatus(id, adminapi.StatusCompleted)
 	e.rename("", id, "After")
-	testenv.Eventually(t, time.Minute, "the rename", func() bool {
-		r, _ := e.sim.Instance(id)
-		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
-	})
+	e.waitRenamed(id, 1)
 	e.waitSettled()
 	j := job.NewCreate("default", id, "Before")
 	e.publish(j.Subject(), j)
@@ -354,10 +345,7 @@ func TestLedgerOfEarlierVersionCountsAsReserved(t *testing.T) {
 	}
 	e.startReplica(app.ConsumerDeps{})
 	e.rename("", id, "Upgraded")
-	testenv.Eventually(t, time.Minute, "the rename", func() bool {
-		r, _ := e.sim.Instance(id)
-		return r.Status == adminapi.StatusCompleted && r.Calls["renamed"] == 1
-	})
+	e.waitRenamed(id, 1)
 	e.waitSettled()
 	e.checkRegistered("default", id, "Upgraded", e.prefix+"_Upgraded")
 	if h := e.holder(e.prefix + "_Upgraded"); h != fmt.Sprintf("default/%d", id) {
