@@ -25,7 +25,8 @@ type AdminAPI interface {
 // Target is where a tenant's instances live.
 type Target struct {
 	Engine provisioning.Engine
-	// Registry is nil when the worker's own registration is switched off.
+	// Registry keeps the ledger, and the dbo rows too when the worker
+	// registers (provisioning.registration: worker).
 	Registry provisioning.Registry
 	// ODS is the connection string stored for the ODS/API, with {0} for
 	// the database name.
@@ -121,20 +122,18 @@ func (o *Ops) create(ctx context.Context, d Delivery) error {
 		return err
 	}
 	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
-	if tg.Registry != nil {
-		rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
-		switch {
-		case err == nil && rec.Database != name:
-			if inst.Status == adminapi.StatusCompleted && rec.Generation > 0 {
-				// A create replayed after a rename: never make the old name again.
-				log.Info("create already done; the instance has been renamed since", "database", rec.Database)
-				return nil
-			}
-			return fmt.Errorf("%w: the ledger has tenant %q instance %d on database %q (name %q); this create asks for %q (name %q)",
-				provisioning.ErrConflict, j.Tenant, j.InstanceID, rec.Database, rec.Name, name, j.Name)
-		case err != nil && !errors.Is(err, provisioning.ErrNotRecorded):
-			return err
+	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	switch {
+	case err == nil && rec.Database != name:
+		if inst.Status == adminapi.StatusCompleted && rec.Generation > 0 {
+			// A create replayed after a rename: never make the old name again.
+			log.Info("create already done; the instance has been renamed since", "database", rec.Database)
+			return nil
 		}
+		return fmt.Errorf("%w: the ledger has tenant %q instance %d on database %q (name %q); this create asks for %q (name %q)",
+			provisioning.ErrConflict, j.Tenant, j.InstanceID, rec.Database, rec.Name, name, j.Name)
+	case err != nil && !errors.Is(err, provisioning.ErrNotRecorded):
+		return err
 	}
 	_, fresh, err := tg.Engine.Reserve(ctx, name, owner)
 	if err != nil {
@@ -169,9 +168,6 @@ func (o *Ops) create(ctx context.Context, d Delivery) error {
 			return fmt.Errorf("mark instance %d completed: %w", j.InstanceID, err)
 		}
 		return nil
-	}
-	if tg.Registry == nil {
-		return complete(ctx, inst.Status == adminapi.StatusCompleted)
 	}
 	stored, err := tg.seal(plain)
 	if err != nil {
@@ -224,9 +220,6 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	tg, err := h.Targets.Target(ctx, j.Tenant)
 	if err != nil {
 		return err
-	}
-	if tg.Registry == nil {
-		return Terminal(errors.New("rename needs the worker's own registration (provisioning.register), which records each instance's database"))
 	}
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	if err != nil {
@@ -360,7 +353,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 // It returns the tenant's target when the ledger moved.
 func (o *Ops) recordFailure(ctx context.Context, j job.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Target, error) {
 	tg, err := o.Targets.Target(ctx, j.Tenant)
-	if err != nil || tg.Registry == nil {
+	if err != nil {
 		return nil, report(ctx)
 	}
 	err = advance(tg.Registry, ctx, j.Tenant, j.InstanceID, j.Generation, report)
@@ -399,9 +392,6 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	tg, err := h.Targets.Target(ctx, j.Tenant)
 	if err != nil {
 		return err
-	}
-	if tg.Registry == nil {
-		return Terminal(errors.New("delete needs the worker's own registration (provisioning.register), which records each instance's database"))
 	}
 	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)

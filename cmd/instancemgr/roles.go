@@ -56,6 +56,7 @@ func startRole(ctx context.Context, name string, args []string, stderr io.Writer
 		return nil, err
 	}
 	log := newLogger(stderr, cfg.LogLevel).With("role", name)
+	app.LogTransport(cfg, log)
 	api, err := app.AdminClient(cfg, log)
 	if err != nil {
 		return nil, err

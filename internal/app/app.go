@@ -51,10 +51,11 @@ func ConnectNATS(cfg *config.Config, name string, log *slog.Logger) (*nats.Conn,
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }),
 	}
-	if cfg.NATS.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATS.CredsFile))
+	auth, err := natsSecurity(cfg.NATS)
+	if err != nil {
+		return nil, nil, err
 	}
-	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	nc, err := nats.Connect(cfg.NATS.URL, append(opts, auth...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
 	}
@@ -64,6 +65,49 @@ func ConnectNATS(cfg *config.Config, name string, log *slog.Logger) (*nats.Conn,
 		return nil, nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// natsSecurity turns the configured authentication and TLS into
+// connection options; the configuration allowed at most one way to
+// authenticate.
+func natsSecurity(n config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case n.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(n.CredsFile))
+	case n.NKeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(n.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkeyFile: %w", err)
+		}
+		opts = append(opts, o)
+	case n.User != "":
+		opts = append(opts, nats.UserInfo(n.User, n.Password))
+	case n.Token != "":
+		opts = append(opts, nats.Token(n.Token))
+	}
+	if n.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(n.TLS.CAFile))
+	}
+	if n.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(n.TLS.CertFile, n.TLS.KeyFile))
+	}
+	if n.TLS.Enabled() {
+		opts = append(opts, nats.Secure())
+	}
+	return opts, nil
+}
+
+// LogTransport says at start-up, one line per connection, how each is
+// protected, and warns about plain transport off this machine.
+func LogTransport(cfg *config.Config, log *slog.Logger) {
+	notes, warnings := cfg.TransportNotes()
+	for _, n := range notes {
+		log.Info("transport: " + n)
+	}
+	for _, w := range warnings {
+		log.Warn("transport: " + w)
+	}
 }
 
 // Targets opens each tenant's database connections on first use and keeps
@@ -111,16 +155,15 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 		ct.Seal = key.Encrypt
 	}
 	t.closers = append(t.closers, engine.Close)
-	if t.cfg.RegisterEnabled() {
-		reg, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
-		if err != nil {
-			return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Admin.Redacted(), err)
-		}
-		ct.Registry = reg
-		t.closers = append(t.closers, reg.Close)
-		if err := t.importLedger(ctx, tg.Entry, engine, reg); err != nil {
-			return nil, fmt.Errorf("tenant %q: %w", tenant, err)
-		}
+	reg, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Admin.Redacted(), err)
+	}
+	reg.AdminAPIRegisters = t.cfg.Provisioning.Registration == config.RegistrationAdminAPI
+	ct.Registry = reg
+	t.closers = append(t.closers, reg.Close)
+	if err := t.importLedger(ctx, tg.Entry, engine, reg); err != nil {
+		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 	}
 	t.byEntry[tg.Entry] = ct
 	return ct, nil
@@ -157,9 +200,6 @@ func (t *Targets) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 	tg, err := t.Target(ctx, tenant)
 	if err != nil {
 		return provisioning.Record{}, err
-	}
-	if tg.Registry == nil {
-		return provisioning.Record{}, fmt.Errorf("%w: registration is switched off, so there is no ledger", provisioning.ErrNotRecorded)
 	}
 	return tg.Registry.Lookup(ctx, tenant, instanceID)
 }

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -45,12 +47,24 @@ type AdminAPI struct {
 	ClientSecret string   `yaml:"clientSecret"` // better from INSTANCEMGR_ADMINAPI_CLIENT_SECRET
 	Timeout      Duration `yaml:"timeout"`
 	MaxAttempts  int      `yaml:"maxAttempts"`
+	// AllowInsecureHTTP allows an http:// Admin API on a host that is not
+	// a loopback address. The Admin API carries the client secret, the
+	// token and connection strings with passwords, so this is off by
+	// default.
+	AllowInsecureHTTP bool `yaml:"allowInsecureHttp"`
 }
 
 // NATS says where JetStream is and how the job stream is set up.
 type NATS struct {
-	URL             string     `yaml:"url"`
+	URL string `yaml:"url"`
+	// At most one way to authenticate: a creds file (JWT and NKey), an
+	// NKey seed file, a user and password, or a token.
 	CredsFile       string     `yaml:"credsFile"`
+	NKeyFile        string     `yaml:"nkeyFile"`
+	User            string     `yaml:"user"`
+	Password        string     `yaml:"password"` // better from INSTANCEMGR_NATS_PASSWORD
+	Token           string     `yaml:"token"`    // better from INSTANCEMGR_NATS_TOKEN
+	TLS             NATSTLS    `yaml:"tls"`
 	Stream          string     `yaml:"stream"`
 	Consumer        string     `yaml:"consumer"`
 	Replicas        int        `yaml:"replicas"`
@@ -61,6 +75,18 @@ type NATS struct {
 	DuplicateWindow Duration   `yaml:"duplicateWindow"`
 	MaxAge          Duration   `yaml:"maxAge"`
 }
+
+// NATSTLS is the client side of TLS to NATS: the CA that signed the
+// server's certificate, and a client certificate and key for servers that
+// verify clients. Any of them turns TLS on.
+type NATSTLS struct {
+	CAFile   string `yaml:"caFile"`
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// Enabled reports whether any TLS setting is given.
+func (t NATSTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
 
 // Bridge configures the poller.
 type Bridge struct {
@@ -84,8 +110,14 @@ type Provisioning struct {
 	Engine      string `yaml:"engine"`      // "postgres"
 	Template    string `yaml:"template"`    // template database to copy
 	NamePattern string `yaml:"namePattern"` // default EdFi_Ods_{name}
-	// Register switches the worker's own EdFi_Admin registration; turn it
-	// off for an Admin API that registers on /completed itself.
+	// Registration says who writes the dbo rows of an instance in
+	// EdFi_Admin: "worker" (the default: the worker, in its transaction
+	// around the completed, renamed and deleted calls) or "adminapi"
+	// (Admin API 2.3 as released writes them in those handlers). In both,
+	// the worker keeps its own ledger in EdFi_Admin.
+	Registration string `yaml:"registration"`
+	// Register was the switch before Registration; it is refused with a
+	// pointer to its replacement.
 	Register *bool `yaml:"register"`
 	// AllowDelete enables delete jobs. Off by default: dropping databases
 	// is destructive, and Ed-Fi's own design asks for this switch.
@@ -175,7 +207,9 @@ func (c *Config) Complete(env func(string) string) error {
 // Environment overrides: secrets belong in the environment, not the file.
 //
 //	INSTANCEMGR_ADMINAPI_CLIENT_ID, INSTANCEMGR_ADMINAPI_CLIENT_SECRET,
-//	INSTANCEMGR_NATS_URL,
+//	INSTANCEMGR_NATS_URL, INSTANCEMGR_NATS_CREDS_FILE, INSTANCEMGR_NATS_NKEY_FILE,
+//	INSTANCEMGR_NATS_USER, INSTANCEMGR_NATS_PASSWORD, INSTANCEMGR_NATS_TOKEN,
+//	INSTANCEMGR_NATS_TLS_CA_FILE, _CERT_FILE, _KEY_FILE,
 //	INSTANCEMGR_TENANT_<NAME>_MASTER, _ADMIN, _ODS (NAME upper-cased, other
 //	characters than letters and digits as '_').
 func (c *Config) applyEnv(env func(string) string) {
@@ -187,6 +221,14 @@ func (c *Config) applyEnv(env func(string) string) {
 	set(&c.AdminAPI.ClientID, "INSTANCEMGR_ADMINAPI_CLIENT_ID")
 	set(&c.AdminAPI.ClientSecret, "INSTANCEMGR_ADMINAPI_CLIENT_SECRET")
 	set(&c.NATS.URL, "INSTANCEMGR_NATS_URL")
+	set(&c.NATS.CredsFile, "INSTANCEMGR_NATS_CREDS_FILE")
+	set(&c.NATS.NKeyFile, "INSTANCEMGR_NATS_NKEY_FILE")
+	set(&c.NATS.User, "INSTANCEMGR_NATS_USER")
+	set(&c.NATS.Password, "INSTANCEMGR_NATS_PASSWORD")
+	set(&c.NATS.Token, "INSTANCEMGR_NATS_TOKEN")
+	set(&c.NATS.TLS.CAFile, "INSTANCEMGR_NATS_TLS_CA_FILE")
+	set(&c.NATS.TLS.CertFile, "INSTANCEMGR_NATS_TLS_CERT_FILE")
+	set(&c.NATS.TLS.KeyFile, "INSTANCEMGR_NATS_TLS_KEY_FILE")
 	set(&c.Provisioning.EncryptionKey, "INSTANCEMGR_ODS_ENCRYPTION_KEY")
 	for name, t := range c.Tenants {
 		p := "INSTANCEMGR_TENANT_" + EnvName(name) + "_"
@@ -264,9 +306,8 @@ func (c *Config) applyDefaults() {
 	if c.Provisioning.SessionWait == 0 {
 		c.Provisioning.SessionWait = Duration(30 * time.Second)
 	}
-	if c.Provisioning.Register == nil {
-		t := true
-		c.Provisioning.Register = &t
+	if c.Provisioning.Registration == "" {
+		c.Provisioning.Registration = RegistrationWorker
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
@@ -291,10 +332,11 @@ func (c *Config) Naming() provisioning.Naming {
 	return provisioning.Naming{Pattern: c.Provisioning.NamePattern}
 }
 
-// RegisterEnabled reports whether the worker writes EdFi_Admin itself.
-func (c *Config) RegisterEnabled() bool {
-	return c.Provisioning.Register == nil || *c.Provisioning.Register
-}
+// The registration modes.
+const (
+	RegistrationWorker   = "worker"
+	RegistrationAdminAPI = "adminapi"
+)
 
 // Validate reports every problem at once, each prefixed with its key.
 func (c *Config) Validate() error {
@@ -302,13 +344,16 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
-	if c.AdminAPI.BaseURL == "" {
-		bad("adminApi.baseUrl", "is required")
-	} else if !isHTTPURL(c.AdminAPI.BaseURL) {
-		bad("adminApi.baseUrl", "must be an http(s) URL")
-	}
-	if c.AdminAPI.TokenURL != "" && !isHTTPURL(c.AdminAPI.TokenURL) {
-		bad("adminApi.tokenUrl", "must be an http(s) URL")
+	for _, u := range []struct{ key, url string }{{"adminApi.baseUrl", c.AdminAPI.BaseURL}, {"adminApi.tokenUrl", c.AdminAPI.TokenURL}} {
+		switch {
+		case u.url == "" && u.key == "adminApi.baseUrl":
+			bad(u.key, "is required")
+		case u.url == "":
+		case !isHTTPURL(u.url):
+			bad(u.key, "must be an http(s) URL")
+		case strings.HasPrefix(u.url, "http://") && !c.AdminAPI.AllowInsecureHTTP && !IsLoopback(urlHost(u.url)):
+			bad(u.key, "must be https:// (it carries the client secret, the token and connection strings with passwords); http:// is accepted for a loopback address, or with adminApi.allowInsecureHttp: true")
+		}
 	}
 	if c.AdminAPI.ClientID == "" {
 		bad("adminApi.clientId", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_ID)")
@@ -322,9 +367,13 @@ func (c *Config) Validate() error {
 	if c.AdminAPI.MaxAttempts < 1 {
 		bad("adminApi.maxAttempts", "must be at least 1")
 	}
-	if !strings.HasPrefix(c.NATS.URL, "nats://") && !strings.HasPrefix(c.NATS.URL, "tls://") {
-		bad("nats.url", "must start with nats:// or tls://")
+	for _, u := range strings.Split(c.NATS.URL, ",") {
+		if u = strings.TrimSpace(u); !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			bad("nats.url", "must start with nats:// or tls:// (several URLs are separated by commas)")
+			break
+		}
 	}
+	errs = append(errs, c.NATS.checkAuth()...)
 	if err := c.StreamConfig().Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			bad("nats", "%v", e)
@@ -361,6 +410,17 @@ func (c *Config) Validate() error {
 		if _, err := odscrypt.ParseKey(c.Provisioning.EncryptionKey); err != nil {
 			bad("provisioning.encryptionKey", "%v", err)
 		}
+		if c.Provisioning.Registration == RegistrationAdminAPI {
+			bad("provisioning.encryptionKey", "is for registration: worker; with registration: adminapi the Admin API stores the connection string itself")
+		}
+	}
+	switch c.Provisioning.Registration {
+	case RegistrationWorker, RegistrationAdminAPI:
+	default:
+		bad("provisioning.registration", "%q is neither worker nor adminapi", c.Provisioning.Registration)
+	}
+	if c.Provisioning.Register != nil {
+		bad("provisioning.register", "is replaced by provisioning.registration: worker (the worker writes the dbo rows) or adminapi (Admin API 2.3 writes them); the worker keeps its ledger in EdFi_Admin in both")
 	}
 	if err := c.Naming().Validate(); err != nil {
 		bad("provisioning.namePattern", "%v", err)
@@ -378,9 +438,6 @@ func (c *Config) Validate() error {
 		t := c.Tenants[name]
 		key := "tenants." + name + "."
 		for _, f := range []struct{ key, val string }{{"master", t.Master}, {"admin", t.Admin}, {"ods", t.ODS}} {
-			if f.key == "admin" && !c.RegisterEnabled() && f.val == "" {
-				continue
-			}
 			if f.val == "" {
 				bad(key+f.key, "is required")
 				continue
@@ -506,15 +563,125 @@ func (c *Config) Target(tenant string) (Target, error) {
 	if tg.Master, err = connstr.ParsePostgres(t.Master); err != nil {
 		return Target{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
 	}
-	if t.Admin != "" {
-		if tg.Admin, err = connstr.ParsePostgres(t.Admin); err != nil {
-			return Target{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
-		}
+	if tg.Admin, err = connstr.ParsePostgres(t.Admin); err != nil {
+		return Target{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
 	}
+	// The ODS string is handed to the ODS/API as configured; the worker's
+	// own connections get the secure default.
+	tg.Master, tg.Admin = secure(tg.Master), secure(tg.Admin)
 	if tg.ODS, err = connstr.ParsePostgres(t.ODS); err != nil {
 		return Target{}, fmt.Errorf("tenants.%s.ods: %w", entry, err)
 	}
 	return tg, nil
+}
+
+// IsLoopback reports whether host (a name, an address, or a Unix socket
+// directory) stays on this machine, where plain transport is acceptable.
+func IsLoopback(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" || strings.HasPrefix(host, "/") || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// urlHost is the host of a URL, "" when it does not parse.
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "\x00" // not loopback
+	}
+	return u.Hostname()
+}
+
+// checkAuth allows one way to authenticate and checks that the files named
+// exist (their content is read by the NATS client at connect time).
+func (n NATS) checkAuth() []error {
+	var errs []error
+	var ways []string
+	for _, w := range []struct {
+		key string
+		set bool
+	}{{"credsFile", n.CredsFile != ""}, {"nkeyFile", n.NKeyFile != ""}, {"user", n.User != "" || n.Password != ""}, {"token", n.Token != ""}} {
+		if w.set {
+			ways = append(ways, "nats."+w.key)
+		}
+	}
+	if len(ways) > 1 {
+		errs = append(errs, fmt.Errorf("nats: %s are set; give one way to authenticate", strings.Join(ways, " and ")))
+	}
+	if (n.User == "") != (n.Password == "") {
+		errs = append(errs, errors.New("nats.user and nats.password go together (INSTANCEMGR_NATS_PASSWORD for the password)"))
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("nats.tls.certFile and nats.tls.keyFile go together"))
+	}
+	for _, f := range []struct{ key, path string }{{"nats.credsFile", n.CredsFile}, {"nats.nkeyFile", n.NKeyFile}, {"nats.tls.caFile", n.TLS.CAFile}, {"nats.tls.certFile", n.TLS.CertFile}, {"nats.tls.keyFile", n.TLS.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s cannot be read", f.key, f.path))
+		}
+	}
+	return errs
+}
+
+// TransportNotes says, one line per connection, how each is protected: for
+// the start-up log, so an operator sees at once what goes in the clear.
+// Warnings are for plain transport off this machine.
+func (c *Config) TransportNotes() (notes, warnings []string) {
+	for _, u := range strings.Split(c.NATS.URL, ",") {
+		u = strings.TrimSpace(u)
+		host := urlHost(u)
+		switch {
+		case strings.HasPrefix(u, "tls://") || c.NATS.TLS.Enabled():
+			notes = append(notes, fmt.Sprintf("nats %s: TLS", host))
+		case IsLoopback(host):
+			notes = append(notes, fmt.Sprintf("nats %s: plain (loopback)", host))
+		default:
+			warnings = append(warnings, fmt.Sprintf("nats %s: plain nats:// to a host off this machine; set nats.tls or use tls://", host))
+		}
+	}
+	names := make([]string, 0, len(c.Tenants))
+	for name := range c.Tenants {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		tg, err := c.Target(name)
+		if err != nil {
+			continue
+		}
+		for _, conn := range []struct {
+			key  string
+			conn connstr.Conn
+		}{{"master", tg.Master}, {"admin", tg.Admin}} {
+			mode := conn.conn.SSLMode()
+			line := fmt.Sprintf("tenants.%s.%s (%s): sslmode %s", name, conn.key, conn.conn.Host, mode)
+			if mode == "" {
+				line = fmt.Sprintf("tenants.%s.%s (%s): sslmode prefer (loopback)", name, conn.key, conn.conn.Host)
+			}
+			if mode == "disable" && !IsLoopback(conn.conn.Host) {
+				warnings = append(warnings, line+": plain to a host off this machine, as configured")
+				continue
+			}
+			notes = append(notes, line)
+		}
+	}
+	return notes, warnings
+}
+
+// secure gives a connection of the worker's own that names no SSL mode the
+// safe default: TLS with the server's certificate and host name verified,
+// unless the server is on this machine. Going without TLS to another host
+// takes an explicit sslmode=disable (SSL Mode=Disable).
+func secure(c connstr.Conn) connstr.Conn {
+	if c.SSLMode() != "" || IsLoopback(c.Host) {
+		return c
+	}
+	return c.WithOption("SSL Mode", "VerifyFull")
 }
 
 func isHTTPURL(s string) bool {

@@ -42,7 +42,7 @@ func TestLoadDefaults(t *testing.T) {
 	if sc := c.StreamConfig(); sc.BackOff[0] != sc.AckWait || sc.Replicas != 1 || sc.MaxDeliver != 10 {
 		t.Errorf("stream config %+v", sc)
 	}
-	if c.Provisioning.NamePattern != "EdFi_Ods_{name}" || !c.RegisterEnabled() {
+	if c.Provisioning.NamePattern != "EdFi_Ods_{name}" || c.Provisioning.Registration != RegistrationWorker {
 		t.Errorf("provisioning defaults %+v", c.Provisioning)
 	}
 }
@@ -84,7 +84,7 @@ func TestUnknownKeysAreRejected(t *testing.T) {
 
 func TestEnvironmentOverridesSecrets(t *testing.T) {
 	body := `
-adminApi: {baseUrl: "http://adminapi", clientId: w}
+adminApi: {baseUrl: "https://adminapi", clientId: w}
 tenants:
   tenant-one: {master: "host=h;database=postgres", admin: "host=h;database=a", ods: "host=h;database={0}"}
 `
@@ -196,5 +196,119 @@ tenants:
 	}
 	if err := g.CheckDestructive("District_ods"); err != nil {
 		t.Errorf("an instance database is refused: %v", err)
+	}
+}
+
+// Plain transport needs an explicit setting: http:// to an Admin API off
+// this machine, and (as a default) PostgreSQL without verified TLS.
+func TestInsecureTransportNeedsAnExplicitSetting(t *testing.T) {
+	base := func(adminURL, extra string) string {
+		return `
+adminApi: {baseUrl: "` + adminURL + `", clientId: w, clientSecret: s` + extra + `}
+tenants:
+  default:
+    master: "host=db.example.org;database=postgres"
+    admin: "host=db.example.org;database=EdFi_Admin;SSL Mode=Disable"
+    ods: "host=db.example.org;database={0};SSL Mode=Require"
+  local:
+    master: "host=127.0.0.1;database=postgres"
+    admin: "postgres://postgres@localhost/EdFi_Admin_local?sslmode=verify-ca"
+    ods: "host=127.0.0.1;database={0}"
+`
+	}
+	for url, ok := range map[string]bool{
+		"https://adminapi.example.org": true,
+		"http://adminapi.example.org":  false,
+		"http://127.0.0.1:8089":        true,
+		"http://localhost:8089":        true,
+		"http://[::1]:8089":            true,
+	} {
+		_, err := Load(write(t, base(url, "")), noEnv)
+		if (err == nil) != ok {
+			t.Errorf("%s: %v, want accepted=%v", url, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "adminApi.baseUrl: must be https://") {
+			t.Errorf("%s: error %v does not say why", url, err)
+		}
+	}
+	if _, err := Load(write(t, base("http://adminapi.example.org", ", allowInsecureHttp: true")), noEnv); err != nil {
+		t.Errorf("allowInsecureHttp: %v", err)
+	}
+
+	c, err := Load(write(t, base("https://adminapi.example.org", "")), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := c.Target("default")
+	if tg.Master.SSLMode() != "verify-full" || !strings.Contains(tg.Master.PgxConnString(), "sslmode='verify-full'") {
+		t.Errorf("master off loopback with no SSL mode: %q, want verify-full", tg.Master.SSLMode())
+	}
+	if tg.Admin.SSLMode() != "disable" || tg.ODS.SSLMode() != "require" {
+		t.Errorf("explicit modes not kept: admin %q, ods %q", tg.Admin.SSLMode(), tg.ODS.SSLMode())
+	}
+	local, _ := c.Target("local")
+	if local.Master.SSLMode() != "" || local.Admin.SSLMode() != "verify-ca" {
+		t.Errorf("loopback: master %q admin %q", local.Master.SSLMode(), local.Admin.SSLMode())
+	}
+	notes, warnings := c.TransportNotes()
+	if len(notes)+len(warnings) != 5 { // nats, and master and admin of two tenants
+		t.Errorf("%d notes and %d warnings, want one per connection: %v %v", len(notes), len(warnings), notes, warnings)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "tenants.default.admin") {
+		t.Errorf("warnings %v, want one for the plain admin connection off loopback", warnings)
+	}
+	for _, line := range append(notes, warnings...) {
+		if strings.Contains(line, "password") {
+			t.Errorf("a transport note shows more than it should: %q", line)
+		}
+	}
+}
+
+func TestNATSAuthAndTLSSettings(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(nats string) string {
+		return `
+adminApi: {baseUrl: "https://a", clientId: w, clientSecret: s}
+nats: {url: "nats://nats.example.org:4222"` + nats + `}
+tenants:
+  default: {master: "host=h;database=postgres", admin: "host=h;database=a", ods: "host=h;database={0}"}
+`
+	}
+	tests := []struct {
+		name, nats string
+		want       string // "" = valid
+	}{
+		{"creds", `, credsFile: "` + file + `"`, ""},
+		{"nkey", `, nkeyFile: "` + file + `"`, ""},
+		{"user and password", `, user: u, password: p`, ""},
+		{"token", `, token: t`, ""},
+		{"two ways", `, token: t, nkeyFile: "` + file + `"`, "one way to authenticate"},
+		{"user alone", `, user: u`, "go together"},
+		{"missing file", `, credsFile: "` + filepath.Join(dir, "nope") + `"`, "nats.credsFile"},
+		{"tls", `, tls: {caFile: "` + file + `", certFile: "` + file + `", keyFile: "` + file + `"}`, ""},
+		{"cert alone", `, tls: {certFile: "` + file + `"}`, "go together"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, cfg(tt.nats)), noEnv)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+	c, err := Load(write(t, cfg("")), func(k string) string { return map[string]string{"INSTANCEMGR_NATS_TOKEN": "from-env"}[k] })
+	if err != nil || c.NATS.Token != "from-env" {
+		t.Fatalf("token from the environment: %q, %v", c.NATS.Token, err)
+	}
+	_, warnings := c.TransportNotes()
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "nats nats.example.org") {
+		t.Fatalf("warnings %v, want one for plain nats:// off this machine", warnings)
 	}
 }

@@ -3,6 +3,7 @@
 package embednats
 
 import (
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -15,6 +16,10 @@ type Options struct {
 	Port int
 	// StoreDir holds JetStream's files; required.
 	StoreDir string
+	// TLS, when set, makes the server require TLS of every client.
+	TLS *tls.Config
+	// Token, when set, is the token every client must present.
+	Token string
 }
 
 // Start runs a server and waits until it accepts clients.
@@ -24,13 +29,16 @@ func Start(o Options) (*server.Server, error) {
 		port = server.RANDOM_PORT
 	}
 	s, err := server.NewServer(&server.Options{
-		ServerName: "instancemgr-embedded",
-		Host:       "127.0.0.1",
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   o.StoreDir,
-		NoSigs:     true,
-		NoLog:      true,
+		ServerName:    "instancemgr-embedded",
+		Host:          "127.0.0.1",
+		Port:          port,
+		JetStream:     true,
+		StoreDir:      o.StoreDir,
+		NoSigs:        true,
+		NoLog:         true,
+		TLS:           o.TLS != nil,
+		TLSConfig:     o.TLS,
+		Authorization: o.Token,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)

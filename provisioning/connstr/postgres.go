@@ -438,6 +438,24 @@ func libpqSSLMode(v string) (string, bool) {
 	return "", false
 }
 
+// SSLMode is the connection's SSL mode in libpq's spelling (disable,
+// allow, prefer, require, verify-ca, verify-full), "" when none is set.
+func (c Conn) SSLMode() string {
+	for _, o := range c.Options {
+		if npgsqlSetting(normKey(o.Key)) == "sslmode" {
+			v, _ := libpqSSLMode(o.Value)
+			return v
+		}
+	}
+	return ""
+}
+
+// WithOption returns a copy of c with one more option.
+func (c Conn) WithOption(key, value string) Conn {
+	c.Options = append(slices.Clone(c.Options), Option{Key: key, Value: value})
+	return c
+}
+
 // WithDatabase returns a copy of c naming another database.
 func (c Conn) WithDatabase(name string) Conn {
 	c.Options = slices.Clone(c.Options)

@@ -20,6 +20,11 @@ import (
 type Registry struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// AdminAPIRegisters is set when the Admin API writes the dbo rows in
+	// its completed, renamed and deleted handlers (Admin API 2.3 as
+	// released): the registry then keeps only its ledger, in the same
+	// transaction around those calls.
+	AdminAPIRegisters bool
 }
 
 // ledgerSchema is the system's own record of what it provisioned. It lives
@@ -35,7 +40,9 @@ CREATE TABLE IF NOT EXISTS instancemgr.instances (
     generation      integer     NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant, instance_id)
-);`
+);
+-- NULL when the Admin API registers the instance: its row id is the Admin API's.
+ALTER TABLE instancemgr.instances ALTER COLUMN ods_instance_id DROP NOT NULL;`
 
 // NewRegistry connects to the EdFi_Admin database and makes sure the ledger
 // table exists.
@@ -89,7 +96,7 @@ func lookup(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, tenant string, instanceID int, forUpdate bool) (provisioning.Record, error) {
 	rec := provisioning.Record{Tenant: tenant, InstanceID: instanceID}
-	sql := `SELECT ods_instance_id, database_name, name, generation FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`
+	sql := `SELECT coalesce(ods_instance_id, 0), database_name, name, generation FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`
 	if forUpdate {
 		sql += ` FOR UPDATE`
 	}
@@ -110,7 +117,7 @@ func (r *Registry) Lookup(ctx context.Context, tenant string, instanceID int) (p
 
 // Records implements provisioning.Registry.
 func (r *Registry) Records(ctx context.Context) ([]provisioning.Record, error) {
-	rows, err := r.pool.Query(ctx, `SELECT tenant, instance_id, ods_instance_id, database_name, name, generation FROM instancemgr.instances ORDER BY tenant, instance_id`)
+	rows, err := r.pool.Query(ctx, `SELECT tenant, instance_id, coalesce(ods_instance_id, 0), database_name, name, generation FROM instancemgr.instances ORDER BY tenant, instance_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read the ledger: %w", transient(err))
 	}
@@ -139,6 +146,10 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 				return fmt.Errorf("%s: %w: the ledger already has tenant %q instance %d on database %q (name %q), not %q (name %q)",
 					what, provisioning.ErrConflict, reg.Tenant, reg.InstanceID, rec.Database, rec.Name, reg.Database, reg.Name)
 			}
+			res = provisioning.RegisterResult{OdsInstanceID: rec.OdsInstanceID, Existed: true}
+			if r.AdminAPIRegisters {
+				return complete(ctx, res)
+			}
 			var rowName string
 			err := tx.QueryRow(ctx, `SELECT name FROM dbo.odsinstances WHERE odsinstanceid = $1`, rec.OdsInstanceID).Scan(&rowName)
 			switch {
@@ -149,7 +160,12 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 			case rowName != reg.Name:
 				return fmt.Errorf("%s: %w: dbo.odsinstances row %d is named %q now, not %q", what, provisioning.ErrConflict, rec.OdsInstanceID, rowName, reg.Name)
 			}
-			res = provisioning.RegisterResult{OdsInstanceID: rec.OdsInstanceID, Existed: true}
+		case errors.Is(err, provisioning.ErrNotRecorded) && r.AdminAPIRegisters:
+			if _, err := tx.Exec(ctx, `INSERT INTO instancemgr.instances (tenant, instance_id, database_name, name) VALUES ($1, $2, $3, $4)`,
+				reg.Tenant, reg.InstanceID, reg.Database, reg.Name); err != nil {
+				return fmt.Errorf("%s: write the ledger: %w", what, transient(err))
+			}
+			return complete(ctx, res)
 		case errors.Is(err, provisioning.ErrNotRecorded):
 			err := tx.QueryRow(ctx, `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
 				reg.Name, nullIfEmpty(reg.InstanceType), reg.ConnectionString).Scan(&res.OdsInstanceID)
@@ -186,9 +202,9 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 	return res, err
 }
 
-// Rename implements provisioning.Registry. A ledger already at the new
-// database means an earlier delivery did the writes; the completion still
-// runs, to finish what that delivery may not have.
+// Rename implements provisioning.Registry. The ledger moves to the new
+// database and the next generation; with the worker registering, the
+// instance row and its derivatives follow.
 func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
 	what := fmt.Sprintf("rename registration of instance %d to %q", ren.InstanceID, ren.NewName)
 	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(tx pgx.Tx) error {
@@ -199,7 +215,7 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 		if before.Generation != ren.Generation {
 			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, ren.Generation)
 		}
-		if before.Database != ren.NewDatabase || before.Name != ren.NewName {
+		if !r.AdminAPIRegisters {
 			if _, err := tx.Exec(ctx, `UPDATE dbo.odsinstances SET name = $1, connectionstring = $2 WHERE odsinstanceid = $3`,
 				ren.NewName, ren.ConnectionString, before.OdsInstanceID); err != nil {
 				return fmt.Errorf("%s: update dbo.odsinstances: %w", what, transient(err))
@@ -208,10 +224,10 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 				ren.ConnectionString, before.OdsInstanceID); err != nil {
 				return fmt.Errorf("%s: update dbo.odsinstancederivatives: %w", what, transient(err))
 			}
-			if _, err := tx.Exec(ctx, `UPDATE instancemgr.instances SET database_name = $1, name = $2, generation = generation + 1, updated_at = now() WHERE tenant = $3 AND instance_id = $4`,
-				ren.NewDatabase, ren.NewName, ren.Tenant, ren.InstanceID); err != nil {
-				return fmt.Errorf("%s: update the ledger: %w", what, transient(err))
-			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE instancemgr.instances SET database_name = $1, name = $2, generation = generation + 1, updated_at = now() WHERE tenant = $3 AND instance_id = $4`,
+			ren.NewDatabase, ren.NewName, ren.Tenant, ren.InstanceID); err != nil {
+			return fmt.Errorf("%s: update the ledger: %w", what, transient(err))
 		}
 		return complete(ctx, before)
 	})
@@ -254,12 +270,16 @@ func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int
 		if err != nil {
 			return err
 		}
-		for _, stmt := range []string{
-			`DELETE FROM dbo.odsinstancecontexts WHERE odsinstance_odsinstanceid = $1`,
-			`DELETE FROM dbo.odsinstancederivatives WHERE odsinstance_odsinstanceid = $1`,
-			`DELETE FROM dbo.apiclientodsinstances WHERE odsinstance_odsinstanceid = $1`,
-			`DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`,
-		} {
+		var rows []string // the Admin API's deleted handler removes its own
+		if !r.AdminAPIRegisters {
+			rows = []string{
+				`DELETE FROM dbo.odsinstancecontexts WHERE odsinstance_odsinstanceid = $1`,
+				`DELETE FROM dbo.odsinstancederivatives WHERE odsinstance_odsinstanceid = $1`,
+				`DELETE FROM dbo.apiclientodsinstances WHERE odsinstance_odsinstanceid = $1`,
+				`DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`,
+			}
+		}
+		for _, stmt := range rows {
 			if _, err := tx.Exec(ctx, stmt, before.OdsInstanceID); err != nil {
 				return fmt.Errorf("%s: %w", what, transient(err))
 			}
