@@ -143,9 +143,11 @@ func (b *Bridge) Poll(ctx context.Context) (Stats, error) {
 			}
 			for _, inst := range pending {
 				st.Pending++
-				if inst.TenantName == "" {
-					inst.TenantName = tenant
-				}
+				// The tenant is the one polled (the Tenant header), never the
+				// instance's tenantName: Admin API 2.3 stores that as the
+				// console sent it, unchecked, and it must not route a job
+				// to another tenant's server.
+				inst.TenantName = tenant
 				if so.op == job.OpDelete && !b.opts.AllowDelete {
 					st.DeleteSkipped++
 					b.warnDeleteOnce(inst)

@@ -33,7 +33,7 @@ func client(t *testing.T, s *simulatortest.Server) *adminapi.Client {
 func request(t *testing.T, s *simulatortest.Server, tenant string, n int) {
 	t.Helper()
 	for i := range n {
-		if _, err := s.CreateInstance(tenant, adminapi.InstanceRequest{Name: fmt.Sprintf("%s %d", tenant, i), InstanceType: "enterprise",
+		if _, err := s.CreateInstance(tenant, adminapi.InstanceRequest{TenantID: s.TenantID(tenant), TenantName: tenant, Name: fmt.Sprintf("%s %d", tenant, i), InstanceType: "enterprise",
 			OdsInstanceContexts: []adminapi.OdsInstanceContext{{ContextKey: "k", ContextValue: strconv.Itoa(i)}}}); err != nil {
 			t.Fatal(err)
 		}

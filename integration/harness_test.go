@@ -32,17 +32,19 @@ import (
 // env is one test's private world: its own template, EdFi_Admin (loaded
 // from the ODS/API's fixture), naming prefix, NATS server and simulator.
 type env struct {
-	t        *testing.T
-	prefix   string
-	pg       *pgxpool.Pool // maintenance database
-	admin    *pgxpool.Pool // the first tenant's EdFi_Admin
-	admins   map[string]*pgxpool.Pool
-	sim      *simulatortest.Server
-	natsURL  string
-	cfg      *config.Config
-	console  *adminapi.Client // what the Admin Console would use
-	log      *slog.Logger
-	outcomes chan consumer.Outcome
+	t      *testing.T
+	prefix string
+	pg     *pgxpool.Pool // maintenance database
+	admin  *pgxpool.Pool // the first tenant's EdFi_Admin
+	// firstTenant is the tenant a request without a Tenant header is for.
+	firstTenant string
+	admins      map[string]*pgxpool.Pool
+	sim         *simulatortest.Server
+	natsURL     string
+	cfg         *config.Config
+	console     *adminapi.Client // what the Admin Console would use
+	log         *slog.Logger
+	outcomes    chan consumer.Outcome
 }
 
 type envOptions struct {
@@ -110,7 +112,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			ODS:    master.WithDatabase("{0}").ADONet(),
 		}
 	}
-	e.admin = e.admins[o.tenants[0]]
+	e.admin, e.firstTenant = e.admins[o.tenants[0]], o.tenants[0]
 	if o.namePattern == "" {
 		o.namePattern = "PREFIX_{name}"
 	}
@@ -154,7 +156,7 @@ func (e *env) requestInstances(n int) []adminapi.OdsInstance {
 	var out []adminapi.OdsInstance
 	for i := range n {
 		inst, err := e.console.CreateOdsInstance(context.Background(), "", adminapi.InstanceRequest{
-			TenantID: 1, Name: fmt.Sprintf("District %d - 2025", i+1), InstanceType: "enterprise",
+			TenantID: 1, TenantName: "default", Name: fmt.Sprintf("District %d - 2025", i+1), InstanceType: "enterprise",
 			OdsInstanceContexts:    []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
 			OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}},
 		})

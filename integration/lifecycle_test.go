@@ -14,15 +14,20 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
 )
 
-func request(name string) adminapi.InstanceRequest {
-	return adminapi.InstanceRequest{Name: name, InstanceType: "enterprise",
+// request is what the Admin Console sends for an instance of tenant ("" for
+// the first one).
+func (e *env) request(tenant, name string) adminapi.InstanceRequest {
+	if tenant == "" {
+		tenant = e.firstTenant
+	}
+	return adminapi.InstanceRequest{TenantID: e.sim.TenantID(tenant), TenantName: tenant, Name: name, InstanceType: "enterprise",
 		OdsInstanceContexts:    []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
 		OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}}}
 }
 
 func (e *env) create(tenant, name string) int {
 	e.t.Helper()
-	inst, err := e.console.CreateOdsInstance(context.Background(), tenant, request(name))
+	inst, err := e.console.CreateOdsInstance(context.Background(), tenant, e.request(tenant, name))
 	if err != nil {
 		e.t.Fatalf("request %q in %s: %v", name, tenant, err)
 	}
@@ -31,7 +36,7 @@ func (e *env) create(tenant, name string) int {
 
 func (e *env) rename(tenant string, id int, name string) {
 	e.t.Helper()
-	if err := e.console.UpdateOdsInstance(context.Background(), tenant, id, request(name)); err != nil {
+	if err := e.console.UpdateOdsInstance(context.Background(), tenant, id, e.request(tenant, name)); err != nil {
 		e.t.Fatalf("rename %d to %q: %v", id, name, err)
 	}
 }

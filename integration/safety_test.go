@@ -40,7 +40,7 @@ func TestMalformedAndHostileInputEndInDeadLetters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hostile := []string{`x"; DROP DATABASE postgres; --`, "a;b", "Dіstrict", "tab\there", strings.Repeat("L", 80)}
+	hostile := []string{`x"; DROP DATABASE postgres; --`, "a;b", "Dіstrict", "tab\there", strings.Repeat("L", 58)}
 	for _, name := range hostile {
 		e.create("", name)
 	}

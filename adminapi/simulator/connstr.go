@@ -13,13 +13,14 @@ const (
 
 // validateConnectionString returns "" when cs is a usable PostgreSQL or SQL
 // Server connection string, else the message Admin API 2.3 answers with.
-// Usable means it parses as either (ADO.NET pairs or a postgres:// URL) and
-// names a server and a concrete database, not a {0} template.
+// Usable means what Npgsql or SqlClient would parse: ADO.NET key=value
+// pairs (a postgres:// URL is not one), naming a server and a concrete
+// database, not a {0} template.
 func validateConnectionString(cs string) string {
 	if strings.TrimSpace(cs) == "" {
 		return msgConnRequired
 	}
-	if connstr.Validate(cs) != nil || strings.Contains(cs, connstr.Placeholder) {
+	if strings.Contains(cs, "://") || connstr.Validate(cs) != nil || strings.Contains(cs, connstr.Placeholder) {
 		return msgConnInvalid
 	}
 	return ""

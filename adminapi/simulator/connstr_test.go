@@ -15,8 +15,9 @@ func TestValidateConnectionString(t *testing.T) {
 		{"SqlClient with extra spaces in keys", "data  source=tcp:sql1,1433;initial catalog=EdFi", ""},
 		{"quoted password with a semicolon", `host=db;database=d;password='a;b''c'`, ""},
 		{"double-quoted value", `host=db;database="my ""db"""`, ""},
-		{"postgres URL", "postgres://u:p@db:5432/EdFi_Ods_x?sslmode=disable", ""},
-		{"postgresql URL", "postgresql://db/ods", ""},
+		// Npgsql and SqlClient read ADO.NET pairs only, and so does 2.3.
+		{"postgres URL", "postgres://u:p@db:5432/EdFi_Ods_x?sslmode=disable", msgConnInvalid},
+		{"postgresql URL", "postgresql://db/ods", msgConnInvalid},
 		{"empty", "", msgConnRequired},
 		{"blank", "  \t", msgConnRequired},
 		{"no pairs", "EdFi_Ods_x", msgConnInvalid},

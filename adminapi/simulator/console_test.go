@@ -95,16 +95,23 @@ func TestCreateValidation(t *testing.T) {
 		wantKeys []string
 	}{
 		{"valid", mod(func(*adminapi.InstanceRequest) {}), nil, 201, nil},
-		{"no contexts, no derivatives, no type", mod(func(r *adminapi.InstanceRequest) {
-			r.OdsInstanceContexts, r.OdsInstanceDerivatives, r.InstanceType = nil, nil, ""
+		{"no contexts, no derivatives", mod(func(r *adminapi.InstanceRequest) {
+			r.OdsInstanceContexts, r.OdsInstanceDerivatives = nil, nil
 		}), nil, 201, nil},
-		{"name of 100 characters", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("n", 100) }), nil, 201, nil},
-		{"name of 100 accented characters", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("é", 100) }), nil, 201, nil},
+		{"name of 58 characters", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("n", 58) }), nil, 201, nil},
+		{"name of 58 accented characters", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("é", 58) }), nil, 201, nil},
+		{"tenantName of a tenant that does not exist, stored as given", mod(func(r *adminapi.InstanceRequest) { r.TenantName = "tenant9" }), nil, 201, nil},
+		{"tenantName of another tenant, stored as given", mod(func(r *adminapi.InstanceRequest) { r.TenantID, r.TenantName = 1, "tenant2" }), nil, 201, nil},
 		{"same name in another tenant", mod(func(r *adminapi.InstanceRequest) { r.Name, r.TenantID = "Taken", 2 }), nil, 201, nil},
 		{"missing name", mod(func(r *adminapi.InstanceRequest) { r.Name = "" }), nil, 400, []string{"Name"}},
 		{"blank name", mod(func(r *adminapi.InstanceRequest) { r.Name = "   " }), nil, 400, []string{"Name"}},
-		{"name of 101 characters", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("n", 101) }), nil, 400, []string{"Name"}},
-		{"name of 51 emoji (102 UTF-16 units)", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("😀", 51) }), nil, 400, []string{"Name"}},
+		{"name of 59 characters", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("n", 59) }), nil, 400, []string{"Name"}},
+		{"name of 30 emoji (60 UTF-16 units)", mod(func(r *adminapi.InstanceRequest) { r.Name = strings.Repeat("😀", 30) }), nil, 400, []string{"Name"}},
+		{"no instanceType", mod(func(r *adminapi.InstanceRequest) { r.InstanceType = "" }), nil, 400, []string{"InstanceType"}},
+		{"blank instanceType", mod(func(r *adminapi.InstanceRequest) { r.InstanceType = "  " }), nil, 400, []string{"InstanceType"}},
+		{"no tenantId", mod(func(r *adminapi.InstanceRequest) { r.TenantID = 0 }), nil, 400, []string{"TenantId"}},
+		{"no tenantName", mod(func(r *adminapi.InstanceRequest) { r.TenantName = "" }), nil, 400, []string{"TenantName"}},
+		{"tenantName of 251", mod(func(r *adminapi.InstanceRequest) { r.TenantName = strings.Repeat("t", 251) }), nil, 400, []string{"TenantName"}},
 		{"name taken", mod(func(r *adminapi.InstanceRequest) { r.Name = "Taken" }), nil, 400, []string{"Name"}},
 		{"name taken, other case", mod(func(r *adminapi.InstanceRequest) { r.Name = "TAKEN" }), nil, 400, []string{"Name"}},
 		{"instanceType of 101", mod(func(r *adminapi.InstanceRequest) { r.InstanceType = strings.Repeat("t", 101) }), nil, 400, []string{"InstanceType"}},
@@ -120,8 +127,6 @@ func TestCreateValidation(t *testing.T) {
 			r.OdsInstanceDerivatives = append(r.OdsInstanceDerivatives, adminapi.OdsInstanceDerivative{DerivativeType: "ReadReplica"})
 		}), nil, 400, []string{"OdsInstanceDerivatives"}},
 		{"unknown tenantId", mod(func(r *adminapi.InstanceRequest) { r.TenantID = 3 }), nil, 400, []string{"TenantId"}},
-		{"unknown tenantName", mod(func(r *adminapi.InstanceRequest) { r.TenantName = "tenant9" }), nil, 400, []string{"TenantName"}},
-		{"tenantId and tenantName disagree", mod(func(r *adminapi.InstanceRequest) { r.TenantID, r.TenantName = 1, "tenant2" }), nil, 400, []string{"TenantName"}},
 		{"tenantId contradicts the header", mod(func(*adminapi.InstanceRequest) {}), []option{header("Tenant", "tenant2")}, 400, []string{"TenantId"}},
 		{"unknown Tenant header", mod(func(*adminapi.InstanceRequest) {}), []option{header("Tenant", "tenant9")}, 400, []string{"Tenant"}},
 		{"every problem at once", mod(func(r *adminapi.InstanceRequest) {
@@ -202,7 +207,7 @@ func TestCreateInstance(t *testing.T) {
 		t.Fatal("tenantId 1 with tenant2: no error")
 	}
 	req := request("A")
-	req.TenantID = 0
+	req.TenantID = 2
 	if inst, err = sim.CreateInstance("TENANT2", req); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +249,7 @@ func TestGetAndListRequests(t *testing.T) {
 	}
 	pending := e.create(t)
 	completed := e.instanceIn(t, adminapi.StatusCompleted)
-	other := e.create(t, header("Tenant", "tenant2"))
+	other := e.createIn(t, 2, "tenant2")
 
 	tests := []struct {
 		name    string
@@ -406,7 +411,7 @@ func TestRegisteredInstances(t *testing.T) {
 		t.Fatalf("empty list %s", r.body)
 	}
 	id := e.create(t)
-	e.create(t, header("Tenant", "tenant2"))
+	e.createIn(t, 2, "tenant2")
 	if got := list(t); len(got) != 0 {
 		t.Fatalf("before completion: %+v", got)
 	}

@@ -272,7 +272,7 @@ func TestFaultJSONRoundTrip(t *testing.T) {
 
 func TestInstancesInspectionEndpoint(t *testing.T) {
 	sim := simulator.New(simulator.Options{})
-	if _, err := sim.CreateInstance("default", adminapi.InstanceRequest{Name: "Seen"}); err != nil {
+	if _, err := sim.CreateInstance("default", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Seen", InstanceType: "enterprise"}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(sim)

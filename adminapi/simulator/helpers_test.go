@@ -122,19 +122,30 @@ func (e *env) expect(t *testing.T, want int, method, path string, body any, opts
 
 func request(name string) adminapi.InstanceRequest {
 	return adminapi.InstanceRequest{
-		TenantID: 1, Name: name, InstanceType: "enterprise",
+		TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise",
 		OdsInstanceContexts:    []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
 		OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}},
 	}
 }
 
-// create asks for an instance with a fresh name and returns its id.
+// create asks for an instance with a fresh name in the first tenant and
+// returns its id.
 func (e *env) create(t *testing.T, opts ...option) int {
 	t.Helper()
 	req := request(fmt.Sprintf("District %d - 2025", e.seq.Add(1)))
-	req.TenantID = 0
 	var inst adminapi.OdsInstance
 	decode(t, e.expect(t, http.StatusCreated, "POST", "/adminconsole/odsInstances", req, opts...), &inst)
+	return inst.ID
+}
+
+// createIn asks for an instance with a fresh name in another tenant, named
+// in the Tenant header and the body, and returns its id.
+func (e *env) createIn(t *testing.T, tenantID int, tenant string) int {
+	t.Helper()
+	req := request(fmt.Sprintf("District %d - 2025", e.seq.Add(1)))
+	req.TenantID, req.TenantName = tenantID, tenant
+	var inst adminapi.OdsInstance
+	decode(t, e.expect(t, http.StatusCreated, "POST", "/adminconsole/odsInstances", req, header("Tenant", tenant)), &inst)
 	return inst.ID
 }
 
@@ -153,7 +164,7 @@ func (e *env) instanceIn(t *testing.T, status string) int {
 	rename := func() {
 		rec, _ := e.srv.Instance(id)
 		req := request(rec.Name + " renamed")
-		req.TenantID = 0
+		req.TenantID = rec.TenantID
 		e.expect(t, 204, "PUT", fmt.Sprintf("/adminconsole/odsInstances/%d", id), req)
 	}
 	del := func() { e.expect(t, 202, "DELETE", fmt.Sprintf("/adminconsole/odsInstances/%d", id), nil) }

@@ -35,6 +35,7 @@ type Record struct {
 type instance struct {
 	id               int
 	tenantID         int
+	tenantName       string // as the request gave it; Admin API 2.3 does not check it
 	name             string
 	instanceType     string
 	status           string
@@ -44,13 +45,18 @@ type instance struct {
 	contexts         []adminapi.OdsInstanceContext
 	derivatives      []adminapi.OdsInstanceDerivative
 	calls            map[string]int
+	// The API client Admin API 2.3 makes on completed and renamed, when the
+	// simulator registers.
+	clientKey, clientSecret string
 }
 
 // Maximum lengths, counted in UTF-16 code units as .NET counts them.
 const (
-	maxNameLen         = 100
-	maxInstanceTypeLen = 100
-	maxContextLen      = 50
+	maxNameLenPostgreSQL = 58
+	maxNameLenSQLServer  = 100
+	maxInstanceTypeLen   = 100
+	maxContextLen        = 50
+	maxTenantNameLen     = 250
 )
 
 var derivativeTypes = []string{"ReadReplica", "Snapshot"}
@@ -146,10 +152,11 @@ func (s *Simulator) create(header int, req adminapi.InstanceRequest) (adminapi.O
 }
 
 // resolveTenant picks the tenant of a console write: the Tenant header's,
-// else the body's tenantId or tenantName, else the first tenant. A body
-// tenant that does not exist or contradicts the other is a validation error.
+// else the body's tenantId. A body tenantId that does not exist or
+// contradicts the header is a validation error. The body's tenantName is
+// stored as given and decides nothing, as in Admin API 2.3.
 func (s *Simulator) resolveTenant(header int, req adminapi.InstanceRequest, errs map[string][]string) int {
-	byID, byName := 0, 0
+	byID := 0
 	if req.TenantID != 0 {
 		if s.tenantName(req.TenantID) == "" {
 			errs["TenantId"] = append(errs["TenantId"], fmt.Sprintf("Tenant %d does not exist.", req.TenantID))
@@ -157,28 +164,14 @@ func (s *Simulator) resolveTenant(header int, req adminapi.InstanceRequest, errs
 			byID = req.TenantID
 		}
 	}
-	if req.TenantName != "" {
-		if byName = s.tenantByName(req.TenantName); byName == 0 {
-			errs["TenantName"] = append(errs["TenantName"], fmt.Sprintf("Tenant %q does not exist.", req.TenantName))
-		}
-	}
 	if header != 0 {
 		if byID != 0 && byID != header {
 			errs["TenantId"] = append(errs["TenantId"], fmt.Sprintf("Tenant %d is not the tenant of the Tenant header (%d).", byID, header))
 		}
-		if byName != 0 && byName != header {
-			errs["TenantName"] = append(errs["TenantName"], fmt.Sprintf("Tenant %q is not the tenant of the Tenant header.", req.TenantName))
-		}
 		return header
 	}
-	if byID != 0 && byName != 0 && byID != byName {
-		errs["TenantName"] = append(errs["TenantName"], fmt.Sprintf("Tenant %q is not tenant %d.", req.TenantName, byID))
-	}
-	switch {
-	case byID != 0:
+	if byID != 0 {
 		return byID
-	case byName != 0:
-		return byName
 	}
 	return 1
 }
@@ -194,11 +187,18 @@ func (s *Simulator) validateRequest(tenant, self int, req adminapi.InstanceReque
 		}
 	}
 
+	if req.TenantID == 0 {
+		add("TenantId", "'Tenant Id' must not be empty.")
+	}
+	if strings.TrimSpace(req.TenantName) == "" {
+		add("TenantName", "'Tenant Name' must not be empty.")
+	}
+	tooLong("TenantName", "Tenant Name", req.TenantName, maxTenantNameLen)
 	switch {
 	case strings.TrimSpace(req.Name) == "":
 		add("Name", "'Name' must not be empty.")
-	case utf16Len(req.Name) > maxNameLen:
-		tooLong("Name", "Name", req.Name, maxNameLen)
+	case utf16Len(req.Name) > s.maxName:
+		tooLong("Name", "Name", req.Name, s.maxName)
 	default:
 		for _, other := range s.instances {
 			if other.id != self && other.tenantID == tenant && strings.EqualFold(other.name, req.Name) {
@@ -206,6 +206,9 @@ func (s *Simulator) validateRequest(tenant, self int, req adminapi.InstanceReque
 				break
 			}
 		}
+	}
+	if strings.TrimSpace(req.InstanceType) == "" {
+		add("InstanceType", "'Instance Type' must not be empty.")
 	}
 	tooLong("InstanceType", "Instance Type", req.InstanceType, maxInstanceTypeLen)
 
@@ -249,6 +252,7 @@ func utf16Len(s string) int {
 // setRequest copies the console's fields of req into in, giving contexts and
 // derivatives new ids. The caller holds s.mu.
 func (s *Simulator) setRequest(in *instance, req adminapi.InstanceRequest) {
+	in.tenantName = req.TenantName
 	in.name = req.Name
 	in.instanceType = req.InstanceType
 	in.contexts = make([]adminapi.OdsInstanceContext, 0, len(req.OdsInstanceContexts))
@@ -272,6 +276,21 @@ func (s *Simulator) registerInstance(in *instance) {
 		in.odsInstanceID = &id
 	}
 	in.registeredName = in.name
+}
+
+// registerRows does what Admin API 2.3's completed and renamed do when the
+// simulator registers: the instance's rows and a new API client, whose id,
+// key and secret the instance then reports. The caller holds s.mu.
+func (s *Simulator) registerRows(in *instance, cs string) error {
+	reg, err := s.writeRows(in, cs)
+	if err != nil {
+		s.log.Error("could not register the instance in EdFi_Admin", "instance_id", in.id, "err", err)
+		return err
+	}
+	id := reg.odsInstanceID
+	in.odsInstanceID, in.registeredName = &id, in.name
+	in.clientKey, in.clientSecret = reg.clientKey, reg.clientSecret
+	return nil
 }
 
 func (s *Simulator) record(in *instance) Record {
@@ -298,16 +317,36 @@ func (s *Simulator) consoleView(in *instance) adminapi.OdsInstance {
 	}
 }
 
-func (s *Simulator) workerView(in *instance) adminapi.WorkerInstance {
+// workerView is the worker's view of in. discovery is the tenant's
+// edfiApiDiscoveryUrl, from which an instance registered by the simulator
+// gets its OAuth and resource URLs.
+func (s *Simulator) workerView(in *instance, discovery string) adminapi.WorkerInstance {
 	v := adminapi.WorkerInstance{
-		ID: in.id, TenantID: in.tenantID, TenantName: s.tenantName(in.tenantID),
+		ID: in.id, TenantID: in.tenantID, TenantName: in.tenantName,
 		InstanceName: in.name, Status: in.status,
+		ClientID: in.clientKey, ClientSecret: in.clientSecret,
+	}
+	if v.TenantName == "" {
+		v.TenantName = s.tenantName(in.tenantID)
 	}
 	if in.odsInstanceID != nil {
 		id := *in.odsInstanceID
 		v.OdsInstanceID = &id
 	}
+	if in.clientKey != "" {
+		v.OAuthURL, v.ResourceURL = discovery+"oauth/token", discovery+"data/v3/"
+	}
 	return v
+}
+
+// discoveryURL is the edfiApiDiscoveryUrl the simulator reports: the
+// request's scheme and host and /api/.
+func discoveryURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/api/"
 }
 
 // consoleTenant is the tenant a console read or delete works in.
@@ -333,11 +372,7 @@ func (s *Simulator) sortedInstances(keep func(*instance) bool) []*instance {
 // --- Tenants and registered instances ---
 
 func (s *Simulator) handleTenants(w http.ResponseWriter, r *http.Request, _ *call) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	discovery := scheme + "://" + r.Host + "/api/"
+	discovery := discoveryURL(r)
 	out := make([]adminapi.Tenant, 0, len(s.tenants))
 	for i, name := range s.tenants {
 		out = append(out, adminapi.Tenant{TenantID: i + 1, Document: adminapi.TenantDocument{Name: name, EdfiAPIDiscoveryURL: discovery}})
@@ -356,7 +391,7 @@ func (s *Simulator) handleListRegistered(w http.ResponseWriter, _ *http.Request,
 	tenant := consoleTenant(c)
 	s.mu.Lock()
 	list := s.sortedInstances(func(in *instance) bool {
-		return in.tenantID == tenant && in.odsInstanceID != nil && in.status != adminapi.StatusDeleted
+		return in.tenantID == tenant && in.odsInstanceID != nil && *in.odsInstanceID != 0 && in.status != adminapi.StatusDeleted
 	})
 	out := make([]registeredInstance, 0, len(list))
 	for _, in := range list {
@@ -438,12 +473,23 @@ func (s *Simulator) handleUpdateRequest(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	from, renamed := in.status, in.name != req.Name
-	s.setRequest(in, req)
-	if renamed {
-		switch in.status {
-		case adminapi.StatusCompleted, adminapi.StatusRenameFailed, adminapi.StatusDeleteFailed:
-			in.status = adminapi.StatusPendingRename
+	toRename := renamed && (in.status == adminapi.StatusCompleted || in.status == adminapi.StatusRenameFailed || in.status == adminapi.StatusDeleteFailed)
+	if toRename && s.registers() {
+		// Admin API 2.3 unregisters the instance when the rename is
+		// requested; renamed registers it again under the new name.
+		if err := s.deleteRows(in); err != nil {
+			s.log.Error("could not remove the instance's rows for its rename", "instance_id", in.id, "err", err)
+			writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "The instance's registration could not be removed.")
+			return
 		}
+	}
+	s.setRequest(in, req)
+	if toRename {
+		in.status = adminapi.StatusPendingRename
+	}
+	if s.registers() {
+		zero := 0 // every PUT resets it, as in Admin API 2.3
+		in.odsInstanceID = &zero
 	}
 	s.log.Info("instance request updated", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "from", from, "to", in.status)
 	w.WriteHeader(http.StatusNoContent)
@@ -497,18 +543,18 @@ func (s *Simulator) handleListWorker(w http.ResponseWriter, r *http.Request, c *
 	})
 	out := make([]adminapi.WorkerInstance, 0, len(list))
 	for _, in := range list {
-		out = append(out, s.workerView(in))
+		out = append(out, s.workerView(in, discoveryURL(r)))
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Simulator) handleGetWorker(w http.ResponseWriter, _ *http.Request, c *call) {
+func (s *Simulator) handleGetWorker(w http.ResponseWriter, r *http.Request, c *call) {
 	s.mu.Lock()
 	in := s.lookup(c.id, c.tenant)
 	var view adminapi.WorkerInstance
 	if in != nil {
-		view = s.workerView(in)
+		view = s.workerView(in, discoveryURL(r))
 	}
 	s.mu.Unlock()
 	if in == nil {
@@ -523,17 +569,26 @@ func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *c
 	if !ok {
 		return
 	}
-	s.workerStep(w, c, func(in *instance) string {
+	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError:
-			s.registerInstance(in)
+			if s.registers() {
+				if err := s.registerRows(in, cs); err != nil {
+					return failed("The instance could not be registered.")
+				}
+			} else {
+				s.registerInstance(in)
+			}
 			in.status = adminapi.StatusCompleted
 		case adminapi.StatusCompleted:
+			if s.registers() {
+				return done // Admin API 2.3 does nothing more
+			}
 		default:
-			return fmt.Sprintf("Instance %d is %s; completed needs Pending, InProgress or Error.", in.id, in.status)
+			return refused(fmt.Sprintf("Instance %d is %s; completed needs Pending, InProgress or Error.", in.id, in.status))
 		}
 		in.connectionString = cs
-		return ""
+		return done
 	})
 }
 
@@ -542,62 +597,93 @@ func (s *Simulator) handleRenamed(w http.ResponseWriter, r *http.Request, c *cal
 	if !ok {
 		return
 	}
-	s.workerStep(w, c, func(in *instance) string {
+	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPendingRename:
-			s.registerInstance(in)
+			if s.registers() {
+				if err := s.registerRows(in, cs); err != nil {
+					in.status = adminapi.StatusRenameFailed
+					return failed("The instance could not be registered under its new name.")
+				}
+			} else {
+				s.registerInstance(in)
+			}
 			in.status = adminapi.StatusCompleted
 		case adminapi.StatusCompleted:
+			if s.registers() {
+				return done
+			}
 		default:
-			return fmt.Sprintf("Instance %d is %s; renamed needs Pending_Rename.", in.id, in.status)
+			return refused(fmt.Sprintf("Instance %d is %s; renamed needs Pending_Rename.", in.id, in.status))
 		}
 		in.connectionString = cs
-		return ""
+		return done
 	})
 }
 
 func (s *Simulator) handleRenameFailed(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.workerStep(w, c, func(in *instance) string {
+	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPendingRename:
 			in.status = adminapi.StatusRenameFailed
 		case adminapi.StatusRenameFailed:
 		default:
-			return fmt.Sprintf("Instance %d is %s; renameFailed needs Pending_Rename.", in.id, in.status)
+			return refused(fmt.Sprintf("Instance %d is %s; renameFailed needs Pending_Rename.", in.id, in.status))
 		}
-		return ""
+		return done
 	})
 }
 
 // deleted and deleteFailed accept every status, as the contract says; a
 // call outside the lifecycle is worth a warning, not a refusal.
 func (s *Simulator) handleDeleted(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.workerStep(w, c, func(in *instance) string {
+	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
-		case adminapi.StatusPendingDelete, adminapi.StatusDeleteFailed, adminapi.StatusDeleted:
+		case adminapi.StatusDeleted:
+			return done
+		case adminapi.StatusPendingDelete, adminapi.StatusDeleteFailed:
 		default:
 			s.log.Warn("deleted outside the lifecycle", "op", c.op, "instance_id", in.id, "status", in.status)
 		}
+		if s.registers() {
+			if err := s.deleteRows(in); err != nil {
+				s.log.Error("could not remove the instance's rows", "instance_id", in.id, "err", err)
+				in.status = adminapi.StatusDeleteFailed
+				return failed("The instance's registration could not be removed.")
+			}
+		}
 		in.status = adminapi.StatusDeleted
-		return ""
+		return done
 	})
 }
 
 func (s *Simulator) handleDeleteFailed(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.workerStep(w, c, func(in *instance) string {
+	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPendingDelete, adminapi.StatusDeleteFailed:
 		default:
 			s.log.Warn("deleteFailed outside the lifecycle", "op", c.op, "instance_id", in.id, "status", in.status)
 		}
 		in.status = adminapi.StatusDeleteFailed
-		return ""
+		return done
 	})
 }
 
-// workerStep looks up the call's instance (404), applies step under the lock
-// and answers 204, or 409 with the conflict step reports.
-func (s *Simulator) workerStep(w http.ResponseWriter, c *call, step func(*instance) string) {
+// stepResult is how a worker step ends: done (204), refused (409) or
+// failed (500, EdFi_Admin could not be written).
+type stepResult struct {
+	status int
+	detail string
+}
+
+var done = stepResult{status: http.StatusNoContent}
+
+func refused(detail string) stepResult { return stepResult{http.StatusConflict, detail} }
+func failed(detail string) stepResult  { return stepResult{http.StatusInternalServerError, detail} }
+
+// workerStep looks up the call's instance (404), applies step under the
+// lock and answers as step says.
+func (s *Simulator) workerStep(w http.ResponseWriter, c *call, step func(*instance) stepResult) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in := s.lookup(c.id, c.tenant)
@@ -606,15 +692,19 @@ func (s *Simulator) workerStep(w http.ResponseWriter, c *call, step func(*instan
 		return
 	}
 	from := in.status
-	if msg := step(in); msg != "" {
-		s.log.Info("worker call refused", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "status", from)
-		conflict(w, msg)
-		return
-	}
+	res := step(in)
 	if from != in.status {
 		s.log.Info("instance status changed", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "from", from, "to", in.status)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	switch res.status {
+	case http.StatusConflict:
+		s.log.Info("worker call refused", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "status", from)
+		conflict(w, res.detail)
+	case http.StatusInternalServerError:
+		writeProblem(w, http.StatusInternalServerError, "Internal Server Error", res.detail)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // readConnectionString reads the body of completed and renamed and validates

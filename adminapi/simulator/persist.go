@@ -29,6 +29,9 @@ type savedState struct {
 type savedInstance struct {
 	ID               int                              `json:"id"`
 	TenantID         int                              `json:"tenantId"`
+	TenantName       string                           `json:"tenantName"`
+	ClientKey        string                           `json:"clientKey,omitempty"`
+	ClientSecret     string                           `json:"clientSecret,omitempty"`
 	Name             string                           `json:"name"`
 	InstanceType     string                           `json:"instanceType"`
 	Status           string                           `json:"status"`
@@ -78,7 +81,7 @@ func (s *Simulator) restore(st savedState) {
 			in.Calls = map[string]int{}
 		}
 		s.instances[in.ID] = &instance{
-			id: in.ID, tenantID: in.TenantID, name: in.Name, instanceType: in.InstanceType, status: in.Status,
+			id: in.ID, tenantID: in.TenantID, tenantName: in.TenantName, clientKey: in.ClientKey, clientSecret: in.ClientSecret, name: in.Name, instanceType: in.InstanceType, status: in.Status,
 			registeredName: in.RegisteredName, connectionString: in.ConnectionString, odsInstanceID: in.OdsInstanceID,
 			contexts: in.Contexts, derivatives: in.Derivatives, calls: in.Calls,
 		}
@@ -96,7 +99,7 @@ func (s *Simulator) save() error {
 	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
 		in := s.instances[id]
 		st.Instances = append(st.Instances, savedInstance{
-			ID: in.id, TenantID: in.tenantID, Name: in.name, InstanceType: in.instanceType, Status: in.status,
+			ID: in.id, TenantID: in.tenantID, TenantName: in.tenantName, ClientKey: in.clientKey, ClientSecret: in.clientSecret, Name: in.name, InstanceType: in.instanceType, Status: in.status,
 			RegisteredName: in.registeredName, ConnectionString: in.connectionString, OdsInstanceID: in.odsInstanceID,
 			Contexts: in.contexts, Derivatives: in.derivatives, Calls: maps.Clone(in.calls),
 		})

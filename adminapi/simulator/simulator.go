@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/edfi-tools/instancemgr/adminapi"
 )
 
@@ -23,7 +25,27 @@ type Options struct {
 	Logger   *slog.Logger     // default discards
 	// FaultSeed seeds the generators that decide Fault.Share; 0 means 1.
 	FaultSeed uint64
+	// Engine is the Admin API's DatabaseEngine: "PostgreSQL" (the default)
+	// or "SqlServer". It sets the longest instance name: 58 characters for
+	// PostgreSQL, whose database names have room for no more after
+	// Ed-Fi's prefix, and 100 for SQL Server.
+	Engine string
+	// Registration is RegistrationWorker (the default: the simulator
+	// writes no database) or RegistrationAdminAPI: completed, the renaming
+	// PUT, renamed and deleted then write EdFi_Admin as Admin API 2.3 does,
+	// each in its own transaction.
+	Registration string
+	// AdminDatabases maps a tenant name (case-insensitive) to the pgx
+	// connection string of its EdFi_Admin; "*" serves every tenant without
+	// an entry of its own. Required with RegistrationAdminAPI.
+	AdminDatabases map[string]string
 }
+
+// The engines an Admin API can run on (Options.Engine).
+const (
+	EnginePostgreSQL = "PostgreSQL"
+	EngineSQLServer  = "SqlServer"
+)
 
 // Validate reports every problem with o at once. New panics with the same
 // error, so callers that take options from users should call it first.
@@ -42,6 +64,18 @@ func (o Options) Validate() error {
 	}
 	if o.TokenTTL < 0 {
 		errs = append(errs, fmt.Errorf("token TTL %s is negative", o.TokenTTL))
+	}
+	if o.Engine != "" && !strings.EqualFold(o.Engine, EnginePostgreSQL) && !strings.EqualFold(o.Engine, EngineSQLServer) {
+		errs = append(errs, fmt.Errorf("engine %q is neither %s nor %s", o.Engine, EnginePostgreSQL, EngineSQLServer))
+	}
+	switch o.Registration {
+	case "", RegistrationWorker:
+	case RegistrationAdminAPI:
+		if len(o.AdminDatabases) == 0 {
+			errs = append(errs, errors.New("registration adminapi needs the EdFi_Admin database of each tenant (AdminDatabases)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("registration %q is neither %s nor %s", o.Registration, RegistrationWorker, RegistrationAdminAPI))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("simulator options: %w", err)
@@ -69,6 +103,9 @@ type Simulator struct {
 	faults      []*activeFault
 	faultSeq    uint64
 	statePath   string // set by Persist
+
+	maxName int             // longest instance name, by engine
+	admin   *adminDatabases // nil unless the simulator registers (RegistrationAdminAPI)
 
 	saveMu sync.Mutex
 }
@@ -106,9 +143,29 @@ func New(opts Options) *Simulator {
 	if s.seed == 0 {
 		s.seed = 1
 	}
+	s.maxName = maxNameLenPostgreSQL
+	if strings.EqualFold(opts.Engine, EngineSQLServer) {
+		s.maxName = maxNameLenSQLServer
+	}
+	if opts.Registration == RegistrationAdminAPI {
+		s.admin = &adminDatabases{conns: map[string]string{}, pools: map[string]*pgxpool.Pool{}}
+		for tenant, conn := range opts.AdminDatabases {
+			s.admin.conns[strings.ToLower(tenant)] = conn
+		}
+	}
 	s.routes = s.buildRoutes()
 	return s
 }
+
+// Close releases the EdFi_Admin connections of a simulator that registers.
+func (s *Simulator) Close() {
+	if s.admin != nil {
+		s.admin.close()
+	}
+}
+
+// registers reports whether the simulator writes EdFi_Admin itself.
+func (s *Simulator) registers() bool { return s.admin != nil }
 
 // route is one endpoint of the contract. pattern holds lower-case path
 // segments; "{id}" matches one segment that must be an integer.
@@ -288,6 +345,10 @@ func segments(path string) []string {
 	}
 	return strings.Split(path, "/")
 }
+
+// TenantID returns the id of the tenant called name (case-insensitive), or
+// 0 when there is none: what a console puts in a request's tenantId.
+func (s *Simulator) TenantID(name string) int { return s.tenantByName(name) }
 
 // tenantByName returns the 1-based id of the tenant called name
 // (case-insensitive), or 0.

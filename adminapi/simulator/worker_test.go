@@ -164,7 +164,8 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("worker view %+v, want %+v", w, want)
 	}
 
-	e.expect(t, 204, "POST", path(id, "completed"), conn("postgres://u:p@db:5432/EdFi_Ods_x?sslmode=disable"))
+	e.expect(t, 400, "POST", path(id, "completed"), conn("postgres://u:p@db:5432/EdFi_Ods_x?sslmode=disable"))
+	e.expect(t, 204, "POST", path(id, "completed"), conn("host=db;port=5432;username=u;password=p;database=EdFi_Ods_x;SSL Mode=Disable"))
 	w = worker(t, id)
 	if w.Status != adminapi.StatusCompleted || w.OdsInstanceID == nil || *w.OdsInstanceID != 1 {
 		t.Fatalf("after completed: %+v", w)
@@ -188,7 +189,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("after deleted: %+v, odsInstanceId should stay %d", w, odsID)
 	}
 	rec, _ := e.srv.Instance(id)
-	wantCalls := map[string]int{"completed": 2, "renamed": 2, "deleteFailed": 2, "deleted": 2}
+	wantCalls := map[string]int{"completed": 3, "renamed": 2, "deleteFailed": 2, "deleted": 2} // the refused URL counts too
 	if rec.ConnectionString != sqlConn || fmt.Sprint(rec.Calls) != fmt.Sprint(wantCalls) {
 		t.Fatalf("record %+v", rec)
 	}
@@ -215,7 +216,7 @@ func TestListWorkerInstances(t *testing.T) {
 	p1 := e.create(t)
 	c1 := e.instanceIn(t, adminapi.StatusCompleted)
 	pd1 := e.instanceIn(t, adminapi.StatusPendingDelete)
-	p2 := e.create(t, header("Tenant", "tenant2"))
+	p2 := e.createIn(t, 2, "tenant2")
 
 	tests := []struct {
 		name  string

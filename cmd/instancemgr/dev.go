@@ -200,7 +200,7 @@ Ask for an instance, as the Admin Console would:
   TOKEN=$(curl -s -X POST %[1]s/connect/token -d client_id=me -d client_secret=s3cret-Value \
       -d grant_type=client_credentials -d scope=edfi_admin_api/full_access | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
   curl -s -X POST %[1]s/adminconsole/odsInstances -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-      -d '{"tenantId":1,"name":"District 9 - 2025","instanceType":"enterprise","odsInstanceContexts":[{"contextKey":"schoolYearFromRoute","contextValue":"2025"}]}'
+      -d '{"tenantId":1,"tenantName":"default","name":"District 9 - 2025","instanceType":"enterprise","odsInstanceContexts":[{"contextKey":"schoolYearFromRoute","contextValue":"2025"}]}'
   curl -s %[1]s/adminconsole/instances/1 -H "Authorization: Bearer $TOKEN"
 
 Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and

@@ -105,7 +105,7 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 		simURL, stop := startDev(t, args)
 		api := console(t, simURL)
 		name := fmt.Sprintf("District %d - 2025", run)
-		inst, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, Name: name, InstanceType: "enterprise"})
+		inst, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
 		if err != nil {
 			t.Fatalf("run %d: request %q: %v", run, name, err)
 		}

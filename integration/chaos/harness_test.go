@@ -389,7 +389,7 @@ func (s *sys) request(label string, n int) []int {
 	var ids []int
 	for i := range n {
 		inst, err := s.console.CreateOdsInstance(context.Background(), "", adminapi.InstanceRequest{
-			Name: fmt.Sprintf("%s %d", label, i+1), InstanceType: "enterprise",
+			TenantID: 1, TenantName: "default", Name: fmt.Sprintf("%s %d", label, i+1), InstanceType: "enterprise",
 			OdsInstanceContexts: []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
 		})
 		if err != nil {

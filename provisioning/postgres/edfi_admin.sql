@@ -44,3 +44,32 @@ CREATE TABLE IF NOT EXISTS dbo.apiclientodsinstances (
     CONSTRAINT fk_apiclientodsinstances_odsinstances_odsinstance_odsinstanceid
         FOREIGN KEY (odsinstance_odsinstanceid) REFERENCES dbo.odsinstances (odsinstanceid)
 );
+
+-- What Admin API 2.3's handlers also write (registration: adminapi).
+CREATE TABLE IF NOT EXISTS dbo.vendors (
+    vendorid   serial NOT NULL,
+    vendorname varchar,
+    CONSTRAINT vendors_pk PRIMARY KEY (vendorid)
+);
+
+CREATE TABLE IF NOT EXISTS dbo.applications (
+    applicationid         serial       NOT NULL,
+    applicationname       varchar,
+    vendor_vendorid       integer,
+    claimsetname          varchar(255),
+    operationalcontexturi varchar(255) NOT NULL DEFAULT '',
+    CONSTRAINT applications_pk PRIMARY KEY (applicationid)
+);
+
+CREATE TABLE IF NOT EXISTS dbo.apiclients (
+    apiclientid               serial       NOT NULL,
+    key                       varchar(50)  NOT NULL,
+    secret                    varchar(100) NOT NULL,
+    name                      varchar(50)  NOT NULL,
+    isapproved                boolean      NOT NULL,
+    usesandbox                boolean      NOT NULL,
+    sandboxtype               integer      NOT NULL,
+    application_applicationid integer,
+    secretishashed            boolean      NOT NULL DEFAULT false,
+    CONSTRAINT apiclients_pk PRIMARY KEY (apiclientid)
+);

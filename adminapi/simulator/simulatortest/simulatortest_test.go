@@ -37,5 +37,5 @@ func TestStart(t *testing.T) {
 }
 
 func adminapiRequest() adminapi.InstanceRequest {
-	return adminapi.InstanceRequest{Name: "District 9 - 2025", InstanceType: "enterprise"}
+	return adminapi.InstanceRequest{TenantID: 1, TenantName: "tenant1", Name: "District 9 - 2025", InstanceType: "enterprise"}
 }

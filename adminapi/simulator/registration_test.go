@@ -1,0 +1,163 @@
+package simulator_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+// registeringEnv is a simulator that writes an EdFi_Admin of its own,
+// loaded from the ODS/API fixture, as Admin API 2.3 does.
+func registeringEnv(t *testing.T) (*env, func(sql string, args ...any) int) {
+	t.Helper()
+	pg := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	db := prefix + "_admin"
+	testenv.CreateDatabase(t, pg, db)
+	testenv.LoadAdminFixture(t, db)
+	e := newEnv(t, simulator.Options{Registration: simulator.RegistrationAdminAPI, AdminDatabases: map[string]string{"*": testenv.ConnString(t, db)}})
+	t.Cleanup(e.srv.Close)
+	admin := testenv.Connect(t, db)
+	count := func(sql string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := admin.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return n
+	}
+	return e, count
+}
+
+// rows counts an instance's registration: instance rows, contexts,
+// derivatives, API clients and links.
+func rows(count func(string, ...any) int) string {
+	return fmt.Sprintf("%d/%d/%d/%d/%d",
+		count(`SELECT count(*) FROM dbo.odsinstances`), count(`SELECT count(*) FROM dbo.odsinstancecontexts`),
+		count(`SELECT count(*) FROM dbo.odsinstancederivatives`), count(`SELECT count(*) FROM dbo.apiclients`),
+		count(`SELECT count(*) FROM dbo.apiclientodsinstances`))
+}
+
+// With registration adminapi, completed, the renaming PUT, renamed and
+// deleted make the writes the contract says Admin API 2.3 makes.
+func TestRegistrationAsAdminAPI23(t *testing.T) {
+	e, count := registeringEnv(t)
+	id := e.create(t)
+	if got := rows(count); got != "0/0/0/0/0" {
+		t.Fatalf("rows before completed: %s", got)
+	}
+
+	e.expect(t, 204, "POST", path(id, "completed"), conn(pgConn))
+	if got := rows(count); got != "1/1/1/1/1" {
+		t.Fatalf("rows after completed (instances/contexts/derivatives/clients/links): %s", got)
+	}
+	w := worker(t, e, id)
+	if w.Status != adminapi.StatusCompleted || w.OdsInstanceID == nil || count(`SELECT count(*) FROM dbo.odsinstances WHERE odsinstanceid = $1 AND connectionstring = $2`, *w.OdsInstanceID, pgConn) != 1 {
+		t.Fatalf("worker view %+v does not name the row it made", w)
+	}
+	if w.ClientID == "" || w.ClientSecret == "" || count(`SELECT count(*) FROM dbo.apiclients WHERE key = $1 AND secret = $2 AND NOT secretishashed`, w.ClientID, w.ClientSecret) != 1 {
+		t.Fatalf("the instance's credentials %q are not its API client's", w.ClientID)
+	}
+	if !strings.HasSuffix(w.OAuthURL, "/api/oauth/token") || !strings.HasPrefix(w.ResourceURL, e.srv.URL+"/api/") {
+		t.Fatalf("URLs %q %q do not come from the discovery URL", w.OAuthURL, w.ResourceURL)
+	}
+	if n := count(`SELECT count(*) FROM dbo.odsinstancederivatives WHERE connectionstring = ''`); n != 1 {
+		t.Fatal("a derivative's connection string is not empty")
+	}
+	e.expect(t, 204, "POST", path(id, "completed"), conn(sqlConn)) // already Completed: nothing
+	if got := rows(count); got != "1/1/1/1/1" || count(`SELECT count(*) FROM dbo.odsinstances WHERE connectionstring = $1`, pgConn) != 1 {
+		t.Fatalf("a repeated completed changed the rows: %s", got)
+	}
+
+	rec, _ := e.srv.Instance(id)
+	req := request(rec.Name + " renamed")
+	e.expect(t, 204, "PUT", fmt.Sprintf("/adminconsole/odsInstances/%d", id), req)
+	if got := rows(count); got != "0/0/0/0/0" {
+		t.Fatalf("rows after the renaming PUT: %s", got)
+	}
+	if w := worker(t, e, id); w.Status != adminapi.StatusPendingRename || w.OdsInstanceID == nil || *w.OdsInstanceID != 0 {
+		t.Fatalf("after the renaming PUT: %+v (odsInstanceId is reset to 0)", w)
+	}
+	e.expect(t, 204, "POST", path(id, "renamed"), conn(sqlConn))
+	if got := rows(count); got != "1/1/1/1/1" || count(`SELECT count(*) FROM dbo.odsinstances WHERE name = $1 AND connectionstring = $2`, req.Name, sqlConn) != 1 {
+		t.Fatalf("rows after renamed: %s", got)
+	}
+	if again := worker(t, e, id); again.ClientID == w.ClientID {
+		t.Fatal("renamed kept the old API client")
+	}
+	e.expect(t, 204, "POST", path(id, "renamed"), conn(pgConn)) // already Completed
+	if got := rows(count); got != "1/1/1/1/1" {
+		t.Fatalf("a repeated renamed changed the rows: %s", got)
+	}
+
+	e.expect(t, 202, "DELETE", fmt.Sprintf("/adminconsole/odsInstances/%d", id), nil)
+	e.expect(t, 204, "POST", path(id, "deleted"), nil)
+	e.expect(t, 204, "POST", path(id, "deleted"), nil)
+	if got := rows(count); got != "0/0/0/0/0" {
+		t.Fatalf("rows after deleted: %s", got)
+	}
+	if count(`SELECT count(*) FROM dbo.applications`) != 1 || count(`SELECT count(*) FROM dbo.vendors`) != 1 {
+		t.Fatal("the Admin Console's application and vendor are made once and kept")
+	}
+}
+
+// When EdFi_Admin cannot be written, completed fails and changes nothing;
+// renamed and deleted fail and move the status to Rename_Failed and
+// Delete_Failed.
+func TestRegistrationFailures(t *testing.T) {
+	e := newEnv(t, simulator.Options{Registration: simulator.RegistrationAdminAPI, AdminDatabases: map[string]string{"*": testenv.ConnString(t, "instancemgr_no_such_database")}})
+	t.Cleanup(e.srv.Close)
+	id := e.create(t)
+	e.expect(t, http.StatusInternalServerError, "POST", path(id, "completed"), conn(pgConn))
+	e.wantStatus(t, id, adminapi.StatusPending)
+
+	for _, c := range []struct{ status, call, want string }{
+		{adminapi.StatusPendingRename, "renamed", adminapi.StatusRenameFailed},
+		{adminapi.StatusPendingDelete, "deleted", adminapi.StatusDeleteFailed},
+	} {
+		if err := e.srv.SetStatus(id, c.status); err != nil {
+			t.Fatal(err)
+		}
+		body := any(nil)
+		if c.call == "renamed" {
+			body = conn(pgConn)
+		}
+		e.expect(t, http.StatusInternalServerError, "POST", path(id, c.call), body)
+		e.wantStatus(t, id, c.want)
+	}
+}
+
+func TestRegistrationOptionsAreChecked(t *testing.T) {
+	for _, o := range []simulator.Options{
+		{Registration: simulator.RegistrationAdminAPI},
+		{Registration: "both"},
+		{Engine: "Oracle"},
+	} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// The longest name follows the Admin API's engine: 58 on PostgreSQL, 100 on
+// SQL Server.
+func TestNameLengthByEngine(t *testing.T) {
+	e := newEnv(t, simulator.Options{Engine: simulator.EngineSQLServer})
+	e.expect(t, 201, "POST", "/adminconsole/odsInstances", request(strings.Repeat("n", 100)))
+	e.expect(t, 400, "POST", "/adminconsole/odsInstances", request(strings.Repeat("m", 101)))
+}
+
+// worker reads instance id as the worker sees it.
+func worker(t *testing.T, e *env, id int) adminapi.WorkerInstance {
+	t.Helper()
+	var w adminapi.WorkerInstance
+	decode(t, e.expect(t, 200, "GET", fmt.Sprintf("/adminconsole/instances/%d", id), nil), &w)
+	return w
+}
