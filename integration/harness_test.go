@@ -59,6 +59,10 @@ type envOptions struct {
 	namePattern string // default "<prefix>_{name}"
 	allowDelete bool
 	encryptKey  string // base64 ODS encryption key
+	// registration is config.RegistrationWorker (default) or
+	// RegistrationAdminAPI, where the simulator writes the dbo rows as
+	// Admin API 2.3 does.
+	registration string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -97,6 +101,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	mapping := map[string]config.Tenant{}
+	adminDBs := map[string]string{}
 	e.admins = map[string]*pgxpool.Pool{}
 	for _, tenant := range o.tenants {
 		adminDB := e.prefix + "_admin"
@@ -106,6 +111,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		testenv.CreateDatabase(t, e.pg, adminDB)
 		testenv.LoadAdminFixture(t, adminDB)
 		e.admins[tenant] = testenv.Connect(t, adminDB)
+		adminDBs[tenant] = testenv.ConnString(t, adminDB)
 		mapping[tenant] = config.Tenant{
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(adminDB).ADONet(),
@@ -118,7 +124,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	o.namePattern = strings.ReplaceAll(o.namePattern, "PREFIX", e.prefix)
 
-	e.sim = simulatortest.Start(t, simulator.Options{Tenants: append(append([]string{}, o.tenants...), o.unmapped...)})
+	simOpts := simulator.Options{Tenants: append(append([]string{}, o.tenants...), o.unmapped...)}
+	if o.registration == config.RegistrationAdminAPI {
+		simOpts.Registration, simOpts.AdminDatabases = simulator.RegistrationAdminAPI, adminDBs
+	}
+	e.sim = simulatortest.Start(t, simOpts)
+	t.Cleanup(e.sim.Close)
 	e.natsURL = testenv.NATS(t)
 
 	e.cfg = &config.Config{
@@ -128,7 +139,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: o.maxDeliver},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
-		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, EncryptionKey: o.encryptKey},
+		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, EncryptionKey: o.encryptKey, Registration: o.registration},
 		Tenants:      mapping,
 	}
 	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {
@@ -184,7 +195,10 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 		e.t.Fatal(err)
 	}
 	targets := app.NewTargets(e.cfg, e.log)
-	deps.JS, deps.API, deps.Targets = js, api, targets
+	if deps.API == nil {
+		deps.API = api
+	}
+	deps.JS, deps.Targets = js, targets
 	if deps.Log == nil {
 		deps.Log = e.log
 	}

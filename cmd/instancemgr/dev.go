@@ -37,6 +37,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pattern := fs.String("name-pattern", provisioning.DefaultNamePattern, "database naming pattern")
 	poll := fs.Duration("poll-interval", 2*time.Second, "how often the bridge polls the simulator")
 	replicas := fs.Int("replicas", 2, "consumer replicas")
+	registration := fs.String("registration", config.RegistrationWorker, "who writes the dbo rows: worker, or adminapi (the simulator, as Admin API 2.3 does)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,7 +62,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer ns.Shutdown()
 
-	sim := simulator.New(simulator.Options{Logger: log.With("role", "simulator")})
+	simOpts := simulator.Options{Logger: log.With("role", "simulator"), Registration: *registration,
+		AdminDatabases: map[string]string{"*": master.WithDatabase(*adminDB).PgxConnString()}}
+	if *registration != config.RegistrationAdminAPI {
+		simOpts.AdminDatabases = nil
+	}
+	if err := simOpts.Validate(); err != nil {
+		return fmt.Errorf("-registration: %w", err)
+	}
+	sim := simulator.New(simOpts)
+	defer sim.Close()
 	if err := sim.Persist(filepath.Join(*dataDir, "simulator.json")); err != nil {
 		return err
 	}
@@ -85,7 +95,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Bridge:   config.Bridge{PollInterval: config.Duration(*poll)},
 		Consumer: config.Consumer{Concurrency: 2},
 		// dev is a sandbox: deletion is on, and the banner says so.
-		Provisioning: config.Provisioning{Template: *template, NamePattern: *pattern, AllowDelete: true},
+		Provisioning: config.Provisioning{Template: *template, NamePattern: *pattern, AllowDelete: true, Registration: *registration},
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(*adminDB).ADONet(),
@@ -127,7 +137,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	wg.Go(func() { errc <- b.Run(ctx) })
 
-	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: *adminDB, template: *template, dataDir: *dataDir, poll: *poll, replicas: *replicas})
+	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: *adminDB, template: *template, dataDir: *dataDir, poll: *poll, replicas: *replicas, registration: *registration})
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -161,6 +171,13 @@ func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB, temp
 	return reg.EnsureAdminSchema(ctx)
 }
 
+func registeredBy(mode string) string {
+	if mode == config.RegistrationAdminAPI {
+		return "Admin API simulator, as Admin API 2.3 does"
+	}
+	return "worker"
+}
+
 // defaultDevDataDir is where dev keeps its state unless told otherwise.
 func defaultDevDataDir() string {
 	base, err := os.UserCacheDir()
@@ -177,6 +194,7 @@ type devBanner struct {
 	dataDir           string
 	poll              time.Duration
 	replicas          int
+	registration      string
 }
 
 func printDevBanner(w io.Writer, b devBanner) {
@@ -186,7 +204,7 @@ instancemgr dev is running (Ctrl-C to stop)
   Admin API simulator  %[1]s
   NATS (embedded)      %[2]s
   PostgreSQL           %[3]s
-  template database    %[4]s, registrations in %[5]s
+  template database    %[4]s, registrations in %[5]s (written by the %[9]s)
   bridge polls every %[7]s; %[8]d consumer replicas
   DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
 
@@ -206,7 +224,7 @@ Ask for an instance, as the Admin Console would:
 Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
       psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table dbo.odsinstances'
 
-`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas)
+`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, registeredBy(b.registration))
 }
 
 func randomHex(n int) string {

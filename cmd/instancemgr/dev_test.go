@@ -141,3 +141,62 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 		}
 	}
 }
+
+// dev -registration adminapi runs create, rename and delete end to end
+// with the simulator writing EdFi_Admin as Admin API 2.3 does: one row per
+// live instance at every step.
+func TestDevWithAdminAPIRegistration(t *testing.T) {
+	pg := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	simURL, _ := startDev(t, []string{
+		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-data-dir", t.TempDir(), "-registration", "adminapi",
+		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
+		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "warn",
+	})
+	api := console(t, simURL)
+	ctx := context.Background()
+	admin := testenv.Connect(t, prefix+"_admin")
+	rowsNamed := func(name string) (n, total int) {
+		t.Helper()
+		if err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE name = $1), count(*) FROM dbo.odsinstances`, name).Scan(&n, &total); err != nil {
+			t.Fatal(err)
+		}
+		return n, total
+	}
+	waitFor := func(id int, status string, calls func(adminapi.WorkerInstance) bool) {
+		t.Helper()
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("instance %d %s", id, status), func() bool {
+			w, err := api.Instance(ctx, "", id)
+			return err == nil && w.Status == status && calls(w)
+		})
+	}
+	req := adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "First Name", InstanceType: "enterprise"}
+	inst, err := api.CreateOdsInstance(ctx, "", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(inst.ID, adminapi.StatusCompleted, func(w adminapi.WorkerInstance) bool { return w.ClientID != "" })
+	if n, total := rowsNamed("First Name"); n != 1 || total != 1 {
+		t.Fatalf("after the create: %d rows named, %d in all", n, total)
+	}
+	req.Name = "Second Name"
+	if err := api.UpdateOdsInstance(ctx, "", inst.ID, req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(inst.ID, adminapi.StatusCompleted, func(w adminapi.WorkerInstance) bool { return w.OdsInstanceID != nil && *w.OdsInstanceID != 0 })
+	if n, total := rowsNamed("Second Name"); n != 1 || total != 1 {
+		t.Fatalf("after the rename: %d rows named, %d in all", n, total)
+	}
+	if err := api.DeleteOdsInstance(ctx, "", inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(inst.ID, adminapi.StatusDeleted, func(adminapi.WorkerInstance) bool { return true })
+	if _, total := rowsNamed(""); total != 0 {
+		t.Fatalf("after the delete: %d rows", total)
+	}
+	var dbs int
+	if err := pg.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1) AND datname NOT IN ($2, $3)`, prefix, prefix+"_template", prefix+"_admin").Scan(&dbs); err != nil || dbs != 0 {
+		t.Fatalf("%d instance databases left, %v", dbs, err)
+	}
+}

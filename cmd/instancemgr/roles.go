@@ -141,15 +141,22 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tenants := fs.String("tenants", "default", "comma-separated tenant names")
 	clientID := fs.String("client-id", "", "register this client at start (with -client-secret)")
 	clientSecret := fs.String("client-secret", os.Getenv("INSTANCEMGR_SIMULATOR_CLIENT_SECRET"), "secret of -client-id (or INSTANCEMGR_SIMULATOR_CLIENT_SECRET)")
+	engine := fs.String("engine", simulator.EnginePostgreSQL, "the Admin API's database engine: PostgreSQL or SqlServer (sets the longest instance name)")
+	registration := fs.String("registration", simulator.RegistrationWorker, "worker (the simulator writes no database) or adminapi (it writes EdFi_Admin as Admin API 2.3 does)")
+	edfiAdmin := fs.String("edfi-admin", os.Getenv("INSTANCEMGR_SIMULATOR_EDFI_ADMIN"), "EdFi_Admin connection string (pgx form) for -registration adminapi (or INSTANCEMGR_SIMULATOR_EDFI_ADMIN)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := newLogger(stderr, "info").With("role", "simulator")
-	opts := simulator.Options{Tenants: strings.Split(*tenants, ","), Logger: log}
+	opts := simulator.Options{Tenants: strings.Split(*tenants, ","), Logger: log, Engine: *engine, Registration: *registration}
+	if *edfiAdmin != "" {
+		opts.AdminDatabases = map[string]string{"*": *edfiAdmin}
+	}
 	if err := opts.Validate(); err != nil {
-		return fmt.Errorf("-tenants: %w", err)
+		return err
 	}
 	sim := simulator.New(opts)
+	defer sim.Close()
 	if *clientID != "" {
 		if err := sim.RegisterClient(*clientID, *clientSecret); err != nil {
 			return err
