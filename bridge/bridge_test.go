@@ -179,3 +179,27 @@ func TestFailedPublishIsRetriedNextPoll(t *testing.T) {
 		t.Fatalf("stream holds %d jobs, want 3", n)
 	}
 }
+
+// A job goes to the tenant the bridge polled, never to the instance's
+// tenantName, which the Admin API stores as the console sent it.
+func TestJobTenantIsThePolledTenant(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{Tenants: []string{"t1", "t2"}})
+	if _, err := sim.CreateInstance("t1", adminapi.InstanceRequest{TenantID: 1, TenantName: "t2", Name: "Misnamed", InstanceType: "enterprise"}); err != nil {
+		t.Fatal(err)
+	}
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := bridge.New(client(t, sim), nil, js, bridge.Options{}).Poll(context.Background()); err != nil || st.Published != 1 {
+		t.Fatalf("poll %+v, %v", st, err)
+	}
+	s, _ := js.Stream(context.Background(), "INSTANCES")
+	raw, err := s.GetLastMsgForSubject(context.Background(), "instances.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := job.Decode(raw.Data); err != nil || j.Tenant != "t1" {
+		t.Fatalf("job for tenant %q (%v), want t1", j.Tenant, err)
+	}
+}

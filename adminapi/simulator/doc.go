@@ -22,20 +22,43 @@
 //     the first tenant; worker endpoints (/adminconsole/instances) see every
 //     tenant, and tenantName narrows them. A body tenant that contradicts the
 //     header is a validation error.
+//   - Validation follows Admin API 2.3's validators: name required, at
+//     most 58 characters when Options.Engine is PostgreSQL (the default)
+//     and 100 for SqlServer; instanceType required, at most 100; tenantId
+//     required; tenantName required, at most 250, and stored as given
+//     (2.3 does not check that such a tenant exists; the worker views
+//     report it as stored, and it decides nothing: the tenant is the
+//     Tenant header's, else the body tenantId's); context keys and values
+//     required, at most 50 each. Lengths count UTF-16 units, as .NET does.
 //   - Instance names are unique per tenant case-insensitively (SQL Server's
 //     default collation) and, as in Admin API 2.3, a Deleted instance keeps
-//     its name. Context keys must be non-empty and unique (case-sensitive),
-//     context values non-empty, derivative types unique per instance (the
-//     EdFi_Admin tables have these unique keys). instanceType is optional.
+//     its name. Context keys must be unique (case-sensitive), derivative
+//     types unique per instance (the EdFi_Admin tables have these keys).
 //   - PUT is 409 while a rename or delete is pending and after Deleted; a
 //     name change moves Completed, Rename_Failed and Delete_Failed to
 //     Pending_Rename and leaves other statuses alone.
 //   - The worker POSTs validate their body before looking the instance up
-//     (400 before 404), as Admin API 2.3's handlers do. completed moves
-//     Pending, InProgress and Error to Completed, is 204 on Completed and 409
-//     from every other status. renamed validates its connection string like
-//     completed. deleted and deleteFailed accept any status, as the contract
-//     says, but log a warning outside the lifecycle.
+//     (400 before 404), as Admin API 2.3's handlers do. A connection string
+//     must be what Npgsql or SqlClient parses: ADO.NET key=value pairs
+//     naming a server and a database (a postgres:// URL is a 400). completed
+//     moves Pending, InProgress and Error to Completed, is 204 on Completed
+//     and 409 from every other status. renamed validates its connection
+//     string like completed. deleted and deleteFailed accept any status, as
+//     the contract says, but log a warning outside the lifecycle.
+//   - With Options.Registration RegistrationAdminAPI and each tenant's
+//     EdFi_Admin (Options.AdminDatabases), the handlers write EdFi_Admin as
+//     2.3 does (the contract's "Where the registration lives"), each in one
+//     transaction: completed inserts the instance row, its contexts, its
+//     derivatives (empty connection string), an API client of the Admin
+//     Console's application and vendor (key and secret generated, not
+//     hashed) and its link, and the worker views then report the client's
+//     key and secret, and oAuthUrl and resourceUrl under the discovery
+//     URL; a PUT that renames removes those rows, and every PUT resets
+//     odsInstanceId to 0; renamed inserts them again under the new name
+//     with a new client; deleted removes them. completed and renamed on a
+//     Completed instance, and deleted on a Deleted one, write nothing. A
+//     failed write is a 500 (problem details); renamed then leaves the
+//     instance Rename_Failed and deleted Delete_Failed.
 //   - ConnectionString in a Record is the last one received by completed or
 //     renamed, including idempotent repeats.
 //   - GET /v2/odsInstances lists every instance that has an odsInstanceId and
@@ -67,5 +90,6 @@
 // The simulator must never be deployed as a real Admin API: it keeps
 // everything in memory, accepts any client that registers, and its fault
 // endpoints are unauthenticated. It never logs a client secret, a token or a
-// connection string, and never creates or touches a database.
+// connection string, and touches no database but the EdFi_Admin it is
+// given with RegistrationAdminAPI.
 package simulator

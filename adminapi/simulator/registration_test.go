@@ -161,3 +161,19 @@ func worker(t *testing.T, e *env, id int) adminapi.WorkerInstance {
 	decode(t, e.expect(t, 200, "GET", fmt.Sprintf("/adminconsole/instances/%d", id), nil), &w)
 	return w
 }
+
+// tenantName is stored and reported as the console sent it, and decides
+// nothing: the instance belongs to the tenant of tenantId.
+func TestTenantNameIsStoredAsGiven(t *testing.T) {
+	e := newEnv(t, simulator.Options{Tenants: []string{"tenant1", "tenant2"}})
+	req := request("Elsewhere")
+	req.TenantID, req.TenantName = 2, "No Such Tenant"
+	var inst adminapi.OdsInstance
+	decode(t, e.expect(t, 201, "POST", "/adminconsole/odsInstances", req), &inst)
+	if inst.TenantID != 2 {
+		t.Fatalf("tenantId %d, want 2", inst.TenantID)
+	}
+	if w := worker(t, e, inst.ID); w.TenantID != 2 || w.TenantName != "No Such Tenant" {
+		t.Fatalf("worker view %+v", w)
+	}
+}
