@@ -114,7 +114,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	nc, js, err := app.ConnectNATS(cfg, "instancemgr-dev", log)
+	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-dev", log)
 	if err != nil {
 		return err
 	}

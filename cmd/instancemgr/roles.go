@@ -61,7 +61,7 @@ func startRole(ctx context.Context, name string, args []string, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
-	nc, js, err := app.ConnectNATS(cfg, "instancemgr-"+name, log)
+	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-"+name, log)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel).With("role", "setup")
-	nc, js, err := app.ConnectNATS(cfg, "instancemgr-setup", log)
+	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-setup", log)
 	if err != nil {
 		return err
 	}

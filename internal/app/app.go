@@ -37,9 +37,15 @@ func AdminClient(cfg *config.Config, log *slog.Logger) (*adminapi.Client, error)
 	})
 }
 
+// natsFirstConnectWait bounds how long a role waits for NATS to accept its
+// first connection (pods starting together, a cluster still coming up).
+const natsFirstConnectWait = 2 * time.Minute
+
 // ConnectNATS connects with endless reconnects: a replica rides out a NATS
-// restart instead of dying with jobs in flight.
-func ConnectNATS(cfg *config.Config, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// restart instead of dying with jobs in flight. The first connection is
+// tried again while no server answers, for up to two minutes; a refusal
+// (credentials, TLS) fails at once.
+func ConnectNATS(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -55,9 +61,23 @@ func ConnectNATS(cfg *config.Config, name string, log *slog.Logger) (*nats.Conn,
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(cfg.NATS.URL, append(opts, auth...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
+	opts = append(opts, auth...)
+	deadline := time.Now().Add(natsFirstConnectWait)
+	var nc *nats.Conn
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		nc, err = nats.Connect(cfg.NATS.URL, opts...)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, nats.ErrNoServers) || time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("connect to NATS: %w", err)
+		}
+		log.Warn("NATS does not answer yet; retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("connect to NATS: %w", ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -74,7 +75,7 @@ func TestNATSOverTLS(t *testing.T) {
 	t.Cleanup(s.Shutdown)
 	log := slog.New(slog.DiscardHandler)
 
-	nc, js, err := app.ConnectNATS(natsConfig(s.ClientURL(), config.NATS{TLS: config.NATSTLS{CAFile: caFile}}), "tls-test", log)
+	nc, js, err := app.ConnectNATS(context.Background(), natsConfig(s.ClientURL(), config.NATS{TLS: config.NATSTLS{CAFile: caFile}}), "tls-test", log)
 	if err != nil {
 		t.Fatalf("connect with the CA: %v", err)
 	}
@@ -86,7 +87,7 @@ func TestNATSOverTLS(t *testing.T) {
 		t.Fatalf("JetStream over TLS: %v", err)
 	}
 
-	if nc, _, err := app.ConnectNATS(natsConfig(s.ClientURL(), config.NATS{}), "no-tls", log); err == nil {
+	if nc, _, err := app.ConnectNATS(context.Background(), natsConfig(s.ClientURL(), config.NATS{}), "no-tls", log); err == nil {
 		nc.Close()
 		t.Fatal("connected to a TLS-only server without TLS")
 	}
@@ -99,13 +100,53 @@ func TestNATSToken(t *testing.T) {
 	}
 	t.Cleanup(s.Shutdown)
 	log := slog.New(slog.DiscardHandler)
-	nc, _, err := app.ConnectNATS(natsConfig(s.ClientURL(), config.NATS{Token: "s3cret"}), "token", log)
+	nc, _, err := app.ConnectNATS(context.Background(), natsConfig(s.ClientURL(), config.NATS{Token: "s3cret"}), "token", log)
 	if err != nil {
 		t.Fatalf("connect with the token: %v", err)
 	}
 	nc.Close()
-	if nc, _, err := app.ConnectNATS(natsConfig(s.ClientURL(), config.NATS{Token: "wrong"}), "token", log); err == nil {
+	if nc, _, err := app.ConnectNATS(context.Background(), natsConfig(s.ClientURL(), config.NATS{Token: "wrong"}), "token", log); err == nil {
 		nc.Close()
 		t.Fatal("connected with a wrong token")
+	}
+}
+
+// A role started before NATS answers waits for it instead of exiting
+// (pods and cluster nodes start together).
+func TestNATSFirstConnectWaitsForTheServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	type result struct {
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		nc, _, err := app.ConnectNATS(context.Background(), natsConfig(fmt.Sprintf("nats://127.0.0.1:%d", port), config.NATS{}), "early", slog.New(slog.DiscardHandler))
+		if err == nil {
+			nc.Close()
+		}
+		done <- result{err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("returned before any server was up: %v", r.err)
+	default:
+	}
+	s, err := embednats.Start(embednats.Options{Port: port, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("connect once the server is up: %v", r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("never connected to the server once it was up")
 	}
 }
