@@ -18,6 +18,7 @@ import (
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
@@ -61,7 +62,7 @@ func TestJobEntersTheStreamOnceBeyondTheDuplicateWindow(t *testing.T) {
 	request(t, sim, "t2", 2)
 	_, js := testenv.JetStream(t, testenv.NATS(t))
 	window := 200 * time.Millisecond
-	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{DuplicateWindow: window}); err != nil {
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{DuplicateWindow: window}); err != nil {
 		t.Fatal(err)
 	}
 	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
@@ -104,7 +105,7 @@ func TestRacingBridgesPublishOnce(t *testing.T) {
 	request(t, sim, "default", 40)
 	url := testenv.NATS(t)
 	_, js := testenv.JetStream(t, url)
-	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -152,7 +153,7 @@ func TestFailedPublishIsRetriedNextPoll(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
@@ -188,7 +189,7 @@ func TestJobTenantIsThePolledTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := job.EnsureStream(context.Background(), js, job.StreamConfig{}); err != nil {
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := bridge.New(client(t, sim), nil, js, bridge.Options{}).Poll(context.Background()); err != nil || st.Published != 1 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
@@ -24,7 +25,7 @@ type rig struct {
 func newRig(t *testing.T, ackWait time.Duration) *rig {
 	t.Helper()
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	cons, err := job.Ensure(context.Background(), js, job.StreamConfig{AckWait: ackWait, MaxDeliver: 5})
+	cons, err := jobstream.Ensure(context.Background(), js, jobstream.Config{AckWait: ackWait, MaxDeliver: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,6 @@ var ErrTerminal = errors.New("terminal failure")
 // Terminal marks err as terminal.
 func Terminal(err error) error { return fmt.Errorf("%w: %w", ErrTerminal, err) }
 
-// ErrUnknownTenant marks a job for a tenant with no database mapping.
-var ErrUnknownTenant = errors.New("tenant has no database mapping")
-
 // failureClasses is the one table that decides whether a failed job is
 // retried (nak with backoff) or ended (term), and the reason code its dead
 // letter and metrics carry. The first matching row wins. Bad input and
@@ -36,7 +33,7 @@ var failureClasses = []struct {
 	{provisioning.ErrRejected, "rejected", true},
 	{ErrDeletionDisabled, "delete_disabled", true},
 	{adminapi.ErrNotFound, "not_found", true},
-	{ErrUnknownTenant, "unknown_tenant", true},
+	{provisioning.ErrUnknownTenant, "unknown_tenant", true},
 	{adminapi.ErrValidation, "failed", true},
 	{ErrTerminal, "failed", true},
 }

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 )
 
 // AdminAPI is what the handlers need of the Admin API.
@@ -22,8 +22,8 @@ type AdminAPI interface {
 	DeleteFailed(ctx context.Context, tenant string, id int) error
 }
 
-// Target is where a tenant's instances live.
-type Target struct {
+// Tenant is where a tenant's instances live.
+type Tenant struct {
 	Engine provisioning.Engine
 	// Registry keeps the ledger, and the dbo rows too when the worker
 	// registers (provisioning.registration: worker).
@@ -37,17 +37,17 @@ type Target struct {
 	Seal func(plain string) (string, error)
 }
 
-func (t *Target) seal(plain string) (string, error) {
+func (t *Tenant) seal(plain string) (string, error) {
 	if t.Seal == nil {
 		return plain, nil
 	}
 	return t.Seal(plain)
 }
 
-// Targets resolves a tenant to its target. A tenant with no mapping is a
+// Tenants resolves a tenant to its target. A tenant with no mapping is a
 // terminal error.
-type Targets interface {
-	Target(ctx context.Context, tenant string) (*Target, error)
+type Tenants interface {
+	Tenant(ctx context.Context, tenant string) (*Tenant, error)
 }
 
 // Hooks are test seams between the steps of a job; nil hooks do nothing. A
@@ -66,12 +66,12 @@ func (h Hooks) run(f func(context.Context, Delivery) error, ctx context.Context,
 	return f(ctx, d)
 }
 
-// Ops carries out the three operations. Each first checks what already
+// Handlers carries out the three operations. Each first checks what already
 // exists (Admin API status, databases, registration) and does only what is
 // missing, so a job delivered twice has the effect of one.
-type Ops struct {
+type Handlers struct {
 	API     AdminAPI
-	Targets Targets
+	Tenants Tenants
 	Naming  provisioning.Naming
 	// AllowDelete is provisioning.allowDelete, enforced here too: a delete
 	// job that reaches a consumer with deletion off drops nothing.
@@ -80,7 +80,7 @@ type Ops struct {
 	Hooks       Hooks
 }
 
-func (o *Ops) logger(d Delivery) *slog.Logger {
+func (o *Handlers) logger(d Delivery) *slog.Logger {
 	l := o.Log
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
@@ -89,17 +89,17 @@ func (o *Ops) logger(d Delivery) *slog.Logger {
 }
 
 // Create returns the create handler.
-func (o *Ops) Create() Handler { return HandlerFunc(o.create) }
+func (o *Handlers) Create() Handler { return HandlerFunc(o.create) }
 
 // Rename returns the rename handler; it reports terminal failures with
 // renameFailed.
-func (o *Ops) Rename() Handler { return renameHandler{o} }
+func (o *Handlers) Rename() Handler { return renameHandler{o} }
 
 // Delete returns the delete handler; it reports terminal failures with
 // deleteFailed.
-func (o *Ops) Delete() Handler { return deleteHandler{o} }
+func (o *Handlers) Delete() Handler { return deleteHandler{o} }
 
-func (o *Ops) create(ctx context.Context, d Delivery) error {
+func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	j, log := d.Job, o.logger(d)
 	inst, err := o.API.Instance(ctx, j.Tenant, j.InstanceID)
 	if err != nil {
@@ -117,7 +117,7 @@ func (o *Ops) create(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	tg, err := o.Targets.Target(ctx, j.Tenant)
+	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
@@ -193,19 +193,19 @@ func (o *Ops) create(ctx context.Context, d Delivery) error {
 // release gives a reservation back; the engine keeps any whose database the
 // system made and that still exists. A failure only leaves the name held,
 // which an operator can see and clear, so it is logged, not returned.
-func (o *Ops) release(ctx context.Context, tg *Target, name string, owner provisioning.Owner, log *slog.Logger) {
+func (o *Handlers) release(ctx context.Context, tg *Tenant, name string, owner provisioning.Owner, log *slog.Logger) {
 	if err := tg.Engine.Release(ctx, name, owner); err != nil {
 		log.Warn("could not release a database name; it stays reserved", "database", name, "err", err)
 	}
 }
 
 // statusIs reads the instance's status again; an error counts as "no".
-func (o *Ops) statusIs(ctx context.Context, tenant string, id int, status string) bool {
+func (o *Handlers) statusIs(ctx context.Context, tenant string, id int, status string) bool {
 	cur, err := o.API.Instance(ctx, tenant, id)
 	return err == nil && cur.Status == status
 }
 
-type renameHandler struct{ *Ops }
+type renameHandler struct{ *Handlers }
 
 func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	j, log := d.Job, h.logger(d)
@@ -217,7 +217,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	tg, err := h.Targets.Target(ctx, j.Tenant)
+	tg, err := h.Tenants.Tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
@@ -285,7 +285,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 // renameDatabase reserves the new name, then renames, or finds the rename
 // done by an earlier delivery of this job. Only a database that the
 // reservation says the system made counts as done.
-func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Target, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
+func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Tenant, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
 	res, _, err := tg.Engine.Reserve(ctx, newDB, owner)
 	if err != nil {
 		return err
@@ -351,8 +351,8 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 // is the registry's RenameFailed or DeleteFailed), or alone when there is
 // no ledger entry. A stale job (the ledger has moved on) reports nothing.
 // It returns the tenant's target when the ledger moved.
-func (o *Ops) recordFailure(ctx context.Context, j job.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Target, error) {
-	tg, err := o.Targets.Target(ctx, j.Tenant)
+func (o *Handlers) recordFailure(ctx context.Context, j job.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Tenant, error) {
+	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
 	if err != nil {
 		return nil, report(ctx)
 	}
@@ -374,7 +374,7 @@ func (o *Ops) recordFailure(ctx context.Context, j job.Job, advance func(provisi
 // left as the bridge leaves it, Pending_Delete.
 var ErrDeletionDisabled = errors.New("deletion is switched off (provisioning.allowDelete)")
 
-type deleteHandler struct{ *Ops }
+type deleteHandler struct{ *Handlers }
 
 func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	j, log := d.Job, h.logger(d)
@@ -389,7 +389,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		log.Info("nothing to delete", "status", inst.Status)
 		return nil
 	}
-	tg, err := h.Targets.Target(ctx, j.Tenant)
+	tg, err := h.Tenants.Tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}

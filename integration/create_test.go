@@ -12,7 +12,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 )
 
 // Twenty requests through the simulator, end to end: twenty databases,

@@ -23,9 +23,10 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -194,11 +195,11 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	targets := app.NewTargets(e.cfg, e.log)
+	targets := app.NewTenantPool(e.cfg, e.log)
 	if deps.API == nil {
 		deps.API = api
 	}
-	deps.JS, deps.Targets = js, targets
+	deps.JS, deps.Tenants = js, targets
 	if deps.Log == nil {
 		deps.Log = e.log
 	}
@@ -243,7 +244,7 @@ func (e *env) newBridge() *bridge.Bridge {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ledger := app.NewTargets(e.cfg, e.log)
+	ledger := app.NewTenantPool(e.cfg, e.log)
 	e.t.Cleanup(ledger.Close)
 	b, err := app.NewBridge(context.Background(), e.cfg, api, ledger, js, e.log, nil)
 	if err != nil {
@@ -351,7 +352,7 @@ func (e *env) deadLetters() []job.DeadLetter {
 	e.t.Helper()
 	ctx := context.Background()
 	_, js := testenv.JetStream(e.t, e.natsURL)
-	s, err := js.Stream(ctx, job.DeadStream)
+	s, err := js.Stream(ctx, jobstream.DeadStream)
 	if err != nil {
 		e.t.Fatal(err)
 	}

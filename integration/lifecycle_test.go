@@ -9,9 +9,9 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
-	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
 )
 
 // request is what the Admin Console sends for an instance of tenant ("" for

@@ -17,6 +17,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -371,7 +372,7 @@ func TestDataErrorsEndAtOnce(t *testing.T) {
 		t.Fatalf("dead letter %+v", dls[0])
 	}
 	_, js := testenv.JetStream(t, e.natsURL)
-	s, err := js.Stream(context.Background(), job.DeadStream)
+	s, err := js.Stream(context.Background(), jobstream.DeadStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 )
 
 // checkLive asserts the state of the first tenant's EdFi_Admin and server

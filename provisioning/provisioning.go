@@ -164,6 +164,10 @@ type Registry interface {
 	Unregister(ctx context.Context, tenant string, instanceID int, complete func(ctx context.Context, before Record) error) error
 }
 
+// ErrUnknownTenant marks a tenant with no database mapping: no entry of its
+// own and no default. It is terminal: the job is never routed elsewhere.
+var ErrUnknownTenant = errors.New("tenant has no database mapping")
+
 // ErrInvalidName marks a name that the naming rule refuses. It is terminal:
 // retrying cannot help.
 var ErrInvalidName = errors.New("invalid database name")

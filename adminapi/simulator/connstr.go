@@ -3,7 +3,7 @@ package simulator
 import (
 	"strings"
 
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 )
 
 const (

@@ -59,7 +59,7 @@
 //     Completed instance, and deleted on a Deleted one, write nothing. A
 //     failed write is a 500 (problem details); renamed then leaves the
 //     instance Rename_Failed and deleted Delete_Failed.
-//   - ConnectionString in a Record is the last one received by completed or
+//   - ConnectionString in an InstanceState is the last one received by completed or
 //     renamed, including idempotent repeats.
 //   - GET /v2/odsInstances lists every instance that has an odsInstanceId and
 //     is not Deleted (the EdFi_Admin row exists until the delete), under the
@@ -73,7 +73,7 @@
 // Share applies, and only it consumes one of its Times. Share decisions come
 // from a PCG generator per fault seeded with Options.FaultSeed and the
 // fault's ordinal, so a run is reproducible for a given order of calls.
-// Worker calls are counted in Record.Calls before faults apply, so a faulted
+// Worker calls are counted in InstanceState.Calls before faults apply, so a faulted
 // call counts.
 //
 // The fault plan is also served, without a bearer token, at

@@ -282,7 +282,7 @@ func TestInstancesInspectionEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var recs []simulator.Record
+	var recs []simulator.InstanceState
 	if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
 		t.Fatal(err)
 	}

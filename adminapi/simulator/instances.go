@@ -12,9 +12,9 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 )
 
-// Record is everything the simulator knows about one instance request: a
+// InstanceState is everything the simulator knows about one instance request: a
 // test and inspection view, detached from the simulator's state.
-type Record struct {
+type InstanceState struct {
 	ID               int
 	TenantID         int
 	TenantName       string
@@ -68,21 +68,21 @@ var allStatuses = []string{
 }
 
 // Instance returns the record of instance id.
-func (s *Simulator) Instance(id int) (Record, bool) {
+func (s *Simulator) Instance(id int) (InstanceState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in, ok := s.instances[id]
 	if !ok {
-		return Record{}, false
+		return InstanceState{}, false
 	}
 	return s.record(in), true
 }
 
 // Instances returns every instance's record, by id.
-func (s *Simulator) Instances() []Record {
+func (s *Simulator) Instances() []InstanceState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Record, 0, len(s.instances))
+	out := make([]InstanceState, 0, len(s.instances))
 	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
 		out = append(out, s.record(s.instances[id]))
 	}
@@ -293,8 +293,8 @@ func (s *Simulator) registerRows(in *instance, cs string) error {
 	return nil
 }
 
-func (s *Simulator) record(in *instance) Record {
-	rec := Record{
+func (s *Simulator) record(in *instance) InstanceState {
+	rec := InstanceState{
 		ID: in.id, TenantID: in.tenantID, TenantName: s.tenantName(in.tenantID),
 		Name: in.name, InstanceType: in.instanceType, Status: in.status,
 		ConnectionString: in.connectionString,
@@ -722,7 +722,7 @@ func readConnectionString(w http.ResponseWriter, r *http.Request) (string, bool)
 }
 
 // countWorkerCall counts a POST to a worker endpoint of a known instance in
-// its Record.Calls. It runs before faults, so faulted calls count.
+// its InstanceState.Calls. It runs before faults, so faulted calls count.
 func (s *Simulator) countWorkerCall(method, path string) {
 	if method != http.MethodPost {
 		return

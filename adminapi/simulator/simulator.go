@@ -209,7 +209,7 @@ func (s *Simulator) buildRoutes() []route {
 	}
 }
 
-// Names of the worker calls, as Record.Calls counts them.
+// Names of the worker calls, as InstanceState.Calls counts them.
 const (
 	callCompleted    = "completed"
 	callRenamed      = "renamed"

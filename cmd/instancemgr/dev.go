@@ -16,9 +16,9 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -119,7 +119,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer nc.Close()
-	targets := app.NewTargets(cfg, log)
+	targets := app.NewTenantPool(cfg, log)
 	defer targets.Close()
 	b, err := app.NewBridge(ctx, cfg, api, targets, js, log.With("role", "bridge"), nil)
 	if err != nil {
@@ -129,7 +129,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var wg sync.WaitGroup
 	errc := make(chan error, *replicas+1)
 	for i := range *replicas {
-		c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Targets: targets, Log: log.With("role", "consumer", "replica", i+1)})
+		c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Tenants: targets, Log: log.With("role", "consumer", "replica", i+1)})
 		if err != nil {
 			return err
 		}

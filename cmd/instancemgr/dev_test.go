@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 )
 
 // syncBuffer is a bytes.Buffer that dev can write while the test reads.

@@ -23,7 +23,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 )
 
 func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, error) {
@@ -45,7 +45,7 @@ type role struct {
 	log     *slog.Logger
 	api     *adminapi.Client
 	js      jetstream.JetStream
-	targets *app.Targets
+	targets *app.TenantPool
 	metrics *prometheus.Registry
 	close   func()
 }
@@ -65,7 +65,7 @@ func startRole(ctx context.Context, name string, args []string, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
-	targets := app.NewTargets(cfg, log)
+	targets := app.NewTenantPool(cfg, log)
 	reg := prometheus.NewRegistry()
 	stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, reg, log)
 	if err != nil {
@@ -97,7 +97,7 @@ func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer r.close()
-	deps := app.ConsumerDeps{JS: r.js, API: r.api, Targets: r.targets, Log: r.log, Metrics: consumer.NewMetrics(r.metrics)}
+	deps := app.ConsumerDeps{JS: r.js, API: r.api, Tenants: r.targets, Log: r.log, Metrics: consumer.NewMetrics(r.metrics)}
 	if err := applyTestSwitches(&deps, os.Getenv); err != nil {
 		return err
 	}
@@ -123,14 +123,14 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer nc.Close()
 	sc := cfg.StreamConfig().WithDefaults()
-	if _, err := job.Ensure(ctx, js, sc); err != nil {
+	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
 		return err
 	}
-	if err := job.EnsureDeadStream(ctx, js, sc.Replicas, 0); err != nil {
+	if err := jobstream.EnsureDeadStream(ctx, js, sc.Replicas, 0); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v) and dead-letter stream %s are in place\n",
-		sc.Stream, strings.Join(job.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, job.DeadStream)
+		sc.Stream, strings.Join(jobstream.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, jobstream.DeadStream)
 	return nil
 }
 

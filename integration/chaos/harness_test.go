@@ -23,9 +23,9 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -401,18 +401,18 @@ func (s *sys) request(label string, n int) []int {
 }
 
 // records reads the simulator's records over HTTP.
-func (s *sys) records() map[int]simulator.Record {
+func (s *sys) records() map[int]simulator.InstanceState {
 	s.t.Helper()
 	resp, err := http.Get(s.simURL + "/_simulator/instances")
 	if err != nil {
 		s.t.Fatalf("read simulator records: %v", err)
 	}
 	defer resp.Body.Close()
-	var recs []simulator.Record
+	var recs []simulator.InstanceState
 	if err := json.NewDecoder(resp.Body).Decode(&recs); err != nil {
 		s.t.Fatal(err)
 	}
-	out := map[int]simulator.Record{}
+	out := map[int]simulator.InstanceState{}
 	for _, r := range recs {
 		out[r.ID] = r
 	}
@@ -514,7 +514,7 @@ func (s *sys) effects(ids []int) effects {
 			e.Deliveries = info.Delivered.Consumer
 		}
 	}
-	if st, err := js.Stream(ctx, job.DeadStream); err == nil {
+	if st, err := js.Stream(ctx, jobstream.DeadStream); err == nil {
 		if info, err := st.Info(ctx); err == nil {
 			e.DeadLetters = int(info.State.Msgs)
 		}

@@ -1,5 +1,5 @@
 // Package app wires the configured parts together: the Admin API client,
-// NATS, the per-tenant database targets, the bridge and the consumer. The
+// NATS, the per-tenant database connections, the bridge and the consumer. The
 // binary and the integration tests both build the system through it, so the
 // tests run what production runs.
 package app
@@ -20,6 +20,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -130,28 +131,25 @@ func LogTransport(cfg *config.Config, log *slog.Logger) {
 	}
 }
 
-// Targets opens each tenant's database connections on first use and keeps
+// TenantPool opens each tenant's database connections on first use and keeps
 // them. Tenants that share a configuration entry share its connections.
-type Targets struct {
+type TenantPool struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	mu      sync.Mutex
-	byEntry map[string]*consumer.Target
+	byEntry map[string]*consumer.Tenant
 	closers []func()
 }
 
-// NewTargets returns a resolver over cfg.Tenants.
-func NewTargets(cfg *config.Config, log *slog.Logger) *Targets {
-	return &Targets{cfg: cfg, log: log, byEntry: map[string]*consumer.Target{}}
+// NewTenantPool returns a resolver over cfg.Tenants.
+func NewTenantPool(cfg *config.Config, log *slog.Logger) *TenantPool {
+	return &TenantPool{cfg: cfg, log: log, byEntry: map[string]*consumer.Tenant{}}
 }
 
-// Target implements consumer.Targets.
-func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, error) {
-	tg, err := t.cfg.Target(tenant)
+// Tenant implements consumer.Tenants.
+func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenant, error) {
+	tg, err := t.cfg.TenantConns(tenant)
 	if err != nil {
-		if errors.Is(err, config.ErrUnknownTenant) {
-			return nil, fmt.Errorf("%w: %w", consumer.ErrUnknownTenant, err)
-		}
 		return nil, err
 	}
 	t.mu.Lock()
@@ -166,7 +164,7 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 	engine.Guard = t.cfg.Guard()
 	engine.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 	engine.SessionWait = t.cfg.Provisioning.SessionWait.D()
-	ct := &consumer.Target{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
+	ct := &consumer.Tenant{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
 	key, err := t.cfg.Key()
 	if err != nil {
 		return nil, err
@@ -193,13 +191,13 @@ func (t *Targets) Target(ctx context.Context, tenant string) (*consumer.Target, 
 // EdFi_Admin whose tenants this entry serves: instances that a version
 // without reservations provisioned stay the system's after an upgrade. A
 // ledger entry whose name another request holds is left to the operator.
-func (t *Targets) importLedger(ctx context.Context, entry string, engine provisioning.Engine, reg provisioning.Registry) error {
+func (t *TenantPool) importLedger(ctx context.Context, entry string, engine provisioning.Engine, reg provisioning.Registry) error {
 	recs, err := reg.Records(ctx)
 	if err != nil {
 		return err
 	}
 	for _, rec := range recs {
-		if tg, err := t.cfg.Target(rec.Tenant); err != nil || tg.Entry != entry {
+		if tg, err := t.cfg.TenantConns(rec.Tenant); err != nil || tg.Entry != entry {
 			continue // another entry's server holds this tenant's databases
 		}
 		err := engine.Import(ctx, rec.Database, rec.Owner())
@@ -216,8 +214,8 @@ func (t *Targets) importLedger(ctx context.Context, entry string, engine provisi
 // Lookup reads the ledger of the tenant's EdFi_Admin: what the system
 // recorded about an instance (the bridge uses it to name a rename's or
 // delete's database).
-func (t *Targets) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
-	tg, err := t.Target(ctx, tenant)
+func (t *TenantPool) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
+	tg, err := t.Tenant(ctx, tenant)
 	if err != nil {
 		return provisioning.Record{}, err
 	}
@@ -225,20 +223,20 @@ func (t *Targets) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 }
 
 // Close closes every connection opened.
-func (t *Targets) Close() {
+func (t *TenantPool) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.closers {
 		c()
 	}
-	t.closers, t.byEntry = nil, map[string]*consumer.Target{}
+	t.closers, t.byEntry = nil, map[string]*consumer.Tenant{}
 }
 
 // ConsumerDeps are the parts a consumer replica is built from.
 type ConsumerDeps struct {
 	JS      jetstream.JetStream
 	API     consumer.AdminAPI
-	Targets consumer.Targets
+	Tenants consumer.Tenants
 	Log     *slog.Logger
 	Metrics *consumer.Metrics
 	// Test seams.
@@ -254,10 +252,10 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	var cons jetstream.Consumer
 	err := retrySetup(ctx, d.Log, "the job stream and consumer", func() error {
 		var err error
-		if cons, err = job.Ensure(ctx, d.JS, sc); err != nil {
+		if cons, err = jobstream.Ensure(ctx, d.JS, sc); err != nil {
 			return err
 		}
-		return job.EnsureDeadStream(ctx, d.JS, sc.Replicas, 0)
+		return jobstream.EnsureDeadStream(ctx, d.JS, sc.Replicas, 0)
 	})
 	if err != nil {
 		return nil, err
@@ -266,11 +264,11 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	if d.DisableHeartbeat {
 		hb = -1
 	}
-	ops := &consumer.Ops{API: d.API, Targets: d.Targets, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, Hooks: d.Hooks}
+	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, Hooks: d.Hooks}
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{
-		DeadLetter:    func(ctx context.Context, dl job.DeadLetter) error { return job.PublishDead(ctx, js, dl) },
+		DeadLetter:    func(ctx context.Context, dl job.DeadLetter) error { return jobstream.PublishDead(ctx, js, dl) },
 		Metrics:       d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
 		Heartbeat:     hb,
@@ -291,10 +289,10 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 }
 
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
-// it finds the databases of renames and deletes (Targets in production).
+// it finds the databases of renames and deletes (the TenantPool in production).
 func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics) (*bridge.Bridge, error) {
 	err := retrySetup(ctx, log, "the job stream", func() error {
-		_, err := job.EnsureStream(ctx, js, cfg.StreamConfig())
+		_, err := jobstream.EnsureStream(ctx, js, cfg.StreamConfig())
 		return err
 	})
 	if err != nil {

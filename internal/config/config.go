@@ -20,10 +20,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/connstr"
-	"github.com/edfi-tools/instancemgr/provisioning/odscrypt"
 )
 
 // Config is the whole configuration.
@@ -315,8 +315,8 @@ func (c *Config) applyDefaults() {
 }
 
 // StreamConfig is the job stream's set-up.
-func (c *Config) StreamConfig() job.StreamConfig {
-	sc := job.StreamConfig{
+func (c *Config) StreamConfig() jobstream.Config {
+	sc := jobstream.Config{
 		Stream: c.NATS.Stream, Consumer: c.NATS.Consumer, Replicas: c.NATS.Replicas,
 		AckWait: c.NATS.AckWait.D(), MaxDeliver: c.NATS.MaxDeliver, MaxAckPending: c.NATS.MaxAckPending,
 		DuplicateWindow: c.NATS.DuplicateWindow.D(), MaxAge: c.NATS.MaxAge.D(),
@@ -508,17 +508,14 @@ func serverKey(c connstr.Conn) string {
 	return fmt.Sprintf("%s:%d", strings.ToLower(c.Host), port)
 }
 
-// Target is a tenant's resolved connections.
-type Target struct {
+// TenantConns is a tenant's resolved connections.
+type TenantConns struct {
 	Tenant string // the tenant asked for
 	Entry  string // the configuration entry that serves it
 	Master connstr.Conn
 	Admin  connstr.Conn
 	ODS    connstr.Conn
 }
-
-// ErrUnknownTenant marks a tenant with no entry and no default entry.
-var ErrUnknownTenant = errors.New("tenant has no database mapping")
 
 // Guard is the rule for what the system may rename or drop. It protects
 // the template, the configured databases and every tenant entry's master
@@ -548,29 +545,29 @@ func (c *Config) Key() (*odscrypt.Key, error) {
 	return &k, nil
 }
 
-// Target resolves a tenant to its entry, or the default entry.
-func (c *Config) Target(tenant string) (Target, error) {
+// TenantConns resolves a tenant to its entry, or the default entry.
+func (c *Config) TenantConns(tenant string) (TenantConns, error) {
 	entry := tenant
 	t, ok := c.Tenants[tenant]
 	if !ok {
 		entry = DefaultTenant
 		if t, ok = c.Tenants[DefaultTenant]; !ok {
-			return Target{}, fmt.Errorf("%w: %q (no tenants.%s and no tenants.%s entry)", ErrUnknownTenant, tenant, tenant, DefaultTenant)
+			return TenantConns{}, fmt.Errorf("%w: %q (no tenants.%s and no tenants.%s entry)", provisioning.ErrUnknownTenant, tenant, tenant, DefaultTenant)
 		}
 	}
-	tg := Target{Tenant: tenant, Entry: entry}
+	tg := TenantConns{Tenant: tenant, Entry: entry}
 	var err error
 	if tg.Master, err = connstr.ParsePostgres(t.Master); err != nil {
-		return Target{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
+		return TenantConns{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
 	}
 	if tg.Admin, err = connstr.ParsePostgres(t.Admin); err != nil {
-		return Target{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
+		return TenantConns{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
 	}
 	// The ODS string is handed to the ODS/API as configured; the worker's
 	// own connections get the secure default.
 	tg.Master, tg.Admin = secure(tg.Master), secure(tg.Admin)
 	if tg.ODS, err = connstr.ParsePostgres(t.ODS); err != nil {
-		return Target{}, fmt.Errorf("tenants.%s.ods: %w", entry, err)
+		return TenantConns{}, fmt.Errorf("tenants.%s.ods: %w", entry, err)
 	}
 	return tg, nil
 }
@@ -650,7 +647,7 @@ func (c *Config) TransportNotes() (notes, warnings []string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		tg, err := c.Target(name)
+		tg, err := c.TenantConns(name)
 		if err != nil {
 			continue
 		}

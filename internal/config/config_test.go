@@ -99,7 +99,7 @@ tenants:
 	if c.AdminAPI.ClientSecret != "from-env" {
 		t.Errorf("client secret not taken from the environment")
 	}
-	tg, err := c.Target("tenant-one")
+	tg, err := c.TenantConns("tenant-one")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,13 +113,13 @@ func TestTargetFallsBackToDefaultOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := c.Target("anyone")
+	tg, err := c.TenantConns("anyone")
 	if err != nil || tg.Entry != DefaultTenant || tg.Admin.Database != "EdFi_Admin" {
 		t.Fatalf("Target(anyone) = %+v, %v", tg, err)
 	}
 	delete(c.Tenants, DefaultTenant)
 	c.Tenants["t1"] = Tenant{Master: "host=h;database=p", Admin: "host=h;database=a", ODS: "host=h;database={0}"}
-	if _, err := c.Target("t2"); err == nil || !strings.Contains(err.Error(), `"t2"`) {
+	if _, err := c.TenantConns("t2"); err == nil || !strings.Contains(err.Error(), `"t2"`) {
 		t.Fatalf("unknown tenant resolved: %v", err)
 	}
 }
@@ -239,14 +239,14 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, _ := c.Target("default")
+	tg, _ := c.TenantConns("default")
 	if tg.Master.SSLMode() != "verify-full" || !strings.Contains(tg.Master.PgxConnString(), "sslmode='verify-full'") {
 		t.Errorf("master off loopback with no SSL mode: %q, want verify-full", tg.Master.SSLMode())
 	}
 	if tg.Admin.SSLMode() != "disable" || tg.ODS.SSLMode() != "require" {
 		t.Errorf("explicit modes not kept: admin %q, ods %q", tg.Admin.SSLMode(), tg.ODS.SSLMode())
 	}
-	local, _ := c.Target("local")
+	local, _ := c.TenantConns("local")
 	if local.Master.SSLMode() != "" || local.Admin.SSLMode() != "verify-ca" {
 		t.Errorf("loopback: master %q admin %q", local.Master.SSLMode(), local.Admin.SSLMode())
 	}

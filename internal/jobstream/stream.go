@@ -1,4 +1,8 @@
-package job
+// Package jobstream sets up the JetStream side of the job message: the job
+// stream and its durable pull consumer (whose ack wait is the job lock), and
+// the dead-letter stream. It never decides what a job means; that is
+// internal/job's.
+package jobstream
 
 import (
 	"context"
@@ -7,10 +11,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
-// StreamConfig says how the job stream and its durable consumer are set up.
-type StreamConfig struct {
+// Config says how the job stream and its durable consumer are set up.
+type Config struct {
 	Stream   string // default "INSTANCES"
 	Consumer string // durable pull consumer; default "instancemgr"
 	Replicas int    // 1 by default, 3 for a cluster
@@ -31,7 +37,7 @@ type StreamConfig struct {
 }
 
 // WithDefaults fills every zero field with its default.
-func (c StreamConfig) WithDefaults() StreamConfig {
+func (c Config) WithDefaults() Config {
 	if c.Stream == "" {
 		c.Stream = "INSTANCES"
 	}
@@ -72,7 +78,7 @@ func DefaultBackOff(ackWait time.Duration) []time.Duration {
 }
 
 // Validate reports every problem at once.
-func (c StreamConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas: %d is not between 1 and 5", c.Replicas))
@@ -106,9 +112,9 @@ func (c StreamConfig) Validate() error {
 // Subjects are the subjects the job stream captures.
 func Subjects() []string {
 	return []string{
-		SubjectPrefix + "." + string(OpCreate) + ".>",
-		SubjectPrefix + "." + string(OpRename) + ".>",
-		SubjectPrefix + "." + string(OpDelete) + ".>",
+		job.SubjectPrefix + "." + string(job.OpCreate) + ".>",
+		job.SubjectPrefix + "." + string(job.OpRename) + ".>",
+		job.SubjectPrefix + "." + string(job.OpDelete) + ".>",
 	}
 }
 
@@ -118,7 +124,7 @@ func Subjects() []string {
 // stream until MaxAge, so an operator can inspect and replay it, and the
 // bridge's "no message on this subject yet" check keeps refusing a second
 // copy of a finished job.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Stream, error) {
+func EnsureStream(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Stream, error) {
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -142,7 +148,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (
 
 // EnsureConsumer creates or updates the durable pull consumer. It is
 // idempotent.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Consumer, error) {
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Consumer, error) {
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -165,7 +171,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c StreamConfig)
 }
 
 // Ensure sets up the stream and the consumer.
-func Ensure(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Consumer, error) {
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.Consumer, error) {
 	if _, err := EnsureStream(ctx, js, c); err != nil {
 		return nil, err
 	}
