@@ -14,6 +14,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -66,13 +67,16 @@ type Bridge struct {
 	deleteWarned map[string]bool
 }
 
+// DefaultInterval is how often the bridge polls unless told otherwise.
+const DefaultInterval = 10 * time.Second
+
 // New returns a bridge.
 func New(api AdminAPI, ledger Ledger, js jetstream.JetStream, opts Options) *Bridge {
 	if opts.Interval <= 0 {
-		opts.Interval = 10 * time.Second
+		opts.Interval = DefaultInterval
 	}
 	if opts.Stream == "" {
-		opts.Stream = "INSTANCES"
+		opts.Stream = jobstream.DefaultStream
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

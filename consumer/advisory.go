@@ -119,25 +119,13 @@ func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, dura
 	}
 	j, decodeErr := job.Decode(raw.Data)
 	cause := fmt.Errorf("retries exhausted: %d deliveries ended without a result (the replica holding the last one died or froze)", adv.Deliveries)
+	code := "exhausted"
 	if decodeErr != nil {
-		cause = decodeErr
-		j = job.Job{}
+		cause, code, j = decodeErr, "malformed", job.Job{}
 	}
-	d := Delivery{Job: j, Attempt: adv.Deliveries, Subject: raw.Subject}
-	if h, ok := c.handlers[j.Operation].(Failer); ok && j.ID != "" {
-		if err := h.Fail(ctx, d, cause); err != nil {
-			log.Warn("could not report the exhausted job to the Admin API", "err", err)
-		}
-	}
-	if c.opts.DeadLetter == nil {
-		return
-	}
-	dl := job.NewDeadLetter(raw.Data, raw.Subject, adv.StreamSeq, adv.Deliveries, j.ID, "exhausted", cause.Error())
-	if decodeErr != nil {
-		dl.Code = "malformed"
-	}
+	d := Delivery{Job: j, Attempt: adv.Deliveries, Subject: raw.Subject, StreamSeq: adv.StreamSeq, CorrelationID: raw.Header.Get(jetstream.MsgIDHeader)}
 	for wait := time.Second; ; wait *= 2 {
-		err := c.opts.DeadLetter(ctx, dl)
+		err := c.finish(ctx, d, raw.Data, code, cause, false)
 		if err == nil {
 			break
 		}
@@ -145,13 +133,12 @@ func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, dura
 			log.Error("could not write the dead letter of an exhausted job; it stays un-acked in the stream", "err", err)
 			return
 		}
-		time.Sleep(wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
 	}
-	if m := c.opts.Metrics; m != nil {
-		m.DeadLetters.WithLabelValues(string(j.Operation), dl.Code).Inc()
-	}
-	log.Error("job exhausted its deliveries; dead letter written", "job_id", j.ID, "code", dl.Code)
-	if c.opts.Observe != nil {
-		c.opts.Observe(Outcome{Delivery: d, Result: Terminated, Err: cause})
+	if c.opts.TestSeams.Observe != nil {
+		c.opts.TestSeams.Observe(Outcome{Delivery: d, Result: Terminated, Err: cause})
 	}
 }

@@ -27,12 +27,25 @@ type HandlerFunc func(ctx context.Context, d Delivery) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, d Delivery) error { return f(ctx, d) }
 
-// Delivery is one delivery of a job.
+// Delivery is one delivery of a job. It is built once, when the message
+// arrives, and passed to every step as an argument.
 type Delivery struct {
 	Job job.Job
 	// Attempt counts deliveries of this job, from 1.
 	Attempt uint64
-	Subject string
+	// Subject and StreamSeq locate the message in the job stream.
+	Subject   string
+	StreamSeq uint64
+	// CorrelationID is the message ID the bridge published the job with;
+	// every log line about the job carries it.
+	CorrelationID string
+}
+
+// logger is log with the delivery's fields, the ones every line about a job
+// carries.
+func (d Delivery) logger(log *slog.Logger) *slog.Logger {
+	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID,
+		"attempt", d.Attempt, "correlation_id", d.CorrelationID)
 }
 
 // Result is how a delivery ended.
@@ -46,7 +59,7 @@ const (
 	Released   Result = "released"   // shutdown: nak now, for another replica
 )
 
-// Outcome is reported to Options.Observe after every delivery.
+// Outcome is reported to TestSeams.Observe after every delivery.
 type Outcome struct {
 	Delivery Delivery
 	Result   Result
@@ -58,8 +71,7 @@ type Options struct {
 	// Concurrency is how many jobs this replica runs at once.
 	Concurrency int
 	// Heartbeat is how often a running job renews its lock; it must be well
-	// inside the ack wait. A negative value disables heartbeats (tests that
-	// need a lock to expire under a running job).
+	// inside the ack wait.
 	Heartbeat time.Duration
 	// ShutdownGrace is how long in-flight jobs may run after Run's context
 	// ends before they are cancelled and released.
@@ -75,14 +87,38 @@ type Options struct {
 	AckWait time.Duration
 	BackOff []time.Duration
 	Logger  *slog.Logger
-	// Observe, if set, hears the outcome of every delivery (tests, metrics).
-	Observe func(Outcome)
 	// DeadLetter stores a job that ended without success. It must return
 	// only once the letter is safe; on error the job is retried instead of
 	// being terminated, so nothing is lost.
 	DeadLetter func(ctx context.Context, d job.DeadLetter) error
 	// Metrics, if set, are updated after every delivery.
 	Metrics *Metrics
+	// TestSeams are for tests only; production leaves them zero.
+	TestSeams TestSeams
+}
+
+// TestSeams are the only places where tests reach into a running replica:
+// to stop a job between its steps, to hear how each delivery ended, or to
+// let a lock expire under a running job. Production code leaves them zero;
+// the binary sets them only from its test switches, which it refuses
+// without --enable-test-switches.
+type TestSeams struct {
+	// AfterCheck runs after a handler's existence checks, before any
+	// change; AfterDatabase after the database change, before the
+	// registration. An error fails the delivery with it.
+	AfterCheck    func(ctx context.Context, d Delivery) error
+	AfterDatabase func(ctx context.Context, d Delivery) error
+	// Observe hears the outcome of every delivery.
+	Observe func(Outcome)
+	// DisableHeartbeat stops running jobs from renewing their lock.
+	DisableHeartbeat bool
+}
+
+func (t TestSeams) run(f func(context.Context, Delivery) error, ctx context.Context, d Delivery) error {
+	if f == nil {
+		return nil
+	}
+	return f(ctx, d)
 }
 
 // Failer is implemented by handlers whose operation has a failure status in
@@ -92,30 +128,43 @@ type Failer interface {
 	Fail(ctx context.Context, d Delivery, cause error) error
 }
 
+// A replica's defaults. internal/config fills the blanks of the YAML with
+// these, so they are stated once.
+const (
+	DefaultConcurrency   = 4
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultRetryDelay    = 2 * time.Second
+	DefaultMaxRetryDelay = 2 * time.Minute
+)
+
+// DefaultHeartbeat is a third of the ack wait: two heartbeats can be lost
+// before the lock expires.
+func DefaultHeartbeat(ackWait time.Duration) time.Duration { return ackWait / 3 }
+
 func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 1
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 10 * time.Second
+		if o.AckWait > 0 {
+			o.Heartbeat = DefaultHeartbeat(o.AckWait)
+		}
 	}
 	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = 30 * time.Second
+		o.ShutdownGrace = DefaultShutdownGrace
 	}
 	if o.PullWait <= 0 {
 		o.PullWait = 5 * time.Second
 	}
 	if o.RetryDelay == nil {
-		o.RetryDelay = DefaultRetryDelay
+		o.RetryDelay = ExponentialDelay(DefaultRetryDelay, DefaultMaxRetryDelay)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o
 }
-
-// DefaultRetryDelay doubles from 2 s to at most 2 min.
-var DefaultRetryDelay = ExponentialDelay(2*time.Second, 2*time.Minute)
 
 // ExponentialDelay returns a nak delay that starts at base after the first
 // attempt and doubles up to max.
@@ -135,17 +184,12 @@ type Consumer struct {
 	handlers map[job.Operation]Handler
 	opts     Options
 	log      *slog.Logger
-	chain    message.HandlerFunc
 }
-
-type deliveryKey struct{}
 
 // New builds a replica that pulls from cons.
 func New(cons jetstream.Consumer, handlers map[job.Operation]Handler, opts Options) *Consumer {
 	opts = opts.withDefaults()
-	c := &Consumer{cons: cons, handlers: handlers, opts: opts, log: opts.Logger}
-	c.chain = middleware.Recoverer(middleware.CorrelationID(c.dispatch))
-	return c
+	return &Consumer{cons: cons, handlers: handlers, opts: opts, log: opts.Logger}
 }
 
 // Run pulls and handles jobs until ctx ends, then drains: it stops pulling,
@@ -206,24 +250,55 @@ func (c *Consumer) work(ctx, jobCtx context.Context) {
 	}
 }
 
+// process is one delivery from arrival to settlement: build the Delivery,
+// decode the job, run its handler through the middleware chain while the
+// lock is renewed, settle.
 func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
-	d := Delivery{Subject: msg.Subject(), Attempt: 1}
+	d := Delivery{Subject: msg.Subject(), Attempt: 1, CorrelationID: msg.Headers().Get(jetstream.MsgIDHeader)}
 	if md, err := msg.Metadata(); err == nil {
-		d.Attempt = md.NumDelivered
+		d.Attempt, d.StreamSeq = md.NumDelivered, md.Sequence.Stream
 	}
-	start := time.Now()
-	if m := c.opts.Metrics; m != nil {
-		m.InFlight.Inc()
-		defer m.InFlight.Dec()
-		defer func() { m.Duration.WithLabelValues(string(d.Job.Operation)).Observe(time.Since(start).Seconds()) }()
+	j, err := job.Decode(msg.Data())
+	if err == nil {
+		d.Job = j
+		stopHeartbeat := c.heartbeat(ctx, msg)
+		err = c.run(ctx, d)
+		stopHeartbeat()
 	}
-	stopHeartbeat := c.heartbeat(ctx, msg)
-	wm := message.NewMessage(msg.Headers().Get(jetstream.MsgIDHeader), msg.Data())
-	middleware.SetCorrelationID(msg.Headers().Get(jetstream.MsgIDHeader), wm)
-	wm.SetContext(context.WithValue(ctx, deliveryKey{}, &d))
-	_, err := c.chain(wm)
-	stopHeartbeat()
-	c.settle(ctx, msg, d, c.panicMessage(err, d))
+	c.settle(ctx, msg, d, err)
+}
+
+// run passes d to its operation's handler through Watermill's middleware:
+// panic recovery, then metrics and outcome logging. The handler does only
+// the operation.
+func (c *Consumer) run(ctx context.Context, d Delivery) error {
+	h, ok := c.handlers[d.Job.Operation]
+	if !ok {
+		return Terminal(fmt.Errorf("no handler for operation %q", d.Job.Operation))
+	}
+	wm := message.NewMessage(d.CorrelationID, nil)
+	middleware.SetCorrelationID(d.CorrelationID, wm)
+	wm.SetContext(ctx)
+	handle := func(wm *message.Message) ([]*message.Message, error) { return nil, h.Handle(wm.Context(), d) }
+	_, err := middleware.Recoverer(c.observe(d)(handle))(wm)
+	return c.panicMessage(err, d)
+}
+
+// observe is the middleware that measures and logs each run of a handler.
+func (c *Consumer) observe(d Delivery) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(wm *message.Message) ([]*message.Message, error) {
+			start := time.Now()
+			if m := c.opts.Metrics; m != nil {
+				m.InFlight.Inc()
+				defer m.InFlight.Dec()
+				defer func() { m.Duration.WithLabelValues(string(d.Job.Operation)).Observe(time.Since(start).Seconds()) }()
+			}
+			out, err := h(wm)
+			d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
+			return out, err
+		}
+	}
 }
 
 // panicMessage turns a recovered panic into an error that says what the
@@ -233,30 +308,13 @@ func (c *Consumer) panicMessage(err error, d Delivery) error {
 	if !errors.As(err, &p) {
 		return err
 	}
-	c.log.Error("handler panicked", "op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "panic", fmt.Sprint(p.V), "stack", p.Stacktrace)
+	d.logger(c.log).Error("handler panicked", "panic", fmt.Sprint(p.V), "stack", p.Stacktrace)
 	return fmt.Errorf("the handler panicked: %v", p.V)
-}
-
-// dispatch is the innermost watermill handler: decode, pick the handler,
-// run it.
-func (c *Consumer) dispatch(wm *message.Message) ([]*message.Message, error) {
-	ctx := wm.Context()
-	d := ctx.Value(deliveryKey{}).(*Delivery)
-	j, err := job.Decode(wm.Payload)
-	if err != nil {
-		return nil, err
-	}
-	d.Job = j
-	h, ok := c.handlers[j.Operation]
-	if !ok {
-		return nil, Terminal(fmt.Errorf("no handler for operation %q", j.Operation))
-	}
-	return nil, h.Handle(ctx, *d)
 }
 
 // heartbeat renews the lock until the returned stop is called.
 func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func()) {
-	if c.opts.Heartbeat < 0 {
+	if c.opts.TestSeams.DisableHeartbeat {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -293,7 +351,7 @@ func (c *Consumer) nakDelay(attempt uint64, want time.Duration) time.Duration {
 }
 
 func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
-	log := c.log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID, "attempt", d.Attempt, "subject", d.Subject)
+	log := d.logger(c.log).With("subject", d.Subject)
 	// Settling must happen even when the job's context was cancelled.
 	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -325,7 +383,7 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 		if !IsTerminal(err) && !lastTry {
 			result = Retried
 			delay := c.opts.RetryDelay(d.Attempt)
-			log.Warn("job failed; will retry", "err", err, "retry_in", delay)
+			log.Warn("job failed; will retry", "code", ReasonCode(err), "err", err, "retry_in", delay)
 			c.nak(msg, d, delay, log)
 			break
 		}
@@ -337,8 +395,8 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 	if m := c.opts.Metrics; m != nil {
 		m.Jobs.WithLabelValues(string(d.Job.Operation), string(result)).Inc()
 	}
-	if c.opts.Observe != nil {
-		c.opts.Observe(Outcome{Delivery: d, Result: result, Err: err})
+	if c.opts.TestSeams.Observe != nil {
+		c.opts.TestSeams.Observe(Outcome{Delivery: d, Result: result, Err: err})
 	}
 }
 
@@ -348,46 +406,54 @@ func (c *Consumer) nak(msg jetstream.Msg, d Delivery, delay time.Duration, log *
 	}
 }
 
-// end finishes a job that will not succeed: the Admin API hears the
-// failure where the contract has a status for it, a dead letter keeps the
-// message and the reason, and only then is the message terminated. If
-// either step fails the job is retried rather than lost; on its last
-// delivery it is left un-acked in the stream instead.
+// end settles a job that will not succeed: finish reports it and writes
+// its dead letter, and only then is the message terminated. If either step
+// fails the job is retried rather than lost; on its last delivery it is
+// left un-acked in the stream instead.
 func (c *Consumer) end(ctx context.Context, msg jetstream.Msg, d Delivery, cause error, lastTry bool, log *slog.Logger) Result {
 	code := ReasonCode(cause)
-	if lastTry && code == "failed" {
-		code = "exhausted"
+	if !IsTerminal(cause) {
+		code = "exhausted" // only the last delivery ends a job that could heal
 	}
+	if err := c.finish(ctx, d, msg.Data(), code, cause, !lastTry); err != nil {
+		log.Error("could not end the job", "cause", cause, "err", err)
+		if !lastTry {
+			c.nak(msg, d, c.opts.RetryDelay(d.Attempt), log)
+			return Retried
+		}
+		return Terminated // left un-acked: MaxDeliver stops redelivery, the stream keeps it
+	}
+	if terr := msg.TermWithReason(job.CapReason(code + ": " + cause.Error())); terr != nil {
+		log.Warn("term failed", "err", terr)
+	}
+	return Terminated
+}
+
+// finish is the one way a job ends without success, from its last delivery
+// or from a max-deliveries advisory: the Admin API hears the failure where
+// the contract has a status for it (Failer), then a dead letter keeps the
+// message (body, as delivered on d.Subject) and the reason. A failure to
+// report is returned only when mustReport; a failure to write the letter
+// always is, so the caller can try again.
+func (c *Consumer) finish(ctx context.Context, d Delivery, body []byte, code string, cause error, mustReport bool) error {
+	log := d.logger(c.log)
 	if h, ok := c.handlers[d.Job.Operation].(Failer); ok && d.Job.ID != "" {
-		if ferr := h.Fail(ctx, d, cause); ferr != nil {
-			log.Warn("could not report the failure to the Admin API", "cause", cause, "err", ferr)
-			if !lastTry {
-				c.nak(msg, d, c.opts.RetryDelay(d.Attempt), log)
-				return Retried
+		if err := h.Fail(ctx, d, cause); err != nil {
+			if mustReport {
+				return fmt.Errorf("report the failure to the Admin API: %w", err)
 			}
+			log.Warn("could not report the failure to the Admin API", "err", err)
 		}
 	}
-	var seq uint64
-	if md, err := msg.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-	}
 	if c.opts.DeadLetter != nil {
-		dl := job.NewDeadLetter(msg.Data(), msg.Subject(), seq, d.Attempt, d.Job.ID, code, cause.Error())
-		if derr := c.opts.DeadLetter(ctx, dl); derr != nil {
-			log.Error("could not write the dead letter", "cause", cause, "err", derr)
-			if !lastTry {
-				c.nak(msg, d, c.opts.RetryDelay(d.Attempt), log)
-				return Retried
-			}
-			return Terminated // left un-acked: MaxDeliver stops redelivery, the stream keeps it
+		dl := job.NewDeadLetter(body, d.Subject, d.StreamSeq, d.Attempt, d.Job.ID, code, cause.Error())
+		if err := c.opts.DeadLetter(ctx, dl); err != nil {
+			return fmt.Errorf("write the dead letter: %w", err)
 		}
 	}
 	if m := c.opts.Metrics; m != nil {
 		m.DeadLetters.WithLabelValues(string(d.Job.Operation), code).Inc()
 	}
 	log.Error("job failed for good; dead letter written", "code", code, "err", cause)
-	if terr := msg.TermWithReason(job.CapReason(code + ": " + cause.Error())); terr != nil {
-		log.Warn("term failed", "err", terr)
-	}
-	return Terminated
+	return nil
 }

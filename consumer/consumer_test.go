@@ -46,7 +46,7 @@ func (r *rig) publish(id int) {
 
 // run starts a replica; the returned stop cancels it and waits for Run.
 func (r *rig) run(h consumer.HandlerFunc, o consumer.Options) (stop func()) {
-	o.Observe = func(out consumer.Outcome) { r.outcomes <- out }
+	o.TestSeams.Observe = func(out consumer.Outcome) { r.outcomes <- out }
 	o.PullWait = 500 * time.Millisecond
 	if o.RetryDelay == nil {
 		o.RetryDelay = func(uint64) time.Duration { return 10 * time.Millisecond }
@@ -126,7 +126,7 @@ func TestWithoutHeartbeatTheLockExpires(t *testing.T) {
 			}
 		}
 		return nil
-	}, consumer.Options{Concurrency: 2, Heartbeat: -1})
+	}, consumer.Options{Concurrency: 2, TestSeams: consumer.TestSeams{DisableHeartbeat: true}})
 	r.publish(1)
 	first, second := r.next(), r.next()
 	if first.Delivery.Attempt+second.Delivery.Attempt != 3 {

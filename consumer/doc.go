@@ -7,12 +7,22 @@
 // handler first checks what already exists and does only what is missing, so
 // a redelivered job has the effect of running once.
 //
-// Watermill's message and middleware types form the handler chain (panic
-// recovery, correlation ID, logging). Watermill's router and its NATS
-// subscriber are not used: the subscriber buffers pulled messages, gives up
-// on a message after its own timer without renewing the lock, and has no
-// InProgress, so fetching, heartbeats, ack, nak with delay and term go
-// through nats.go's jetstream package directly.
+// One job's path, in consumer.go from top to bottom: work pulls a message
+// when a worker is free; process builds the Delivery once (job, attempt,
+// subject, stream sequence, correlation ID = the bridge's message ID) and
+// passes it on as an argument; run sends it through Watermill middleware
+// (panic recovery, metrics and outcome logging) to the operation's handler
+// (Handlers in ops.go), which does only the operation; settle acks, naks
+// with a delay, releases on shutdown, or ends the job through finish, the
+// one path that reports a failure and writes a dead letter (also used by
+// the max-deliveries advisory in advisory.go). errors.go holds the one
+// table that says which failures are terminal and their reason codes.
+//
+// Watermill's router and its NATS subscriber are not used: the subscriber
+// buffers pulled messages, gives up on a message after its own timer
+// without renewing the lock, and has no InProgress, so fetching,
+// heartbeats, ack, nak with delay and term go through nats.go's jetstream
+// package directly. Tests reach into a replica only through TestSeams.
 //
 // It must never ack a job whose effect has not committed.
 package consumer

@@ -36,6 +36,10 @@ var failureClasses = []struct {
 	{provisioning.ErrUnknownTenant, "unknown_tenant", true},
 	{adminapi.ErrValidation, "failed", true},
 	{ErrTerminal, "failed", true},
+	// Retried like every error not above; the code tells a failure that
+	// was expected to heal (a busy template, sessions that stay, a lost
+	// connection) from one nothing expected, in logs and metrics.
+	{provisioning.ErrTransient, "transient", false},
 }
 
 func classify(err error) (code string, terminal bool) {

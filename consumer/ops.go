@@ -50,22 +50,6 @@ type Tenants interface {
 	Tenant(ctx context.Context, tenant string) (*Tenant, error)
 }
 
-// Hooks are test seams between the steps of a job; nil hooks do nothing. A
-// hook that returns an error fails the delivery with it.
-type Hooks struct {
-	// AfterCheck runs after the existence checks, before any change.
-	AfterCheck func(ctx context.Context, d Delivery) error
-	// AfterDatabase runs after the database change, before registration.
-	AfterDatabase func(ctx context.Context, d Delivery) error
-}
-
-func (h Hooks) run(f func(context.Context, Delivery) error, ctx context.Context, d Delivery) error {
-	if f == nil {
-		return nil
-	}
-	return f(ctx, d)
-}
-
 // Handlers carries out the three operations. Each first checks what already
 // exists (Admin API status, databases, registration) and does only what is
 // missing, so a job delivered twice has the effect of one.
@@ -77,7 +61,7 @@ type Handlers struct {
 	// job that reaches a consumer with deletion off drops nothing.
 	AllowDelete bool
 	Log         *slog.Logger
-	Hooks       Hooks
+	TestSeams   TestSeams
 }
 
 func (o *Handlers) logger(d Delivery) *slog.Logger {
@@ -85,7 +69,7 @@ func (o *Handlers) logger(d Delivery) *slog.Logger {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return l.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID, "attempt", d.Attempt)
+	return d.logger(l)
 }
 
 // Create returns the create handler.
@@ -144,7 +128,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("%w: instance %d is already Completed, but instancemgr never reserved %q for it (another worker completed it?)",
 			provisioning.ErrConflict, j.InstanceID, name)
 	}
-	if err := o.Hooks.run(o.Hooks.AfterCheck, ctx, d); err != nil {
+	if err := o.TestSeams.run(o.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
 	created, err := tg.Engine.CreateDatabase(ctx, name, tg.Template, owner)
@@ -155,7 +139,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return err
 	}
 	log.Info("database ready", "database", name, "created", created)
-	if err := o.Hooks.run(o.Hooks.AfterDatabase, ctx, d); err != nil {
+	if err := o.TestSeams.run(o.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
 
@@ -249,7 +233,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 			return err
 		}
 	}
-	if err := h.Hooks.run(h.Hooks.AfterDatabase, ctx, d); err != nil {
+	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
 	plain := tg.ODS.ForDatabase(newDB).ADONet()
@@ -298,7 +282,7 @@ func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Tenan
 	if err != nil {
 		return err
 	}
-	if err := h.Hooks.run(h.Hooks.AfterCheck, ctx, d); err != nil {
+	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
 	switch {
@@ -411,7 +395,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		log.Info("delete is stale; a newer request settled since", "generation", rec.Generation)
 		return nil
 	}
-	if err := h.Hooks.run(h.Hooks.AfterCheck, ctx, d); err != nil {
+	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
 	dropped, err := tg.Engine.DropDatabase(ctx, rec.Database, owner)
@@ -419,7 +403,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		return err
 	}
 	log.Info("database gone", "database", rec.Database, "dropped_now", dropped)
-	if err := h.Hooks.run(h.Hooks.AfterDatabase, ctx, d); err != nil {
+	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
 	err = tg.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, _ provisioning.Record) error {

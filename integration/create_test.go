@@ -204,8 +204,8 @@ func TestCreateConcurrentDeliveries(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.Hooks{AfterCheck: barrier}})
-	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.Hooks{AfterCheck: barrier}})
+	e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{DisableHeartbeat: true, AfterCheck: barrier}})
+	e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{DisableHeartbeat: true, AfterCheck: barrier}})
 	e.startBridge()
 
 	e.waitCompleted([]int{inst.ID}, time.Minute)

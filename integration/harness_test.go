@@ -203,7 +203,7 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 	if deps.Log == nil {
 		deps.Log = e.log
 	}
-	deps.Observe = func(o consumer.Outcome) { e.outcomes <- o }
+	deps.TestSeams.Observe = func(o consumer.Outcome) { e.outcomes <- o }
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := app.NewConsumer(ctx, e.cfg, deps)
 	if err != nil {
@@ -244,7 +244,7 @@ func (e *env) newBridge() *bridge.Bridge {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ledger := app.NewTenantPool(e.cfg, e.log)
+	ledger := app.NewLedgers(e.cfg, e.log)
 	e.t.Cleanup(ledger.Close)
 	b, err := app.NewBridge(context.Background(), e.cfg, api, ledger, js, e.log, nil)
 	if err != nil {
@@ -412,7 +412,7 @@ func (e *env) startCrashingReplica() (r *replica, crashed <-chan struct{}) {
 	c := make(chan struct{})
 	var once sync.Once
 	ready := make(chan *replica, 1)
-	r = e.startReplica(app.ConsumerDeps{Hooks: consumer.Hooks{
+	r = e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{
 		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
 			once.Do(func() { (<-ready).nc.Close(); close(c) })
 			return errors.New("crashed")

@@ -169,7 +169,7 @@ func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
 
 	paused, release := make(chan struct{}), make(chan struct{})
 	var once atomic.Bool
-	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.Hooks{
+	e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{DisableHeartbeat: true,
 		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
 			if d.Job.Operation != job.OpRename || !once.CompareAndSwap(false, true) {
 				return nil

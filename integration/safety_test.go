@@ -226,7 +226,7 @@ func TestExhaustedWithoutSettleEndsInDeadLetters(t *testing.T) {
 	// (JetStream checks delivery counts while serving pulls).
 	e.cfg.Consumer.Concurrency = 3
 	hang := func(ctx context.Context, d consumer.Delivery) error { <-ctx.Done(); return ctx.Err() }
-	e.startReplica(app.ConsumerDeps{DisableHeartbeat: true, Hooks: consumer.Hooks{AfterDatabase: hang}})
+	e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{DisableHeartbeat: true, AfterDatabase: hang}})
 	e.startBridge()
 	id := e.create("", "Stuck")
 	dls := e.waitDeadLetters(1)

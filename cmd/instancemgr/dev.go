@@ -2,240 +2,34 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
-	"fmt"
 	"io"
-	"net"
 	"os"
-	"path/filepath"
-	"sync"
-	"time"
 
-	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/connstr"
-	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
-// runDev starts the whole system in one process: embedded NATS, the Admin
-// API simulator, the bridge and two consumer replicas, against a local
-// PostgreSQL.
+// runDev parses dev's flags and runs the whole system in one process.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := app.DefaultDevOptions()
+	if v := os.Getenv("INSTANCEMGR_DEV_POSTGRES"); v != "" {
+		o.Postgres = v
+	}
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	pgURL := fs.String("postgres", envOr("INSTANCEMGR_DEV_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres"), "PostgreSQL maintenance database (URL or Npgsql form)")
-	listen := fs.String("listen", "127.0.0.1:8089", "address of the Admin API simulator")
-	natsPort := fs.Int("nats-port", 0, "port of the embedded NATS server (0: a free one)")
-	dataDir := fs.String("data-dir", defaultDevDataDir(), "where the simulator's instances and JetStream's jobs are kept between runs")
-	template := fs.String("template", "Ods_Minimal_Template", "template database (created small if absent)")
-	adminDB := fs.String("admin-database", "EdFi_Admin", "EdFi_Admin database (created with its tables if absent)")
-	pattern := fs.String("name-pattern", provisioning.DefaultNamePattern, "database naming pattern")
-	poll := fs.Duration("poll-interval", 2*time.Second, "how often the bridge polls the simulator")
-	replicas := fs.Int("replicas", 2, "consumer replicas")
-	registration := fs.String("registration", config.RegistrationWorker, "who writes the dbo rows: worker, or adminapi (the simulator, as Admin API 2.3 does)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.Postgres, "postgres", o.Postgres, "PostgreSQL maintenance database (URL or Npgsql form; or INSTANCEMGR_DEV_POSTGRES)")
+	fs.StringVar(&o.Listen, "listen", o.Listen, "address of the Admin API simulator")
+	fs.IntVar(&o.NATSPort, "nats-port", o.NATSPort, "port of the embedded NATS server (0: a free one)")
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "where the simulator's instances and JetStream's jobs are kept between runs")
+	fs.StringVar(&o.Template, "template", o.Template, "template database (created small if absent)")
+	fs.StringVar(&o.AdminDatabase, "admin-database", o.AdminDatabase, "EdFi_Admin database (created with its tables if absent)")
+	fs.StringVar(&o.NamePattern, "name-pattern", o.NamePattern, "database naming pattern")
+	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often the bridge polls the simulator")
+	fs.IntVar(&o.Replicas, "replicas", o.Replicas, "consumer replicas")
+	fs.StringVar(&o.Registration, "registration", o.Registration, "who writes the dbo rows: worker, or adminapi (the simulator, as Admin API 2.3 does)")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := newLogger(stderr, *logLevel)
-
-	master, err := connstr.ParsePostgres(*pgURL)
-	if err != nil {
-		return fmt.Errorf("-postgres: %w", err)
-	}
-
-	// Everything dev keeps lives in the data directory and in PostgreSQL,
-	// so two runs behave like one long run: the simulator numbers new
-	// instances after the old ones, as the real Admin API would.
-	store := filepath.Join(*dataDir, "jetstream")
-	if err := os.MkdirAll(store, 0o700); err != nil {
-		return fmt.Errorf("-data-dir: %w", err)
-	}
-	ns, err := embednats.Start(embednats.Options{Port: *natsPort, StoreDir: store})
-	if err != nil {
-		return err
-	}
-	defer ns.Shutdown()
-
-	simOpts := simulator.Options{Logger: log.With("role", "simulator"), Registration: *registration,
-		AdminDatabases: map[string]string{"*": master.WithDatabase(*adminDB).PgxConnString()}}
-	if *registration != config.RegistrationAdminAPI {
-		simOpts.AdminDatabases = nil
-	}
-	if err := simOpts.Validate(); err != nil {
-		return fmt.Errorf("-registration: %w", err)
-	}
-	sim := simulator.New(simOpts)
-	defer sim.Close()
-	if err := sim.Persist(filepath.Join(*dataDir, "simulator.json")); err != nil {
-		return err
-	}
-	workerID, workerSecret := "instancemgr-dev-worker", randomHex(16)
-	if err := sim.RegisterClient(workerID, workerSecret); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen for the simulator: %w", err)
-	}
-	simURL := "http://" + ln.Addr().String()
-	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
-	simDone := make(chan error, 1)
-	go func() { simDone <- serve(simCtx, ln, sim) }()
-	defer func() { stopSim(); <-simDone }()
-
-	cfg := &config.Config{
-		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
-		NATS:     config.NATS{URL: ns.ClientURL()},
-		Bridge:   config.Bridge{PollInterval: config.Duration(*poll)},
-		Consumer: config.Consumer{Concurrency: 2},
-		// dev is a sandbox: deletion is on, and the banner says so.
-		Provisioning: config.Provisioning{Template: *template, NamePattern: *pattern, AllowDelete: true, Registration: *registration},
-		Tenants: map[string]config.Tenant{config.DefaultTenant: {
-			Master: master.ADONet(),
-			Admin:  master.WithDatabase(*adminDB).ADONet(),
-			ODS:    master.WithDatabase("{0}").ADONet(),
-		}},
-		LogLevel: *logLevel,
-	}
-	if err := cfg.Complete(func(string) string { return "" }); err != nil {
-		return err
-	}
-	if err := prepareDevDatabases(ctx, master, *adminDB, *template); err != nil {
-		return err
-	}
-
-	api, err := app.AdminClient(cfg, log)
-	if err != nil {
-		return err
-	}
-	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-dev", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	targets := app.NewTenantPool(cfg, log)
-	defer targets.Close()
-	b, err := app.NewBridge(ctx, cfg, api, targets, js, log.With("role", "bridge"), nil)
-	if err != nil {
-		return err
-	}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, *replicas+1)
-	for i := range *replicas {
-		c, err := app.NewConsumer(ctx, cfg, app.ConsumerDeps{JS: js, API: api, Tenants: targets, Log: log.With("role", "consumer", "replica", i+1)})
-		if err != nil {
-			return err
-		}
-		wg.Go(func() { errc <- c.Run(ctx) })
-	}
-	wg.Go(func() { errc <- b.Run(ctx) })
-
-	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: *adminDB, template: *template, dataDir: *dataDir, poll: *poll, replicas: *replicas, registration: *registration})
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		if err != nil {
-			return err
-		}
-	}
-	log.Info("dev stopped")
-	return nil
-}
-
-// prepareDevDatabases creates EdFi_Admin with the registration tables and a
-// small template, when they are absent.
-func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB, template string) error {
-	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
-	if err != nil {
-		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
-	}
-	defer engine.Close()
-	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
-		return err
-	}
-	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
-		return err
-	}
-	reg, err := postgres.NewRegistry(ctx, master.WithDatabase(adminDB).PgxConnString(), nil)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-	return reg.EnsureAdminSchema(ctx)
-}
-
-func registeredBy(mode string) string {
-	if mode == config.RegistrationAdminAPI {
-		return "Admin API simulator, as Admin API 2.3 does"
-	}
-	return "worker"
-}
-
-// defaultDevDataDir is where dev keeps its state unless told otherwise.
-func defaultDevDataDir() string {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	return filepath.Join(base, "instancemgr", "dev")
-}
-
-type devBanner struct {
-	simURL, natsURL   string
-	master            connstr.Conn
-	adminDB, template string
-	dataDir           string
-	poll              time.Duration
-	replicas          int
-	registration      string
-}
-
-func printDevBanner(w io.Writer, b devBanner) {
-	fmt.Fprintf(w, `
-instancemgr dev is running (Ctrl-C to stop)
-
-  Admin API simulator  %[1]s
-  NATS (embedded)      %[2]s
-  PostgreSQL           %[3]s
-  template database    %[4]s, registrations in %[5]s (written by the %[9]s)
-  bridge polls every %[7]s; %[8]d consumer replicas
-  DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
-
-  State is kept between runs: the simulator's instances and the jobs in
-  %[6]s, the databases and registrations in PostgreSQL. To start clean,
-  stop dev, remove that directory, and drop %[5]s and the databases dev made.
-
-Ask for an instance, as the Admin Console would:
-
-  curl -s -X POST %[1]s/connect/register -d ClientId=me -d ClientSecret=s3cret-Value -d DisplayName=me
-  TOKEN=$(curl -s -X POST %[1]s/connect/token -d client_id=me -d client_secret=s3cret-Value \
-      -d grant_type=client_credentials -d scope=edfi_admin_api/full_access | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
-  curl -s -X POST %[1]s/adminconsole/odsInstances -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-      -d '{"tenantId":1,"tenantName":"default","name":"District 9 - 2025","instanceType":"enterprise","odsInstanceContexts":[{"contextKey":"schoolYearFromRoute","contextValue":"2025"}]}'
-  curl -s %[1]s/adminconsole/instances/1 -H "Authorization: Bearer $TOKEN"
-
-Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
-      psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table dbo.odsinstances'
-
-`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, registeredBy(b.registration))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
+	return app.RunDev(ctx, o, stdout, newLogger(stderr, o.LogLevel))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +76,25 @@ func TestUnknownSubcommandAndVersion(t *testing.T) {
 	var out bytes.Buffer
 	if err := run([]string{"version"}, &out, &bytes.Buffer{}); err != nil || !strings.HasPrefix(out.String(), "instancemgr ") {
 		t.Fatalf("version: %q, %v", out.String(), err)
+	}
+}
+
+// The chaos suite's switches are refused unless --enable-test-switches is
+// given: a production consumer cannot be slowed or lose its heartbeat by an
+// environment variable left behind.
+func TestTestSwitchesNeedTheFlag(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE": "1s", "INSTANCEMGR_TEST_DISABLE_HEARTBEAT": "1"}[k]
+	}
+	log := slog.New(slog.DiscardHandler)
+	if _, err := testSwitches(env, false, log); err == nil || !strings.Contains(err.Error(), "--enable-test-switches") {
+		t.Fatalf("switches without the flag: %v", err)
+	}
+	seams, err := testSwitches(env, true, log)
+	if err != nil || seams.AfterDatabase == nil || !seams.DisableHeartbeat {
+		t.Fatalf("switches with the flag: %+v, %v", seams, err)
+	}
+	if seams, err := testSwitches(func(string) string { return "" }, false, log); err != nil || seams.AfterDatabase != nil || seams.DisableHeartbeat {
+		t.Fatalf("no switches: %+v, %v", seams, err)
 	}
 }

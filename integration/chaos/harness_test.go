@@ -373,7 +373,7 @@ func (s *sys) streamLeader() string {
 
 func (s *sys) startReplica() *proc {
 	s.t.Helper()
-	p := s.spawn(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.instancemgr, s.env, "consumer", "-config", s.cfgPath)
+	p := s.spawn(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.instancemgr, s.env, "consumer", "-config", s.cfgPath, "--enable-test-switches")
 	s.replicas = append(s.replicas, p)
 	return p
 }

@@ -1,7 +1,9 @@
-// Package app wires the configured parts together: the Admin API client,
-// NATS, the per-tenant database connections, the bridge and the consumer. The
-// binary and the integration tests both build the system through it, so the
-// tests run what production runs.
+// Package app is the composition root: the only place that builds the
+// system's components from the configuration (the Admin API client, NATS,
+// the per-tenant database connections, the bridge, the consumer, the
+// simulator, the dev mode) and runs each role. cmd/instancemgr only parses
+// flags and calls it; the integration tests build the system through it
+// too, so they run what production runs.
 package app
 
 import (
@@ -211,17 +213,6 @@ func (t *TenantPool) importLedger(ctx context.Context, entry string, engine prov
 	return nil
 }
 
-// Lookup reads the ledger of the tenant's EdFi_Admin: what the system
-// recorded about an instance (the bridge uses it to name a rename's or
-// delete's database).
-func (t *TenantPool) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
-	tg, err := t.Tenant(ctx, tenant)
-	if err != nil {
-		return provisioning.Record{}, err
-	}
-	return tg.Registry.Lookup(ctx, tenant, instanceID)
-}
-
 // Close closes every connection opened.
 func (t *TenantPool) Close() {
 	t.mu.Lock()
@@ -239,46 +230,33 @@ type ConsumerDeps struct {
 	Tenants consumer.Tenants
 	Log     *slog.Logger
 	Metrics *consumer.Metrics
-	// Test seams.
-	Hooks            consumer.Hooks
-	Observe          func(consumer.Outcome)
-	DisableHeartbeat bool
+	// TestSeams are for tests and the test switches only.
+	TestSeams consumer.TestSeams
 }
 
 // NewConsumer ensures the stream and durable consumer exist and builds a
 // replica.
 func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*consumer.Consumer, error) {
 	sc := cfg.StreamConfig().WithDefaults()
-	var cons jetstream.Consumer
-	err := retrySetup(ctx, d.Log, "the job stream and consumer", func() error {
-		var err error
-		if cons, err = jobstream.Ensure(ctx, d.JS, sc); err != nil {
-			return err
-		}
-		return jobstream.EnsureDeadStream(ctx, d.JS, sc.Replicas, 0)
-	})
+	cons, err := setUpStreams(ctx, d.JS, sc, d.Log)
 	if err != nil {
 		return nil, err
 	}
-	hb := cfg.Consumer.Heartbeat.D()
-	if d.DisableHeartbeat {
-		hb = -1
-	}
-	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, Hooks: d.Hooks}
+	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, TestSeams: d.TestSeams}
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{
 		DeadLetter:    func(ctx context.Context, dl job.DeadLetter) error { return jobstream.PublishDead(ctx, js, dl) },
 		Metrics:       d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
-		Heartbeat:     hb,
+		Heartbeat:     cfg.Consumer.Heartbeat.D(),
 		ShutdownGrace: cfg.Consumer.ShutdownGrace.D(),
 		MaxDeliver:    cfg.NATS.MaxDeliver,
 		AckWait:       sc.AckWait,
 		BackOff:       sc.BackOff,
 		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
 		Logger:        d.Log,
-		Observe:       d.Observe,
+		TestSeams:     d.TestSeams,
 	})
 	stop, err := c.WatchExhausted(ctx, js, sc.Stream, sc.Consumer)
 	if err != nil {
@@ -289,7 +267,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 }
 
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
-// it finds the databases of renames and deletes (the TenantPool in production).
+// it finds the databases of renames and deletes (Ledgers in production).
 func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics) (*bridge.Bridge, error) {
 	err := retrySetup(ctx, log, "the job stream", func() error {
 		_, err := jobstream.EnsureStream(ctx, js, cfg.StreamConfig())

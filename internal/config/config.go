@@ -20,6 +20,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
@@ -273,23 +275,24 @@ func (c *Config) applyDefaults() {
 	for _, d := range sc.BackOff {
 		c.NATS.BackOff = append(c.NATS.BackOff, Duration(d))
 	}
+	// The components' own defaults, stated once, there.
 	if c.Bridge.PollInterval == 0 {
-		c.Bridge.PollInterval = Duration(10 * time.Second)
+		c.Bridge.PollInterval = Duration(bridge.DefaultInterval)
 	}
 	if c.Consumer.Concurrency == 0 {
-		c.Consumer.Concurrency = 4
+		c.Consumer.Concurrency = consumer.DefaultConcurrency
 	}
 	if c.Consumer.ShutdownGrace == 0 {
-		c.Consumer.ShutdownGrace = Duration(30 * time.Second)
+		c.Consumer.ShutdownGrace = Duration(consumer.DefaultShutdownGrace)
 	}
 	if c.Consumer.RetryDelay == 0 {
-		c.Consumer.RetryDelay = Duration(2 * time.Second)
+		c.Consumer.RetryDelay = Duration(consumer.DefaultRetryDelay)
 	}
 	if c.Consumer.MaxRetryDelay == 0 {
-		c.Consumer.MaxRetryDelay = Duration(2 * time.Minute)
+		c.Consumer.MaxRetryDelay = Duration(consumer.DefaultMaxRetryDelay)
 	}
 	if c.Consumer.Heartbeat == 0 {
-		c.Consumer.Heartbeat = c.NATS.AckWait / 3
+		c.Consumer.Heartbeat = Duration(consumer.DefaultHeartbeat(c.NATS.AckWait.D()))
 	}
 	if c.Provisioning.Engine == "" {
 		c.Provisioning.Engine = "postgres"

@@ -36,13 +36,19 @@ type Config struct {
 	MaxAge time.Duration
 }
 
+// The names of the job stream and its durable consumer by default.
+const (
+	DefaultStream   = "INSTANCES"
+	DefaultConsumer = "instancemgr"
+)
+
 // WithDefaults fills every zero field with its default.
 func (c Config) WithDefaults() Config {
 	if c.Stream == "" {
-		c.Stream = "INSTANCES"
+		c.Stream = DefaultStream
 	}
 	if c.Consumer == "" {
-		c.Consumer = "instancemgr"
+		c.Consumer = DefaultConsumer
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1

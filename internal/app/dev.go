@@ -1,0 +1,241 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// DevOptions are dev's flags.
+type DevOptions struct {
+	Postgres      string // maintenance database, URL or Npgsql form
+	Listen        string // the simulator's address
+	NATSPort      int    // 0 picks a free port
+	DataDir       string // the simulator's instances and JetStream's jobs, kept between runs
+	Template      string
+	AdminDatabase string
+	NamePattern   string
+	PollInterval  time.Duration
+	Replicas      int
+	Registration  string // config.RegistrationWorker or RegistrationAdminAPI
+	LogLevel      string
+}
+
+// DefaultDevOptions are dev's defaults.
+func DefaultDevOptions() DevOptions {
+	return DevOptions{
+		Postgres: "postgres://postgres@127.0.0.1:5432/postgres", Listen: "127.0.0.1:8089", DataDir: defaultDevDataDir(),
+		Template: "Ods_Minimal_Template", AdminDatabase: "EdFi_Admin", NamePattern: provisioning.DefaultNamePattern,
+		PollInterval: 2 * time.Second, Replicas: 2, Registration: config.RegistrationWorker, LogLevel: "info",
+	}
+}
+
+// RunDev runs the whole system in one process until ctx ends: embedded
+// NATS, the Admin API simulator, the bridge and the consumer replicas,
+// against a local PostgreSQL. The banner goes to stdout.
+func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logger) error {
+	master, err := connstr.ParsePostgres(o.Postgres)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+
+	// Everything dev keeps lives in the data directory and in PostgreSQL,
+	// so two runs behave like one long run: the simulator numbers new
+	// instances after the old ones, as the real Admin API would.
+	store := filepath.Join(o.DataDir, "jetstream")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ns, err := embednats.Start(embednats.Options{Port: o.NATSPort, StoreDir: store})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+
+	simOpts := simulator.Options{Logger: log.With("role", "simulator"), Registration: o.Registration,
+		AdminDatabases: map[string]string{"*": master.WithDatabase(o.AdminDatabase).PgxConnString()}}
+	if o.Registration != config.RegistrationAdminAPI {
+		simOpts.AdminDatabases = nil
+	}
+	if err := simOpts.Validate(); err != nil {
+		return fmt.Errorf("registration: %w", err)
+	}
+	sim := simulator.New(simOpts)
+	defer sim.Close()
+	if err := sim.Persist(filepath.Join(o.DataDir, "simulator.json")); err != nil {
+		return err
+	}
+	workerID, workerSecret := "instancemgr-dev-worker", randomHex(16)
+	if err := sim.RegisterClient(workerID, workerSecret); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for the simulator: %w", err)
+	}
+	simURL := "http://" + ln.Addr().String()
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	simDone := make(chan error, 1)
+	go func() { simDone <- Serve(simCtx, ln, sim) }()
+	defer func() { stopSim(); <-simDone }()
+
+	cfg := &config.Config{
+		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
+		NATS:     config.NATS{URL: ns.ClientURL()},
+		Bridge:   config.Bridge{PollInterval: config.Duration(o.PollInterval)},
+		Consumer: config.Consumer{Concurrency: 2},
+		// dev is a sandbox: deletion is on, and the banner says so.
+		Provisioning: config.Provisioning{Template: o.Template, NamePattern: o.NamePattern, AllowDelete: true, Registration: o.Registration},
+		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+			Master: master.ADONet(),
+			Admin:  master.WithDatabase(o.AdminDatabase).ADONet(),
+			ODS:    master.WithDatabase("{0}").ADONet(),
+		}},
+		LogLevel: o.LogLevel,
+	}
+	if err := cfg.Complete(func(string) string { return "" }); err != nil {
+		return err
+	}
+	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, o.Template); err != nil {
+		return err
+	}
+
+	api, err := AdminClient(cfg, log)
+	if err != nil {
+		return err
+	}
+	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-dev", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	tenants := NewTenantPool(cfg, log)
+	defer tenants.Close()
+	ledgers := NewLedgers(cfg, log)
+	defer ledgers.Close()
+	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), nil)
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, o.Replicas+1)
+	for i := range o.Replicas {
+		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1)})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { errc <- c.Run(ctx) })
+	}
+	wg.Go(func() { errc <- b.Run(ctx) })
+
+	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration})
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	log.Info("dev stopped")
+	return nil
+}
+
+// prepareDevDatabases creates EdFi_Admin with the registration tables and a
+// small template, when they are absent.
+func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB, template string) error {
+	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
+	}
+	defer engine.Close()
+	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
+		return err
+	}
+	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
+		return err
+	}
+	reg, err := postgres.NewRegistry(ctx, master.WithDatabase(adminDB).PgxConnString(), nil)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	return reg.EnsureAdminSchema(ctx)
+}
+
+func registeredBy(mode string) string {
+	if mode == config.RegistrationAdminAPI {
+		return "Admin API simulator, as Admin API 2.3 does"
+	}
+	return "worker"
+}
+
+// defaultDevDataDir is where dev keeps its state unless told otherwise.
+func defaultDevDataDir() string {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "instancemgr", "dev")
+}
+
+type devBanner struct {
+	simURL, natsURL   string
+	master            connstr.Conn
+	adminDB, template string
+	dataDir           string
+	poll              time.Duration
+	replicas          int
+	registration      string
+}
+
+func printDevBanner(w io.Writer, b devBanner) {
+	fmt.Fprintf(w, `
+instancemgr dev is running (Ctrl-C to stop)
+
+  Admin API simulator  %[1]s
+  NATS (embedded)      %[2]s
+  PostgreSQL           %[3]s
+  template database    %[4]s, registrations in %[5]s (written by the %[9]s)
+  bridge polls every %[7]s; %[8]d consumer replicas
+  DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
+
+  State is kept between runs: the simulator's instances and the jobs in
+  %[6]s, the databases and registrations in PostgreSQL. To start clean,
+  stop dev, remove that directory, and drop %[5]s and the databases dev made.
+
+Ask for an instance, as the Admin Console would:
+
+  curl -s -X POST %[1]s/connect/register -d ClientId=me -d ClientSecret=s3cret-Value -d DisplayName=me
+  TOKEN=$(curl -s -X POST %[1]s/connect/token -d client_id=me -d client_secret=s3cret-Value \
+      -d grant_type=client_credentials -d scope=edfi_admin_api/full_access | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -s -X POST %[1]s/adminconsole/odsInstances -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+      -d '{"tenantId":1,"tenantName":"default","name":"District 9 - 2025","instanceType":"enterprise","odsInstanceContexts":[{"contextKey":"schoolYearFromRoute","contextValue":"2025"}]}'
+  curl -s %[1]s/adminconsole/instances/1 -H "Authorization: Bearer $TOKEN"
+
+Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
+      psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table dbo.odsinstances'
+
+`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, registeredBy(b.registration))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

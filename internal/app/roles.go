@@ -1,0 +1,230 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// role is what the bridge and the consumer both start from.
+type role struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	api     *adminapi.Client
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	metrics *prometheus.Registry
+	close   func()
+}
+
+func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (*role, error) {
+	LogTransport(cfg, log)
+	api, err := AdminClient(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-"+name, log)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	stopMetrics, err := ServeMetrics(ctx, cfg.MetricsAddr, reg, log)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &role{cfg: cfg, log: log, api: api, nc: nc, js: js, metrics: reg, close: func() { stopMetrics(); nc.Close() }}, nil
+}
+
+// RunBridge runs the bridge role until ctx ends.
+func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	r, err := startRole(ctx, cfg, "bridge", log)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	ledgers := NewLedgers(cfg, log)
+	defer ledgers.Close()
+	b, err := NewBridge(ctx, cfg, r.api, ledgers, r.js, log, bridge.NewMetrics(r.metrics))
+	if err != nil {
+		return err
+	}
+	log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D(), "allow_delete", cfg.Provisioning.AllowDelete)
+	return b.Run(ctx)
+}
+
+// RunConsumer runs one consumer replica until ctx ends, then drains.
+// seams are zero except under the binary's test switches.
+func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seams consumer.TestSeams) error {
+	r, err := startRole(ctx, cfg, "consumer", log)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	tenants := NewTenantPool(cfg, log)
+	defer tenants.Close()
+	c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams})
+	if err != nil {
+		return err
+	}
+	log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
+	err = c.Run(ctx)
+	log.Info("consumer stopped")
+	return err
+}
+
+// Setup creates or updates the job stream, its durable consumer and the
+// dead-letter stream, and says what is in place.
+func Setup(ctx context.Context, cfg *config.Config, log *slog.Logger) (string, error) {
+	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-setup", log)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	sc := cfg.StreamConfig().WithDefaults()
+	if _, err := setUpStreams(ctx, js, sc, log); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v) and dead-letter stream %s are in place",
+		sc.Stream, strings.Join(jobstream.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, jobstream.DeadStream), nil
+}
+
+// setUpStreams ensures the job stream, its durable consumer and the
+// dead-letter stream, retrying while JetStream is not ready.
+func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, log *slog.Logger) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := retrySetup(ctx, log, "the job stream and consumer", func() error {
+		var err error
+		if cons, err = jobstream.Ensure(ctx, js, sc); err != nil {
+			return err
+		}
+		return jobstream.EnsureDeadStream(ctx, js, sc.Replicas, 0)
+	})
+	return cons, err
+}
+
+// SimulatorOptions are the simulator role's settings.
+type SimulatorOptions struct {
+	Listen       string
+	Simulator    simulator.Options
+	ClientID     string // registered at start, with ClientSecret, when set
+	ClientSecret string
+}
+
+// RunSimulator serves the Admin API simulator until ctx ends.
+func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) error {
+	if err := o.Simulator.Validate(); err != nil {
+		return err
+	}
+	sim := simulator.New(o.Simulator)
+	defer sim.Close()
+	if o.ClientID != "" {
+		if err := sim.RegisterClient(o.ClientID, o.ClientSecret); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
+	return Serve(ctx, ln, sim)
+}
+
+// ServeMetrics serves reg at addr/metrics until the returned stop is
+// called; an empty addr serves nothing.
+func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metricsAddr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = Serve(ctx, ln, mux) }()
+	log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() { cancel(); <-done }, nil
+}
+
+// Serve runs h on ln until ctx ends, then shuts down gracefully.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutCtx)
+}
+
+// Ledgers reads each tenant's ledger for the bridge, which needs nothing
+// else: EdFi_Admin connections only, none to a server's maintenance
+// database.
+type Ledgers struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	mu      sync.Mutex
+	byEntry map[string]*postgres.Registry
+}
+
+// NewLedgers returns a reader over cfg.Tenants.
+func NewLedgers(cfg *config.Config, log *slog.Logger) *Ledgers {
+	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]*postgres.Registry{}}
+}
+
+// Lookup implements bridge.Ledger.
+func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
+	conns, err := l.cfg.TenantConns(tenant)
+	if err != nil {
+		return provisioning.Record{}, err
+	}
+	l.mu.Lock()
+	reg, ok := l.byEntry[conns.Entry]
+	if !ok {
+		if reg, err = postgres.NewRegistry(ctx, conns.Admin.PgxConnString(), l.log); err != nil {
+			l.mu.Unlock()
+			return provisioning.Record{}, fmt.Errorf("tenant %q (%s): %w", tenant, conns.Admin.Redacted(), err)
+		}
+		l.byEntry[conns.Entry] = reg
+	}
+	l.mu.Unlock()
+	return reg.Lookup(ctx, tenant, instanceID)
+}
+
+// Close closes every connection opened.
+func (l *Ledgers) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.byEntry {
+		r.Close()
+	}
+	l.byEntry = map[string]*postgres.Registry{}
+}
