@@ -64,9 +64,6 @@ func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*
 // Close releases the registry's connections.
 func (r *Registry) Close() { r.pool.Close() }
 
-// Pool is the registry's connection pool.
-func (r *Registry) Pool() *pgxpool.Pool { return r.pool }
-
 // inTx runs fn in a transaction that holds the instance's advisory lock, so
 // every change to one instance (create, rename, delete, by any delivery)
 // runs one after the other.

@@ -9,11 +9,12 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // newRegistry returns a registry on a fresh EdFi_Admin loaded from the
 // ODS/API's fixture.
-func newRegistry(t *testing.T) (*postgres.Registry, func(sql string) int) {
+func newRegistry(t *testing.T) (*postgres.Registry, func(sql string) int, *pgxpool.Pool) {
 	t.Helper()
 	pool := testenv.Postgres(t)
 	prefix := testenv.Prefix()
@@ -26,18 +27,19 @@ func newRegistry(t *testing.T) (*postgres.Registry, func(sql string) int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Close)
+	admin := testenv.Connect(t, db)
 	count := func(sql string) int {
 		var n int
-		if err := r.Pool().QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		if err := admin.QueryRow(context.Background(), sql).Scan(&n); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 		return n
 	}
-	return r, count
+	return r, count, admin
 }
 
 func TestRegistryLifecycle(t *testing.T) {
-	r, count := newRegistry(t)
+	r, count, admin := newRegistry(t)
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 7, Database: "EdFi_Ods_A", Name: "A", InstanceType: "enterprise",
 		ConnectionString: "host=h;database=EdFi_Ods_A", Contexts: []provisioning.Context{{Key: "k", Value: "v"}}, Derivatives: []string{"ReadReplica"}}
@@ -123,7 +125,7 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatalf("records: %+v, %v; want [%+v]", recs, err, rec)
 	}
 
-	if _, err := r.Pool().Exec(ctx, `INSERT INTO dbo.apiclientodsinstances (apiclient_apiclientid, odsinstance_odsinstanceid) VALUES (1, $1)`, first.OdsInstanceID); err != nil {
+	if _, err := admin.Exec(ctx, `INSERT INTO dbo.apiclientodsinstances (apiclient_apiclientid, odsinstance_odsinstanceid) VALUES (1, $1)`, first.OdsInstanceID); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
@@ -146,7 +148,7 @@ func TestRegistryLifecycle(t *testing.T) {
 // A ledger entry whose dbo.odsinstances row someone else removed or renamed
 // is no registration of ours to complete: a conflict.
 func TestRegisterChecksTheRowItFinds(t *testing.T) {
-	r, _ := newRegistry(t)
+	r, _, admin := newRegistry(t)
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 3, Database: "EdFi_Ods_C", Name: "C", ConnectionString: "host=h;database=EdFi_Ods_C"}
 	ok := func(context.Context, provisioning.RegisterResult) error { return nil }
@@ -154,13 +156,13 @@ func TestRegisterChecksTheRowItFinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Pool().Exec(ctx, `UPDATE dbo.odsinstances SET name = 'Someone else' WHERE odsinstanceid = $1`, res.OdsInstanceID); err != nil {
+	if _, err := admin.Exec(ctx, `UPDATE dbo.odsinstances SET name = 'Someone else' WHERE odsinstanceid = $1`, res.OdsInstanceID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Register(ctx, reg, ok); !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), "Someone else") {
 		t.Fatalf("register over a renamed row: %v", err)
 	}
-	if _, err := r.Pool().Exec(ctx, `DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`, res.OdsInstanceID); err != nil {
+	if _, err := admin.Exec(ctx, `DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`, res.OdsInstanceID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Register(ctx, reg, ok); !errors.Is(err, provisioning.ErrConflict) {
