@@ -1,0 +1,28 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/provisioningtest"
+)
+
+func TestEngineConforms(t *testing.T) {
+	provisioningtest.Engine(t, func(t *testing.T) provisioningtest.EngineSetup {
+		e, prefix := newEngine(t)
+		e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
+		return provisioningtest.EngineSetup{Engine: e, Template: prefix + "_tmpl", Prefix: prefix,
+			MakeForeign: func(t *testing.T, name string) { testenv.CreateDatabase(t, testenv.Postgres(t), name) }}
+	})
+}
+
+func TestRegistryConforms(t *testing.T) {
+	for _, adminAPI := range []bool{false, true} {
+		provisioningtest.Registry(t, func(t *testing.T) provisioning.Registry {
+			r, _, _ := newRegistry(t)
+			r.AdminAPIRegisters = adminAPI
+			return r
+		})
+	}
+}

@@ -1,0 +1,294 @@
+package provisioningtest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// EngineSetup is what the engine conformance suite needs of an
+// implementation: a fresh engine, a template it can copy, a prefix under
+// which names pass the engine's guard (pattern "<Prefix>_{name}"), and a way
+// to make a database behind the engine's back.
+type EngineSetup struct {
+	Engine      provisioning.Engine
+	Template    string
+	Prefix      string
+	MakeForeign func(t *testing.T, name string)
+}
+
+var (
+	ownerA = provisioning.Owner{Tenant: "t", InstanceID: 1}
+	ownerB = provisioning.Owner{Tenant: "t", InstanceID: 2}
+)
+
+// Engine runs the engine conformance suite: the ownership rule as every
+// engine must keep it. setup is called once per subtest.
+func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
+	ctx := context.Background()
+	t.Run("reservations belong to one request, ignoring letter case", func(t *testing.T) {
+		s := setup(t)
+		name := s.Prefix + "_Mine"
+		if _, fresh, err := s.Engine.Reserve(ctx, name, ownerA); err != nil || !fresh {
+			t.Fatalf("first reservation: fresh=%v, %v", fresh, err)
+		}
+		if res, fresh, err := s.Engine.Reserve(ctx, name, ownerA); err != nil || fresh || res.Owner != ownerA || res.State != provisioning.StateReserved {
+			t.Fatalf("the same request again: %+v fresh=%v, %v", res, fresh, err)
+		}
+		for _, n := range []string{name, strings.ToUpper(name)} {
+			if _, _, err := s.Engine.Reserve(ctx, n, ownerB); !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), "instance 1") {
+				t.Fatalf("another request for %q: %v, want a conflict naming instance 1", n, err)
+			}
+		}
+		if res, ok, err := s.Engine.Reservation(ctx, strings.ToLower(name)); err != nil || !ok || res.Database != name {
+			t.Fatalf("look-up in another case: %+v %v %v", res, ok, err)
+		}
+		for _, bad := range []string{"", strings.Repeat("x", provisioning.MaxNameBytes+1)} {
+			if _, _, err := s.Engine.Reserve(ctx, bad, ownerA); !errors.Is(err, provisioning.ErrInvalidName) {
+				t.Fatalf("reserving %q: %v", bad, err)
+			}
+		}
+	})
+
+	t.Run("create makes or adopts only under its own reservation", func(t *testing.T) {
+		s := setup(t)
+		name := s.Prefix + "_Made"
+		if _, err := s.Engine.CreateDatabase(ctx, name, s.Template, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("create without a reservation: %v", err)
+		}
+		mustReserve(t, s.Engine, name, ownerA)
+		if _, err := s.Engine.CreateDatabase(ctx, name, s.Template, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("create under another request's reservation: %v", err)
+		}
+		if created, err := s.Engine.CreateDatabase(ctx, name, s.Template, ownerA); err != nil || !created {
+			t.Fatalf("create: %v, %v", created, err)
+		}
+		if created, err := s.Engine.CreateDatabase(ctx, name, s.Template, ownerA); err != nil || created {
+			t.Fatalf("a second delivery adopts its own database: %v, %v", created, err)
+		}
+		if res, _, _ := s.Engine.Reservation(ctx, name); res.State != provisioning.StateMade {
+			t.Fatalf("reservation after create: %+v", res)
+		}
+		mustExist(t, s.Engine, name, true)
+
+		foreign := s.Prefix + "_Foreign"
+		s.MakeForeign(t, foreign)
+		mustReserve(t, s.Engine, foreign, ownerB)
+		if _, err := s.Engine.CreateDatabase(ctx, foreign, s.Template, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("adopting a database someone else made: %v", err)
+		}
+		if err := s.Engine.Release(ctx, foreign, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := s.Engine.Reservation(ctx, foreign); ok {
+			t.Fatal("a reservation of nothing made survived its release")
+		}
+		mustExist(t, s.Engine, foreign, true)
+	})
+
+	t.Run("rename and drop act only on what the request made", func(t *testing.T) {
+		s := setup(t)
+		old, new := s.Prefix+"_Old", s.Prefix+"_New"
+		mustReserve(t, s.Engine, old, ownerA)
+		if _, err := s.Engine.CreateDatabase(ctx, old, s.Template, ownerA); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Engine.RenameDatabase(ctx, old, new, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("rename to a name not reserved: %v", err)
+		}
+		mustReserve(t, s.Engine, new, ownerA)
+		if err := s.Engine.RenameDatabase(ctx, old, new, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("rename for another request: %v", err)
+		}
+		if err := s.Engine.RenameDatabase(ctx, old, new, ownerA); err != nil {
+			t.Fatalf("rename: %v", err)
+		}
+		mustExist(t, s.Engine, old, false)
+		mustExist(t, s.Engine, new, true)
+		if res, _, _ := s.Engine.Reservation(ctx, new); res.State != provisioning.StateMade {
+			t.Fatalf("new name after the rename: %+v", res)
+		}
+		if err := s.Engine.Release(ctx, new, ownerA); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := s.Engine.Reservation(ctx, new); !ok {
+			t.Fatal("the reservation of a database the system made, still there, was released")
+		}
+		if err := s.Engine.Release(ctx, old, ownerA); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := s.Engine.Reservation(ctx, old); ok {
+			t.Fatal("the old name is still held after the rename")
+		}
+
+		if _, err := s.Engine.DropDatabase(ctx, new, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("drop for another request: %v", err)
+		}
+		if dropped, err := s.Engine.DropDatabase(ctx, new, ownerA); err != nil || !dropped {
+			t.Fatalf("drop: %v, %v", dropped, err)
+		}
+		if dropped, err := s.Engine.DropDatabase(ctx, new, ownerA); err != nil || dropped {
+			t.Fatalf("drop again: %v, %v", dropped, err)
+		}
+		foreign := s.Prefix + "_Theirs"
+		s.MakeForeign(t, foreign)
+		if _, err := s.Engine.DropDatabase(ctx, foreign, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("drop of an unreserved database: %v", err)
+		}
+		mustReserve(t, s.Engine, foreign, ownerA)
+		if _, err := s.Engine.DropDatabase(ctx, foreign, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("drop of a database reserved but never made: %v", err)
+		}
+		mustExist(t, s.Engine, foreign, true)
+		if _, err := s.Engine.DropDatabase(ctx, s.Template, ownerA); !errors.Is(err, provisioning.ErrProtected) {
+			t.Fatalf("drop of the template: %v", err)
+		}
+	})
+
+	t.Run("import takes an earlier version's ledger as made", func(t *testing.T) {
+		s := setup(t)
+		name := s.Prefix + "_Legacy"
+		if err := s.Engine.Import(ctx, name, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		if res, _, _ := s.Engine.Reservation(ctx, name); res.State != provisioning.StateMade || res.Owner != ownerB {
+			t.Fatalf("imported %+v", res)
+		}
+		if err := s.Engine.Import(ctx, name, ownerB); err != nil {
+			t.Fatalf("import again: %v", err)
+		}
+		if err := s.Engine.Import(ctx, name, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("import of a name another request holds: %v", err)
+		}
+	})
+}
+
+func mustReserve(t *testing.T, e provisioning.Engine, name string, owner provisioning.Owner) {
+	t.Helper()
+	if _, _, err := e.Reserve(context.Background(), name, owner); err != nil {
+		t.Fatalf("reserve %q: %v", name, err)
+	}
+}
+
+func mustExist(t *testing.T, e provisioning.Engine, name string, want bool) {
+	t.Helper()
+	if ok, err := e.DatabaseExists(context.Background(), name); err != nil || ok != want {
+		t.Fatalf("%q exists=%v (%v), want %v", name, ok, err, want)
+	}
+}
+
+// Registry runs the registry conformance suite: the ledger and its
+// generations, as every registry must keep them, whoever writes the dbo
+// rows. setup is called once per subtest.
+func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
+	ctx := context.Background()
+	boom := errors.New("the Admin API said no")
+	ok := func(context.Context) error { return nil }
+	reg := provisioning.Registration{Tenant: "t", InstanceID: 7, Database: "EdFi_Ods_A", Name: "A", InstanceType: "enterprise",
+		ConnectionString: "host=h;database=EdFi_Ods_A", Contexts: []provisioning.Context{{Key: "k", Value: "v"}}, Derivatives: []string{"ReadReplica"}}
+
+	t.Run("register commits with its completion, once", func(t *testing.T) {
+		r := setup(t)
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("register with a failing completion: %v", err)
+		}
+		if _, err := r.Lookup(ctx, "t", 7); !errors.Is(err, provisioning.ErrNotRecorded) {
+			t.Fatalf("a rolled-back registration left a ledger entry: %v", err)
+		}
+		first, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil })
+		if err != nil || first.Existed {
+			t.Fatalf("register: %+v, %v", first, err)
+		}
+		again, err := r.Register(ctx, reg, func(_ context.Context, res provisioning.RegisterResult) error {
+			if !res.Existed {
+				return errors.New("the completion was not told it existed")
+			}
+			return nil
+		})
+		if err != nil || !again.Existed || again.OdsInstanceID != first.OdsInstanceID {
+			t.Fatalf("register again: %+v, %v", again, err)
+		}
+		rec, err := r.Lookup(ctx, "t", 7)
+		if err != nil || rec.Database != reg.Database || rec.Name != reg.Name || rec.Generation != 0 || rec.Owner() != (provisioning.Owner{Tenant: "t", InstanceID: 7}) {
+			t.Fatalf("ledger %+v, %v", rec, err)
+		}
+		moved := reg
+		moved.Database, moved.Name = "EdFi_Ods_Other", "Other"
+		if _, err := r.Register(ctx, moved, func(context.Context, provisioning.RegisterResult) error { return nil }); !errors.Is(err, provisioning.ErrConflict) ||
+			!strings.Contains(err.Error(), "EdFi_Ods_A") || !strings.Contains(err.Error(), "EdFi_Ods_Other") {
+			t.Fatalf("the same instance on another database: %v", err)
+		}
+		if recs, err := r.Records(ctx); err != nil || len(recs) != 1 || recs[0] != rec {
+			t.Fatalf("records %+v, %v", recs, err)
+		}
+	})
+
+	t.Run("renames and failures move the generation once", func(t *testing.T) {
+		r := setup(t)
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		ren := provisioning.Renaming{Tenant: "t", InstanceID: 7, NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
+		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("rename with a failing completion: %v", err)
+		}
+		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 0 || rec.Database != "EdFi_Ods_A" {
+			t.Fatalf("a rolled-back rename moved the ledger: %+v", rec)
+		}
+		var before provisioning.Record
+		if err := r.Rename(ctx, ren, func(_ context.Context, b provisioning.Record) error { before = b; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if before.Database != "EdFi_Ods_A" || before.Generation != 0 {
+			t.Fatalf("the completion saw %+v, want the ledger before the rename", before)
+		}
+		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
+			t.Fatalf("the same rename again: %v, want ErrStale", err)
+		}
+		if err := r.RenameFailed(ctx, "t", 7, 1, ok); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.DeleteFailed(ctx, "t", 7, 2, ok); err != nil {
+			t.Fatal(err)
+		}
+		for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{r.RenameFailed, r.DeleteFailed} {
+			if err := fail(ctx, "t", 7, 2, ok); !errors.Is(err, provisioning.ErrStale) {
+				t.Fatalf("a failure for a past generation: %v, want ErrStale", err)
+			}
+			if err := fail(ctx, "t", 99, 0, ok); !errors.Is(err, provisioning.ErrNotRecorded) {
+				t.Fatalf("a failure for an unknown instance: %v", err)
+			}
+		}
+		if err := r.DeleteFailed(ctx, "t", 7, 3, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("a failure whose report fails: %v", err)
+		}
+		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 3 || rec.Database != "EdFi_Ods_B" || rec.Name != "B" {
+			t.Fatalf("ledger %+v, want generation 3 on EdFi_Ods_B", rec)
+		}
+	})
+
+	t.Run("unregister commits with its completion", func(t *testing.T) {
+		r := setup(t)
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("unregister with a failing completion: %v", err)
+		}
+		if _, err := r.Lookup(ctx, "t", 7); err != nil {
+			t.Fatalf("a rolled-back unregister removed the entry: %v", err)
+		}
+		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Lookup(ctx, "t", 7); !errors.Is(err, provisioning.ErrNotRecorded) {
+			t.Fatalf("lookup after unregister: %v", err)
+		}
+		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrNotRecorded) {
+			t.Fatalf("unregister again: %v", err)
+		}
+	})
+}
