@@ -1,0 +1,473 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/provisioningtest"
+)
+
+// The handler table tests, River-style: setup returns the handlers under
+// test and a bundle of what they talk to (the simulator over HTTP, and the
+// in-memory engine and registry that pass the PostgreSQL conformance
+// suites); each row states the situation a delivery finds and what it must
+// do about it.
+
+const template = "Ods_Minimal_Template"
+
+type bundle struct {
+	sim      *simulatortest.Server
+	engine   *provisioningtest.MemoryEngine
+	registry *provisioningtest.MemoryRegistry
+	handlers *consumer.Handlers
+}
+
+type oneTenant struct{ t *consumer.Tenant }
+
+func (o oneTenant) Tenant(context.Context, string) (*consumer.Tenant, error) { return o.t, nil }
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	naming := provisioning.Naming{Pattern: provisioning.DefaultNamePattern}
+	b := &bundle{
+		sim:      simulatortest.Start(t, simulator.Options{}),
+		engine:   provisioningtest.NewMemoryEngine(&provisioning.Guard{Naming: naming, Protected: []string{template}}, template),
+		registry: provisioningtest.NewMemoryRegistry(),
+	}
+	api, err := adminapi.New(adminapi.Config{BaseURL: b.sim.URL, TokenURL: b.sim.TokenURL, ClientID: b.sim.ClientID, ClientSecret: b.sim.ClientSecret, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ods, err := connstr.ParsePostgres("host=db;username=ods;password=p;database={0}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := &consumer.Tenant{Engine: b.engine, Registry: b.registry, ODS: ods, Template: template}
+	b.handlers = &consumer.Handlers{API: api, Tenants: oneTenant{tenant}, Naming: naming, AllowDelete: true}
+	return b
+}
+
+// instance asks for an instance called name and puts it in status.
+func (b *bundle) instance(t *testing.T, name, status string) int {
+	t.Helper()
+	inst, err := b.sim.CreateInstance("default", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != adminapi.StatusPending {
+		if err := b.sim.SetStatus(inst.ID, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inst.ID
+}
+
+// made makes a database the way the system does, for instance id.
+func (b *bundle) made(t *testing.T, db string, id int) {
+	t.Helper()
+	owner := provisioning.Owner{Tenant: "default", InstanceID: id}
+	if _, _, err := b.engine.Reserve(context.Background(), db, owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.engine.CreateDatabase(context.Background(), db, template, owner); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recorded writes a ledger entry (and row) for instance id on db, at
+// generation gen.
+func (b *bundle) recorded(t *testing.T, id int, name, db string, gen int) {
+	t.Helper()
+	ctx := context.Background()
+	reg := provisioning.Registration{Tenant: "default", InstanceID: id, Database: db, Name: name, InstanceType: "enterprise", ConnectionString: "host=db;database=" + db}
+	if _, err := b.registry.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for g := range gen {
+		if err := b.registry.RenameFailed(ctx, "default", id, g, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (b *bundle) calls(id int) map[string]int {
+	rec, _ := b.sim.Instance(id)
+	return rec.Calls
+}
+
+// result compares an error with the sentinel a row expects (nil: success).
+func result(err, want error) bool {
+	if want == nil {
+		return err == nil
+	}
+	return errors.Is(err, want)
+}
+
+func TestCreateHandler(t *testing.T) {
+	const db = "EdFi_Ods_District"
+	tests := []struct {
+		name    string
+		status  string
+		prepare func(t *testing.T, b *bundle, id int)
+		want    error
+		// what the delivery did
+		engine    []string
+		registry  []string
+		completed int
+	}{
+		{name: "pending, nothing there", status: adminapi.StatusPending,
+			engine: []string{"create " + db}, registry: []string{"register default/1 " + db}, completed: 1},
+		{name: "pending, database made by an earlier delivery", status: adminapi.StatusPending,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id) },
+			engine:  []string{"create " + db}, registry: []string{"register default/1 " + db}, completed: 1},
+		{name: "pending, someone else's database of that name", status: adminapi.StatusPending,
+			prepare: func(t *testing.T, b *bundle, id int) { b.engine.MakeForeign(db) },
+			want:    provisioning.ErrConflict},
+		{name: "pending, the name held by another request", status: adminapi.StatusPending,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id+1) },
+			want:    provisioning.ErrConflict, engine: []string{"create " + db}},
+		{name: "pending, registered and made: the commit got lost", status: adminapi.StatusPending,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "District", db, 0) },
+			engine:  []string{"create " + db}, registry: []string{"register default/1 " + db, "register default/1 " + db}, completed: 1},
+		{name: "pending, the ledger has another database", status: adminapi.StatusPending,
+			prepare: func(t *testing.T, b *bundle, id int) { b.recorded(t, id, "Old", "EdFi_Ods_Old", 0) },
+			want:    provisioning.ErrConflict, registry: []string{"register default/1 EdFi_Ods_Old"}},
+		{name: "completed and recorded: nothing left to do", status: adminapi.StatusCompleted,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "District", db, 0) },
+			engine:  []string{"create " + db}, registry: []string{"register default/1 " + db, "register default/1 " + db}},
+		{name: "completed, renamed since: a replayed create", status: adminapi.StatusCompleted,
+			prepare: func(t *testing.T, b *bundle, id int) { b.recorded(t, id, "Renamed", "EdFi_Ods_Renamed", 1) },
+			registry: []string{"register default/1 EdFi_Ods_Renamed", "rename-failed default/1"}},
+		{name: "completed by someone else", status: adminapi.StatusCompleted,
+			want: provisioning.ErrConflict},
+		{name: "being deleted: the create is long done", status: adminapi.StatusPendingDelete},
+		{name: "deleted", status: adminapi.StatusDeleted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t)
+			id := b.instance(t, "District", tt.status)
+			if tt.prepare != nil {
+				tt.prepare(t, b, id)
+			}
+			err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 1})
+			if !result(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			check(t, "engine", b.engine.Calls(), tt.engine)
+			check(t, "registry", b.registry.Calls(), tt.registry)
+			if n := b.calls(id)["completed"]; n != tt.completed {
+				t.Errorf("completed called %d times, want %d", n, tt.completed)
+			}
+			if tt.want != nil {
+				if res, ok, _ := b.engine.Reservation(context.Background(), db); ok && res.Owner.InstanceID == id && res.State == provisioning.StateReserved {
+					t.Errorf("a failed create left the name reserved: %+v", res)
+				}
+			}
+		})
+	}
+}
+
+func TestRenameHandler(t *testing.T) {
+	const old, new = "EdFi_Ods_Old", "EdFi_Ods_New"
+	tests := []struct {
+		name     string
+		status   string
+		gen      int // the job's generation; the ledger is at 0
+		prepare  func(t *testing.T, b *bundle, id int)
+		want     error
+		engine   []string
+		registry []string
+		renamed  int
+	}{
+		{name: "old there, new free", status: adminapi.StatusPendingRename,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			engine:  []string{"create " + old, "rename " + old + " " + new}, registry: []string{"rename default/1 " + new}, renamed: 1},
+		{name: "already renamed by an earlier delivery", status: adminapi.StatusPendingRename,
+			prepare: func(t *testing.T, b *bundle, id int) {
+				b.made(t, old, id)
+				b.reserve(t, new, id)
+				if err := b.engine.RenameDatabase(context.Background(), old, new, provisioning.Owner{Tenant: "default", InstanceID: id}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			engine: []string{"create " + old, "rename " + old + " " + new}, registry: []string{"rename default/1 " + new}, renamed: 1},
+		{name: "old gone, someone else's database under the new name", status: adminapi.StatusPendingRename,
+			prepare: func(t *testing.T, b *bundle, id int) { b.engine.MakeForeign(new) },
+			want:    provisioning.ErrConflict},
+		{name: "both there", status: adminapi.StatusPendingRename,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id); b.engine.MakeForeign(new) },
+			want:    provisioning.ErrConflict, engine: []string{"create " + old}},
+		{name: "neither there", status: adminapi.StatusPendingRename,
+			want: provisioning.ErrConflict},
+		{name: "the new name held by another request", status: adminapi.StatusPendingRename,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id); b.made(t, new, id+1) },
+			want:    provisioning.ErrConflict, engine: []string{"create " + old, "create " + new}},
+		{name: "a stale job: the ledger has moved on", status: adminapi.StatusPendingRename, gen: -1,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			engine:  []string{"create " + old}},
+		{name: "no longer pending", status: adminapi.StatusDeleted,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			engine:  []string{"create " + old}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t)
+			id := b.instance(t, "Old", adminapi.StatusCompleted)
+			b.recorded(t, id, "Old", old, 0)
+			if tt.prepare != nil {
+				tt.prepare(t, b, id)
+			}
+			if err := b.sim.SetStatus(id, tt.status); err != nil {
+				t.Fatal(err)
+			}
+			j := job.NewRename("default", id, "New", old, 0)
+			if tt.gen < 0 {
+				// The ledger is a generation past the job.
+				if err := b.registry.RenameFailed(context.Background(), "default", id, 0, func(context.Context) error { return nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: j, Attempt: 1})
+			if !result(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			check(t, "engine", b.engine.Calls(), tt.engine)
+			registry := append([]string{"register default/1 " + old}, tt.registry...)
+			if tt.gen < 0 {
+				registry = []string{"register default/1 " + old, "rename-failed default/1"}
+			}
+			check(t, "registry", b.registry.Calls(), registry)
+			if n := b.calls(id)["renamed"]; n != tt.renamed {
+				t.Errorf("renamed called %d times, want %d", n, tt.renamed)
+			}
+		})
+	}
+}
+
+func (b *bundle) reserve(t *testing.T, db string, id int) {
+	t.Helper()
+	if _, _, err := b.engine.Reserve(context.Background(), db, provisioning.Owner{Tenant: "default", InstanceID: id}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeleteHandler(t *testing.T) {
+	const db = "EdFi_Ods_Gone"
+	tests := []struct {
+		name        string
+		status      string
+		allowDelete bool
+		prepare     func(t *testing.T, b *bundle, id int)
+		want        error
+		engine      []string
+		unregister  bool
+		deleted     int
+	}{
+		{name: "pending, made and recorded", status: adminapi.StatusPendingDelete, allowDelete: true,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
+			engine:  []string{"create " + db, "drop " + db}, unregister: true, deleted: 1},
+		{name: "pending, database dropped by an earlier delivery", status: adminapi.StatusPendingDelete, allowDelete: true,
+			prepare:    func(t *testing.T, b *bundle, id int) { b.recorded(t, id, "Gone", db, 0) },
+			unregister: true, deleted: 1},
+		{name: "deleted, but the rows are left: the commit failed", status: adminapi.StatusDeleted, allowDelete: true,
+			prepare:    func(t *testing.T, b *bundle, id int) { b.recorded(t, id, "Gone", db, 0) },
+			unregister: true},
+		{name: "deleted and gone", status: adminapi.StatusDeleted, allowDelete: true},
+		{name: "pending, never recorded", status: adminapi.StatusPendingDelete, allowDelete: true,
+			want: provisioning.ErrNotRecorded},
+		{name: "pending, the ledger names someone else's database", status: adminapi.StatusPendingDelete, allowDelete: true,
+			prepare: func(t *testing.T, b *bundle, id int) { b.engine.MakeForeign(db); b.recorded(t, id, "Gone", db, 0) },
+			want:    provisioning.ErrConflict},
+		{name: "pending, a stale job", status: adminapi.StatusPendingDelete, allowDelete: true,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 1) },
+			engine:  []string{"create " + db}},
+		{name: "deletion switched off", status: adminapi.StatusPendingDelete,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
+			want:    consumer.ErrDeletionDisabled, engine: []string{"create " + db}},
+		{name: "not pending", status: adminapi.StatusCompleted, allowDelete: true,
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
+			engine:  []string{"create " + db}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t)
+			b.handlers.AllowDelete = tt.allowDelete
+			id := b.instance(t, "Gone", tt.status)
+			if tt.prepare != nil {
+				tt.prepare(t, b, id)
+			}
+			err := b.handlers.Delete().Handle(context.Background(), consumer.Delivery{Job: job.NewDelete("default", id, "Gone", db, 0), Attempt: 1})
+			if !result(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			check(t, "engine", b.engine.Calls(), tt.engine)
+			if got := slices.Contains(b.registry.Calls(), fmt.Sprintf("unregister default/%d", id)); got != tt.unregister {
+				t.Errorf("unregistered: %v, want %v (calls %v)", got, tt.unregister, b.registry.Calls())
+			}
+			if n := b.calls(id)["deleted"]; n != tt.deleted {
+				t.Errorf("deleted called %d times, want %d", n, tt.deleted)
+			}
+		})
+	}
+}
+
+func check(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+		t.Errorf("%s calls %q, want %q", what, got, want)
+	}
+}
+
+var allStatuses = []string{
+	adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError, adminapi.StatusCompleted,
+	adminapi.StatusPendingRename, adminapi.StatusRenameFailed, adminapi.StatusPendingDelete,
+	adminapi.StatusDeleted, adminapi.StatusDeleteFailed,
+}
+
+// Every status a create can find, with its database absent, made by an
+// earlier delivery, or someone else's. The rule: a pending request makes or
+// adopts its own database and registers it; Completed is finished only for
+// a database the system made; any later status means the create is long
+// done; someone else's database is always a conflict.
+func TestCreateHandlerEveryStatusAndDatabase(t *testing.T) {
+	const db = "EdFi_Ods_Matrix"
+	for _, status := range allStatuses {
+		for _, existing := range []string{"absent", "made", "foreign"} {
+			t.Run(status+"/"+existing, func(t *testing.T) {
+				b := setup(t)
+				id := b.instance(t, "Matrix", status)
+				switch existing {
+				case "made":
+					b.made(t, db, id)
+				case "foreign":
+					b.engine.MakeForeign(db)
+				}
+				err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "Matrix"), Attempt: 1})
+				pending := status == adminapi.StatusPending || status == adminapi.StatusInProgress || status == adminapi.StatusError
+				var want error
+				registered := false
+				switch {
+				case !pending && status != adminapi.StatusCompleted:
+				case existing == "foreign", status == adminapi.StatusCompleted && existing == "absent":
+					want = provisioning.ErrConflict
+				default:
+					registered = true
+				}
+				if !result(err, want) {
+					t.Fatalf("err = %v, want %v", err, want)
+				}
+				if got := len(b.registry.Calls()) == 1; got != registered {
+					t.Errorf("registered %v, want %v", got, registered)
+				}
+				exists, _ := b.engine.DatabaseExists(context.Background(), db)
+				if wantExists := registered || existing != "absent"; exists != wantExists {
+					t.Errorf("database exists %v, want %v", exists, wantExists)
+				}
+				if registered {
+					if r, _ := b.sim.Instance(id); r.Status != adminapi.StatusCompleted {
+						t.Errorf("status %s after registering", r.Status)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Every status a rename can find, with the old and new databases in each
+// state. Only Pending_Rename (and Completed, for a redelivery after the
+// Admin API heard renamed) renames; everything else leaves all alone.
+func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
+	const old, new = "EdFi_Ods_Before", "EdFi_Ods_After"
+	for _, status := range allStatuses {
+		for _, state := range []string{"old only", "new only", "both", "neither"} {
+			t.Run(status+"/"+state, func(t *testing.T) {
+				b := setup(t)
+				id := b.instance(t, "Before", adminapi.StatusCompleted)
+				b.recorded(t, id, "Before", old, 0)
+				owner := provisioning.Owner{Tenant: "default", InstanceID: id}
+				switch state {
+				case "old only", "both":
+					b.made(t, old, id)
+				case "new only":
+					b.made(t, old, id)
+					b.reserve(t, new, id)
+					if err := b.engine.RenameDatabase(context.Background(), old, new, owner); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if state == "both" {
+					b.engine.MakeForeign(new)
+				}
+				if err := b.sim.SetStatus(id, status); err != nil {
+					t.Fatal(err)
+				}
+				before := b.engine.Databases()
+				err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: job.NewRename("default", id, "After", old, 0), Attempt: 1})
+				acts := status == adminapi.StatusPendingRename || status == adminapi.StatusCompleted
+				var want error
+				if acts && (state == "both" || state == "neither") {
+					want = provisioning.ErrConflict
+				}
+				if !result(err, want) {
+					t.Fatalf("err = %v, want %v", err, want)
+				}
+				rec, _ := b.registry.Lookup(context.Background(), "default", id)
+				if renamed := rec.Database == new; renamed != (acts && want == nil) {
+					t.Errorf("ledger on %q, want renamed=%v", rec.Database, acts && want == nil)
+				}
+				if !acts || want != nil {
+					if after := b.engine.Databases(); !slices.Equal(after, before) {
+						t.Errorf("databases changed from %v to %v", before, after)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Every status a delete can find, with its database there or dropped
+// already. Pending_Delete drops, unregisters and reports deleted; Deleted
+// (a commit that failed after the report) removes what is left without
+// reporting again; everything else leaves all alone.
+func TestDeleteHandlerEveryStatusAndDatabase(t *testing.T) {
+	const db = "EdFi_Ods_Doomed"
+	for _, status := range allStatuses {
+		for _, existing := range []string{"there", "dropped"} {
+			t.Run(status+"/"+existing, func(t *testing.T) {
+				b := setup(t)
+				id := b.instance(t, "Doomed", status)
+				b.recorded(t, id, "Doomed", db, 0)
+				if existing == "there" {
+					b.made(t, db, id)
+				}
+				err := b.handlers.Delete().Handle(context.Background(), consumer.Delivery{Job: job.NewDelete("default", id, "Doomed", db, 0), Attempt: 1})
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				acts := status == adminapi.StatusPendingDelete || status == adminapi.StatusDeleted
+				exists, _ := b.engine.DatabaseExists(context.Background(), db)
+				if exists != (existing == "there" && !acts) {
+					t.Errorf("database exists %v", exists)
+				}
+				_, lerr := b.registry.Lookup(context.Background(), "default", id)
+				if gone := errors.Is(lerr, provisioning.ErrNotRecorded); gone != acts {
+					t.Errorf("ledger entry gone %v, want %v", gone, acts)
+				}
+				if n, want := b.calls(id)["deleted"], map[bool]int{true: 1}[status == adminapi.StatusPendingDelete]; n != want {
+					t.Errorf("deleted called %d times, want %d", n, want)
+				}
+			})
+		}
+	}
+}
