@@ -146,7 +146,7 @@ func TestCreateHandler(t *testing.T) {
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "District", db, 0) },
 			engine:  []string{"create " + db}, registry: []string{"register default/1 " + db, "register default/1 " + db}},
 		{name: "completed, renamed since: a replayed create", status: adminapi.StatusCompleted,
-			prepare: func(t *testing.T, b *bundle, id int) { b.recorded(t, id, "Renamed", "EdFi_Ods_Renamed", 1) },
+			prepare:  func(t *testing.T, b *bundle, id int) { b.recorded(t, id, "Renamed", "EdFi_Ods_Renamed", 1) },
 			registry: []string{"register default/1 EdFi_Ods_Renamed", "rename-failed default/1"}},
 		{name: "completed by someone else", status: adminapi.StatusCompleted,
 			want: provisioning.ErrConflict},
