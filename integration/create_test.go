@@ -20,6 +20,7 @@ import (
 // DDL, every instance Completed with its connection string, and every job in
 // the stream once however often the bridge polled.
 func TestCreateEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	requested := e.requestInstances(20)
 
@@ -89,6 +90,7 @@ func TestCreateEndToEnd(t *testing.T) {
 // A replica that dies after creating the database and before acking: the
 // next delivery finds the database, registers, completes. One of each.
 func TestCreateRedeliveryAfterCrash(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{ackWait: time.Second})
 	inst := e.requestInstances(1)[0]
 	e.startBridge()
@@ -130,6 +132,7 @@ func TestCreateRedeliveryAfterCrash(t *testing.T) {
 // The Admin API fails completed with 503 three times: each attempt rolls the
 // registration back (no row, still Pending), the fourth succeeds with one row.
 func TestCreateRollsBackWhenCompletedFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{maxAttempts: 1, retryDelay: 50 * time.Millisecond})
 	e.sim.InjectFault(simulator.Fault{Method: "POST", Path: "/adminconsole/instances/*/completed", Status: 503, Times: 3})
 	inst := e.requestInstances(1)[0]
@@ -175,6 +178,7 @@ func TestCreateRollsBackWhenCompletedFails(t *testing.T) {
 // both pass the existence check before either creates anything. Still one
 // database, one row, one completed call.
 func TestCreateConcurrentDeliveries(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{ackWait: time.Second})
 	e.cfg.Consumer.Concurrency = 1
 	inst := e.requestInstances(1)[0]

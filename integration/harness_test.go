@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,19 +20,18 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // env is one test's private world: its own template, EdFi_Admin (loaded
 // from the ODS/API's fixture), naming prefix, NATS server and simulator.
 type env struct {
 	t      *testing.T
+	world  *itest.World
 	prefix string
 	pg     *pgxpool.Pool // maintenance database
 	admin  *pgxpool.Pool // the first tenant's EdFi_Admin
@@ -83,36 +81,21 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if len(o.tenants) == 0 {
 		o.tenants = []string{config.DefaultTenant}
 	}
-	e := &env{t: t, prefix: testenv.Prefix(), pg: testenv.Postgres(t), outcomes: make(chan consumer.Outcome, 1000)}
+	e := &env{t: t, world: itest.NewWorld(t, ""), outcomes: make(chan consumer.Outcome, 1000)}
+	e.prefix, e.pg = e.world.Prefix, e.world.PG
 	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	testenv.DropDatabasesWithPrefix(t, e.pg, e.prefix)
-
-	ctx := context.Background()
-	master, err := connstr.ParsePostgres(testenv.PostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(engine.Close)
-	template := e.prefix + "_template"
-	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
-		t.Fatal(err)
-	}
+	master, template := e.world.Master, e.world.Template
 	mapping := map[string]config.Tenant{}
 	adminDBs := map[string]string{}
 	e.admins = map[string]*pgxpool.Pool{}
 	for _, tenant := range o.tenants {
-		adminDB := e.prefix + "_admin"
+		suffix := "admin"
 		if tenant != config.DefaultTenant {
-			adminDB += "_" + tenant
+			suffix += "_" + tenant
 		}
-		testenv.CreateDatabase(t, e.pg, adminDB)
-		testenv.LoadAdminFixture(t, adminDB)
-		e.admins[tenant] = testenv.Connect(t, adminDB)
-		adminDBs[tenant] = testenv.ConnString(t, adminDB)
+		pool, adminDB := e.world.AdminDatabase(t, suffix)
+		e.admins[tenant] = pool
+		adminDBs[tenant] = master.WithDatabase(adminDB).PgxConnString()
 		mapping[tenant] = config.Tenant{
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(adminDB).ADONet(),
@@ -146,6 +129,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	e.console, err = adminapi.New(adminapi.Config{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret})
 	if err != nil {
 		t.Fatal(err)
@@ -279,34 +263,15 @@ func (e *env) waitSettled() {
 	})
 }
 
-// databases lists the databases made under the test's naming prefix
-// (template and EdFi_Admin excluded).
+// databases lists the instance databases the test made.
 func (e *env) databases() []string {
 	e.t.Helper()
-	rows, err := e.pg.Query(context.Background(), `SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND datname <> $2 AND NOT starts_with(datname, $3) ORDER BY 1`,
-		e.prefix+"_", e.prefix+"_template", e.prefix+"_admin")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			e.t.Fatal(err)
-		}
-		out = append(out, n)
-	}
-	return out
+	return e.world.Databases(e.t)
 }
 
 func (e *env) count(sql string, args ...any) int {
 	e.t.Helper()
-	var n int
-	if err := e.admin.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	return itest.Count(e.t, e.admin, sql, args...)
 }
 
 // consumerInfo is the durable consumer's state.
@@ -340,39 +305,14 @@ func (e *env) streamMessages() uint64 {
 
 func (e *env) countIn(tenant, sql string, args ...any) int {
 	e.t.Helper()
-	var n int
-	if err := e.admins[tenant].QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	return itest.Count(e.t, e.admins[tenant], sql, args...)
 }
 
 // deadLetters reads every dead letter stored so far.
 func (e *env) deadLetters() []job.DeadLetter {
 	e.t.Helper()
-	ctx := context.Background()
 	_, js := testenv.JetStream(e.t, e.natsURL)
-	s, err := js.Stream(ctx, jobstream.DeadStream)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var out []job.DeadLetter
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		raw, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		var d job.DeadLetter
-		if err := json.Unmarshal(raw.Data, &d); err != nil {
-			e.t.Fatalf("dead letter %d: %v", seq, err)
-		}
-		out = append(out, d)
-	}
-	return out
+	return itest.DeadLetters(e.t, js)
 }
 
 // waitDeadLetters waits until n dead letters are stored and returns them.

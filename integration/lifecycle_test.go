@@ -93,6 +93,7 @@ func (e *env) checkRegistered(tenant string, id int, name, database string) {
 // with the same instance name in both: each tenant's registration and
 // databases stay its own.
 func TestLifecyclePerTenant(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{tenants: []string{"t1", "t2"}, namePattern: "PREFIX_{tenant}_{name}", allowDelete: true})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -154,6 +155,7 @@ func TestLifecyclePerTenant(t *testing.T) {
 // A replica dies between the database change and the ack, for a rename and
 // for a delete: the redelivery finishes the job, with one effect.
 func TestRenameAndDeleteRedeliveryAfterCrash(t *testing.T) {
+	t.Parallel()
 	for _, op := range []string{"rename", "delete"} {
 		t.Run(op, func(t *testing.T) {
 			e := newEnv(t, envOptions{ackWait: time.Second, allowDelete: true})
@@ -200,6 +202,7 @@ func TestRenameAndDeleteRedeliveryAfterCrash(t *testing.T) {
 // With deletion off, a delete request is not published, however often the
 // bridge polls; the database and registration stay.
 func TestDeleteDisabled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startReplica(app.ConsumerDeps{})
 	b := e.newBridge()
@@ -232,6 +235,7 @@ func TestDeleteDisabled(t *testing.T) {
 // ODS/API's encrypted format, which decrypts to what the Admin API was told;
 // a rename re-encrypts the new one.
 func TestEncryptedConnectionStrings(t *testing.T) {
+	t.Parallel()
 	keyB64 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	e := newEnv(t, envOptions{encryptKey: keyB64})
 	key, err := odscrypt.ParseKey(keyB64)

@@ -53,6 +53,7 @@ func (e *env) publish(subject string, j job.Job) {
 // never adopted: the create ends as a conflict, nothing is registered, and
 // the database is left as it was, unreserved.
 func TestCreateNeverAdoptsAForeignDatabase(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{allowDelete: true})
 	foreign := e.prefix + "_Prod2024"
 	testenv.CreateDatabase(t, e.pg, foreign)
@@ -86,6 +87,7 @@ func TestCreateNeverAdoptsAForeignDatabase(t *testing.T) {
 // two tenants whose names run into each other, and the same again with
 // names that differ only in letter case.
 func TestCollidingNamesAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{tenants: []string{"t1", "t1_x"}, namePattern: "PREFIX_{tenant}_{name}"})
 	e.startReplica(app.ConsumerDeps{})
 	b := e.newBridge()
@@ -128,6 +130,7 @@ func TestCollidingNamesAreRefused(t *testing.T) {
 // run whose simulator started its ids again, a reinstalled Admin API) is a
 // conflict naming both, not "already registered": no database is made.
 func TestLedgerOfAnotherDatabaseIsAConflict(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	reg, err := postgres.NewRegistry(context.Background(), testenv.ConnString(t, e.prefix+"_admin"), nil) // makes the ledger
 	if err != nil {
@@ -160,6 +163,7 @@ func TestLedgerOfAnotherDatabaseIsAConflict(t *testing.T) {
 // the same rename was finished by another replica and a newer rename
 // settled too: it must leave the ledger and registration at the newest.
 func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{ackWait: time.Second})
 	e.startBridge()
 	first := e.startReplica(app.ConsumerDeps{})
@@ -220,6 +224,7 @@ func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
 // (rows, ledger, the database, the reservation) without telling the Admin
 // API again.
 func TestDeleteFinishesAfterItsCommitFailed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{allowDelete: true})
 	e.startBridge()
 	first := e.startReplica(app.ConsumerDeps{})
@@ -250,6 +255,7 @@ func TestDeleteFinishesAfterItsCommitFailed(t *testing.T) {
 // carried out. An old delivery of the failed one is stale and reports no
 // failure over the new result.
 func TestDeleteRequestedAgainIsANewJob(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{allowDelete: true})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -289,6 +295,7 @@ func TestDeleteRequestedAgainIsANewJob(t *testing.T) {
 // published by hand) drops nothing and ends as a dead letter saying why;
 // the Admin API status stays Pending_Delete.
 func TestConsumerRefusesDeleteWhenDisabled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -312,6 +319,7 @@ func TestConsumerRefusesDeleteWhenDisabled(t *testing.T) {
 // A create delivered again after the instance was renamed (a replayed dead
 // letter, a copy published by hand) never makes the old name again.
 func TestReplayedCreateAfterRenameMakesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -335,6 +343,7 @@ func TestReplayedCreateAfterRenameMakesNothing(t *testing.T) {
 // An instance in the ledger of a version without reservations stays the
 // system's: a replica imports it as reserved and made, so it can be renamed.
 func TestLedgerOfEarlierVersionCountsAsReserved(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startBridge()
 	first := e.startReplica(app.ConsumerDeps{})
@@ -359,6 +368,7 @@ func TestLedgerOfEarlierVersionCountsAsReserved(t *testing.T) {
 // validation) ends at once, with the SQLSTATE, not after every retry; the
 // dead letter goes where the message was delivered, whatever its body says.
 func TestDataErrorsEndAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{maxDeliver: 5})
 	e.startReplica(app.ConsumerDeps{})
 	id := e.create("", "Overlong")
@@ -408,6 +418,7 @@ func (h countingHandler) WithAttrs(a []slog.Attr) slog.Handler {
 // ignored: no dead letter, no failure reported, and the job they name runs
 // as usual.
 func TestForgedAdvisoriesAreIgnored(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{maxDeliver: 5})
 	var ignored atomic.Int64
 	log := slog.New(countingHandler{e.log.Handler(), "ignored a max-deliveries advisory", &ignored})

@@ -74,6 +74,7 @@ func (e *env) checkLive(step string, live map[int]string) {
 // Create, rename and delete work in both registration modes, with one row
 // per live instance at every step, whoever writes it.
 func TestLifecycleInBothRegistrationModes(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{config.RegistrationWorker, config.RegistrationAdminAPI} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, envOptions{allowDelete: true, registration: mode})
@@ -169,6 +170,7 @@ func (e *env) startReplicaCrashingAfter(call string) (*replica, <-chan struct{})
 // redelivery finishes the job with one row per live instance, and the
 // Admin API's idempotent answers keep it from registering twice.
 func TestAdminAPIRegistrationRedeliveryAfterCrash(t *testing.T) {
+	t.Parallel()
 	for _, call := range []string{"completed", "renamed", "deleted"} {
 		t.Run(call, func(t *testing.T) {
 			e := newEnv(t, envOptions{ackWait: time.Second, allowDelete: true, registration: config.RegistrationAdminAPI})

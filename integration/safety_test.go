@@ -26,6 +26,7 @@ func codes(dls []job.DeadLetter) map[string]int {
 // Broken messages and hostile names end as dead letters with their reason,
 // are never redelivered, and the replica goes on serving good jobs.
 func TestMalformedAndHostileInputEndInDeadLetters(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startReplica(app.ConsumerDeps{})
 	_, js := testenv.JetStream(t, e.natsURL)
@@ -83,6 +84,7 @@ func TestMalformedAndHostileInputEndInDeadLetters(t *testing.T) {
 // A rename to a name the rule refuses ends with renameFailed and a dead
 // letter; the database keeps its name and the next rename is a new job.
 func TestHostileRenameFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -115,6 +117,7 @@ func (e *env) checkRegisteredStatus(tenant, name, database string) {
 // at a database the naming rule could not have made, is refused: the job
 // ends failed, with a dead letter, and the database is untouched.
 func TestGuardRailsRefuseForeignDatabases(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{allowDelete: true})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -151,6 +154,7 @@ func TestGuardRailsRefuseForeignDatabases(t *testing.T) {
 // A job for a tenant the configuration does not map is never routed to
 // another tenant's server: it ends as a dead letter.
 func TestUnmappedTenantIsRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{tenants: []string{"t1"}, unmapped: []string{"t2"}, namePattern: "PREFIX_{tenant}_{name}"})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -175,6 +179,7 @@ func TestUnmappedTenantIsRefused(t *testing.T) {
 // A job that fails on every delivery stops at MaxDeliver and lands in the
 // dead letters as exhausted, with its attempt count.
 func TestRetriesExhaustedEndInDeadLetters(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{maxDeliver: 3, maxAttempts: 1, retryDelay: 10e6})
 	e.sim.InjectFault(simulator.Fault{Method: "POST", Path: "/adminconsole/instances/*/completed", Status: 503})
 	e.startBridge()
@@ -196,6 +201,7 @@ func TestRetriesExhaustedEndInDeadLetters(t *testing.T) {
 // Both the old and the new database exist: a conflict, reported as
 // renameFailed, and nothing is dropped to make room.
 func TestRenameConflictDropsNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
@@ -219,6 +225,7 @@ func TestRenameConflictDropsNothing(t *testing.T) {
 // hangs without renewing its lock): JetStream's max-deliveries advisory
 // still turns the job into a dead letter, so it is not silently stuck.
 func TestExhaustedWithoutSettleEndsInDeadLetters(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{maxDeliver: 2, ackWait: time.Second})
 	e.cfg.Consumer.ShutdownGrace = config.Duration(100 * time.Millisecond)
 	// Two workers hang on the two deliveries; the third keeps pulling, as

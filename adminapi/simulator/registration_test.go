@@ -48,6 +48,7 @@ func rows(count func(string, ...any) int) string {
 // With registration adminapi, completed, the renaming PUT, renamed and
 // deleted make the writes the contract says Admin API 2.3 makes.
 func TestRegistrationAsAdminAPI23(t *testing.T) {
+	t.Parallel()
 	e, count := registeringEnv(t)
 	id := e.create(t)
 	if got := rows(count); got != "0/0/0/0/0" {
@@ -112,6 +113,7 @@ func TestRegistrationAsAdminAPI23(t *testing.T) {
 // renamed and deleted fail and move the status to Rename_Failed and
 // Delete_Failed.
 func TestRegistrationFailures(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, simulator.Options{Registration: simulator.RegistrationAdminAPI, AdminDatabases: map[string]string{"*": testenv.ConnString(t, "instancemgr_no_such_database")}})
 	t.Cleanup(e.srv.Close)
 	id := e.create(t)
@@ -135,6 +137,7 @@ func TestRegistrationFailures(t *testing.T) {
 }
 
 func TestRegistrationOptionsAreChecked(t *testing.T) {
+	t.Parallel()
 	for _, o := range []simulator.Options{
 		{Registration: simulator.RegistrationAdminAPI},
 		{Registration: "both"},
@@ -149,6 +152,7 @@ func TestRegistrationOptionsAreChecked(t *testing.T) {
 // The longest name follows the Admin API's engine: 58 on PostgreSQL, 100 on
 // SQL Server.
 func TestNameLengthByEngine(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, simulator.Options{Engine: simulator.EngineSQLServer})
 	e.expect(t, 201, "POST", "/adminconsole/odsInstances", request(strings.Repeat("n", 100)))
 	e.expect(t, 400, "POST", "/adminconsole/odsInstances", request(strings.Repeat("m", 101)))
@@ -165,6 +169,7 @@ func worker(t *testing.T, e *env, id int) adminapi.WorkerInstance {
 // tenantName is stored and reported as the console sent it, and decides
 // nothing: the instance belongs to the tenant of tenantId.
 func TestTenantNameIsStoredAsGiven(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, simulator.Options{Tenants: []string{"tenant1", "tenant2"}})
 	req := request("Elsewhere")
 	req.TenantID, req.TenantName = 2, "No Such Tenant"

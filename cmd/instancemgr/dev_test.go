@@ -91,6 +91,7 @@ func console(t *testing.T, simURL string) *adminapi.Client {
 // where the last run stopped: each run's new instance gets an id of its own
 // and is registered to its own database, never to a previous run's row.
 func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
+	t.Parallel()
 	pg := testenv.Postgres(t)
 	prefix := testenv.Prefix()
 	testenv.DropDatabasesWithPrefix(t, pg, prefix)
@@ -146,6 +147,7 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 // with the simulator writing EdFi_Admin as Admin API 2.3 does: one row per
 // live instance at every step.
 func TestDevWithAdminAPIRegistration(t *testing.T) {
+	t.Parallel()
 	pg := testenv.Postgres(t)
 	prefix := testenv.Prefix()
 	testenv.DropDatabasesWithPrefix(t, pg, prefix)

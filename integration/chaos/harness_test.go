@@ -23,10 +23,9 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
-	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // bins are the binaries under test, built once for the package.
@@ -189,7 +188,7 @@ type sys struct {
 	prefix   string
 	pg       *pgxpool.Pool
 	admin    *pgxpool.Pool
-	pgURL    string
+	world    *itest.World
 	natsURL  string
 	nats     []*proc
 	simURL   string
@@ -229,45 +228,13 @@ func newSys(t *testing.T, o sysOptions) *sys {
 	if o.grace == 0 {
 		o.grace = 15 * time.Second
 	}
-	s := &sys{t: t, dir: t.TempDir(), prefix: testenv.Prefix(), pgURL: o.pgURL}
-	if s.pgURL == "" {
-		s.pgURL = testenv.PostgresURL()
-		s.pg = testenv.Postgres(t)
-	} else {
-		pool, err := pgxpool.New(context.Background(), s.pgURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		s.pg = pool
-	}
-	testenv.DropDatabasesWithPrefix(t, s.pg, s.prefix)
+	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, o.pgURL)}
+	s.prefix, s.pg = s.world.Prefix, s.world.PG
 	ctx := context.Background()
-	master, err := connstr.ParsePostgres(s.pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer engine.Close()
-	template := s.prefix + "_template"
-	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
-		t.Fatal(err)
-	}
-	adminDB := s.prefix + "_admin"
-	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
-		t.Fatal(err)
-	}
-	s.admin, err = pgxpool.New(ctx, master.WithDatabase(adminDB).PgxConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.admin.Close)
-	if _, err := s.admin.Exec(ctx, testenv.AdminFixture(t)); err != nil {
-		t.Fatal(err)
-	}
+	master, template := s.world.Master, s.world.Template
+	var adminDB string
+	s.admin, adminDB = s.world.AdminDatabase(t, "admin")
+	var err error
 
 	replicas := 1
 	if o.cluster {
@@ -474,11 +441,7 @@ type effects struct {
 
 func (s *sys) count(sql string, args ...any) int {
 	s.t.Helper()
-	var n int
-	if err := s.admin.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		s.t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	return itest.Count(s.t, s.admin, sql, args...)
 }
 
 func (s *sys) effects(ids []int) effects {
@@ -491,10 +454,7 @@ func (s *sys) effects(ids []int) effects {
 		}
 		e.CompletedCalls += recs[id].Calls["completed"]
 	}
-	if err := s.pg.QueryRow(context.Background(), `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1) AND datname NOT IN ($2, $3)`,
-		s.prefix+"_", s.prefix+"_template", s.prefix+"_admin").Scan(&e.Databases); err != nil {
-		s.t.Fatal(err)
-	}
+	e.Databases = len(s.world.Databases(s.t))
 	e.Rows = s.count(`SELECT count(*) FROM dbo.odsinstances`)
 	// The ledger table appears when a replica first opens the tenant.
 	if s.count(`SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'instancemgr' AND tablename = 'instances'`) == 1 {

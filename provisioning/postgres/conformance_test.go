@@ -9,6 +9,7 @@ import (
 )
 
 func TestEngineConforms(t *testing.T) {
+	t.Parallel()
 	provisioningtest.Engine(t, func(t *testing.T) provisioningtest.EngineSetup {
 		e, prefix := newEngine(t)
 		e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
@@ -18,6 +19,7 @@ func TestEngineConforms(t *testing.T) {
 }
 
 func TestRegistryConforms(t *testing.T) {
+	t.Parallel()
 	for _, adminAPI := range []bool{false, true} {
 		provisioningtest.Registry(t, func(t *testing.T) provisioning.Registry {
 			r, _, _ := newRegistry(t)

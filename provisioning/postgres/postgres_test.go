@@ -51,6 +51,7 @@ func create(t *testing.T, e *postgres.Engine, name, template string) (bool, erro
 }
 
 func TestCreateDatabaseFromTemplate(t *testing.T) {
+	t.Parallel()
 	e, prefix := newEngine(t)
 	ctx := context.Background()
 	name := prefix + "_District_9_-_2025"
@@ -76,6 +77,7 @@ func TestCreateDatabaseFromTemplate(t *testing.T) {
 // Names are quoted, never spliced: a name with a quote and a semicolon
 // creates a database of exactly that name and runs nothing else.
 func TestHostileNamesAreQuoted(t *testing.T) {
+	t.Parallel()
 	e, prefix := newEngine(t)
 	ctx := context.Background()
 	name := prefix + `_x"; DROP DATABASE postgres; --`
@@ -92,6 +94,7 @@ func TestHostileNamesAreQuoted(t *testing.T) {
 // A template with another session connected (55006) is retried until it is
 // free, not failed.
 func TestBusyTemplateIsRetried(t *testing.T) {
+	t.Parallel()
 	busy := make(chan struct{}, 100)
 	e, prefix := newEngineWithLog(t, slog.New(signalHandler{busy}))
 	ctx := context.Background()
@@ -132,6 +135,7 @@ func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestBusyTemplateGivesUpAsTransient(t *testing.T) {
+	t.Parallel()
 	e, prefix := newEngine(t)
 	e.TemplateBusyWait = 500 * time.Millisecond
 	ctx := context.Background()
@@ -150,6 +154,7 @@ func TestBusyTemplateGivesUpAsTransient(t *testing.T) {
 // plain text); reaching the engine directly, each is refused or becomes
 // exactly one database of exactly that name, and nothing else runs.
 func TestHostileNamesTable(t *testing.T) {
+	t.Parallel()
 	e, prefix := newEngine(t)
 	ctx := context.Background()
 	pool := testenv.Postgres(t)
@@ -213,6 +218,7 @@ func TestHostileNamesTable(t *testing.T) {
 // policy it waits for them and gives the job back as transient when they
 // stay, leaving the database as it was.
 func TestRenameSessionPolicies(t *testing.T) {
+	t.Parallel()
 	e, prefix := newEngine(t)
 	ctx := context.Background()
 	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
@@ -270,6 +276,7 @@ func TestRenameSessionPolicies(t *testing.T) {
 // drop: only names held by the same request, and of those only databases
 // the system made.
 func TestReservationsDecideOwnership(t *testing.T) {
+	t.Parallel()
 	e, prefix := newEngine(t)
 	ctx := context.Background()
 	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}

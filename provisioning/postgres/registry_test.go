@@ -39,6 +39,7 @@ func newRegistry(t *testing.T) (*postgres.Registry, func(sql string) int, *pgxpo
 }
 
 func TestRegistryLifecycle(t *testing.T) {
+	t.Parallel()
 	r, count, admin := newRegistry(t)
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 7, Database: "EdFi_Ods_A", Name: "A", InstanceType: "enterprise",
@@ -148,6 +149,7 @@ func TestRegistryLifecycle(t *testing.T) {
 // A ledger entry whose dbo.odsinstances row someone else removed or renamed
 // is no registration of ours to complete: a conflict.
 func TestRegisterChecksTheRowItFinds(t *testing.T) {
+	t.Parallel()
 	r, _, admin := newRegistry(t)
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 3, Database: "EdFi_Ods_C", Name: "C", ConnectionString: "host=h;database=EdFi_Ods_C"}

@@ -86,6 +86,7 @@ func FuzzDDL(f *testing.F) {
 // Errors the server says are about the data are terminal and keep their
 // SQLSTATE; connection and concurrency errors are worth retrying.
 func TestTransientOrRejected(t *testing.T) {
+	t.Parallel()
 	for code, want := range map[string]error{
 		"22001": provisioning.ErrRejected, // string too long
 		"23502": provisioning.ErrRejected, // not null
