@@ -201,21 +201,21 @@ func (c *Client) Instances(ctx context.Context, tenant, status string) ([]Worker
 
 // Instance gets one instance request (GET /adminconsole/instances/{id}).
 func (c *Client) Instance(ctx context.Context, tenant string, id int) (WorkerInstance, error) {
-	var out WorkerInstance
-	err := c.call(ctx, request{
-		what:   fmt.Sprintf("get instance %d%s", id, inTenant(tenant)),
-		method: http.MethodGet, path: fmt.Sprintf("/adminconsole/instances/%d", id), tenant: tenant, out: &out,
-	})
-	return out, err
+	return getOne[WorkerInstance](ctx, c, "get instance", "/adminconsole/instances/%d", tenant, id)
 }
 
 // OdsInstance gets the console's view of an instance request, with its type,
 // contexts and derivatives (GET /adminconsole/odsInstances/{id}).
 func (c *Client) OdsInstance(ctx context.Context, tenant string, id int) (OdsInstance, error) {
-	var out OdsInstance
+	return getOne[OdsInstance](ctx, c, "get ods instance", "/adminconsole/odsInstances/%d", tenant, id)
+}
+
+// getOne GETs the resource at pathFormat with id, in tenant.
+func getOne[T any](ctx context.Context, c *Client, what, pathFormat, tenant string, id int) (T, error) {
+	var out T
 	err := c.call(ctx, request{
-		what:   fmt.Sprintf("get ods instance %d%s", id, inTenant(tenant)),
-		method: http.MethodGet, path: fmt.Sprintf("/adminconsole/odsInstances/%d", id), tenant: tenant, out: &out,
+		what:   fmt.Sprintf("%s %d%s", what, id, inTenant(tenant)),
+		method: http.MethodGet, path: fmt.Sprintf(pathFormat, id), tenant: tenant, out: &out,
 	})
 	return out, err
 }

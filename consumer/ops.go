@@ -85,9 +85,9 @@ func (o *Handlers) Delete() Handler { return deleteHandler{o} }
 
 func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	j, log := d.Job, o.logger(d)
-	inst, err := o.API.Instance(ctx, j.Tenant, j.InstanceID)
+	inst, err := o.instance(ctx, j)
 	if err != nil {
-		return fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
+		return err
 	}
 	switch inst.Status {
 	case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError, adminapi.StatusCompleted:
@@ -97,11 +97,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		log.Info("create already done; the instance has moved on", "status", inst.Status)
 		return nil
 	}
-	name, err := o.Naming.DatabaseName(j.Tenant, j.Name)
-	if err != nil {
-		return err
-	}
-	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
+	name, tg, err := o.place(ctx, j)
 	if err != nil {
 		return err
 	}
@@ -183,6 +179,26 @@ func (o *Handlers) release(ctx context.Context, tg *Tenant, name string, owner p
 	}
 }
 
+// place is where the job's database goes: its name by the naming rule, and
+// the tenant's server and EdFi_Admin.
+func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error) {
+	name, err := o.Naming.DatabaseName(j.Tenant, j.Name)
+	if err != nil {
+		return "", nil, err
+	}
+	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
+	return name, tg, err
+}
+
+// instance reads the job's instance from the Admin API.
+func (o *Handlers) instance(ctx context.Context, j job.Job) (adminapi.WorkerInstance, error) {
+	inst, err := o.API.Instance(ctx, j.Tenant, j.InstanceID)
+	if err != nil {
+		return inst, fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
+	}
+	return inst, nil
+}
+
 // statusIs reads the instance's status again; an error counts as "no".
 func (o *Handlers) statusIs(ctx context.Context, tenant string, id int, status string) bool {
 	cur, err := o.API.Instance(ctx, tenant, id)
@@ -193,15 +209,11 @@ type renameHandler struct{ *Handlers }
 
 func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	j, log := d.Job, h.logger(d)
-	inst, err := h.API.Instance(ctx, j.Tenant, j.InstanceID)
-	if err != nil {
-		return fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
-	}
-	newDB, err := h.Naming.DatabaseName(j.Tenant, j.Name)
+	inst, err := h.instance(ctx, j)
 	if err != nil {
 		return err
 	}
-	tg, err := h.Tenants.Tenant(ctx, j.Tenant)
+	newDB, tg, err := h.place(ctx, j)
 	if err != nil {
 		return err
 	}
@@ -365,9 +377,9 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if !h.AllowDelete {
 		return ErrDeletionDisabled
 	}
-	inst, err := h.API.Instance(ctx, j.Tenant, j.InstanceID)
+	inst, err := h.instance(ctx, j)
 	if err != nil {
-		return fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
+		return err
 	}
 	if inst.Status != adminapi.StatusPendingDelete && inst.Status != adminapi.StatusDeleted {
 		log.Info("nothing to delete", "status", inst.Status)

@@ -35,6 +35,33 @@ type Reservation struct {
 	State    ReservationState
 }
 
+// CheckOwner is the ownership rule for the reservation found under name
+// (ok false: none): nil only when owner holds exactly that name, else
+// ErrConflict naming the holder. Every engine applies it.
+func CheckOwner(res Reservation, ok bool, name string, owner Owner) error {
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: database name %q is not reserved for %s", ErrConflict, name, owner)
+	case res.Owner != owner:
+		return fmt.Errorf("%w: database name %q is reserved for %s, not for %s", ErrConflict, res.Database, res.Owner, owner)
+	case res.Database != name:
+		return fmt.Errorf("%w: database name %q differs only in letter case from %q, reserved for %s", ErrConflict, name, res.Database, res.Owner)
+	}
+	return nil
+}
+
+// CheckMade is CheckOwner for a database the engine is to rename or drop:
+// the reservation must also say the system made it.
+func CheckMade(res Reservation, ok bool, name string, owner Owner) error {
+	if err := CheckOwner(res, ok, name, owner); err != nil {
+		return err
+	}
+	if res.State == StateReserved {
+		return fmt.Errorf("%w: database %q is reserved for %s but instancemgr never made it", ErrConflict, name, owner)
+	}
+	return nil
+}
+
 // Engine acts on one database server (the tenant's "master" connection).
 //
 // The ownership rule lives here: the server keeps a reservation per

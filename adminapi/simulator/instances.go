@@ -278,6 +278,20 @@ func (s *Simulator) registerInstance(in *instance) {
 	in.registeredName = in.name
 }
 
+// register completes in under its current name: in EdFi_Admin when the
+// simulator registers, in memory otherwise. The caller holds s.mu.
+func (s *Simulator) register(in *instance, cs string) error {
+	if s.registers() {
+		if err := s.registerRows(in, cs); err != nil {
+			return err
+		}
+	} else {
+		s.registerInstance(in)
+	}
+	in.status = adminapi.StatusCompleted
+	return nil
+}
+
 // registerRows does what Admin API 2.3's completed and renamed do when the
 // simulator registers: the instance's rows and a new API client, whose id,
 // key and secret the instance then reports. The caller holds s.mu.
@@ -434,18 +448,23 @@ func (s *Simulator) handleCreateRequest(w http.ResponseWriter, r *http.Request, 
 }
 
 func (s *Simulator) handleGetRequest(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.getOne(w, c.id, consoleTenant(c), func(in *instance) any { return s.consoleView(in) })
+}
+
+// getOne answers with view of instance id of tenant (0: any), or 404.
+func (s *Simulator) getOne(w http.ResponseWriter, id, tenant int, view func(*instance) any) {
 	s.mu.Lock()
-	in := s.lookup(c.id, consoleTenant(c))
-	var view adminapi.OdsInstance
+	in := s.lookup(id, tenant)
+	var v any
 	if in != nil {
-		view = s.consoleView(in)
+		v = view(in)
 	}
 	s.mu.Unlock()
 	if in == nil {
-		notFound(w, c.id)
+		notFound(w, id)
 		return
 	}
-	writeJSON(w, http.StatusOK, view)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Simulator) handleUpdateRequest(w http.ResponseWriter, r *http.Request, c *call) {
@@ -550,18 +569,7 @@ func (s *Simulator) handleListWorker(w http.ResponseWriter, r *http.Request, c *
 }
 
 func (s *Simulator) handleGetWorker(w http.ResponseWriter, r *http.Request, c *call) {
-	s.mu.Lock()
-	in := s.lookup(c.id, c.tenant)
-	var view adminapi.WorkerInstance
-	if in != nil {
-		view = s.workerView(in, discoveryURL(r))
-	}
-	s.mu.Unlock()
-	if in == nil {
-		notFound(w, c.id)
-		return
-	}
-	writeJSON(w, http.StatusOK, view)
+	s.getOne(w, c.id, c.tenant, func(in *instance) any { return s.workerView(in, discoveryURL(r)) })
 }
 
 func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *call) {
@@ -572,14 +580,9 @@ func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *c
 	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError:
-			if s.registers() {
-				if err := s.registerRows(in, cs); err != nil {
-					return failed("The instance could not be registered.")
-				}
-			} else {
-				s.registerInstance(in)
+			if err := s.register(in, cs); err != nil {
+				return failed("The instance could not be registered.")
 			}
-			in.status = adminapi.StatusCompleted
 		case adminapi.StatusCompleted:
 			if s.registers() {
 				return done // Admin API 2.3 does nothing more
@@ -600,15 +603,10 @@ func (s *Simulator) handleRenamed(w http.ResponseWriter, r *http.Request, c *cal
 	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPendingRename:
-			if s.registers() {
-				if err := s.registerRows(in, cs); err != nil {
-					in.status = adminapi.StatusRenameFailed
-					return failed("The instance could not be registered under its new name.")
-				}
-			} else {
-				s.registerInstance(in)
+			if err := s.register(in, cs); err != nil {
+				in.status = adminapi.StatusRenameFailed
+				return failed("The instance could not be registered under its new name.")
 			}
-			in.status = adminapi.StatusCompleted
 		case adminapi.StatusCompleted:
 			if s.registers() {
 				return done

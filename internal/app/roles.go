@@ -56,41 +56,45 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	return &role{cfg: cfg, log: log, api: api, nc: nc, js: js, metrics: reg, close: func() { stopMetrics(); nc.Close() }}, nil
 }
 
-// RunBridge runs the bridge role until ctx ends.
-func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	r, err := startRole(ctx, cfg, "bridge", log)
+// runRole starts the parts every role needs, runs the role and closes them.
+func runRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger, run func(r *role) error) error {
+	r, err := startRole(ctx, cfg, name, log)
 	if err != nil {
 		return err
 	}
 	defer r.close()
-	ledgers := NewLedgers(cfg, log)
-	defer ledgers.Close()
-	b, err := NewBridge(ctx, cfg, r.api, ledgers, r.js, log, bridge.NewMetrics(r.metrics))
-	if err != nil {
-		return err
-	}
-	log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D(), "allow_delete", cfg.Provisioning.AllowDelete)
-	return b.Run(ctx)
+	return run(r)
+}
+
+// RunBridge runs the bridge role until ctx ends.
+func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
+		ledgers := NewLedgers(cfg, log)
+		defer ledgers.Close()
+		b, err := NewBridge(ctx, cfg, r.api, ledgers, r.js, log, bridge.NewMetrics(r.metrics))
+		if err != nil {
+			return err
+		}
+		log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D(), "allow_delete", cfg.Provisioning.AllowDelete)
+		return b.Run(ctx)
+	})
 }
 
 // RunConsumer runs one consumer replica until ctx ends, then drains.
 // seams are zero except under the binary's test switches.
 func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seams consumer.TestSeams) error {
-	r, err := startRole(ctx, cfg, "consumer", log)
-	if err != nil {
-		return err
-	}
-	defer r.close()
-	tenants := NewTenantPool(cfg, log)
-	defer tenants.Close()
-	c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams})
-	if err != nil {
-		return err
-	}
-	log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
-	err = c.Run(ctx)
-	log.Info("consumer stopped")
-	return err
+	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
+		tenants := NewTenantPool(cfg, log)
+		defer tenants.Close()
+		deps := ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams}
+		c, err := NewConsumer(ctx, cfg, deps)
+		if err != nil {
+			return err
+		}
+		log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
+		defer log.Info("consumer stopped")
+		return c.Run(ctx)
+	})
 }
 
 // Setup creates or updates the job stream, its durable consumer and the
@@ -223,8 +227,8 @@ func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 func (l *Ledgers) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, r := range l.byEntry {
+	for entry, r := range l.byEntry {
+		delete(l.byEntry, entry)
 		r.Close()
 	}
-	l.byEntry = map[string]*postgres.Registry{}
 }

@@ -305,25 +305,30 @@ func npgsqlEnum(v string) string {
 // DbConnectionStringBuilder quotes them. Options whose key names one of the
 // fields, or that cannot be written as a key, are left out.
 func (c Conn) ADONet() string {
-	var b strings.Builder
-	add := func(k, v string) {
-		if v != "" {
-			appendPair(&b, k, v)
-		}
-	}
-	add("host", c.Host)
+	port := ""
 	if c.Port != 0 {
-		add("port", strconv.Itoa(c.Port))
+		port = strconv.Itoa(c.Port)
 	}
-	add("username", c.Username)
-	add("password", c.Password)
-	add("database", c.Database)
-	for _, o := range c.Options {
-		switch npgsqlSetting(normKey(o.Key)) {
-		case "host", "port", "username", "password", "database":
-			continue
+	return adoNet([]Option{{"host", c.Host}, {"port", port}, {"username", c.Username}, {"password", c.Password}, {"database", c.Database}},
+		c.Options, oneOf(npgsqlSetting, "host", "port", "username", "password", "database"))
+}
+
+// oneOf reports whether a key, read by setting, is one of settings.
+func oneOf(setting func(norm string) string, settings ...string) func(key string) bool {
+	return func(key string) bool { return slices.Contains(settings, setting(normKey(key))) }
+}
+
+// adoNet writes the fields that are set, then every option that is not one
+// of them (fieldKey) and is a key ADO.NET can hold.
+func adoNet(fields, options []Option, fieldKey func(key string) bool) string {
+	var b strings.Builder
+	for _, f := range fields {
+		if f.Value != "" {
+			appendPair(&b, f.Key, f.Value)
 		}
-		if checkKey(o.Key) == nil {
+	}
+	for _, o := range options {
+		if !fieldKey(o.Key) && checkKey(o.Key) == nil {
 			appendPair(&b, o.Key, o.Value)
 		}
 	}
@@ -480,13 +485,19 @@ func (c Conn) ForDatabase(name string) Conn {
 // the password or any option, since option values (SSL Password, Options,
 // ...) can hold secrets too.
 func (c Conn) Redacted() string {
+	return redacted("host", c.Host, c.Port, c.Database, "username", c.Username)
+}
+
+// redacted writes a server, port, database and user for logs, and nothing
+// else.
+func redacted(serverKey, server string, port int, database, userKey, user string) string {
 	var b strings.Builder
-	redactedField(&b, "host", c.Host, true)
-	if c.Port != 0 {
-		redactedField(&b, "port", strconv.Itoa(c.Port), true)
+	redactedField(&b, serverKey, server, true)
+	if port != 0 {
+		redactedField(&b, "port", strconv.Itoa(port), true)
 	}
-	redactedField(&b, "database", c.Database, true)
-	redactedField(&b, "username", c.Username, false)
+	redactedField(&b, "database", database, true)
+	redactedField(&b, userKey, user, false)
 	return b.String()
 }
 

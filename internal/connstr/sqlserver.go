@@ -137,43 +137,18 @@ func parseDataSource(v string) (string, int, error) {
 // them. Options whose key names one of the fields, or that cannot be written
 // as a key, are left out.
 func (c SQLServerConn) ADONet() string {
-	var b strings.Builder
-	add := func(k, v string) {
-		if v != "" {
-			appendPair(&b, k, v)
-		}
-	}
 	server := c.Server
 	if c.Port != 0 {
 		server += "," + strconv.Itoa(c.Port)
 	}
-	add("Server", server)
-	add("Database", c.Database)
-	add("User Id", c.UserID)
-	add("Password", c.Password)
-	for _, o := range c.Options {
-		switch sqlServerSetting(normKey(o.Key)) {
-		case "server", "database", "userid", "password":
-			continue
-		}
-		if checkKey(o.Key) == nil {
-			appendPair(&b, o.Key, o.Value)
-		}
-	}
-	return b.String()
+	return adoNet([]Option{{"Server", server}, {"Database", c.Database}, {"User Id", c.UserID}, {"Password", c.Password}},
+		c.Options, oneOf(sqlServerSetting, "server", "database", "userid", "password"))
 }
 
 // Redacted is safe for logs: "server=s port=p database=d user=u", without
 // the password or any option.
 func (c SQLServerConn) Redacted() string {
-	var b strings.Builder
-	redactedField(&b, "server", c.Server, true)
-	if c.Port != 0 {
-		redactedField(&b, "port", strconv.Itoa(c.Port), true)
-	}
-	redactedField(&b, "database", c.Database, true)
-	redactedField(&b, "user", c.UserID, false)
-	return b.String()
+	return redacted("server", c.Server, c.Port, c.Database, "user", c.UserID)
 }
 
 // Validate reports whether s is a usable PostgreSQL or SQL Server connection

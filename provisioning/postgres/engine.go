@@ -52,18 +52,32 @@ const (
 // NewEngine connects to the server's maintenance database (the tenant's
 // "master" connection string, in pgx form).
 func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*Engine, error) {
-	pool, err := newPool(ctx, pgxConnString, 4)
+	pool, err := open(ctx, pgxConnString, 4, "the PostgreSQL maintenance database", reservationSchema, "the instancemgr reservations")
 	if err != nil {
-		return nil, fmt.Errorf("connect to the PostgreSQL maintenance database: %w", err)
+		return nil, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	return &Engine{pool: pool, log: orDiscard(log), TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
+}
+
+// open connects to a database and makes sure the system's schema in it
+// exists.
+func open(ctx context.Context, connString string, maxConns int32, database, schema, what string) (*pgxpool.Pool, error) {
+	pool, err := newPool(ctx, connString, maxConns)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", database, err)
 	}
-	if err := ensureSchema(ctx, pool, reservationSchema); err != nil {
+	if err := ensureSchema(ctx, pool, schema); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("create the instancemgr reservations in the maintenance database: %w", err)
+		return nil, fmt.Errorf("create %s in %s: %w", what, database, err)
 	}
-	return &Engine{pool: pool, log: log, TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
+	return pool, nil
+}
+
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }
 
 func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.Pool, error) {

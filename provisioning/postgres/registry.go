@@ -47,18 +47,11 @@ ALTER TABLE instancemgr.instances ALTER COLUMN ods_instance_id DROP NOT NULL;`
 // NewRegistry connects to the EdFi_Admin database and makes sure the ledger
 // table exists.
 func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*Registry, error) {
-	pool, err := newPool(ctx, pgxConnString, 8)
+	pool, err := open(ctx, pgxConnString, 8, "the EdFi_Admin database", ledgerSchema, "the instancemgr ledger")
 	if err != nil {
-		return nil, fmt.Errorf("connect to the EdFi_Admin database: %w", err)
+		return nil, err
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if err := ensureSchema(ctx, pool, ledgerSchema); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("create the instancemgr ledger in EdFi_Admin: %w", transient(err))
-	}
-	return &Registry{pool: pool, log: log}, nil
+	return &Registry{pool: pool, log: orDiscard(log)}, nil
 }
 
 // Close releases the registry's connections.

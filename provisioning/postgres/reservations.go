@@ -84,17 +84,10 @@ func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Res
 // exactly that name, and ErrConflict otherwise.
 func (e *Engine) ownedBy(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, error) {
 	res, ok, err := e.Reservation(ctx, name)
-	switch {
-	case err != nil:
+	if err != nil {
 		return res, err
-	case !ok:
-		return res, fmt.Errorf("%w: database name %q is not reserved for %s", provisioning.ErrConflict, name, owner)
-	case res.Owner != owner:
-		return res, fmt.Errorf("%w: database name %q is reserved for %s, not for %s", provisioning.ErrConflict, res.Database, res.Owner, owner)
-	case res.Database != name:
-		return res, fmt.Errorf("%w: database name %q differs only in letter case from %q, reserved for %s", provisioning.ErrConflict, name, res.Database, res.Owner)
 	}
-	return res, nil
+	return res, provisioning.CheckOwner(res, ok, name, owner)
 }
 
 func (e *Engine) setState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
@@ -137,12 +130,9 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 // madeBy is ownedBy for a name whose database the system made (or was
 // making): the only ones it renames or drops.
 func (e *Engine) madeBy(ctx context.Context, name string, owner provisioning.Owner) error {
-	res, err := e.ownedBy(ctx, name, owner)
+	res, ok, err := e.Reservation(ctx, name)
 	if err != nil {
 		return err
 	}
-	if res.State == provisioning.StateReserved {
-		return fmt.Errorf("%w: database %q is reserved for %s but instancemgr never made it", provisioning.ErrConflict, name, owner)
-	}
-	return nil
+	return provisioning.CheckMade(res, ok, name, owner)
 }
