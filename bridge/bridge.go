@@ -157,7 +157,7 @@ func (b *Bridge) Poll(ctx context.Context) (Stats, error) {
 					b.warnDeleteOnce(inst)
 					continue
 				}
-				queued, err := b.publish(ctx, stream, so.op, inst)
+				id, queued, err := b.publish(ctx, stream, so.op, inst)
 				op := string(so.op)
 				switch {
 				case err != nil:
@@ -170,7 +170,7 @@ func (b *Bridge) Poll(ctx context.Context) (Stats, error) {
 				default:
 					st.Published++
 					b.count(op, "published")
-					b.log.Info("job published", "op", so.op, "tenant", inst.TenantName, "instance_id", inst.ID)
+					b.log.Info("job published", "op", so.op, "tenant", inst.TenantName, "instance_id", inst.ID, "job_id", id, "correlation_id", id)
 				}
 			}
 		}
@@ -242,22 +242,23 @@ func (b *Bridge) lookup(ctx context.Context, tenant string, id int) (provisionin
 }
 
 // publish publishes the job for inst unless the stream holds it already,
-// which it reports as alreadyQueued.
-func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance) (alreadyQueued bool, err error) {
+// which it reports as alreadyQueued; id is the job's ID, also its message
+// ID and so the correlation ID of every log line about it.
+func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance) (id string, alreadyQueued bool, err error) {
 	j, err := b.buildJob(ctx, op, inst)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	// Cheap check first, so a long-pending request costs no detail call.
 	if _, err := stream.GetLastMsgForSubject(ctx, j.Subject()); err == nil {
-		return true, nil
+		return j.ID, true, nil
 	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, fmt.Errorf("look up %s: %w", j.Subject(), err)
+		return j.ID, false, fmt.Errorf("look up %s: %w", j.Subject(), err)
 	}
 	if op != job.OpDelete {
 		details, err := b.api.OdsInstance(ctx, j.Tenant, inst.ID)
 		if err != nil {
-			return false, fmt.Errorf("read details of instance %d: %w", inst.ID, err)
+			return j.ID, false, fmt.Errorf("read details of instance %d: %w", inst.ID, err)
 		}
 		if details.Name != "" {
 			j.Name = details.Name
@@ -272,18 +273,18 @@ func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, op job.Op
 	}
 	data, err := job.Encode(j)
 	if err != nil {
-		return false, err
+		return j.ID, false, err
 	}
 	msg := &nats.Msg{Subject: j.Subject(), Data: data, Header: nats.Header{}}
 	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID), jetstream.WithExpectLastSequencePerSubject(0))
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-		return true, nil
+		return j.ID, true, nil
 	case err != nil:
-		return false, fmt.Errorf("publish %s: %w", j.Subject(), err)
+		return j.ID, false, fmt.Errorf("publish %s: %w", j.Subject(), err)
 	case ack.Duplicate:
-		return true, nil
+		return j.ID, true, nil
 	}
-	return false, nil
+	return j.ID, false, nil
 }
