@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// TenantPool opens each tenant's database connections on first use and keeps
+// them. Tenants that share a configuration entry share its connections.
+type TenantPool struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	mu      sync.Mutex
+	byEntry map[string]*consumer.Tenant
+	closers []func()
+}
+
+// NewTenantPool returns a resolver over cfg.Tenants.
+func NewTenantPool(cfg *config.Config, log *slog.Logger) *TenantPool {
+	return &TenantPool{cfg: cfg, log: log, byEntry: map[string]*consumer.Tenant{}}
+}
+
+// Tenant implements consumer.Tenants.
+func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenant, error) {
+	tg, err := t.cfg.TenantConns(tenant)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ct, ok := t.byEntry[tg.Entry]; ok {
+		return ct, nil
+	}
+	engine, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
+	}
+	engine.Guard = t.cfg.Guard()
+	engine.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
+	engine.SessionWait = t.cfg.Provisioning.SessionWait.D()
+	ct := &consumer.Tenant{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
+	key, err := t.cfg.Key()
+	if err != nil {
+		return nil, err
+	}
+	if key != nil {
+		ct.Seal = key.Encrypt
+	}
+	t.closers = append(t.closers, engine.Close)
+	reg, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Admin.Redacted(), err)
+	}
+	reg.AdminAPIRegisters = t.cfg.Provisioning.Registration == config.RegistrationAdminAPI
+	ct.Registry = reg
+	t.closers = append(t.closers, reg.Close)
+	if err := t.importLedger(ctx, tg.Entry, engine, reg); err != nil {
+		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
+	}
+	t.byEntry[tg.Entry] = ct
+	return ct, nil
+}
+
+// importLedger reserves, as made, every database in the ledger of an
+// EdFi_Admin whose tenants this entry serves: instances that a version
+// without reservations provisioned stay the system's after an upgrade. A
+// ledger entry whose name another request holds is left to the operator.
+func (t *TenantPool) importLedger(ctx context.Context, entry string, engine provisioning.Engine, reg provisioning.Registry) error {
+	recs, err := reg.Records(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if tg, err := t.cfg.TenantConns(rec.Tenant); err != nil || tg.Entry != entry {
+			continue // another entry's server holds this tenant's databases
+		}
+		err := engine.Import(ctx, rec.Database, rec.Owner())
+		switch {
+		case errors.Is(err, provisioning.ErrConflict):
+			t.log.Error("ledger entry conflicts with a reservation; resolve it by hand", "tenant", rec.Tenant, "instance_id", rec.InstanceID, "database", rec.Database, "err", err)
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes every connection opened.
+func (t *TenantPool) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.closers {
+		c()
+	}
+	t.closers, t.byEntry = nil, map[string]*consumer.Tenant{}
+}
