@@ -1,0 +1,459 @@
+package sqlserver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	_ "github.com/microsoft/go-mssqldb" // the "sqlserver" driver
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// CreateMode is how a new database is made from the template.
+type CreateMode string
+
+// The create modes.
+const (
+	// CreateRestore restores the template's backup (Engine.Backup, a .bak
+	// the server can read): the Ed-Fi way on SQL Server.
+	CreateRestore CreateMode = "restore"
+	// CreateCopy copies the template database on the same server (CREATE
+	// DATABASE ... AS COPY OF): Azure SQL Database, which has no RESTORE
+	// from disk.
+	CreateCopy CreateMode = "copy"
+)
+
+// Engine runs DDL on one SQL Server through a connection to a database the
+// system may write its reservations in (the tenant's "master" connection).
+type Engine struct {
+	db  *sql.DB
+	log *slog.Logger
+	// Guard is checked before every rename and drop; without one, nothing
+	// is renamed or dropped.
+	Guard *provisioning.Guard
+	Mode  CreateMode
+	// Backup is the template's .bak, as a path on the server (restore).
+	Backup string
+	// Terminate ends the sessions on a database being renamed; without
+	// it a rename waits up to SessionWait for them to go, then fails the
+	// attempt (it is retried later).
+	Terminate   bool
+	SessionWait time.Duration
+	// CopyPoll and CopyWait pace and bound the wait for a copy to come
+	// online (copy).
+	CopyPoll, CopyWait time.Duration
+}
+
+var _ provisioning.Engine = (*Engine)(nil)
+
+// reservationSchema is the server's reservations (see the PostgreSQL
+// engine): one table per server, unique per name ignoring case.
+const reservationSchema = `
+IF SCHEMA_ID(N'instancemgr') IS NULL EXEC(N'CREATE SCHEMA instancemgr');
+IF OBJECT_ID(N'instancemgr.reservations', N'U') IS NULL
+CREATE TABLE instancemgr.reservations (
+    database_name nvarchar(128) COLLATE Latin1_General_CI_AS NOT NULL CONSTRAINT pk_instancemgr_reservations PRIMARY KEY,
+    tenant        nvarchar(256) NOT NULL,
+    instance_id   int           NOT NULL,
+    state         varchar(16)   NOT NULL CONSTRAINT df_instancemgr_reservations_state DEFAULT 'reserved'
+                                CONSTRAINT ck_instancemgr_reservations_state CHECK (state IN ('reserved', 'making', 'made')),
+    reserved_at   datetime2     NOT NULL CONSTRAINT df_instancemgr_reservations_reserved DEFAULT SYSUTCDATETIME(),
+    updated_at    datetime2     NOT NULL CONSTRAINT df_instancemgr_reservations_updated DEFAULT SYSUTCDATETIME()
+);`
+
+// NewEngine connects with an ADO.NET (SqlClient) connection string.
+func NewEngine(ctx context.Context, connString string, log *slog.Logger) (*Engine, error) {
+	db, err := sql.Open("sqlserver", connString)
+	if err != nil {
+		return nil, errors.New("connect to SQL Server: connection string does not parse")
+	}
+	if err := ensureSchema(ctx, db, reservationSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create the instancemgr reservations on SQL Server: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{db: db, log: log, Mode: CreateRestore, Terminate: true, SessionWait: 30 * time.Second,
+		CopyPoll: 5 * time.Second, CopyWait: time.Hour}, nil
+}
+
+// ensureSchema runs idempotent DDL under an application lock, as replicas
+// start together.
+func ensureSchema(ctx context.Context, db *sql.DB, ddl string) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := appLock(ctx, tx, "instancemgr:schema"); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return classify(err)
+	}
+	return classify(tx.Commit())
+}
+
+// appLock takes an exclusive application lock for the transaction.
+func appLock(ctx context.Context, tx *sql.Tx, resource string) error {
+	_, err := tx.ExecContext(ctx, `DECLARE @r int;
+EXEC @r = sp_getapplock @Resource = @p1, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 30000;
+IF @r < 0 THROW 51000, 'instancemgr: the lock was not granted', 1;`, resource)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", resource, classify(err))
+	}
+	return nil
+}
+
+// Close releases the engine's connections.
+func (e *Engine) Close() { e.db.Close() }
+
+// DatabaseExists implements provisioning.Engine.
+func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
+	if _, err := quoteName(name); err != nil {
+		return false, err
+	}
+	var n int
+	if err := e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sys.databases WHERE name = @p1`, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up database %q: %w", name, classify(err))
+	}
+	return n > 0, nil
+}
+
+// Reserve implements provisioning.Engine.
+func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, bool, error) {
+	if _, err := quoteName(name); err != nil {
+		return provisioning.Reservation{}, false, err
+	}
+	_, err := e.db.ExecContext(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES (@p1, @p2, @p3)`,
+		name, owner.Tenant, owner.InstanceID)
+	fresh := err == nil
+	if err != nil && !isUniqueViolation(err) {
+		return provisioning.Reservation{}, false, fmt.Errorf("reserve database name %q: %w", name, classify(err))
+	}
+	res, ok, err := e.Reservation(ctx, name)
+	if err != nil {
+		return res, false, err
+	}
+	if err := provisioning.CheckOwner(res, ok, name, owner); err != nil {
+		return res, false, fmt.Errorf("reserve database name %q: %w", name, err)
+	}
+	return res, fresh, nil
+}
+
+// Reservation implements provisioning.Engine. The column's collation makes
+// the look-up ignore letter case.
+func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
+	var res provisioning.Reservation
+	var state string
+	err := e.db.QueryRowContext(ctx, `SELECT database_name, tenant, instance_id, state FROM instancemgr.reservations WHERE database_name = @p1`, name).
+		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return res, false, nil
+	}
+	if err != nil {
+		return res, false, fmt.Errorf("read the reservation of %q: %w", name, classify(err))
+	}
+	res.State = provisioning.ReservationState(state)
+	return res, true, nil
+}
+
+func (e *Engine) ownedBy(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, error) {
+	res, ok, err := e.Reservation(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	return res, provisioning.CheckOwner(res, ok, name, owner)
+}
+
+func (e *Engine) madeBy(ctx context.Context, name string, owner provisioning.Owner) error {
+	res, ok, err := e.Reservation(ctx, name)
+	if err != nil {
+		return err
+	}
+	return provisioning.CheckMade(res, ok, name, owner)
+}
+
+func (e *Engine) setState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
+	r, err := e.db.ExecContext(ctx, `UPDATE instancemgr.reservations SET state = @p4, updated_at = SYSUTCDATETIME()
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3`,
+		name, owner.Tenant, owner.InstanceID, string(state))
+	if err != nil {
+		return fmt.Errorf("mark the reservation of %q %s: %w", name, state, classify(err))
+	}
+	if n, err := r.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%w: the reservation of %q for %s is gone", provisioning.ErrConflict, name, owner)
+	}
+	return nil
+}
+
+// Release implements provisioning.Engine.
+func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
+	_, err := e.db.ExecContext(ctx, `DELETE FROM instancemgr.reservations
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3
+  AND (state = 'reserved' OR DB_ID(@p1) IS NULL)`, name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return fmt.Errorf("release database name %q: %w", name, classify(err))
+	}
+	return nil
+}
+
+// Import implements provisioning.Engine.
+func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Owner) error {
+	if _, err := quoteName(name); err != nil {
+		return err
+	}
+	_, err := e.db.ExecContext(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state) VALUES (@p1, @p2, @p3, 'made')`,
+		name, owner.Tenant, owner.InstanceID)
+	if err != nil && !isUniqueViolation(err) {
+		return fmt.Errorf("import the reservation of %q: %w", name, classify(err))
+	}
+	_, err = e.ownedBy(ctx, name, owner)
+	return err
+}
+
+// CreateDatabase implements provisioning.Engine, by restore or copy.
+func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
+	if _, err := quoteNames(name, template); err != nil {
+		return false, err
+	}
+	res, err := e.ownedBy(ctx, name, owner)
+	if err != nil {
+		return false, fmt.Errorf("create database %q: %w", name, err)
+	}
+	exists, err := e.DatabaseExists(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if exists {
+		if res.State == provisioning.StateReserved {
+			return false, fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name was only reserved for %s); it is left alone", provisioning.ErrConflict, name, owner)
+		}
+		return false, e.setState(ctx, name, owner, provisioning.StateMade)
+	}
+	if err := e.setState(ctx, name, owner, provisioning.StateMaking); err != nil {
+		return false, err
+	}
+	switch e.Mode {
+	case CreateCopy:
+		err = e.copy(ctx, name, template)
+	default:
+		err = e.restore(ctx, name)
+	}
+	if hasNumber(err, errDatabaseExists) {
+		return false, nil // another delivery of the same job got there first
+	}
+	if err != nil {
+		return false, fmt.Errorf("create database %q: %w", name, err)
+	}
+	return true, e.setState(ctx, name, owner, provisioning.StateMade)
+}
+
+// restore restores the template's backup as name, its files in the
+// server's default directories and named after the database.
+func (e *Engine) restore(ctx context.Context, name string) error {
+	if e.Backup == "" {
+		return fmt.Errorf("%w: no template backup (.bak) is configured for restore", provisioning.ErrRejected)
+	}
+	rows, err := e.db.QueryContext(ctx, `RESTORE FILELISTONLY FROM DISK = @p1`, e.Backup)
+	if err != nil {
+		return fmt.Errorf("read the files of the template backup: %w", classify(err))
+	}
+	cols, vals, err := readAll(rows)
+	if err != nil {
+		return fmt.Errorf("read the files of the template backup: %w", classify(err))
+	}
+	files, err := fileList(cols, vals)
+	if err != nil {
+		return fmt.Errorf("%w: %w", provisioning.ErrRejected, err)
+	}
+	var dataDir, logDir string
+	if err := e.db.QueryRowContext(ctx, `SELECT CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(4000)), CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(4000))`).
+		Scan(&dataDir, &logDir); err != nil {
+		return fmt.Errorf("read the server's default paths: %w", classify(err))
+	}
+	places, err := placeFiles(name, files, dataDir, logDir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", provisioning.ErrRejected, err)
+	}
+	stmt, err := restoreSQL(name, len(places))
+	if err != nil {
+		return err
+	}
+	args := []any{e.Backup}
+	for _, p := range places {
+		args = append(args, p.Logical, p.Path)
+	}
+	if _, err := e.db.ExecContext(ctx, stmt, args...); err != nil {
+		return classify(err)
+	}
+	for _, p := range places {
+		if p.Logical == p.NewLogical {
+			continue
+		}
+		stmt, err := renameFileSQL(name, p.Logical, p.NewLogical)
+		if err != nil {
+			return err
+		}
+		if _, err := e.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("rename logical file %q: %w", p.Logical, classify(err))
+		}
+	}
+	return nil
+}
+
+// copy starts a copy of template and waits until it is online; the job's
+// heartbeats keep its lock meanwhile.
+func (e *Engine) copy(ctx context.Context, name, template string) error {
+	stmt, err := copySQL(name, template)
+	if err != nil {
+		return err
+	}
+	if _, err := e.db.ExecContext(ctx, stmt); err != nil {
+		return classify(err)
+	}
+	deadline := time.Now().Add(e.CopyWait)
+	for {
+		var state string
+		err := e.db.QueryRowContext(ctx, `SELECT state_desc FROM sys.databases WHERE name = @p1`, name).Scan(&state)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("the copy of %q as %q failed: the database is gone", template, name)
+		case err != nil:
+			return classify(err)
+		case state == "ONLINE":
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("%w: the copy of %q as %q is still %s after %s", provisioning.ErrTransient, template, name, state, e.CopyWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.CopyPoll):
+		}
+	}
+}
+
+// RenameDatabase implements provisioning.Engine.
+func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) error {
+	for _, n := range []string{old, new} {
+		if err := e.Guard.CheckDestructive(n); err != nil {
+			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+		}
+	}
+	stmts, err := renameSQL(old, new, e.Terminate)
+	if err != nil {
+		return err
+	}
+	if err := e.madeBy(ctx, old, owner); err != nil {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+	}
+	if _, err := e.ownedBy(ctx, new, owner); err != nil {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+	}
+	if err := e.setState(ctx, new, owner, provisioning.StateMaking); err != nil {
+		return err
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 200 * time.Millisecond
+	bo.MaxElapsedTime = e.SessionWait
+	op := func() error {
+		if !e.Terminate {
+			if err := e.noSessions(ctx, old); err != nil {
+				return err
+			}
+		}
+		return e.execAll(ctx, stmts, old)
+	}
+	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, classify(err))
+	}
+	return e.setState(ctx, new, owner, provisioning.StateMade)
+}
+
+// noSessions is the wait policy's check: other sessions on the database
+// make the attempt fail, to be tried again.
+func (e *Engine) noSessions(ctx context.Context, name string) error {
+	var n int
+	if err := e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE database_id = DB_ID(@p1) AND session_id <> @@SPID`, name).Scan(&n); err != nil {
+		return backoff.Permanent(classify(err))
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %d sessions are still connected to %q", provisioning.ErrTransient, n, name)
+	}
+	return nil
+}
+
+// execAll runs the statements of a rename or drop in order. When one after
+// the first fails, the database is let out of single-user mode again, so a
+// failed attempt does not lock its users out.
+func (e *Engine) execAll(ctx context.Context, stmts []string, database string) error {
+	for i, s := range stmts {
+		if _, err := e.db.ExecContext(ctx, s); err != nil {
+			if i > 0 {
+				if q, qerr := quoteName(database); qerr == nil {
+					_, _ = e.db.ExecContext(context.WithoutCancel(ctx), "ALTER DATABASE "+q+" SET MULTI_USER")
+				}
+			}
+			if errors.Is(classify(err), provisioning.ErrTransient) {
+				return err
+			}
+			return backoff.Permanent(err)
+		}
+	}
+	return nil
+}
+
+// DropDatabase implements provisioning.Engine.
+func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
+	if err := e.Guard.CheckDestructive(name); err != nil {
+		return false, fmt.Errorf("drop database %q: %w", name, err)
+	}
+	stmts, err := dropSQL(name)
+	if err != nil {
+		return false, err
+	}
+	exists, err := e.DatabaseExists(ctx, name)
+	if err != nil || !exists {
+		return false, err
+	}
+	if err := e.madeBy(ctx, name, owner); err != nil {
+		return false, fmt.Errorf("drop database %q: %w", name, err)
+	}
+	if err := e.execAll(ctx, stmts, name); err != nil {
+		var p *backoff.PermanentError
+		if errors.As(err, &p) {
+			err = p.Err
+		}
+		return false, fmt.Errorf("drop database %q: %w", name, classify(err))
+	}
+	return true, nil
+}
+
+// readAll reads every row of rows as values, with the column names.
+func readAll(rows *sql.Rows) ([]string, [][]any, error) {
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, nil, err
+	}
+	var out [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, nil, err
+		}
+		out = append(out, vals)
+	}
+	return cols, out, rows.Err()
+}

@@ -1,0 +1,159 @@
+package sqlserver
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	mssql "github.com/microsoft/go-mssqldb"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// Names are quoted as QUOTENAME quotes them, so a hostile name is one
+// identifier and nothing else runs; names SQL Server would refuse are
+// refused first.
+func TestStatementsQuoteEveryName(t *testing.T) {
+	tests := []struct {
+		name, want string
+	}{
+		{"EdFi_Ods_District", "[EdFi_Ods_District]"},
+		{"a]b", "[a]]b]"},
+		{"x]; DROP DATABASE master; --", "[x]]; DROP DATABASE master; --]"},
+		{`q"u'ote`, `[q"u'ote]`},
+		{"Dіstrict ü", "[Dіstrict ü]"},
+		{"[already]", "[[already]]]"},
+	}
+	for _, tt := range tests {
+		got, err := quoteName(tt.name)
+		if err != nil || got != tt.want {
+			t.Errorf("quoteName(%q) = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("n", MaxNameChars+1), "nul\x00", "\xff"} {
+		if _, err := quoteName(bad); !errors.Is(err, provisioning.ErrInvalidName) {
+			t.Errorf("quoteName(%q): %v, want ErrInvalidName", bad, err)
+		}
+	}
+	if _, err := quoteName(strings.Repeat("ü", MaxNameChars)); err != nil {
+		t.Errorf("a name of %d characters (more bytes) is sysname's limit, not over it: %v", MaxNameChars, err)
+	}
+
+	rename, err := renameSQL("old]x", "new", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"ALTER DATABASE [old]]x] SET SINGLE_USER WITH ROLLBACK IMMEDIATE",
+		"ALTER DATABASE [old]]x] MODIFY NAME = [new]",
+		"ALTER DATABASE [new] SET MULTI_USER",
+	}
+	if strings.Join(rename, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rename:\n%s\nwant\n%s", strings.Join(rename, "\n"), strings.Join(want, "\n"))
+	}
+	if wait, _ := renameSQL("a", "b", false); wait[0] != "ALTER DATABASE [a] SET SINGLE_USER WITH NO_WAIT" {
+		t.Errorf("rename with the wait policy: %q", wait[0])
+	}
+	drop, _ := dropSQL("d]")
+	if drop[0] != "ALTER DATABASE [d]]] SET SINGLE_USER WITH ROLLBACK IMMEDIATE" || drop[1] != "DROP DATABASE [d]]]" {
+		t.Errorf("drop: %q", drop)
+	}
+	if s, _ := copySQL("new", "tmpl]"); s != "CREATE DATABASE [new] AS COPY OF [tmpl]]]" {
+		t.Errorf("copy: %q", s)
+	}
+	if s, _ := restoreSQL("n", 2); s != "RESTORE DATABASE [n] FROM DISK = @p1 WITH MOVE @p2 TO @p3, MOVE @p4 TO @p5, RECOVERY" {
+		t.Errorf("restore: %q", s)
+	}
+	if s, _ := renameFileSQL("n", "Ods_Minimal_Template", "n"); s != "ALTER DATABASE [n] MODIFY FILE (NAME = [Ods_Minimal_Template], NEWNAME = [n])" {
+		t.Errorf("rename file: %q", s)
+	}
+	if _, err := renameSQL("ok", "", true); !errors.Is(err, provisioning.ErrInvalidName) {
+		t.Errorf("rename to an empty name: %v", err)
+	}
+}
+
+func TestFileListAndPlacement(t *testing.T) {
+	cols := []string{"LogicalName", "PhysicalName", "Type", "FileGroupName", "Size"}
+	rows := [][]any{
+		{"EdFi_Ods_Minimal_Template", `C:\data\EdFi_Ods_Minimal_Template.mdf`, "D", "PRIMARY", int64(8)},
+		{[]byte("EdFi_Ods_Minimal_Template_log"), `C:\data\x_log.ldf`, "L", nil, int64(8)},
+		{"Second", `C:\data\x2.ndf`, "D", "PRIMARY", int64(8)},
+	}
+	files, err := fileList(cols, rows)
+	if err != nil || len(files) != 3 || files[1].Logical != "EdFi_Ods_Minimal_Template_log" || files[1].Type != "L" {
+		t.Fatalf("files %+v, %v", files, err)
+	}
+	if _, err := fileList([]string{"Name"}, rows); err == nil {
+		t.Error("a result without LogicalName was read")
+	}
+
+	windows, err := placeFiles("EdFi_Ods_D", files, `D:\MSSQL\DATA\`, `E:\MSSQL\LOG`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWin := []placement{
+		{"EdFi_Ods_Minimal_Template", "EdFi_Ods_D", `D:\MSSQL\DATA\EdFi_Ods_D.mdf`},
+		{"EdFi_Ods_Minimal_Template_log", "EdFi_Ods_D_log", `E:\MSSQL\LOG\EdFi_Ods_D_log.ldf`},
+		{"Second", "EdFi_Ods_D_2", `D:\MSSQL\DATA\EdFi_Ods_D_2.ndf`},
+	}
+	for i := range wantWin {
+		if windows[i] != wantWin[i] {
+			t.Errorf("windows %d: %+v, want %+v", i, windows[i], wantWin[i])
+		}
+	}
+	linux, err := placeFiles("EdFi_Ods_D", files[:2], "/var/opt/mssql/data/", "/var/opt/mssql/log")
+	if err != nil || linux[0].Path != "/var/opt/mssql/data/EdFi_Ods_D.mdf" || linux[1].Path != "/var/opt/mssql/log/EdFi_Ods_D_log.ldf" {
+		t.Fatalf("linux %+v, %v", linux, err)
+	}
+	if _, err := placeFiles("x", files[:1], "/d", "/l"); err == nil {
+		t.Error("a backup without a log file was placed")
+	}
+	if _, err := placeFiles("x", []backupFile{{"ft", "F"}, {"d", "D"}, {"l", "L"}}, "/d", "/l"); err == nil {
+		t.Error("a full-text file was placed silently")
+	}
+	if _, err := placeFiles("x", files, "", "/l"); err == nil {
+		t.Error("placed without a data directory")
+	}
+}
+
+// Errors are classed by number, the way SQLSTATE classes are on
+// PostgreSQL; every number the server sent counts, not only the last.
+func TestErrorsAreClassifiedByNumber(t *testing.T) {
+	e := func(n ...int32) error {
+		all := make([]mssql.Error, len(n))
+		for i, x := range n {
+			all[i] = mssql.Error{Number: x, Message: "m"}
+		}
+		last := all[len(all)-1]
+		last.All = all
+		return last
+	}
+	tests := []struct {
+		err  error
+		want error
+	}{
+		{e(1205), provisioning.ErrTransient},
+		{e(3702), provisioning.ErrTransient},
+		{e(18456), provisioning.ErrTransient},
+		{e(3201, 3013), provisioning.ErrRejected}, // cannot open the backup, then "terminating abnormally"
+		{e(3021, 3013), provisioning.ErrTransient},
+		{e(8152), provisioning.ErrRejected},
+		{errors.New("connection reset"), provisioning.ErrTransient},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.err); !errors.Is(got, tt.want) {
+			t.Errorf("classify(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	for _, n := range []int32{102, 3013} {
+		if got := classify(e(n)); errors.Is(got, provisioning.ErrTransient) || errors.Is(got, provisioning.ErrRejected) {
+			t.Errorf("error %d classed as %v", n, got)
+		}
+	}
+	if !hasNumber(e(5701, errDatabaseExists), errDatabaseExists) || !isUniqueViolation(e(2627)) || isUniqueViolation(e(547)) {
+		t.Error("numbers not found in the chain")
+	}
+	if classify(nil) != nil {
+		t.Error("nil classified")
+	}
+}
