@@ -52,7 +52,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant := &consumer.Tenant{Engine: b.engine, Registry: b.registry, ODS: ods, Template: template}
+	tenant := &consumer.Tenant{Engine: b.engine, Registry: b.registry, ODS: func(db string) string { return ods.ForDatabase(db).ADONet() }, Template: template}
 	b.handlers = &consumer.Handlers{API: api, Tenants: oneTenant{tenant}, Naming: naming, AllowDelete: true}
 	return b
 }

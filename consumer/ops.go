@@ -7,7 +7,6 @@ import (
 	"log/slog"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
@@ -28,9 +27,9 @@ type Tenant struct {
 	// Registry keeps the ledger, and the dbo rows too when the worker
 	// registers (provisioning.registration: worker).
 	Registry provisioning.Registry
-	// ODS is the connection string stored for the ODS/API, with {0} for
-	// the database name.
-	ODS      connstr.Conn
+	// ODS is the connection string the ODS/API gets for a database, in
+	// the ADO.NET syntax of the tenant's engine (Npgsql or SqlClient).
+	ODS      func(database string) string
 	Template string
 	// Seal turns the ODS connection string into what dbo.odsinstances
 	// stores (encrypted when a key is configured); nil stores it as is.
@@ -139,7 +138,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return err
 	}
 
-	plain := tg.ODS.ForDatabase(name).ADONet()
+	plain := tg.ODS(name)
 	complete := func(ctx context.Context, alreadyRegistered bool) error {
 		if alreadyRegistered && o.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
@@ -248,7 +247,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
-	plain := tg.ODS.ForDatabase(newDB).ADONet()
+	plain := tg.ODS(newDB)
 	stored, err := tg.seal(plain)
 	if err != nil {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))

@@ -24,6 +24,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
 // role is what the bridge and the consumer both start from.
@@ -196,12 +197,17 @@ type Ledgers struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	mu      sync.Mutex
-	byEntry map[string]*postgres.Registry
+	byEntry map[string]ledger
+}
+
+type ledger interface {
+	Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error)
+	Close()
 }
 
 // NewLedgers returns a reader over cfg.Tenants.
 func NewLedgers(cfg *config.Config, log *slog.Logger) *Ledgers {
-	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]*postgres.Registry{}}
+	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]ledger{}}
 }
 
 // Lookup implements bridge.Ledger.
@@ -213,14 +219,29 @@ func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 	l.mu.Lock()
 	reg, ok := l.byEntry[conns.Entry]
 	if !ok {
-		if reg, err = postgres.NewRegistry(ctx, conns.Admin.PgxConnString(), l.log); err != nil {
+		if reg, err = l.open(ctx, conns); err != nil {
 			l.mu.Unlock()
-			return provisioning.Record{}, fmt.Errorf("tenant %q (%s): %w", tenant, conns.Admin.Redacted(), err)
+			return provisioning.Record{}, fmt.Errorf("tenant %q: %w", tenant, err)
 		}
 		l.byEntry[conns.Entry] = reg
 	}
 	l.mu.Unlock()
 	return reg.Lookup(ctx, tenant, instanceID)
+}
+
+func (l *Ledgers) open(ctx context.Context, conns config.TenantConns) (ledger, error) {
+	if sc := conns.SQLServer; sc != nil {
+		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), l.log)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
+		}
+		return r, nil
+	}
+	r, err := postgres.NewRegistry(ctx, conns.Admin.PgxConnString(), l.log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", conns.Admin.Redacted(), err)
+	}
+	return r, nil
 }
 
 // Close closes every connection opened.

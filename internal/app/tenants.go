@@ -11,6 +11,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
 // TenantPool opens each tenant's database connections on first use and keeps
@@ -39,14 +40,10 @@ func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenan
 	if ct, ok := t.byEntry[tg.Entry]; ok {
 		return ct, nil
 	}
-	engine, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log)
+	ct, err := t.open(ctx, tg)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
+		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 	}
-	engine.Guard = t.cfg.Guard()
-	engine.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
-	engine.SessionWait = t.cfg.Provisioning.SessionWait.D()
-	ct := &consumer.Tenant{Engine: engine, ODS: tg.ODS, Template: t.cfg.Provisioning.Template}
 	key, err := t.cfg.Key()
 	if err != nil {
 		return nil, err
@@ -54,18 +51,59 @@ func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenan
 	if key != nil {
 		ct.Seal = key.Encrypt
 	}
-	t.closers = append(t.closers, engine.Close)
-	reg, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
-	if err != nil {
-		return nil, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Admin.Redacted(), err)
-	}
-	reg.AdminAPIRegisters = t.cfg.Provisioning.Registration == config.RegistrationAdminAPI
-	ct.Registry = reg
-	t.closers = append(t.closers, reg.Close)
-	if err := t.importLedger(ctx, tg.Entry, engine, reg); err != nil {
+	if err := t.importLedger(ctx, tg.Entry, ct.Engine, ct.Registry); err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 	}
 	t.byEntry[tg.Entry] = ct
+	return ct, nil
+}
+
+// closer is what each engine's engine and registry have.
+type closer interface{ Close() }
+
+// open connects to a tenant's server and EdFi_Admin with its engine.
+func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer.Tenant, error) {
+	ct := &consumer.Tenant{Template: t.cfg.Provisioning.Template}
+	adminAPI := t.cfg.Provisioning.Registration == config.RegistrationAdminAPI
+	var engine, registry closer
+	if sc := tg.SQLServer; sc != nil {
+		e, err := sqlserver.NewEngine(ctx, sc.Master.ADONet(), t.log)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.Master.Redacted(), err)
+		}
+		e.Guard, e.Backup, e.Terminate = t.cfg.Guard(), sc.Backup, t.cfg.Provisioning.Sessions != "wait"
+		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
+		if sc.Create == "copy" {
+			e.Mode = sqlserver.CreateCopy
+		}
+		engine, ct.Engine = e, e
+		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), t.log)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
+		}
+		r.AdminAPIRegisters = adminAPI
+		registry, ct.Registry = r, r
+		ct.ODS = func(db string) string { return sc.ODS.ForDatabase(db).ADONet() }
+	} else {
+		e, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tg.Master.Redacted(), err)
+		}
+		e.Guard = t.cfg.Guard()
+		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
+		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
+		engine, ct.Engine = e, e
+		r, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("%s: %w", tg.Admin.Redacted(), err)
+		}
+		r.AdminAPIRegisters = adminAPI
+		registry, ct.Registry = r, r
+		ct.ODS = func(db string) string { return tg.ODS.ForDatabase(db).ADONet() }
+	}
+	t.closers = append(t.closers, engine.Close, registry.Close)
 	return ct, nil
 }
 

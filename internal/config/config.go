@@ -141,13 +141,48 @@ type Provisioning struct {
 // Tenant maps a tenant to its database server. The entry named "default"
 // serves every tenant without an entry of its own.
 type Tenant struct {
-	// Master is used for DDL (CREATE DATABASE) on the tenant's server.
+	// Engine is "postgres" or "sqlserver"; provisioning.engine by default.
+	// Tenants of both engines are served by the same consumers.
+	Engine string `yaml:"engine"`
+	// Master is used for DDL (CREATE DATABASE) on the tenant's server. On
+	// SQL Server it names a database the system may keep its reservations
+	// in (a small one of its own, rather than master).
 	Master string `yaml:"master"`
 	// Admin is the tenant's EdFi_Admin database.
 	Admin string `yaml:"admin"`
 	// ODS is the connection string stored for the ODS/API, with {0} for
 	// the database name.
 	ODS string `yaml:"ods"`
+	// Create and Backup say how SQL Server makes a database: "restore"
+	// (the default) of Backup, the template's .bak as a path on the
+	// server, or "copy" of the template (Azure SQL Database).
+	Create string `yaml:"create"`
+	Backup string `yaml:"backup"`
+}
+
+// The engines a tenant can be on.
+const (
+	EnginePostgres  = "postgres"
+	EngineSQLServer = "sqlserver"
+)
+
+// engine is the tenant's engine, the provisioning default when unset.
+func (c *Config) engine(t Tenant) string {
+	if t.Engine != "" {
+		return t.Engine
+	}
+	return c.Provisioning.Engine
+}
+
+// parseConn parses a connection string of engine and returns its server,
+// database and whether the database is a {0} template.
+func parseConn(engine, s string) (server, database string, template bool, err error) {
+	if engine == EngineSQLServer {
+		c, err := connstr.ParseSQLServer(s)
+		return fmt.Sprintf("%s:%d", strings.ToLower(c.Server), c.Port), c.Database, c.IsTemplate(), err
+	}
+	c, err := connstr.ParsePostgres(s)
+	return serverKey(c), c.Database, c.IsTemplate(), err
 }
 
 // DefaultTenant is the name of the fallback tenant entry.
@@ -398,7 +433,7 @@ func (c *Config) Validate() error {
 		bad("consumer.retryDelay", "must be positive and at most consumer.maxRetryDelay")
 	}
 	if c.Provisioning.Engine != "postgres" {
-		bad("provisioning.engine", "%q is not supported (postgres)", c.Provisioning.Engine)
+		bad("provisioning.engine", "%q is neither postgres nor sqlserver", c.Provisioning.Engine)
 	}
 	if err := provisioning.CheckName(c.Provisioning.Template); err != nil {
 		bad("provisioning.template", "%v", err)
@@ -440,17 +475,39 @@ func (c *Config) Validate() error {
 	for _, name := range names {
 		t := c.Tenants[name]
 		key := "tenants." + name + "."
+		engine := c.engine(t)
+		switch engine {
+		case EnginePostgres:
+			if t.Create != "" || t.Backup != "" {
+				bad(key+"create", "create and backup are for SQL Server tenants")
+			}
+		case EngineSQLServer:
+			switch t.Create {
+			case "", "restore":
+				if t.Backup == "" {
+					bad(key+"backup", "is required to create by restore (the template's .bak, as a path on the server)")
+				}
+			case "copy":
+			default:
+				bad(key+"create", "%q is neither restore nor copy", t.Create)
+			}
+		default:
+			if t.Engine != "" { // else provisioning.engine is reported
+				bad(key+"engine", "%q is neither postgres nor sqlserver", engine)
+			}
+			engine = EnginePostgres // to check the connection strings all the same
+		}
 		for _, f := range []struct{ key, val string }{{"master", t.Master}, {"admin", t.Admin}, {"ods", t.ODS}} {
 			if f.val == "" {
 				bad(key+f.key, "is required")
 				continue
 			}
-			conn, err := connstr.ParsePostgres(f.val)
+			_, _, template, err := parseConn(engine, f.val)
 			if err != nil {
 				bad(key+f.key, "%v", err)
 				continue
 			}
-			if f.key == "ods" && !conn.IsTemplate() {
+			if f.key == "ods" && !template {
 				bad(key+f.key, "must hold {0} where the database name goes")
 			}
 		}
@@ -467,11 +524,10 @@ func (c *Config) checkSharedServers(names []string) []error {
 	servers := map[string]*server{}
 	var order []string
 	for _, name := range names {
-		m, err := connstr.ParsePostgres(c.Tenants[name].Master)
+		key, master, _, err := parseConn(c.engine(c.Tenants[name]), c.Tenants[name].Master)
 		if err != nil {
 			continue // reported with the entry
 		}
-		key := serverKey(m)
 		sv, ok := servers[key]
 		if !ok {
 			sv = &server{}
@@ -479,8 +535,8 @@ func (c *Config) checkSharedServers(names []string) []error {
 			order = append(order, key)
 		}
 		sv.entries = append(sv.entries, name)
-		if !slices.Contains(sv.masters, m.Database) {
-			sv.masters = append(sv.masters, m.Database)
+		if !slices.Contains(sv.masters, master) {
+			sv.masters = append(sv.masters, master)
 		}
 	}
 	var errs []error
@@ -515,9 +571,20 @@ func serverKey(c connstr.Conn) string {
 type TenantConns struct {
 	Tenant string // the tenant asked for
 	Entry  string // the configuration entry that serves it
+	Engine string // EnginePostgres or EngineSQLServer
+	// Master, Admin and ODS are a PostgreSQL tenant's connections.
 	Master connstr.Conn
 	Admin  connstr.Conn
 	ODS    connstr.Conn
+	// SQLServer is a SQL Server tenant's.
+	SQLServer *SQLServerConns
+}
+
+// SQLServerConns are a SQL Server tenant's connections and how it makes
+// databases.
+type SQLServerConns struct {
+	Master, Admin, ODS connstr.SQLServerConn
+	Create, Backup     string
 }
 
 // Guard is the rule for what the system may rename or drop. It protects
@@ -528,8 +595,8 @@ func (c *Config) Guard() *provisioning.Guard {
 	protected := append([]string{c.Provisioning.Template}, c.Provisioning.ProtectedDatabases...)
 	for _, t := range c.Tenants {
 		for _, s := range []string{t.Master, t.Admin} {
-			if conn, err := connstr.ParsePostgres(s); err == nil && conn.Database != "" && !slices.Contains(protected, conn.Database) {
-				protected = append(protected, conn.Database)
+			if _, db, _, err := parseConn(c.engine(t), s); err == nil && db != "" && !slices.Contains(protected, db) {
+				protected = append(protected, db)
 			}
 		}
 	}
@@ -558,8 +625,21 @@ func (c *Config) TenantConns(tenant string) (TenantConns, error) {
 			return TenantConns{}, fmt.Errorf("%w: %q (no tenants.%s and no tenants.%s entry)", provisioning.ErrUnknownTenant, tenant, tenant, DefaultTenant)
 		}
 	}
-	tg := TenantConns{Tenant: tenant, Entry: entry}
+	tg := TenantConns{Tenant: tenant, Entry: entry, Engine: c.engine(t)}
 	var err error
+	if tg.Engine == EngineSQLServer {
+		sc := &SQLServerConns{Create: t.Create, Backup: t.Backup}
+		for _, f := range []struct {
+			key, val string
+			dst      *connstr.SQLServerConn
+		}{{"master", t.Master, &sc.Master}, {"admin", t.Admin, &sc.Admin}, {"ods", t.ODS, &sc.ODS}} {
+			if *f.dst, err = connstr.ParseSQLServer(f.val); err != nil {
+				return TenantConns{}, fmt.Errorf("tenants.%s.%s: %w", entry, f.key, err)
+			}
+		}
+		tg.SQLServer = sc
+		return tg, nil
+	}
 	if tg.Master, err = connstr.ParsePostgres(t.Master); err != nil {
 		return TenantConns{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
 	}
@@ -652,6 +732,10 @@ func (c *Config) TransportNotes() (notes, warnings []string) {
 	for _, name := range names {
 		tg, err := c.TenantConns(name)
 		if err != nil {
+			continue
+		}
+		if tg.SQLServer != nil {
+			notes = append(notes, fmt.Sprintf("tenants.%s (SQL Server %s): encryption as its connection strings say (Encrypt, TrustServerCertificate)", name, tg.SQLServer.Master.Server))
 			continue
 		}
 		for _, conn := range []struct {

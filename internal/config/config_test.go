@@ -312,3 +312,47 @@ tenants:
 		t.Fatalf("warnings %v, want one for plain nats:// off this machine", warnings)
 	}
 }
+
+// A tenant says which engine serves it; PostgreSQL and SQL Server tenants
+// live in one configuration, each with its own connection syntax.
+func TestTenantsOnBothEngines(t *testing.T) {
+	body := func(sql string) string {
+		return `
+adminApi: {baseUrl: "https://a", clientId: w, clientSecret: s}
+tenants:
+  pg: {master: "host=db1;database=postgres", admin: "host=db1;database=EdFi_Admin", ods: "host=db1;database={0}"}
+  ms: {` + sql + `}
+`
+	}
+	good := `engine: sqlserver, backup: "/var/opt/mssql/backup/Ods_Minimal_Template.bak",
+    master: "Server=sql1,1433;Database=instancemgr;User Id=im;Password=p", admin: "Server=sql1;Database=EdFi_Admin_ms;User Id=im;Password=p",
+    ods: "Server=sql1;Database={0};User Id=ods;Password=q"`
+	c, err := Load(write(t, body(good)), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := c.TenantConns("ms")
+	if err != nil || ms.Engine != EngineSQLServer || ms.SQLServer == nil || ms.SQLServer.Backup == "" {
+		t.Fatalf("sql server tenant: %+v, %v", ms, err)
+	}
+	if got := ms.SQLServer.ODS.ForDatabase("EdFi_Ods_X").ADONet(); !strings.Contains(got, "Database=EdFi_Ods_X") || !strings.Contains(got, "Server=sql1") {
+		t.Fatalf("ODS string %q", got)
+	}
+	if pg, _ := c.TenantConns("pg"); pg.Engine != EnginePostgres || pg.SQLServer != nil {
+		t.Fatalf("postgres tenant: %+v", pg)
+	}
+	if err := c.Guard().CheckDestructive("EdFi_Admin_ms"); err == nil {
+		t.Fatal("the SQL Server tenant's EdFi_Admin is not protected")
+	}
+	for _, bad := range []struct{ sql, key string }{
+		{`engine: sqlserver, master: "Server=s;Database=m", admin: "Server=s;Database=a", ods: "Server=s;Database={0}"`, "tenants.ms.backup"},
+		{`engine: sqlserver, create: clone, master: "Server=s;Database=m", admin: "Server=s;Database=a", ods: "Server=s;Database={0}"`, "tenants.ms.create"},
+		{`engine: sqlserver, create: copy, master: "Server=s;Database=m", admin: "Server=s;Database=a", ods: "Server=s;Database=fixed"`, "tenants.ms.ods"},
+		{`engine: oracle, master: "host=h;database=m", admin: "host=h;database=a", ods: "host=h;database={0}"`, "tenants.ms.engine"},
+		{`backup: x.bak, master: "host=h;database=m", admin: "host=h;database=a", ods: "host=h;database={0}"`, "tenants.ms.create"},
+	} {
+		if _, err := Load(write(t, body(bad.sql)), noEnv); err == nil || !strings.Contains(err.Error(), bad.key) {
+			t.Errorf("%s: %v, want an error naming %s", bad.sql, err, bad.key)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package connstr
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -143,6 +144,21 @@ func (c SQLServerConn) ADONet() string {
 	}
 	return adoNet([]Option{{"Server", server}, {"Database", c.Database}, {"User Id", c.UserID}, {"Password", c.Password}},
 		c.Options, oneOf(sqlServerSetting, "server", "database", "userid", "password"))
+}
+
+// IsTemplate reports whether the database name holds the {0} placeholder.
+func (c SQLServerConn) IsTemplate() bool { return strings.Contains(c.Database, Placeholder) }
+
+// ForDatabase returns the connection for database name, as Conn.ForDatabase
+// does.
+func (c SQLServerConn) ForDatabase(name string) SQLServerConn {
+	c.Options = slices.Clone(c.Options)
+	if c.IsTemplate() {
+		c.Database = strings.ReplaceAll(c.Database, Placeholder, name)
+	} else {
+		c.Database = name
+	}
+	return c
 }
 
 // Redacted is safe for logs: "server=s port=p database=d user=u", without

@@ -150,6 +150,14 @@ func RepoRoot(t testing.TB) string {
 //go:embed testdata/edfi_admin_pg.sql
 var adminFixture string
 
+// adminFixtureSQLServer is the same shape in SQL Server's spelling.
+//
+//go:embed testdata/edfi_admin_mssql.sql
+var adminFixtureSQLServer string
+
+// AdminFixtureSQLServer returns the SQL Server EdFi_Admin fixture's T-SQL.
+func AdminFixtureSQLServer() string { return adminFixtureSQLServer }
+
 // AdminFixture returns the EdFi_Admin fixture's SQL.
 func AdminFixture(t testing.TB) string {
 	t.Helper()

@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/provisioningtest"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
@@ -89,5 +91,49 @@ func dropPrefixed(t *testing.T, db *sql.DB, prefix string) {
 	}
 	if _, err := db.ExecContext(ctx, `DELETE FROM instancemgr.reservations WHERE database_name LIKE @p1 + '%'`, prefix); err != nil {
 		t.Errorf("remove test reservations: %v", err)
+	}
+}
+
+// The SQL Server registry passes the registry conformance suite, in both
+// registration modes, on an EdFi_Admin loaded from the SQL Server fixture.
+func TestRegistryConforms(t *testing.T) {
+	cs := sqlServer(t)
+	for _, adminAPI := range []bool{false, true} {
+		provisioningtest.Registry(t, func(t *testing.T) provisioning.Registry {
+			ctx := context.Background()
+			db, err := sql.Open("sqlserver", cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			b := make([]byte, 4)
+			_, _ = rand.Read(b)
+			prefix := "it" + hex.EncodeToString(b)
+			name := prefix + "_admin"
+			if _, err := db.ExecContext(ctx, "CREATE DATABASE ["+name+"]"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { dropPrefixed(t, db, prefix) })
+			conn, err := connstr.ParseSQLServer(cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.Database = name
+			admin, err := sql.Open("sqlserver", conn.ADONet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { admin.Close() })
+			if _, err := admin.ExecContext(ctx, testenv.AdminFixtureSQLServer()); err != nil {
+				t.Fatalf("load the SQL Server EdFi_Admin fixture: %v", err)
+			}
+			r, err := sqlserver.NewRegistry(ctx, conn.ADONet(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(r.Close)
+			r.AdminAPIRegisters = adminAPI
+			return r
+		})
 	}
 }
