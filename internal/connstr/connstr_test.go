@@ -645,3 +645,15 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// go-mssqldb's own parser has the last word on SQL Server strings, and its
+// complaint never carries the password.
+func TestSQLServerDriverParserHasTheLastWord(t *testing.T) {
+	_, err := ParseSQLServer("Server=sql1;Database=d;User Id=u;Password=Hunter2-secret;Connection Timeout=soon")
+	if err == nil || !strings.Contains(err.Error(), "driver refuses") || strings.Contains(err.Error(), "Hunter2-secret") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := ParseSQLServer("Server=tcp:sql1,1433;Database=d;User Id=u;Password=p;Encrypt=true;TrustServerCertificate=false"); err != nil {
+		t.Fatalf("a string the driver takes: %v", err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/microsoft/go-mssqldb/msdsn"
 )
 
 // SQLServerConn is a parsed SqlClient connection string.
@@ -103,6 +105,16 @@ func ParseSQLServer(s string) (SQLServerConn, error) {
 	}
 	if c.Database == "" {
 		errs = append(errs, errors.New("no database (set Database or Initial Catalog)"))
+	}
+	if len(errs) == 0 {
+		// The driver's own parser has the last word on what it will accept.
+		if _, err := msdsn.Parse(c.ADONet()); err != nil {
+			msg := err.Error()
+			if (c.Password != "" && strings.Contains(msg, c.Password)) || strings.Contains(msg, s) {
+				msg = "a setting's value is invalid"
+			}
+			errs = append(errs, fmt.Errorf("the SQL Server driver refuses it: %s", msg))
+		}
 	}
 	return c, errors.Join(errs...)
 }

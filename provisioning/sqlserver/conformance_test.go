@@ -5,27 +5,22 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"os"
 	"testing"
 
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/internal/testenv/mssqltest"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/provisioningtest"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
 // sqlServer returns the SQL Server the tests may use
-// (INSTANCEMGR_TEST_SQLSERVER, an ADO.NET connection string with rights to
-// create databases and back up), or skips: there is none on this project's
-// own machines, and a skip says so even under CI=true.
+// (INSTANCEMGR_TEST_SQLSERVER, or a container where Docker is available),
+// or skips with the reason: there is none on this project's own machines.
 func sqlServer(t *testing.T) string {
 	t.Helper()
-	cs := os.Getenv("INSTANCEMGR_TEST_SQLSERVER")
-	if cs == "" {
-		t.Skip("no SQL Server to run against: set INSTANCEMGR_TEST_SQLSERVER (the SQL Server engine is exercised here by its unit tests only)")
-	}
-	return cs
+	return mssqltest.ConnString(t)
 }
 
 // The SQL Server engine passes the same conformance suite as the
