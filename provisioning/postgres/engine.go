@@ -117,25 +117,11 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 	if err != nil {
 		return false, err
 	}
-	res, err := e.ownedBy(ctx, name, owner)
-	if err != nil {
-		return false, fmt.Errorf("create database %q: %w", name, err)
-	}
-	exists, err := e.DatabaseExists(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	if exists {
-		if res.State == provisioning.StateReserved {
-			return false, fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name was only reserved for %s); it is left alone", provisioning.ErrConflict, name, owner)
-		}
-		return false, e.setState(ctx, name, owner, provisioning.StateMade)
-	}
-	// From here a database of this name is the system's: a delivery that
-	// dies after CREATE leaves "making", and the next one adopts it.
-	if err := e.setState(ctx, name, owner, provisioning.StateMaking); err != nil {
-		return false, err
-	}
+	return provisioning.Make(ctx, e, name, owner, func(ctx context.Context) (bool, error) { return e.create(ctx, stmt, name, template) })
+}
+
+// create runs CREATE DATABASE, retrying while the template is busy.
+func (e *Engine) create(ctx context.Context, stmt, name, template string) (bool, error) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
@@ -160,7 +146,7 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
 		return false, fmt.Errorf("create database %q from template %q: %w", name, template, transient(err))
 	}
-	return created, e.setState(ctx, name, owner, provisioning.StateMade)
+	return created, nil
 }
 
 // RenameDatabase implements provisioning.Engine.
@@ -174,15 +160,12 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	if err != nil {
 		return err
 	}
-	if err := e.madeBy(ctx, old, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
-	}
-	if _, err := e.ownedBy(ctx, new, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
-	}
-	if err := e.setState(ctx, new, owner, provisioning.StateMaking); err != nil {
-		return err
-	}
+	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context) error { return e.rename(ctx, stmt, old, new) })
+}
+
+// rename ends or awaits the sessions on old and renames it, retrying while
+// sessions are in the way, for SessionWait.
+func (e *Engine) rename(ctx context.Context, stmt, old, new string) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxElapsedTime = e.SessionWait
@@ -206,7 +189,7 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
 		return fmt.Errorf("rename database %q to %q: %w", old, new, transient(err))
 	}
-	return e.setState(ctx, new, owner, provisioning.StateMade)
+	return nil
 }
 
 // endSessions ends or awaits the other sessions on a database.
@@ -236,17 +219,12 @@ func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioni
 	if err != nil {
 		return false, err
 	}
-	exists, err := e.DatabaseExists(ctx, name)
-	if err != nil || !exists {
-		return false, err
-	}
-	if err := e.madeBy(ctx, name, owner); err != nil {
-		return false, fmt.Errorf("drop database %q: %w", name, err)
-	}
-	if _, err := e.pool.Exec(ctx, stmt); err != nil {
-		return false, fmt.Errorf("drop database %q: %w", name, transient(err))
-	}
-	return true, nil
+	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context) error {
+		if _, err := e.pool.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("drop database %q: %w", name, transient(err))
+		}
+		return nil
+	})
 }
 
 // checkIdent refuses identifiers PostgreSQL would silently change: empty,

@@ -59,7 +59,7 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 	if err != nil {
 		return provisioning.Reservation{}, false, fmt.Errorf("reserve database name %q: %w", name, transient(err))
 	}
-	res, err := e.ownedBy(ctx, name, owner)
+	res, err := provisioning.OwnedBy(ctx, e, name, owner)
 	if err != nil {
 		return res, false, fmt.Errorf("reserve database name %q: %w", name, err)
 	}
@@ -80,17 +80,8 @@ func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Res
 	return res, true, nil
 }
 
-// ownedBy returns the reservation of name when it is owner's, under
-// exactly that name, and ErrConflict otherwise.
-func (e *Engine) ownedBy(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, error) {
-	res, ok, err := e.Reservation(ctx, name)
-	if err != nil {
-		return res, err
-	}
-	return res, provisioning.CheckOwner(res, ok, name, owner)
-}
-
-func (e *Engine) setState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
+// SetState implements provisioning.ReservationStore.
+func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
 	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = $4, updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
 		name, owner.Tenant, owner.InstanceID, string(state))
 	if err != nil {
@@ -123,16 +114,6 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 		name, owner.Tenant, owner.InstanceID); err != nil {
 		return fmt.Errorf("import the reservation of %q: %w", name, transient(err))
 	}
-	_, err := e.ownedBy(ctx, name, owner)
+	_, err := provisioning.OwnedBy(ctx, e, name, owner)
 	return err
-}
-
-// madeBy is ownedBy for a name whose database the system made (or was
-// making): the only ones it renames or drops.
-func (e *Engine) madeBy(ctx context.Context, name string, owner provisioning.Owner) error {
-	res, ok, err := e.Reservation(ctx, name)
-	if err != nil {
-		return err
-	}
-	return provisioning.CheckMade(res, ok, name, owner)
 }

@@ -164,23 +164,8 @@ func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Res
 	return res, true, nil
 }
 
-func (e *Engine) ownedBy(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, error) {
-	res, ok, err := e.Reservation(ctx, name)
-	if err != nil {
-		return res, err
-	}
-	return res, provisioning.CheckOwner(res, ok, name, owner)
-}
-
-func (e *Engine) madeBy(ctx context.Context, name string, owner provisioning.Owner) error {
-	res, ok, err := e.Reservation(ctx, name)
-	if err != nil {
-		return err
-	}
-	return provisioning.CheckMade(res, ok, name, owner)
-}
-
-func (e *Engine) setState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
+// SetState implements provisioning.ReservationStore.
+func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
 	r, err := e.db.ExecContext(ctx, `UPDATE instancemgr.reservations SET state = @p4, updated_at = SYSUTCDATETIME()
 WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3`,
 		name, owner.Tenant, owner.InstanceID, string(state))
@@ -214,7 +199,7 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	if err != nil && !isUniqueViolation(err) {
 		return fmt.Errorf("import the reservation of %q: %w", name, classify(err))
 	}
-	_, err = e.ownedBy(ctx, name, owner)
+	_, err = provisioning.OwnedBy(ctx, e, name, owner)
 	return err
 }
 
@@ -223,36 +208,22 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 	if _, err := quoteNames(name, template); err != nil {
 		return false, err
 	}
-	res, err := e.ownedBy(ctx, name, owner)
-	if err != nil {
-		return false, fmt.Errorf("create database %q: %w", name, err)
-	}
-	exists, err := e.DatabaseExists(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	if exists {
-		if res.State == provisioning.StateReserved {
-			return false, fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name was only reserved for %s); it is left alone", provisioning.ErrConflict, name, owner)
+	return provisioning.Make(ctx, e, name, owner, func(ctx context.Context) (bool, error) {
+		var err error
+		switch e.Mode {
+		case CreateCopy:
+			err = e.copy(ctx, name, template)
+		default:
+			err = e.restore(ctx, name)
 		}
-		return false, e.setState(ctx, name, owner, provisioning.StateMade)
-	}
-	if err := e.setState(ctx, name, owner, provisioning.StateMaking); err != nil {
-		return false, err
-	}
-	switch e.Mode {
-	case CreateCopy:
-		err = e.copy(ctx, name, template)
-	default:
-		err = e.restore(ctx, name)
-	}
-	if hasNumber(err, errDatabaseExists) {
-		return false, nil // another delivery of the same job got there first
-	}
-	if err != nil {
-		return false, fmt.Errorf("create database %q: %w", name, err)
-	}
-	return true, e.setState(ctx, name, owner, provisioning.StateMade)
+		if hasNumber(err, errDatabaseExists) {
+			return false, nil // another delivery of the same job got there first
+		}
+		if err != nil {
+			return false, fmt.Errorf("create database %q: %w", name, err)
+		}
+		return true, nil
+	})
 }
 
 // restore restores the template's backup as name, its files in the
@@ -351,15 +322,12 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	if err != nil {
 		return err
 	}
-	if err := e.madeBy(ctx, old, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
-	}
-	if _, err := e.ownedBy(ctx, new, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
-	}
-	if err := e.setState(ctx, new, owner, provisioning.StateMaking); err != nil {
-		return err
-	}
+	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context) error { return e.rename(ctx, stmts, old, new) })
+}
+
+// rename runs the rename statements, retrying while sessions are in the
+// way, for SessionWait.
+func (e *Engine) rename(ctx context.Context, stmts []string, old, new string) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxElapsedTime = e.SessionWait
@@ -374,7 +342,7 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
 		return fmt.Errorf("rename database %q to %q: %w", old, new, classify(err))
 	}
-	return e.setState(ctx, new, owner, provisioning.StateMade)
+	return nil
 }
 
 // noSessions is the wait policy's check: other sessions on the database
@@ -419,21 +387,16 @@ func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioni
 	if err != nil {
 		return false, err
 	}
-	exists, err := e.DatabaseExists(ctx, name)
-	if err != nil || !exists {
-		return false, err
-	}
-	if err := e.madeBy(ctx, name, owner); err != nil {
-		return false, fmt.Errorf("drop database %q: %w", name, err)
-	}
-	if err := e.execAll(ctx, stmts, name); err != nil {
-		var p *backoff.PermanentError
-		if errors.As(err, &p) {
-			err = p.Err
+	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context) error {
+		if err := e.execAll(ctx, stmts, name); err != nil {
+			var p *backoff.PermanentError
+			if errors.As(err, &p) {
+				err = p.Err
+			}
+			return fmt.Errorf("drop database %q: %w", name, classify(err))
 		}
-		return false, fmt.Errorf("drop database %q: %w", name, classify(err))
-	}
-	return true, nil
+		return nil
+	})
 }
 
 // readAll reads every row of rows as values, with the column names.
