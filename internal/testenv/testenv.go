@@ -28,9 +28,13 @@ import (
 )
 
 // PostgresURL is the maintenance database tests use:
-// INSTANCEMGR_TEST_POSTGRES, or the local server.
+// INSTANCEMGR_TEST_POSTGRES, else the local server, else (where the local
+// server did not answer and Docker does) a container's.
 func PostgresURL() string {
 	if u := os.Getenv("INSTANCEMGR_TEST_POSTGRES"); u != "" {
+		return u
+	}
+	if u := containerURL(); u != "" {
 		return u
 	}
 	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -51,15 +55,34 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, PostgresURL())
-	if err == nil {
-		err = pool.Ping(ctx)
+	pool, err := connect(ctx, PostgresURL())
+	if err != nil && containerURL() == "" {
+		// No local server: a container, where Docker answers.
+		if _, cerr := postgresContainer(); cerr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			pool, err = connect(ctx, PostgresURL())
+		} else {
+			err = fmt.Errorf("%w (and no container instead: %v)", err, cerr)
+		}
 	}
 	if err != nil {
 		Unavailable(t, "PostgreSQL at %s is not reachable: %v", PostgresURL(), err)
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
 
 // Prefix returns a short unique lower-case prefix for the names a test
