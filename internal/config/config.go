@@ -432,7 +432,7 @@ func (c *Config) Validate() error {
 	if c.Consumer.RetryDelay <= 0 || c.Consumer.MaxRetryDelay < c.Consumer.RetryDelay {
 		bad("consumer.retryDelay", "must be positive and at most consumer.maxRetryDelay")
 	}
-	if c.Provisioning.Engine != "postgres" {
+	if c.Provisioning.Engine != EnginePostgres && c.Provisioning.Engine != EngineSQLServer {
 		bad("provisioning.engine", "%q is neither postgres nor sqlserver", c.Provisioning.Engine)
 	}
 	if err := provisioning.CheckName(c.Provisioning.Template); err != nil {
@@ -637,6 +637,7 @@ func (c *Config) TenantConns(tenant string) (TenantConns, error) {
 				return TenantConns{}, fmt.Errorf("tenants.%s.%s: %w", entry, f.key, err)
 			}
 		}
+		sc.Master, sc.Admin = secureSQLServer(sc.Master), secureSQLServer(sc.Admin)
 		tg.SQLServer = sc
 		return tg, nil
 	}
@@ -734,8 +735,18 @@ func (c *Config) TransportNotes() (notes, warnings []string) {
 		if err != nil {
 			continue
 		}
-		if tg.SQLServer != nil {
-			notes = append(notes, fmt.Sprintf("tenants.%s (SQL Server %s): encryption as its connection strings say (Encrypt, TrustServerCertificate)", name, tg.SQLServer.Master.Server))
+		if sc := tg.SQLServer; sc != nil {
+			for _, conn := range []struct {
+				key  string
+				conn connstr.SQLServerConn
+			}{{"master", sc.Master}, {"admin", sc.Admin}} {
+				line := fmt.Sprintf("tenants.%s.%s (SQL Server %s): Encrypt %s", name, conn.key, conn.conn.Server, conn.conn.Encrypt())
+				if enc := conn.conn.Encrypt(); (enc == "false" || enc == "optional" || enc == "no" || enc == "disable") && !IsLoopback(conn.conn.Server) {
+					warnings = append(warnings, line+": plain to a host off this machine, as configured")
+					continue
+				}
+				notes = append(notes, line)
+			}
 			continue
 		}
 		for _, conn := range []struct {
@@ -755,6 +766,17 @@ func (c *Config) TransportNotes() (notes, warnings []string) {
 		}
 	}
 	return notes, warnings
+}
+
+// secureSQLServer is secure for SQL Server: Encrypt=true (the server's
+// certificate verified unless TrustServerCertificate says otherwise) off
+// loopback when no Encrypt is written.
+func secureSQLServer(c connstr.SQLServerConn) connstr.SQLServerConn {
+	host, _, _ := strings.Cut(c.Server, `\`)
+	if c.Encrypt() != "" || IsLoopback(host) {
+		return c
+	}
+	return c.WithOption("Encrypt", "true")
 }
 
 // secure gives a connection of the worker's own that names no SSL mode the

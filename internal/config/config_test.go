@@ -356,3 +356,29 @@ tenants:
 		}
 	}
 }
+
+// SQL Server connections of the worker's own encrypt by default off
+// loopback; plain ones say so at start-up.
+func TestSQLServerTransportDefault(t *testing.T) {
+	c, err := Load(write(t, `
+adminApi: {baseUrl: "https://a", clientId: w, clientSecret: s}
+provisioning: {engine: sqlserver}
+tenants:
+  default: {create: copy, master: "Server=sql1\\\\inst,1433;Database=im;User Id=u;Password=p", admin: "Server=sql1;Database=a;Encrypt=false;User Id=u;Password=p", ods: "Server=sql1;Database={0}"}
+  local: {create: copy, master: "Server=127.0.0.1;Database=im", admin: "Server=localhost;Database=a", ods: "Server=127.0.0.1;Database={0}"}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := c.TenantConns("default")
+	if tg.SQLServer.Master.Encrypt() != "true" || tg.SQLServer.Admin.Encrypt() != "false" || tg.SQLServer.ODS.Encrypt() != "" {
+		t.Fatalf("encrypt: master %q admin %q ods %q", tg.SQLServer.Master.Encrypt(), tg.SQLServer.Admin.Encrypt(), tg.SQLServer.ODS.Encrypt())
+	}
+	if local, _ := c.TenantConns("local"); local.SQLServer.Master.Encrypt() != "" {
+		t.Fatalf("loopback got %q", local.SQLServer.Master.Encrypt())
+	}
+	_, warnings := c.TransportNotes()
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "tenants.default.admin") {
+		t.Fatalf("warnings %v", warnings)
+	}
+}

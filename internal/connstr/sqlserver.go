@@ -158,6 +158,23 @@ func (c SQLServerConn) ADONet() string {
 		c.Options, oneOf(sqlServerSetting, "server", "database", "userid", "password"))
 }
 
+// Encrypt is the connection's Encrypt setting as written ("true", "strict",
+// "false", ...), "" when none is set.
+func (c SQLServerConn) Encrypt() string {
+	for _, o := range c.Options {
+		if sqlServerSetting(normKey(o.Key)) == "encrypt" {
+			return strings.ToLower(strings.TrimSpace(o.Value))
+		}
+	}
+	return ""
+}
+
+// WithOption returns a copy of c with one more option.
+func (c SQLServerConn) WithOption(key, value string) SQLServerConn {
+	c.Options = append(slices.Clone(c.Options), Option{Key: key, Value: value})
+	return c
+}
+
 // IsTemplate reports whether the database name holds the {0} placeholder.
 func (c SQLServerConn) IsTemplate() bool { return strings.Contains(c.Database, Placeholder) }
 
