@@ -31,6 +31,9 @@ type Tenant struct {
 	// the ADO.NET syntax of the tenant's engine (Npgsql or SqlClient).
 	ODS      func(database string) string
 	Template string
+	// MaxNameBytes is the engine's limit on a database name; zero for
+	// the naming rule's default (PostgreSQL's).
+	MaxNameBytes int
 	// Seal turns the ODS connection string into what dbo.odsinstances
 	// stores (encrypted when a key is configured); nil stores it as is.
 	Seal func(plain string) (string, error)
@@ -178,14 +181,16 @@ func (o *Handlers) release(ctx context.Context, tg *Tenant, name string, owner p
 	}
 }
 
-// place is where the job's database goes: its name by the naming rule, and
-// the tenant's server and EdFi_Admin.
+// place is where the job's database goes: the tenant's server and
+// EdFi_Admin, and the name by the naming rule within the engine's limit.
 func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error) {
-	name, err := o.Naming.DatabaseName(j.Tenant, j.Name)
+	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
 	if err != nil {
 		return "", nil, err
 	}
-	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
+	naming := o.Naming
+	naming.MaxBytes = tg.MaxNameBytes
+	name, err := naming.DatabaseName(j.Tenant, j.Name)
 	return name, tg, err
 }
 
@@ -335,7 +340,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		return err
 	}
 	// The new name goes back, unless the system made a database under it.
-	if newDB, nerr := h.Naming.DatabaseName(j.Tenant, j.Name); nerr == nil {
+	if newDB, _, nerr := h.place(ctx, j); nerr == nil {
 		h.release(ctx, tg, newDB, provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d))
 	}
 	return nil

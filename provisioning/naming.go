@@ -21,6 +21,16 @@ const MaxNameBytes = 63
 // else is refused, never truncated or rewritten into another valid name.
 type Naming struct {
 	Pattern string
+	// MaxBytes is the engine's limit on a database name: MaxNameBytes
+	// (PostgreSQL's) when zero; SQL Server's sysname allows 128.
+	MaxBytes int
+}
+
+func (n Naming) maxBytes() int {
+	if n.MaxBytes > 0 {
+		return n.MaxBytes
+	}
+	return MaxNameBytes
 }
 
 // Validate checks the pattern itself.
@@ -61,8 +71,8 @@ func (n Naming) DatabaseName(tenant, instanceName string) (string, error) {
 	if err := checkChars(name); err != nil {
 		return "", fmt.Errorf("%w: %q: %v", ErrInvalidName, instanceName, err)
 	}
-	if len(name) > MaxNameBytes {
-		return "", fmt.Errorf("%w: %q gives a database name of %d bytes, more than %d", ErrInvalidName, instanceName, len(name), MaxNameBytes)
+	if len(name) > n.maxBytes() {
+		return "", fmt.Errorf("%w: %q gives a database name of %d bytes, more than %d", ErrInvalidName, instanceName, len(name), n.maxBytes())
 	}
 	return name, nil
 }
@@ -71,7 +81,7 @@ func (n Naming) DatabaseName(tenant, instanceName string) (string, error) {
 // guard that keeps destructive statements off databases the system did not
 // create.
 func (n Naming) Matches(name string) bool {
-	if checkChars(name) != nil || len(name) > MaxNameBytes || name == "" {
+	if checkChars(name) != nil || len(name) > n.maxBytes() || name == "" {
 		return false
 	}
 	p := n.pattern()

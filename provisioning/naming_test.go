@@ -111,3 +111,24 @@ func TestGuardRefusesWhatTheSystemDidNotCreate(t *testing.T) {
 		t.Error("a nil guard must refuse everything")
 	}
 }
+
+// The length limit is the engine's: PostgreSQL's 63 bytes by default,
+// SQL Server's 128 when the naming says so, for names and for the guard.
+func TestNamingLengthFollowsTheEngine(t *testing.T) {
+	long := strings.Repeat("n", 100)
+	pg := Naming{Pattern: "EdFi_Ods_{name}"}
+	ms := Naming{Pattern: "EdFi_Ods_{name}", MaxBytes: 128}
+	if _, err := pg.DatabaseName("t", long); err == nil {
+		t.Error("a 109-byte name accepted under PostgreSQL's limit")
+	}
+	name, err := ms.DatabaseName("t", long)
+	if err != nil || len(name) != 109 {
+		t.Fatalf("SQL Server: %q, %v", name, err)
+	}
+	if pg.Matches(name) || !ms.Matches(name) {
+		t.Errorf("guard matches: postgres %v, sql server %v", pg.Matches(name), ms.Matches(name))
+	}
+	if _, err := ms.DatabaseName("t", strings.Repeat("n", 120)); err == nil {
+		t.Error("a 129-byte name accepted under SQL Server's limit")
+	}
+}

@@ -71,7 +71,10 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sc.Master.Redacted(), err)
 		}
-		e.Guard, e.Backup, e.Terminate = t.cfg.Guard(), sc.Backup, t.cfg.Provisioning.Sessions != "wait"
+		guard := t.cfg.Guard()
+		guard.Naming.MaxBytes = sqlserver.MaxNameChars // names are ASCII: one byte a character
+		e.Guard, e.Backup, e.Terminate = guard, sc.Backup, t.cfg.Provisioning.Sessions != "wait"
+		ct.MaxNameBytes = sqlserver.MaxNameChars
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
 		if sc.Create == "copy" {
 			e.Mode = sqlserver.CreateCopy
