@@ -7,7 +7,6 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
-	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +24,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
 // PostgresURL is the maintenance database tests use:
@@ -167,25 +168,14 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// adminFixture is the ODS/API's own EdFi_Admin shape (PostgreSQL), a copy
-// kept in the repository so that a fresh clone runs every test.
-//
-//go:embed testdata/edfi_admin_pg.sql
-var adminFixture string
-
-// adminFixtureSQLServer is the same shape in SQL Server's spelling.
-//
-//go:embed testdata/edfi_admin_mssql.sql
-var adminFixtureSQLServer string
-
-// AdminFixtureSQLServer returns the SQL Server EdFi_Admin fixture's T-SQL.
-func AdminFixtureSQLServer() string { return adminFixtureSQLServer }
-
-// AdminFixture returns the EdFi_Admin fixture's SQL.
+// AdminFixture returns the EdFi_Admin fixture's SQL (PostgreSQL).
 func AdminFixture(t testing.TB) string {
 	t.Helper()
-	return adminFixture
+	return postgres.AdminFixture
 }
+
+// AdminFixtureSQLServer returns the SQL Server EdFi_Admin fixture's T-SQL.
+func AdminFixtureSQLServer() string { return sqlserver.AdminFixture }
 
 // LoadAdminFixture loads AdminFixture into a database of the test server.
 func LoadAdminFixture(t testing.TB, database string) {

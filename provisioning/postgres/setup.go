@@ -4,12 +4,22 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
-//go:embed edfi_admin.sql
-var adminSchema string
+// AdminFixture is the part of the ODS/API 7.x EdFi_Admin database that
+// registration touches (and Admin API 2.3's handlers write), in PostgreSQL's
+// spelling: the shape registration must fit. Tests load it into an empty
+// database; dev creates what is missing of it.
+//
+//go:embed edfi_admin_pg.sql
+var AdminFixture string
+
+// adminSchema is AdminFixture made idempotent, so that setup and dev can
+// run it on every start.
+var adminSchema = strings.NewReplacer("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", "CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX IF NOT EXISTS ").Replace(AdminFixture)
 
 // EnsureDatabase creates an empty database unless it exists. It is for
 // set-up (the dev mode's EdFi_Admin), never for ODS instances.

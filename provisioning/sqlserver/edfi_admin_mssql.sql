@@ -1,6 +1,6 @@
 -- The part of the ODS/API 7.x EdFi_Admin database (SQL Server) that
 -- instance registration touches, in SQL Server's PascalCase: the same
--- tables, keys and unique constraints as edfi_admin_pg.sql beside it.
+-- tables, keys and unique constraints as provisioning/postgres/edfi_admin_pg.sql.
 IF SCHEMA_ID(N'dbo') IS NULL EXEC(N'CREATE SCHEMA dbo');
 
 CREATE TABLE dbo.OdsInstances (
