@@ -12,7 +12,6 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/internal/testenv/mssqltest"
 )
@@ -23,25 +22,8 @@ import (
 // mssqltest skips it with the reason elsewhere.
 func TestLifecycleOnSQLServer(t *testing.T) {
 	t.Parallel()
-	cs := mssqltest.ConnString(t)
+	s := mssqltest.Start(t)
 	ctx := context.Background()
-	server, err := connstr.ParseSQLServer(cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlserver", cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	prefix := testenv.Prefix()
-	at := func(database string) string { c := server; c.Database = database; return c.ADONet() }
-	exec := func(conn *sql.DB, stmt string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, stmt, args...); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
 	count := func(conn *sql.DB, query string, args ...any) int {
 		t.Helper()
 		var n int
@@ -50,40 +32,20 @@ func TestLifecycleOnSQLServer(t *testing.T) {
 		}
 		return n
 	}
-	t.Cleanup(func() {
-		rows, err := db.QueryContext(ctx, `SELECT name FROM sys.databases WHERE name LIKE @p1 + '%'`, prefix)
-		if err != nil {
-			return
-		}
-		var names []string
-		for rows.Next() {
-			var n string
-			if rows.Scan(&n) == nil {
-				names = append(names, n)
-			}
-		}
-		rows.Close()
-		for _, n := range names {
-			_, _ = db.ExecContext(ctx, "ALTER DATABASE ["+n+"] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ["+n+"]")
-		}
-	})
+	prefix, db := s.Prefix, s.DB
 	template := prefix + "_tmpl"
-	var backupDir string
-	if err := db.QueryRowContext(ctx, `SELECT CAST(SERVERPROPERTY('InstanceDefaultBackupPath') AS nvarchar(4000))`).Scan(&backupDir); err != nil {
-		t.Fatal(err)
-	}
-	bak := backupDir + "/" + template + ".bak"
-	exec(db, "CREATE DATABASE ["+template+"]")
-	exec(db, "BACKUP DATABASE ["+template+"] TO DISK = @p1 WITH INIT", bak)
+	bak := s.Backup(t, template)
 	for _, name := range []string{prefix + "_im", prefix + "_admin"} {
-		exec(db, "CREATE DATABASE ["+name+"]")
+		s.Exec(t, "CREATE DATABASE ["+name+"]")
 	}
-	admin, err := sql.Open("sqlserver", at(prefix+"_admin"))
+	admin, err := sql.Open("sqlserver", s.For(prefix+"_admin"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
-	exec(admin, testenv.AdminFixtureSQLServer())
+	if _, err := admin.ExecContext(ctx, testenv.AdminFixtureSQLServer()); err != nil {
+		t.Fatal(err)
+	}
 
 	sim := simulatortest.Start(t, simulator.Options{Engine: simulator.EngineSQLServer})
 	natsURL := testenv.NATS(t)
@@ -94,7 +56,7 @@ func TestLifecycleOnSQLServer(t *testing.T) {
 		Provisioning: config.Provisioning{Engine: config.EngineSQLServer, Template: template, NamePattern: prefix + "_{name}", AllowDelete: true},
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {
 			Engine: config.EngineSQLServer, Backup: bak,
-			Master: at(prefix + "_im"), Admin: at(prefix + "_admin"), ODS: at("{0}"),
+			Master: s.For(prefix + "_im"), Admin: s.For(prefix + "_admin"), ODS: s.For("{0}"),
 		}},
 	}
 	if err := cfg.Complete(func(string) string { return "" }); err != nil {
