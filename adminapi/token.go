@@ -79,6 +79,14 @@ type tokenCache struct {
 	renewAt time.Time // zero when the token's lifetime is unknown
 }
 
+// CheckToken reports whether a token can be had (a cached one counts): the
+// readiness of anything that calls the Admin API. The error never holds
+// the secret.
+func (c *Client) CheckToken(ctx context.Context) error {
+	_, err := c.token(ctx)
+	return err
+}
+
 // token returns a usable access token, fetching one when none is cached or
 // the cached one is due for renewal.
 func (c *Client) token(ctx context.Context) (string, error) {

@@ -44,6 +44,9 @@ type Options struct {
 	Metrics     *Metrics
 	// Observe, if set, hears the stats of every poll.
 	Observe func(Stats)
+	// Beat, if set, is called on every turn of the poll loop: the
+	// bridge's liveness.
+	Beat func()
 }
 
 // Stats counts what one poll did.
@@ -89,6 +92,9 @@ func New(api AdminAPI, ledger Ledger, js jetstream.JetStream, opts Options) *Bri
 func (b *Bridge) Run(ctx context.Context) error {
 	wait := b.opts.Interval
 	for {
+		if b.opts.Beat != nil {
+			b.opts.Beat()
+		}
 		st, err := b.Poll(ctx)
 		if ctx.Err() != nil {
 			return nil

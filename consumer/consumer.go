@@ -93,6 +93,9 @@ type Options struct {
 	DeadLetter func(ctx context.Context, d job.DeadLetter) error
 	// Metrics, if set, are updated after every delivery.
 	Metrics *Metrics
+	// Beat, if set, is called on every turn of the pull loops and every
+	// lock renewal: the replica's liveness.
+	Beat func()
 	// TestSeams are for tests only; production leaves them zero.
 	TestSeams TestSeams
 }
@@ -163,6 +166,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Beat == nil {
+		o.Beat = func() {}
+	}
 	return o
 }
 
@@ -226,6 +232,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // message waiting in a local buffer would hold a lock nobody renews.
 func (c *Consumer) work(ctx, jobCtx context.Context) {
 	for ctx.Err() == nil {
+		c.opts.Beat()
 		pullCtx, cancel := context.WithTimeout(ctx, c.opts.PullWait)
 		// Idle heartbeats on the pull: a pull request lost with a restarted
 		// server is noticed within two of them, not at the end of the wait.
@@ -328,6 +335,7 @@ func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func(
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				c.opts.Beat()
 				if err := msg.InProgress(); err != nil {
 					c.log.Warn("heartbeat failed; the lock may expire", "subject", msg.Subject(), "err", err)
 				}
