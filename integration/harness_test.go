@@ -230,7 +230,7 @@ func (e *env) newBridge() *bridge.Bridge {
 	}
 	ledger := app.NewLedgers(e.cfg, e.log)
 	e.t.Cleanup(ledger.Close)
-	b, err := app.NewBridge(context.Background(), e.cfg, api, ledger, js, e.log, nil)
+	b, err := app.NewBridge(context.Background(), e.cfg, api, ledger, js, e.log, nil, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func TestLifecycleOnSQLServer(t *testing.T) {
 	}
 	ledgers := app.NewLedgers(cfg, log)
 	t.Cleanup(ledgers.Close)
-	b, err := app.NewBridge(runCtx, cfg, api, ledgers, js, log, nil)
+	b, err := app.NewBridge(runCtx, cfg, api, ledgers, js, log, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&o.Replicas, "replicas", o.Replicas, "consumer replicas")
 	fs.StringVar(&o.Registration, "registration", o.Registration, "who writes the dbo rows: worker, or adminapi (the simulator, as Admin API 2.3 does)")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&o.HTTP, "http", o.HTTP, "address of the /healthz and /readyz probes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -35,11 +36,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var simulatorLine = regexp.MustCompile(`Admin API simulator\s+(http://\S+)`)
+var (
+	simulatorLine = regexp.MustCompile(`Admin API simulator\s+(http://\S+)`)
+	probesLine    = regexp.MustCompile(`probes\s+(http://\S+)/healthz`)
+)
 
 // startDev runs `instancemgr dev` with args until stop is called, and
-// returns the simulator's URL from its banner.
-func startDev(t *testing.T, args []string) (simURL string, stop func()) {
+// returns the simulator's and the probes' URLs from its banner.
+func startDev(t *testing.T, args []string) (simURL, probesURL string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &syncBuffer{}, &syncBuffer{}
@@ -65,7 +69,12 @@ func startDev(t *testing.T, args []string) (simURL string, stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return simulatorLine.FindStringSubmatch(out.String())[1], stop
+	banner := out.String()
+	p := probesLine.FindStringSubmatch(banner)
+	if p == nil {
+		t.Fatalf("the banner names no probes:\n%s", banner)
+	}
+	return simulatorLine.FindStringSubmatch(banner)[1], p[1], stop
 }
 
 // console registers a client the way the banner says, and returns an Admin
@@ -96,14 +105,14 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 	prefix := testenv.Prefix()
 	testenv.DropDatabasesWithPrefix(t, pg, prefix)
 	args := []string{
-		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-data-dir", t.TempDir(),
+		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-data-dir", t.TempDir(),
 		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
 		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "warn",
 	}
 	ctx := context.Background()
 	want := map[int]string{} // instance id -> its database
 	for run := 1; run <= 3; run++ {
-		simURL, stop := startDev(t, args)
+		simURL, probesURL, stop := startDev(t, args)
 		api := console(t, simURL)
 		name := fmt.Sprintf("District %d - 2025", run)
 		inst, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
@@ -118,6 +127,12 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 			w, err := api.Instance(ctx, "", inst.ID)
 			return err == nil && w.Status == adminapi.StatusCompleted
 		})
+		// A dev that has just done a job is alive and ready.
+		for _, probe := range []string{"/healthz", "/readyz"} {
+			if code, body := get(t, probesURL+probe); code != http.StatusOK {
+				t.Fatalf("run %d: %s answered %d: %s", run, probe, code, body)
+			}
+		}
 		stop()
 
 		// Each instance the Admin API knows points at the registration of
@@ -151,8 +166,8 @@ func TestDevWithAdminAPIRegistration(t *testing.T) {
 	pg := testenv.Postgres(t)
 	prefix := testenv.Prefix()
 	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	simURL, _ := startDev(t, []string{
-		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-data-dir", t.TempDir(), "-registration", "adminapi",
+	simURL, _, _ := startDev(t, []string{
+		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-data-dir", t.TempDir(), "-registration", "adminapi",
 		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
 		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "warn",
 	})
@@ -201,4 +216,19 @@ func TestDevWithAdminAPIRegistration(t *testing.T) {
 	if err := pg.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1) AND datname NOT IN ($2, $3)`, prefix, prefix+"_template", prefix+"_admin").Scan(&dbs); err != nil || dbs != 0 {
 		t.Fatalf("%d instance databases left, %v", dbs, err)
 	}
+}
+
+// get returns a GET's status and body.
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
 }

@@ -137,6 +137,8 @@ type ConsumerDeps struct {
 	Tenants consumer.Tenants
 	Log     *slog.Logger
 	Metrics *consumer.Metrics
+	// Beat is the replica's liveness (ConsumerProbes); nil for none.
+	Beat func()
 	// TestSeams are for tests and the test switches only.
 	TestSeams consumer.TestSeams
 }
@@ -164,6 +166,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
 		Logger:        d.Log,
 		TestSeams:     d.TestSeams,
+		Beat:          d.Beat,
 	})
 	stop, err := c.WatchExhausted(ctx, js, sc.Stream, sc.Consumer)
 	if err != nil {
@@ -175,7 +178,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
 // it finds the databases of renames and deletes (Ledgers in production).
-func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics) (*bridge.Bridge, error) {
+func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics, beat func()) (*bridge.Bridge, error) {
 	err := retrySetup(ctx, log, "the job stream", func() error {
 		_, err := jobstream.EnsureStream(ctx, js, cfg.StreamConfig())
 		return err
@@ -185,7 +188,7 @@ func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, led
 	}
 	return bridge.New(api, ledger, js, bridge.Options{
 		Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log,
-		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics,
+		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics, Beat: beat,
 	}), nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/internal/health"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -34,6 +35,7 @@ type DevOptions struct {
 	Replicas      int
 	Registration  string // config.RegistrationWorker or RegistrationAdminAPI
 	LogLevel      string
+	HTTP          string // where /healthz and /readyz are served
 }
 
 // DefaultDevOptions are dev's defaults.
@@ -41,7 +43,7 @@ func DefaultDevOptions() DevOptions {
 	return DevOptions{
 		Postgres: "postgres://postgres@127.0.0.1:5432/postgres", Listen: "127.0.0.1:8089", DataDir: defaultDevDataDir(),
 		Template: "Ods_Minimal_Template", AdminDatabase: "EdFi_Admin", NamePattern: provisioning.DefaultNamePattern,
-		PollInterval: 2 * time.Second, Replicas: 2, Registration: config.RegistrationWorker, LogLevel: "info",
+		PollInterval: 2 * time.Second, Replicas: 2, Registration: config.RegistrationWorker, LogLevel: "info", HTTP: "127.0.0.1:8090",
 	}
 }
 
@@ -128,7 +130,20 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	defer tenants.Close()
 	ledgers := NewLedgers(cfg, log)
 	defer ledgers.Close()
-	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), nil)
+	checks := health.New(0)
+	checks.Ready("nats", natsReady(nc))
+	checks.Ready("admin api", api.CheckToken)
+	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
+	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
+	probes, err := net.Listen("tcp", o.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen for the probes: %w", err)
+	}
+	probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
+	probesDone := make(chan struct{})
+	go func() { defer close(probesDone); _ = Serve(probeCtx, probes, checks.Handler()) }()
+	defer func() { stopProbes(); <-probesDone }()
+	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), nil, bridgeBeat)
 	if err != nil {
 		return err
 	}
@@ -136,7 +151,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	var wg sync.WaitGroup
 	errc := make(chan error, o.Replicas+1)
 	for i := range o.Replicas {
-		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1)})
+		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat})
 		if err != nil {
 			return err
 		}
@@ -144,7 +159,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	}
 	wg.Go(func() { errc <- b.Run(ctx) })
 
-	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration})
+	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: "http://" + probes.Addr().String()})
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -202,6 +217,7 @@ type devBanner struct {
 	poll              time.Duration
 	replicas          int
 	registration      string
+	probes            string
 }
 
 func printDevBanner(w io.Writer, b devBanner) {
@@ -213,6 +229,7 @@ instancemgr dev is running (Ctrl-C to stop)
   PostgreSQL           %[3]s
   template database    %[4]s, registrations in %[5]s (written by the %[9]s)
   bridge polls every %[7]s; %[8]d consumer replicas
+  probes               %[10]s/healthz and %[10]s/readyz
   DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
 
   State is kept between runs: the simulator's instances and the jobs in
@@ -231,7 +248,7 @@ Ask for an instance, as the Admin Console would:
 Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
       psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table dbo.odsinstances'
 
-`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, registeredBy(b.registration))
+`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, registeredBy(b.registration), b.probes)
 }
 
 func randomHex(n int) string {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/health"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
@@ -35,6 +37,7 @@ type role struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	metrics *prometheus.Registry
+	checks  *health.Checks
 	close   func()
 }
 
@@ -49,12 +52,15 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	stopMetrics, err := ServeMetrics(ctx, cfg.MetricsAddr, reg, log)
+	checks := health.New(0)
+	checks.Ready("nats", natsReady(nc))
+	checks.Ready("admin api", api.CheckToken)
+	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, reg, checks, log)
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	return &role{cfg: cfg, log: log, api: api, nc: nc, js: js, metrics: reg, close: func() { stopMetrics(); nc.Close() }}, nil
+	return &role{cfg: cfg, log: log, api: api, nc: nc, js: js, metrics: reg, checks: checks, close: func() { stopHTTP(); nc.Close() }}, nil
 }
 
 // runRole starts the parts every role needs, runs the role and closes them.
@@ -64,7 +70,11 @@ func runRole(ctx context.Context, cfg *config.Config, name string, log *slog.Log
 		return err
 	}
 	defer r.close()
-	return run(r)
+	if err := run(r); err != nil && !(ctx.Err() != nil && errors.Is(err, ctx.Err())) {
+		return err
+	}
+	// Stopped, perhaps while still setting up: not a failure.
+	return nil
 }
 
 // RunBridge runs the bridge role until ctx ends.
@@ -72,7 +82,7 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
 		ledgers := NewLedgers(cfg, log)
 		defer ledgers.Close()
-		b, err := NewBridge(ctx, cfg, r.api, ledgers, r.js, log, bridge.NewMetrics(r.metrics))
+		b, err := NewBridge(ctx, cfg, r.api, ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
 		if err != nil {
 			return err
 		}
@@ -87,7 +97,8 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
 		tenants := NewTenantPool(cfg, log)
 		defer tenants.Close()
-		deps := ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams}
+		deps := ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
+			Beat: ConsumerProbes(r.checks, cfg, r.js, tenants)}
 		c, err := NewConsumer(ctx, cfg, deps)
 		if err != nil {
 			return err
@@ -156,9 +167,9 @@ func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) err
 	return Serve(ctx, ln, sim)
 }
 
-// ServeMetrics serves reg at addr/metrics until the returned stop is
-// called; an empty addr serves nothing.
-func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// ServeHTTP serves reg at addr/metrics and the probes at /healthz and
+// /readyz until the returned stop is called; an empty addr serves nothing.
+func ServeHTTP(ctx context.Context, addr string, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -168,10 +179,12 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", checks.Handler())
+	mux.Handle("/readyz", checks.Handler())
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = Serve(ctx, ln, mux) }()
-	log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics")
+	log.Info("metrics and probes served", "url", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	return func() { cancel(); <-done }, nil
 }
 

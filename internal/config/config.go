@@ -37,7 +37,9 @@ type Config struct {
 	Provisioning Provisioning      `yaml:"provisioning"`
 	Tenants      map[string]Tenant `yaml:"tenants"`
 	LogLevel     string            `yaml:"logLevel"`
-	// MetricsAddr, when set, serves Prometheus metrics at /metrics.
+	// MetricsAddr, when set, serves Prometheus metrics at /metrics and
+	// the probes at /healthz (the role's loops are alive) and /readyz (it
+	// can work now).
 	MetricsAddr string `yaml:"metricsAddr"`
 }
 
