@@ -43,11 +43,10 @@ func probe(u string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// probeConfig is a consumer's configuration with its probes on addr and
-// the default tenant on master.
-func probeConfig(t *testing.T, natsURL, addr string, master connstr.Conn, adminDB string) *config.Config {
+// probeConfig is a consumer's configuration with its probes on addr, the
+// Admin API at sim and the default tenant on master.
+func probeConfig(t *testing.T, natsURL, addr string, sim *simulatortest.Server, master connstr.Conn, adminDB string) *config.Config {
 	t.Helper()
-	sim := simulatortest.Start(t, simulator.Options{})
 	cfg := &config.Config{
 		AdminAPI:     config.AdminAPI{BaseURL: sim.URL, TokenURL: sim.TokenURL, ClientID: sim.ClientID, ClientSecret: sim.ClientSecret},
 		NATS:         config.NATS{URL: natsURL},
@@ -79,22 +78,45 @@ func runConsumer(t *testing.T, cfg *config.Config) {
 	})
 }
 
-// A consumer is ready while NATS, its durable consumer, the Admin API and
-// its tenant's databases answer; it stops being ready while NATS is down
-// (and says so), stays alive, and is ready again when NATS is back.
-func TestConsumerProbesFollowNATS(t *testing.T) {
+// readiness waits until /readyz at base fails for exactly the checks named
+// in failing (none: 200), and returns its body.
+func readiness(t *testing.T, base, what string, failing ...string) string {
+	t.Helper()
+	var body string
+	testenv.Eventually(t, time.Minute, what, func() bool {
+		var code int
+		code, body = probe(base + "/readyz")
+		if len(failing) == 0 {
+			return code == http.StatusOK
+		}
+		if code != http.StatusServiceUnavailable {
+			return false
+		}
+		var names []string
+		for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+			name, _, _ := strings.Cut(line, ":")
+			names = append(names, name)
+		}
+		return strings.Join(names, ",") == strings.Join(failing, ",")
+	})
+	return body
+}
+
+// A consumer is ready exactly while NATS is connected, its durable consumer
+// exists, an Admin API token can be had and its tenant's EdFi_Admin
+// answers. Each condition going false makes it not ready, naming that
+// condition alone, and it is ready again when the condition is back; the
+// replica stays alive throughout.
+func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 	t.Parallel()
 	pg := testenv.Postgres(t)
 	prefix := testenv.Prefix()
 	testenv.DropDatabasesWithPrefix(t, pg, prefix)
 	adminDB := prefix + "_admin"
-	testenv.CreateDatabase(t, pg, adminDB)
-	testenv.LoadAdminFixture(t, adminDB)
 	master, err := connstr.ParsePostgres(testenv.PostgresURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	store := t.TempDir()
 	ns, err := embednats.Start(embednats.Options{StoreDir: store})
 	if err != nil {
@@ -103,37 +125,50 @@ func TestConsumerProbesFollowNATS(t *testing.T) {
 	port := ns.Addr().(*net.TCPAddr).Port
 	t.Cleanup(func() { ns.Shutdown() })
 
+	// The worker's client is not registered yet, and EdFi_Admin is missing.
+	sim := simulatortest.Start(t, simulator.Options{})
+	late := *sim
+	late.ClientID, late.ClientSecret = "probe-worker", "Probe-Worker-Secret-1"
 	addr := freeAddr(t)
-	runConsumer(t, probeConfig(t, ns.ClientURL(), addr, master, adminDB))
+	cfg := probeConfig(t, ns.ClientURL(), addr, &late, master, adminDB)
+	runConsumer(t, cfg)
 	base := "http://" + addr
+	readiness(t, base, "not ready: no token, no EdFi_Admin", "admin api", "tenant "+config.DefaultTenant)
 
-	waitFor := func(path string, want int, what string) string {
-		t.Helper()
-		var body string
-		testenv.Eventually(t, time.Minute, what, func() bool {
-			var code int
-			code, body = probe(base + path)
-			return code == want
-		})
-		return body
+	if err := sim.RegisterClient(late.ClientID, late.ClientSecret); err != nil {
+		t.Fatal(err)
 	}
-	waitFor("/readyz", http.StatusOK, "the consumer ready")
+	readiness(t, base, "not ready: no EdFi_Admin", "tenant "+config.DefaultTenant)
+
+	testenv.CreateDatabase(t, pg, adminDB)
+	testenv.LoadAdminFixture(t, adminDB)
+	readiness(t, base, "ready")
+
+	// The durable consumer removed by hand: not ready until setup runs.
+	nc, js := testenv.JetStream(t, ns.ClientURL())
+	sc := cfg.StreamConfig().WithDefaults()
+	if err := js.DeleteConsumer(context.Background(), sc.Stream, sc.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	readiness(t, base, "not ready: no durable consumer", "jetstream")
+	if _, err := app.Setup(context.Background(), cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	readiness(t, base, "ready after setup")
+	nc.Close()
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	body := waitFor("/readyz", http.StatusServiceUnavailable, "the consumer not ready without NATS")
-	if !strings.Contains(body, "nats:") {
-		t.Fatalf("/readyz without NATS does not name it:\n%s", body)
-	}
+	// Without NATS the stream cannot be looked up either.
+	readiness(t, base, "not ready without NATS", "nats", "jetstream")
 	if code, body := probe(base + "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz while NATS is down: %d %s", code, body)
 	}
-
 	ns, err = embednats.Start(embednats.Options{StoreDir: store, Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor("/readyz", http.StatusOK, "the consumer ready again with NATS back")
+	readiness(t, base, "ready with NATS back")
 }
 
 // A tenant whose server does not answer makes the consumer not ready; the
@@ -146,16 +181,42 @@ func TestConsumerNotReadyWithoutItsTenantServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	runConsumer(t, probeConfig(t, testenv.NATS(t), addr, dead, "edfi_admin"))
-
-	var body string
-	testenv.Eventually(t, time.Minute, "the consumer not ready", func() bool {
-		var code int
-		code, body = probe("http://" + addr + "/readyz")
-		// Once the stream is set up, only the tenant is missing.
-		return code == http.StatusServiceUnavailable && strings.HasPrefix(body, "tenant "+config.DefaultTenant+":") && !strings.Contains(body, "jetstream:")
-	})
+	runConsumer(t, probeConfig(t, testenv.NATS(t), addr, simulatortest.Start(t, simulator.Options{}), dead, "edfi_admin"))
+	body := readiness(t, "http://"+addr, "not ready: the tenant's server is down", "tenant "+config.DefaultTenant)
 	if strings.Contains(body, password) {
 		t.Fatalf("/readyz shows the tenant's password:\n%s", body)
+	}
+}
+
+// The bridge is ready while it can find the databases of renames and
+// deletes: not before its tenant's EdFi_Admin exists, and as soon as it does.
+func TestBridgeReadinessFollowsItsTenant(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	adminDB := prefix + "_admin"
+	master, err := connstr.ParsePostgres(testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg := probeConfig(t, testenv.NATS(t), addr, simulatortest.Start(t, simulator.Options{}), master, adminDB)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.RunBridge(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("bridge: %v", err)
+		}
+	})
+	base := "http://" + addr
+	readiness(t, base, "bridge not ready: no EdFi_Admin", "tenant "+config.DefaultTenant)
+	testenv.CreateDatabase(t, pg, adminDB)
+	testenv.LoadAdminFixture(t, adminDB)
+	readiness(t, base, "bridge ready")
+	if code, body := probe(base + "/healthz"); code != http.StatusOK {
+		t.Fatalf("bridge /healthz: %d %s", code, body)
 	}
 }
