@@ -74,7 +74,10 @@ type Options struct {
 	// inside the ack wait.
 	Heartbeat time.Duration
 	// ShutdownGrace is how long in-flight jobs may run after Run's context
-	// ends before they are cancelled and released.
+	// ends before they are cancelled and released. The process needs a few
+	// seconds more to release them and exit: whatever stops it (Kubernetes'
+	// terminationGracePeriodSeconds, systemd's TimeoutStopSec) must allow
+	// ShutdownGrace plus 15 s.
 	ShutdownGrace time.Duration
 	// PullWait is how long one pull waits for a message.
 	PullWait time.Duration
@@ -134,8 +137,10 @@ type Failer interface {
 // A replica's defaults. internal/config fills the blanks of the YAML with
 // these, so they are stated once.
 const (
-	DefaultConcurrency   = 4
-	DefaultShutdownGrace = 30 * time.Second
+	DefaultConcurrency = 4
+	// DefaultShutdownGrace fits Kubernetes' default 30 s termination grace
+	// period with 10 s to release what is left.
+	DefaultShutdownGrace = 20 * time.Second
 	DefaultRetryDelay    = 2 * time.Second
 	DefaultMaxRetryDelay = 2 * time.Minute
 )
