@@ -338,9 +338,10 @@ func (s *sys) streamLeader() string {
 	return leader
 }
 
-func (s *sys) startReplica() *proc {
+func (s *sys) startReplica(extraEnv ...string) *proc {
 	s.t.Helper()
-	p := s.spawn(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.instancemgr, s.env, "consumer", "-config", s.cfgPath, "--enable-test-switches")
+	env := append(append([]string{}, s.env...), extraEnv...)
+	p := s.spawn(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.instancemgr, env, "consumer", "-config", s.cfgPath, "--enable-test-switches")
 	s.replicas = append(s.replicas, p)
 	return p
 }

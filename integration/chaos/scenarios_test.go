@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -128,6 +130,42 @@ func TestGracefulShutdown(t *testing.T) {
 	e := s.settle(append(ids, more...))
 	s.expectOnce(append(ids, more...), e, 0)
 	report(t, "4 graceful shutdown", jobs+len(more), "SIGTERM with 20 in flight", e, exitTook)
+}
+
+// 4b. SIGTERM with jobs that outlast the grace, under the Kubernetes
+// manifest's own figures: the replica cancels and releases every in-flight
+// job when consumer.shutdownGrace runs out and exits within the pod's
+// terminationGracePeriodSeconds, before Kubernetes would kill it. The lock
+// is far longer than the test, so only a release lets another replica have
+// the jobs.
+func TestGraceRunsOutWithinThePodsPeriod(t *testing.T) {
+	grace, period := manifestGrace(t)
+	jobs := 4
+	s := newSys(t, sysOptions{concurrency: jobs, grace: grace, ackWait: 10 * time.Minute})
+	r := s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=" + (period + time.Minute).String())
+	ids := s.request("Outlast", jobs)
+	s.startBridge()
+	testenv.Eventually(t, time.Minute, "the jobs in flight", func() bool { return s.effects(ids).Databases == jobs })
+	r.signal(syscall.SIGTERM)
+	termAt := time.Now()
+	if !r.waitExit(period) {
+		t.Fatalf("the replica did not exit within the pod's grace period %s (shutdownGrace %s): Kubernetes would kill it", period, grace)
+	}
+	exitTook := time.Since(termAt)
+	if code := r.state.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := s.countStatus(ids, adminapi.StatusCompleted); n != 0 {
+		t.Fatalf("%d jobs completed although none could finish within the grace", n)
+	}
+	if log, _ := readFile(r.logPath); strings.Count(log, "released for another replica") != jobs {
+		t.Fatalf("the replica did not release all %d in-flight jobs:\n%s", jobs, log)
+	}
+	s.startReplica()
+	s.waitStatus(ids, adminapi.StatusCompleted, time.Minute)
+	e := s.settle(ids)
+	s.expectOnce(ids, e, 0)
+	report(t, "4b grace runs out", jobs, fmt.Sprintf("SIGTERM, jobs outlast shutdownGrace %s, pod grace %s", grace, period), e, exitTook)
 }
 
 // 5. The Admin API fails 30 % of calls with 500/503, some time out; then it
