@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -258,12 +259,44 @@ func TestComposeHealthchecks(t *testing.T) {
 			}
 		}
 	}
-	// The instancemgr image is distroless: a CMD healthcheck there could
-	// never run (no shell, no wget).
-	for _, name := range roles {
-		if hc := service(t, p, name).HealthCheck; hc != nil && !hc.Disable && len(hc.Test) > 0 {
-			t.Errorf("%s: healthcheck %q cannot run in the distroless image", name, hc.Test)
+	// The instancemgr image is distroless (no shell, no wget): bridge and
+	// consumer are checked by the binary itself, on their /readyz.
+	for _, name := range []string{"bridge", "consumer"} {
+		s := service(t, p, name)
+		hc := s.HealthCheck
+		if hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] != "CMD" {
+			t.Errorf("%s: no exec-form healthcheck: %+v", name, hc)
+			continue
 		}
+		cfg, err := config.Load(configFile(t, s), env(s))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		_, port, _ := strings.Cut(cfg.MetricsAddr, ":")
+		want := []string{"/instancemgr", "healthcheck", "-url", "http://127.0.0.1:" + port + "/readyz"}
+		if strings.Join(hc.Test[1:], " ") != strings.Join(want, " ") {
+			t.Errorf("%s: healthcheck %q, want %q (the image's binary asking the role's metricsAddr)", name, hc.Test[1:], want)
+		}
+	}
+	for _, name := range []string{"simulator", "setup"} {
+		if hc := service(t, p, name).HealthCheck; hc != nil && !hc.Disable && len(hc.Test) > 0 {
+			t.Errorf("%s: healthcheck %q: it serves no probe", name, hc.Test)
+		}
+	}
+}
+
+// A consumer stopped by compose is given consumer.shutdownGrace plus 15 s
+// to release its jobs before it is killed.
+func TestComposeStopGraceCoversTheShutdownGrace(t *testing.T) {
+	p := project(t)
+	s := service(t, p, "consumer")
+	cfg, err := config.Load(configFile(t, s), env(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cfg.Consumer.ShutdownGrace.D() + 15*time.Second
+	if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) < want {
+		t.Errorf("consumer: stop_grace_period %v, want at least %s (shutdownGrace %s + 15 s)", s.StopGracePeriod, want, cfg.Consumer.ShutdownGrace.D())
 	}
 }
 

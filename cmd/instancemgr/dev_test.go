@@ -133,6 +133,10 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 				t.Fatalf("run %d: %s answered %d: %s", run, probe, code, body)
 			}
 		}
+		// What a container healthcheck runs.
+		if err := runHealthcheck(ctx, []string{"-url", probesURL + "/readyz"}, io.Discard, io.Discard); err != nil {
+			t.Fatalf("run %d: healthcheck: %v", run, err)
+		}
 		stop()
 
 		// Each instance the Admin API knows points at the registration of

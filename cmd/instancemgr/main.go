@@ -63,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "version":
 		fmt.Fprintln(stdout, "instancemgr", buildVersion())
 		return nil
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -79,6 +81,7 @@ func usage(w io.Writer) {
   consumer   pull jobs and carry them out (run any number of replicas)
   setup      create or update the JetStream stream and durable consumer
   simulator  serve the Admin API simulator alone
+  healthcheck  ask a running role's probe (for container healthchecks)
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.
