@@ -56,6 +56,15 @@ func ConnectNATS(ctx context.Context, cfg *config.Config, name string, log *slog
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("reconnected to NATS") }),
+		// Asynchronous errors, above all a permissions violation naming the
+		// subject the role's NATS user may not use.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Error("NATS error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Error("NATS error", "err", err)
+		}),
 	}
 	auth, err := natsSecurity(cfg.NATS)
 	if err != nil {

@@ -20,6 +20,9 @@ type Options struct {
 	TLS *tls.Config
 	// Token, when set, is the token every client must present.
 	Token string
+	// Users, when set, are the only users that may connect, each with its
+	// permissions.
+	Users []*server.User
 }
 
 // Start runs a server and waits until it accepts clients.
@@ -39,6 +42,7 @@ func Start(o Options) (*server.Server, error) {
 		TLS:           o.TLS != nil,
 		TLSConfig:     o.TLS,
 		Authorization: o.Token,
+		Users:         o.Users,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
