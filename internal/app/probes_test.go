@@ -104,9 +104,11 @@ func readiness(t *testing.T, base, what string, failing ...string) string {
 
 // A consumer is ready exactly while NATS is connected, its durable consumer
 // exists, an Admin API token can be had and its tenant's EdFi_Admin
-// answers. Each condition going false makes it not ready, naming that
-// condition alone, and it is ready again when the condition is back; the
-// replica stays alive throughout.
+// answers. Each condition false makes it not ready, naming that condition
+// alone (the token and EdFi_Admin from the start, the token again when its
+// renewal is refused, the durable consumer when deleted, EdFi_Admin when
+// it refuses connections, NATS when it stops), and it is ready again when the condition is back; the replica
+// stays alive throughout.
 func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 	t.Parallel()
 	pg := testenv.Postgres(t)
@@ -126,7 +128,8 @@ func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown() })
 
 	// The worker's client is not registered yet, and EdFi_Admin is missing.
-	sim := simulatortest.Start(t, simulator.Options{})
+	// Tokens last 2 s, so a refused renewal shows soon.
+	sim := simulatortest.Start(t, simulator.Options{TokenTTL: 2 * time.Second})
 	late := *sim
 	late.ClientID, late.ClientSecret = "probe-worker", "Probe-Worker-Secret-1"
 	addr := freeAddr(t)
@@ -144,6 +147,13 @@ func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 	testenv.LoadAdminFixture(t, adminDB)
 	readiness(t, base, "ready")
 
+	// The token endpoint refuses the worker: not ready once the cached
+	// token is due for renewal, ready again when it is accepted.
+	sim.InjectFault(simulator.Fault{Path: "/connect/token", Status: http.StatusUnauthorized})
+	readiness(t, base, "not ready: the token refused", "admin api")
+	sim.ClearFaults()
+	readiness(t, base, "ready with a token again")
+
 	// The durable consumer removed by hand: not ready until setup runs.
 	nc, js := testenv.JetStream(t, ns.ClientURL())
 	sc := cfg.StreamConfig().WithDefaults()
@@ -156,6 +166,20 @@ func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 	}
 	readiness(t, base, "ready after setup")
 	nc.Close()
+
+	// EdFi_Admin refuses connections (an outage): not ready, then back.
+	ctx := context.Background()
+	if _, err := pg.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %q WITH ALLOW_CONNECTIONS false`, adminDB)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, adminDB); err != nil {
+		t.Fatal(err)
+	}
+	readiness(t, base, "not ready: EdFi_Admin refuses connections", "tenant "+config.DefaultTenant)
+	if _, err := pg.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %q WITH ALLOW_CONNECTIONS true`, adminDB)); err != nil {
+		t.Fatal(err)
+	}
+	readiness(t, base, "ready with EdFi_Admin back")
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
