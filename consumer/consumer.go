@@ -138,9 +138,9 @@ type Failer interface {
 // these, so they are stated once.
 const (
 	DefaultConcurrency = 4
-	// DefaultShutdownGrace fits Kubernetes' default 30 s termination grace
-	// period with 10 s to release what is left.
-	DefaultShutdownGrace = 20 * time.Second
+	// DefaultShutdownGrace plus the 15 s to release what is left fits
+	// Kubernetes' default 30 s termination grace period.
+	DefaultShutdownGrace = 15 * time.Second
 	DefaultRetryDelay    = 2 * time.Second
 	DefaultMaxRetryDelay = 2 * time.Minute
 )

@@ -86,6 +86,24 @@ type k8sRendered struct {
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	scaledObjects   []*k8sScaledObject
 	serviceMonitors []*k8sServiceMonitor
+	// objectNamespaces is the namespace of every object but Namespaces,
+	// by kind/name.
+	objectNamespaces map[string]string
+}
+
+// k8sOneNamespace: an overlay puts every object in one namespace, so the
+// references between them (Secrets, ConfigMap, scale targets) resolve.
+func k8sOneNamespace(t *testing.T, r *k8sRendered) {
+	t.Helper()
+	want := r.objectNamespaces["Deployment/instancemgr-consumer"]
+	if want == "" {
+		t.Fatal("the consumer Deployment has no namespace")
+	}
+	for obj, ns := range r.objectNamespaces {
+		if ns != want {
+			t.Errorf("%s is in namespace %q, the rest in %q", obj, ns, want)
+		}
+	}
 }
 
 // decodeStrict turns YAML into v, failing on duplicate keys and on fields
@@ -155,7 +173,7 @@ func k8sRender(t *testing.T, dir string) *k8sRendered {
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	r := &k8sRendered{}
+	r := &k8sRendered{objectNamespaces: map[string]string{}}
 	if m.Size() == 0 {
 		t.Fatalf("kustomize build %s: no objects", dir)
 	}
@@ -163,6 +181,9 @@ func k8sRender(t *testing.T, dir string) *k8sRendered {
 		y, err := res.AsYAML()
 		if err != nil {
 			t.Fatalf("%s: %s %s: %v", dir, res.GetKind(), res.GetName(), err)
+		}
+		if res.GetKind() != "Namespace" {
+			r.objectNamespaces[res.GetKind()+"/"+res.GetName()] = res.GetNamespace()
 		}
 		if err := r.add(res.GetApiVersion(), res.GetKind(), y); err != nil {
 			t.Errorf("%s: %s %s: %v", dir, res.GetKind(), res.GetName(), err)
@@ -394,6 +415,7 @@ func k8sCheckHardened(t *testing.T, what string, pod *corev1.PodSpec, c *corev1.
 // TestKubernetesExample checks the example overlay as a cluster would run it.
 func TestKubernetesExample(t *testing.T) {
 	r := k8sRender(t, k8sExample)
+	k8sOneNamespace(t, r)
 
 	if len(r.hpas) != 0 {
 		t.Errorf("the example renders %d HorizontalPodAutoscalers beside the ScaledObject", len(r.hpas))
@@ -444,6 +466,12 @@ func TestKubernetesExample(t *testing.T) {
 		}
 		k8sProbeOnMetrics(t, what+" readinessProbe", c.ReadinessProbe, "/readyz", port)
 		k8sProbeOnMetrics(t, what+" livenessProbe", c.LivenessProbe, "/healthz", port)
+		// The probes are served once NATS first answers, which a role waits
+		// for up to two minutes: liveness must not restart it before.
+		k8sProbeOnMetrics(t, what+" startupProbe", c.StartupProbe, "/healthz", port)
+		if sp := c.StartupProbe; sp != nil && time.Duration(sp.PeriodSeconds*sp.FailureThreshold)*time.Second < 2*time.Minute {
+			t.Errorf("%s: startupProbe allows %ds, less than the two minutes the first NATS connection may take", what, sp.PeriodSeconds*sp.FailureThreshold)
+		}
 		if role == "consumer" {
 			consumerCfg = cfg
 		}
@@ -508,8 +536,11 @@ func TestKubernetesExample(t *testing.T) {
 	if sel := k8sSelector(t, pdb.Spec.Selector); !sel.Matches(labels.Set(consumer.Spec.Template.Labels)) || sel.Matches(labels.Set(bridge.Spec.Template.Labels)) {
 		t.Errorf("PodDisruptionBudget %s does not select the consumers alone", pdb.Name)
 	}
-	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() < 1 {
-		t.Errorf("PodDisruptionBudget minAvailable %v, want at least 1", pdb.Spec.MinAvailable)
+	// One at a time, and never refusing every eviction: at one replica (the
+	// scaler's minimum) or with no replica ready, minAvailable: 1 would hang
+	// a node drain.
+	if pdb.Spec.MinAvailable != nil || pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable %v maxUnavailable %v, want maxUnavailable 1 alone", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)
 	}
 
 	k8sCheckMetricsServices(t, r, []*appsv1.Deployment{bridge, consumer})
@@ -608,6 +639,7 @@ func TestKubernetesBaseCarriesNoSecrets(t *testing.T) {
 // and scales the consumer Deployment.
 func TestKubernetesHPAAlternative(t *testing.T) {
 	r := k8sRender(t, k8sExampleHPA)
+	k8sOneNamespace(t, r)
 	if len(r.scaledObjects) != 0 {
 		t.Errorf("the HPA alternative still renders %d ScaledObjects", len(r.scaledObjects))
 	}

@@ -236,3 +236,53 @@ func readYAML(t *testing.T, file string, v any) {
 		t.Fatalf("%s: %v", file, err)
 	}
 }
+
+// The alerts on missing roles select their scrape jobs by name: the
+// selectors match the job of each role in both deployments (compose's
+// scrape jobs, and the Services the ServiceMonitor selects, whose names
+// the Prometheus Operator uses as job), and no other role's.
+func TestAlertJobSelectorsMatchBothDeployments(t *testing.T) {
+	raw, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selectors := map[string]*regexp.Regexp{}
+	for _, m := range regexp.MustCompile(`job=~"(instancemgr-(bridge|consumer)[^"]*)"`).FindAllStringSubmatch(string(raw), -1) {
+		selectors[m[2]] = regexp.MustCompile("^(?:" + m[1] + ")$")
+	}
+	if len(selectors) != 2 {
+		t.Fatalf("rules select jobs %v, want the bridge's and the consumer's", selectors)
+	}
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName string `json:"job_name"`
+		} `json:"scrape_configs"`
+	}
+	readYAML(t, promConfig, &prom)
+	jobs := map[string][]string{} // role -> job names in either deployment
+	for _, sc := range prom.ScrapeConfigs {
+		for role := range selectors {
+			if strings.Contains(sc.JobName, role) {
+				jobs[role] = append(jobs[role], sc.JobName)
+			}
+		}
+	}
+	r := k8sRender(t, k8sExample)
+	for _, svc := range r.services {
+		if role := svc.Labels["app.kubernetes.io/component"]; selectors[role] != nil {
+			jobs[role] = append(jobs[role], svc.Name)
+		}
+	}
+	for role, sel := range selectors {
+		if len(jobs[role]) != 2 {
+			t.Errorf("%s: jobs %v, want one in compose and one in Kubernetes", role, jobs[role])
+		}
+		for other, names := range jobs {
+			for _, job := range names {
+				if got := sel.MatchString(job); got != (other == role) {
+					t.Errorf("the %s selector %q matches job %q (of the %s): %t", role, sel, job, other, got)
+				}
+			}
+		}
+	}
+}
