@@ -33,10 +33,12 @@ import (
 var version = "dev"
 
 func main() {
+	app.Version = buildVersion()
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "instancemgr:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h asked for the usage, which is printed
 		}
+		fmt.Fprintln(os.Stderr, "instancemgr:", err)
 		os.Exit(1)
 	}
 }

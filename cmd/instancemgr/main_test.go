@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,5 +98,46 @@ func TestTestSwitchesNeedTheFlag(t *testing.T) {
 	}
 	if seams, err := testSwitches(func(string) string { return "" }, false, log); err != nil || seams.AfterDatabase != nil || seams.DisableHeartbeat {
 		t.Fatalf("no switches: %+v, %v", seams, err)
+	}
+}
+
+// TestMain lets a test run the binary's main in a child process (the test
+// binary itself), to see its exit status.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("INSTANCEMGR_TEST_RUN_MAIN"); args != "" {
+		os.Args = append([]string{"instancemgr"}, strings.Fields(args)...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs main with args in a child process and returns its exit
+// status and output.
+func runMain(t *testing.T, args string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "INSTANCEMGR_TEST_RUN_MAIN="+args)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// Asking for help succeeds and shows the flags; a wrong flag fails.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range []string{"-h", "--help", "consumer -h", "bridge --help", "dev -h", "healthcheck -h"} {
+		code, out := runMain(t, args)
+		if code != 0 || !strings.Contains(strings.ToLower(out), "usage") {
+			t.Errorf("instancemgr %s: exit %d, output:\n%s", args, code, out)
+		}
+	}
+	if code, out := runMain(t, "consumer -no-such-flag"); code == 0 {
+		t.Errorf("instancemgr consumer -no-such-flag: exit 0, output:\n%s", out)
 	}
 }

@@ -243,4 +243,15 @@ func TestBridgeReadinessFollowsItsTenant(t *testing.T) {
 	if code, body := probe(base + "/healthz"); code != http.StatusOK {
 		t.Fatalf("bridge /healthz: %d %s", code, body)
 	}
+	// Beside its own metrics, the role exports the Go runtime's, the
+	// process's and which build runs.
+	code, metrics := probe(base + "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("bridge /metrics: %d", code)
+	}
+	for _, want := range []string{"go_goroutines ", "process_resident_memory_bytes ", `instancemgr_build_info{goversion="go`, `version="` + app.Version + `"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("bridge /metrics has no %s", want)
+		}
+	}
 }

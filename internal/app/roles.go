@@ -51,7 +51,7 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	checks := health.New(0)
 	checks.Ready("nats", natsReady(nc))
 	checks.Ready("admin api", api.CheckToken)
