@@ -32,5 +32,5 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return app.RunDev(ctx, o, stdout, newLogger(stderr, o.LogLevel))
+	return app.RunDev(ctx, o, stdout, newLogger(stderr, o.LogLevel, "text"))
 }

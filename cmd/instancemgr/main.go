@@ -104,22 +104,39 @@ func buildVersion() string {
 	return version
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger writes level and above to w as JSON (one object per line) or
+// as text; dev and the simulator log text for people.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// configFlags adds -config to fs and returns a loader for it.
+// configFlags adds -config and -log-format to fs and returns a loader for
+// them.
 func configFlags(fs *flag.FlagSet) func() (*config.Config, error) {
 	path := fs.String("config", os.Getenv("INSTANCEMGR_CONFIG"), "path of the YAML configuration (or INSTANCEMGR_CONFIG)")
+	format := fs.String("log-format", "", "json or text (default: logFormat of the configuration, or INSTANCEMGR_LOG_FORMAT, else json)")
 	return func() (*config.Config, error) {
 		if *path == "" {
 			return nil, errors.New("-config is required")
 		}
-		return config.Load(*path, os.Getenv)
+		env := os.Getenv
+		if *format != "" {
+			env = func(k string) string {
+				if k == "INSTANCEMGR_LOG_FORMAT" {
+					return *format
+				}
+				return os.Getenv(k)
+			}
+		}
+		return config.Load(*path, env)
 	}
 }
 
@@ -140,7 +157,7 @@ func parseConfig(name string, args []string, stderr io.Writer) (*config.Config, 
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, newLogger(stderr, cfg.LogLevel).With("role", name), nil
+	return cfg, newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("role", name), nil
 }
 
 func runBridge(ctx context.Context, args []string, stderr io.Writer) error {
@@ -162,7 +179,7 @@ func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel).With("role", "consumer")
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("role", "consumer")
 	seams, err := testSwitches(os.Getenv, *enable, log)
 	if err != nil {
 		return err
@@ -197,7 +214,7 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	o.Simulator.Tenants = strings.Split(*tenants, ",")
-	o.Simulator.Logger = newLogger(stderr, "info").With("role", "simulator")
+	o.Simulator.Logger = newLogger(stderr, "info", "text").With("role", "simulator")
 	if *edfiAdmin != "" {
 		o.Simulator.AdminDatabases = map[string]string{"*": *edfiAdmin}
 	}

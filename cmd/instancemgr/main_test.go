@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,5 +140,54 @@ func TestHelpExitsZero(t *testing.T) {
 	}
 	if code, out := runMain(t, "consumer -no-such-flag"); code == 0 {
 		t.Errorf("instancemgr consumer -no-such-flag: exit 0, output:\n%s", out)
+	}
+}
+
+// Roles log one JSON object per line by default, naming the role, and
+// text when asked (-log-format or INSTANCEMGR_LOG_FORMAT).
+func TestRolesLogJSONByDefault(t *testing.T) {
+	url := testenv.NATS(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	body := fmt.Sprintf(`
+adminApi: {baseUrl: "http://127.0.0.1:1", clientId: w}
+nats: {url: %q}
+tenants:
+  default: {master: "host=h;database=postgres", admin: "host=h;database=EdFi_Admin", ods: "host=h;database={0}"}
+`, url)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("INSTANCEMGR_ADMINAPI_CLIENT_SECRET", "from-env")
+	setup := func(args ...string) []string {
+		t.Helper()
+		var errOut bytes.Buffer
+		if err := run(append([]string{"setup", "-config", cfg}, args...), &bytes.Buffer{}, &errOut); err != nil {
+			t.Fatalf("setup %v: %v\n%s", args, err, errOut.String())
+		}
+		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+		if len(lines) == 0 || lines[0] == "" {
+			t.Fatalf("setup %v logged nothing", args)
+		}
+		return lines
+	}
+	for _, line := range setup() {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON line: %q (%v)", line, err)
+		}
+		if rec["role"] != "setup" || rec["msg"] == "" || rec["level"] == "" || rec["time"] == "" {
+			t.Errorf("JSON line without time, level, msg or role=setup: %q", line)
+		}
+	}
+	for _, line := range setup("-log-format", "text") {
+		if !strings.HasPrefix(line, "time=") || !strings.Contains(line, "role=setup") {
+			t.Errorf("not a text line: %q", line)
+		}
+	}
+	t.Setenv("INSTANCEMGR_LOG_FORMAT", "text")
+	for _, line := range setup() {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("INSTANCEMGR_LOG_FORMAT=text, but: %q", line)
+		}
 	}
 }

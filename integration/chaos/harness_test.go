@@ -258,6 +258,7 @@ nats: {url: %q, replicas: %d, ackWait: %s, maxDeliver: %d, backoff: [%s]}
 bridge: {pollInterval: 300ms}
 consumer: {concurrency: %d, shutdownGrace: %s, retryDelay: 200ms, maxRetryDelay: 2s}
 provisioning: {template: %q, namePattern: %q, allowDelete: true}
+logFormat: text
 tenants:
   default: {master: %q, admin: %q, ods: %q}
 `, s.simURL, s.natsURL, replicas, o.ackWait, o.maxDeliver, o.ackWait, o.concurrency, o.grace, template, s.prefix+"_{name}",

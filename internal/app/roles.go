@@ -121,6 +121,7 @@ func Setup(ctx context.Context, cfg *config.Config, log *slog.Logger) (string, e
 	if _, err := setUpStreams(ctx, js, sc, log); err != nil {
 		return "", err
 	}
+	log.Info("streams and durable consumer in place", "stream", sc.Stream, "consumer", sc.Consumer, "dead_letters", jobstream.DeadStream)
 	return fmt.Sprintf("stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v) and dead-letter stream %s are in place",
 		sc.Stream, strings.Join(jobstream.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, jobstream.DeadStream), nil
 }

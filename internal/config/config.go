@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -37,6 +38,9 @@ type Config struct {
 	Provisioning Provisioning      `yaml:"provisioning"`
 	Tenants      map[string]Tenant `yaml:"tenants"`
 	LogLevel     string            `yaml:"logLevel"`
+	// LogFormat is json (the default: one object per line for a log
+	// collector) or text.
+	LogFormat string `yaml:"logFormat"`
 	// MetricsAddr, when set, serves Prometheus metrics at /metrics and
 	// the probes at /healthz (the role's loops are alive) and /readyz (it
 	// can work now).
@@ -249,6 +253,7 @@ func (c *Config) Complete(env func(string) string) error {
 //	INSTANCEMGR_NATS_URL, INSTANCEMGR_NATS_CREDS_FILE, INSTANCEMGR_NATS_NKEY_FILE,
 //	INSTANCEMGR_NATS_USER, INSTANCEMGR_NATS_PASSWORD, INSTANCEMGR_NATS_TOKEN,
 //	INSTANCEMGR_NATS_TLS_CA_FILE, _CERT_FILE, _KEY_FILE,
+//	INSTANCEMGR_LOG_LEVEL, INSTANCEMGR_LOG_FORMAT,
 //	INSTANCEMGR_TENANT_<NAME>_MASTER, _ADMIN, _ODS (NAME upper-cased, other
 //	characters than letters and digits as '_').
 func (c *Config) applyEnv(env func(string) string) {
@@ -269,6 +274,8 @@ func (c *Config) applyEnv(env func(string) string) {
 	set(&c.NATS.TLS.CertFile, "INSTANCEMGR_NATS_TLS_CERT_FILE")
 	set(&c.NATS.TLS.KeyFile, "INSTANCEMGR_NATS_TLS_KEY_FILE")
 	set(&c.Provisioning.EncryptionKey, "INSTANCEMGR_ODS_ENCRYPTION_KEY")
+	set(&c.LogLevel, "INSTANCEMGR_LOG_LEVEL")
+	set(&c.LogFormat, "INSTANCEMGR_LOG_FORMAT")
 	for name, t := range c.Tenants {
 		p := "INSTANCEMGR_TENANT_" + EnvName(name) + "_"
 		set(&t.Master, p+"MASTER")
@@ -352,6 +359,9 @@ func (c *Config) applyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.LogFormat == "" {
+		c.LogFormat = "json"
+	}
 }
 
 // StreamConfig is the job stream's set-up.
@@ -383,6 +393,13 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("logLevel", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("logFormat", "%q is not json or text", c.LogFormat)
 	}
 	for _, u := range []struct{ key, url string }{{"adminApi.baseUrl", c.AdminAPI.BaseURL}, {"adminApi.tokenUrl", c.AdminAPI.TokenURL}} {
 		switch {

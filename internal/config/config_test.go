@@ -53,6 +53,8 @@ adminApi: {baseUrl: "ftp://x", tokenUrl: "nope"}
 nats: {url: "http://x", ackWait: 500ms, replicas: 9}
 consumer: {concurrency: 0, heartbeat: 1h}
 provisioning: {engine: oracle, template: "bad name", namePattern: "x"}
+logLevel: chatty
+logFormat: xml
 tenants:
   t1:
     master: "host=h;port=99999;database=postgres"
@@ -68,6 +70,7 @@ tenants:
 		"nats.url", "nats: replicas", "nats: ackWait", "consumer.heartbeat",
 		"provisioning.engine", "provisioning.template", "provisioning.namePattern",
 		"tenants.t1.master", "tenants.t1.admin: is required", "tenants.t1.ods: must hold {0}",
+		`logLevel: "chatty"`, `logFormat: "xml"`,
 	} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %q:\n%v", key, err)
