@@ -67,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, stdout, stderr)
+	case "config":
+		return runConfig(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -84,6 +86,7 @@ func usage(w io.Writer) {
   setup      create or update the JetStream stream and durable consumer
   simulator  serve the Admin API simulator alone
   healthcheck  ask a running role's probe (for container healthchecks)
+  config check  validate a configuration and print it, secrets redacted
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
@@ -189,5 +191,67 @@ tenants:
 		if !strings.HasPrefix(line, "time=") {
 			t.Errorf("INSTANCEMGR_LOG_FORMAT=text, but: %q", line)
 		}
+	}
+}
+
+// config check validates without running anything and shows the effective
+// configuration with no secret in it.
+func TestConfigCheckRedactsSecrets(t *testing.T) {
+	const (
+		clientSecret = "Client-S3cret-XYZ"
+		pgPassword   = "Pg-Passw0rd-XYZ"
+		natsPassword = "Nats-Pass-XYZ"
+		key          = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMmJ5dGU="
+	)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	body := fmt.Sprintf(`
+adminApi: {baseUrl: "https://admin.example.org", clientId: w}
+nats: {url: "nats://u:%s@nats.example.org:4222", ackWait: 45s}
+tenants:
+  default: {master: "host=db;username=im;password=%s;database=postgres", admin: "host=db;username=im;password=%s;database=EdFi_Admin", ods: "host=db;username=ods;password=%s;database={0}"}
+`, natsPassword, pgPassword, pgPassword, pgPassword)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("INSTANCEMGR_ADMINAPI_CLIENT_SECRET", clientSecret)
+	t.Setenv("INSTANCEMGR_ODS_ENCRYPTION_KEY", key)
+	var out, errOut bytes.Buffer
+	if err := run([]string{"config", "check", "-config", cfg}, &out, &errOut); err != nil {
+		t.Fatalf("config check: %v\n%s", err, errOut.String())
+	}
+	for _, secret := range []string{clientSecret, pgPassword, natsPassword, key} {
+		if strings.Contains(out.String()+errOut.String(), secret) {
+			t.Errorf("config check shows a secret %q:\n%s", secret, out.String())
+		}
+	}
+	// What it shows is the effective configuration: defaults and the
+	// environment applied, readable back.
+	var shown struct {
+		AdminAPI struct {
+			ClientSecret string `yaml:"clientSecret"`
+			TokenURL     string `yaml:"tokenUrl"`
+		} `yaml:"adminApi"`
+		NATS struct {
+			AckWait string `yaml:"ackWait"`
+			Stream  string `yaml:"stream"`
+		} `yaml:"nats"`
+		Tenants map[string]struct {
+			Master string `yaml:"master"`
+		} `yaml:"tenants"`
+	}
+	if err := yaml.Unmarshal(out.Bytes(), &shown); err != nil {
+		t.Fatalf("config check output is not YAML: %v\n%s", err, out.String())
+	}
+	if shown.AdminAPI.ClientSecret != "REDACTED" || shown.AdminAPI.TokenURL != "https://admin.example.org/connect/token" ||
+		shown.NATS.AckWait != "45s" || shown.NATS.Stream != "INSTANCES" || !strings.Contains(shown.Tenants["default"].Master, "database=postgres") {
+		t.Errorf("config check shows %+v", shown)
+	}
+
+	if err := os.WriteFile(cfg, []byte("nats: {url: \"http://x\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"config", "check", "-config", cfg}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "adminApi.baseUrl") || !strings.Contains(err.Error(), "nats.url") {
+		t.Fatalf("config check of a bad configuration: %v", err)
 	}
 }

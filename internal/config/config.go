@@ -126,7 +126,7 @@ type Provisioning struct {
 	Registration string `yaml:"registration"`
 	// Register was the switch before Registration; it is refused with a
 	// pointer to its replacement.
-	Register *bool `yaml:"register"`
+	Register *bool `yaml:"register,omitempty"`
 	// AllowDelete enables delete jobs. Off by default: dropping databases
 	// is destructive, and Ed-Fi's own design asks for this switch.
 	AllowDelete bool `yaml:"allowDelete"`
