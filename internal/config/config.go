@@ -242,9 +242,9 @@ func (c *Config) Complete(env func(string) string) error {
 	if env == nil {
 		env = os.Getenv
 	}
-	c.applyEnv(env)
+	envErr := c.applyEnv(env)
 	c.applyDefaults()
-	return c.Validate()
+	return errors.Join(envErr, c.Validate())
 }
 
 // Environment overrides: secrets belong in the environment, not the file.
@@ -256,33 +256,58 @@ func (c *Config) Complete(env func(string) string) error {
 //	INSTANCEMGR_LOG_LEVEL, INSTANCEMGR_LOG_FORMAT,
 //	INSTANCEMGR_TENANT_<NAME>_MASTER, _ADMIN, _ODS (NAME upper-cased, other
 //	characters than letters and digits as '_').
-func (c *Config) applyEnv(env func(string) string) {
+//
+// Each secret (the client secret, the NATS password and token, the
+// encryption key, the tenants' connection strings) may instead come from a
+// file named by the same variable with _FILE appended (Docker and
+// Kubernetes secrets mounted as files); a trailing newline is dropped. The
+// encryption key also comes from Ed-Fi's own ODS_CONNECTION_STRING_ENCRYPTION_KEY.
+func (c *Config) applyEnv(env func(string) string) error {
+	var errs []error
 	set := func(dst *string, key string) {
 		if v := env(key); v != "" {
 			*dst = v
 		}
 	}
+	secret := func(dst *string, key string) {
+		v, file := env(key), env(key+"_FILE")
+		switch {
+		case v != "" && file != "":
+			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set: give one", key, key))
+		case v != "":
+			*dst = v
+		case file != "":
+			data, err := os.ReadFile(file)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", key, err))
+				return
+			}
+			*dst = strings.TrimRight(string(data), "\r\n")
+		}
+	}
 	set(&c.AdminAPI.ClientID, "INSTANCEMGR_ADMINAPI_CLIENT_ID")
-	set(&c.AdminAPI.ClientSecret, "INSTANCEMGR_ADMINAPI_CLIENT_SECRET")
+	secret(&c.AdminAPI.ClientSecret, "INSTANCEMGR_ADMINAPI_CLIENT_SECRET")
 	set(&c.NATS.URL, "INSTANCEMGR_NATS_URL")
 	set(&c.NATS.CredsFile, "INSTANCEMGR_NATS_CREDS_FILE")
 	set(&c.NATS.NKeyFile, "INSTANCEMGR_NATS_NKEY_FILE")
 	set(&c.NATS.User, "INSTANCEMGR_NATS_USER")
-	set(&c.NATS.Password, "INSTANCEMGR_NATS_PASSWORD")
-	set(&c.NATS.Token, "INSTANCEMGR_NATS_TOKEN")
+	secret(&c.NATS.Password, "INSTANCEMGR_NATS_PASSWORD")
+	secret(&c.NATS.Token, "INSTANCEMGR_NATS_TOKEN")
 	set(&c.NATS.TLS.CAFile, "INSTANCEMGR_NATS_TLS_CA_FILE")
 	set(&c.NATS.TLS.CertFile, "INSTANCEMGR_NATS_TLS_CERT_FILE")
 	set(&c.NATS.TLS.KeyFile, "INSTANCEMGR_NATS_TLS_KEY_FILE")
-	set(&c.Provisioning.EncryptionKey, "INSTANCEMGR_ODS_ENCRYPTION_KEY")
+	set(&c.Provisioning.EncryptionKey, "ODS_CONNECTION_STRING_ENCRYPTION_KEY") // Ed-Fi's name
+	secret(&c.Provisioning.EncryptionKey, "INSTANCEMGR_ODS_ENCRYPTION_KEY")
 	set(&c.LogLevel, "INSTANCEMGR_LOG_LEVEL")
 	set(&c.LogFormat, "INSTANCEMGR_LOG_FORMAT")
 	for name, t := range c.Tenants {
 		p := "INSTANCEMGR_TENANT_" + EnvName(name) + "_"
-		set(&t.Master, p+"MASTER")
-		set(&t.Admin, p+"ADMIN")
-		set(&t.ODS, p+"ODS")
+		secret(&t.Master, p+"MASTER")
+		secret(&t.Admin, p+"ADMIN")
+		secret(&t.ODS, p+"ODS")
 		c.Tenants[name] = t
 	}
+	return errors.Join(errs...)
 }
 
 // EnvName is how a tenant name appears in an environment variable.

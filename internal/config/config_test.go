@@ -385,3 +385,51 @@ tenants:
 		t.Fatalf("warnings %v", warnings)
 	}
 }
+
+// Secrets mounted as files (Docker and Kubernetes secrets) are read through
+// the _FILE variables, a trailing newline dropped; Ed-Fi's own name for the
+// encryption key is accepted; a missing file or both forms at once is an
+// error naming the variable.
+func TestSecretsFromFiles(t *testing.T) {
+	body := `
+adminApi: {baseUrl: "https://adminapi", clientId: w}
+tenants:
+  tenant-one: {master: "host=h;database=postgres", admin: "host=h;database=a", ods: "host=h;database={0}"}
+`
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMmJ5dGU=" // 32 bytes
+	env := map[string]string{
+		"INSTANCEMGR_ADMINAPI_CLIENT_SECRET_FILE": file("secret", "from-a-file\n"),
+		"INSTANCEMGR_NATS_USER":                   "worker",
+		"INSTANCEMGR_NATS_PASSWORD_FILE":          file("nats", "nats-pass\r\n"),
+		"INSTANCEMGR_TENANT_TENANT_ONE_ODS_FILE":  file("ods", "host=h;username=ods;password=p;database={0}\n"),
+		"ODS_CONNECTION_STRING_ENCRYPTION_KEY":    key,
+	}
+	lookup := func(k string) string { return env[k] }
+	c, err := Load(write(t, body), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := c.TenantConns("tenant-one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminAPI.ClientSecret != "from-a-file" || c.NATS.Password != "nats-pass" || tg.ODS.Username != "ods" || c.Provisioning.EncryptionKey != key {
+		t.Errorf("secrets from files: client %q, nats %q, ods user %q, key %q", c.AdminAPI.ClientSecret, c.NATS.Password, tg.ODS.Username, c.Provisioning.EncryptionKey)
+	}
+
+	env["INSTANCEMGR_ADMINAPI_CLIENT_SECRET"] = "also-set"
+	env["INSTANCEMGR_NATS_PASSWORD_FILE"] = filepath.Join(dir, "missing")
+	_, err = Load(write(t, body), lookup)
+	if err == nil || !strings.Contains(err.Error(), "INSTANCEMGR_ADMINAPI_CLIENT_SECRET and INSTANCEMGR_ADMINAPI_CLIENT_SECRET_FILE are both set") ||
+		!strings.Contains(err.Error(), "INSTANCEMGR_NATS_PASSWORD_FILE") {
+		t.Fatalf("conflicting and missing secret files: %v", err)
+	}
+}
