@@ -130,16 +130,11 @@ func configFlags(fs *flag.FlagSet) func() (*config.Config, error) {
 		if *path == "" {
 			return nil, errors.New("-config is required")
 		}
-		env := os.Getenv
+		environ := os.Environ()
 		if *format != "" {
-			env = func(k string) string {
-				if k == "INSTANCEMGR_LOG_FORMAT" {
-					return *format
-				}
-				return os.Getenv(k)
-			}
+			environ = append(environ, "INSTANCEMGR_LOG_FORMAT="+*format)
 		}
-		return config.Load(*path, env)
+		return config.LoadEnviron(*path, environ)
 	}
 }
 

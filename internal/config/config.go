@@ -217,6 +217,11 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Load reads path (may be empty for defaults only), applies environment
 // overrides and defaults, and validates.
 func Load(path string, env func(string) string) (*Config, error) {
+	return load(path, env, nil)
+}
+
+// load reads path, lets before change what was read, then completes.
+func load(path string, env func(string) string, before func(*Config)) (*Config, error) {
 	var c Config
 	if path != "" {
 		data, err := os.ReadFile(path)
@@ -228,6 +233,9 @@ func Load(path string, env func(string) string) (*Config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
+	}
+	if before != nil {
+		before(&c)
 	}
 	if err := c.Complete(env); err != nil {
 		return nil, err

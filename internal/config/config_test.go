@@ -433,3 +433,52 @@ tenants:
 		t.Fatalf("conflicting and missing secret files: %v", err)
 	}
 }
+
+// Any key can be set by its path (YAML keys joined by "__", any case; a
+// tenant's name as written), also from a file; a path that names no setting
+// is an error naming the variable.
+func TestEveryKeyFromTheEnvironment(t *testing.T) {
+	body := `
+adminApi: {baseUrl: "https://adminapi", clientId: w, clientSecret: s}
+tenants:
+  default: {master: "host=h;database=postgres", admin: "host=h;database=a", ods: "host=h;database={0}"}
+`
+	master := filepath.Join(t.TempDir(), "master")
+	if err := os.WriteFile(master, []byte("host=d9;username=im;password=p;database=postgres\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{
+		"INSTANCEMGR_NATS__ACKWAIT=45s",
+		"INSTANCEMGR_NATS__BACKOFF=45s,90s",
+		"INSTANCEMGR_PROVISIONING__ALLOWDELETE=true",
+		"INSTANCEMGR_CONSUMER__CONCURRENCY=7",
+		"INSTANCEMGR_TENANTS__district9__MASTER_FILE=" + master,
+		"INSTANCEMGR_TENANTS__district9__ADMIN=host=d9;database=EdFi_Admin",
+		"INSTANCEMGR_TENANTS__district9__ODS=host=d9;database={0}",
+		"INSTANCEMGR_TENANTS__DEFAULT__ADMIN=host=h;database=Other_Admin",
+		"INSTANCEMGR_NAMEPATTERN_UNRELATED=x", // not a path variable
+	}
+	c, err := LoadEnviron(write(t, body), environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d9, err := c.TenantConns("district9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := c.TenantConns("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.AckWait.D() != 45*time.Second || len(c.NATS.BackOff) != 2 || c.NATS.BackOff[1].D() != 90*time.Second ||
+		!c.Provisioning.AllowDelete || c.Consumer.Concurrency != 7 ||
+		d9.Master.Host != "d9" || d9.Master.Username != "im" || d9.Admin.Database != "EdFi_Admin" || def.Admin.Database != "Other_Admin" {
+		t.Errorf("path variables not applied: nats %+v, provisioning %+v, consumer %+v, district9 %s, default admin %s",
+			c.NATS, c.Provisioning, c.Consumer, d9.Master.Redacted(), def.Admin.Redacted())
+	}
+
+	_, err = LoadEnviron(write(t, body), []string{"INSTANCEMGR_NATS__ACKWIAT=45s", "INSTANCEMGR_CONSUMER__CONCURRENCY=many"})
+	if err == nil || !strings.Contains(err.Error(), "INSTANCEMGR_NATS__ACKWIAT: no setting") || !strings.Contains(err.Error(), "INSTANCEMGR_CONSUMER__CONCURRENCY") {
+		t.Fatalf("bad path variables: %v", err)
+	}
+}
