@@ -334,6 +334,22 @@ type request struct {
 	redact []string
 }
 
+// FailureReason classes a failed call for metrics and alerts: "auth" (the
+// credentials or the token were refused: the same until someone changes
+// them), "server" (a 5xx), "network" (no answer) or "other".
+func FailureReason(err error) string {
+	var te *transportError
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		return "auth"
+	case errors.Is(err, ErrServer):
+		return "server"
+	case errors.As(err, &te):
+		return "network"
+	}
+	return "other"
+}
+
 // transportError is a failure to get an answer at all: connection refused or
 // reset, or no answer within the attempt's timeout.
 type transportError struct{ err error }

@@ -102,9 +102,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 		switch {
 		case err != nil:
 			wait = min(2*wait, 10*b.opts.Interval)
-			b.log.Warn("poll failed; backing off", "err", err, "next_in", wait)
+			reason := adminapi.FailureReason(err)
+			b.log.Warn("poll failed; backing off", "reason", reason, "err", err, "next_in", wait)
+			if b.opts.Metrics != nil {
+				b.opts.Metrics.PollFailures.WithLabelValues(reason).Inc()
+			}
 		default:
 			wait = b.opts.Interval
+			if b.opts.Metrics != nil {
+				b.opts.Metrics.LastSuccess.SetToCurrentTime()
+			}
 			if st.Published > 0 || st.Failed > 0 {
 				b.log.Info("poll", "pending", st.Pending, "published", st.Published, "already_queued", st.AlreadyQueued, "failed", st.Failed, "delete_skipped", st.DeleteSkipped)
 			}

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
@@ -203,4 +206,82 @@ func TestJobTenantIsThePolledTenant(t *testing.T) {
 	if j, err := job.Decode(raw.Data); err != nil || j.Tenant != "t1" {
 		t.Fatalf("job for tenant %q (%v), want t1", j.Tenant, err)
 	}
+}
+
+// A poll that reads nothing is counted by its reason: the secret refused
+// (auth), the Admin API failing (server), no answer (network); a poll
+// that reads sets the time of the last success. These are what an alert
+// on a stale bridge reads.
+func TestPollFailuresCountedByReason(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{})
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}()
+	withConfig := func(cfg adminapi.Config) *adminapi.Client {
+		c, err := adminapi.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	good := adminapi.Config{BaseURL: sim.URL, TokenURL: sim.TokenURL, ClientID: sim.ClientID, ClientSecret: sim.ClientSecret, MaxAttempts: 1}
+	wrongSecret, nobody := good, good
+	wrongSecret.ClientSecret = "not-the-secret"
+	nobody.BaseURL, nobody.TokenURL = closed, closed+"/connect/token"
+
+	for _, tc := range []struct {
+		reason string
+		api    adminapi.Config
+		fault  *simulator.Fault
+	}{
+		{"auth", wrongSecret, nil},
+		{"server", good, &simulator.Fault{Path: "/adminconsole/tenants", Status: 503}},
+		{"network", nobody, nil},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			if tc.fault != nil {
+				sim.InjectFault(*tc.fault)
+				defer sim.ClearFaults()
+			}
+			m := bridge.NewMetrics(prometheus.NewRegistry())
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- bridge.New(withConfig(tc.api), nil, js, bridge.Options{Interval: 20 * time.Millisecond, Metrics: m}).Run(ctx)
+			}()
+			testenv.Eventually(t, 10*time.Second, tc.reason+" failures counted", func() bool {
+				return testutil.ToFloat64(m.PollFailures.WithLabelValues(tc.reason)) >= 1
+			})
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if n := testutil.CollectAndCount(m.PollFailures); n != 1 {
+				t.Errorf("failures counted under %d reasons, want only %s", n, tc.reason)
+			}
+			if last := testutil.ToFloat64(m.LastSuccess); last != 0 {
+				t.Errorf("last success %v although no poll read anything", last)
+			}
+		})
+	}
+
+	m := bridge.NewMetrics(prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := float64(time.Now().Unix())
+	go func() {
+		_ = bridge.New(withConfig(good), nil, js, bridge.Options{Interval: 20 * time.Millisecond, Metrics: m}).Run(ctx)
+	}()
+	testenv.Eventually(t, 10*time.Second, "a successful poll recorded", func() bool {
+		return testutil.ToFloat64(m.LastSuccess) >= before
+	})
 }

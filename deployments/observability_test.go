@@ -105,6 +105,7 @@ func exported(t *testing.T) []string {
 	c.DeadLetters.WithLabelValues("create", "conflict").Inc()
 	c.Duration.WithLabelValues("create").Observe(1)
 	b.Jobs.WithLabelValues("create", "published").Inc()
+	b.PollFailures.WithLabelValues("auth").Inc()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
