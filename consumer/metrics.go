@@ -28,9 +28,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs this replica is running now.",
 		}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "instancemgr_consumer_job_seconds",
-			Help:    "Time from pull to settle, by operation.",
-			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+			Name: "instancemgr_consumer_job_seconds",
+			Help: "Time from pull to settle, by operation.",
+			// 50 ms to about 27 min: a large template copy takes minutes.
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
 		}, []string{"op"}),
 	}
 	if reg != nil {
