@@ -53,6 +53,11 @@ type Config struct {
 
 	HTTPClient *http.Client // optional; its Timeout, if any, applies on top of Timeout
 	Logger     *slog.Logger // optional; default discards
+	// Observe, if set, hears every exchange with the Admin API (the token
+	// endpoint aside): its endpoint (method and path, ids as {id}), the
+	// answer's class (2xx, 4xx, 5xx...; "network" when none came) and how
+	// long it took. Metrics use it; every value is from a bounded set.
+	Observe func(endpoint, class string, d time.Duration)
 }
 
 // Client calls the Admin API's worker and console endpoints. It is safe for
@@ -70,6 +75,7 @@ type Client struct {
 	maxDelay     time.Duration
 	hc           *http.Client
 	log          *slog.Logger
+	observe      func(endpoint, class string, d time.Duration)
 
 	// now is the clock token lifetimes are measured with; tests replace it.
 	now func() time.Time
@@ -122,6 +128,7 @@ func New(cfg Config) (*Client, error) {
 		maxDelay:     orDefault(cfg.RetryMaxDelay, DefaultRetryMaxDelay),
 		hc:           cfg.HTTPClient,
 		log:          cfg.Logger,
+		observe:      cfg.Observe,
 		now:          time.Now,
 		tok:          tokenCache{fetching: make(chan struct{}, 1)},
 	}
@@ -474,7 +481,15 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, tok string
 		req.Header.Set("Tenant", r.tenant)
 	}
 
+	start := time.Now()
 	resp, err := c.hc.Do(req)
+	if c.observe != nil {
+		class := "network"
+		if err == nil {
+			class = fmt.Sprintf("%dxx", resp.StatusCode/100)
+		}
+		c.observe(r.method+" "+endpointOf(r.path), class, time.Since(start))
+	}
 	if err != nil {
 		return c.transportError(ctx, actx, err)
 	}
@@ -498,6 +513,17 @@ func (c *Client) send(ctx context.Context, r request, payload []byte, tok string
 		return fmt.Errorf("decode answer to %s %s: %w", r.method, u.Path, err)
 	}
 	return nil
+}
+
+// endpointOf is a path with its numeric segments (instance ids) as {id}.
+func endpointOf(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if s != "" && strings.Trim(s, "0123456789") == "" {
+			segs[i] = "{id}"
+		}
+	}
+	return strings.Join(segs, "/")
 }
 
 // fullPath is p below the BaseURL's own path, with or without its trailing slash.

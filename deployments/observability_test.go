@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
+	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -106,6 +108,7 @@ func exported(t *testing.T) []string {
 	c.Duration.WithLabelValues("create").Observe(1)
 	b.Jobs.WithLabelValues("create", "published").Inc()
 	b.PollFailures.WithLabelValues("auth").Inc()
+	adminapi.NewMetrics(reg).Observe("GET /adminconsole/tenants", "2xx", time.Second)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

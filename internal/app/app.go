@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/bridge"
@@ -26,6 +27,16 @@ import (
 
 // AdminClient builds the Admin API client from the configuration.
 func AdminClient(cfg *config.Config, log *slog.Logger) (*adminapi.Client, error) {
+	return adminClient(cfg, log, nil)
+}
+
+// adminClient is AdminClient whose exchanges are measured into reg (nil:
+// not measured).
+func adminClient(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*adminapi.Client, error) {
+	var observe func(endpoint, class string, d time.Duration)
+	if reg != nil {
+		observe = adminapi.NewMetrics(reg).Observe
+	}
 	return adminapi.New(adminapi.Config{
 		BaseURL:      cfg.AdminAPI.BaseURL,
 		TokenURL:     cfg.AdminAPI.TokenURL,
@@ -34,6 +45,7 @@ func AdminClient(cfg *config.Config, log *slog.Logger) (*adminapi.Client, error)
 		Timeout:      cfg.AdminAPI.Timeout.D(),
 		MaxAttempts:  cfg.AdminAPI.MaxAttempts,
 		Logger:       log,
+		Observe:      observe,
 	})
 }
 

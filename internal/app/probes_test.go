@@ -245,11 +245,15 @@ func TestBridgeReadinessFollowsItsTenant(t *testing.T) {
 	}
 	// Beside its own metrics, the role exports the Go runtime's, the
 	// process's and which build runs.
-	code, metrics := probe(base + "/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("bridge /metrics: %d", code)
-	}
-	for _, want := range []string{"go_goroutines ", "process_resident_memory_bytes ", `instancemgr_build_info{goversion="go`, `version="` + app.Version + `"`} {
+	wants := []string{"go_goroutines ", "process_resident_memory_bytes ", `instancemgr_build_info{goversion="go`, `version="` + app.Version + `"`,
+		`instancemgr_adminapi_request_seconds_count{class="2xx",endpoint="GET /adminconsole/tenants"}`, "instancemgr_bridge_last_success_timestamp_seconds "}
+	var metrics string
+	testenv.Eventually(t, time.Minute, "the bridge's metrics after a poll", func() bool {
+		var code int
+		code, metrics = probe(base + "/metrics")
+		return code == http.StatusOK && strings.Contains(metrics, wants[4])
+	})
+	for _, want := range wants {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("bridge /metrics has no %s", want)
 		}

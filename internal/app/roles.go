@@ -43,7 +43,8 @@ type role struct {
 
 func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (*role, error) {
 	LogTransport(cfg, log)
-	api, err := AdminClient(cfg, log)
+	reg := newRegistry()
+	api, err := adminClient(cfg, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,6 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	reg := newRegistry()
 	checks := health.New(0)
 	checks.Ready("nats", natsReady(nc))
 	checks.Ready("admin api", api.CheckToken)
