@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
 const (
@@ -258,24 +260,6 @@ func (h hookHandler) Enabled(context.Context, slog.Level) bool      { return tru
 func (h hookHandler) Handle(_ context.Context, r slog.Record) error { h.fn(r); return nil }
 func (h hookHandler) WithAttrs([]slog.Attr) slog.Handler            { return h }
 func (h hookHandler) WithGroup(string) slog.Handler                 { return h }
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // ---- configuration ----
 
@@ -1166,7 +1150,7 @@ func TestErrorsAndLogsNeverCarrySecrets(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := (&testServer{api: tc.api, token: tc.token, expiresIn: 3600}).start(t)
-			var logs lockedBuffer
+			var logs testenv.SyncBuffer
 			c := s.client(t, func(c *Config) {
 				c.MaxAttempts = 3
 				c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -1191,7 +1175,7 @@ func TestErrorsAndLogsNeverCarrySecrets(t *testing.T) {
 
 func TestRetryIsLogged(t *testing.T) {
 	s := (&testServer{api: seq(reply(401, ""), reply(503, ""), reply(204, "")), expiresIn: 3600}).start(t)
-	var logs lockedBuffer
+	var logs testenv.SyncBuffer
 	c := s.client(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

@@ -71,24 +71,6 @@ func documentedUsers(t *testing.T) map[string]*server.User {
 	return users
 }
 
-// lockedBuffer collects the roles' logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The NATS permissions the deployment documents are enough, and used: with
 // each role connected as its own user, limited to its documented subjects,
 // setup puts the streams in place, a create completes, a refused job ends
@@ -114,7 +96,7 @@ func TestDocumentedNATSPermissionsSuffice(t *testing.T) {
 	world := itest.NewWorld(t, "")
 	_, adminDB := world.AdminDatabase(t, "admin")
 	sim := simulatortest.Start(t, simulator.Options{})
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	t.Cleanup(func() {
 		if t.Failed() {
