@@ -193,6 +193,11 @@ func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 		t.Fatal(err)
 	}
 	readiness(t, base, "ready with NATS back")
+
+	// The consumer exports its durable consumer's backlog.
+	if code, metrics := probe(base + "/metrics"); code != http.StatusOK || !strings.Contains(metrics, "instancemgr_consumer_lag_pending 0") {
+		t.Fatalf("consumer /metrics (%d) has no backlog:\n%s", code, metrics)
+	}
 }
 
 // A tenant whose server does not answer makes the consumer not ready; the

@@ -97,6 +97,8 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
 		tenants := NewTenantPool(cfg, log)
 		defer tenants.Close()
+		sc := cfg.StreamConfig().WithDefaults()
+		r.metrics.MustRegister(jobstream.NewLagCollector(r.js, sc.Stream, sc.Consumer))
 		deps := ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
 			Beat: ConsumerProbes(r.checks, cfg, r.js, tenants)}
 		c, err := NewConsumer(ctx, cfg, deps)

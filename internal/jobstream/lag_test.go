@@ -1,0 +1,81 @@
+package jobstream_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+// lag gathers the collector's values by metric name.
+func lag(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	return out
+}
+
+// The backlog follows the durable consumer: waiting jobs, a job being
+// worked on, a job delivered again.
+func TestLagFollowsTheDurableConsumer(t *testing.T) {
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	ctx := context.Background()
+	cfg := jobstream.Config{AckWait: time.Minute}.WithDefaults()
+	cons, err := jobstream.Ensure(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(jobstream.NewLagCollector(js, cfg.Stream, cfg.Consumer))
+	want := func(pending, ackPending, redelivered float64) {
+		t.Helper()
+		got := lag(t, reg)
+		if got["instancemgr_consumer_lag_pending"] != pending || got["instancemgr_consumer_lag_ack_pending"] != ackPending || got["instancemgr_consumer_lag_redelivered"] != redelivered {
+			t.Fatalf("lag %v, want pending %v, ack pending %v, redelivered %v", got, pending, ackPending, redelivered)
+		}
+	}
+	want(0, 0, 0)
+	publish := func(subjects ...string) {
+		t.Helper()
+		for _, subj := range subjects {
+			if _, err := js.Publish(ctx, subj, []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish("instances.create.t.1")
+	want(1, 0, 0)
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(0, 1, 0)
+	if err := msg.NakWithDelay(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	again, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md, _ := again.Metadata(); md.NumDelivered != 2 {
+		t.Fatalf("expected the nak'd job again, got delivery %d of %s", md.NumDelivered, again.Subject())
+	}
+	want(0, 1, 1)
+	if err := again.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want(0, 0, 0)
+	publish("instances.create.t.2", "instances.create.t.3")
+	want(2, 0, 0)
+}
