@@ -2,7 +2,7 @@ package adminapi_test
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -11,6 +11,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
 // Every exchange is observed by endpoint (ids as {id}, so the set stays
@@ -47,12 +48,7 @@ func TestExchangesAreObserved(t *testing.T) {
 		t.Fatal("a 503 succeeded")
 	}
 	sim.ClearFaults()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
 	if _, err := newClient(closed).Tenants(ctx); err == nil {
 		t.Fatal("a call to nobody succeeded")
 	}

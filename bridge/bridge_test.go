@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -218,14 +217,7 @@ func TestPollFailuresCountedByReason(t *testing.T) {
 	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	closed := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return "http://" + ln.Addr().String()
-	}()
+	closed := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
 	withConfig := func(cfg adminapi.Config) *adminapi.Client {
 		c, err := adminapi.New(cfg)
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -72,16 +71,6 @@ func size(ci, fullSize int) int {
 		return fullSize
 	}
 	return ci
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // proc is one OS process of the system.
@@ -241,12 +230,12 @@ func newSys(t *testing.T, o sysOptions) *sys {
 		replicas = 3
 		s.startCluster()
 	} else {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		s.nats = []*proc{s.spawn("nats-server", bins.natsServer, nil, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(s.dir, "js"))}
 		s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	}
 
-	simPort := freePort(t)
+	simPort := testenv.FreePort(t)
 	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
 	secret := "chaos-" + s.prefix
 	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret},
@@ -282,7 +271,7 @@ func (s *sys) startCluster() {
 	s.t.Helper()
 	var client, route [3]int
 	for i := range 3 {
-		client[i], route[i] = freePort(s.t), freePort(s.t)
+		client[i], route[i] = testenv.FreePort(s.t), testenv.FreePort(s.t)
 	}
 	var urls []string
 	for i := range 3 {

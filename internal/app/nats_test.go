@@ -23,6 +23,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
 // selfSigned makes a CA and a server certificate for 127.0.0.1 signed by
@@ -114,12 +115,7 @@ func TestNATSToken(t *testing.T) {
 // A role started before NATS answers waits for it instead of exiting
 // (pods and cluster nodes start together).
 func TestNATSFirstConnectWaitsForTheServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testenv.FreePort(t)
 	type result struct {
 		err error
 	}

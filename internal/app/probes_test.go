@@ -19,17 +19,12 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // freeAddr is a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
 // probe returns a GET's status and body, or 0 while nothing answers.
@@ -64,18 +59,40 @@ func probeConfig(t *testing.T, natsURL, addr string, sim *simulatortest.Server, 
 	return cfg
 }
 
-// runConsumer runs a consumer role until the test ends.
-func runConsumer(t *testing.T, cfg *config.Config) {
+// runRole runs a role until the test ends, which it must survive.
+func runRole(t *testing.T, name string, run func(ctx context.Context, log *slog.Logger) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.RunConsumer(ctx, cfg, slog.New(slog.DiscardHandler), consumer.TestSeams{}) }()
+	go func() { done <- run(ctx, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("consumer: %v", err)
+			t.Errorf("%s: %v", name, err)
 		}
 	})
+}
+
+// runConsumer runs a consumer role until the test ends.
+func runConsumer(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	runRole(t, "consumer", func(ctx context.Context, log *slog.Logger) error {
+		return app.RunConsumer(ctx, cfg, log, consumer.TestSeams{})
+	})
+}
+
+// adminOnLocalPostgres is the name of an EdFi_Admin database, not yet
+// created, on the local PostgreSQL, whose connection it returns too.
+func adminOnLocalPostgres(t *testing.T) (pg *pgxpool.Pool, master connstr.Conn, adminDB string) {
+	t.Helper()
+	pg = testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	master, err := connstr.ParsePostgres(testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pg, master, prefix + "_admin"
 }
 
 // readiness waits until /readyz at base fails for exactly the checks named
@@ -107,18 +124,11 @@ func readiness(t *testing.T, base, what string, failing ...string) string {
 // answers. Each condition false makes it not ready, naming that condition
 // alone (the token and EdFi_Admin from the start, the token again when its
 // renewal is refused, the durable consumer when deleted, EdFi_Admin when
-// it refuses connections, NATS when it stops), and it is ready again when the condition is back; the replica
-// stays alive throughout.
+// it refuses connections, NATS when it stops), and it is ready again when
+// the condition is back; the replica stays alive throughout.
 func TestConsumerReadinessFollowsEachCondition(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	adminDB := prefix + "_admin"
-	master, err := connstr.ParsePostgres(testenv.PostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pg, master, adminDB := adminOnLocalPostgres(t)
 	store := t.TempDir()
 	ns, err := embednats.Start(embednats.Options{StoreDir: store})
 	if err != nil {
@@ -221,25 +231,10 @@ func TestConsumerNotReadyWithoutItsTenantServer(t *testing.T) {
 // deletes: not before its tenant's EdFi_Admin exists, and as soon as it does.
 func TestBridgeReadinessFollowsItsTenant(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	adminDB := prefix + "_admin"
-	master, err := connstr.ParsePostgres(testenv.PostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pg, master, adminDB := adminOnLocalPostgres(t)
 	addr := freeAddr(t)
 	cfg := probeConfig(t, testenv.NATS(t), addr, simulatortest.Start(t, simulator.Options{}), master, adminDB)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.RunBridge(ctx, cfg, slog.New(slog.DiscardHandler)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("bridge: %v", err)
-		}
-	})
+	runRole(t, "bridge", func(ctx context.Context, log *slog.Logger) error { return app.RunBridge(ctx, cfg, log) })
 	base := "http://" + addr
 	readiness(t, base, "bridge not ready: no EdFi_Admin", "tenant "+config.DefaultTenant)
 	testenv.CreateDatabase(t, pg, adminDB)

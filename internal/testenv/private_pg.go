@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -54,12 +53,7 @@ func StartPrivatePostgres(t testing.TB) *PrivatePostgres {
 	if out, err := p.run(filepath.Join(PGBin, "initdb"), "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync"); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	p.Port = FreePort(t)
 	p.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.Port)
 	if err := p.pgctl("start", "-w"); err != nil {
 		t.Fatalf("start the private cluster: %v", err)
