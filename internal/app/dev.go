@@ -135,14 +135,12 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	checks.Ready("admin api", api.CheckToken)
 	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
 	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
-	probes, err := net.Listen("tcp", o.HTTP)
+	// Served until dev has stopped, so they answer while it drains.
+	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, checks.Handler())
 	if err != nil {
 		return fmt.Errorf("listen for the probes: %w", err)
 	}
-	probeCtx, stopProbes := context.WithCancel(context.WithoutCancel(ctx))
-	probesDone := make(chan struct{})
-	go func() { defer close(probesDone); _ = Serve(probeCtx, probes, checks.Handler()) }()
-	defer func() { stopProbes(); <-probesDone }()
+	defer stopProbes()
 	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), nil, bridgeBeat)
 	if err != nil {
 		return err
@@ -159,7 +157,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	}
 	wg.Go(func() { errc <- b.Run(ctx) })
 
-	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: "http://" + probes.Addr().String()})
+	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: "http://" + probesAddr})
 	wg.Wait()
 	close(errc)
 	for err := range errc {

@@ -176,19 +176,30 @@ func ServeHTTP(ctx context.Context, addr string, reg *prometheus.Registry, check
 	if addr == "" {
 		return func() {}, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	probes := checks.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", probes)
+	mux.Handle("/readyz", probes)
+	bound, stop, err := serve(ctx, addr, mux)
 	if err != nil {
 		return nil, fmt.Errorf("metricsAddr: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/healthz", checks.Handler())
-	mux.Handle("/readyz", checks.Handler())
+	log.Info("metrics and probes served", "url", "http://"+bound, "paths", "/metrics /healthz /readyz")
+	return stop, nil
+}
+
+// serve listens on addr and serves h until stop is called or ctx ends, and
+// returns the address it listens on.
+func serve(ctx context.Context, addr string, h http.Handler) (bound string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = Serve(ctx, ln, mux) }()
-	log.Info("metrics and probes served", "url", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz")
-	return func() { cancel(); <-done }, nil
+	go func() { defer close(done); _ = Serve(ctx, ln, h) }()
+	return ln.Addr().String(), func() { cancel(); <-done }, nil
 }
 
 // Serve runs h on ln until ctx ends, then shuts down gracefully.
