@@ -11,17 +11,26 @@ import (
 // Version is the binary's version, set by cmd/instancemgr at start.
 var Version = "dev"
 
+// Revision is the VCS revision the binary was built from, "" when the
+// build did not record one.
+func Revision() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return ""
+}
+
 // newRegistry is a role's metrics registry: its own metrics join the Go
 // runtime's, the process's and instancemgr_build_info.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	revision := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				revision = s.Value
-			}
-		}
+	revision := Revision()
+	if revision == "" {
+		revision = "unknown"
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "instancemgr_build_info",
