@@ -285,12 +285,12 @@ func (c *Config) applyEnv(env func(string) string) error {
 		case v != "":
 			*dst = v
 		case file != "":
-			data, err := os.ReadFile(file)
+			v, err := readValueFile(file)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s_FILE: %w", key, err))
 				return
 			}
-			*dst = strings.TrimRight(string(data), "\r\n")
+			*dst = v
 		}
 	}
 	set(&c.AdminAPI.ClientID, "INSTANCEMGR_ADMINAPI_CLIENT_ID")

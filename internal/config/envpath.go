@@ -42,19 +42,26 @@ func (c *Config) applyPathEnv(vars map[string]string) error {
 		}
 		segs := strings.Split(strings.TrimPrefix(k, envPathPrefix), "__")
 		if last := segs[len(segs)-1]; strings.HasSuffix(strings.ToUpper(last), "_FILE") {
-			data, err := os.ReadFile(v)
+			data, err := readValueFile(v)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", k, err))
 				continue
 			}
 			segs[len(segs)-1] = last[:len(last)-len("_FILE")]
-			v = strings.TrimRight(string(data), "\r\n")
+			v = data
 		}
 		if err := setPath(reflect.ValueOf(c).Elem(), segs, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", k, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readValueFile reads a value given as a file (a mounted secret), without
+// the trailing newline editors and `echo` leave.
+func readValueFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	return strings.TrimRight(string(data), "\r\n"), err
 }
 
 var durationType = reflect.TypeOf(Duration(0))
