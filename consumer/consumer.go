@@ -273,7 +273,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	j, err := job.Decode(msg.Data())
 	if err == nil {
 		d.Job = j
-		stopHeartbeat := c.heartbeat(ctx, msg)
+		stopHeartbeat := c.heartbeat(ctx, msg, d)
 		err = c.run(ctx, d)
 		stopHeartbeat()
 	}
@@ -301,10 +301,20 @@ func (c *Consumer) observe(d Delivery) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(wm *message.Message) ([]*message.Message, error) {
 			start := time.Now()
+			ctx, clock := withPhaseClock(wm.Context())
+			wm.SetContext(ctx)
 			if m := c.opts.Metrics; m != nil {
 				m.InFlight.Inc()
 				defer m.InFlight.Dec()
-				defer func() { m.Duration.WithLabelValues(string(d.Job.Operation)).Observe(time.Since(start).Seconds()) }()
+				defer func() {
+					op := string(d.Job.Operation)
+					m.Duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+					clock.mu.Lock()
+					defer clock.mu.Unlock()
+					for p, spent := range clock.spent {
+						m.Phases.WithLabelValues(op, string(p)).Observe(spent.Seconds())
+					}
+				}()
 			}
 			out, err := h(wm)
 			d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
@@ -324,8 +334,11 @@ func (c *Consumer) panicMessage(err error, d Delivery) error {
 	return fmt.Errorf("the handler panicked: %v", p.V)
 }
 
-// heartbeat renews the lock until the returned stop is called.
-func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func()) {
+// heartbeat renews the lock until the returned stop is called. A renewal
+// that cannot be sent, or that comes after the lock has run out (a stalled
+// process), is a lock loss: counted, and logged, since another replica may
+// now be running the same job.
+func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg, d Delivery) (stop func()) {
 	if c.opts.TestSeams.DisableHeartbeat {
 		return func() {}
 	}
@@ -335,19 +348,43 @@ func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func(
 		defer close(done)
 		t := time.NewTicker(c.opts.Heartbeat)
 		defer t.Stop()
+		lock, renewed, expired := c.lockFor(d.Attempt), time.Now(), false
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case now := <-t.C:
 				c.opts.Beat()
-				if err := msg.InProgress(); err != nil {
-					c.log.Warn("heartbeat failed; the lock may expire", "subject", msg.Subject(), "err", err)
+				if lock > 0 && now.Sub(renewed) > lock && !expired {
+					expired = true // once per delivery
+					c.lockLost(LockExpired)
+					d.logger(c.log).Warn("the lock ran out before it was renewed; another replica may get this job", "subject", msg.Subject(), "since_renewal", now.Sub(renewed), "lock", lock)
 				}
+				if err := msg.InProgress(); err != nil {
+					c.lockLost(LockHeartbeatFailed)
+					d.logger(c.log).Warn("heartbeat failed; the lock may expire", "subject", msg.Subject(), "err", err)
+					continue
+				}
+				renewed = time.Now()
 			}
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// lockFor is how long the lock of a delivery lasts: JetStream's ack wait
+// for that attempt (BackOff's step, else AckWait); zero when unknown.
+func (c *Consumer) lockFor(attempt uint64) time.Duration {
+	if n := len(c.opts.BackOff); n > 0 && attempt > 0 {
+		return c.opts.BackOff[min(int(attempt)-1, n-1)]
+	}
+	return c.opts.AckWait
+}
+
+func (c *Consumer) lockLost(reason string) {
+	if m := c.opts.Metrics; m != nil {
+		m.LockLosses.WithLabelValues(reason).Inc()
+	}
 }
 
 // nakDelay converts the wanted retry delay into what to send with the nak.

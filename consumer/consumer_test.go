@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/job"
@@ -254,5 +256,68 @@ func TestFailuresAreRetriedOrTerminated(t *testing.T) {
 	r.publish(3)
 	if o := r.next(); o.Result != consumer.Terminated || o.Delivery.Attempt != 1 {
 		t.Fatalf("terminal error gave %+v", o)
+	}
+}
+
+// lockLosses reads instancemgr_consumer_lock_losses_total{reason}.
+func lockLosses(m *consumer.Metrics, reason string) float64 {
+	return testutil.ToFloat64(m.LockLosses.WithLabelValues(reason))
+}
+
+// A replica that renews its lock only after the lock has run out (a
+// stalled process) counts a lock loss: another replica may now run the job.
+func TestLateHeartbeatCountsALockLoss(t *testing.T) {
+	r := newRig(t, time.Second)
+	m := consumer.NewMetrics(prometheus.NewRegistry())
+	release := make(chan struct{})
+	r.run(func(ctx context.Context, d consumer.Delivery) error {
+		if d.Attempt == 1 {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	}, consumer.Options{Concurrency: 2, AckWait: time.Second, Heartbeat: 1500 * time.Millisecond, Metrics: m})
+	r.publish(1)
+	testenv.Eventually(t, 10*time.Second, "a lock loss counted as expired", func() bool { return lockLosses(m, consumer.LockExpired) == 1 })
+	close(release)
+	if n := lockLosses(m, consumer.LockHeartbeatFailed); n != 0 {
+		t.Fatalf("%v heartbeat failures counted; the renewals were sent", n)
+	}
+}
+
+// A heartbeat that cannot be sent (the connection is gone) counts a lock
+// loss; a job that heartbeats in time counts none.
+func TestFailedHeartbeatCountsALockLoss(t *testing.T) {
+	url := testenv.NATS(t)
+	nc, js := testenv.JetStream(t, url)
+	cons, err := jobstream.Ensure(context.Background(), js, jobstream.Config{AckWait: time.Second, MaxDeliver: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, js: js, cons: cons, outcomes: make(chan consumer.Outcome, 100)}
+	m := consumer.NewMetrics(prometheus.NewRegistry())
+	r.run(func(ctx context.Context, d consumer.Delivery) error {
+		nc.Close()
+		deadline := time.After(10 * time.Second)
+		for lockLosses(m, consumer.LockHeartbeatFailed) == 0 {
+			select {
+			case <-deadline:
+				return nil
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return nil
+	}, consumer.Options{Concurrency: 1, AckWait: time.Second, Heartbeat: 200 * time.Millisecond, Metrics: m})
+	_, pub := testenv.JetStream(t, url)
+	r.js = pub
+	r.publish(1)
+	r.next()
+	if n := lockLosses(m, consumer.LockHeartbeatFailed); n == 0 {
+		t.Fatal("no heartbeat failure counted with the connection closed")
+	}
+	if n := lockLosses(m, consumer.LockExpired); n != 0 {
+		t.Fatalf("%v expiries counted for a job renewed in time", n)
 	}
 }

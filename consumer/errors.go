@@ -3,6 +3,7 @@ package consumer
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/job"
@@ -61,4 +62,15 @@ func IsTerminal(err error) bool {
 func ReasonCode(err error) string {
 	code, _ := classify(err)
 	return code
+}
+
+// ReasonCodes lists every code a dead letter can carry.
+func ReasonCodes() []string {
+	codes := []string{"exhausted"}
+	for _, c := range failureClasses {
+		if c.terminal && !slices.Contains(codes, c.code) {
+			codes = append(codes, c.code)
+		}
+	}
+	return codes
 }

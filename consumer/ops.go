@@ -74,6 +74,18 @@ func (o *Handlers) logger(d Delivery) *slog.Logger {
 	return d.logger(l)
 }
 
+// api is the Admin API, each call timed as PhaseAdminAPI.
+func (o *Handlers) api() AdminAPI { return timedAPI{o.API} }
+
+// tenant resolves a tenant, its server and EdFi_Admin timed by phase.
+func (o *Handlers) tenant(ctx context.Context, name string) (*Tenant, error) {
+	tg, err := o.Tenants.Tenant(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return tg.timed(), nil
+}
+
 // Create returns the create handler.
 func (o *Handlers) Create() Handler { return HandlerFunc(o.create) }
 
@@ -146,7 +158,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		if alreadyRegistered && o.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
-		if err := o.API.Completed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
+		if err := o.api().Completed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
 			return fmt.Errorf("mark instance %d completed: %w", j.InstanceID, err)
 		}
 		return nil
@@ -184,7 +196,7 @@ func (o *Handlers) release(ctx context.Context, tg *Tenant, name string, owner p
 // place is where the job's database goes: the tenant's server and
 // EdFi_Admin, and the name by the naming rule within the engine's limit.
 func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error) {
-	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
+	tg, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return "", nil, err
 	}
@@ -196,7 +208,7 @@ func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error
 
 // instance reads the job's instance from the Admin API.
 func (o *Handlers) instance(ctx context.Context, j job.Job) (adminapi.WorkerInstance, error) {
-	inst, err := o.API.Instance(ctx, j.Tenant, j.InstanceID)
+	inst, err := o.api().Instance(ctx, j.Tenant, j.InstanceID)
 	if err != nil {
 		return inst, fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
 	}
@@ -205,7 +217,7 @@ func (o *Handlers) instance(ctx context.Context, j job.Job) (adminapi.WorkerInst
 
 // statusIs reads the instance's status again; an error counts as "no".
 func (o *Handlers) statusIs(ctx context.Context, tenant string, id int, status string) bool {
-	cur, err := o.API.Instance(ctx, tenant, id)
+	cur, err := o.api().Instance(ctx, tenant, id)
 	return err == nil && cur.Status == status
 }
 
@@ -262,7 +274,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
-		if err := h.API.Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
+		if err := h.api().Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
 			return fmt.Errorf("mark instance %d renamed: %w", j.InstanceID, err)
 		}
 		return nil
@@ -329,7 +341,7 @@ func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Tenan
 func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error {
 	j := d.Job
 	report := func(ctx context.Context) error {
-		err := h.API.RenameFailed(ctx, j.Tenant, j.InstanceID)
+		err := h.api().RenameFailed(ctx, j.Tenant, j.InstanceID)
 		if errors.Is(err, adminapi.ErrConflict) || errors.Is(err, adminapi.ErrNotFound) {
 			return nil // no longer Pending_Rename: nothing to report
 		}
@@ -352,7 +364,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 // no ledger entry. A stale job (the ledger has moved on) reports nothing.
 // It returns the tenant's target when the ledger moved.
 func (o *Handlers) recordFailure(ctx context.Context, j job.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Tenant, error) {
-	tg, err := o.Tenants.Tenant(ctx, j.Tenant)
+	tg, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return nil, report(ctx)
 	}
@@ -389,7 +401,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		log.Info("nothing to delete", "status", inst.Status)
 		return nil
 	}
-	tg, err := h.Tenants.Tenant(ctx, j.Tenant)
+	tg, err := h.tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
@@ -428,7 +440,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			// deleted: only what is left in EdFi_Admin goes.
 			return nil
 		}
-		if err := h.API.Deleted(ctx, j.Tenant, j.InstanceID); err != nil {
+		if err := h.api().Deleted(ctx, j.Tenant, j.InstanceID); err != nil {
 			return fmt.Errorf("mark instance %d deleted: %w", j.InstanceID, err)
 		}
 		return nil
@@ -450,7 +462,7 @@ func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if errors.Is(cause, ErrDeletionDisabled) {
 		return nil
 	}
-	inst, err := h.API.Instance(ctx, j.Tenant, j.InstanceID)
+	inst, err := h.api().Instance(ctx, j.Tenant, j.InstanceID)
 	if errors.Is(err, adminapi.ErrNotFound) {
 		return nil
 	}
@@ -461,7 +473,7 @@ func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		return nil
 	}
 	report := func(ctx context.Context) error {
-		err := h.API.DeleteFailed(ctx, j.Tenant, j.InstanceID)
+		err := h.api().DeleteFailed(ctx, j.Tenant, j.InstanceID)
 		if errors.Is(err, adminapi.ErrNotFound) {
 			return nil
 		}
