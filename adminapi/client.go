@@ -341,6 +341,9 @@ type request struct {
 	redact []string
 }
 
+// FailureReasons are every value FailureReason returns.
+var FailureReasons = []string{"auth", "server", "network", "other"}
+
 // FailureReason classes a failed call for metrics and alerts: "auth" (the
 // credentials or the token were refused: the same until someone changes
 // them), "server" (a 5xx), "network" (no answer) or "other".

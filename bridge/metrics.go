@@ -1,6 +1,10 @@
 package bridge
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+)
 
 // Metrics are the bridge's Prometheus metrics.
 type Metrics struct {
@@ -27,6 +31,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "instancemgr_bridge_last_success_timestamp_seconds",
 			Help: "When a poll last read the Admin API (Unix seconds; 0 until the first).",
 		}),
+	}
+	// Every reason exists from the start: increase() sees the first
+	// failure, and the dashboard shows 0 rather than nothing.
+	for _, r := range adminapi.FailureReasons {
+		m.PollFailures.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.PollFailures, m.LastSuccess)

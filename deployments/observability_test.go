@@ -1,7 +1,11 @@
 package deployments_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -12,19 +16,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"sigs.k8s.io/yaml"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/bridge"
-	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
 const (
 	rulesFile     = "prometheus/rules.yaml"
 	rulesTests    = "prometheus/rules_test.yaml"
-	dashboardFile = "grafana/dashboards/instancemgr.json"
+	dashboardFile = "grafana/instancemgr.json"
 )
 
 // promtool checks the rules and the Prometheus configuration, and runs the
@@ -96,38 +100,174 @@ func TestEveryAlertHasAFiringTest(t *testing.T) {
 
 var metricName = regexp.MustCompile(`\binstancemgr_[a-z_]+\b`)
 
-// exported lists the metric names the bridge and a consumer export, with
-// the series names of histograms.
-func exported(t *testing.T) []string {
+// exportedByBinary builds the real binary, runs `instancemgr dev` (the
+// bridge, consumer replicas and the simulator in one process, with one
+// registry), has it carry out a create, and returns the metric names its
+// /metrics serves then, with the series names of histograms.
+func exportedByBinary(t *testing.T) []string {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	c, b := consumer.NewMetrics(reg), bridge.NewMetrics(reg)
-	// Vectors export nothing until they have a child.
-	c.Jobs.WithLabelValues("create", "acked").Inc()
-	c.DeadLetters.WithLabelValues("create", "conflict").Inc()
-	c.Duration.WithLabelValues("create").Observe(1)
-	b.Jobs.WithLabelValues("create", "published").Inc()
-	b.PollFailures.WithLabelValues("auth").Inc()
-	adminapi.NewMetrics(reg).Observe("GET /adminconsole/tenants", "2xx", time.Second)
-	mfs, err := reg.Gather()
+	pg := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	bin := filepath.Join(t.TempDir(), "instancemgr")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/instancemgr")
+	build.Dir = testenv.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	dev := exec.CommandContext(ctx, bin, "dev", "-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0",
+		"-data-dir", t.TempDir(), "-template", prefix+"_template", "-admin-database", prefix+"_admin", "-name-pattern", prefix+"_{name}",
+		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "warn")
+	dev.Cancel = func() error { return dev.Process.Signal(os.Interrupt) }
+	banner, logs := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	dev.Stdout, dev.Stderr = banner, logs
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := dev.Wait(); err != nil && ctx.Err() == nil {
+			t.Errorf("dev: %v\n%s", err, logs.String())
+		}
+	})
+	urls := regexp.MustCompile(`Admin API simulator\s+(http://\S+)[\s\S]*probes, metrics\s+(http://\S+)/healthz`)
+	var m []string
+	testenv.Eventually(t, time.Minute, "dev's banner", func() bool {
+		m = urls.FindStringSubmatch(banner.String())
+		return m != nil
+	})
+	simURL, probes := m[1], m[2]
+
+	// A create, as the Admin Console asks for one.
+	resp, err := http.PostForm(simURL+"/connect/register", url.Values{"ClientId": {"console"}, "ClientSecret": {"s3cret-Value"}, "DisplayName": {"console"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	resp.Body.Close()
+	api, err := adminapi.New(adminapi.Config{BaseURL: simURL, TokenURL: simURL + "/connect/token", ClientID: "console", ClientSecret: "s3cret-Value"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Metrics", InstanceType: "enterprise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, "the create completed", func() bool {
+		w, err := api.Instance(ctx, "", inst.ID)
+		return err == nil && w.Status == adminapi.StatusCompleted
+	})
+
 	var names []string
-	for _, mf := range mfs {
-		names = append(names, mf.GetName())
-		if mf.GetType().String() == "HISTOGRAM" {
-			names = append(names, mf.GetName()+"_bucket", mf.GetName()+"_sum", mf.GetName()+"_count")
+	testenv.Eventually(t, 30*time.Second, "the job counted as acked, by phase", func() bool {
+		families := scrape(t, probes+"/metrics")
+		names = names[:0]
+		for name, mf := range families {
+			names = append(names, name)
+			if mf.GetType() == dto.MetricType_HISTOGRAM {
+				names = append(names, name+"_bucket", name+"_sum", name+"_count")
+			}
+		}
+		acked := 0.0
+		for _, metric := range families["instancemgr_consumer_deliveries_total"].GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == "acked" {
+					acked += metric.GetCounter().GetValue()
+				}
+			}
+		}
+		// and its time split into the three phases.
+		phases := map[string]uint64{}
+		for _, metric := range families["instancemgr_consumer_phase_seconds"].GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "phase" {
+					phases[l.GetValue()] += metric.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		return acked >= 1 && phases["database"] >= 1 && phases["registration"] >= 1 && phases["adminapi"] >= 1
+	})
+	return names
+}
+
+// scrape reads a /metrics page.
+func scrape(t *testing.T, u string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: %v", u, err)
+	}
+	return families
+}
+
+// Every dashboard query is valid PromQL: promtool checks each as the
+// expression of a recording rule.
+func TestDashboardQueriesParse(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		testenv.Unavailable(t, "promtool is not installed (Debian package prometheus; .ci/run installs it)")
+	}
+	var rules []map[string]string
+	for i, e := range dashboardQueries(t) {
+		rules = append(rules, map[string]string{"record": fmt.Sprintf("dashboard:query%d", i), "expr": e})
+	}
+	raw, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-queries.yaml")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("a dashboard query does not parse: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf("SUCCESS: %d rules found", len(rules)); !strings.Contains(string(out), want) {
+		t.Fatalf("promtool: %s; want %q", out, want)
+	}
+}
+
+// dashboardQueries are the dashboard's queries.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	raw, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("%s: %v", dashboardFile, err)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
 		}
 	}
-	return names
+	if len(exprs) == 0 {
+		t.Fatalf("%s has no query", dashboardFile)
+	}
+	return exprs
 }
 
 // The dashboard is provisioned from where compose mounts it, queries the
 // provisioned datasource, and every metric named in it or in the rules is
 // one the roles export.
 func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
-	names := exported(t)
+	names := exportedByBinary(t)
 	rules, err := os.ReadFile(rulesFile)
 	if err != nil {
 		t.Fatal(err)
@@ -196,15 +336,15 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 	}
 	readYAML(t, "grafana/provisioning/dashboards/instancemgr.yaml", &prov)
 	g := service(t, project(t), "grafana")
-	dir, _ := filepath.Abs(filepath.Dir(dashboardFile))
+	file, _ := filepath.Abs(dashboardFile)
 	mountedAt := ""
 	for _, v := range g.Volumes {
-		if v.Source == dir {
+		if v.Source == file {
 			mountedAt = v.Target
 		}
 	}
-	if len(prov.Providers) != 1 || mountedAt == "" || path.Clean(prov.Providers[0].Options.Path) != mountedAt {
-		t.Errorf("grafana mounts %s at %q, the provider reads %+v", dir, mountedAt, prov.Providers)
+	if len(prov.Providers) != 1 || mountedAt == "" || path.Clean(prov.Providers[0].Options.Path) != path.Dir(mountedAt) {
+		t.Errorf("grafana mounts %s at %q, the provider reads %+v", file, mountedAt, prov.Providers)
 	}
 	// Prometheus loads the rules: mounted beside its configuration.
 	prom := service(t, project(t), "prometheus")

@@ -18,7 +18,7 @@ import (
 
 var (
 	simulatorLine = regexp.MustCompile(`Admin API simulator\s+(http://\S+)`)
-	probesLine    = regexp.MustCompile(`probes\s+(http://\S+)/healthz`)
+	probesLine    = regexp.MustCompile(`probes, metrics\s+(http://\S+)/healthz`)
 )
 
 // startDev runs `instancemgr dev` with args until stop is called, and

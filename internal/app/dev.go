@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/health"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -117,7 +120,10 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		return err
 	}
 
-	api, err := AdminClient(cfg, log)
+	// One registry for every part: the metrics a bridge and a consumer
+	// replica export, the replicas' added up.
+	reg := newRegistry()
+	api, err := adminClient(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -136,12 +142,15 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
 	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
 	// Served until dev has stopped, so they answer while it drains.
-	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, checks.Handler())
+	sc := cfg.StreamConfig().WithDefaults()
+	reg.MustRegister(jobstream.NewLagCollector(js, sc.Stream, sc.Consumer))
+	consumerMetrics := consumer.NewMetrics(reg)
+	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, metricsAndProbes(reg, checks))
 	if err != nil {
 		return fmt.Errorf("listen for the probes: %w", err)
 	}
 	defer stopProbes()
-	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), nil, bridgeBeat)
+	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), bridge.NewMetrics(reg), bridgeBeat)
 	if err != nil {
 		return err
 	}
@@ -149,7 +158,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	var wg sync.WaitGroup
 	errc := make(chan error, o.Replicas+1)
 	for i := range o.Replicas {
-		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat})
+		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
 		if err != nil {
 			return err
 		}
@@ -227,7 +236,8 @@ instancemgr dev is running (Ctrl-C to stop)
   PostgreSQL           %[3]s
   template database    %[4]s, registrations in %[5]s (written by the %[9]s)
   bridge polls every %[7]s; %[8]d consumer replicas
-  probes               %[10]s/healthz and %[10]s/readyz
+  probes, metrics      %[10]s/healthz, %[10]s/readyz, %[10]s/metrics
+  jobs and dead letters  instancemgr jobs dead list -server %[2]s
   DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
 
   State is kept between runs: the simulator's instances and the jobs in

@@ -176,17 +176,23 @@ func ServeHTTP(ctx context.Context, addr string, reg *prometheus.Registry, check
 	if addr == "" {
 		return func() {}, nil
 	}
-	probes := checks.Handler()
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/healthz", probes)
-	mux.Handle("/readyz", probes)
-	bound, stop, err := serve(ctx, addr, mux)
+	bound, stop, err := serve(ctx, addr, metricsAndProbes(reg, checks))
 	if err != nil {
 		return nil, fmt.Errorf("metricsAddr: %w", err)
 	}
 	log.Info("metrics and probes served", "url", "http://"+bound, "paths", "/metrics /healthz /readyz")
 	return stop, nil
+}
+
+// metricsAndProbes serves reg at /metrics and the probes at /healthz and
+// /readyz.
+func metricsAndProbes(reg *prometheus.Registry, checks *health.Checks) http.Handler {
+	probes := checks.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/healthz", probes)
+	mux.Handle("/readyz", probes)
+	return mux
 }
 
 // serve listens on addr and serves h until stop is called or ctx ends, and

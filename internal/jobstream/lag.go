@@ -6,6 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
 // LagCollector exports the durable consumer's backlog as JetStream reports
@@ -18,7 +20,8 @@ type LagCollector struct {
 	stream   string
 	consumer string
 
-	pending, ackPending, redelivered *prometheus.Desc
+	pending, ackPending, redelivered, oldest *prometheus.Desc
+	now                                      func() time.Time
 }
 
 // NewLagCollector reads the backlog of durable consumer of stream.
@@ -31,6 +34,8 @@ func NewLagCollector(js jetstream.JetStream, stream, consumer string) *LagCollec
 		pending:     desc("instancemgr_consumer_lag_pending", "Jobs in the stream not yet delivered to any replica."),
 		ackPending:  desc("instancemgr_consumer_lag_ack_pending", "Jobs delivered and not yet acked (running, or held by a replica that died)."),
 		redelivered: desc("instancemgr_consumer_lag_redelivered", "Jobs delivered more than once and not yet acked."),
+		oldest:      desc("instancemgr_consumer_oldest_unfinished_job_seconds", "Age of the oldest job not yet acked or terminated (waiting, running or between retries), from when the stream stored it; 0 when every job is finished."),
+		now:         time.Now,
 	}
 }
 
@@ -39,6 +44,7 @@ func (l *LagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- l.pending
 	ch <- l.ackPending
 	ch <- l.redelivered
+	ch <- l.oldest
 }
 
 // Collect implements prometheus.Collector.
@@ -53,4 +59,25 @@ func (l *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(l.pending, prometheus.GaugeValue, float64(info.NumPending))
 	ch <- prometheus.MustNewConstMetric(l.ackPending, prometheus.GaugeValue, float64(info.NumAckPending))
 	ch <- prometheus.MustNewConstMetric(l.redelivered, prometheus.GaugeValue, float64(info.NumRedelivered))
+	if age, ok := l.oldestUnfinished(ctx, info); ok {
+		ch <- prometheus.MustNewConstMetric(l.oldest, prometheus.GaugeValue, age.Seconds())
+	}
+}
+
+// oldestUnfinished is the age of the first job after the ack floor: every
+// job at or below the floor is finished, and the first one above it is not
+// (or the floor would be past it).
+func (l *LagCollector) oldestUnfinished(ctx context.Context, info *jetstream.ConsumerInfo) (time.Duration, bool) {
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return 0, true
+	}
+	s, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return 0, false
+	}
+	m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(job.SubjectPrefix+".>"))
+	if err != nil {
+		return 0, false
+	}
+	return max(0, l.now().Sub(m.Time)), true
 }

@@ -76,6 +76,26 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(0, 0, 0)
+	if got := lag(t, reg)["instancemgr_consumer_oldest_unfinished_job_seconds"]; got != 0 {
+		t.Fatalf("oldest unfinished job %vs with every job finished", got)
+	}
 	publish("instances.create.t.2", "instances.create.t.3")
 	want(2, 0, 0)
+
+	// The oldest unfinished job is the first above the ack floor: t.2,
+	// stored after the finished t.1.
+	s, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "instances.create.t.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Since(m.Time).Seconds()
+	got := lag(t, reg)["instancemgr_consumer_oldest_unfinished_job_seconds"]
+	after := time.Since(m.Time).Seconds()
+	if got < before || got > after {
+		t.Fatalf("oldest unfinished job %vs; t.2 was between %vs and %vs old", got, before, after)
+	}
 }
