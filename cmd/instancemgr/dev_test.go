@@ -25,6 +25,13 @@ var (
 // returns the simulator's and the probes' URLs from its banner.
 func startDev(t *testing.T, args []string) (simURL, probesURL string, stop func()) {
 	t.Helper()
+	simURL, probesURL, _, stop = startDevBanner(t, args)
+	return simURL, probesURL, stop
+}
+
+// startDevBanner is startDev that also returns the whole banner.
+func startDevBanner(t *testing.T, args []string) (simURL, probesURL, banner string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errOut := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
 	done := make(chan error, 1)
@@ -49,12 +56,12 @@ func startDev(t *testing.T, args []string) (simURL, probesURL string, stop func(
 		}
 	}
 	t.Cleanup(stop)
-	banner := out.String()
+	banner = out.String()
 	p := probesLine.FindStringSubmatch(banner)
 	if p == nil {
 		t.Fatalf("the banner names no probes:\n%s", banner)
 	}
-	return simulatorLine.FindStringSubmatch(banner)[1], p[1], stop
+	return simulatorLine.FindStringSubmatch(banner)[1], p[1], banner, stop
 }
 
 // console registers a client the way the banner says, and returns an Admin

@@ -6,6 +6,7 @@
 //	instancemgr consumer -config F  JetStream → databases worker (run any number)
 //	instancemgr setup    -config F  create or update the stream and consumer
 //	instancemgr simulator           the Admin API simulator alone
+//	instancemgr jobs ...            dead letters, replay, an instance's jobs
 //	instancemgr version
 package main
 
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "config":
 		return runConfig(ctx, rest, stdout, stderr)
+	case "jobs":
+		return runJobs(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -86,6 +89,7 @@ func usage(w io.Writer) {
   simulator  serve the Admin API simulator alone
   healthcheck  ask a running role's probe (for container healthchecks)
   config check  validate a configuration and print it, secrets redacted
+  jobs       inspect dead letters and an instance's jobs; replay a dead letter
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.

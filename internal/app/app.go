@@ -108,6 +108,26 @@ func ConnectNATS(ctx context.Context, cfg *config.Config, name string, log *slog
 	return nc, js, nil
 }
 
+// DialNATS connects once, for a command an operator runs: no retries and
+// no reconnects, so a wrong address fails in seconds with the reason.
+func DialNATS(n config.NATS, name string) (*nats.Conn, jetstream.JetStream, error) {
+	opts, err := natsSecurity(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, nats.Name(name), nats.Timeout(5*time.Second), nats.NoReconnect())
+	nc, err := nats.Connect(n.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURL(n.URL), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return nc, js, nil
+}
+
 // natsSecurity turns the configured authentication and TLS into
 // connection options; the configuration allowed at most one way to
 // authenticate.

@@ -29,9 +29,9 @@ func (c *Config) Redacted() *Config {
 	hide(&r.NATS.Password)
 	hide(&r.NATS.Token)
 	hide(&r.Provisioning.EncryptionKey)
-	r.AdminAPI.BaseURL = redactURL(r.AdminAPI.BaseURL)
-	r.AdminAPI.TokenURL = redactURL(r.AdminAPI.TokenURL)
-	r.NATS.URL = redactURL(r.NATS.URL)
+	r.AdminAPI.BaseURL = RedactURL(r.AdminAPI.BaseURL)
+	r.AdminAPI.TokenURL = RedactURL(r.AdminAPI.TokenURL)
+	r.NATS.URL = RedactURL(r.NATS.URL)
 	r.NATS.BackOff = append([]Duration(nil), c.NATS.BackOff...)
 	r.Provisioning.ProtectedDatabases = append([]string(nil), c.Provisioning.ProtectedDatabases...)
 	r.Tenants = make(map[string]Tenant, len(c.Tenants))
@@ -61,9 +61,9 @@ func redactConn(engine, s string) string {
 	return Redacted
 }
 
-// redactURL hides the user information of a URL, which may be a password
+// RedactURL hides the user information of a URL, which may be a password
 // or a token (comma-separated NATS URLs each).
-func redactURL(s string) string {
+func RedactURL(s string) string {
 	if s == "" {
 		return ""
 	}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+var natsLine = regexp.MustCompile(`NATS \(embedded\)\s+(nats://\S+)`)
+
+// jobs runs `instancemgr jobs args...` and returns what it printed.
+func jobs(args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := run(append([]string{"jobs"}, args...), &out, &errOut)
+	if err != nil {
+		return out.String() + errOut.String(), err
+	}
+	return out.String(), nil
+}
+
+func mustJobs(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := jobs(args...)
+	if err != nil {
+		t.Fatalf("jobs %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// The operator's path through a dead letter, on the real system: a create
+// that met a database somebody else made ends as a conflict; the tools list
+// and show it, refuse to replay it while the tool cannot see the cause
+// fixed, and once the operator has removed the foreign database, a forced
+// replay puts the very job back and it completes. A second replay is
+// refused: the job is already back.
+func TestJobsToolsListShowAndReplayADeadLetter(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	prefix := testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	args := []string{
+		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-data-dir", t.TempDir(),
+		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
+		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "error",
+	}
+	simURL, _, banner, _ := startDevBanner(t, args)
+	m := natsLine.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("the banner names no NATS URL:\n%s", banner)
+	}
+	natsURL := m[1]
+	api := console(t, simURL)
+	ctx := context.Background()
+
+	// Somebody else's database under the name the request will get.
+	foreign := prefix + "_Taken"
+	testenv.CreateDatabase(t, pg, foreign)
+	taken, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Taken", InstanceType: "enterprise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fine, err := api.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Fine", InstanceType: "enterprise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []deadRow
+	testenv.Eventually(t, time.Minute, "the conflict's dead letter", func() bool {
+		rows = nil
+		for line := range strings.Lines(mustJobs(t, "dead", "list", "-json", "-server", natsURL)) {
+			var r deadRow
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("jobs dead list -json printed %q: %v", line, err)
+			}
+			rows = append(rows, r)
+		}
+		return len(rows) > 0
+	})
+	d := rows[0]
+	if len(rows) != 1 || d.Code != "conflict" || d.Op != "create" || d.Tenant != "default" || d.Instance != taken.ID || d.Attempts != 1 || !strings.Contains(d.Reason, foreign) {
+		t.Fatalf("dead letters %+v; want one conflict for instance %d naming %s", rows, taken.ID, foreign)
+	}
+	seq := strconv.FormatUint(d.Seq, 10)
+
+	table := mustJobs(t, "dead", "list", "-server", natsURL)
+	if !regexp.MustCompile(`(?m)^SEQ\s+AGE\s+OP\s+TENANT\s+INSTANCE\s+CODE\s+ATTEMPTS\s+REASON\n` + seq + `\s+\d+s\s+create\s+default\s+` + strconv.Itoa(taken.ID) + `\s+conflict\s+1\s+`).MatchString(table) {
+		t.Fatalf("jobs dead list:\n%s", table)
+	}
+	shown := mustJobs(t, "dead", "show", seq, "-server", natsURL)
+	for _, want := range []string{"dead letter " + seq, "code:      conflict after 1 attempt(s)", foreign, `"name": "Taken"`} {
+		if !strings.Contains(shown, want) {
+			t.Fatalf("jobs dead show lacks %q:\n%s", want, shown)
+		}
+	}
+
+	// Where each instance's jobs stand.
+	testenv.Eventually(t, time.Minute, "Fine completed", func() bool {
+		w, err := api.Instance(ctx, "", fine.ID)
+		return err == nil && w.Status == adminapi.StatusCompleted
+	})
+	testenv.Eventually(t, 10*time.Second, "Fine's job done", func() bool {
+		out := mustJobs(t, "show", "default", strconv.Itoa(fine.ID), "-server", natsURL)
+		return regexp.MustCompile(`INSTANCES\s+\d+\s+\d+s\s+instances\.create\.default\.` + strconv.Itoa(fine.ID) + `\s+done`).MatchString(out)
+	})
+	history := mustJobs(t, "show", "default", strconv.Itoa(taken.ID), "-server", natsURL)
+	if !regexp.MustCompile(`instances\.create\.default\.` + strconv.Itoa(taken.ID) + `\s+dead\s+dead letter ` + seq + `: conflict`).MatchString(history) {
+		t.Fatalf("jobs show for the conflict:\n%s", history)
+	}
+
+	// Not replayed while the cause may stand; nothing is stored.
+	out, err := jobs("dead", "replay", seq, "-server", natsURL)
+	if err == nil || !strings.Contains(err.Error(), "code conflict") {
+		t.Fatalf("replay of a conflict: %v\n%s", err, out)
+	}
+	if again := mustJobs(t, "show", "default", strconv.Itoa(taken.ID), "-server", natsURL); strings.Count(again, "instances.create.") != 1 {
+		t.Fatalf("a refused replay stored a job:\n%s", again)
+	}
+
+	// The operator removes the foreign database, then forces the replay.
+	if _, err := pg.Exec(ctx, `DROP DATABASE "`+foreign+`"`); err != nil {
+		t.Fatal(err)
+	}
+	out = mustJobs(t, "dead", "replay", "-force", seq, "-server", natsURL)
+	if !regexp.MustCompile(`replayed dead letter ` + seq + `: stored as job stream sequence \d+ on instances\.create\.default\.` + strconv.Itoa(taken.ID)).MatchString(out) {
+		t.Fatalf("forced replay said:\n%s", out)
+	}
+	testenv.Eventually(t, time.Minute, "the replayed create completed", func() bool {
+		w, err := api.Instance(ctx, "", taken.ID)
+		return err == nil && w.Status == adminapi.StatusCompleted
+	})
+	var exists bool
+	if err := pg.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, foreign).Scan(&exists); err != nil || !exists {
+		t.Fatalf("the replayed create made no database %s: %v", foreign, err)
+	}
+	history = mustJobs(t, "show", "default", strconv.Itoa(taken.ID), "-server", natsURL)
+	if !regexp.MustCompile(`\s(done|delivered)\s+replay of dead letter ` + seq).MatchString(history) {
+		t.Fatalf("jobs show after the replay:\n%s", history)
+	}
+	out, err = jobs("dead", "replay", seq, "-server", natsURL)
+	if err == nil || !strings.Contains(err.Error(), "already put back") {
+		t.Fatalf("a second replay: %v\n%s", err, out)
+	}
+}
+
+// NATS is reached as the roles reach it, or as the nats CLI does.
+func TestJobsReachNATSLikeTheRolesAndTheNatsCLI(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "c.yaml")
+	body := `
+adminApi: {baseUrl: "http://127.0.0.1:1", clientId: w, clientSecret: s}
+nats: {url: "nats://from-config:4222", stream: JOBS, consumer: workers}
+provisioning: {allowDelete: true}
+tenants:
+  district9: {master: "host=h;database=postgres", admin: "host=h;database=EdFi_Admin", ods: "host=h;database={0}"}
+`
+	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args    []string
+		environ []string
+		url     string
+		stream  string
+		creds   string
+	}{
+		{nil, nil, "nats://127.0.0.1:4222", "INSTANCES", ""},
+		{nil, []string{"NATS_URL=nats://cli:4222", "NATS_CREDS=/c.creds"}, "nats://cli:4222", "INSTANCES", "/c.creds"},
+		{nil, []string{"NATS_URL=nats://cli:4222", "INSTANCEMGR_NATS_URL=nats://ours:4222"}, "nats://ours:4222", "INSTANCES", ""},
+		{[]string{"-server", "nats://flag:4222"}, []string{"NATS_URL=nats://cli:4222"}, "nats://flag:4222", "INSTANCES", ""},
+		{[]string{"-config", cfgFile}, []string{"NATS_URL=nats://cli:4222"}, "nats://from-config:4222", "JOBS", ""},
+		{[]string{"-config", cfgFile}, []string{"INSTANCEMGR_NATS_URL=nats://ours:4222"}, "nats://ours:4222", "JOBS", ""},
+		{[]string{"-config", cfgFile, "-server", "nats://flag:4222", "-creds", "/f.creds"}, nil, "nats://flag:4222", "JOBS", "/f.creds"},
+	} {
+		f := newJobsFlags(&bytes.Buffer{})
+		if _, err := f.parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		n, sc, settings, err := f.natsConfig(tc.environ)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.environ, err)
+		}
+		if n.URL != tc.url || sc.Stream != tc.stream || n.CredsFile != tc.creds {
+			t.Errorf("%v %v: url %q stream %q creds %q; want %q %q %q", tc.args, tc.environ, n.URL, sc.Stream, n.CredsFile, tc.url, tc.stream, tc.creds)
+		}
+		if withConfig := len(tc.args) > 0 && tc.args[0] == "-config"; withConfig != (settings != nil) ||
+			withConfig && (!settings.AllowDelete || fmt.Sprint(settings.Tenants) != "[district9]") {
+			t.Errorf("%v: replay settings %+v", tc.args, settings)
+		}
+	}
+}
+
+// Flags may follow the arguments, as with the nats CLI; a wrong argument
+// is refused before NATS is dialled.
+func TestJobsArguments(t *testing.T) {
+	f := newJobsFlags(&bytes.Buffer{})
+	pos, err := f.parse([]string{"dead", "replay", "7", "--force", "-server", "nats://x:1"})
+	if err != nil || fmt.Sprint(pos) != "[dead replay 7]" || !*f.force || *f.server != "nats://x:1" {
+		t.Fatalf("parse: %v %v force=%v server=%q", pos, err, *f.force, *f.server)
+	}
+	for _, args := range [][]string{
+		{"dead", "show", "x"},
+		{"dead", "replay", "0"},
+		{"show", "default", "-3"},
+		{"show", "default"},
+		{"dead", "purge", "1"},
+	} {
+		out, err := jobs(append(args, "-server", "nats://127.0.0.1:1")...)
+		if err == nil || strings.Contains(out, "connect to NATS") {
+			t.Errorf("jobs %v: %v\n%s", args, err, out)
+		}
+	}
+}
