@@ -321,7 +321,7 @@ func (c *checker) requests(ctx context.Context) {
 			}
 			c.add(Difference{InstanceID: i.ID, Kind: StuckRequest, Database: rec.Database,
 				Detail:  fmt.Sprintf("%s for %s since its job (stream sequence %d) was published; the job is %s", i.Status, age.Round(time.Second), st.Seq, state),
-				Command: fmt.Sprintf("nats consumer info %s; look for job %s in the consumers' logs", "INSTANCES instancemgr", strings.TrimPrefix(c.subject(i.ID), job.SubjectPrefix+"."))})
+				Command: fmt.Sprintf("instancemgr jobs show %s %d; then look for job_id=%s in the consumers' logs (are any running?)", c.t.Name, i.ID, strings.TrimPrefix(c.subject(i.ID), job.SubjectPrefix+"."))})
 		}
 	}
 }
@@ -336,7 +336,7 @@ func (c *checker) ledgerEntries(ctx context.Context) {
 			cmd := "if database " + rec.Database + " is not needed, drop it by hand, then remove the registration: " + c.sqlUnregister(rec)
 			if known {
 				what = "the instance is Deleted"
-				cmd = "the delete did not finish; put its job back (instancemgr jobs dead replay SEQ if it has a dead letter): a delete delivered again while Deleted removes what is left"
+				cmd = fmt.Sprintf("the delete did not finish: find its job with instancemgr jobs show %s %d and put it back (instancemgr jobs dead replay SEQ for a dead letter); a delete delivered again while Deleted removes what is left", c.t.Name, rec.InstanceID)
 			}
 			c.add(Difference{InstanceID: rec.InstanceID, Kind: OrphanRegistration, Database: rec.Database,
 				Detail: "the ledger (and dbo.odsinstances, when the worker registers) still has it, but " + what, Command: cmd})
@@ -401,7 +401,7 @@ func (c *checker) reservations(ctx context.Context) {
 				d.Command = replay(dl) + " (the job adopts the database it was making)"
 			case pending(status):
 				d.Detail = fmt.Sprintf("instancemgr made it (reservation %s) for instance %d, which is %s with no job to finish it", res.State, id, statusText)
-				d.Command = "the bridge publishes each request once; re-publish its job from the INSTANCES stream (nats stream get INSTANCES SEQ) so that it adopts this database"
+				d.Command = fmt.Sprintf("the bridge publishes each request once: find its job with instancemgr jobs show %s %d and put it back, so that it adopts this database", c.t.Name, id)
 			default:
 				d.Detail = fmt.Sprintf("instancemgr made it (reservation %s) for instance %d, which is %s and registered elsewhere or not at all: left by a failed create or rename", res.State, id, statusText)
 				d.Command = "check it holds nothing needed, then drop it and its reservation by hand: " + c.sqlDrop(res)

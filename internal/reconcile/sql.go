@@ -66,9 +66,9 @@ func (c *checker) sqlPointLedger(rec provisioning.Record) string {
 
 // sqlInsertLedger restores a lost ledger entry.
 func (c *checker) sqlInsertLedger(i adminapi.WorkerInstance) string {
-	ods := "NULL"
-	if i.OdsInstanceID != nil && !c.t.AdminAPIRegisters {
-		ods = fmt.Sprint(*i.OdsInstanceID)
+	ods := "NULL" // the Admin API's row
+	if !c.t.AdminAPIRegisters {
+		ods = "<its dbo.odsinstances row id>"
 	}
 	return fmt.Sprintf("INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES (%s, %d, %s, '<its database>', %s) in EdFi_Admin, and reserve the database as made for it", sqlString(c.t.Name), i.ID, ods, sqlString(i.InstanceName))
 }
