@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Owner is the request a database belongs to: one instance of one tenant.
@@ -212,3 +213,41 @@ var ErrRejected = errors.New("rejected by the database")
 // ErrTransient marks a failure that is expected to heal (a busy template, a
 // lost connection); the job is retried with backoff.
 var ErrTransient = errors.New("transient failure")
+
+// Listed is a reservation as a server's listing shows it, with when its
+// state last changed.
+type Listed struct {
+	Reservation
+	Updated time.Time
+}
+
+// Row is one dbo.odsinstances row of EdFi_Admin (no connection string:
+// reconcile never needs it, and it may hold a password).
+type Row struct {
+	OdsInstanceID int
+	Name          string
+	InstanceType  string
+}
+
+// Inventory is what reconcile reads of one server, and the one change it
+// may make there. The SQL engines implement it beside Engine.
+type Inventory interface {
+	// Databases lists every database on the server, by name.
+	Databases(ctx context.Context) ([]string, error)
+	// Reservations lists the server's reservations, by name; none when the
+	// system has never reserved anything there.
+	Reservations(ctx context.Context) ([]Listed, error)
+	// ReleaseUnused deletes owner's reservation of exactly name only while
+	// it is still in state reserved and no database of that name exists,
+	// both checked by the one statement that deletes. released is false
+	// when the row did not qualify (any more).
+	ReleaseUnused(ctx context.Context, name string, owner Owner) (released bool, err error)
+}
+
+// RegistryInventory is what reconcile reads of one EdFi_Admin database.
+type RegistryInventory interface {
+	// Records lists the ledger; none when it does not exist yet.
+	Records(ctx context.Context) ([]Record, error)
+	// Rows lists dbo.odsinstances.
+	Rows(ctx context.Context) ([]Row, error)
+}

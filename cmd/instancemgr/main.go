@@ -39,6 +39,10 @@ func main() {
 			return // -h asked for the usage, which is printed
 		}
 		fmt.Fprintln(os.Stderr, "instancemgr:", err)
+		var coded interface{ ExitCode() int }
+		if errors.As(err, &coded) {
+			os.Exit(coded.ExitCode()) // reconcile: 3 when differences remain
+		}
 		os.Exit(1)
 	}
 }
@@ -71,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runConfig(ctx, rest, stdout, stderr)
 	case "jobs":
 		return runJobs(ctx, rest, stdout, stderr)
+	case "reconcile":
+		return runReconcile(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -90,6 +96,7 @@ func usage(w io.Writer) {
   healthcheck  ask a running role's probe (for container healthchecks)
   config check  validate a configuration and print it, secrets redacted
   jobs       inspect dead letters and an instance's jobs; replay a dead letter
+  reconcile  compare Admin API, ledger, registrations and databases; exit 3 on differences
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.

@@ -38,6 +38,9 @@ type Engine struct {
 	// them to go and then fails the attempt (it is retried later).
 	Sessions    SessionPolicy
 	SessionWait time.Duration
+	// noReservations is set by OpenEngine when the server has no
+	// reservations table: nothing has been reserved there yet.
+	noReservations bool
 }
 
 // SessionPolicy is how a rename treats open sessions on the old database.
@@ -57,6 +60,23 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*En
 		return nil, err
 	}
 	return &Engine{pool: pool, log: orDiscard(log), TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
+}
+
+// OpenEngine connects to the server's maintenance database like NewEngine
+// but creates nothing: for reconcile, which reads without writing. Its
+// Inventory methods work; a server without the reservations table lists
+// none.
+func OpenEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*Engine, error) {
+	pool, err := newPool(ctx, pgxConnString, 2)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the PostgreSQL maintenance database: %w", err)
+	}
+	present, err := tableExists(ctx, pool, "instancemgr.reservations")
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("look for the instancemgr reservations: %w", err)
+	}
+	return &Engine{pool: pool, log: orDiscard(log), noReservations: !present}, nil
 }
 
 // open connects to a database and makes sure the system's schema in it

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,7 @@ var statements = sqlregistry.Statements{
 	Lookup:           `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`,
 	LookupForUpdate:  `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2 FOR UPDATE`,
 	Records:          `SELECT tenant, instance_id, ` + ledgerColumns + ` FROM instancemgr.instances ORDER BY tenant, instance_id`,
+	Rows:             `SELECT odsinstanceid, name, coalesce(instancetype, '') FROM dbo.odsinstances ORDER BY odsinstanceid`,
 	RowName:          `SELECT name FROM dbo.odsinstances WHERE odsinstanceid = $1`,
 	InsertRow:        `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
 	InsertContext:    `INSERT INTO dbo.odsinstancecontexts (odsinstance_odsinstanceid, contextkey, contextvalue) VALUES ($1, $2, $3) ON CONFLICT (odsinstance_odsinstanceid, contextkey) DO NOTHING`,
@@ -72,6 +74,33 @@ func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*
 		return nil, err
 	}
 	return &Registry{Registry: sqlregistry.New(conn{pool}, statements, transient, isUniqueViolation), pool: pool}, nil
+}
+
+// OpenRegistry connects to the EdFi_Admin database like NewRegistry but
+// creates nothing: for reconcile, which reads without writing. A missing
+// ledger table reads as an empty ledger.
+func OpenRegistry(ctx context.Context, pgxConnString string) (*Registry, error) {
+	pool, err := newPool(ctx, pgxConnString, 2)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the EdFi_Admin database: %w", err)
+	}
+	present, err := tableExists(ctx, pool, "instancemgr.instances")
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("look for the instancemgr ledger in the EdFi_Admin database: %w", err)
+	}
+	r := &Registry{Registry: sqlregistry.New(conn{pool}, statements, transient, isUniqueViolation), pool: pool}
+	r.Absent = !present
+	return r, nil
+}
+
+// tableExists reports whether a table of that qualified name exists.
+func tableExists(ctx context.Context, pool *pgxpool.Pool, name string) (bool, error) {
+	var present bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&present); err != nil {
+		return false, transient(err)
+	}
+	return present, nil
 }
 
 // Close releases the registry's connections.

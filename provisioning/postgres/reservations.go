@@ -117,3 +117,56 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	_, err := provisioning.OwnedBy(ctx, e, name, owner)
 	return err
 }
+
+// Databases implements provisioning.Inventory.
+func (e *Engine) Databases(ctx context.Context) ([]string, error) {
+	rows, err := e.pool.Query(ctx, `SELECT datname FROM pg_catalog.pg_database ORDER BY datname`)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", transient(err))
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", transient(err))
+	}
+	return names, nil
+}
+
+// Reservations implements provisioning.Inventory.
+func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error) {
+	if e.noReservations {
+		return nil, nil
+	}
+	rows, err := e.pool.Query(ctx, `SELECT database_name, tenant, instance_id, state, updated_at FROM instancemgr.reservations ORDER BY database_name`)
+	if err != nil {
+		return nil, fmt.Errorf("list reservations: %w", transient(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Listed, error) {
+		var l provisioning.Listed
+		err := row.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &l.State, &l.Updated)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list reservations: %w", transient(err))
+	}
+	return out, nil
+}
+
+// releaseUnusedSQL deletes a reservation only while it is merely reserved
+// and its database does not exist, checked in the statement that deletes.
+const releaseUnusedSQL = `DELETE FROM instancemgr.reservations
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND state = 'reserved'
+		  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE lower(datname) = lower($1))`
+
+// ReleaseUnused implements provisioning.Inventory.
+func (e *Engine) ReleaseUnused(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
+	if e.noReservations {
+		return false, nil
+	}
+	tag, err := e.pool.Exec(ctx, releaseUnusedSQL, name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return false, fmt.Errorf("release database name %q: %w", name, transient(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+var _ provisioning.Inventory = (*Engine)(nil)

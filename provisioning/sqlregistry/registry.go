@@ -53,6 +53,7 @@ type Statements struct {
 	Lookup           string // (tenant, instance id) → ods instance id (0 for none), database, name, generation
 	LookupForUpdate  string // the same, locking the entry
 	Records          string // () → tenant, instance id, ods instance id, database, name, generation
+	Rows             string // () → ods instance id, name, instance type ('' for none) of every dbo.odsinstances row
 	RowName          string // (ods instance id) → name of the instance row
 	InsertRow        string // (name, instance type or nil, connection string) → ods instance id
 	InsertContext    string // (ods instance id, key, value); nothing when the key is there
@@ -79,9 +80,16 @@ type Registry struct {
 	// released): the registry then keeps only its ledger, in the same
 	// transaction around those calls.
 	AdminAPIRegisters bool
+	// Absent is set by a read-only opening (reconcile) that found no
+	// ledger table: the system has not served this EdFi_Admin yet, so
+	// Records lists nothing rather than failing.
+	Absent bool
 }
 
-var _ provisioning.Registry = (*Registry)(nil)
+var (
+	_ provisioning.Registry          = (*Registry)(nil)
+	_ provisioning.RegistryInventory = (*Registry)(nil)
+)
 
 // New returns a registry over conn.
 func New(conn Conn, st Statements, classify func(error) error, isUnique func(error) bool) *Registry {
@@ -130,6 +138,9 @@ func (r *Registry) Lookup(ctx context.Context, tenant string, instanceID int) (p
 
 // Records implements provisioning.Registry.
 func (r *Registry) Records(ctx context.Context) ([]provisioning.Record, error) {
+	if r.Absent {
+		return nil, nil
+	}
 	rows, err := r.conn.Query(ctx, r.st.Records)
 	if err != nil {
 		return nil, fmt.Errorf("read the ledger: %w", r.classify(err))
@@ -147,6 +158,27 @@ func (r *Registry) Records(ctx context.Context) ([]provisioning.Record, error) {
 		return nil, fmt.Errorf("read the ledger: %w", r.classify(err))
 	}
 	return recs, nil
+}
+
+// Rows implements provisioning.RegistryInventory.
+func (r *Registry) Rows(ctx context.Context) ([]provisioning.Row, error) {
+	rows, err := r.conn.Query(ctx, r.st.Rows)
+	if err != nil {
+		return nil, fmt.Errorf("read dbo.odsinstances: %w", r.classify(err))
+	}
+	defer rows.Close()
+	var out []provisioning.Row
+	for rows.Next() {
+		var row provisioning.Row
+		if err := rows.Scan(&row.OdsInstanceID, &row.Name, &row.InstanceType); err != nil {
+			return nil, fmt.Errorf("read dbo.odsinstances: %w", r.classify(err))
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read dbo.odsinstances: %w", r.classify(err))
+	}
+	return out, nil
 }
 
 // Register implements provisioning.Registry. The ledger says whether this

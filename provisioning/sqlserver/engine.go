@@ -47,6 +47,9 @@ type Engine struct {
 	// CopyPoll and CopyWait pace and bound the wait for a copy to come
 	// online (copy).
 	CopyPoll, CopyWait time.Duration
+	// noReservations is set by OpenEngine when the server has no
+	// reservations table: nothing has been reserved there yet.
+	noReservations bool
 }
 
 var _ provisioning.Engine = (*Engine)(nil)
@@ -81,6 +84,34 @@ func NewEngine(ctx context.Context, connString string, log *slog.Logger) (*Engin
 	}
 	return &Engine{db: db, log: log, Mode: CreateRestore, Terminate: true, SessionWait: 30 * time.Second,
 		CopyPoll: 5 * time.Second, CopyWait: time.Hour}, nil
+}
+
+// OpenEngine connects like NewEngine but creates nothing: for reconcile,
+// which reads without writing. A server without the reservations table
+// lists none.
+func OpenEngine(ctx context.Context, connString string, log *slog.Logger) (*Engine, error) {
+	db, err := sql.Open("sqlserver", connString)
+	if err != nil {
+		return nil, errors.New("connect to SQL Server: connection string does not parse")
+	}
+	present, err := tableExists(ctx, db, "instancemgr.reservations")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("look for the instancemgr reservations on SQL Server: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{db: db, log: log, noReservations: !present}, nil
+}
+
+// tableExists reports whether a user table of that qualified name exists.
+func tableExists(ctx context.Context, db *sql.DB, name string) (bool, error) {
+	var present bool
+	if err := db.QueryRowContext(ctx, tableExistsSQL, name).Scan(&present); err != nil {
+		return false, classify(err)
+	}
+	return present, nil
 }
 
 // ensureSchema runs idempotent DDL under an application lock, as replicas

@@ -43,6 +43,7 @@ IF @r < 0 THROW 51000, 'instancemgr: the instance lock was not granted', 1;`,
 	Lookup:          `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = @p1 AND instance_id = @p2`,
 	LookupForUpdate: `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WITH (UPDLOCK, HOLDLOCK) WHERE tenant = @p1 AND instance_id = @p2`,
 	Records:         `SELECT tenant, instance_id, ` + ledgerColumns + ` FROM instancemgr.instances ORDER BY tenant, instance_id`,
+	Rows:            `SELECT OdsInstanceId, Name, COALESCE(InstanceType, N'') FROM dbo.OdsInstances ORDER BY OdsInstanceId`,
 	RowName:         `SELECT Name FROM dbo.OdsInstances WHERE OdsInstanceId = @p1`,
 	InsertRow:       `INSERT INTO dbo.OdsInstances (Name, InstanceType, ConnectionString) OUTPUT INSERTED.OdsInstanceId VALUES (@p1, @p2, @p3)`,
 	InsertContext: `IF NOT EXISTS (SELECT 1 FROM dbo.OdsInstanceContexts WHERE OdsInstance_OdsInstanceId = @p1 AND ContextKey = @p2)
@@ -75,6 +76,24 @@ func NewRegistry(ctx context.Context, connString string, _ *slog.Logger) (*Regis
 		return nil, fmt.Errorf("create the instancemgr ledger in EdFi_Admin: %w", err)
 	}
 	return &Registry{Registry: sqlregistry.New(conn{db}, statements, classify, isUniqueViolation), db: db}, nil
+}
+
+// OpenRegistry connects like NewRegistry but creates nothing: for
+// reconcile, which reads without writing. A missing ledger table reads as
+// an empty ledger.
+func OpenRegistry(ctx context.Context, connString string) (*Registry, error) {
+	db, err := sql.Open("sqlserver", connString)
+	if err != nil {
+		return nil, errors.New("connect to the EdFi_Admin database: connection string does not parse")
+	}
+	present, err := tableExists(ctx, db, "instancemgr.instances")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("look for the instancemgr ledger in EdFi_Admin: %w", err)
+	}
+	r := &Registry{Registry: sqlregistry.New(conn{db}, statements, classify, isUniqueViolation), db: db}
+	r.Absent = !present
+	return r, nil
 }
 
 // Close releases the registry's connections.

@@ -157,3 +157,35 @@ func TestErrorsAreClassifiedByNumber(t *testing.T) {
 		t.Error("nil classified")
 	}
 }
+
+// What reconcile runs on SQL Server: bind parameters only, no connection
+// string read, and a release that re-checks, in the statement that
+// deletes, the state and that no database of the name exists.
+func TestInventoryStatements(t *testing.T) {
+	if !strings.Contains(tableExistsSQL, "OBJECT_ID(@p1, N'U')") {
+		t.Errorf("table check: %s", tableExistsSQL)
+	}
+	if databasesSQL != "SELECT name FROM sys.databases ORDER BY name" {
+		t.Errorf("databases: %s", databasesSQL)
+	}
+	if !strings.HasPrefix(reservationsSQL, "SELECT database_name, tenant, instance_id, state, updated_at FROM instancemgr.reservations") {
+		t.Errorf("reservations: %s", reservationsSQL)
+	}
+	for _, want := range []string{
+		"DELETE FROM instancemgr.reservations",
+		"database_name COLLATE Latin1_General_BIN2 = @p1", // exactly this name, as Release
+		"tenant = @p2 AND instance_id = @p3",
+		"state = 'reserved'",
+		"DB_ID(@p1) IS NULL",
+	} {
+		if !strings.Contains(releaseUnusedSQL, want) {
+			t.Errorf("release of an unused reservation lacks %q:\n%s", want, releaseUnusedSQL)
+		}
+	}
+	if strings.Contains(strings.ToLower(statements.Rows), "connectionstring") {
+		t.Errorf("the row listing reads connection strings: %s", statements.Rows)
+	}
+	if statements.Rows != "SELECT OdsInstanceId, Name, COALESCE(InstanceType, N'') FROM dbo.OdsInstances ORDER BY OdsInstanceId" {
+		t.Errorf("rows: %s", statements.Rows)
+	}
+}

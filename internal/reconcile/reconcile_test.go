@@ -1,0 +1,158 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// jobsMap is Jobs from a map of subjects.
+type jobsMap map[string]JobState
+
+func (m jobsMap) Last(_ context.Context, subject string) (JobState, bool, error) {
+	st, ok := m[subject]
+	return st, ok, nil
+}
+
+type failingJobs struct{}
+
+func (failingJobs) Last(context.Context, string) (JobState, bool, error) {
+	return JobState{}, false, errors.New("nats: no servers available")
+}
+
+func kinds(diffs []Difference) string {
+	var out []string
+	for _, d := range diffs {
+		out = append(out, string(d.Kind))
+	}
+	return strings.Join(out, ",")
+}
+
+var owner7 = provisioning.Owner{Tenant: "t1", InstanceID: 7}
+
+// With JetStream unreadable, nothing is reported stale or stuck on a guess:
+// the run says what it could not check.
+func TestUnreadableJetStreamIsReportedNotGuessed(t *testing.T) {
+	tn := Tenant{Name: "t1", Engine: "postgres",
+		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}},
+		Reservations: []provisioning.Listed{{Reservation: provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateReserved}}}}
+	got := Check(context.Background(), tn, failingJobs{}, nil, nil, Options{PendingAfter: time.Nanosecond})
+	if kinds(got) != "unchecked" || !strings.Contains(got[0].Detail, "no servers available") {
+		t.Fatalf("got %+v", got)
+	}
+	got = Check(context.Background(), tn, jobsMap{}, nil, errors.New("dead letters unreadable"), Options{})
+	if kinds(got) != "unchecked" {
+		t.Fatalf("with the dead letters unreadable: %+v", got)
+	}
+	// Readable and no job: the reservation of a pending request is stale,
+	// but not for -fix.
+	got = Check(context.Background(), tn, jobsMap{}, nil, nil, Options{})
+	if kinds(got) != "stale_reservation" || got[0].Fixable {
+		t.Fatalf("readable: %+v", got)
+	}
+}
+
+// A dead letter whose job was put back since (a later message on the same
+// subject) no longer makes the request dead; the replay is its job now.
+func TestReplayedDeadLetterIsNotReported(t *testing.T) {
+	subject := "instances.create.t1.7"
+	dl := jobstream.StoredDead{Seq: 4, Subject: job.DeadSubject(subject), Letter: job.DeadLetter{Subject: subject, StreamSequence: 10, Code: "conflict", Reason: "x"}}
+	tn := Tenant{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}}}
+	now := time.Now()
+	o := Options{PendingAfter: time.Hour, Now: func() time.Time { return now }}
+	got := Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobstream.StoredDead{dl}, nil, o)
+	if kinds(got) != "dead_request" || !strings.Contains(got[0].Command, "instancemgr jobs dead replay 4") {
+		t.Fatalf("dead: %+v", got)
+	}
+	got = Check(context.Background(), tn, jobsMap{subject: {Seq: 12, Published: now, Live: true}}, []jobstream.StoredDead{dl}, nil, o)
+	if len(got) != 0 {
+		t.Fatalf("replayed: %+v", got)
+	}
+	// A body naming another subject does not count: only the dead
+	// letter's own subject does.
+	forged := dl
+	forged.Subject = job.DeadSubject("instances.create.t1.8")
+	got = Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobstream.StoredDead{forged}, nil, o)
+	if len(got) != 0 {
+		t.Fatalf("a dead letter of another subject counted: %+v", got)
+	}
+}
+
+// A pending delete with deletion switched off is never published: it is
+// stuck however young; with deletion on and its job just published, it is
+// not.
+func TestPendingDeleteWithDeletionOff(t *testing.T) {
+	tn := Tenant{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPendingDelete}},
+		Ledger: []provisioning.Record{{Tenant: "t1", InstanceID: 7, Database: "EdFi_Ods_x", Generation: 2}}, Databases: []string{"EdFi_Ods_x"},
+		Reservations: []provisioning.Listed{{Reservation: provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateMade}}},
+		Rows:         map[int]provisioning.Row{}}
+	got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{PendingAfter: time.Hour})
+	if kinds(got) != "stuck_request" || !strings.Contains(got[0].Detail, "allowDelete") {
+		t.Fatalf("deletion off: %+v", got)
+	}
+	tn.AllowDelete = true
+	got = Check(context.Background(), tn, jobsMap{"instances.delete.t1.7.2": {Seq: 1, Published: time.Now(), Live: true}}, nil, nil, Options{PendingAfter: time.Hour})
+	if len(got) != 0 {
+		t.Fatalf("deletion on, job just published: %+v", got)
+	}
+}
+
+// A name reserved but made by someone else is foreign, never an orphan to
+// drop; a made orphan on SQL Server gets T-SQL.
+func TestReservedButExistingIsForeignAndSQLServerSpelling(t *testing.T) {
+	tn := Tenant{Name: "t1", Engine: "sqlserver", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusCompleted}, {ID: 8, Status: adminapi.StatusDeleted}},
+		Ledger: []provisioning.Record{{Tenant: "t1", InstanceID: 7, Database: "EdFi_Ods_a", OdsInstanceID: 1, Name: "a"}}, Databases: []string{"EdFi_Ods_a", "EdFi_Ods_b", "EdFi_Ods_c"},
+		Rows: map[int]provisioning.Row{1: {OdsInstanceID: 1, Name: "a"}},
+		Reservations: []provisioning.Listed{
+			{Reservation: provisioning.Reservation{Database: "EdFi_Ods_a", Owner: owner7, State: provisioning.StateMade}},
+			{Reservation: provisioning.Reservation{Database: "EdFi_Ods_b", Owner: owner7, State: provisioning.StateReserved}},
+			{Reservation: provisioning.Reservation{Database: "EdFi_Ods_c", Owner: provisioning.Owner{Tenant: "t1", InstanceID: 8}, State: provisioning.StateMade}},
+		}}
+	got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{})
+	if kinds(got) != "foreign_database,orphan_database" {
+		t.Fatalf("got %+v", got)
+	}
+	if got[0].Database != "EdFi_Ods_b" || !strings.Contains(got[0].Command, "SET state = 'made'") || got[0].Fixable {
+		t.Errorf("foreign: %+v", got[0])
+	}
+	if got[1].Database != "EdFi_Ods_c" || !strings.Contains(got[1].Command, "ALTER DATABASE [EdFi_Ods_c] SET SINGLE_USER") || got[1].Fixable {
+		t.Errorf("orphan: %+v", got[1])
+	}
+}
+
+// Fix releases only what is fixable, and not when the request became
+// pending or the row changed since it was read.
+func TestFixReleasesOnlyFixable(t *testing.T) {
+	diffs := []Difference{
+		{Tenant: "t1", InstanceID: 1, Kind: StaleReservation, Database: "a", Fixable: true},
+		{Tenant: "t1", InstanceID: 2, Kind: StaleReservation, Database: "b", Fixable: true},
+		{Tenant: "t1", InstanceID: 3, Kind: StaleReservation, Database: "c", Fixable: true},
+		{Tenant: "t1", InstanceID: 4, Kind: OrphanDatabase, Database: "d"},
+	}
+	var released []string
+	err := Fix(context.Background(), diffs,
+		func(_ context.Context, _ string, id int) (bool, error) { return id == 2, nil },
+		func(_ context.Context, d Difference) (bool, error) {
+			released = append(released, d.Database)
+			return d.Database == "a", nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(released, ",") != "a,c" {
+		t.Fatalf("released %v", released)
+	}
+	if !diffs[0].Fixed || diffs[1].Fixed || diffs[2].Fixed || diffs[3].Fixed || Open(diffs) != 3 {
+		t.Fatalf("fixed: %+v", diffs)
+	}
+	if !strings.Contains(diffs[1].Detail, "became pending") || !strings.Contains(diffs[2].Detail, "changed since") {
+		t.Fatalf("details: %+v", diffs)
+	}
+}

@@ -1,0 +1,85 @@
+package sqlserver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// The statements reconcile's reading runs, pinned by the unit tests.
+const (
+	tableExistsSQL   = `SELECT CAST(CASE WHEN OBJECT_ID(@p1, N'U') IS NULL THEN 0 ELSE 1 END AS bit)`
+	databasesSQL     = `SELECT name FROM sys.databases ORDER BY name`
+	reservationsSQL  = `SELECT database_name, tenant, instance_id, state, updated_at FROM instancemgr.reservations ORDER BY database_name`
+	releaseUnusedSQL = `DELETE FROM instancemgr.reservations
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND state = 'reserved'
+  AND DB_ID(@p1) IS NULL`
+)
+
+var _ provisioning.Inventory = (*Engine)(nil)
+
+// Databases implements provisioning.Inventory.
+func (e *Engine) Databases(ctx context.Context) ([]string, error) {
+	rows, err := e.db.QueryContext(ctx, databasesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", classify(err))
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list databases: %w", classify(err))
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list databases: %w", classify(err))
+	}
+	return out, nil
+}
+
+// Reservations implements provisioning.Inventory.
+func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error) {
+	if e.noReservations {
+		return nil, nil
+	}
+	rows, err := e.db.QueryContext(ctx, reservationsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list reservations: %w", classify(err))
+	}
+	defer rows.Close()
+	var out []provisioning.Listed
+	for rows.Next() {
+		var l provisioning.Listed
+		var state string
+		if err := rows.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &state, &l.Updated); err != nil {
+			return nil, fmt.Errorf("list reservations: %w", classify(err))
+		}
+		l.State = provisioning.ReservationState(state)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list reservations: %w", classify(err))
+	}
+	return out, nil
+}
+
+// ReleaseUnused implements provisioning.Inventory. DB_ID ignores letter
+// case as the server's collation does, so a database whose name differs
+// only in case also keeps the reservation.
+func (e *Engine) ReleaseUnused(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
+	if e.noReservations {
+		return false, nil
+	}
+	r, err := e.db.ExecContext(ctx, releaseUnusedSQL, name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return false, fmt.Errorf("release database name %q: %w", name, classify(err))
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("release database name %q: %w", name, classify(err))
+	}
+	return n == 1, nil
+}
