@@ -418,3 +418,50 @@ func TestCheckRunbookOutput(t *testing.T) {
 		t.Fatalf("shellWords: %q %v", w, err)
 	}
 }
+
+// nats commands belong in the runbook, where they are run: a fenced nats
+// command in any other Markdown file of the repository fails (the README's
+// old dead-letter recipe did not run with the nats CLI of its day).
+func TestNATSCommandsOnlyInTheRunbook(t *testing.T) {
+	t.Parallel()
+	root := testenv.RepoRoot(t)
+	runbook := filepath.Join(root, "docs", "operations.md")
+	var errs []error
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".md") || path == runbook {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fence := ""
+		for i, line := range strings.Split(string(data), "\n") {
+			if m := fenceRE.FindStringSubmatch(line); m != nil && (fence == "" || strings.TrimSpace(line) == fence) {
+				if fence == "" {
+					fence = m[1]
+				} else {
+					fence = ""
+				}
+				continue
+			}
+			if fence != "" && (shellNATSRE.MatchString(strings.TrimSpace(line)) || strings.Contains(line, "| nats ")) {
+				rel, _ := filepath.Rel(root, path)
+				errs = append(errs, fmt.Errorf("%s:%d: %q: nats commands belong in docs/operations.md, where a test runs them; link to it", rel, i+1, line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
