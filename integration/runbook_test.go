@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,10 +13,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"sigs.k8s.io/yaml"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -59,7 +63,19 @@ func TestRunbookNATSCommands(t *testing.T) {
 	}
 	natsBin := natsCLI(t)
 
-	e := newEnv(t, envOptions{})
+	// The system connects as a user with every right, the nats CLI as the
+	// operator user of the runbook, with its permissions and no more.
+	operator := runbookOperator(t, string(doc))
+	system := &server.User{Username: "instancemgr-test", Password: "test-" + testenv.Prefix()}
+	srv, err := embednats.Start(embednats.Options{StoreDir: t.TempDir(), Users: []*server.User{system, operator}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	withUser := func(u *server.User) string {
+		return strings.Replace(srv.ClientURL(), "nats://", "nats://"+url.UserPassword(u.Username, u.Password).String()+"@", 1)
+	}
+	e := newEnv(t, envOptions{natsURL: withUser(system)})
 	foreign := e.prefix + "_Prod2024"
 	testenv.CreateDatabase(t, e.pg, foreign)
 	e.startBridge()
@@ -161,7 +177,7 @@ func TestRunbookNATSCommands(t *testing.T) {
 	}
 
 	home := t.TempDir() // no nats context of the user's
-	env := []string{"NATS_URL=" + e.natsURL, "HOME=" + home, "XDG_CONFIG_HOME=" + home, "NO_COLOR=1"}
+	env := []string{"NATS_URL=" + withUser(operator), "HOME=" + home, "XDG_CONFIG_HOME=" + home, "NO_COLOR=1"}
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "NATS_") && k != "HOME" && k != "XDG_CONFIG_HOME" {
 			env = append(env, kv)
@@ -198,6 +214,9 @@ func TestRunbookNATSCommands(t *testing.T) {
 		cmd.Env, cmd.Stdin = env, strings.NewReader(stdin) // never a terminal
 		out, err := cmd.CombinedOutput()
 		cancel()
+		if strings.Contains(string(out), "Permissions Violation") || strings.Contains(string(out), "permissions violation") {
+			t.Fatalf("docs/operations.md:%d: the runbook's operator user may not do `%s`; add the subject to its permissions (## NATS permissions):\n%s", c.Line, c.Text, out)
+		}
 		if err != nil {
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
@@ -225,4 +244,36 @@ func TestRunbookNATSCommands(t *testing.T) {
 		}
 	}
 	t.Logf("%d nats commands of docs/operations.md ran and printed what it shows, in %s", len(cmds), time.Since(start).Round(time.Millisecond))
+}
+
+// runbookOperator reads the operator user that the runbook's "NATS
+// permissions" section documents (its yaml block).
+func runbookOperator(t *testing.T, doc string) *server.User {
+	t.Helper()
+	_, section, ok := strings.Cut(doc, "\n## NATS permissions\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/operations.md: no yaml block in ## NATS permissions")
+	}
+	type subjects struct {
+		Allow []string `json:"allow"`
+	}
+	var users []struct {
+		User        string `json:"user"`
+		Password    string `json:"password"`
+		Permissions struct {
+			Publish   subjects `json:"publish"`
+			Subscribe subjects `json:"subscribe"`
+		} `json:"permissions"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &users); err != nil || len(users) != 1 {
+		t.Fatalf("docs/operations.md, ## NATS permissions: want one user, got %d: %v", len(users), err)
+	}
+	u := users[0]
+	return &server.User{Username: u.User, Password: u.Password, Permissions: &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow},
+		Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow},
+	}}
 }
