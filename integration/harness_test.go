@@ -58,6 +58,9 @@ type envOptions struct {
 	namePattern string // default "<prefix>_{name}"
 	allowDelete bool
 	encryptKey  string // base64 ODS encryption key
+	// natsURL is the NATS server to use (credentials in the URL); "" starts
+	// an embedded one open to every client.
+	natsURL string
 	// registration is config.RegistrationWorker (default) or
 	// RegistrationAdminAPI, where the simulator writes the dbo rows as
 	// Admin API 2.3 does.
@@ -114,7 +117,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	e.sim = simulatortest.Start(t, simOpts)
 	t.Cleanup(e.sim.Close)
-	e.natsURL = testenv.NATS(t)
+	e.natsURL = o.natsURL
+	if e.natsURL == "" {
+		e.natsURL = testenv.NATS(t)
+	}
 
 	e.cfg = &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret, MaxAttempts: o.maxAttempts},
