@@ -78,6 +78,7 @@ func TestEveryAlertHasAFiringTest(t *testing.T) {
 			}
 		}
 	}
+	anchors := runbookAnchors(t)
 	n := 0
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -88,14 +89,35 @@ func TestEveryAlertHasAFiringTest(t *testing.T) {
 			if !fires[r.Alert] {
 				t.Errorf("alert %s has no unit test in which it fires", r.Alert)
 			}
-			if !strings.HasPrefix(r.Annotations["runbook_url"], "https://") {
-				t.Errorf("alert %s has no runbook_url", r.Alert)
+			if anchor, ok := strings.CutPrefix(r.Annotations["runbook_url"], runbookURL); !ok || !anchors[anchor] {
+				t.Errorf("alert %s: runbook_url %q is not a section of docs/operations.md (%s#...)", r.Alert, r.Annotations["runbook_url"], runbookURL)
 			}
 		}
 	}
 	if n == 0 {
 		t.Fatal("rules.yaml has no alerts")
 	}
+}
+
+// runbookURL is where the runbook is published; alerts link its sections.
+const runbookURL = "https://github.com/edfi-tools/instancemgr/blob/main/docs/operations.md#"
+
+// runbookAnchors are the anchors GitHub gives the runbook's headings:
+// lower case, punctuation dropped, spaces as hyphens.
+func runbookAnchors(t *testing.T) map[string]bool {
+	t.Helper()
+	raw, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := regexp.MustCompile(`[^a-z0-9 _-]`)
+	anchors := map[string]bool{}
+	for line := range strings.Lines(string(raw)) {
+		if h, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "## "); ok {
+			anchors[strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(h), ""), " ", "-")] = true
+		}
+	}
+	return anchors
 }
 
 var metricName = regexp.MustCompile(`\binstancemgr_[a-z_]+\b`)

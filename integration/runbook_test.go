@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"sigs.k8s.io/yaml"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/job"
@@ -65,7 +65,7 @@ func TestRunbookNATSCommands(t *testing.T) {
 
 	// The system connects as a user with every right, the nats CLI as the
 	// operator user of the runbook, with its permissions and no more.
-	operator := runbookOperator(t, string(doc))
+	operator := itest.RunbookOperator(t, string(doc))
 	system := &server.User{Username: "instancemgr-test", Password: "test-" + testenv.Prefix()}
 	srv, err := embednats.Start(embednats.Options{StoreDir: t.TempDir(), Users: []*server.User{system, operator}})
 	if err != nil {
@@ -244,36 +244,4 @@ func TestRunbookNATSCommands(t *testing.T) {
 		}
 	}
 	t.Logf("%d nats commands of docs/operations.md ran and printed what it shows, in %s", len(cmds), time.Since(start).Round(time.Millisecond))
-}
-
-// runbookOperator reads the operator user that the runbook's "NATS
-// permissions" section documents (its yaml block).
-func runbookOperator(t *testing.T, doc string) *server.User {
-	t.Helper()
-	_, section, ok := strings.Cut(doc, "\n## NATS permissions\n")
-	section, _, _ = strings.Cut(section, "\n## ")
-	_, block, ok2 := strings.Cut(section, "```yaml\n")
-	block, _, ok3 := strings.Cut(block, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("docs/operations.md: no yaml block in ## NATS permissions")
-	}
-	type subjects struct {
-		Allow []string `json:"allow"`
-	}
-	var users []struct {
-		User        string `json:"user"`
-		Password    string `json:"password"`
-		Permissions struct {
-			Publish   subjects `json:"publish"`
-			Subscribe subjects `json:"subscribe"`
-		} `json:"permissions"`
-	}
-	if err := yaml.Unmarshal([]byte(block), &users); err != nil || len(users) != 1 {
-		t.Fatalf("docs/operations.md, ## NATS permissions: want one user, got %d: %v", len(users), err)
-	}
-	u := users[0]
-	return &server.User{Username: u.User, Password: u.Password, Permissions: &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow},
-		Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow},
-	}}
 }

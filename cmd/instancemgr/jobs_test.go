@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
@@ -217,5 +225,85 @@ func TestJobsArguments(t *testing.T) {
 		if err == nil || strings.Contains(out, "connect to NATS") {
 			t.Errorf("jobs %v: %v\n%s", args, err, out)
 		}
+	}
+}
+
+// The jobs commands need no more than the NATS permissions the runbook
+// gives operators: listing, showing and replaying work as that user, and a
+// replay stored once stays once.
+func TestJobsWorkWithTheRunbooksOperatorPermissions(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator := itest.RunbookOperator(t, string(doc))
+	system := &server.User{Username: "system", Password: "system-" + testenv.Prefix()}
+	srv, err := embednats.Start(embednats.Options{StoreDir: t.TempDir(), Users: []*server.User{system, operator}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	as := func(u *server.User) string {
+		return strings.Replace(srv.ClientURL(), "nats://", "nats://"+url.UserPassword(u.Username, u.Password).String()+"@", 1)
+	}
+	ctx := context.Background()
+	_, js := testenv.JetStream(t, as(system))
+	sc := jobstream.Config{}.WithDefaults()
+	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobstream.EnsureDeadStream(ctx, js, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A create the bridge published, whose last delivery failed with an
+	// error that heals (the Admin API was down): its dead letter.
+	j := job.NewCreate("district 9", 7, "Prod")
+	body, err := job.Encode(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, j.Subject(), body, jetstream.WithMsgID(j.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := job.NewDeadLetter(body, j.Subject(), ack.Sequence, 10, j.ID, "exhausted", "retries exhausted after 10 deliveries: the Admin API answered 503")
+	if err := jobstream.PublishDead(ctx, js, dl); err != nil {
+		t.Fatal(err)
+	}
+
+	op := as(operator)
+	if out := mustJobs(t, "dead", "list", "-server", op); !regexp.MustCompile(`(?m)^1\s+\d+s\s+create\s+district 9\s+7\s+exhausted\s+10\s+retries exhausted`).MatchString(out) {
+		t.Fatalf("jobs dead list:\n%s", out)
+	}
+	if out := mustJobs(t, "dead", "show", "1", "-server", op); !strings.Contains(out, "the Admin API answered 503") || !strings.Contains(out, `"name": "Prod"`) {
+		t.Fatalf("jobs dead show:\n%s", out)
+	}
+	if out := mustJobs(t, "show", "district 9", "7", "-server", op); !regexp.MustCompile(`INSTANCES\s+1\s+\d+s\s+instances\.create\.district%209\.7\s+dead\s+dead letter 1: exhausted`).MatchString(out) {
+		t.Fatalf("jobs show:\n%s", out)
+	}
+	out := mustJobs(t, "dead", "replay", "1", "-server", op)
+	if !strings.Contains(out, "replayed dead letter 1: stored as job stream sequence 2 on instances.create.district%209.7") {
+		t.Fatalf("jobs dead replay:\n%s", out)
+	}
+	s, err := js.Stream(ctx, sc.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != j.Subject() || string(m.Data) != string(body) || m.Header.Get(jetstream.MsgIDHeader) != "replay.1" || m.Header.Get(jobstream.ReplayHeader) != "1" {
+		t.Fatalf("the replayed job: %s %q %v", m.Subject, m.Data, m.Header)
+	}
+	if _, err := jobs("dead", "replay", "1", "-server", op); err == nil || !strings.Contains(err.Error(), "already put back: stream sequence 2") {
+		t.Fatalf("a second replay: %v", err)
+	}
+	// Forced within the duplicate window: JetStream keeps the one copy.
+	if out := mustJobs(t, "dead", "replay", "-force", "1", "-server", op); !strings.Contains(out, "was already replayed as job stream sequence 2") {
+		t.Fatalf("a forced second replay:\n%s", out)
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 2 {
+		t.Fatalf("the job stream holds %v messages (%v), want the job and one replay", info.State.Msgs, err)
 	}
 }

@@ -7,6 +7,7 @@
 //	instancemgr setup    -config F  create or update the stream and consumer
 //	instancemgr simulator           the Admin API simulator alone
 //	instancemgr jobs ...            dead letters, replay, an instance's jobs
+//	instancemgr reconcile -config F where the Admin API, ledger, rows and databases disagree
 //	instancemgr version
 package main
 

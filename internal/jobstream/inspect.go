@@ -1,6 +1,7 @@
 package jobstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,43 +56,38 @@ func (d StoredDead) Body() []byte {
 }
 
 // ReadAll returns every message of stream on one of subjects (all of them
-// when none is given), oldest first, through an ordered consumer that
-// leaves nothing behind on the server.
+// when none is given), oldest first. It asks for each message by "next on
+// this subject from this sequence", the stream's message-get API: it leaves
+// nothing behind on the server and needs only the permission that
+// nats stream get needs ($JS.API.STREAM.MSG.GET.<stream>), the one
+// docs/operations.md gives operators.
 func ReadAll(ctx context.Context, js jetstream.JetStream, stream string, subjects ...string) ([]Stored, error) {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+		return nil, fmt.Errorf("open stream %s: %w", stream, err)
 	}
-	pending := cons.CachedInfo().NumPending
-	var out []Stored
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read stream %s: %w", stream, err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			md, err := msg.Metadata()
+	if len(subjects) == 0 {
+		subjects = []string{">"}
+	}
+	bySeq := map[uint64]Stored{}
+	for _, subject := range subjects {
+		for seq := uint64(1); ; {
+			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
 			if err != nil {
 				return nil, fmt.Errorf("read stream %s: %w", stream, err)
 			}
-			out = append(out, Stored{Seq: md.Sequence.Stream, Subject: msg.Subject(), Time: md.Timestamp, Data: msg.Data(), Header: msg.Headers()})
-			pending = md.NumPending
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("read stream %s: %w", stream, err)
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("read stream %s: %d messages pending but none arrived", stream, pending)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+			bySeq[m.Sequence] = Stored{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Data: m.Data, Header: m.Header}
+			seq = m.Sequence + 1
 		}
 	}
+	out := make([]Stored, 0, len(bySeq))
+	for _, m := range bySeq {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Stored) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
@@ -245,8 +241,8 @@ const ReplayHeader = "Instancemgr-Replay-Of"
 
 // Replay publishes the dead letter's original job again on the subject it
 // was delivered on, and returns once the job stream has stored it. The
-// message ID is the job's plus the dead letter's sequence, so replaying one
-// dead letter twice within the duplicate window stores it once.
+// message ID is replay.<dead letter's sequence>, so replaying one dead
+// letter twice within the duplicate window stores it once.
 func Replay(ctx context.Context, js jetstream.JetStream, c Config, d StoredDead) (Replayed, error) {
 	c = c.WithDefaults()
 	subject, ok := d.JobSubject()
@@ -257,7 +253,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, c Config, d StoredDead)
 	if len(body) == 0 {
 		return Replayed{}, fmt.Errorf("dead letter %d holds no original message", d.Seq)
 	}
-	id := strings.TrimPrefix(subject, job.SubjectPrefix+".") + ".replay." + strconv.FormatUint(d.Seq, 10)
+	// The same ID docs/operations.md gives a replay by plain nats pub, so
+	// the two ways together still store one job within the window.
+	id := "replay." + strconv.FormatUint(d.Seq, 10)
 	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set(ReplayHeader, strconv.FormatUint(d.Seq, 10))
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(c.Stream))

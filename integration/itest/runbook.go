@@ -1,0 +1,41 @@
+package itest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"sigs.k8s.io/yaml"
+)
+
+// RunbookOperator reads the operator user that the runbook's "NATS
+// permissions" section documents (its yaml block).
+func RunbookOperator(t testing.TB, doc string) *server.User {
+	t.Helper()
+	_, section, ok := strings.Cut(doc, "\n## NATS permissions\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/operations.md: no yaml block in ## NATS permissions")
+	}
+	type subjects struct {
+		Allow []string `json:"allow"`
+	}
+	var users []struct {
+		User        string `json:"user"`
+		Password    string `json:"password"`
+		Permissions struct {
+			Publish   subjects `json:"publish"`
+			Subscribe subjects `json:"subscribe"`
+		} `json:"permissions"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &users); err != nil || len(users) != 1 {
+		t.Fatalf("docs/operations.md, ## NATS permissions: want one user, got %d: %v", len(users), err)
+	}
+	u := users[0]
+	return &server.User{Username: u.User, Password: u.Password, Permissions: &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow},
+		Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow},
+	}}
+}
