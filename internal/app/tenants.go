@@ -95,6 +95,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		}
 		e.Guard = t.cfg.Guard()
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
+		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
 		engine, ct.Engine = e, e
 		r, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)

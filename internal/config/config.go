@@ -132,8 +132,12 @@ type Provisioning struct {
 	AllowDelete bool `yaml:"allowDelete"`
 	// Sessions is what a rename does with sessions on the old database:
 	// "terminate" (default) or "wait" up to SessionWait, then fail.
-	Sessions    string   `yaml:"sessions"`
-	SessionWait Duration `yaml:"sessionWait"`
+	// CopyStrategy is how PostgreSQL (15 and later) copies the template:
+	// wal_log or file_copy; empty leaves the server's default (wal_log).
+	// docs/performance.md measures both.
+	CopyStrategy string   `yaml:"copyStrategy,omitempty"`
+	Sessions     string   `yaml:"sessions"`
+	SessionWait  Duration `yaml:"sessionWait"`
 	// EncryptionKey is the ODS/API's OdsConnectionStringEncryptionKey
 	// (base64 of 32 bytes); better from INSTANCEMGR_ODS_ENCRYPTION_KEY. With
 	// it, dbo.odsinstances gets encrypted connection strings.
@@ -489,6 +493,11 @@ func (c *Config) Validate() error {
 	}
 	if err := provisioning.CheckName(c.Provisioning.Template); err != nil {
 		bad("provisioning.template", "%v", err)
+	}
+	switch c.Provisioning.CopyStrategy {
+	case "", "wal_log", "file_copy":
+	default:
+		bad("provisioning.copyStrategy", "%q is neither wal_log nor file_copy", c.Provisioning.CopyStrategy)
 	}
 	if c.Provisioning.Sessions != "terminate" && c.Provisioning.Sessions != "wait" {
 		bad("provisioning.sessions", "%q is neither terminate nor wait", c.Provisioning.Sessions)

@@ -74,6 +74,24 @@ func TestCreateDatabaseFromTemplate(t *testing.T) {
 	}
 }
 
+// Both copy strategies make a full copy of the template.
+func TestCopyStrategies(t *testing.T) {
+	t.Parallel()
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	for _, s := range []postgres.CopyStrategy{postgres.CopyWALLog, postgres.CopyFileCopy} {
+		e.CopyStrategy = s
+		name := prefix + "_" + string(s)
+		if created, err := create(t, e, name, prefix+"_tmpl"); err != nil || !created {
+			t.Fatalf("%s: %v, %v", s, created, err)
+		}
+		var years int
+		if err := testenv.Connect(t, name).QueryRow(ctx, `SELECT count(*) FROM edfi.schoolyeartype`).Scan(&years); err != nil || years != 2 {
+			t.Fatalf("%s: template content not copied: %d, %v", s, years, err)
+		}
+	}
+}
+
 // Names are quoted, never spliced: a name with a quote and a semicolon
 // creates a database of exactly that name and runs nothing else.
 func TestHostileNamesAreQuoted(t *testing.T) {

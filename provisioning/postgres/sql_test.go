@@ -74,8 +74,15 @@ func FuzzDDL(f *testing.F) {
 				t.Fatalf("statement %q has %q after the identifiers", stmt, rest)
 			}
 		}
-		stmt, err := createDatabaseSQL(name, other)
+		stmt, err := createDatabaseSQL(name, other, "")
 		check(stmt, err, "CREATE DATABASE ", []string{name, other}, []string{" TEMPLATE "}, "")
+		stmt, err = createDatabaseSQL(name, other, CopyFileCopy)
+		check(stmt, err, "CREATE DATABASE ", []string{name, other}, []string{" TEMPLATE "}, " STRATEGY FILE_COPY")
+		stmt, err = createDatabaseSQL(name, other, CopyWALLog)
+		check(stmt, err, "CREATE DATABASE ", []string{name, other}, []string{" TEMPLATE "}, " STRATEGY WAL_LOG")
+		if _, err := createDatabaseSQL(name, other, "file_copy; DROP DATABASE x"); err == nil {
+			t.Fatal("a strategy other than the two was accepted")
+		}
 		stmt, err = renameDatabaseSQL(name, other)
 		check(stmt, err, "ALTER DATABASE ", []string{name, other}, []string{" RENAME TO "}, "")
 		stmt, err = dropDatabaseSQL(name)
