@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf16"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
@@ -29,6 +30,15 @@ type InstanceState struct {
 	// endpoint name: "completed", "renamed", "renameFailed", "deleted",
 	// "deleteFailed".
 	Calls map[string]int
+	// Timeline is when the request moved, as this simulator saw it.
+	Timeline Timeline
+}
+
+// Timeline is when an instance request was made, first read by a worker
+// (GET /adminconsole/instances/{id}: what a consumer does first with a job),
+// and first completed. Zero until it happens.
+type Timeline struct {
+	Requested, FirstWorkerRead, Completed time.Time
 }
 
 // instance is the simulator's state for one instance request; s.mu guards it.
@@ -45,6 +55,7 @@ type instance struct {
 	contexts         []adminapi.OdsInstanceContext
 	derivatives      []adminapi.OdsInstanceDerivative
 	calls            map[string]int
+	timeline         Timeline
 	// The API client Admin API 2.3 makes on completed and renamed, when the
 	// simulator registers.
 	clientKey, clientSecret string
@@ -144,7 +155,7 @@ func (s *Simulator) create(header int, req adminapi.InstanceRequest) (adminapi.O
 		return adminapi.OdsInstance{}, errs
 	}
 	s.nextID++
-	in := &instance{id: s.nextID, tenantID: tenant, status: adminapi.StatusPending, calls: map[string]int{}}
+	in := &instance{id: s.nextID, tenantID: tenant, status: adminapi.StatusPending, calls: map[string]int{}, timeline: Timeline{Requested: stamp()}}
 	s.setRequest(in, req)
 	s.instances[in.id] = in
 	s.log.Info("instance requested", "op", "create_request", "tenant", s.tenantName(tenant), "instance_id", in.id, "status", in.status)
@@ -315,6 +326,7 @@ func (s *Simulator) record(in *instance) InstanceState {
 		Contexts:         slices.Clone(in.contexts),
 		Derivatives:      slices.Clone(in.derivatives),
 		Calls:            maps.Clone(in.calls),
+		Timeline:         in.timeline,
 	}
 	if in.odsInstanceID != nil {
 		id := *in.odsInstanceID
@@ -569,7 +581,12 @@ func (s *Simulator) handleListWorker(w http.ResponseWriter, r *http.Request, c *
 }
 
 func (s *Simulator) handleGetWorker(w http.ResponseWriter, r *http.Request, c *call) {
-	s.getOne(w, c.id, c.tenant, func(in *instance) any { return s.workerView(in, discoveryURL(r)) })
+	s.getOne(w, c.id, c.tenant, func(in *instance) any {
+		if in.timeline.FirstWorkerRead.IsZero() {
+			in.timeline.FirstWorkerRead = stamp()
+		}
+		return s.workerView(in, discoveryURL(r))
+	})
 }
 
 func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *call) {
@@ -591,6 +608,9 @@ func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *c
 			return refused(fmt.Sprintf("Instance %d is %s; completed needs Pending, InProgress or Error.", in.id, in.status))
 		}
 		in.connectionString = cs
+		if in.timeline.Completed.IsZero() {
+			in.timeline.Completed = stamp()
+		}
 		return done
 	})
 }
@@ -754,3 +774,7 @@ func (s *Simulator) countWorkerCall(method, path string) {
 	}
 	s.mu.Unlock()
 }
+
+// stamp is now in UTC, without the monotonic reading, so that a timeline
+// saved and restored is the same value.
+func stamp() time.Time { return time.Now().UTC().Round(0) }

@@ -41,6 +41,7 @@ type savedInstance struct {
 	Contexts         []adminapi.OdsInstanceContext    `json:"contexts"`
 	Derivatives      []adminapi.OdsInstanceDerivative `json:"derivatives"`
 	Calls            map[string]int                   `json:"calls"`
+	Timeline         Timeline                         `json:"timeline"`
 }
 
 const stateVersion = 1
@@ -83,7 +84,7 @@ func (s *Simulator) restore(st savedState) {
 		s.instances[in.ID] = &instance{
 			id: in.ID, tenantID: in.TenantID, tenantName: in.TenantName, clientKey: in.ClientKey, clientSecret: in.ClientSecret, name: in.Name, instanceType: in.InstanceType, status: in.Status,
 			registeredName: in.RegisteredName, connectionString: in.ConnectionString, odsInstanceID: in.OdsInstanceID,
-			contexts: in.Contexts, derivatives: in.Derivatives, calls: in.Calls,
+			contexts: in.Contexts, derivatives: in.Derivatives, calls: in.Calls, timeline: in.Timeline,
 		}
 	}
 }
@@ -101,7 +102,7 @@ func (s *Simulator) save() error {
 		st.Instances = append(st.Instances, savedInstance{
 			ID: in.id, TenantID: in.tenantID, TenantName: in.tenantName, ClientKey: in.clientKey, ClientSecret: in.clientSecret, Name: in.name, InstanceType: in.instanceType, Status: in.status,
 			RegisteredName: in.registeredName, ConnectionString: in.connectionString, OdsInstanceID: in.odsInstanceID,
-			Contexts: in.contexts, Derivatives: in.derivatives, Calls: maps.Clone(in.calls),
+			Contexts: in.contexts, Derivatives: in.derivatives, Calls: maps.Clone(in.calls), Timeline: in.timeline,
 		})
 	}
 	s.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
@@ -355,5 +356,29 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if len(ods) != n {
 		t.Fatalf("%d completed, want %d", len(ods), n)
+	}
+}
+
+// The timeline says when a request was made, first read by a worker, and
+// first completed, in that order; later reads and completions move nothing.
+func TestTimeline(t *testing.T) {
+	e := newEnv(t, simulator.Options{})
+	before := time.Now()
+	id := e.create(t)
+	rec, _ := e.srv.Instance(id)
+	if rec.Timeline.Requested.Before(before) || !rec.Timeline.FirstWorkerRead.IsZero() || !rec.Timeline.Completed.IsZero() {
+		t.Fatalf("after the request: %+v", rec.Timeline)
+	}
+	e.expect(t, 200, "GET", fmt.Sprintf("/adminconsole/instances/%d", id), nil)
+	e.expect(t, 204, "POST", path(id, "completed"), conn(pgConn))
+	first, _ := e.srv.Instance(id)
+	tl := first.Timeline
+	if tl.FirstWorkerRead.Before(tl.Requested) || tl.Completed.Before(tl.FirstWorkerRead) {
+		t.Fatalf("timeline out of order: %+v", tl)
+	}
+	e.expect(t, 200, "GET", fmt.Sprintf("/adminconsole/instances/%d", id), nil)
+	e.expect(t, 204, "POST", path(id, "completed"), conn(pgConn))
+	if again, _ := e.srv.Instance(id); again.Timeline != tl {
+		t.Fatalf("a second read and completion moved the timeline: %+v, was %+v", again.Timeline, tl)
 	}
 }
