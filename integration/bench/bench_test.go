@@ -1,0 +1,167 @@
+package bench_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/integration/bench"
+	"github.com/edfi-tools/instancemgr/integration/itest"
+)
+
+// size is how much a run measures: "full" for `task bench`
+// (INSTANCEMGR_BENCH=full), small otherwise, so that `go test ./...` keeps
+// the harness working without the time a full run takes.
+type size struct {
+	full      bool
+	templates []bench.TemplateSpec
+	n         int
+	replicas  []int
+	repeat    int
+}
+
+func benchSize() size {
+	if os.Getenv("INSTANCEMGR_BENCH") == "full" {
+		return size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large}, n: 20, replicas: []int{1, 2, 4}, repeat: 3}
+	}
+	return size{templates: []bench.TemplateSpec{bench.Tiny}, n: 4, replicas: []int{1, 2}, repeat: 1}
+}
+
+// perReplica is consumer.concurrency in every run: the default.
+const perReplica = 4
+
+// report is what a run writes as JSON.
+type report struct {
+	When     time.Time              `json:"when"`
+	Full     bool                   `json:"full"`
+	Machine  bench.Machine          `json:"machine"`
+	Runs     []row                  `json:"runs"`
+	Strategy []bench.RawResult      `json:"copyStrategy"`
+	Tables   []bench.Table          `json:"tables"`
+	Extra    map[string]any         `json:"extra,omitempty"`
+	Template []bench.Template       `json:"templates"`
+	Raw      [][]bench.RawResult    `json:"rawRepeats"`
+	System   [][]bench.SystemResult `json:"systemRepeats"`
+}
+
+type row struct {
+	Raw    bench.RawResult    `json:"raw"`
+	System bench.SystemResult `json:"system"`
+	Ratio  float64            `json:"systemOverRaw"`
+}
+
+// The system against the physical limit: for each template and replica
+// count, the same N creates done straight on PostgreSQL (raw) and through
+// the whole system (system), at the same concurrency.
+func TestBench(t *testing.T) {
+	sz := benchSize()
+	world := itest.NewWorld(t, "")
+	bin := bench.BuildBinary(t, t.TempDir())
+	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
+	main := bench.Table{
+		Title:  fmt.Sprintf("Creates: raw PostgreSQL against the whole system (N=%d, %d jobs per replica at once, median of %d)", sz.n, perReplica, sz.repeat),
+		Header: []string{"template", "size", "replicas", "raw s", "system s", "system/raw", "latency p50 ms", "p95 ms", "p99 ms", "pickup p50 ms", "pickup p99 ms", "poll ms", "peak RSS/consumer"},
+	}
+	strategies := bench.Table{
+		Title:  fmt.Sprintf("Copy strategy: raw creates (N=%d, %d at once, median of %d)", sz.n, perReplica, sz.repeat),
+		Header: []string{"template", "size", "strategy", "raw s", "per database s"},
+	}
+	const poll = time.Second
+	for _, spec := range sz.templates {
+		tmpl := bench.MakeTemplate(t, world.PG, world.Master, world.Prefix+"_tmpl_"+spec.Label, spec)
+		rep.Template = append(rep.Template, tmpl)
+		_, adminDB := world.AdminDatabase(t, "admin_"+spec.Label)
+		for _, replicas := range sz.replicas {
+			var raws []bench.RawResult
+			var systems []bench.SystemResult
+			for i := range sz.repeat {
+				tag := fmt.Sprintf("%s_%s_%d_%d", world.Prefix, spec.Label, replicas, i)
+				raws = append(raws, bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: sz.n, Concurrency: replicas * perReplica, NamePrefix: tag + "_raw"}))
+				systems = append(systems, bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: sz.n,
+					Replicas: replicas, Concurrency: perReplica, Poll: poll, NamePrefix: tag + "_sys"}))
+			}
+			rep.Raw, rep.System = append(rep.Raw, raws), append(rep.System, systems)
+			raw := raws[0]
+			raw.Elapsed = median(raws, func(r bench.RawResult) time.Duration { return r.Elapsed })
+			sys := systems[medianIndex(systems, func(r bench.SystemResult) time.Duration { return r.Elapsed })]
+			r := row{Raw: raw, System: sys, Ratio: sys.Elapsed.Seconds() / raw.Elapsed.Seconds()}
+			rep.Runs = append(rep.Runs, r)
+			main.Rows = append(main.Rows, []string{spec.Label, bench.MB(tmpl.Bytes), fmt.Sprint(replicas), bench.Secs(raw.Elapsed), bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", r.Ratio),
+				bench.Ms(sys.LatencyP50), bench.Ms(sys.LatencyP95), bench.Ms(sys.LatencyP99), bench.Ms(sys.PickupP50), bench.Ms(sys.PickupP99), bench.Ms(sys.Poll), bench.MB(slices.Max(sys.PeakRSS))})
+			checkSystem(t, sys)
+		}
+		for _, strategy := range []string{"wal_log", "file_copy"} {
+			var raws []bench.RawResult
+			for i := range sz.repeat {
+				tag := fmt.Sprintf("%s_%s_%s_%d", world.Prefix, spec.Label, strategy, i)
+				raws = append(raws, bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: sz.n, Concurrency: perReplica, Strategy: strategy, NamePrefix: tag}))
+			}
+			r := raws[0]
+			r.Elapsed = median(raws, func(r bench.RawResult) time.Duration { return r.Elapsed })
+			rep.Strategy = append(rep.Strategy, r)
+			strategies.Rows = append(strategies.Rows, []string{spec.Label, bench.MB(tmpl.Bytes), strategy, bench.Secs(r.Elapsed), bench.Secs(r.Elapsed / time.Duration(sz.n))})
+		}
+	}
+	rep.Tables = []bench.Table{main, strategies}
+	publish(t, rep)
+}
+
+// checkSystem asserts that a run measured everything it reports: every
+// figure is there and in order. Never how fast.
+func checkSystem(t *testing.T, r bench.SystemResult) {
+	t.Helper()
+	if r.Elapsed <= 0 || r.PickupP50 <= 0 || r.PickupP99 < r.PickupP50 || r.LatencyP50 < r.PickupP50 || r.LatencyP99 < r.LatencyP95 || r.LatencyP95 < r.LatencyP50 {
+		t.Errorf("incomplete or inconsistent figures: %+v", r)
+	}
+	if len(r.PeakRSS) != r.Replicas || slices.Min(r.PeakRSS) <= 0 {
+		t.Errorf("peak RSS of %d consumers: %v", r.Replicas, r.PeakRSS)
+	}
+}
+
+func median[T any](xs []T, f func(T) time.Duration) time.Duration {
+	return f(xs[medianIndex(xs, f)])
+}
+
+func medianIndex[T any](xs []T, f func(T) time.Duration) int {
+	idx := make([]int, len(xs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return int(f(xs[a]) - f(xs[b])) })
+	return idx[len(idx)/2]
+}
+
+// publish prints the tables, writes the JSON (INSTANCEMGR_BENCH_JSON, else
+// a temporary file) and, with INSTANCEMGR_BENCH_DOC, puts the tables into
+// that Markdown file between its bench markers.
+func publish(t *testing.T, rep report) {
+	t.Helper()
+	var md strings.Builder
+	fmt.Fprintf(&md, "Run %s on %s.\n\n", rep.When.Format("2006-01-02 15:04 MST"), rep.Machine)
+	for _, tb := range rep.Tables {
+		tb.Print(os.Stdout)
+		tb.Markdown(&md)
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := os.Getenv("INSTANCEMGR_BENCH_JSON")
+	if out == "" {
+		out = t.TempDir() + "/bench.json"
+	}
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("\nJSON: %s\n", out)
+	if doc := os.Getenv("INSTANCEMGR_BENCH_DOC"); doc != "" {
+		if err := bench.ReplaceBetweenMarkers(doc, md.String()); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("tables written into %s\n", doc)
+	}
+}

@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+)
+
+// RawOptions are the physical limit's run: the same creates as the system
+// does, straight on PostgreSQL.
+type RawOptions struct {
+	Master      connstr.Conn
+	AdminDB     string // an EdFi_Admin with the ODS/API's tables
+	Template    Template
+	N           int
+	Concurrency int
+	Strategy    string // "" (the server's default), wal_log or file_copy
+	NamePrefix  string // the databases are NamePrefix + "_" + i; dropped after
+}
+
+// RawResult is how long the creates took.
+type RawResult struct {
+	Template    string        `json:"template"`
+	N           int           `json:"n"`
+	Concurrency int           `json:"concurrency"`
+	Strategy    string        `json:"strategy"`
+	Elapsed     time.Duration `json:"elapsedNs"`
+}
+
+// Raw does N creates with CREATE DATABASE ... TEMPLATE and the
+// registration insert (dbo.odsinstances and a context row, in a
+// transaction), Concurrency at a time, on connections opened beforehand,
+// and drops the databases afterwards. It is what the system cannot beat.
+func Raw(t testing.TB, o RawOptions) RawResult {
+	t.Helper()
+	ctx := context.Background()
+	maint := pool(t, o.Master.PgxConnString(), o.Concurrency)
+	admin := pool(t, o.Master.WithDatabase(o.AdminDB).PgxConnString(), o.Concurrency)
+	names := make([]string, o.N)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s_%d", o.NamePrefix, i+1)
+	}
+	defer dropAll(t, maint, names)
+	strategy := ""
+	switch o.Strategy {
+	case "wal_log", "file_copy":
+		strategy = " STRATEGY " + o.Strategy
+	case "":
+	default:
+		t.Fatalf("strategy %q", o.Strategy)
+	}
+	work := make(chan string)
+	errs := make(chan error, o.N)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range o.Concurrency {
+		wg.Go(func() {
+			for name := range work {
+				errs <- rawCreate(ctx, maint, admin, name, o.Template.Name, strategy)
+			}
+		})
+	}
+	for _, n := range names {
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return RawResult{Template: o.Template.Spec.Label, N: o.N, Concurrency: o.Concurrency, Strategy: strategyLabel(o.Strategy), Elapsed: elapsed}
+}
+
+func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, strategy string) error {
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize() + strategy
+	for {
+		_, err := maint.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" { // template busy: what the engine retries too
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+		break
+	}
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var id int
+	if err := tx.QueryRow(ctx, `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, 'enterprise', $2) RETURNING odsinstanceid`,
+		name, "host=127.0.0.1;port=5432;database="+name).Scan(&id); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO dbo.odsinstancecontexts (odsinstance_odsinstanceid, contextkey, contextvalue) VALUES ($1, 'schoolYearFromRoute', '2025')`, id); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// pool opens n connections at once, so that no run pays for connecting.
+func pool(t testing.TB, connString string, n int) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns, cfg.MinConns = int32(max(n, 1)), int32(max(n, 1))
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	var conns []*pgxpool.Conn
+	for range n {
+		c, err := p.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+	return p
+}
+
+// dropAll drops the databases of one run at once, so that runs do not
+// fill the disk or pay for each other's files.
+func dropAll(t testing.TB, maint *pgxpool.Pool, names []string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := maint.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", n, err)
+		}
+	}
+}
+
+func strategyLabel(s string) string {
+	if s == "" {
+		return "default (wal_log)"
+	}
+	return s
+}

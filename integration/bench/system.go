@@ -1,0 +1,327 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+// SystemOptions are one run of the whole system: N requests into the
+// simulator, through the bridge, JetStream and Replicas consumer processes
+// of the real binary, to PostgreSQL, EdFi_Admin and completed.
+type SystemOptions struct {
+	Bin         string // the instancemgr binary (BuildBinary)
+	Master      connstr.Conn
+	Template    Template
+	N           int
+	Replicas    int
+	Concurrency int // per replica (consumer.concurrency)
+	Poll        time.Duration
+	Strategy    string
+	NamePrefix  string // the run's databases start with it; dropped after
+}
+
+// SystemResult is what one run measured.
+type SystemResult struct {
+	Template    string `json:"template"`
+	N           int    `json:"n"`
+	Replicas    int    `json:"replicas"`
+	Concurrency int    `json:"concurrencyPerReplica"`
+	// Elapsed is from the first job stored in JetStream to the last
+	// completed the Admin API received: the part to compare with Raw.
+	Elapsed time.Duration `json:"elapsedNs"`
+	// Latency is each request's time from the Admin Console's request to
+	// completed; Pickup from the request to the first consumer reading it.
+	LatencyP50 time.Duration `json:"latencyP50Ns"`
+	LatencyP95 time.Duration `json:"latencyP95Ns"`
+	LatencyP99 time.Duration `json:"latencyP99Ns"`
+	PickupP50  time.Duration `json:"pickupP50Ns"`
+	PickupP99  time.Duration `json:"pickupP99Ns"`
+	Poll       time.Duration `json:"pollNs"`
+	// PeakRSS is each consumer process's peak resident set (VmHWM), bytes.
+	PeakRSS []int64 `json:"peakRssBytes"`
+}
+
+// BuildBinary builds cmd/instancemgr into dir.
+func BuildBinary(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "instancemgr")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/instancemgr")
+	cmd.Dir = testenv.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// System runs the whole system once and measures it.
+func System(t testing.TB, o SystemOptions) SystemResult {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	maint := pool(t, o.Master.PgxConnString(), 1)
+	defer dropPrefix(t, maint, o.NamePrefix)
+	// A fresh EdFi_Admin: the simulator numbers instances from 1 in every
+	// run, and the ledger must not know them from an earlier one.
+	adminDB := o.NamePrefix + "_admin"
+	if _, err := maint.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{adminDB}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.LoadAdminFixture(t, adminDB)
+
+	ns, err := embednats.Start(embednats.Options{StoreDir: filepath.Join(dir, "js")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	sim := simulatortest.Start(t, simulator.Options{Tenants: []string{"default"}})
+	defer sim.Close()
+	if err := sim.RegisterClient("console", "console-"+o.NamePrefix); err != nil {
+		t.Fatal(err)
+	}
+	console, err := adminapi.New(adminapi.Config{BaseURL: sim.URL, TokenURL: sim.TokenURL, ClientID: "console", ClientSecret: "console-" + o.NamePrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The roles, as deployed: one bridge, Replicas consumers, each its own
+	// process with its own metrics and probes address.
+	env := []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + sim.ClientSecret}
+	strategy := ""
+	if o.Strategy != "" {
+		strategy = ", copyStrategy: " + o.Strategy
+	}
+	config := func(role string, i int) (path, probes string) {
+		port := testenv.FreePort(t)
+		path = filepath.Join(dir, fmt.Sprintf("%s-%d.yaml", role, i))
+		body := fmt.Sprintf(`adminApi: {baseUrl: %q, tokenUrl: %q, clientId: %q}
+nats: {url: %q}
+bridge: {pollInterval: %s}
+consumer: {concurrency: %d}
+provisioning: {template: %q, namePattern: %q%s}
+metricsAddr: 127.0.0.1:%d
+logLevel: warn
+tenants:
+  default: {master: %q, admin: %q, ods: %q}
+`, sim.URL, sim.TokenURL, sim.ClientID, ns.ClientURL(), o.Poll, o.Concurrency, o.Template.Name, o.NamePrefix+"_{name}", strategy, port,
+			o.Master.ADONet(), o.Master.WithDatabase(adminDB).ADONet(), o.Master.WithDatabase("{0}").ADONet())
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path, fmt.Sprintf("http://127.0.0.1:%d", port)
+	}
+	var procs, consumers []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop(t)
+		}
+	}()
+	for i := range o.Replicas {
+		cfg, probes := config("consumer", i)
+		p := start(t, o.Bin, env, probes, "consumer", "-config", cfg)
+		procs, consumers = append(procs, p), append(consumers, p)
+	}
+	cfg, probes := config("bridge", 0)
+	procs = append(procs, start(t, o.Bin, env, probes, "bridge", "-config", cfg))
+	for _, p := range procs {
+		p.waitReady(t)
+	}
+
+	// The Admin Console's requests, eight at a time.
+	ids := make([]int, o.N)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, o.N)
+	for i := range o.N {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			inst, err := console.CreateOdsInstance(ctx, "", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: fmt.Sprintf("B%d", i+1), InstanceType: "enterprise"})
+			ids[i] = inst.ID
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read in process: no Admin API call of the measurement competes
+	// with the system's.
+	testenv.Eventually(t, 2*time.Minute+time.Duration(o.N)*10*time.Second, fmt.Sprintf("%d requests Completed", o.N), func() bool {
+		for _, id := range ids {
+			if st, _ := sim.Instance(id); st.Status != adminapi.StatusCompleted {
+				for _, p := range procs {
+					p.checkAlive(t)
+				}
+				return false
+			}
+		}
+		return true
+	})
+	r := SystemResult{Template: o.Template.Spec.Label, N: o.N, Replicas: o.Replicas, Concurrency: o.Concurrency, Poll: o.Poll}
+	for _, p := range consumers {
+		r.PeakRSS = append(r.PeakRSS, p.peakRSS(t))
+	}
+	var latency, pickup []time.Duration
+	var lastDone time.Time
+	for _, id := range ids {
+		st, _ := sim.Instance(id)
+		tl := st.Timeline
+		latency = append(latency, tl.Completed.Sub(tl.Requested))
+		pickup = append(pickup, tl.FirstWorkerRead.Sub(tl.Requested))
+		if tl.Completed.After(lastDone) {
+			lastDone = tl.Completed
+		}
+	}
+	r.Elapsed = lastDone.Sub(firstStored(t, ns.ClientURL()))
+	r.LatencyP50, r.LatencyP95, r.LatencyP99 = Quantile(latency, 0.5), Quantile(latency, 0.95), Quantile(latency, 0.99)
+	r.PickupP50, r.PickupP99 = Quantile(pickup, 0.5), Quantile(pickup, 0.99)
+	return r
+}
+
+// firstStored is when JetStream stored the first job of the run.
+func firstStored(t testing.TB, url string) time.Time {
+	t.Helper()
+	_, js := testenv.JetStream(t, url)
+	s, err := js.Stream(context.Background(), "INSTANCES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(context.Background(), 1)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || err != nil {
+		t.Fatalf("the first job: %v", err)
+	}
+	return m.Time
+}
+
+// dropPrefix drops the run's databases and their reservations.
+func dropPrefix(t testing.TB, maint *pgxpool.Pool, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := maint.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, prefix+"_")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	dropAll(t, maint, names)
+	if _, err := maint.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix+"_"); err != nil {
+		t.Error(err)
+	}
+}
+
+// proc is one role's process.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	probes string
+	logs   *testenv.SyncBuffer
+	done   chan struct{}
+	err    error
+}
+
+func start(t testing.TB, bin string, env []string, probes string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: args[0], probes: probes, logs: &testenv.SyncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", p.name, p.logs.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) checkAlive(t testing.TB) {
+	t.Helper()
+	select {
+	case <-p.done:
+		t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.logs.String())
+	default:
+	}
+}
+
+func (p *proc) waitReady(t testing.TB) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, p.name+" ready", func() bool {
+		p.checkAlive(t)
+		resp, err := http.Get(p.probes + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// peakRSS is the process's peak resident set size so far (VmHWM).
+func (p *proc) peakRSS(t testing.TB) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("%s: no VmHWM in /proc status", p.name)
+	return 0
+}
+
+// stop sends SIGTERM and waits for the process to drain and exit.
+func (p *proc) stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s did not stop within a minute of SIGTERM", p.name)
+	}
+}
