@@ -76,7 +76,8 @@ func (s *Simulator) Persist(path string) error {
 func (s *Simulator) restore(st savedState) {
 	s.nextID, s.nextCtxID, s.nextDerivID, s.nextOdsID = st.NextID, st.NextCtxID, st.NextDerivID, st.NextOdsID
 	s.instances = map[int]*instance{}
-	for _, in := range st.Instances {
+	s.byTenant = map[int][]int{}
+	for _, in := range slices.SortedFunc(slices.Values(st.Instances), func(a, b savedInstance) int { return a.ID - b.ID }) {
 		if in.Calls == nil {
 			in.Calls = map[string]int{}
 		}
@@ -85,6 +86,7 @@ func (s *Simulator) restore(st savedState) {
 			registeredName: in.RegisteredName, connectionString: in.ConnectionString, odsInstanceID: in.OdsInstanceID,
 			contexts: in.Contexts, derivatives: in.Derivatives, calls: in.Calls,
 		}
+		s.byTenant[in.TenantID] = append(s.byTenant[in.TenantID], in.ID)
 	}
 }
 
