@@ -97,6 +97,10 @@ func (s *Simulator) save() error {
 	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	path := s.statePath
+	if path == "" {
+		s.mu.Unlock()
+		return nil
+	}
 	st := savedState{Version: stateVersion, NextID: s.nextID, NextCtxID: s.nextCtxID, NextDerivID: s.nextDerivID, NextOdsID: s.nextOdsID}
 	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
 		in := s.instances[id]
@@ -107,9 +111,6 @@ func (s *Simulator) save() error {
 		})
 	}
 	s.mu.Unlock()
-	if path == "" {
-		return nil
-	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
