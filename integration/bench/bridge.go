@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,6 +35,9 @@ type BridgeScaleOptions struct {
 	// renames (Pending_Rename), 1 in 20 deletes (Pending_Delete). The rest
 	// are Completed.
 	PendingFraction float64
+	// Concurrency is the bridge's bound on tenants polled at once; 0 takes
+	// the bridge's default.
+	Concurrency int
 	// Latency is added to every Admin API answer, as a real Admin API's
 	// network and database add it; loopback to the in-memory simulator
 	// adds next to none.
@@ -46,6 +50,7 @@ type BridgeScaleResult struct {
 	InstancesPerTenant int     `json:"instancesPerTenant"`
 	PendingFraction    float64 `json:"pendingFraction"`
 	LatencyNanos       int64   `json:"latencyNanos"`
+	Concurrency        int     `json:"concurrency"`
 	// Pending requests seeded, by operation (create, rename, delete).
 	Pending map[string]int `json:"pending"`
 	// Cycles: the first poll, the second poll of the same bridge, and the
@@ -62,6 +67,9 @@ type BridgeCycle struct {
 	Stats CycleStats     `json:"stats"`
 	Err   string         `json:"error,omitempty"`
 	Calls map[string]int `json:"adminApiCalls"` // by endpoint, "GET /adminconsole/instances"
+	// Connections is how many HTTP connections the client opened to the
+	// Admin API.
+	Connections int `json:"connections"`
 	// NATSRequests is how many messages the bridge sent to NATS: publishes
 	// and JetStream API requests (stream look-ups, stream info).
 	NATSRequests uint64 `json:"natsRequests"`
@@ -72,6 +80,7 @@ type CycleStats struct {
 	Pending       int `json:"pending"`
 	Published     int `json:"published"`
 	AlreadyQueued int `json:"alreadyQueued"`
+	Remembered    int `json:"remembered"`
 	Failed        int `json:"failed"`
 	DeleteSkipped int `json:"deleteSkipped"`
 }
@@ -88,7 +97,7 @@ const (
 // the real bridge with the real Admin API client against it and a real
 // embedded JetStream: one poll, a second poll, and a poll of a new bridge.
 func BridgeScale(ctx context.Context, o BridgeScaleOptions) (BridgeScaleResult, error) {
-	res := BridgeScaleResult{Tenants: o.Tenants, InstancesPerTenant: o.InstancesPerTenant, PendingFraction: o.PendingFraction, LatencyNanos: int64(o.Latency), Pending: map[string]int{}}
+	res := BridgeScaleResult{Tenants: o.Tenants, InstancesPerTenant: o.InstancesPerTenant, PendingFraction: o.PendingFraction, LatencyNanos: int64(o.Latency), Concurrency: o.Concurrency, Pending: map[string]int{}}
 	if o.Tenants < 1 || o.InstancesPerTenant < 1 || o.PendingFraction < 0 || o.PendingFraction > 1 {
 		return res, fmt.Errorf("bridge scale: options %+v out of range", o)
 	}
@@ -109,14 +118,23 @@ func BridgeScale(ctx context.Context, o BridgeScaleOptions) (BridgeScaleResult, 
 			sim.ServeHTTP(w, r)
 		})
 	}
-	srv := httptest.NewServer(handler)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	conns := 0
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
 	defer srv.Close()
 	const clientID, secret = "bench", "bench-secret-0123456789"
 	if err := sim.RegisterClient(clientID, secret); err != nil {
 		return res, err
 	}
-	var mu sync.Mutex
-	calls := map[string]int{}
 	api, err := adminapi.New(adminapi.Config{
 		BaseURL: srv.URL, TokenURL: srv.URL + "/connect/token", ClientID: clientID, ClientSecret: secret, MaxAttempts: 1,
 		Observe: func(endpoint, _ string, _ time.Duration) {
@@ -157,22 +175,24 @@ func BridgeScale(ctx context.Context, o BridgeScaleOptions) (BridgeScaleResult, 
 		return res, err
 	}
 
-	opts := bridge.Options{AllowDelete: true}
+	opts := bridge.Options{AllowDelete: true, Concurrency: o.Concurrency}
 	ledger := benchLedger{}
 	poll := func(name string, b *bridge.Bridge) {
 		mu.Lock()
 		clear(calls)
+		conns = 0
 		mu.Unlock()
 		before := nc.Stats().OutMsgs
 		start := time.Now()
 		st, err := b.Poll(ctx)
 		c := BridgeCycle{Name: name, Wall: time.Since(start), NATSRequests: nc.Stats().OutMsgs - before,
-			Stats: CycleStats{Pending: st.Pending, Published: st.Published, AlreadyQueued: st.AlreadyQueued, Failed: st.Failed, DeleteSkipped: st.DeleteSkipped}}
+			Stats: CycleStats{Pending: st.Pending, Published: st.Published, AlreadyQueued: st.AlreadyQueued, Remembered: st.Remembered, Failed: st.Failed, DeleteSkipped: st.DeleteSkipped}}
 		if err != nil {
 			c.Err = err.Error()
 		}
 		mu.Lock()
 		c.Calls = maps.Clone(calls)
+		c.Connections = conns
 		mu.Unlock()
 		res.Cycles = append(res.Cycles, c)
 	}
@@ -244,13 +264,13 @@ func (benchLedger) Lookup(_ context.Context, tenant string, id int) (provisionin
 func (r BridgeScaleResult) Table() Table {
 	t := Table{
 		Title:  fmt.Sprintf("Bridge at scale: %d tenants x %d instances, %g %% pending, Admin API latency %s", r.Tenants, r.InstancesPerTenant, 100*r.PendingFraction, time.Duration(r.LatencyNanos)),
-		Header: []string{"cycle", "wall", "tenant lists", "instance lists", "detail reads", "NATS requests", "published", "already queued", "failed"},
+		Header: []string{"cycle", "wall", "tenant lists", "instance lists", "detail reads", "connections", "NATS requests", "published", "already queued", "remembered", "failed"},
 	}
 	for _, c := range r.Cycles {
 		t.Rows = append(t.Rows, []string{c.Name, c.Wall.Round(time.Millisecond).String(),
-			strconv.Itoa(c.Calls[EndpointTenants]), strconv.Itoa(c.Calls[EndpointList]), strconv.Itoa(c.Calls[EndpointDetails]),
+			strconv.Itoa(c.Calls[EndpointTenants]), strconv.Itoa(c.Calls[EndpointList]), strconv.Itoa(c.Calls[EndpointDetails]), strconv.Itoa(c.Connections),
 			strconv.FormatUint(c.NATSRequests, 10),
-			strconv.Itoa(c.Stats.Published), strconv.Itoa(c.Stats.AlreadyQueued), strconv.Itoa(c.Stats.Failed)})
+			strconv.Itoa(c.Stats.Published), strconv.Itoa(c.Stats.AlreadyQueued), strconv.Itoa(c.Stats.Remembered), strconv.Itoa(c.Stats.Failed)})
 	}
 	var pend []string
 	for _, op := range slices.Sorted(maps.Keys(r.Pending)) {
@@ -258,7 +278,11 @@ func (r BridgeScaleResult) Table() Table {
 	}
 	t.Notes = append(t.Notes,
 		fmt.Sprintf("Pending: %s; the stream holds %d jobs after the three polls.", strings.Join(pend, ", "), r.StreamMessages),
-		"Simulator over loopback HTTP, embedded JetStream, the real bridge and Admin API client; the ledger is in memory.")
+		"Simulator over loopback HTTP, embedded JetStream, the real bridge and Admin API client; the ledger is in memory. "+
+			"Remembered: already-queued jobs the bridge knew of without asking the stream.")
+	if r.Concurrency > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("Bridge concurrency %d.", r.Concurrency))
+	}
 	if r.LatencyNanos > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("Every Admin API answer delayed by %s.", time.Duration(r.LatencyNanos)))
 	}

@@ -51,6 +51,9 @@ func checkBridgeScale(t *testing.T, o BridgeScaleOptions) {
 		if c.Calls[EndpointTenants] != 1 {
 			t.Errorf("%s: %d tenant lists, want 1", c.Name, c.Calls[EndpointTenants])
 		}
+		if c.Calls[EndpointList] != o.Tenants {
+			t.Errorf("%s: %d instance lists, want one per tenant (%d)", c.Name, c.Calls[EndpointList], o.Tenants)
+		}
 		// A detail read for each new create and rename, in the first poll only.
 		details := 0
 		if i == 0 {
@@ -59,5 +62,13 @@ func checkBridgeScale(t *testing.T, o BridgeScaleOptions) {
 		if c.Calls[EndpointDetails] != details {
 			t.Errorf("%s: %d detail reads, want %d", c.Name, c.Calls[EndpointDetails], details)
 		}
+	}
+	// The same bridge knows what it queued and asks the stream nothing
+	// about it; a restarted one knows nothing and asks the stream.
+	if second := r.Cycles[1]; second.Stats.Remembered != want || second.NATSRequests >= uint64(want) {
+		t.Errorf("second poll %+v with %d NATS requests, want all %d remembered and no look-up each", second.Stats, second.NATSRequests, want)
+	}
+	if restarted := r.Cycles[2]; restarted.Stats.Remembered != 0 || restarted.NATSRequests < uint64(want) {
+		t.Errorf("poll after a restart %+v with %d NATS requests, want a look-up for each of %d", restarted.Stats, restarted.NATSRequests, want)
 	}
 }
