@@ -102,7 +102,7 @@ type queuedJob struct {
 const (
 	// DefaultInterval is how often the bridge polls unless told otherwise.
 	DefaultInterval    = 10 * time.Second
-	DefaultConcurrency = 8
+	DefaultConcurrency = 16
 	DefaultRememberFor = 10 * time.Minute
 	DefaultRememberMax = 100_000
 )

@@ -45,7 +45,7 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Provisioning.NamePattern != "EdFi_Ods_{name}" || c.Provisioning.Registration != RegistrationWorker {
 		t.Errorf("provisioning defaults %+v", c.Provisioning)
 	}
-	if c.Bridge.Concurrency != 8 || c.Bridge.PollInterval.D() != 10*time.Second {
+	if c.Bridge.Concurrency != 16 || c.Bridge.PollInterval.D() != 10*time.Second {
 		t.Errorf("bridge defaults %+v", c.Bridge)
 	}
 }
