@@ -133,7 +133,7 @@ func New(cfg Config) (*Client, error) {
 		tok:          tokenCache{fetching: make(chan struct{}, 1)},
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		c.hc = &http.Client{Transport: defaultTransport()}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -141,6 +141,20 @@ func New(cfg Config) (*Client, error) {
 	// A first backoff above the cap raises the cap rather than being cut.
 	c.maxDelay = max(c.maxDelay, c.baseDelay)
 	return c, nil
+}
+
+// MaxIdleConns is how many idle connections to the Admin API a Client
+// keeps for reuse (unless Config.HTTPClient is given): enough for the
+// bridge's most concurrent poll, so parallel calls do not each open, and
+// over TLS handshake, a connection of their own (net/http keeps two idle
+// connections per host by default).
+const MaxIdleConns = 256
+
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = MaxIdleConns
+	t.MaxIdleConnsPerHost = MaxIdleConns
+	return t
 }
 
 // orDefault returns v, or def when v is the zero value.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -317,6 +318,82 @@ func TestNewDefaults(t *testing.T) {
 	want := []any{"edfi_admin_api/full_access", 10 * time.Second, 4, 200 * time.Millisecond, 5 * time.Second, true, true}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults %v, want %v", got, want)
+	}
+}
+
+// Concurrent calls reuse the client's connections: eight callers making
+// twenty calls each, all eight at once every round, open eight
+// connections, not six more each round as net/http's default of two idle
+// connections per host would have them.
+func TestConcurrentCallsReuseConnections(t *testing.T) {
+	const callers, rounds = 8, 20
+	s := &testServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r) }))
+	var mu sync.Mutex
+	conns := 0
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	// Answers wait until every caller's call of the round is in, so all
+	// eight connections are busy at once; callers wait until every answer
+	// of the round is read, so all eight are idle at once.
+	inServer, inClient := newBarrier(callers), newBarrier(callers)
+	s.api = func(w http.ResponseWriter, r *http.Request, n int) {
+		inServer.wait()
+		writeJSON(w, http.StatusOK, []any{})
+	}
+	s.stop = make(chan struct{})
+	s.Start()
+	t.Cleanup(func() { close(s.stop); s.Close() })
+	c := s.client(t)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range rounds {
+				if _, err := c.Tenants(context.Background()); err != nil {
+					t.Error(err)
+				}
+				inClient.wait()
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	// One at once for each caller and the token; a dial race may add a few.
+	if conns > 2*callers {
+		t.Fatalf("%d connections for %d calls by %d callers at once, want at most %d", conns, callers*rounds, callers, 2*callers)
+	}
+}
+
+// barrier lets n goroutines through at once, round after round.
+type barrier struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	n, in  int
+	rounds int
+}
+
+func newBarrier(n int) *barrier {
+	b := &barrier{n: n}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *barrier) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.rounds
+	if b.in++; b.in == b.n {
+		b.in, b.rounds = 0, b.rounds+1
+		b.cond.Broadcast()
+	}
+	for r == b.rounds {
+		b.cond.Wait()
 	}
 }
 

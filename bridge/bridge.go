@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,16 @@ type Options struct {
 	// Beat, if set, is called on every turn of the poll loop: the
 	// bridge's liveness.
 	Beat func()
+	// Concurrency bounds how many tenants a poll reads and publishes for
+	// at once; default DefaultConcurrency.
+	Concurrency int
+	// RememberFor is how long the bridge trusts its memory that a job is
+	// in the stream before it asks the stream again; default
+	// DefaultRememberFor. RememberMax bounds how many jobs it remembers;
+	// default DefaultRememberMax. Memory only saves look-ups: the stream's
+	// per-subject guard is what keeps a job from entering twice.
+	RememberFor time.Duration
+	RememberMax int
 }
 
 // Stats counts what one poll did.
@@ -54,6 +65,7 @@ type Stats struct {
 	Pending       int // pending requests seen (all operations)
 	Published     int // new jobs acknowledged by JetStream
 	AlreadyQueued int // jobs the stream already held
+	Remembered    int // of AlreadyQueued, those known without asking the stream
 	Failed        int // requests that will be tried again next poll
 	DeleteSkipped int // pending deletes not published because deletion is off
 }
@@ -68,10 +80,32 @@ type Bridge struct {
 	// deleteWarned remembers which skipped deletes were logged already.
 	mu           sync.Mutex
 	deleteWarned map[string]bool
+	// queued remembers, by subject, the jobs this bridge saw stored: a
+	// request still pending costs no stream look-up on the next poll.
+	// Entries go when their request is no longer pending, when they are
+	// older than RememberFor, and all at once when the stream is another
+	// (deleted and made again).
+	queued        map[string]queuedJob
+	streamCreated time.Time
+	rememberFor   time.Duration // Options.RememberFor, at most half the stream's maximum age
+	polls         uint64
 }
 
-// DefaultInterval is how often the bridge polls unless told otherwise.
-const DefaultInterval = 10 * time.Second
+// queuedJob is what the bridge remembers of a job it saw stored.
+type queuedJob struct {
+	tenant string
+	stored time.Time // when the stream last confirmed it
+	seen   uint64    // the last poll that saw its request pending
+}
+
+// Defaults of Options.
+const (
+	// DefaultInterval is how often the bridge polls unless told otherwise.
+	DefaultInterval    = 10 * time.Second
+	DefaultConcurrency = 16
+	DefaultRememberFor = 10 * time.Minute
+	DefaultRememberMax = 100_000
+)
 
 // New returns a bridge.
 func New(api AdminAPI, ledger Ledger, js jetstream.JetStream, opts Options) *Bridge {
@@ -84,47 +118,72 @@ func New(api AdminAPI, ledger Ledger, js jetstream.JetStream, opts Options) *Bri
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{api: api, ledger: ledger, js: js, opts: opts, log: opts.Logger, deleteWarned: map[string]bool{}}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.RememberFor <= 0 {
+		opts.RememberFor = DefaultRememberFor
+	}
+	if opts.RememberMax <= 0 {
+		opts.RememberMax = DefaultRememberMax
+	}
+	return &Bridge{api: api, ledger: ledger, js: js, opts: opts, log: opts.Logger, deleteWarned: map[string]bool{}, queued: map[string]queuedJob{}}
 }
 
-// Run polls at once and then every interval until ctx ends. A failed poll
-// is logged and the next one waits longer, up to ten intervals.
+// Run polls at once and then every interval, counted from the start of
+// one poll to the start of the next, until ctx ends. A poll that
+// published new jobs is followed at once by another, so a burst of
+// requests is picked up without waiting an interval for each turn. A
+// failed poll is logged and the next one waits longer, up to ten
+// intervals, counted from its end.
 func (b *Bridge) Run(ctx context.Context) error {
-	wait := b.opts.Interval
+	backoff := b.opts.Interval
 	for {
 		if b.opts.Beat != nil {
 			b.opts.Beat()
 		}
+		start := time.Now()
 		st, err := b.Poll(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		var wait time.Duration
 		switch {
 		case err != nil:
-			wait = min(2*wait, 10*b.opts.Interval)
+			backoff = min(2*backoff, 10*b.opts.Interval)
+			wait = backoff
 			reason := adminapi.FailureReason(err)
 			b.log.Warn("poll failed; backing off", "reason", reason, "err", err, "next_in", wait)
 			if b.opts.Metrics != nil {
 				b.opts.Metrics.PollFailures.WithLabelValues(reason).Inc()
 			}
 		default:
-			wait = b.opts.Interval
+			backoff = b.opts.Interval
 			if b.opts.Metrics != nil {
 				b.opts.Metrics.LastSuccess.SetToCurrentTime()
 			}
 			if st.Published > 0 || st.Failed > 0 {
 				b.log.Info("poll", "pending", st.Pending, "published", st.Published, "already_queued", st.AlreadyQueued, "failed", st.Failed, "delete_skipped", st.DeleteSkipped)
 			}
+			if st.Published == 0 || st.Failed > 0 {
+				// Failures wait for the next turn rather than spin.
+				wait = b.opts.Interval - time.Since(start)
+			}
 		}
+		if wait <= 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-t.C:
 		}
 	}
 }
 
-// statusOps maps the Admin API statuses the bridge polls to operations.
+// statusOps maps the Admin API statuses the bridge acts on to operations.
 var statusOps = []struct {
 	status string
 	op     job.Operation
@@ -134,9 +193,22 @@ var statusOps = []struct {
 	{adminapi.StatusPendingDelete, job.OpDelete},
 }
 
-// Poll makes one pass over every tenant and pending status. It returns an
-// error only when nothing could be read at all; per-request failures are
-// counted in Failed and tried again next poll.
+// opOf is the operation a status asks for, if any. Statuses match
+// case-insensitively, as the Admin API matches them.
+func opOf(status string) (job.Operation, bool) {
+	for _, so := range statusOps {
+		if strings.EqualFold(status, so.status) {
+			return so.op, true
+		}
+	}
+	return "", false
+}
+
+// Poll makes one pass over every tenant, Options.Concurrency tenants at a
+// time, with one list of each tenant's instances (the contract lets the
+// list go without a status filter; the bridge picks the pending ones). It
+// returns an error only when nothing could be read at all; per-request
+// failures are counted in Failed and tried again next poll.
 func (b *Bridge) Poll(ctx context.Context) (Stats, error) {
 	var st Stats
 	tenants, err := b.api.Tenants(ctx)
@@ -147,57 +219,176 @@ func (b *Bridge) Poll(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("open stream %q: %w", b.opts.Stream, err)
 	}
-	var errs []error
-	lists := 0
+	poll := b.startPoll(stream)
+
+	var (
+		mu     sync.Mutex
+		errs   []error
+		failed = map[string]bool{} // tenants whose list failed
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, b.opts.Concurrency)
+	)
 	for _, t := range tenants {
 		tenant := t.Document.Name
-		for _, so := range statusOps {
-			lists++
-			pending, err := b.api.Instances(ctx, tenant, so.status)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("list %s instances of tenant %q: %w", so.status, tenant, err))
-				continue
-			}
-			for _, inst := range pending {
-				st.Pending++
-				// The tenant is the one polled (the Tenant header), never the
-				// instance's tenantName: Admin API 2.3 stores that as the
-				// console sent it, unchecked, and it must not route a job
-				// to another tenant's server.
-				inst.TenantName = tenant
-				if so.op == job.OpDelete && !b.opts.AllowDelete {
-					st.DeleteSkipped++
-					b.warnDeleteOnce(inst)
-					continue
-				}
-				id, queued, err := b.publish(ctx, stream, so.op, inst)
-				op := string(so.op)
-				switch {
-				case err != nil:
-					st.Failed++
-					b.count(op, "failed")
-					b.log.Warn("could not publish job; next poll tries again", "op", so.op, "tenant", inst.TenantName, "instance_id", inst.ID, "err", err)
-				case queued:
-					st.AlreadyQueued++
-					b.count(op, "already_queued")
-				default:
-					st.Published++
-					b.count(op, "published")
-					b.log.Info("job published", "op", so.op, "tenant", inst.TenantName, "instance_id", inst.ID, "job_id", id, "correlation_id", id)
-				}
-			}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
 		}
+		if ctx.Err() != nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("list instances of tenant %q: %w", tenant, ctx.Err()))
+			failed[tenant] = true
+			mu.Unlock()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			tst, err := b.pollTenant(ctx, stream, poll, tenant)
+			mu.Lock()
+			defer mu.Unlock()
+			st.add(tst)
+			if err != nil {
+				errs = append(errs, err)
+				failed[tenant] = true
+			}
+		})
 	}
+	wg.Wait()
+	b.forgetUnseen(poll, failed)
 	if b.opts.Observe != nil {
 		b.opts.Observe(st)
 	}
-	if len(errs) > 0 && len(errs) == lists {
+	if len(errs) > 0 && len(errs) == len(tenants) {
 		return st, errors.Join(errs...)
 	}
 	for _, err := range errs {
 		b.log.Warn("part of the poll failed", "err", err)
 	}
 	return st, nil
+}
+
+func (st *Stats) add(o Stats) {
+	st.Pending += o.Pending
+	st.Published += o.Published
+	st.AlreadyQueued += o.AlreadyQueued
+	st.Remembered += o.Remembered
+	st.Failed += o.Failed
+	st.DeleteSkipped += o.DeleteSkipped
+}
+
+// pollTenant lists tenant's instances and publishes a job for each
+// pending one the stream does not hold yet.
+func (b *Bridge) pollTenant(ctx context.Context, stream jetstream.Stream, poll uint64, tenant string) (Stats, error) {
+	var st Stats
+	instances, err := b.api.Instances(ctx, tenant, "")
+	if err != nil {
+		return st, fmt.Errorf("list instances of tenant %q: %w", tenant, err)
+	}
+	for _, inst := range instances {
+		op, ok := opOf(inst.Status)
+		if !ok {
+			continue
+		}
+		st.Pending++
+		// The tenant is the one polled (the Tenant header), never the
+		// instance's tenantName: Admin API 2.3 stores that as the
+		// console sent it, unchecked, and it must not route a job
+		// to another tenant's server.
+		inst.TenantName = tenant
+		if op == job.OpDelete && !b.opts.AllowDelete {
+			st.DeleteSkipped++
+			b.warnDeleteOnce(inst)
+			continue
+		}
+		id, queued, err := b.publish(ctx, stream, poll, op, inst)
+		switch {
+		case err != nil:
+			st.Failed++
+			b.count(string(op), "failed")
+			b.log.Warn("could not publish job; next poll tries again", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "err", err)
+		case queued != notQueued:
+			st.AlreadyQueued++
+			if queued == remembered {
+				st.Remembered++
+			}
+			b.count(string(op), "already_queued")
+		default:
+			st.Published++
+			b.count(string(op), "published")
+			b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "job_id", id, "correlation_id", id)
+		}
+	}
+	return st, nil
+}
+
+// startPoll numbers a new poll. A stream made after the one the bridge
+// remembers jobs of (deleted and created again) holds none of them: the
+// bridge forgets them all.
+func (b *Bridge) startPoll(stream jetstream.Stream) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.polls++
+	b.rememberFor = b.opts.RememberFor
+	info := stream.CachedInfo()
+	if info == nil {
+		return b.polls
+	}
+	if !info.Created.Equal(b.streamCreated) {
+		if len(b.queued) > 0 {
+			b.log.Info("the job stream is not the one seen before; checking every pending request with it again", "stream", b.opts.Stream, "created", info.Created)
+		}
+		clear(b.queued)
+		b.streamCreated = info.Created
+	}
+	// A job leaves the stream after its maximum age; one still pending by
+	// then is published again, not much later than it would be without
+	// memory.
+	if age := info.Config.MaxAge; age > 0 {
+		b.rememberFor = min(b.rememberFor, age/2)
+	}
+	return b.polls
+}
+
+// isRemembered says whether the job on subject was seen stored recently,
+// and marks it seen by this poll.
+func (b *Bridge) isRemembered(subject string, poll uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, ok := b.queued[subject]
+	if !ok {
+		return false
+	}
+	if time.Since(q.stored) >= b.rememberFor {
+		delete(b.queued, subject)
+		return false
+	}
+	q.seen = poll
+	b.queued[subject] = q
+	return true
+}
+
+// remember notes that the stream holds the job on subject, while there is
+// room.
+func (b *Bridge) remember(subject, tenant string, poll uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.queued[subject]; !ok && len(b.queued) >= b.opts.RememberMax {
+		return
+	}
+	b.queued[subject] = queuedJob{tenant: tenant, stored: time.Now(), seen: poll}
+}
+
+// forgetUnseen drops the jobs whose requests this poll did not see
+// pending, in the tenants it read: they were done, or are no longer asked
+// for, and memory stays as small as what is pending.
+func (b *Bridge) forgetUnseen(poll uint64, failed map[string]bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for subject, q := range b.queued {
+		if q.seen != poll && !failed[q.tenant] {
+			delete(b.queued, subject)
+		}
+	}
 }
 
 func (b *Bridge) count(op, result string) {
@@ -254,24 +445,49 @@ func (b *Bridge) lookup(ctx context.Context, tenant string, id int) (provisionin
 	return rec, nil
 }
 
+// queuedState is how publish found a job already in the stream.
+type queuedState int
+
+const (
+	notQueued  queuedState = iota // published now
+	inStream                      // the stream said it holds the job
+	remembered                    // this bridge saw it stored lately
+)
+
 // publish publishes the job for inst unless the stream holds it already,
-// which it reports as alreadyQueued; id is the job's ID, also its message
-// ID and so the correlation ID of every log line about it.
-func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance) (id string, alreadyQueued bool, err error) {
+// which it reports as queued; id is the job's ID, also its message ID and
+// so the correlation ID of every log line about it.
+func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint64, op job.Operation, inst adminapi.WorkerInstance) (id string, queued queuedState, err error) {
 	j, err := b.buildJob(ctx, op, inst)
 	if err != nil {
-		return "", false, err
+		return "", notQueued, err
 	}
+	// The subject names the request (instance, operation and, for renames
+	// and deletes, the ledger's generation), so a job remembered on it is
+	// this very request's.
+	subject := j.Subject()
+	if b.isRemembered(subject, poll) {
+		return j.ID, remembered, nil
+	}
+	queued, err = b.publishJob(ctx, stream, op, inst, j)
+	if err == nil {
+		b.remember(subject, inst.TenantName, poll)
+	}
+	return j.ID, queued, err
+}
+
+// publishJob publishes j unless the stream holds a job on its subject.
+func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance, j job.Job) (queuedState, error) {
 	// Cheap check first, so a long-pending request costs no detail call.
 	if _, err := stream.GetLastMsgForSubject(ctx, j.Subject()); err == nil {
-		return j.ID, true, nil
+		return inStream, nil
 	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return j.ID, false, fmt.Errorf("look up %s: %w", j.Subject(), err)
+		return notQueued, fmt.Errorf("look up %s: %w", j.Subject(), err)
 	}
 	if op != job.OpDelete {
 		details, err := b.api.OdsInstance(ctx, j.Tenant, inst.ID)
 		if err != nil {
-			return j.ID, false, fmt.Errorf("read details of instance %d: %w", inst.ID, err)
+			return notQueued, fmt.Errorf("read details of instance %d: %w", inst.ID, err)
 		}
 		if details.Name != "" {
 			j.Name = details.Name
@@ -286,18 +502,18 @@ func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, op job.Op
 	}
 	data, err := job.Encode(j)
 	if err != nil {
-		return j.ID, false, err
+		return notQueued, err
 	}
 	msg := &nats.Msg{Subject: j.Subject(), Data: data, Header: nats.Header{}}
 	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID), jetstream.WithExpectLastSequencePerSubject(0))
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-		return j.ID, true, nil
+		return inStream, nil
 	case err != nil:
-		return j.ID, false, fmt.Errorf("publish %s: %w", j.Subject(), err)
+		return notQueued, fmt.Errorf("publish %s: %w", j.Subject(), err)
 	case ack.Duplicate:
-		return j.ID, true, nil
+		return inStream, nil
 	}
-	return j.ID, false, nil
+	return notQueued, nil
 }

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"strconv"
 	"sync"
@@ -75,8 +76,13 @@ func TestJobEntersTheStreamOnceBeyondTheDuplicateWindow(t *testing.T) {
 	// Let the de-duplication window pass: only the per-subject guard remains.
 	time.Sleep(2 * window)
 	st, err = b.Poll(context.Background())
-	if err != nil || st.Published != 0 || st.AlreadyQueued != 5 {
-		t.Fatalf("second poll %+v, %v; want 5 already queued", st, err)
+	if err != nil || st.Published != 0 || st.AlreadyQueued != 5 || st.Remembered != 5 {
+		t.Fatalf("second poll %+v, %v; want 5 already queued, known from memory", st, err)
+	}
+	// A restarted bridge remembers nothing: the stream tells it.
+	st, err = bridge.New(client(t, sim), nil, js, bridge.Options{}).Poll(context.Background())
+	if err != nil || st.Published != 0 || st.AlreadyQueued != 5 || st.Remembered != 0 {
+		t.Fatalf("poll after a restart %+v, %v; want 5 already queued, found in the stream", st, err)
 	}
 	if n := streamMsgs(t, js); n != 5 {
 		t.Fatalf("stream holds %d jobs, want 5", n)
@@ -278,4 +284,188 @@ func TestPollFailuresCountedByReason(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "a successful poll recorded", func() bool {
 		return testutil.ToFloat64(m.LastSuccess) >= before
 	})
+}
+
+// counting is an AdminAPI that counts list calls and how many run at once;
+// with gate set, each list waits for a value from it.
+type counting struct {
+	bridge.AdminAPI
+	mu        sync.Mutex
+	lists     map[string]int // by status asked for
+	now, most int
+	gate      chan struct{}
+	waiting   int
+}
+
+func (c *counting) Instances(ctx context.Context, tenant, status string) ([]adminapi.WorkerInstance, error) {
+	c.mu.Lock()
+	c.lists[status]++
+	c.now++
+	c.most = max(c.most, c.now)
+	c.waiting++
+	c.mu.Unlock()
+	if c.gate != nil {
+		<-c.gate
+	}
+	defer func() {
+		c.mu.Lock()
+		c.now--
+		c.mu.Unlock()
+	}()
+	return c.AdminAPI.Instances(ctx, tenant, status)
+}
+
+// One list per tenant, without a status filter (the contract allows it):
+// the bridge picks the pending statuses itself, whatever their case, and
+// leaves the others alone.
+func TestOneListPerTenant(t *testing.T) {
+	tenants := []string{"t1", "t2", "t3"}
+	sim := simulatortest.Start(t, simulator.Options{Tenants: tenants})
+	for _, tenant := range tenants {
+		request(t, sim, tenant, 2)
+	}
+	for id, status := range map[int]string{1: adminapi.StatusCompleted, 3: adminapi.StatusPendingRename, 4: adminapi.StatusInProgress, 5: adminapi.StatusPendingDelete} {
+		if err := sim.SetStatus(id, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	api := &counting{AdminAPI: client(t, sim), lists: map[string]int{}}
+	st, err := bridge.New(api, nil, js, bridge.Options{AllowDelete: true}).Poll(context.Background())
+	// Pending: 2 and 6 (creates), 3 (rename), 5 (delete).
+	if err != nil || st.Pending != 4 || st.Published != 4 {
+		t.Fatalf("poll %+v, %v; want 4 pending and published", st, err)
+	}
+	if want := map[string]int{"": 3}; !maps.Equal(api.lists, want) {
+		t.Fatalf("lists by status %v, want %v", api.lists, want)
+	}
+	s, _ := js.Stream(context.Background(), "INSTANCES")
+	for _, subject := range []string{"instances.create.t1.2", "instances.rename.t2.3.0", "instances.delete.t3.5.0", "instances.create.t3.6"} {
+		if _, err := s.GetLastMsgForSubject(context.Background(), subject); err != nil {
+			t.Errorf("no job on %s: %v", subject, err)
+		}
+	}
+}
+
+// Tenants are polled concurrently, never more at once than the bound.
+func TestTenantsPolledConcurrentlyWithinTheBound(t *testing.T) {
+	var tenants []string
+	for i := range 12 {
+		tenants = append(tenants, fmt.Sprintf("t%d", i))
+	}
+	sim := simulatortest.Start(t, simulator.Options{Tenants: tenants})
+	for _, tenant := range tenants {
+		request(t, sim, tenant, 1)
+	}
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	api := &counting{AdminAPI: client(t, sim), lists: map[string]int{}, gate: make(chan struct{})}
+	done := make(chan bridge.Stats, 1)
+	go func() {
+		st, err := bridge.New(api, nil, js, bridge.Options{Concurrency: 3}).Poll(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	for released := 0; released < len(tenants); released++ {
+		testenv.Eventually(t, 10*time.Second, "a list waiting", func() bool {
+			api.mu.Lock()
+			defer api.mu.Unlock()
+			// Three wait at once until the last two.
+			return api.waiting-released >= min(3, len(tenants)-released)
+		})
+		api.gate <- struct{}{}
+	}
+	st := <-done
+	if st.Published != len(tenants) {
+		t.Fatalf("poll %+v, want %d published", st, len(tenants))
+	}
+	if api.most != 3 {
+		t.Fatalf("%d tenants polled at once, want 3", api.most)
+	}
+}
+
+// A stream deleted and made again holds none of the jobs the bridge
+// remembers: it publishes them again.
+func TestRecreatedStreamIsFilledAgain(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{})
+	request(t, sim, "default", 3)
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
+	if st, err := b.Poll(context.Background()); err != nil || st.Published != 3 {
+		t.Fatalf("first poll %+v, %v", st, err)
+	}
+	if err := js.DeleteStream(context.Background(), "INSTANCES"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.Poll(context.Background()); err != nil || st.Published != 3 || st.Remembered != 0 {
+		t.Fatalf("poll of the new stream %+v, %v; want 3 published again", st, err)
+	}
+	if n := streamMsgs(t, js); n != 3 {
+		t.Fatalf("stream holds %d jobs, want 3", n)
+	}
+}
+
+// What the bridge remembers expires: after RememberFor it asks the stream
+// again.
+func TestRememberedJobsExpire(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{})
+	request(t, sim, "default", 2)
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	b := bridge.New(client(t, sim), nil, js, bridge.Options{RememberFor: time.Nanosecond})
+	if st, err := b.Poll(context.Background()); err != nil || st.Published != 2 {
+		t.Fatalf("first poll %+v, %v", st, err)
+	}
+	if st, err := b.Poll(context.Background()); err != nil || st.AlreadyQueued != 2 || st.Remembered != 0 {
+		t.Fatalf("second poll %+v, %v; want 2 already queued, found in the stream", st, err)
+	}
+}
+
+// A poll that published new jobs is followed at once by another, not an
+// interval later: a burst is picked up without waiting a turn per page.
+func TestPollsAgainAtOnceAfterNewWork(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{})
+	request(t, sim, "default", 2)
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var polls []bridge.Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- bridge.New(client(t, sim), nil, js, bridge.Options{Interval: time.Hour, Observe: func(st bridge.Stats) {
+			mu.Lock()
+			polls = append(polls, st)
+			mu.Unlock()
+		}}).Run(ctx)
+	}()
+	testenv.Eventually(t, 10*time.Second, "a second poll well before the hour", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(polls) >= 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if polls[0].Published != 2 || polls[1].Published != 0 || polls[1].AlreadyQueued != 2 {
+		t.Fatalf("polls %+v, want 2 published, then 2 already queued", polls)
+	}
 }

@@ -9,5 +9,12 @@
 // bridges racing. A publish counts only when JetStream acknowledged it; a
 // failed publish is simply tried again on the next poll.
 //
+// A poll lists each tenant's instances once, a bounded number of tenants
+// at a time. The bridge remembers the subjects it saw stored while their
+// requests stay pending, so a request already queued costs no stream
+// look-up and no detail call on later polls; that memory is bounded in
+// size and age, forgotten when the stream is made again, and empty after
+// a restart, when the stream's guard decides as before.
+//
 // The bridge never changes anything in the Admin API.
 package bridge

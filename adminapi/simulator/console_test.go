@@ -11,6 +11,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 )
 
 func TestTenants(t *testing.T) {
@@ -240,6 +241,105 @@ func TestCreateInstance(t *testing.T) {
 	if n := len(sim.Instances()); n != 1 {
 		t.Fatalf("%d instances, want 1", n)
 	}
+}
+
+// CreateInstances seeds many requests at once under the rules of one POST:
+// names unique in the tenant (case-insensitively, among themselves too),
+// all or nothing, each with the status asked for, listed by the worker
+// endpoints like any other.
+func TestCreateInstances(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{Tenants: []string{"tenant1", "tenant2"}})
+	taken, err := sim.CreateInstance("tenant2", withTenant(request("Taken"), 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(tenant string, names ...string) []adminapi.InstanceRequest {
+		var out []adminapi.InstanceRequest
+		for _, n := range names {
+			out = append(out, withTenant(request(n), sim.TenantID(tenant)))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name, tenant, status string
+		reqs                 []adminapi.InstanceRequest
+		wantKey              string
+	}{
+		{"a name the tenant has", "tenant2", "", batch("tenant2", "A", "TAKEN"), "Name"},
+		{"a name twice in the batch", "tenant1", "", batch("tenant1", "A", "B", "a"), "Name"},
+		{"an invalid request", "tenant1", "", append(batch("tenant1", "A"), adminapi.InstanceRequest{TenantID: 1, TenantName: "tenant1", Name: "B"}), "InstanceType"},
+		{"a tenant that contradicts the header", "tenant1", "", batch("tenant2", "A"), "TenantId"},
+		{"an unknown tenant", "tenant9", "", batch("tenant1", "A"), "Tenant"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := sim.CreateInstances(tt.tenant, tt.reqs, tt.status)
+			var ae *adminapi.Error
+			if !errors.Is(err, adminapi.ErrValidation) || !errors.As(err, &ae) || ae.Problem == nil || len(ae.Problem.Errors[tt.wantKey]) == 0 {
+				t.Fatalf("error %v, want a validation error for %s", err, tt.wantKey)
+			}
+			if n := len(sim.Instances()); n != 1 {
+				t.Fatalf("%d instances after a refused batch, want 1", n)
+			}
+		})
+	}
+	if _, err := sim.CreateInstances("tenant1", batch("tenant1", "A"), "Exploded"); err == nil {
+		t.Fatal("unknown status accepted")
+	}
+
+	pending, err := sim.CreateInstances("tenant1", batch("tenant1", "A", "B"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := sim.CreateInstances("tenant1", batch("tenant1", "C"), adminapi.StatusCompleted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renames, err := sim.CreateInstances("TENANT2", batch("tenant2", "D", "taken too"), adminapi.StatusPendingRename)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 2 || pending[0].Status != adminapi.StatusPending || pending[1].ID != pending[0].ID+1 || len(pending[0].OdsInstanceContexts) != 1 {
+		t.Fatalf("created %+v", pending)
+	}
+	if rec, _ := sim.Instance(done[0].ID); rec.Status != adminapi.StatusCompleted || rec.OdsInstanceID == nil {
+		t.Fatalf("completed record %+v, want an odsInstanceId", rec)
+	}
+	// A POST after the batch still sees the batch's names.
+	if _, err := sim.CreateInstance("tenant1", withTenant(request("b"), 1)); !errors.Is(err, adminapi.ErrValidation) {
+		t.Fatalf("POST of a batch's name: %v, want a validation error", err)
+	}
+
+	c, err := adminapi.New(adminapi.Config{BaseURL: sim.URL, TokenURL: sim.TokenURL, ClientID: sim.ClientID, ClientSecret: sim.ClientSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(tenant, status string) []int {
+		t.Helper()
+		list, err := c.Instances(t.Context(), tenant, status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int
+		for _, w := range list {
+			out = append(out, w.ID)
+		}
+		return out
+	}
+	if got, want := ids("tenant1", ""), []int{pending[0].ID, pending[1].ID, done[0].ID}; !slices.Equal(got, want) {
+		t.Fatalf("tenant1 lists %v, want %v", got, want)
+	}
+	if got, want := ids("tenant2", adminapi.StatusPendingRename), []int{renames[0].ID, renames[1].ID}; !slices.Equal(got, want) {
+		t.Fatalf("tenant2's pending renames %v, want %v", got, want)
+	}
+	if got, want := ids("", adminapi.StatusPending), []int{taken.ID, pending[0].ID, pending[1].ID}; !slices.Equal(got, want) {
+		t.Fatalf("pending in every tenant %v, want %v", got, want)
+	}
+}
+
+func withTenant(req adminapi.InstanceRequest, tenant int) adminapi.InstanceRequest {
+	req.TenantID = tenant
+	req.TenantName = fmt.Sprintf("tenant%d", tenant)
+	return req
 }
 
 func TestGetAndListRequests(t *testing.T) {

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/http"
@@ -145,6 +146,68 @@ func (s *Simulator) CreateInstance(tenant string, req adminapi.InstanceRequest) 
 	return view, nil
 }
 
+// CreateInstances adds many instance requests at once, as many POSTs to
+// /adminconsole/odsInstances would with tenant in the role of the Tenant
+// header, then sets each one's status as SetStatus would (status "" leaves
+// them Pending). It is for seeding a simulator at scale: each request is
+// validated as one POST is, its name unique among the tenant's and the
+// others in reqs, but the names are checked against an index instead of
+// every instance. All are added or, on the first invalid request, none; the
+// error then names it and wraps the *adminapi.Error a POST would answer.
+func (s *Simulator) CreateInstances(tenant string, reqs []adminapi.InstanceRequest, status string) ([]adminapi.OdsInstance, error) {
+	if status != "" && !slices.Contains(allStatuses, status) {
+		return nil, fmt.Errorf("create instances: unknown status %q", status)
+	}
+	header := 0
+	if name := strings.TrimSpace(tenant); name != "" {
+		if header = s.tenantByName(name); header == 0 {
+			return nil, &adminapi.Error{
+				Method: http.MethodPost, Path: "/adminconsole/odsInstances", Status: http.StatusBadRequest,
+				Problem: &adminapi.ProblemDetails{Title: "Invalid tenant", Status: http.StatusBadRequest,
+					Errors: map[string][]string{"Tenant": {fmt.Sprintf("Tenant %q does not exist.", name)}}},
+			}
+		}
+	}
+	defer s.saveAfterChange()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := map[int]map[string]bool{} // by tenant, names by foldKey
+	tenants := make([]int, len(reqs))
+	for i, req := range reqs {
+		errs := map[string][]string{}
+		t := s.resolveTenant(header, req, errs)
+		if names[t] == nil {
+			names[t] = map[string]bool{}
+			for _, id := range s.byTenant[t] {
+				names[t][foldKey(s.instances[id].name)] = true
+			}
+		}
+		s.validateFields(req, errs, func(name string) bool { return names[t][foldKey(name)] })
+		if len(errs) > 0 {
+			p := validationProblem(errs).ProblemDetails
+			return nil, fmt.Errorf("create instances: request %d (%q): %w", i, req.Name, &adminapi.Error{Method: http.MethodPost, Path: "/adminconsole/odsInstances", Status: http.StatusBadRequest, Problem: &p})
+		}
+		names[t][foldKey(req.Name)] = true
+		tenants[i] = t
+	}
+	out := make([]adminapi.OdsInstance, 0, len(reqs))
+	for i, req := range reqs {
+		s.nextID++
+		in := &instance{id: s.nextID, tenantID: tenants[i], status: adminapi.StatusPending, calls: map[string]int{}}
+		s.setRequest(in, req)
+		if status != "" {
+			if status == adminapi.StatusCompleted {
+				s.registerInstance(in)
+			}
+			in.status = status
+		}
+		s.add(in)
+		out = append(out, s.consoleView(in))
+	}
+	s.log.Info("instances requested in bulk", "op", "create_requests", "count", len(out), "status", cmp.Or(status, adminapi.StatusPending))
+	return out, nil
+}
+
 func (s *Simulator) create(header int, req adminapi.InstanceRequest) (adminapi.OdsInstance, map[string][]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,7 +220,7 @@ func (s *Simulator) create(header int, req adminapi.InstanceRequest) (adminapi.O
 	s.nextID++
 	in := &instance{id: s.nextID, tenantID: tenant, status: adminapi.StatusPending, calls: map[string]int{}, timeline: Timeline{Requested: stamp()}}
 	s.setRequest(in, req)
-	s.instances[in.id] = in
+	s.add(in)
 	s.log.Info("instance requested", "op", "create_request", "tenant", s.tenantName(tenant), "instance_id", in.id, "status", in.status)
 	return s.consoleView(in), nil
 }
@@ -191,6 +254,20 @@ func (s *Simulator) resolveTenant(header int, req adminapi.InstanceRequest, errs
 // tenant; self is the id of the instance being updated (0 on create). The
 // caller holds s.mu.
 func (s *Simulator) validateRequest(tenant, self int, req adminapi.InstanceRequest, errs map[string][]string) {
+	s.validateFields(req, errs, func(name string) bool {
+		for _, id := range s.byTenant[tenant] {
+			if other := s.instances[id]; other.id != self && strings.EqualFold(other.name, name) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// validateFields adds to errs what is wrong with req; nameTaken says
+// whether another instance of the tenant has the name. The caller holds
+// s.mu.
+func (s *Simulator) validateFields(req adminapi.InstanceRequest, errs map[string][]string, nameTaken func(string) bool) {
 	add := func(field, msg string) { errs[field] = append(errs[field], msg) }
 	tooLong := func(field, label, v string, limit int) {
 		if n := utf16Len(v); n > limit {
@@ -210,13 +287,8 @@ func (s *Simulator) validateRequest(tenant, self int, req adminapi.InstanceReque
 		add("Name", "'Name' must not be empty.")
 	case utf16Len(req.Name) > s.maxName:
 		tooLong("Name", "Name", req.Name, s.maxName)
-	default:
-		for _, other := range s.instances {
-			if other.id != self && other.tenantID == tenant && strings.EqualFold(other.name, req.Name) {
-				add("Name", "The name must be unique for the tenant.")
-				break
-			}
-		}
+	case nameTaken(req.Name):
+		add("Name", "The name must be unique for the tenant.")
 	}
 	if strings.TrimSpace(req.InstanceType) == "" {
 		add("InstanceType", "'Instance Type' must not be empty.")
@@ -383,11 +455,31 @@ func consoleTenant(c *call) int {
 	return 1
 }
 
+// add stores a new instance, whose id is above every other. The caller
+// holds s.mu.
+func (s *Simulator) add(in *instance) {
+	s.instances[in.id] = in
+	s.byTenant[in.tenantID] = append(s.byTenant[in.tenantID], in.id)
+}
+
 // sortedInstances returns the instances that keep says to, by id. The
 // caller holds s.mu.
 func (s *Simulator) sortedInstances(keep func(*instance) bool) []*instance {
 	var out []*instance
 	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
+		if in := s.instances[id]; keep(in) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// tenantInstances returns tenant's instances that keep says to, by id,
+// reading that tenant's alone (an instance never changes tenant). The
+// caller holds s.mu.
+func (s *Simulator) tenantInstances(tenant int, keep func(*instance) bool) []*instance {
+	var out []*instance
+	for _, id := range s.byTenant[tenant] {
 		if in := s.instances[id]; keep(in) {
 			out = append(out, in)
 		}
@@ -416,8 +508,8 @@ type registeredInstance struct {
 func (s *Simulator) handleListRegistered(w http.ResponseWriter, _ *http.Request, c *call) {
 	tenant := consoleTenant(c)
 	s.mu.Lock()
-	list := s.sortedInstances(func(in *instance) bool {
-		return in.tenantID == tenant && in.odsInstanceID != nil && *in.odsInstanceID != 0 && in.status != adminapi.StatusDeleted
+	list := s.tenantInstances(tenant, func(in *instance) bool {
+		return in.odsInstanceID != nil && *in.odsInstanceID != 0 && in.status != adminapi.StatusDeleted
 	})
 	out := make([]registeredInstance, 0, len(list))
 	for _, in := range list {
@@ -433,8 +525,8 @@ func (s *Simulator) handleListRegistered(w http.ResponseWriter, _ *http.Request,
 func (s *Simulator) handleListRequests(w http.ResponseWriter, r *http.Request, c *call) {
 	tenant, status := consoleTenant(c), queryValue(r, "status")
 	s.mu.Lock()
-	list := s.sortedInstances(func(in *instance) bool {
-		return in.tenantID == tenant && (status == "" || strings.EqualFold(in.status, status))
+	list := s.tenantInstances(tenant, func(in *instance) bool {
+		return status == "" || strings.EqualFold(in.status, status)
 	})
 	out := make([]adminapi.OdsInstance, 0, len(list))
 	for _, in := range list {
@@ -567,11 +659,17 @@ func conflict(w http.ResponseWriter, detail string) {
 func (s *Simulator) handleListWorker(w http.ResponseWriter, r *http.Request, c *call) {
 	status, tenantName := queryValue(r, "status"), queryValue(r, "tenantName")
 	s.mu.Lock()
-	list := s.sortedInstances(func(in *instance) bool {
+	keep := func(in *instance) bool {
 		return (c.tenant == 0 || in.tenantID == c.tenant) &&
 			(tenantName == "" || strings.EqualFold(s.tenantName(in.tenantID), tenantName)) &&
 			(status == "" || strings.EqualFold(in.status, status))
-	})
+	}
+	var list []*instance
+	if c.tenant != 0 {
+		list = s.tenantInstances(c.tenant, keep)
+	} else {
+		list = s.sortedInstances(keep)
+	}
 	out := make([]adminapi.WorkerInstance, 0, len(list))
 	for _, in := range list {
 		out = append(out, s.workerView(in, discoveryURL(r)))

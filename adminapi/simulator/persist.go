@@ -77,7 +77,8 @@ func (s *Simulator) Persist(path string) error {
 func (s *Simulator) restore(st savedState) {
 	s.nextID, s.nextCtxID, s.nextDerivID, s.nextOdsID = st.NextID, st.NextCtxID, st.NextDerivID, st.NextOdsID
 	s.instances = map[int]*instance{}
-	for _, in := range st.Instances {
+	s.byTenant = map[int][]int{}
+	for _, in := range slices.SortedFunc(slices.Values(st.Instances), func(a, b savedInstance) int { return a.ID - b.ID }) {
 		if in.Calls == nil {
 			in.Calls = map[string]int{}
 		}
@@ -86,6 +87,7 @@ func (s *Simulator) restore(st savedState) {
 			registeredName: in.RegisteredName, connectionString: in.ConnectionString, odsInstanceID: in.OdsInstanceID,
 			contexts: in.Contexts, derivatives: in.Derivatives, calls: in.Calls, timeline: in.Timeline,
 		}
+		s.byTenant[in.TenantID] = append(s.byTenant[in.TenantID], in.ID)
 	}
 }
 
@@ -96,6 +98,10 @@ func (s *Simulator) save() error {
 	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	path := s.statePath
+	if path == "" {
+		s.mu.Unlock()
+		return nil
+	}
 	st := savedState{Version: stateVersion, NextID: s.nextID, NextCtxID: s.nextCtxID, NextDerivID: s.nextDerivID, NextOdsID: s.nextOdsID}
 	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
 		in := s.instances[id]
@@ -106,9 +112,6 @@ func (s *Simulator) save() error {
 		})
 	}
 	s.mu.Unlock()
-	if path == "" {
-		return nil
-	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err

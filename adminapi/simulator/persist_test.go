@@ -35,6 +35,14 @@ func TestPersistKeepsInstancesAcrossRestarts(t *testing.T) {
 	}
 	again.wantStatus(t, done, adminapi.StatusCompleted)
 	again.wantStatus(t, pending, adminapi.StatusPending)
+	// The tenant's list, and the name check, read the restored instances.
+	var listed []adminapi.WorkerInstance
+	decode(t, again.expect(t, 200, "GET", "/adminconsole/instances?status=Pending", nil, header("Tenant", "default")), &listed)
+	if len(listed) != 1 || listed[0].ID != pending {
+		t.Fatalf("pending after a restart %+v, want instance %d", listed, pending)
+	}
+	rec, _ := again.srv.Instance(pending)
+	again.expect(t, 400, "POST", "/adminconsole/odsInstances", request(rec.Name))
 	again.seq.Store(100) // names stay unique per tenant across the restart
 	if next := again.create(t); next != pending+1 {
 		t.Fatalf("new instance id %d after a restart, want %d", next, pending+1)

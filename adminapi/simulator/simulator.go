@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -85,17 +86,19 @@ func (o Options) Validate() error {
 
 // Simulator is an in-memory Admin API. It is safe for concurrent use.
 type Simulator struct {
-	tenants []string
-	ttl     time.Duration
-	now     func() time.Time
-	log     *slog.Logger
-	seed    uint64
-	routes  []route
+	tenants   []string
+	tenantIDs map[string]int // by foldKey of the name
+	ttl       time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	seed      uint64
+	routes    []route
 
 	mu          sync.Mutex
 	clients     map[string]client    // by client id
 	tokens      map[string]tokenInfo // by access token
 	instances   map[int]*instance
+	byTenant    map[int][]int // each tenant's instance ids, ascending: lists read one tenant without sorting all
 	nextID      int
 	nextCtxID   int
 	nextDerivID int
@@ -124,12 +127,19 @@ func New(opts Options) *Simulator {
 		clients:   map[string]client{},
 		tokens:    map[string]tokenInfo{},
 		instances: map[int]*instance{},
+		byTenant:  map[int][]int{},
+		tenantIDs: map[string]int{},
 	}
 	for _, name := range opts.Tenants {
 		s.tenants = append(s.tenants, strings.TrimSpace(name))
 	}
 	if len(s.tenants) == 0 {
 		s.tenants = []string{"default"}
+	}
+	for i, name := range s.tenants {
+		if k := foldKey(name); s.tenantIDs[k] == 0 {
+			s.tenantIDs[k] = i + 1 // the first of the name, as a search would find
+		}
 	}
 	if s.ttl == 0 {
 		s.ttl = time.Hour
@@ -353,12 +363,24 @@ func (s *Simulator) TenantID(name string) int { return s.tenantByName(name) }
 // tenantByName returns the 1-based id of the tenant called name
 // (case-insensitive), or 0.
 func (s *Simulator) tenantByName(name string) int {
-	for i, t := range s.tenants {
-		if strings.EqualFold(t, name) {
-			return i + 1
+	return s.tenantIDs[foldKey(name)]
+}
+
+// foldKey is s with each rune replaced by the smallest rune of its simple
+// case-folding orbit: two strings have the same key exactly when
+// strings.EqualFold holds, so a map keyed by it matches names
+// case-insensitively as the Admin API does.
+func foldKey(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
 		}
+		b.WriteRune(m)
 	}
-	return 0
+	return b.String()
 }
 
 func (s *Simulator) tenantName(id int) string {

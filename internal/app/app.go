@@ -230,6 +230,7 @@ func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, led
 	return bridge.New(api, ledger, js, bridge.Options{
 		Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log,
 		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics, Beat: beat,
+		Concurrency: cfg.Bridge.Concurrency,
 	}), nil
 }
 

@@ -99,6 +99,9 @@ func (t NATSTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t
 // Bridge configures the poller.
 type Bridge struct {
 	PollInterval Duration `yaml:"pollInterval"`
+	// Concurrency is how many tenants a poll reads and publishes for at
+	// once.
+	Concurrency int `yaml:"concurrency"`
 }
 
 // Consumer configures each consumer replica.
@@ -360,6 +363,9 @@ func (c *Config) applyDefaults() {
 	if c.Bridge.PollInterval == 0 {
 		c.Bridge.PollInterval = Duration(bridge.DefaultInterval)
 	}
+	if c.Bridge.Concurrency == 0 {
+		c.Bridge.Concurrency = bridge.DefaultConcurrency
+	}
 	if c.Consumer.Concurrency == 0 {
 		c.Consumer.Concurrency = consumer.DefaultConcurrency
 	}
@@ -475,6 +481,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Bridge.PollInterval < Duration(100*time.Millisecond) {
 		bad("bridge.pollInterval", "must be at least 100ms")
+	}
+	if c.Bridge.Concurrency < 1 || c.Bridge.Concurrency > 256 {
+		bad("bridge.concurrency", "must be between 1 and 256")
 	}
 	if c.Consumer.Concurrency < 1 || c.Consumer.Concurrency > 256 {
 		bad("consumer.concurrency", "must be between 1 and 256")

@@ -45,6 +45,9 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Provisioning.NamePattern != "EdFi_Ods_{name}" || c.Provisioning.Registration != RegistrationWorker {
 		t.Errorf("provisioning defaults %+v", c.Provisioning)
 	}
+	if c.Bridge.Concurrency != 16 || c.Bridge.PollInterval.D() != 10*time.Second {
+		t.Errorf("bridge defaults %+v", c.Bridge)
+	}
 }
 
 func TestValidateReportsEveryProblemWithItsKey(t *testing.T) {
@@ -52,6 +55,7 @@ func TestValidateReportsEveryProblemWithItsKey(t *testing.T) {
 adminApi: {baseUrl: "ftp://x", tokenUrl: "nope"}
 nats: {url: "http://x", ackWait: 500ms, replicas: 9}
 consumer: {concurrency: 0, heartbeat: 1h}
+bridge: {concurrency: 300}
 provisioning: {engine: oracle, template: "bad name", namePattern: "x"}
 logLevel: chatty
 logFormat: xml
@@ -67,7 +71,7 @@ tenants:
 	}
 	for _, key := range []string{
 		"adminApi.baseUrl", "adminApi.tokenUrl", "adminApi.clientId", "adminApi.clientSecret",
-		"nats.url", "nats: replicas", "nats: ackWait", "consumer.heartbeat",
+		"nats.url", "nats: replicas", "nats: ackWait", "consumer.heartbeat", "bridge.concurrency",
 		"provisioning.engine", "provisioning.template", "provisioning.namePattern",
 		"tenants.t1.master", "tenants.t1.admin: is required", "tenants.t1.ods: must hold {0}",
 		`logLevel: "chatty"`, `logFormat: "xml"`,
