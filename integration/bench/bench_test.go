@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +25,43 @@ type size struct {
 	repeat    int
 }
 
-func benchSize() size {
+func benchSize(t *testing.T) size {
+	sz := size{templates: []bench.TemplateSpec{bench.Tiny}, n: 4, replicas: []int{1, 2}, repeat: 1}
 	if os.Getenv("INSTANCEMGR_BENCH") == "full" {
-		return size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large}, n: 20, replicas: []int{1, 2, 4}, repeat: 3}
+		sz = size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large}, n: 20, replicas: []int{1, 2, 4}, repeat: 3}
 	}
-	return size{templates: []bench.TemplateSpec{bench.Tiny}, n: 4, replicas: []int{1, 2}, repeat: 1}
+	// A part of a run, to look into one figure:
+	// INSTANCEMGR_BENCH_TEMPLATES=large INSTANCEMGR_BENCH_REPLICAS=1,2 INSTANCEMGR_BENCH_N=40.
+	if v := os.Getenv("INSTANCEMGR_BENCH_TEMPLATES"); v != "" {
+		sz.templates = nil
+		for _, label := range strings.Split(v, ",") {
+			i := slices.IndexFunc([]bench.TemplateSpec{bench.Tiny, bench.Small, bench.Large}, func(s bench.TemplateSpec) bool { return s.Label == label })
+			if i < 0 {
+				t.Fatalf("INSTANCEMGR_BENCH_TEMPLATES: no template %q (tiny, small, large)", label)
+			}
+			sz.templates = append(sz.templates, []bench.TemplateSpec{bench.Tiny, bench.Small, bench.Large}[i])
+		}
+	}
+	if v := os.Getenv("INSTANCEMGR_BENCH_REPLICAS"); v != "" {
+		sz.replicas = nil
+		for _, r := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(r)
+			if err != nil || n < 1 {
+				t.Fatalf("INSTANCEMGR_BENCH_REPLICAS: %q", r)
+			}
+			sz.replicas = append(sz.replicas, n)
+		}
+	}
+	for key, dst := range map[string]*int{"INSTANCEMGR_BENCH_N": &sz.n, "INSTANCEMGR_BENCH_REPEAT": &sz.repeat} {
+		if v := os.Getenv(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				t.Fatalf("%s: %q", key, v)
+			}
+			*dst = n
+		}
+	}
+	return sz
 }
 
 // perReplica is consumer.concurrency in every run: the default.
@@ -41,6 +74,7 @@ type report struct {
 	Machine  bench.Machine          `json:"machine"`
 	Runs     []row                  `json:"runs"`
 	Strategy []bench.RawResult      `json:"copyStrategy"`
+	Pickup   []bench.SystemResult   `json:"pickup"`
 	Tables   []bench.Table          `json:"tables"`
 	Extra    map[string]any         `json:"extra,omitempty"`
 	Template []bench.Template       `json:"templates"`
@@ -58,7 +92,7 @@ type row struct {
 // count, the same N creates done straight on PostgreSQL (raw) and through
 // the whole system (system), at the same concurrency.
 func TestBench(t *testing.T) {
-	sz := benchSize()
+	sz := benchSize(t)
 	world := itest.NewWorld(t, "")
 	bin := bench.BuildBinary(t, t.TempDir())
 	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
@@ -75,6 +109,9 @@ func TestBench(t *testing.T) {
 		tmpl := bench.MakeTemplate(t, world.PG, world.Master, world.Prefix+"_tmpl_"+spec.Label, spec)
 		rep.Template = append(rep.Template, tmpl)
 		_, adminDB := world.AdminDatabase(t, "admin_"+spec.Label)
+		// One run not counted: the template's pages into the cache, the
+		// server's first checkpoints behind.
+		bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: sz.n, Concurrency: perReplica, NamePrefix: world.Prefix + "_" + spec.Label + "_warm"})
 		for _, replicas := range sz.replicas {
 			var raws []bench.RawResult
 			var systems []bench.SystemResult
@@ -106,7 +143,31 @@ func TestBench(t *testing.T) {
 			strategies.Rows = append(strategies.Rows, []string{spec.Label, bench.MB(tmpl.Bytes), strategy, bench.Secs(r.Elapsed), bench.Secs(r.Elapsed / time.Duration(sz.n))})
 		}
 	}
-	rep.Tables = []bench.Table{main, strategies}
+	// Pickup at low load: requests arriving apart, so that none waits for a
+	// free worker; what is left is the bridge's poll and the system's own
+	// delay.
+	pickup := bench.Table{
+		Title:  "Pickup at low load: requests one at a time, 137 ms apart (1 replica)",
+		Header: []string{"poll ms", "requests", "pickup p50 ms", "pickup p99 ms", "target p99 ms (poll + 100)", "latency p50 ms", "latency p99 ms"},
+	}
+	tmpl := rep.Template[0]
+	for _, poll := range []time.Duration{time.Second, 2 * time.Second} {
+		n := max(sz.n, 6)
+		r := bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: n, Replicas: 1, Concurrency: perReplica,
+			Poll: poll, Spacing: 137 * time.Millisecond, NamePrefix: fmt.Sprintf("%s_pickup_%d", world.Prefix, poll.Milliseconds())})
+		checkSystem(t, r)
+		rep.Pickup = append(rep.Pickup, r)
+		pickup.Rows = append(pickup.Rows, []string{bench.Ms(poll), fmt.Sprint(n), bench.Ms(r.PickupP50), bench.Ms(r.PickupP99), bench.Ms(poll + 100*time.Millisecond), bench.Ms(r.LatencyP50), bench.Ms(r.LatencyP99)})
+	}
+	rep.Tables = []bench.Table{main, pickup, strategies}
+	if sz.full {
+		rep.Extra = map[string]any{}
+		bridges := bench.FullBridgeScale(t)
+		rep.Extra["bridge"] = bridges
+		for _, b := range bridges {
+			rep.Tables = append(rep.Tables, b.Table())
+		}
+	}
 	publish(t, rep)
 }
 

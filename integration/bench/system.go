@@ -38,8 +38,12 @@ type SystemOptions struct {
 	Replicas    int
 	Concurrency int // per replica (consumer.concurrency)
 	Poll        time.Duration
-	Strategy    string
-	NamePrefix  string // the run's databases start with it; dropped after
+	// Spacing, when set, sends the requests one at a time this far apart
+	// instead of all at once: pickup at low load, where no job waits for
+	// a free worker.
+	Spacing    time.Duration
+	Strategy   string
+	NamePrefix string // the run's databases start with it; dropped after
 }
 
 // SystemResult is what one run measured.
@@ -154,6 +158,9 @@ tenants:
 	sem := make(chan struct{}, 8)
 	errs := make(chan error, o.N)
 	for i := range o.N {
+		if o.Spacing > 0 && i > 0 {
+			time.Sleep(o.Spacing) // the load itself: requests arriving apart
+		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
