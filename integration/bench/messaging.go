@@ -1,0 +1,594 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
+)
+
+// MessagingOptions size the messaging benchmark.
+type MessagingOptions struct {
+	// Jobs is how many create jobs are published; every run consumes all
+	// of them. Default 2000.
+	Jobs int
+	// Concurrency is the consumer's concurrency, and the number of workers
+	// of the plain nats.go consumers. Default consumer.DefaultConcurrency.
+	Concurrency int
+	// Dir holds JetStream's files; empty for a temporary directory that is
+	// removed afterwards.
+	Dir string
+}
+
+func (o MessagingOptions) withDefaults() MessagingOptions {
+	if o.Jobs <= 0 {
+		o.Jobs = 2000
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = consumer.DefaultConcurrency
+	}
+	return o
+}
+
+// The runs of the messaging benchmark, in the order they run.
+const (
+	RunPlainAck       = "plain nats.go: Next + Ack"
+	RunPlainDoubleAck = "plain nats.go: Next + DoubleAck"
+	RunFrameworkNoAPI = "consumer, no-op Admin API"
+	RunFramework      = "consumer, Admin API simulator"
+)
+
+// MessagingRun is one consumer's pass over every job.
+type MessagingRun struct {
+	Name    string `json:"name"`
+	Durable string `json:"durable"`
+	// Seconds runs from the consumer's start (every job already stored)
+	// to the last ack: confirmed by the server for DoubleAck, flushed to
+	// it for Ack.
+	Seconds    float64 `json:"seconds"`
+	JobsPerSec float64 `json:"jobsPerSecond"`
+	// Acked counts the deliveries the client acked, AckedTwice the stream
+	// sequences among them acked more than once, Other the deliveries
+	// that ended otherwise (retried, terminated, released).
+	Acked      int `json:"acked"`
+	AckedTwice int `json:"ackedTwice"`
+	Other      int `json:"other"`
+	// What the server says of the durable afterwards.
+	ServerAckFloor   uint64 `json:"serverAckFloor"` // stream sequence
+	ServerAckPending int    `json:"serverAckPending"`
+	ServerPending    uint64 `json:"serverPending"`
+	// Per job, for the whole process (the embedded NATS server and the
+	// simulator included): CPU time (user + system), heap allocations.
+	CPUMicrosPerJob  float64 `json:"cpuMicrosPerJob"`
+	AllocsPerJob     float64 `json:"allocsPerJob"`
+	AllocBytesPerJob float64 `json:"allocBytesPerJob"`
+	// PeakHeapBytes is the largest live-and-unswept heap seen during the
+	// run, sampled every 5 ms, for the whole process.
+	PeakHeapBytes uint64 `json:"peakHeapBytes"`
+}
+
+// MessagingResult is the messaging benchmark's figures.
+type MessagingResult struct {
+	Jobs        int `json:"jobs"`
+	Concurrency int `json:"concurrency"`
+	GOMAXPROCS  int `json:"gomaxprocs"`
+	// PublishSeconds is how long publishing every job took (asynchronous
+	// publishes with the bridge's options), before any consumer ran.
+	PublishSeconds float64        `json:"publishSeconds"`
+	Runs           []MessagingRun `json:"runs"`
+	// Ratio is the consumer's jobs/s with the simulator over plain
+	// nats.go's Next + Ack; RatioNoAPI the same without the Admin API.
+	Ratio      float64 `json:"ratio"`
+	RatioNoAPI float64 `json:"ratioNoAdminApi"`
+	// SimulatorCompleted counts the instances the simulator has Completed,
+	// SimulatorCompletedCalls the completed calls it received.
+	SimulatorCompleted      int `json:"simulatorCompleted"`
+	SimulatorCompletedCalls int `json:"simulatorCompletedCalls"`
+}
+
+// Run returns the run of that name.
+func (r MessagingResult) Run(name string) (MessagingRun, bool) {
+	for _, x := range r.Runs {
+		if x.Name == name {
+			return x, true
+		}
+	}
+	return MessagingRun{}, false
+}
+
+// Table is the result as printed.
+func (r MessagingResult) Table() Table {
+	t := Table{
+		Title:  fmt.Sprintf("Messaging overhead: %d create jobs, concurrency %d, GOMAXPROCS %d", r.Jobs, r.Concurrency, r.GOMAXPROCS),
+		Header: []string{"run", "jobs/s", "of plain Ack", "seconds", "CPU µs/job", "allocs/job", "KB/job", "peak heap MB"},
+	}
+	base, _ := r.Run(RunPlainAck)
+	for _, x := range r.Runs {
+		share := "-"
+		if base.JobsPerSec > 0 {
+			share = fmt.Sprintf("%.0f %%", 100*x.JobsPerSec/base.JobsPerSec)
+		}
+		t.Rows = append(t.Rows, []string{
+			x.Name, fmt.Sprintf("%.0f", x.JobsPerSec), share, fmt.Sprintf("%.2f", x.Seconds),
+			fmt.Sprintf("%.0f", x.CPUMicrosPerJob), fmt.Sprintf("%.0f", x.AllocsPerJob),
+			fmt.Sprintf("%.1f", x.AllocBytesPerJob/1024), fmt.Sprintf("%.1f", float64(x.PeakHeapBytes)/(1<<20)),
+		})
+	}
+	t.Notes = []string{
+		fmt.Sprintf("Ratio (consumer with the simulator / plain Next + Ack): %.0f %%; without the Admin API: %.0f %%. Target: at least 50 %%.", 100*r.Ratio, 100*r.RatioNoAPI),
+		"Each run is its own durable on the same stream, one embedded NATS server (file storage), in one process; every job was stored before the first run (publishing took " +
+			fmt.Sprintf("%.2f s", r.PublishSeconds) + "). Time runs from the consumer's start to the last ack (DoubleAck: confirmed; Ack: flushed).",
+		"The consumer is app.NewConsumer with the real handlers, metrics, heartbeats (ack wait / 3), middleware and a JSON logger at info (to io.Discard); its database step is a benchmark-only no-op engine and registry. " +
+			"With the simulator, each job makes two HTTP calls (GET the instance, POST completed); the no-op Admin API run makes none.",
+		"CPU, allocations and heap are the whole process's: the NATS server and the simulator are in them.",
+	}
+	return t
+}
+
+// Messaging measures the consumer framework's jobs/s beside a plain nats.go
+// pull consumer, on one embedded server, over the same stored jobs.
+func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error) {
+	o = o.withDefaults()
+	res := MessagingResult{Jobs: o.Jobs, Concurrency: o.Concurrency, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "instancemgr-bench-messaging-")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	srv, err := embednats.Start(embednats.Options{StoreDir: dir})
+	if err != nil {
+		return res, err
+	}
+	defer srv.Shutdown()
+
+	sim, simURL, stopSim, err := startSimulator()
+	if err != nil {
+		return res, err
+	}
+	defer stopSim()
+	const clientID, secret = "bench", "bench-secret-0123456789"
+	if err := sim.RegisterClient(clientID, secret); err != nil {
+		return res, err
+	}
+	jobs := make([]job.Job, o.Jobs)
+	for i := range jobs {
+		name := fmt.Sprintf("District %d", i+1)
+		inst, err := sim.CreateInstance("", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
+		if err != nil {
+			return res, fmt.Errorf("request instance %d: %w", i+1, err)
+		}
+		jobs[i] = job.NewCreate("default", inst.ID, name)
+	}
+
+	cfg := &config.Config{
+		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: clientID, ClientSecret: secret},
+		NATS:     config.NATS{URL: srv.ClientURL()},
+		Consumer: config.Consumer{Concurrency: o.Concurrency},
+		// Required by the configuration; never connected to: the tenant's
+		// engine and registry are the benchmark-only no-ops.
+		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+			Master: "host=127.0.0.1;port=5432;username=bench;database=postgres",
+			Admin:  "host=127.0.0.1;port=5432;username=bench;database=EdFi_Admin",
+			ODS:    "host=127.0.0.1;port=5432;username=bench;database={0}",
+		}},
+	}
+	if err := cfg.Complete(func(string) string { return "" }); err != nil {
+		return res, err
+	}
+	sc := cfg.StreamConfig().WithDefaults()
+
+	nc, js, err := connect(srv.ClientURL())
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	if err := publish(ctx, js, jobs); err != nil {
+		return res, err
+	}
+	res.PublishSeconds = time.Since(start).Seconds()
+
+	for _, double := range []bool{false, true} {
+		name, durable := RunPlainAck, "bench-plain-ack"
+		if double {
+			name, durable = RunPlainDoubleAck, "bench-plain-doubleack"
+		}
+		psc := sc
+		psc.Consumer = durable
+		run, err := runPlain(ctx, srv.ClientURL(), psc, o, name, double)
+		if err != nil {
+			return res, err
+		}
+		res.Runs = append(res.Runs, run)
+	}
+
+	noAPI := *cfg
+	noAPI.NATS.Consumer = "bench-noapi"
+	run, err := runFramework(ctx, &noAPI, o, RunFrameworkNoAPI, benchOnlyAdminAPI{}, nil)
+	if err != nil {
+		return res, err
+	}
+	res.Runs = append(res.Runs, run)
+
+	// The real durable, the real client: metrics and retries as a replica has.
+	reg := prometheus.NewRegistry()
+	api, err := adminapi.New(adminapi.Config{
+		BaseURL: cfg.AdminAPI.BaseURL, TokenURL: cfg.AdminAPI.TokenURL, ClientID: clientID, ClientSecret: secret,
+		Timeout: cfg.AdminAPI.Timeout.D(), MaxAttempts: cfg.AdminAPI.MaxAttempts, Observe: adminapi.NewMetrics(reg).Observe,
+	})
+	if err != nil {
+		return res, err
+	}
+	if err := api.CheckToken(ctx); err != nil { // the token is fetched once per replica, not per job
+		return res, err
+	}
+	run, err = runFramework(ctx, cfg, o, RunFramework, api, reg)
+	if err != nil {
+		return res, err
+	}
+	res.Runs = append(res.Runs, run)
+
+	for _, in := range sim.Instances() {
+		if in.Status == adminapi.StatusCompleted {
+			res.SimulatorCompleted++
+		}
+		res.SimulatorCompletedCalls += in.Calls["completed"]
+	}
+	base, _ := res.Run(RunPlainAck)
+	if base.JobsPerSec > 0 {
+		fw, _ := res.Run(RunFramework)
+		na, _ := res.Run(RunFrameworkNoAPI)
+		res.Ratio, res.RatioNoAPI = fw.JobsPerSec/base.JobsPerSec, na.JobsPerSec/base.JobsPerSec
+	}
+	return res, nil
+}
+
+// startSimulator serves a simulator over real HTTP on a loopback port.
+func startSimulator() (*simulator.Simulator, string, func(), error) {
+	sim := simulator.New(simulator.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	stop := func() {
+		_ = hs.Close()
+		<-done
+		sim.Close()
+	}
+	return sim, "http://" + ln.Addr().String(), stop, nil
+}
+
+func connect(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// publish stores every job as the bridge publishes it (message ID, on its
+// own subject, expecting it to be the subject's first), asynchronously.
+func publish(ctx context.Context, js jetstream.JetStream, jobs []job.Job) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(jobs))
+	for _, j := range jobs {
+		data, err := job.Encode(j)
+		if err != nil {
+			return err
+		}
+		f, err := js.PublishMsgAsync(&nats.Msg{Subject: j.Subject(), Data: data, Header: nats.Header{}},
+			jetstream.WithMsgID(j.ID), jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", j.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		}
+	}
+	return nil
+}
+
+// tally counts how the deliveries of one run ended.
+type tally struct {
+	want  int
+	mu    sync.Mutex
+	acked map[uint64]int // by stream sequence
+	n     int
+	other int
+	done  chan struct{}
+}
+
+func newTally(want int) *tally {
+	return &tally{want: want, acked: make(map[uint64]int, want), done: make(chan struct{})}
+}
+
+func (t *tally) ack(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.acked[seq]++
+	if t.n++; t.n == t.want {
+		close(t.done)
+	}
+}
+
+func (t *tally) fail() {
+	t.mu.Lock()
+	t.other++
+	t.mu.Unlock()
+}
+
+func (t *tally) fill(r *MessagingRun) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r.Acked, r.Other = t.n, t.other
+	for _, n := range t.acked {
+		if n > 1 {
+			r.AckedTwice++
+		}
+	}
+}
+
+func (t *tally) wait(ctx context.Context, what string) error {
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return fmt.Errorf("%s: %d of %d jobs acked (%d ended otherwise) when stopped: %w", what, t.n, t.want, t.other, ctx.Err())
+	}
+}
+
+// runPlain is the baseline: workers that each pull one message (Next),
+// ack it (Ack, or DoubleAck and wait for the server's answer) and pull
+// again. No decoding, no handler, no heartbeats.
+func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingOptions, name string, double bool) (MessagingRun, error) {
+	run := MessagingRun{Name: name, Durable: sc.Consumer}
+	nc, js, err := connect(url)
+	if err != nil {
+		return run, err
+	}
+	defer nc.Close()
+	cons, err := jobstream.EnsureConsumer(ctx, js, sc)
+	if err != nil {
+		return run, err
+	}
+	t := newTally(o.Jobs)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m := startMeasure()
+	var wg sync.WaitGroup
+	for range o.Concurrency {
+		wg.Go(func() {
+			for runCtx.Err() == nil {
+				pullCtx, cancelPull := context.WithTimeout(runCtx, 5*time.Second)
+				msg, err := cons.Next(jetstream.FetchContext(pullCtx))
+				cancelPull()
+				if err != nil {
+					continue
+				}
+				md, err := msg.Metadata()
+				if err != nil {
+					t.fail()
+					continue
+				}
+				if double {
+					err = msg.DoubleAck(runCtx)
+				} else {
+					err = msg.Ack()
+				}
+				if err != nil {
+					t.fail()
+					continue
+				}
+				t.ack(md.Sequence.Stream)
+			}
+		})
+	}
+	err = t.wait(ctx, name)
+	if err == nil && !double {
+		err = nc.FlushWithContext(ctx) // every ack has reached the server
+	}
+	m.stop(&run, o.Jobs)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return run, err
+	}
+	t.fill(&run)
+	return run, serverView(ctx, js, sc, &run)
+}
+
+// runFramework runs one consumer replica as app.NewConsumer builds it, with
+// the benchmark-only engine and registry, until every job is acked.
+func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, name string, api consumer.AdminAPI, reg *prometheus.Registry) (MessagingRun, error) {
+	run := MessagingRun{Name: name, Durable: cfg.NATS.Consumer}
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-bench", log)
+	if err != nil {
+		return run, err
+	}
+	defer nc.Close()
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	t := newTally(o.Jobs)
+	var beats atomic.Int64
+	deps := app.ConsumerDeps{
+		JS: js, API: api, Tenants: newBenchOnlyTenants(), Log: log, Metrics: consumer.NewMetrics(reg),
+		Beat: func() { beats.Add(1) },
+		TestSeams: consumer.TestSeams{Observe: func(out consumer.Outcome) {
+			if out.Result == consumer.Acked {
+				t.ack(out.Delivery.StreamSeq)
+			} else {
+				t.fail()
+			}
+		}},
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, err := app.NewConsumer(runCtx, cfg, deps)
+	if err != nil {
+		return run, err
+	}
+	m := startMeasure()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	err = t.wait(ctx, name)
+	m.stop(&run, o.Jobs)
+	cancel()
+	if rerr := <-done; err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return run, err
+	}
+	t.fill(&run)
+	return run, serverView(ctx, js, cfg.StreamConfig().WithDefaults(), &run)
+}
+
+// serverView records what the server says of the run's durable.
+func serverView(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, run *MessagingRun) error {
+	cons, err := js.Consumer(ctx, sc.Stream, sc.Consumer)
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	run.ServerAckFloor, run.ServerAckPending, run.ServerPending = info.AckFloor.Stream, info.NumAckPending, info.NumPending
+	return nil
+}
+
+// measure samples the process's CPU time, allocations and peak heap over a
+// run.
+type measure struct {
+	start      time.Time
+	cpu        time.Duration
+	mallocs    uint64
+	allocBytes uint64
+	peak       atomic.Uint64
+	quit, done chan struct{}
+}
+
+var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+
+func startMeasure() *measure {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	m := &measure{mallocs: ms.Mallocs, allocBytes: ms.TotalAlloc, cpu: processCPU(), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		s := make([]metrics.Sample, len(heapSample))
+		copy(s, heapSample)
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > m.peak.Load() {
+				m.peak.Store(v)
+			}
+			select {
+			case <-m.quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	m.start = time.Now()
+	return m
+}
+
+func (m *measure) stop(run *MessagingRun, jobs int) {
+	elapsed := time.Since(m.start)
+	cpu := processCPU() - m.cpu
+	close(m.quit)
+	<-m.done
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	n := float64(jobs)
+	run.Seconds = elapsed.Seconds()
+	run.JobsPerSec = n / elapsed.Seconds()
+	run.CPUMicrosPerJob = float64(cpu.Microseconds()) / n
+	run.AllocsPerJob = float64(ms.Mallocs-m.mallocs) / n
+	run.AllocBytesPerJob = float64(ms.TotalAlloc-m.allocBytes) / n
+	run.PeakHeapBytes = m.peak.Load()
+}
+
+// errIncomplete is returned by CheckMessaging.
+var errIncomplete = errors.New("messaging benchmark incomplete")
+
+// CheckMessaging reports every way r falls short of "each run acked every
+// job exactly once, and the simulator completed each instance once": the
+// completeness the benchmark's figures rest on.
+func CheckMessaging(r MessagingResult) error {
+	var problems []string
+	for _, run := range r.Runs {
+		if run.Acked != r.Jobs || run.AckedTwice != 0 || run.Other != 0 {
+			problems = append(problems, fmt.Sprintf("%s: %d acked of %d, %d acked twice, %d ended otherwise", run.Name, run.Acked, r.Jobs, run.AckedTwice, run.Other))
+		}
+		if run.ServerAckFloor != uint64(r.Jobs) || run.ServerAckPending != 0 || run.ServerPending != 0 {
+			problems = append(problems, fmt.Sprintf("%s: the server has ack floor %d of %d, %d ack pending, %d pending", run.Name, run.ServerAckFloor, r.Jobs, run.ServerAckPending, run.ServerPending))
+		}
+	}
+	if len(r.Runs) != 4 {
+		problems = append(problems, fmt.Sprintf("%d runs, not 4", len(r.Runs)))
+	}
+	if r.SimulatorCompleted != r.Jobs || r.SimulatorCompletedCalls != r.Jobs {
+		problems = append(problems, fmt.Sprintf("simulator: %d of %d instances Completed, %d completed calls", r.SimulatorCompleted, r.Jobs, r.SimulatorCompletedCalls))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.Strings(problems)
+	return fmt.Errorf("%w: %v", errIncomplete, problems)
+}

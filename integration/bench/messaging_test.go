@@ -1,0 +1,39 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMessaging runs the messaging benchmark at a small size and checks
+// only that it is complete: every run acked every job once, the server
+// agrees, and the simulator completed each instance once. Its figures are
+// logged, never asserted. INSTANCEMGR_BENCH_JOBS and
+// INSTANCEMGR_BENCH_CONCURRENCY run it at another size.
+func TestMessaging(t *testing.T) {
+	o := MessagingOptions{Jobs: 200, Concurrency: 4, Dir: t.TempDir()}
+	if n, err := strconv.Atoi(os.Getenv("INSTANCEMGR_BENCH_JOBS")); err == nil && n > 0 {
+		o.Jobs = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("INSTANCEMGR_BENCH_CONCURRENCY")); err == nil && n > 0 {
+		o.Concurrency = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r, err := Messaging(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckMessaging(r); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	r.Table().Print(&out)
+	js, _ := json.Marshal(r)
+	t.Logf("%s\n%s", out.String(), js)
+}
