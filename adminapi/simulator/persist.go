@@ -90,11 +90,17 @@ func (s *Simulator) restore(st savedState) {
 
 // save writes the state file, when Persist set one: to a temporary file
 // first, renamed over the old one, so a crash never leaves half a file.
+// Without one it returns at once: the snapshot costs a copy of every
+// instance under the lock, which only a file needs.
 func (s *Simulator) save() error {
 	s.saveMu.Lock() // snapshots are written in the order they are taken
 	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	path := s.statePath
+	if path == "" {
+		s.mu.Unlock()
+		return nil
+	}
 	st := savedState{Version: stateVersion, NextID: s.nextID, NextCtxID: s.nextCtxID, NextDerivID: s.nextDerivID, NextOdsID: s.nextOdsID}
 	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
 		in := s.instances[id]
@@ -105,9 +111,6 @@ func (s *Simulator) save() error {
 		})
 	}
 	s.mu.Unlock()
-	if path == "" {
-		return nil
-	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
