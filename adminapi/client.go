@@ -133,7 +133,7 @@ func New(cfg Config) (*Client, error) {
 		tok:          tokenCache{fetching: make(chan struct{}, 1)},
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		c.hc = &http.Client{Transport: newTransport()}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -141,6 +141,23 @@ func New(cfg Config) (*Client, error) {
 	// A first backoff above the cap raises the cap rather than being cut.
 	c.maxDelay = max(c.maxDelay, c.baseDelay)
 	return c, nil
+}
+
+// maxIdleConnsPerHost is how many idle connections the client keeps to
+// each host: as many as a consumer replica may run jobs at once (its
+// concurrency is at most 256), since each job calls the Admin API. Go's
+// default of 2 closes and reopens a connection (a TLS handshake, with
+// https) for most calls once more than two run at once: the messaging
+// benchmark saw 994 connections for 10000 calls at concurrency 4.
+const maxIdleConnsPerHost = 256
+
+// newTransport is http.DefaultTransport's configuration (proxy from the
+// environment, timeouts, HTTP/2) keeping that many idle connections.
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = max(t.MaxIdleConns, 2*maxIdleConnsPerHost) // the Admin API and the token endpoint
+	t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+	return t
 }
 
 // orDefault returns v, or def when v is the zero value.
