@@ -107,6 +107,10 @@ type MessagingResult struct {
 	// SimulatorCompletedCalls the completed calls it received.
 	SimulatorCompleted      int `json:"simulatorCompleted"`
 	SimulatorCompletedCalls int `json:"simulatorCompletedCalls"`
+	// SimulatorConnections counts the TCP connections the simulator
+	// accepted: a client that keeps its connections alive opens about as
+	// many as it runs calls at once.
+	SimulatorConnections int64 `json:"simulatorConnections"`
 }
 
 // Run returns the run of that name.
@@ -139,6 +143,7 @@ func (r MessagingResult) Table() Table {
 	}
 	t.Notes = []string{
 		fmt.Sprintf("Ratio (consumer with the simulator / plain Next + Ack): %.0f %%; without the Admin API: %.0f %%. Target: at least 50 %%.", 100*r.Ratio, 100*r.RatioNoAPI),
+		fmt.Sprintf("The simulator accepted %d TCP connections for %d jobs' %d HTTP calls (and one token request).", r.SimulatorConnections, r.Jobs, 2*r.Jobs),
 		"Each run is its own durable on the same stream, one embedded NATS server (file storage), in one process; every job was stored before the first run (publishing took " +
 			fmt.Sprintf("%.2f s", r.PublishSeconds) + "). Time runs from the consumer's start to the last ack (DoubleAck: confirmed; Ack: flushed).",
 		"The consumer is app.NewConsumer with the real handlers, metrics, heartbeats (ack wait / 3), middleware and a JSON logger at info (to io.Discard); its database step is a benchmark-only no-op engine and registry. " +
@@ -168,7 +173,7 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 	}
 	defer srv.Shutdown()
 
-	sim, simURL, stopSim, err := startSimulator()
+	sim, simURL, conns, stopSim, err := startSimulator()
 	if err != nil {
 		return res, err
 	}
@@ -258,6 +263,7 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 	}
 	res.Runs = append(res.Runs, run)
 
+	res.SimulatorConnections = conns.Load()
 	for _, in := range sim.Instances() {
 		if in.Status == adminapi.StatusCompleted {
 			res.SimulatorCompleted++
@@ -273,14 +279,20 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 	return res, nil
 }
 
-// startSimulator serves a simulator over real HTTP on a loopback port.
-func startSimulator() (*simulator.Simulator, string, func(), error) {
+// startSimulator serves a simulator over real HTTP on a loopback port and
+// counts the connections it accepts.
+func startSimulator() (*simulator.Simulator, string, *atomic.Int64, func(), error) {
 	sim := simulator.New(simulator.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
-	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	conns := new(atomic.Int64)
+	hs := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(ln) }()
 	stop := func() {
@@ -288,7 +300,7 @@ func startSimulator() (*simulator.Simulator, string, func(), error) {
 		<-done
 		sim.Close()
 	}
-	return sim, "http://" + ln.Addr().String(), stop, nil
+	return sim, "http://" + ln.Addr().String(), conns, stop, nil
 }
 
 func connect(url string) (*nats.Conn, jetstream.JetStream, error) {
