@@ -39,13 +39,32 @@ type Delivery struct {
 	// CorrelationID is the message ID the bridge published the job with;
 	// every log line about the job carries it.
 	CorrelationID string
+
+	// log is the replica's logger with the fields above, made once when
+	// the message arrives: slog's With formats them, and every step logs.
+	log *deliveryLogger
 }
+
+// deliveryLogger is a logger with a delivery's fields, and the logger it
+// was made from.
+type deliveryLogger struct{ base, with *slog.Logger }
 
 // logger is log with the delivery's fields, the ones every line about a job
 // carries.
 func (d Delivery) logger(log *slog.Logger) *slog.Logger {
+	if d.log != nil && d.log.base == log {
+		return d.log.with
+	}
 	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID,
 		"attempt", d.Attempt, "correlation_id", d.CorrelationID)
+}
+
+// withLogger is d carrying the logger of its fields made from log, made
+// afresh: call it once the fields are final.
+func (d Delivery) withLogger(log *slog.Logger) Delivery {
+	d.log = nil
+	d.log = &deliveryLogger{base: log, with: d.logger(log)}
+	return d
 }
 
 // Result is how a delivery ended.
@@ -273,6 +292,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	j, err := job.Decode(msg.Data())
 	if err == nil {
 		d.Job = j
+		d = d.withLogger(c.log)
 		stopHeartbeat := c.heartbeat(ctx, msg, d)
 		err = c.run(ctx, d)
 		stopHeartbeat()
@@ -317,7 +337,9 @@ func (c *Consumer) observe(d Delivery) message.HandlerMiddleware {
 				}()
 			}
 			out, err := h(wm)
-			d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
+			if c.log.Enabled(ctx, slog.LevelDebug) {
+				d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
+			}
 			return out, err
 		}
 	}
@@ -401,10 +423,10 @@ func (c *Consumer) nakDelay(attempt uint64, want time.Duration) time.Duration {
 }
 
 func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
-	log := d.logger(c.log).With("subject", d.Subject)
+	log := d.logger(c.log)
+	subject := slog.String("subject", d.Subject)
 	// Settling must happen even when the job's context was cancelled.
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
+	settleCtx := context.WithoutCancel(ctx)
 	var result Result
 	switch {
 	case err == nil:
@@ -418,17 +440,20 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 		cancelAck()
 		if aerr != nil {
 			// The effect is committed; a redelivery will find it done.
-			log.Warn("job done but the ack was not confirmed", "err", aerr)
+			log.Warn("job done but the ack was not confirmed", subject, "err", aerr)
 		} else {
-			log.Info("job done")
+			log.Info("job done", subject)
 		}
 	case ctx.Err() != nil:
 		result = Released
-		log.Warn("job interrupted by shutdown; released for another replica", "err", err)
+		log.Warn("job interrupted by shutdown; released for another replica", subject, "err", err)
 		if nerr := msg.Nak(); nerr != nil {
-			log.Warn("release failed; the lock will expire instead", "err", nerr)
+			log.Warn("release failed; the lock will expire instead", subject, "err", nerr)
 		}
 	default:
+		log := log.With(subject) // the rare paths below log several lines
+		settleCtx, cancel := context.WithTimeout(settleCtx, 30*time.Second)
+		defer cancel()
 		lastTry := c.opts.MaxDeliver > 0 && d.Attempt >= uint64(c.opts.MaxDeliver)
 		if !IsTerminal(err) && !lastTry {
 			result = Retried
