@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ type MessagingOptions struct {
 	// Concurrency is the consumer's concurrency, and the number of workers
 	// of the plain nats.go consumers. Default consumer.DefaultConcurrency.
 	Concurrency int
+	// Rounds repeats every run on fresh jobs and durables; the figures are
+	// each run's median round. Default 1.
+	Rounds int
 	// Dir holds JetStream's files; empty for a temporary directory that is
 	// removed afterwards.
 	Dir string
@@ -49,6 +53,9 @@ func (o MessagingOptions) withDefaults() MessagingOptions {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = consumer.DefaultConcurrency
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
 	}
 	return o
 }
@@ -64,7 +71,10 @@ const (
 // MessagingRun is one consumer's pass over every job.
 type MessagingRun struct {
 	Name    string `json:"name"`
+	Round   int    `json:"round"`
 	Durable string `json:"durable"`
+	// LastSeq is the stream sequence of the round's last job.
+	LastSeq uint64 `json:"lastSeq"`
 	// Seconds runs from the consumer's start (every job already stored)
 	// to the last ack: confirmed by the server for DoubleAck, flushed to
 	// it for Ack.
@@ -94,11 +104,15 @@ type MessagingRun struct {
 type MessagingResult struct {
 	Jobs        int `json:"jobs"`
 	Concurrency int `json:"concurrency"`
+	Rounds      int `json:"rounds"`
 	GOMAXPROCS  int `json:"gomaxprocs"`
-	// PublishSeconds is how long publishing every job took (asynchronous
-	// publishes with the bridge's options), before any consumer ran.
-	PublishSeconds float64        `json:"publishSeconds"`
-	Runs           []MessagingRun `json:"runs"`
+	// PublishSeconds is how long publishing a round's jobs took
+	// (asynchronous publishes with the bridge's options), before any
+	// consumer ran; the slowest round.
+	PublishSeconds float64 `json:"publishSeconds"`
+	// Runs is each run's median round by jobs/s; AllRuns every round.
+	Runs    []MessagingRun `json:"runs"`
+	AllRuns []MessagingRun `json:"allRuns"`
 	// Ratio is the consumer's jobs/s with the simulator over plain
 	// nats.go's Next + Ack; RatioNoAPI the same without the Admin API.
 	Ratio      float64 `json:"ratio"`
@@ -125,8 +139,12 @@ func (r MessagingResult) Run(name string) (MessagingRun, bool) {
 
 // Table is the result as printed.
 func (r MessagingResult) Table() Table {
+	title := fmt.Sprintf("Messaging overhead: %d create jobs, concurrency %d, GOMAXPROCS %d", r.Jobs, r.Concurrency, r.GOMAXPROCS)
+	if r.Rounds > 1 {
+		title += fmt.Sprintf(", median of %d rounds", r.Rounds)
+	}
 	t := Table{
-		Title:  fmt.Sprintf("Messaging overhead: %d create jobs, concurrency %d, GOMAXPROCS %d", r.Jobs, r.Concurrency, r.GOMAXPROCS),
+		Title:  title,
 		Header: []string{"run", "jobs/s", "of plain Ack", "seconds", "CPU µs/job", "allocs/job", "KB/job", "peak heap MB"},
 	}
 	base, _ := r.Run(RunPlainAck)
@@ -143,12 +161,23 @@ func (r MessagingResult) Table() Table {
 	}
 	t.Notes = []string{
 		fmt.Sprintf("Ratio (consumer with the simulator / plain Next + Ack): %.0f %%; without the Admin API: %.0f %%. Target: at least 50 %%.", 100*r.Ratio, 100*r.RatioNoAPI),
-		fmt.Sprintf("The simulator accepted %d TCP connections for %d jobs' %d HTTP calls (and one token request).", r.SimulatorConnections, r.Jobs, 2*r.Jobs),
+		fmt.Sprintf("The simulator accepted %d TCP connections for %d jobs' %d HTTP calls (and one token request).", r.SimulatorConnections, r.Jobs*r.Rounds, 2*r.Jobs*r.Rounds),
 		"Each run is its own durable on the same stream, one embedded NATS server (file storage), in one process; every job was stored before the first run (publishing took " +
 			fmt.Sprintf("%.2f s", r.PublishSeconds) + "). Time runs from the consumer's start to the last ack (DoubleAck: confirmed; Ack: flushed).",
 		"The consumer is app.NewConsumer with the real handlers, metrics, heartbeats (ack wait / 3), middleware and a JSON logger at info (to io.Discard); its database step is a benchmark-only no-op engine and registry. " +
 			"With the simulator, each job makes two HTTP calls (GET the instance, POST completed); the no-op Admin API run makes none.",
 		"CPU, allocations and heap are the whole process's: the NATS server and the simulator are in them.",
+	}
+	if r.Rounds > 1 {
+		for _, x := range r.Runs {
+			var each []string
+			for _, y := range r.AllRuns {
+				if y.Name == x.Name {
+					each = append(each, fmt.Sprintf("%.0f", y.JobsPerSec))
+				}
+			}
+			t.Notes = append(t.Notes, fmt.Sprintf("%s, jobs/s by round: %s.", x.Name, strings.Join(each, ", ")))
+		}
 	}
 	return t
 }
@@ -157,7 +186,7 @@ func (r MessagingResult) Table() Table {
 // pull consumer, on one embedded server, over the same stored jobs.
 func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error) {
 	o = o.withDefaults()
-	res := MessagingResult{Jobs: o.Jobs, Concurrency: o.Concurrency, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	res := MessagingResult{Jobs: o.Jobs, Concurrency: o.Concurrency, Rounds: o.Rounds, GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	dir := o.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "instancemgr-bench-messaging-")
@@ -182,16 +211,6 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 	if err := sim.RegisterClient(clientID, secret); err != nil {
 		return res, err
 	}
-	jobs := make([]job.Job, o.Jobs)
-	for i := range jobs {
-		name := fmt.Sprintf("District %d", i+1)
-		inst, err := sim.CreateInstance("", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
-		if err != nil {
-			return res, fmt.Errorf("request instance %d: %w", i+1, err)
-		}
-		jobs[i] = job.NewCreate("default", inst.ID, name)
-	}
-
 	cfg := &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: clientID, ClientSecret: secret},
 		NATS:     config.NATS{URL: srv.ClientURL()},
@@ -217,39 +236,14 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
 		return res, err
 	}
-	start := time.Now()
-	if err := publish(ctx, js, jobs); err != nil {
-		return res, err
-	}
-	res.PublishSeconds = time.Since(start).Seconds()
-
-	for _, double := range []bool{false, true} {
-		name, durable := RunPlainAck, "bench-plain-ack"
-		if double {
-			name, durable = RunPlainDoubleAck, "bench-plain-doubleack"
-		}
-		psc := sc
-		psc.Consumer = durable
-		run, err := runPlain(ctx, srv.ClientURL(), psc, o, name, double)
-		if err != nil {
-			return res, err
-		}
-		res.Runs = append(res.Runs, run)
-	}
-
-	noAPI := *cfg
-	noAPI.NATS.Consumer = "bench-noapi"
-	run, err := runFramework(ctx, &noAPI, o, RunFrameworkNoAPI, benchOnlyAdminAPI{}, nil)
+	stream, err := js.Stream(ctx, sc.Stream)
 	if err != nil {
 		return res, err
 	}
-	res.Runs = append(res.Runs, run)
-
-	// The real durable, the real client: metrics and retries as a replica has.
-	reg := prometheus.NewRegistry()
+	// The real client, with its metrics and retries as a replica has it.
 	api, err := adminapi.New(adminapi.Config{
 		BaseURL: cfg.AdminAPI.BaseURL, TokenURL: cfg.AdminAPI.TokenURL, ClientID: clientID, ClientSecret: secret,
-		Timeout: cfg.AdminAPI.Timeout.D(), MaxAttempts: cfg.AdminAPI.MaxAttempts, Observe: adminapi.NewMetrics(reg).Observe,
+		Timeout: cfg.AdminAPI.Timeout.D(), MaxAttempts: cfg.AdminAPI.MaxAttempts, Observe: adminapi.NewMetrics(prometheus.NewRegistry()).Observe,
 	})
 	if err != nil {
 		return res, err
@@ -257,11 +251,60 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 	if err := api.CheckToken(ctx); err != nil { // the token is fetched once per replica, not per job
 		return res, err
 	}
-	run, err = runFramework(ctx, cfg, o, RunFramework, api, reg)
-	if err != nil {
-		return res, err
+
+	for round := 1; round <= o.Rounds; round++ {
+		// Each round starts from an empty stream: its durables see only
+		// its own jobs.
+		if err := stream.Purge(ctx); err != nil {
+			return res, err
+		}
+		jobs := make([]job.Job, o.Jobs)
+		for i := range jobs {
+			name := fmt.Sprintf("District %d-%d", round, i+1)
+			inst, err := sim.CreateInstance("", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
+			if err != nil {
+				return res, fmt.Errorf("request instance %q: %w", name, err)
+			}
+			jobs[i] = job.NewCreate("default", inst.ID, name)
+		}
+		start := time.Now()
+		if err := publish(ctx, js, jobs); err != nil {
+			return res, err
+		}
+		res.PublishSeconds = max(res.PublishSeconds, time.Since(start).Seconds())
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return res, err
+		}
+		last := info.State.LastSeq
+
+		add := func(run MessagingRun, err error) error {
+			run.Round, run.LastSeq = round, last
+			res.AllRuns = append(res.AllRuns, run)
+			return err
+		}
+		for _, double := range []bool{false, true} {
+			name, durable := RunPlainAck, fmt.Sprintf("bench-plain-ack-%d", round)
+			if double {
+				name, durable = RunPlainDoubleAck, fmt.Sprintf("bench-plain-doubleack-%d", round)
+			}
+			psc := sc
+			psc.Consumer = durable
+			if err := add(runPlain(ctx, srv.ClientURL(), psc, o, name, double)); err != nil {
+				return res, err
+			}
+		}
+		noAPI := *cfg
+		noAPI.NATS.Consumer = fmt.Sprintf("bench-noapi-%d", round)
+		if err := add(runFramework(ctx, &noAPI, o, RunFrameworkNoAPI, benchOnlyAdminAPI{})); err != nil {
+			return res, err
+		}
+		// The real durable, which carries on from round to round.
+		if err := add(runFramework(ctx, cfg, o, RunFramework, api)); err != nil {
+			return res, err
+		}
 	}
-	res.Runs = append(res.Runs, run)
+	res.Runs = medians(res.AllRuns)
 
 	res.SimulatorConnections = conns.Load()
 	for _, in := range sim.Instances() {
@@ -277,6 +320,26 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		res.Ratio, res.RatioNoAPI = fw.JobsPerSec/base.JobsPerSec, na.JobsPerSec/base.JobsPerSec
 	}
 	return res, nil
+}
+
+// medians is each run's median round by jobs/s (the lower of the middle
+// two for an even count), in the order the runs first appear.
+func medians(all []MessagingRun) []MessagingRun {
+	var names []string
+	by := map[string][]MessagingRun{}
+	for _, r := range all {
+		if _, ok := by[r.Name]; !ok {
+			names = append(names, r.Name)
+		}
+		by[r.Name] = append(by[r.Name], r)
+	}
+	out := make([]MessagingRun, 0, len(names))
+	for _, n := range names {
+		rs := by[n]
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].JobsPerSec < rs[j].JobsPerSec })
+		out = append(out, rs[(len(rs)-1)/2])
+	}
+	return out
 }
 
 // startSimulator serves a simulator over real HTTP on a loopback port and
@@ -460,7 +523,7 @@ func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingO
 
 // runFramework runs one consumer replica as app.NewConsumer builds it, with
 // the benchmark-only engine and registry, until every job is acked.
-func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, name string, api consumer.AdminAPI, reg *prometheus.Registry) (MessagingRun, error) {
+func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, name string, api consumer.AdminAPI) (MessagingRun, error) {
 	run := MessagingRun{Name: name, Durable: cfg.NATS.Consumer}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-bench", log)
@@ -468,9 +531,7 @@ func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, n
 		return run, err
 	}
 	defer nc.Close()
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	reg := prometheus.NewRegistry()
 	t := newTally(o.Jobs)
 	var beats atomic.Int64
 	deps := app.ConsumerDeps{
@@ -584,19 +645,19 @@ var errIncomplete = errors.New("messaging benchmark incomplete")
 // completeness the benchmark's figures rest on.
 func CheckMessaging(r MessagingResult) error {
 	var problems []string
-	for _, run := range r.Runs {
+	for _, run := range r.AllRuns {
 		if run.Acked != r.Jobs || run.AckedTwice != 0 || run.Other != 0 {
-			problems = append(problems, fmt.Sprintf("%s: %d acked of %d, %d acked twice, %d ended otherwise", run.Name, run.Acked, r.Jobs, run.AckedTwice, run.Other))
+			problems = append(problems, fmt.Sprintf("%s round %d: %d acked of %d, %d acked twice, %d ended otherwise", run.Name, run.Round, run.Acked, r.Jobs, run.AckedTwice, run.Other))
 		}
-		if run.ServerAckFloor != uint64(r.Jobs) || run.ServerAckPending != 0 || run.ServerPending != 0 {
-			problems = append(problems, fmt.Sprintf("%s: the server has ack floor %d of %d, %d ack pending, %d pending", run.Name, run.ServerAckFloor, r.Jobs, run.ServerAckPending, run.ServerPending))
+		if run.ServerAckFloor != run.LastSeq || run.ServerAckPending != 0 || run.ServerPending != 0 {
+			problems = append(problems, fmt.Sprintf("%s round %d: the server has ack floor %d, last job %d, %d ack pending, %d pending", run.Name, run.Round, run.ServerAckFloor, run.LastSeq, run.ServerAckPending, run.ServerPending))
 		}
 	}
-	if len(r.Runs) != 4 {
-		problems = append(problems, fmt.Sprintf("%d runs, not 4", len(r.Runs)))
+	if len(r.AllRuns) != 4*r.Rounds || len(r.Runs) != 4 {
+		problems = append(problems, fmt.Sprintf("%d runs in %d rounds, %d medians; want 4 a round", len(r.AllRuns), r.Rounds, len(r.Runs)))
 	}
-	if r.SimulatorCompleted != r.Jobs || r.SimulatorCompletedCalls != r.Jobs {
-		problems = append(problems, fmt.Sprintf("simulator: %d of %d instances Completed, %d completed calls", r.SimulatorCompleted, r.Jobs, r.SimulatorCompletedCalls))
+	if n := r.Jobs * r.Rounds; r.SimulatorCompleted != n || r.SimulatorCompletedCalls != n {
+		problems = append(problems, fmt.Sprintf("simulator: %d of %d instances Completed, %d completed calls", r.SimulatorCompleted, n, r.SimulatorCompletedCalls))
 	}
 	if len(problems) == 0 {
 		return nil

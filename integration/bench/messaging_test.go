@@ -13,8 +13,9 @@ import (
 // TestMessaging runs the messaging benchmark at a small size and checks
 // only that it is complete: every run acked every job once, the server
 // agrees, and the simulator completed each instance once. Its figures are
-// logged, never asserted. INSTANCEMGR_BENCH_JOBS and
-// INSTANCEMGR_BENCH_CONCURRENCY run it at another size.
+// logged, never asserted. INSTANCEMGR_BENCH_JOBS,
+// INSTANCEMGR_BENCH_CONCURRENCY and INSTANCEMGR_BENCH_ROUNDS run it at
+// another size (go test -run TestMessaging -v ./integration/bench).
 func TestMessaging(t *testing.T) {
 	o := MessagingOptions{Jobs: 200, Concurrency: 4, Dir: t.TempDir()}
 	if n, err := strconv.Atoi(os.Getenv("INSTANCEMGR_BENCH_JOBS")); err == nil && n > 0 {
@@ -22,6 +23,9 @@ func TestMessaging(t *testing.T) {
 	}
 	if n, err := strconv.Atoi(os.Getenv("INSTANCEMGR_BENCH_CONCURRENCY")); err == nil && n > 0 {
 		o.Concurrency = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("INSTANCEMGR_BENCH_ROUNDS")); err == nil && n > 0 {
+		o.Rounds = n
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
