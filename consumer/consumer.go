@@ -360,38 +360,66 @@ func (c *Consumer) panicMessage(err error, d Delivery) error {
 // that cannot be sent, or that comes after the lock has run out (a stalled
 // process), is a lock loss: counted, and logged, since another replica may
 // now be running the same job.
+//
+// Renewals run on a timer rather than a goroutine of their own: a job that
+// ends before its first renewal, as most do, costs no goroutine to start
+// and wake. Once stop returns, no renewal is running or will run; none
+// runs after ctx ends either.
 func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg, d Delivery) (stop func()) {
 	if c.opts.TestSeams.DisableHeartbeat {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(c.opts.Heartbeat)
-		defer t.Stop()
-		lock, renewed, expired := c.lockFor(d.Attempt), time.Now(), false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				c.opts.Beat()
-				if lock > 0 && now.Sub(renewed) > lock && !expired {
-					expired = true // once per delivery
-					c.lockLost(LockExpired)
-					d.logger(c.log).Warn("the lock ran out before it was renewed; another replica may get this job", "subject", msg.Subject(), "since_renewal", now.Sub(renewed), "lock", lock)
-				}
-				if err := msg.InProgress(); err != nil {
-					c.lockLost(LockHeartbeatFailed)
-					d.logger(c.log).Warn("heartbeat failed; the lock may expire", "subject", msg.Subject(), "err", err)
-					continue
-				}
-				renewed = time.Now()
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
+	r := &renewal{c: c, ctx: ctx, msg: msg, d: d, lock: c.lockFor(d.Attempt), renewed: time.Now()}
+	r.mu.Lock()
+	r.timer = time.AfterFunc(c.opts.Heartbeat, r.renew)
+	r.mu.Unlock()
+	return r.stop
+}
+
+// renewal is the lock renewal of one delivery.
+type renewal struct {
+	c   *Consumer
+	ctx context.Context
+	msg jetstream.Msg
+	d   Delivery
+
+	mu      sync.Mutex // held by a renewal and by stop
+	stopped bool
+	timer   *time.Timer
+	lock    time.Duration
+	renewed time.Time
+	expired bool
+}
+
+func (r *renewal) renew() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || r.ctx.Err() != nil {
+		return
+	}
+	c := r.c
+	c.opts.Beat()
+	now := time.Now()
+	if r.lock > 0 && now.Sub(r.renewed) > r.lock && !r.expired {
+		r.expired = true // once per delivery
+		c.lockLost(LockExpired)
+		r.d.logger(c.log).Warn("the lock ran out before it was renewed; another replica may get this job", "subject", r.msg.Subject(), "since_renewal", now.Sub(r.renewed), "lock", r.lock)
+	}
+	if err := r.msg.InProgress(); err != nil {
+		c.lockLost(LockHeartbeatFailed)
+		r.d.logger(c.log).Warn("heartbeat failed; the lock may expire", "subject", r.msg.Subject(), "err", err)
+	} else {
+		r.renewed = time.Now()
+	}
+	r.timer.Reset(c.opts.Heartbeat)
+}
+
+// stop ends the renewals; a renewal under way finishes first.
+func (r *renewal) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	r.timer.Stop()
 }
 
 // lockFor is how long the lock of a delivery lasts: JetStream's ack wait
