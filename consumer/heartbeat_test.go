@@ -44,6 +44,14 @@ func TestHeartbeatStopWaitsForARenewalUnderWay(t *testing.T) {
 		stop()
 		runningAtStop <- m.running.Load()
 	}()
+	// stop must not return while the renewal is held. Holding it a while
+	// gives a stop that does not wait the time to show it; a stop that
+	// waits passes however long this is.
+	select {
+	case <-runningAtStop:
+		t.Fatal("stop returned while a renewal was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
 	close(m.release)
 	if <-runningAtStop {
 		t.Fatal("stop returned while a renewal was still running")
