@@ -144,15 +144,20 @@ func New(cfg Config) (*Client, error) {
 }
 
 // MaxIdleConns is how many idle connections to the Admin API a Client
-// keeps for reuse (unless Config.HTTPClient is given): enough for the
-// bridge's most concurrent poll, so parallel calls do not each open, and
-// over TLS handshake, a connection of their own (net/http keeps two idle
-// connections per host by default).
+// keeps for reuse (unless Config.HTTPClient is given): as many as the
+// bridge polls tenants at once, or a consumer replica runs jobs at once
+// (each job calls the Admin API). net/http keeps two idle connections per
+// host by default, so parallel calls would mostly open, and over TLS
+// handshake, a connection of their own: the messaging benchmark saw 994
+// connections for 10,000 calls at concurrency 4.
 const MaxIdleConns = 256
 
+// defaultTransport is http.DefaultTransport's configuration (proxy from
+// the environment, timeouts, HTTP/2) keeping that many idle connections,
+// to the Admin API and to the token endpoint.
 func defaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = MaxIdleConns
+	t.MaxIdleConns = 2 * MaxIdleConns
 	t.MaxIdleConnsPerHost = MaxIdleConns
 	return t
 }

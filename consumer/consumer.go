@@ -39,13 +39,32 @@ type Delivery struct {
 	// CorrelationID is the message ID the bridge published the job with;
 	// every log line about the job carries it.
 	CorrelationID string
+
+	// log is the replica's logger with the fields above, made once when
+	// the message arrives: slog's With formats them, and every step logs.
+	log *deliveryLogger
 }
+
+// deliveryLogger is a logger with a delivery's fields, and the logger it
+// was made from.
+type deliveryLogger struct{ base, with *slog.Logger }
 
 // logger is log with the delivery's fields, the ones every line about a job
 // carries.
 func (d Delivery) logger(log *slog.Logger) *slog.Logger {
+	if d.log != nil && d.log.base == log {
+		return d.log.with
+	}
 	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID,
 		"attempt", d.Attempt, "correlation_id", d.CorrelationID)
+}
+
+// withLogger is d carrying the logger of its fields made from log, made
+// afresh: call it once the fields are final.
+func (d Delivery) withLogger(log *slog.Logger) Delivery {
+	d.log = nil
+	d.log = &deliveryLogger{base: log, with: d.logger(log)}
+	return d
 }
 
 // Result is how a delivery ended.
@@ -273,6 +292,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	j, err := job.Decode(msg.Data())
 	if err == nil {
 		d.Job = j
+		d = d.withLogger(c.log)
 		stopHeartbeat := c.heartbeat(ctx, msg, d)
 		err = c.run(ctx, d)
 		stopHeartbeat()
@@ -317,7 +337,9 @@ func (c *Consumer) observe(d Delivery) message.HandlerMiddleware {
 				}()
 			}
 			out, err := h(wm)
-			d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
+			if c.log.Enabled(ctx, slog.LevelDebug) {
+				d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
+			}
 			return out, err
 		}
 	}
@@ -338,38 +360,66 @@ func (c *Consumer) panicMessage(err error, d Delivery) error {
 // that cannot be sent, or that comes after the lock has run out (a stalled
 // process), is a lock loss: counted, and logged, since another replica may
 // now be running the same job.
+//
+// Renewals run on a timer rather than a goroutine of their own: a job that
+// ends before its first renewal, as most do, costs no goroutine to start
+// and wake. Once stop returns, no renewal is running or will run; none
+// runs after ctx ends either.
 func (c *Consumer) heartbeat(ctx context.Context, msg jetstream.Msg, d Delivery) (stop func()) {
 	if c.opts.TestSeams.DisableHeartbeat {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(c.opts.Heartbeat)
-		defer t.Stop()
-		lock, renewed, expired := c.lockFor(d.Attempt), time.Now(), false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				c.opts.Beat()
-				if lock > 0 && now.Sub(renewed) > lock && !expired {
-					expired = true // once per delivery
-					c.lockLost(LockExpired)
-					d.logger(c.log).Warn("the lock ran out before it was renewed; another replica may get this job", "subject", msg.Subject(), "since_renewal", now.Sub(renewed), "lock", lock)
-				}
-				if err := msg.InProgress(); err != nil {
-					c.lockLost(LockHeartbeatFailed)
-					d.logger(c.log).Warn("heartbeat failed; the lock may expire", "subject", msg.Subject(), "err", err)
-					continue
-				}
-				renewed = time.Now()
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
+	r := &renewal{c: c, ctx: ctx, msg: msg, d: d, lock: c.lockFor(d.Attempt), renewed: time.Now()}
+	r.mu.Lock()
+	r.timer = time.AfterFunc(c.opts.Heartbeat, r.renew)
+	r.mu.Unlock()
+	return r.stop
+}
+
+// renewal is the lock renewal of one delivery.
+type renewal struct {
+	c   *Consumer
+	ctx context.Context
+	msg jetstream.Msg
+	d   Delivery
+
+	mu      sync.Mutex // held by a renewal and by stop
+	stopped bool
+	timer   *time.Timer
+	lock    time.Duration
+	renewed time.Time
+	expired bool
+}
+
+func (r *renewal) renew() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || r.ctx.Err() != nil {
+		return
+	}
+	c := r.c
+	c.opts.Beat()
+	now := time.Now()
+	if r.lock > 0 && now.Sub(r.renewed) > r.lock && !r.expired {
+		r.expired = true // once per delivery
+		c.lockLost(LockExpired)
+		r.d.logger(c.log).Warn("the lock ran out before it was renewed; another replica may get this job", "subject", r.msg.Subject(), "since_renewal", now.Sub(r.renewed), "lock", r.lock)
+	}
+	if err := r.msg.InProgress(); err != nil {
+		c.lockLost(LockHeartbeatFailed)
+		r.d.logger(c.log).Warn("heartbeat failed; the lock may expire", "subject", r.msg.Subject(), "err", err)
+	} else {
+		r.renewed = time.Now()
+	}
+	r.timer.Reset(c.opts.Heartbeat)
+}
+
+// stop ends the renewals; a renewal under way finishes first.
+func (r *renewal) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	r.timer.Stop()
 }
 
 // lockFor is how long the lock of a delivery lasts: JetStream's ack wait
@@ -401,10 +451,10 @@ func (c *Consumer) nakDelay(attempt uint64, want time.Duration) time.Duration {
 }
 
 func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
-	log := d.logger(c.log).With("subject", d.Subject)
+	log := d.logger(c.log)
+	subject := slog.String("subject", d.Subject)
 	// Settling must happen even when the job's context was cancelled.
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
+	settleCtx := context.WithoutCancel(ctx)
 	var result Result
 	switch {
 	case err == nil:
@@ -418,17 +468,20 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 		cancelAck()
 		if aerr != nil {
 			// The effect is committed; a redelivery will find it done.
-			log.Warn("job done but the ack was not confirmed", "err", aerr)
+			log.Warn("job done but the ack was not confirmed", subject, "err", aerr)
 		} else {
-			log.Info("job done")
+			log.Info("job done", subject)
 		}
 	case ctx.Err() != nil:
 		result = Released
-		log.Warn("job interrupted by shutdown; released for another replica", "err", err)
+		log.Warn("job interrupted by shutdown; released for another replica", subject, "err", err)
 		if nerr := msg.Nak(); nerr != nil {
-			log.Warn("release failed; the lock will expire instead", "err", nerr)
+			log.Warn("release failed; the lock will expire instead", subject, "err", nerr)
 		}
 	default:
+		log := log.With(subject) // the rare paths below log several lines
+		settleCtx, cancel := context.WithTimeout(settleCtx, 30*time.Second)
+		defer cancel()
 		lastTry := c.opts.MaxDeliver > 0 && d.Attempt >= uint64(c.opts.MaxDeliver)
 		if !IsTerminal(err) && !lastTry {
 			result = Retried

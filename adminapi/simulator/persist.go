@@ -93,6 +93,8 @@ func (s *Simulator) restore(st savedState) {
 
 // save writes the state file, when Persist set one: to a temporary file
 // first, renamed over the old one, so a crash never leaves half a file.
+// Without one it returns at once: the snapshot costs a copy of every
+// instance under the lock, which only a file needs.
 func (s *Simulator) save() error {
 	s.saveMu.Lock() // snapshots are written in the order they are taken
 	defer s.saveMu.Unlock()

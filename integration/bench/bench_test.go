@@ -167,6 +167,11 @@ func TestBench(t *testing.T) {
 		for _, b := range bridges {
 			rep.Tables = append(rep.Tables, b.Table())
 		}
+		msgs := bench.FullMessaging(t)
+		rep.Extra["messaging"] = msgs
+		for _, m := range msgs {
+			rep.Tables = append(rep.Tables, m.Table())
+		}
 	}
 	publish(t, rep)
 }

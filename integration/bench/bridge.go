@@ -289,8 +289,9 @@ func (r BridgeScaleResult) Table() Table {
 	return t
 }
 
-// errIncomplete is returned by Check.
-var errIncomplete = errors.New("bridge scale: incomplete")
+// errIncomplete is returned by Check and CheckMessaging: a run that did
+// not measure everything it reports.
+var errIncomplete = errors.New("benchmark incomplete")
 
 // Check says what is wrong with r as a run where every pending request
 // was published once by the first poll and never again.
@@ -298,7 +299,7 @@ func (r BridgeScaleResult) Check() error {
 	var problems []string
 	want := r.Pending["create"] + r.Pending["rename"] + r.Pending["delete"]
 	if len(r.Cycles) != 3 {
-		return fmt.Errorf("%w: %d cycles, want 3", errIncomplete, len(r.Cycles))
+		return fmt.Errorf("%w (bridge): %d cycles, want 3", errIncomplete, len(r.Cycles))
 	}
 	first := r.Cycles[0].Stats
 	if first.Pending != want || first.Published != want || first.Failed != 0 {
@@ -313,7 +314,7 @@ func (r BridgeScaleResult) Check() error {
 		problems = append(problems, fmt.Sprintf("stream holds %d jobs, want %d", r.StreamMessages, want))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", errIncomplete, strings.Join(problems, "; "))
+		return fmt.Errorf("%w (bridge): %s", errIncomplete, strings.Join(problems, "; "))
 	}
 	return nil
 }

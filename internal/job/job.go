@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,7 +143,17 @@ func Encode(j Job) ([]byte, error) {
 // Decode parses and validates a message body. Every error wraps ErrMalformed.
 func Decode(data []byte) (Job, error) {
 	var j Job
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	// A body that is one JSON object and nothing more (every job the
+	// bridge writes) is read in one pass; anything else goes the Decoder's
+	// way, which says what is wrong as it always has.
+	if json.Unmarshal(data, &j) == nil {
+		if err := j.Validate(); err != nil {
+			return Job{}, err
+		}
+		return j, nil
+	}
+	j = Job{}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&j); err != nil {
 		return Job{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
