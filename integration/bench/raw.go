@@ -44,7 +44,9 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	t.Helper()
 	ctx := context.Background()
 	maint := pool(t, o.Master.PgxConnString(), o.Concurrency)
+	defer maint.Close()
 	admin := pool(t, o.Master.WithDatabase(o.AdminDB).PgxConnString(), o.Concurrency)
+	defer admin.Close()
 	names := make([]string, o.N)
 	for i := range names {
 		names[i] = fmt.Sprintf("%s_%d", o.NamePrefix, i+1)
@@ -115,6 +117,8 @@ func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, 
 }
 
 // pool opens n connections at once, so that no run pays for connecting.
+// The caller closes it when its run ends: the server's max_connections is
+// shared by every run and the system's own processes.
 func pool(t testing.TB, connString string, n int) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(connString)
@@ -126,7 +130,6 @@ func pool(t testing.TB, connString string, n int) *pgxpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Close)
 	var conns []*pgxpool.Conn
 	for range n {
 		c, err := p.Acquire(context.Background())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
@@ -85,6 +86,7 @@ func System(t testing.TB, o SystemOptions) SystemResult {
 	ctx := context.Background()
 	dir := t.TempDir()
 	maint := pool(t, o.Master.PgxConnString(), 1)
+	defer maint.Close()
 	defer dropPrefix(t, maint, o.NamePrefix)
 	// A fresh EdFi_Admin: the simulator numbers instances from 1 in every
 	// run, and the ledger must not know them from an earlier one.
@@ -92,7 +94,15 @@ func System(t testing.TB, o SystemOptions) SystemResult {
 	if _, err := maint.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{adminDB}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	testenv.LoadAdminFixture(t, adminDB)
+	admin, err := pgx.Connect(ctx, o.Master.WithDatabase(adminDB).PgxConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(ctx, testenv.AdminFixture(t))
+	admin.Close(ctx)
+	if err != nil {
+		t.Fatalf("load the EdFi_Admin fixture: %v", err)
+	}
 
 	ns, err := embednats.Start(embednats.Options{StoreDir: filepath.Join(dir, "js")})
 	if err != nil {
@@ -213,7 +223,15 @@ tenants:
 // firstStored is when JetStream stored the first job of the run.
 func firstStored(t testing.TB, url string) time.Time {
 	t.Helper()
-	_, js := testenv.JetStream(t, url)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := js.Stream(context.Background(), "INSTANCES")
 	if err != nil {
 		t.Fatal(err)
