@@ -48,7 +48,9 @@ func TestMessaging(t *testing.T) {
 func FullMessaging(t *testing.T) []MessagingResult {
 	var out []MessagingResult
 	for _, c := range []int{1, 4, 16} {
-		r, err := Messaging(context.Background(), MessagingOptions{Jobs: 5000, Concurrency: c, Rounds: 3, Dir: t.TempDir()})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		r, err := Messaging(ctx, MessagingOptions{Jobs: 5000, Concurrency: c, Rounds: 3, Dir: t.TempDir()})
+		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
