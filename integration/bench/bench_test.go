@@ -97,14 +97,20 @@ func TestBench(t *testing.T) {
 	bin := bench.BuildBinary(t, t.TempDir())
 	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
 	main := bench.Table{
-		Title:  fmt.Sprintf("Creates: raw PostgreSQL against the whole system (N=%d, %d jobs per replica at once, median of %d)", sz.n, perReplica, sz.repeat),
+		Title:  fmt.Sprintf("Creates: raw PostgreSQL against the whole system (N=%d, %d jobs per replica at once, STRATEGY FILE_COPY, median of %d)", sz.n, perReplica, sz.repeat),
 		Header: []string{"template", "size", "replicas", "raw s", "system s", "system/raw", "latency p50 ms", "p95 ms", "p99 ms", "pickup p50 ms", "pickup p99 ms", "poll ms", "peak RSS/consumer"},
+	}
+	phases := bench.Table{
+		Title:  "Where a create's time goes: mean per job, from the consumers' metrics (the median system run of each row above)",
+		Header: []string{"template", "replicas", "pull to settle ms", "database ms", "registration ms", "adminapi ms", "rest ms"},
 	}
 	strategies := bench.Table{
 		Title:  fmt.Sprintf("Copy strategy: raw creates (N=%d, %d at once, median of %d)", sz.n, perReplica, sz.repeat),
 		Header: []string{"template", "size", "strategy", "raw s", "per database s"},
 	}
-	const poll = time.Second
+	// Raw and system copy the template the same way: the configuration's
+	// default.
+	const poll, strategy = time.Second, "file_copy"
 	for _, spec := range sz.templates {
 		tmpl := bench.MakeTemplate(t, world.PG, world.Master, world.Prefix+"_tmpl_"+spec.Label, spec)
 		rep.Template = append(rep.Template, tmpl)
@@ -117,9 +123,9 @@ func TestBench(t *testing.T) {
 			var systems []bench.SystemResult
 			for i := range sz.repeat {
 				tag := fmt.Sprintf("%s_%s_%d_%d", world.Prefix, spec.Label, replicas, i)
-				raws = append(raws, bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: sz.n, Concurrency: replicas * perReplica, NamePrefix: tag + "_raw"}))
+				raws = append(raws, bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: sz.n, Concurrency: replicas * perReplica, Strategy: strategy, NamePrefix: tag + "_raw"}))
 				systems = append(systems, bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: sz.n,
-					Replicas: replicas, Concurrency: perReplica, Poll: poll, NamePrefix: tag + "_sys"}))
+					Replicas: replicas, Concurrency: perReplica, Poll: poll, Strategy: strategy, NamePrefix: tag + "_sys"}))
 			}
 			rep.Raw, rep.System = append(rep.Raw, raws), append(rep.System, systems)
 			raw := raws[0]
@@ -130,6 +136,9 @@ func TestBench(t *testing.T) {
 			main.Rows = append(main.Rows, []string{spec.Label, bench.MB(tmpl.Bytes), fmt.Sprint(replicas), bench.Secs(raw.Elapsed), bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", r.Ratio),
 				bench.Ms(sys.LatencyP50), bench.Ms(sys.LatencyP95), bench.Ms(sys.LatencyP99), bench.Ms(sys.PickupP50), bench.Ms(sys.PickupP99), bench.Ms(sys.Poll), bench.MB(slices.Max(sys.PeakRSS))})
 			checkSystem(t, sys)
+			p := sys.PerJob
+			phases.Rows = append(phases.Rows, []string{spec.Label, fmt.Sprint(replicas), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]),
+				bench.Ms1(p["job"] - p["database"] - p["registration"] - p["adminapi"])})
 		}
 		for _, strategy := range []string{"wal_log", "file_copy"} {
 			var raws []bench.RawResult
@@ -159,7 +168,7 @@ func TestBench(t *testing.T) {
 		rep.Pickup = append(rep.Pickup, r)
 		pickup.Rows = append(pickup.Rows, []string{bench.Ms(poll), fmt.Sprint(n), bench.Ms(r.PickupP50), bench.Ms(r.PickupP99), bench.Ms(poll + 100*time.Millisecond), bench.Ms(r.LatencyP50), bench.Ms(r.LatencyP99)})
 	}
-	rep.Tables = []bench.Table{main, pickup, strategies}
+	rep.Tables = []bench.Table{main, phases, pickup, strategies}
 	if sz.full {
 		rep.Extra = map[string]any{}
 		bridges := bench.FullBridgeScale(t)
@@ -182,6 +191,11 @@ func checkSystem(t *testing.T, r bench.SystemResult) {
 	t.Helper()
 	if r.Elapsed <= 0 || r.PickupP50 <= 0 || r.PickupP99 < r.PickupP50 || r.LatencyP50 < r.PickupP50 || r.LatencyP99 < r.LatencyP95 || r.LatencyP95 < r.LatencyP50 {
 		t.Errorf("incomplete or inconsistent figures: %+v", r)
+	}
+	for _, phase := range []string{"job", "database", "registration", "adminapi"} {
+		if r.PerJob[phase] <= 0 {
+			t.Errorf("no time measured for %s: %v", phase, r.PerJob)
+		}
 	}
 	if len(r.PeakRSS) != r.Replicas || slices.Min(r.PeakRSS) <= 0 {
 		t.Errorf("peak RSS of %d consumers: %v", r.Replicas, r.PeakRSS)

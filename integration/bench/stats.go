@@ -22,3 +22,6 @@ func Secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
 // Ms prints a duration in milliseconds.
 func Ms(d time.Duration) string { return fmt.Sprintf("%d", d.Milliseconds()) }
+
+// Ms1 prints a duration in milliseconds with one decimal.
+func Ms1(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }

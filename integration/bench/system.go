@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
@@ -66,6 +68,10 @@ type SystemResult struct {
 	Poll       time.Duration `json:"pollNs"`
 	// PeakRSS is each consumer process's peak resident set (VmHWM), bytes.
 	PeakRSS []int64 `json:"peakRssBytes"`
+	// PerJob is the mean time per job the consumers' own metrics give, by
+	// phase (adminapi, database, registration) and in all ("job": pull to
+	// settle).
+	PerJob map[string]time.Duration `json:"perJobNs"`
 }
 
 // BuildBinary builds cmd/instancemgr into dir.
@@ -200,8 +206,16 @@ tenants:
 		return true
 	})
 	r := SystemResult{Template: o.Template.Spec.Label, N: o.N, Replicas: o.Replicas, Concurrency: o.Concurrency, Poll: o.Poll}
+	sums := map[string]float64{}
 	for _, p := range consumers {
 		r.PeakRSS = append(r.PeakRSS, p.peakRSS(t))
+		for k, v := range jobSeconds(t, p.probes+"/metrics") {
+			sums[k] += v
+		}
+	}
+	r.PerJob = map[string]time.Duration{}
+	for k, v := range sums {
+		r.PerJob[k] = time.Duration(v / float64(o.N) * float64(time.Second))
 	}
 	var latency, pickup []time.Duration
 	var lastDone time.Time
@@ -349,4 +363,33 @@ func (p *proc) stop(t testing.TB) {
 		<-p.done
 		t.Errorf("%s did not stop within a minute of SIGTERM", p.name)
 	}
+}
+
+// jobSeconds reads a consumer's time spent on jobs from its /metrics: the
+// sum of instancemgr_consumer_phase_seconds by phase, and of
+// instancemgr_consumer_job_seconds as "job".
+func jobSeconds(t testing.TB, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	out := map[string]float64{}
+	for _, m := range families["instancemgr_consumer_phase_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "phase" {
+				out[l.GetValue()] += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	for _, m := range families["instancemgr_consumer_job_seconds"].GetMetric() {
+		out["job"] += m.GetHistogram().GetSampleSum()
+	}
+	return out
 }

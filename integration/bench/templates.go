@@ -23,7 +23,7 @@ type TemplateSpec struct {
 // some data). The small run uses Tiny.
 var (
 	Small = TemplateSpec{Label: "small", Tables: 60, Rows: 400}
-	Large = TemplateSpec{Label: "large", Tables: 400, Rows: 1700}
+	Large = TemplateSpec{Label: "large", Tables: 400, Rows: 800}
 	Tiny  = TemplateSpec{Label: "tiny", Tables: 10, Rows: 50}
 )
 

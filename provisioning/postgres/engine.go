@@ -136,7 +136,11 @@ func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) 
 // CreateDatabase implements provisioning.Engine. A busy template (another
 // session connected to it) is retried with backoff for TemplateBusyWait.
 func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
-	stmt, err := createDatabaseSQL(name, template, e.CopyStrategy)
+	strategy, err := e.strategy(ctx)
+	if err != nil {
+		return false, err
+	}
+	stmt, err := createDatabaseSQL(name, template, strategy)
 	if err != nil {
 		return false, err
 	}
@@ -268,6 +272,31 @@ func checkIdent(name string) error {
 
 // CopyStrategy is how PostgreSQL 15 and later copy the template.
 type CopyStrategy string
+
+// strategy is the STRATEGY to give CREATE DATABASE on this server: before
+// PostgreSQL 15 there is none to give, and every copy is a file copy.
+func (e *Engine) strategy(ctx context.Context) (CopyStrategy, error) {
+	if e.CopyStrategy == "" {
+		return "", nil
+	}
+	var version int
+	if err := e.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return "", fmt.Errorf("read the server's version: %w", transient(err))
+	}
+	return strategyFor(version, e.CopyStrategy)
+}
+
+// strategyFor is the rule of strategy, for a server of version (as
+// server_version_num).
+func strategyFor(version int, want CopyStrategy) (CopyStrategy, error) {
+	switch {
+	case version >= 150000 || want == "":
+		return want, nil
+	case want == CopyFileCopy:
+		return "", nil // the only way before 15
+	}
+	return "", fmt.Errorf("%w: provisioning.copyStrategy %s needs PostgreSQL 15 or later; this server is %d (use file_copy)", provisioning.ErrRejected, want, version)
+}
 
 // The copy strategies. WAL_LOG copies block by block through the WAL: no
 // checkpoint, cheap for a small template. FILE_COPY copies the files after a

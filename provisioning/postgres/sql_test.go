@@ -110,3 +110,26 @@ func TestTransientOrRejected(t *testing.T) {
 		t.Errorf("a syntax error is classed %v", err)
 	}
 }
+
+// A strategy reaches the server only where it has one: before PostgreSQL
+// 15 a file copy is the only way, and WAL_LOG is refused with the reason.
+func TestStrategyForServerVersion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		version int
+		want    CopyStrategy
+		got     CopyStrategy
+		refused bool
+	}{
+		{150004, CopyFileCopy, CopyFileCopy, false},
+		{160001, CopyWALLog, CopyWALLog, false},
+		{140009, CopyFileCopy, "", false},
+		{140009, "", "", false},
+		{130012, CopyWALLog, "", true},
+	} {
+		got, err := strategyFor(tc.version, tc.want)
+		if got != tc.got || (err != nil) != tc.refused || (err != nil && !errors.Is(err, provisioning.ErrRejected)) {
+			t.Errorf("server %d, %q: %q, %v", tc.version, tc.want, got, err)
+		}
+	}
+}
