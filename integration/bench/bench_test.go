@@ -96,8 +96,13 @@ func TestBench(t *testing.T) {
 	world := itest.NewWorld(t, "")
 	bin := bench.BuildBinary(t, t.TempDir())
 	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
+	const poll = time.Second
+	strategy := "file_copy"
+	if v := os.Getenv("INSTANCEMGR_BENCH_STRATEGY"); v != "" {
+		strategy = v
+	}
 	main := bench.Table{
-		Title:  fmt.Sprintf("Creates: raw PostgreSQL against the whole system (N=%d, %d jobs per replica at once, STRATEGY FILE_COPY, median of %d)", sz.n, perReplica, sz.repeat),
+		Title:  fmt.Sprintf("Creates: raw PostgreSQL against the whole system (N=%d, %d jobs per replica at once, STRATEGY %s, median of %d)", sz.n, perReplica, strings.ToUpper(strategy), sz.repeat),
 		Header: []string{"template", "size", "replicas", "raw s", "system s", "system/raw", "latency p50 ms", "p95 ms", "p99 ms", "pickup p50 ms", "pickup p99 ms", "poll ms", "peak RSS/consumer"},
 	}
 	phases := bench.Table{
@@ -110,7 +115,6 @@ func TestBench(t *testing.T) {
 	}
 	// Raw and system copy the template the same way: the configuration's
 	// default.
-	const poll, strategy = time.Second, "file_copy"
 	for _, spec := range sz.templates {
 		tmpl := bench.MakeTemplate(t, world.PG, world.Master, world.Prefix+"_tmpl_"+spec.Label, spec)
 		rep.Template = append(rep.Template, tmpl)

@@ -298,7 +298,7 @@ func start(t testing.TB, bin string, env []string, probes string, args ...string
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {
 			t.Logf("%s's log:\n%s", p.name, p.logs.String())
 		}
 	})
