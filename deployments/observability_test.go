@@ -17,8 +17,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"sigs.k8s.io/yaml"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
@@ -182,7 +180,7 @@ func exportedByBinary(t *testing.T) []string {
 
 	var names []string
 	testenv.Eventually(t, 30*time.Second, "the job counted as acked, by phase", func() bool {
-		families := scrape(t, probes+"/metrics")
+		families := testenv.Scrape(t, probes+"/metrics")
 		names = names[:0]
 		for name, mf := range families {
 			names = append(names, name)
@@ -210,22 +208,6 @@ func exportedByBinary(t *testing.T) []string {
 		return acked >= 1 && phases["database"] >= 1 && phases["registration"] >= 1 && phases["adminapi"] >= 1
 	})
 	return names
-}
-
-// scrape reads a /metrics page.
-func scrape(t *testing.T, u string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("%s: %v", u, err)
-	}
-	return families
 }
 
 // Every dashboard query is valid PromQL: promtool checks each as the

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,9 +71,7 @@ func TestRunbookNATSCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	withUser := func(u *server.User) string {
-		return strings.Replace(srv.ClientURL(), "nats://", "nats://"+url.UserPassword(u.Username, u.Password).String()+"@", 1)
-	}
+	withUser := func(u *server.User) string { return itest.UserURL(srv.ClientURL(), u) }
 	e := newEnv(t, envOptions{natsURL: withUser(system)})
 	foreign := e.prefix + "_Prod2024"
 	testenv.CreateDatabase(t, e.pg, foreign)

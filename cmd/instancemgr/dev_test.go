@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -64,6 +66,21 @@ func startDevBanner(t *testing.T, args []string) (simURL, probesURL, banner stri
 	return simulatorLine.FindStringSubmatch(banner)[1], p[1], banner, stop
 }
 
+// devWorld is a test's own PostgreSQL names (dropped when it ends) and
+// the dev arguments that use them: any free ports, a 200 ms poll, one
+// replica, logging at level.
+func devWorld(t *testing.T, level string) (pg *pgxpool.Pool, prefix string, args []string) {
+	t.Helper()
+	pg = testenv.Postgres(t)
+	prefix = testenv.Prefix()
+	testenv.DropDatabasesWithPrefix(t, pg, prefix)
+	return pg, prefix, []string{
+		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-data-dir", t.TempDir(),
+		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
+		"-poll-interval", "200ms", "-replicas", "1", "-log-level", level,
+	}
+}
+
 // console registers a client the way the banner says, and returns an Admin
 // API client for it.
 func console(t *testing.T, simURL string) *adminapi.Client {
@@ -88,14 +105,7 @@ func console(t *testing.T, simURL string) *adminapi.Client {
 // and is registered to its own database, never to a previous run's row.
 func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	args := []string{
-		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-data-dir", t.TempDir(),
-		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
-		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "warn",
-	}
+	pg, prefix, args := devWorld(t, "warn")
 	ctx := context.Background()
 	want := map[int]string{} // instance id -> its database
 	for run := 1; run <= 3; run++ {

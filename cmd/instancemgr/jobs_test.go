@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -54,14 +53,7 @@ func mustJobs(t *testing.T, args ...string) string {
 // refused: the job is already back.
 func TestJobsToolsListShowAndReplayADeadLetter(t *testing.T) {
 	t.Parallel()
-	pg := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	args := []string{
-		"-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-data-dir", t.TempDir(),
-		"-template", prefix + "_template", "-admin-database", prefix + "_admin", "-name-pattern", prefix + "_{name}",
-		"-poll-interval", "200ms", "-replicas", "1", "-log-level", "error",
-	}
+	pg, prefix, args := devWorld(t, "error")
 	simURL, _, banner, _ := startDevBanner(t, args)
 	m := natsLine.FindStringSubmatch(banner)
 	if m == nil {
@@ -243,9 +235,7 @@ func TestJobsWorkWithTheRunbooksOperatorPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	as := func(u *server.User) string {
-		return strings.Replace(srv.ClientURL(), "nats://", "nats://"+url.UserPassword(u.Username, u.Password).String()+"@", 1)
-	}
+	as := func(u *server.User) string { return itest.UserURL(srv.ClientURL(), u) }
 	ctx := context.Background()
 	_, js := testenv.JetStream(t, as(system))
 	sc := jobstream.Config{}.WithDefaults()

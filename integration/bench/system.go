@@ -19,8 +19,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
@@ -370,16 +368,7 @@ func (p *proc) stop(t testing.TB) {
 // instancemgr_consumer_job_seconds as "job".
 func jobSeconds(t testing.TB, url string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
+	families := testenv.Scrape(t, url)
 	out := map[string]float64{}
 	for _, m := range families["instancemgr_consumer_phase_seconds"].GetMetric() {
 		for _, l := range m.GetLabel() {

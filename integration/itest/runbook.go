@@ -1,6 +1,7 @@
 package itest
 
 import (
+	neturl "net/url"
 	"strings"
 	"testing"
 
@@ -38,4 +39,9 @@ func RunbookOperator(t testing.TB, doc string) *server.User {
 		Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow},
 		Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow},
 	}}
+}
+
+// UserURL is url with u's name and password in it, as a client connects.
+func UserURL(url string, u *server.User) string {
+	return strings.Replace(url, "nats://", "nats://"+neturl.UserPassword(u.Username, u.Password).String()+"@", 1)
 }
