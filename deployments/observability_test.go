@@ -129,12 +129,7 @@ func exportedByBinary(t *testing.T) []string {
 	pg := testenv.Postgres(t)
 	prefix := testenv.Prefix()
 	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	bin := filepath.Join(t.TempDir(), "instancemgr")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/instancemgr")
-	build.Dir = testenv.RepoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildBinary(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	dev := exec.CommandContext(ctx, bin, "dev", "-postgres", testenv.PostgresURL(), "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0",
 		"-data-dir", t.TempDir(), "-template", prefix+"_template", "-admin-database", prefix+"_admin", "-name-pattern", prefix+"_{name}",
@@ -238,25 +233,38 @@ func TestDashboardQueriesParse(t *testing.T) {
 	}
 }
 
-// dashboardQueries are the dashboard's queries.
-func dashboardQueries(t *testing.T) []string {
+// dashboard is what the tests read of the Grafana dashboard.
+type dashboard struct {
+	UID    string `json:"uid"`
+	Panels []struct {
+		Title      string `json:"title"`
+		Datasource struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T) dashboard {
 	t.Helper()
-	var dash struct {
-		Panels []struct {
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
 	raw, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var dash dashboard
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("%s: %v", dashboardFile, err)
 	}
+	return dash
+}
+
+// dashboardQueries are the dashboard's queries.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
 	var exprs []string
-	for _, p := range dash.Panels {
+	for _, p := range readDashboard(t).Panels {
 		for _, tg := range p.Targets {
 			exprs = append(exprs, tg.Expr)
 		}
@@ -276,26 +284,7 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dash struct {
-		UID    string `json:"uid"`
-		Panels []struct {
-			Title      string `json:"title"`
-			Datasource struct {
-				UID string `json:"uid"`
-			} `json:"datasource"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	raw, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	if err := dec.Decode(&dash); err != nil {
-		t.Fatalf("%s: %v", dashboardFile, err)
-	}
+	dash := readDashboard(t)
 	if dash.UID == "" || len(dash.Panels) == 0 {
 		t.Fatalf("%s: no uid or no panels", dashboardFile)
 	}

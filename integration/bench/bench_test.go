@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/integration/bench"
 	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
 // size is how much a run measures: "full" for `task bench`
@@ -94,7 +96,7 @@ type row struct {
 func TestBench(t *testing.T) {
 	sz := benchSize(t)
 	world := itest.NewWorld(t, "")
-	bin := bench.BuildBinary(t, t.TempDir())
+	bin := testenv.BuildBinary(t, t.TempDir())
 	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
 	const poll = time.Second
 	strategy := "file_copy"
@@ -215,7 +217,7 @@ func medianIndex[T any](xs []T, f func(T) time.Duration) int {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortFunc(idx, func(a, b int) int { return int(f(xs[a]) - f(xs[b])) })
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(f(xs[a]), f(xs[b])) })
 	return idx[len(idx)/2]
 }
 

@@ -32,7 +32,7 @@ import (
 // simulator, through the bridge, JetStream and Replicas consumer processes
 // of the real binary, to PostgreSQL, EdFi_Admin and completed.
 type SystemOptions struct {
-	Bin         string // the instancemgr binary (BuildBinary)
+	Bin         string // the instancemgr binary (testenv.BuildBinary)
 	Master      connstr.Conn
 	Template    Template
 	N           int
@@ -70,18 +70,6 @@ type SystemResult struct {
 	// phase (adminapi, database, registration) and in all ("job": pull to
 	// settle).
 	PerJob map[string]time.Duration `json:"perJobNs"`
-}
-
-// BuildBinary builds cmd/instancemgr into dir.
-func BuildBinary(t testing.TB, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "instancemgr")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/instancemgr")
-	cmd.Dir = testenv.RepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // System runs the whole system once and measures it.

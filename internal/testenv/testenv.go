@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 
@@ -222,4 +223,17 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// BuildBinary builds cmd/instancemgr into dir and returns its path, for
+// tests that run the real binary.
+func BuildBinary(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "instancemgr")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/instancemgr")
+	cmd.Dir = RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
