@@ -67,7 +67,7 @@ func (n Naming) DatabaseName(tenant, instanceName string) (string, error) {
 	if strings.TrimSpace(instanceName) == "" {
 		return "", fmt.Errorf("%w: instance name is empty", ErrInvalidName)
 	}
-	name := strings.NewReplacer("{name}", strings.ReplaceAll(instanceName, " ", "_"), "{tenant}", strings.ReplaceAll(tenant, " ", "_")).Replace(n.pattern())
+	name := expand(n.pattern(), strings.ReplaceAll(instanceName, " ", "_"), strings.ReplaceAll(tenant, " ", "_"))
 	if err := checkChars(name); err != nil {
 		return "", fmt.Errorf("%w: %q: %v", ErrInvalidName, instanceName, err)
 	}
@@ -75,6 +75,34 @@ func (n Naming) DatabaseName(tenant, instanceName string) (string, error) {
 		return "", fmt.Errorf("%w: %q gives a database name of %d bytes, more than %d", ErrInvalidName, instanceName, len(name), n.maxBytes())
 	}
 	return name, nil
+}
+
+// expand is pattern with every {name} and {tenant} replaced, in one pass
+// (a replacement is never read again). strings.NewReplacer does the same
+// but builds its lookup table on every call, a cost on every job.
+func expand(pattern, name, tenant string) string {
+	var b strings.Builder
+	b.Grow(len(pattern) + len(name) + len(tenant))
+	for {
+		i := strings.IndexByte(pattern, '{')
+		if i < 0 {
+			b.WriteString(pattern)
+			return b.String()
+		}
+		b.WriteString(pattern[:i])
+		pattern = pattern[i:]
+		switch {
+		case strings.HasPrefix(pattern, "{name}"):
+			b.WriteString(name)
+			pattern = pattern[len("{name}"):]
+		case strings.HasPrefix(pattern, "{tenant}"):
+			b.WriteString(tenant)
+			pattern = pattern[len("{tenant}"):]
+		default:
+			b.WriteByte('{')
+			pattern = pattern[1:]
+		}
+	}
 }
 
 // Matches reports whether name could have been made by this rule: the

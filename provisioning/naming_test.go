@@ -26,6 +26,10 @@ func TestDatabaseName(t *testing.T) {
 		{"", "t", strings.Repeat("x", 54), "EdFi_Ods_" + strings.Repeat("x", 54)},
 		{"", "t", strings.Repeat("x", 55), ""},
 		{"Ods_{tenant}_{name}", "bad;tenant", "x", ""},
+		{"{tenant}_Ods_{name}_{tenant}", "t1", "a b", "t1_Ods_a_b_t1"},
+		// A placeholder in a name is text, never expanded again.
+		{"Ods_{tenant}_{name}", "t1", "{tenant}", ""},
+		{"Ods_{name}", "{name}", "x", "Ods_x"},
 	}
 	for _, tt := range tests {
 		got, err := Naming{Pattern: tt.pattern}.DatabaseName(tt.tenant, tt.name)
