@@ -8,13 +8,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,6 +47,20 @@ type MessagingOptions struct {
 	// Dir holds JetStream's files; empty for a temporary directory that is
 	// removed afterwards.
 	Dir string
+	// ProfileDir, when set, receives a CPU profile of every run and round
+	// (pprof), named after the run: where a run's CPU goes, the measured
+	// part only.
+	ProfileDir string
+}
+
+// profile is where run name's CPU profile of round goes: "" for none.
+func (o MessagingOptions) profile(name string, round int) string {
+	if o.ProfileDir == "" {
+		return ""
+	}
+	words := strings.FieldsFunc(strings.ToLower(name), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	slug := strings.Join(words, "-")
+	return filepath.Join(o.ProfileDir, fmt.Sprintf("%s-c%d-r%d.pprof", slug, o.Concurrency, round))
 }
 
 func (o MessagingOptions) withDefaults() MessagingOptions {
@@ -289,17 +306,17 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 			}
 			psc := sc
 			psc.Consumer = durable
-			if err := add(runPlain(ctx, srv.ClientURL(), psc, o, name, double)); err != nil {
+			if err := add(runPlain(ctx, srv.ClientURL(), psc, o, round, name, double)); err != nil {
 				return res, err
 			}
 		}
 		noAPI := *cfg
 		noAPI.NATS.Consumer = fmt.Sprintf("bench-noapi-%d", round)
-		if err := add(runFramework(ctx, &noAPI, o, RunFrameworkNoAPI, benchOnlyAdminAPI{})); err != nil {
+		if err := add(runFramework(ctx, &noAPI, o, round, RunFrameworkNoAPI, benchOnlyAdminAPI{})); err != nil {
 			return res, err
 		}
 		// The real durable, which carries on from round to round.
-		if err := add(runFramework(ctx, cfg, o, RunFramework, api)); err != nil {
+		if err := add(runFramework(ctx, cfg, o, round, RunFramework, api)); err != nil {
 			return res, err
 		}
 	}
@@ -463,7 +480,7 @@ func (t *tally) wait(ctx context.Context, what string) error {
 // runPlain is the baseline: workers that each pull one message (Next),
 // ack it (Ack, or DoubleAck and wait for the server's answer) and pull
 // again. No decoding, no handler, no heartbeats.
-func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingOptions, name string, double bool) (MessagingRun, error) {
+func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingOptions, round int, name string, double bool) (MessagingRun, error) {
 	run := MessagingRun{Name: name, Durable: sc.Consumer}
 	nc, js, err := connect(url)
 	if err != nil {
@@ -477,7 +494,10 @@ func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingO
 	t := newTally(o.Jobs)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m := startMeasure()
+	m, err := startMeasure(o.profile(name, round))
+	if err != nil {
+		return run, err
+	}
 	var wg sync.WaitGroup
 	for range o.Concurrency {
 		wg.Go(func() {
@@ -522,7 +542,7 @@ func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingO
 
 // runFramework runs one consumer replica as app.NewConsumer builds it, with
 // the benchmark-only engine and registry, until every job is acked.
-func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, name string, api consumer.AdminAPI) (MessagingRun, error) {
+func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, round int, name string, api consumer.AdminAPI) (MessagingRun, error) {
 	run := MessagingRun{Name: name, Durable: cfg.NATS.Consumer}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	nc, js, err := app.ConnectNATS(ctx, cfg, "instancemgr-bench", log)
@@ -550,7 +570,10 @@ func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, n
 	if err != nil {
 		return run, err
 	}
-	m := startMeasure()
+	m, err := startMeasure(o.profile(name, round))
+	if err != nil {
+		return run, err
+	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx) }()
 	err = t.wait(ctx, name)
@@ -589,15 +612,30 @@ type measure struct {
 	allocBytes uint64
 	peak       atomic.Uint64
 	quit, done chan struct{}
+	profile    *os.File
 }
 
 var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 
-func startMeasure() *measure {
+// startMeasure starts measuring; with a profile path, it writes a CPU
+// profile of the measured part there.
+func startMeasure(profile string) (*measure, error) {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	m := &measure{mallocs: ms.Mallocs, allocBytes: ms.TotalAlloc, cpu: processCPU(), quit: make(chan struct{}), done: make(chan struct{})}
+	m := &measure{mallocs: ms.Mallocs, allocBytes: ms.TotalAlloc, quit: make(chan struct{}), done: make(chan struct{})}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("CPU profile %s: %w", profile, err)
+		}
+		m.profile = f
+	}
+	m.cpu = processCPU()
 	go func() {
 		defer close(m.done)
 		tick := time.NewTicker(5 * time.Millisecond)
@@ -617,12 +655,16 @@ func startMeasure() *measure {
 		}
 	}()
 	m.start = time.Now()
-	return m
+	return m, nil
 }
 
 func (m *measure) stop(run *MessagingRun, jobs int) {
 	elapsed := time.Since(m.start)
 	cpu := processCPU() - m.cpu
+	if m.profile != nil {
+		pprof.StopCPUProfile()
+		m.profile.Close()
+	}
 	close(m.quit)
 	<-m.done
 	var ms runtime.MemStats

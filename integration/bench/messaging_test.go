@@ -15,9 +15,10 @@ import (
 // agrees, and the simulator completed each instance once. Its figures are
 // logged, never asserted. INSTANCEMGR_BENCH_JOBS,
 // INSTANCEMGR_BENCH_CONCURRENCY and INSTANCEMGR_BENCH_ROUNDS run it at
-// another size (go test -run TestMessaging -v ./integration/bench).
+// another size (go test -run TestMessaging -v ./integration/bench);
+// INSTANCEMGR_BENCH_PPROF=dir writes a CPU profile of every run there.
 func TestMessaging(t *testing.T) {
-	o := MessagingOptions{Jobs: 200, Concurrency: 4, Dir: t.TempDir()}
+	o := MessagingOptions{Jobs: 200, Concurrency: 4, Dir: t.TempDir(), ProfileDir: os.Getenv("INSTANCEMGR_BENCH_PPROF")}
 	if n, err := strconv.Atoi(os.Getenv("INSTANCEMGR_BENCH_JOBS")); err == nil && n > 0 {
 		o.Jobs = n
 	}
@@ -49,7 +50,7 @@ func FullMessaging(t *testing.T) []MessagingResult {
 	var out []MessagingResult
 	for _, c := range []int{1, 4, 16} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		r, err := Messaging(ctx, MessagingOptions{Jobs: 5000, Concurrency: c, Rounds: 3, Dir: t.TempDir()})
+		r, err := Messaging(ctx, MessagingOptions{Jobs: 5000, Concurrency: c, Rounds: 3, Dir: t.TempDir(), ProfileDir: os.Getenv("INSTANCEMGR_BENCH_PPROF")})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
