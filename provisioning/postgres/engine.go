@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,28 +275,37 @@ func checkIdent(name string) error {
 type CopyStrategy string
 
 // strategy is the STRATEGY to give CREATE DATABASE on this server: before
-// PostgreSQL 15 there is none to give, and every copy is a file copy.
+// PostgreSQL 15 there is none to give, and every copy is a file copy. The
+// version is the one the server reported when the pool's connection
+// started (server_version), so finding it costs no round trip.
 func (e *Engine) strategy(ctx context.Context) (CopyStrategy, error) {
 	if e.CopyStrategy == "" {
 		return "", nil
 	}
-	var version int
-	if err := e.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+	c, err := e.pool.Acquire(ctx)
+	if err != nil {
 		return "", fmt.Errorf("read the server's version: %w", transient(err))
 	}
+	version := c.Conn().PgConn().ParameterStatus("server_version")
+	c.Release()
 	return strategyFor(version, e.CopyStrategy)
 }
 
-// strategyFor is the rule of strategy, for a server of version (as
-// server_version_num).
-func strategyFor(version int, want CopyStrategy) (CopyStrategy, error) {
+// strategyFor is the rule of strategy, for a server reporting version as
+// its server_version ("15.20 (Debian 15.20-0+deb12u1)", "9.6.24").
+func strategyFor(version string, want CopyStrategy) (CopyStrategy, error) {
+	major, err := strconv.Atoi(version[:strings.IndexFunc(version+".", func(r rune) bool { return r < '0' || r > '9' })])
 	switch {
-	case version >= 150000 || want == "":
+	case want == "":
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("the server reports version %q, which is not a PostgreSQL version", version)
+	case major >= 15:
 		return want, nil
 	case want == CopyFileCopy:
 		return "", nil // the only way before 15
 	}
-	return "", fmt.Errorf("%w: provisioning.copyStrategy %s needs PostgreSQL 15 or later; this server is %d (use file_copy)", provisioning.ErrRejected, want, version)
+	return "", fmt.Errorf("%w: provisioning.copyStrategy %s needs PostgreSQL 15 or later; this server is %s (use file_copy)", provisioning.ErrRejected, want, version)
 }
 
 // The copy strategies. WAL_LOG copies block by block through the WAL: no

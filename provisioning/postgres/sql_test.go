@@ -116,20 +116,29 @@ func TestTransientOrRejected(t *testing.T) {
 func TestStrategyForServerVersion(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		version int
+		version string // as the server reports server_version
 		want    CopyStrategy
 		got     CopyStrategy
 		refused bool
 	}{
-		{150004, CopyFileCopy, CopyFileCopy, false},
-		{160001, CopyWALLog, CopyWALLog, false},
-		{140009, CopyFileCopy, "", false},
-		{140009, "", "", false},
-		{130012, CopyWALLog, "", true},
+		{"15.4", CopyFileCopy, CopyFileCopy, false},
+		{"15.20 (Debian 15.20-0+deb12u1)", CopyWALLog, CopyWALLog, false},
+		{"16.1", CopyWALLog, CopyWALLog, false},
+		{"18beta1", CopyFileCopy, CopyFileCopy, false},
+		{"14.9", CopyFileCopy, "", false},
+		{"14.9", "", "", false},
+		{"9.6.24", CopyFileCopy, "", false},
+		{"13.12", CopyWALLog, "", true},
 	} {
 		got, err := strategyFor(tc.version, tc.want)
 		if got != tc.got || (err != nil) != tc.refused || (err != nil && !errors.Is(err, provisioning.ErrRejected)) {
-			t.Errorf("server %d, %q: %q, %v", tc.version, tc.want, got, err)
+			t.Errorf("server %q, %q: %q, %v", tc.version, tc.want, got, err)
+		}
+	}
+	// A version that is not one is an error, never a guess.
+	for _, v := range []string{"", "x15"} {
+		if got, err := strategyFor(v, CopyFileCopy); err == nil || errors.Is(err, provisioning.ErrRejected) {
+			t.Errorf("server %q: %q, %v; want an error that is not a rejection", v, got, err)
 		}
 	}
 }
