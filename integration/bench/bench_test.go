@@ -30,7 +30,7 @@ type size struct {
 func benchSize(t *testing.T) size {
 	sz := size{templates: []bench.TemplateSpec{bench.Tiny}, n: 4, replicas: []int{1, 2}, repeat: 1}
 	if os.Getenv("INSTANCEMGR_BENCH") == "full" {
-		sz = size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large}, n: 20, replicas: []int{1, 2, 4}, repeat: 3}
+		sz = size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large}, n: 80, replicas: []int{1, 2, 4}, repeat: 5}
 	}
 	// A part of a run, to look into one figure:
 	// INSTANCEMGR_BENCH_TEMPLATES=large INSTANCEMGR_BENCH_REPLICAS=1,2 INSTANCEMGR_BENCH_N=40.
@@ -105,11 +105,11 @@ func TestBench(t *testing.T) {
 	}
 	main := bench.Table{
 		Title:  fmt.Sprintf("Creates: raw PostgreSQL against the whole system (N=%d, %d jobs per replica at once, STRATEGY %s, median of %d)", sz.n, perReplica, strings.ToUpper(strategy), sz.repeat),
-		Header: []string{"template", "size", "replicas", "raw s", "system s", "system/raw", "latency p50 ms", "p95 ms", "p99 ms", "pickup p50 ms", "pickup p99 ms", "poll ms", "peak RSS/consumer"},
+		Header: []string{"template", "size", "replicas", "raw s", "system s", "system/raw", "pairs min-max", "latency p50 ms", "p95 ms", "p99 ms", "pickup p50 ms", "pickup p99 ms", "poll ms", "peak RSS/consumer"},
 	}
 	phases := bench.Table{
 		Title:  "Where a create's time goes: mean per job, from the consumers' metrics (the median system run of each row above)",
-		Header: []string{"template", "replicas", "pull to settle ms", "database ms", "registration ms", "adminapi ms", "rest ms"},
+		Header: []string{"template", "replicas", "pull to settle ms", "database ms", "registration ms", "adminapi ms", "rest ms", "consumers+bridge CPU ms", "NATS+simulator CPU ms"},
 	}
 	strategies := bench.Table{
 		Title:  fmt.Sprintf("Copy strategy: raw creates (N=%d, %d at once, median of %d)", sz.n, perReplica, sz.repeat),
@@ -139,12 +139,12 @@ func TestBench(t *testing.T) {
 			sys := systems[medianIndex(systems, func(r bench.SystemResult) time.Duration { return r.Elapsed })]
 			r := row{Raw: raw, System: sys, Ratio: sys.Elapsed.Seconds() / raw.Elapsed.Seconds()}
 			rep.Runs = append(rep.Runs, r)
-			main.Rows = append(main.Rows, []string{spec.Label, bench.MB(tmpl.Bytes), fmt.Sprint(replicas), bench.Secs(raw.Elapsed), bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", r.Ratio),
+			main.Rows = append(main.Rows, []string{spec.Label, bench.MB(tmpl.Bytes), fmt.Sprint(replicas), bench.Secs(raw.Elapsed), bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", r.Ratio), pairRange(raws, systems),
 				bench.Ms(sys.LatencyP50), bench.Ms(sys.LatencyP95), bench.Ms(sys.LatencyP99), bench.Ms(sys.PickupP50), bench.Ms(sys.PickupP99), bench.Ms(sys.Poll), bench.MB(slices.Max(sys.PeakRSS))})
 			checkSystem(t, sys)
 			p := sys.PerJob
 			phases.Rows = append(phases.Rows, []string{spec.Label, fmt.Sprint(replicas), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]),
-				bench.Ms1(p["job"] - p["database"] - p["registration"] - p["adminapi"])})
+				bench.Ms1(p["job"] - p["database"] - p["registration"] - p["adminapi"]), bench.Ms1(sys.ProcessCPU / time.Duration(sys.N)), bench.Ms1(sys.HarnessCPU / time.Duration(sys.N))})
 		}
 		for _, strategy := range []string{"wal_log", "file_copy"} {
 			var raws []bench.RawResult
@@ -203,9 +203,23 @@ func checkSystem(t *testing.T, r bench.SystemResult) {
 			t.Errorf("no time measured for %s: %v", phase, r.PerJob)
 		}
 	}
+	if r.ProcessCPU <= 0 {
+		t.Errorf("no CPU time measured for the consumers and the bridge: %v", r.ProcessCPU)
+	}
 	if len(r.PeakRSS) != r.Replicas || slices.Min(r.PeakRSS) <= 0 {
 		t.Errorf("peak RSS of %d consumers: %v", r.Replicas, r.PeakRSS)
 	}
+}
+
+// pairRange is the least and the greatest system/raw of one repeat's pair
+// (a raw run and the system run right after it): how far this machine's
+// disk lets one pair differ from another.
+func pairRange(raws []bench.RawResult, systems []bench.SystemResult) string {
+	var ratios []float64
+	for i := range raws {
+		ratios = append(ratios, systems[i].Elapsed.Seconds()/raws[i].Elapsed.Seconds())
+	}
+	return fmt.Sprintf("%.2f-%.2f", slices.Min(ratios), slices.Max(ratios))
 }
 
 func median[T any](xs []T, f func(T) time.Duration) time.Duration {

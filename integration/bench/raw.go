@@ -63,6 +63,7 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	work := make(chan string)
 	errs := make(chan error, o.N)
 	var wg sync.WaitGroup
+	settle(t, maint)
 	start := time.Now()
 	for range o.Concurrency {
 		wg.Go(func() {
@@ -142,6 +143,17 @@ func pool(t testing.TB, connString string, n int) *pgxpool.Pool {
 		c.Release()
 	}
 	return p
+}
+
+// settle starts a measured run from a quiet server and disk: a checkpoint,
+// and the kernel's dirty pages (the last run's copies and drops) written
+// out, so that no run pays for the one before it.
+func settle(t testing.TB, maint *pgxpool.Pool) {
+	t.Helper()
+	if _, err := maint.Exec(context.Background(), "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	syncDisks()
 }
 
 // dropAll drops the databases of one run at once, so that runs do not

@@ -66,6 +66,13 @@ type SystemResult struct {
 	Poll       time.Duration `json:"pollNs"`
 	// PeakRSS is each consumer process's peak resident set (VmHWM), bytes.
 	PeakRSS []int64 `json:"peakRssBytes"`
+	// ProcessCPU is the CPU time (user + system) the consumer and bridge
+	// processes used from the first request to the last completed;
+	// HarnessCPU the same for the benchmark's own process, which holds
+	// the embedded NATS server and the simulator. Both share the
+	// machine's cores with PostgreSQL.
+	ProcessCPU time.Duration `json:"processCpuNs"`
+	HarnessCPU time.Duration `json:"harnessCpuNs"`
 	// PerJob is the mean time per job the consumers' own metrics give, by
 	// phase (adminapi, database, registration) and in all ("job": pull to
 	// settle).
@@ -154,6 +161,8 @@ tenants:
 		p.waitReady(t)
 	}
 
+	settle(t, maint)
+	cpuBefore, harnessBefore := procsCPU(t, procs), processCPU()
 	// The Admin Console's requests, eight at a time.
 	ids := make([]int, o.N)
 	var wg sync.WaitGroup
@@ -191,7 +200,8 @@ tenants:
 		}
 		return true
 	})
-	r := SystemResult{Template: o.Template.Spec.Label, N: o.N, Replicas: o.Replicas, Concurrency: o.Concurrency, Poll: o.Poll}
+	r := SystemResult{Template: o.Template.Spec.Label, N: o.N, Replicas: o.Replicas, Concurrency: o.Concurrency, Poll: o.Poll,
+		ProcessCPU: procsCPU(t, procs) - cpuBefore, HarnessCPU: processCPU() - harnessBefore}
 	sums := map[string]float64{}
 	for _, p := range consumers {
 		r.PeakRSS = append(r.PeakRSS, p.peakRSS(t))
@@ -331,6 +341,40 @@ func (p *proc) peakRSS(t testing.TB) int64 {
 	}
 	t.Fatalf("%s: no VmHWM in /proc status", p.name)
 	return 0
+}
+
+// cpu is the CPU time (user + system) the process has used so far, from
+// /proc/PID/stat.
+func (p *proc) cpu(t testing.TB) time.Duration {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	// The fields after the command's name, which is in parentheses and
+	// may hold spaces: state is the first, utime the 12th, stime the 13th.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatalf("%s: /proc stat field %q: %v", p.name, f, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc's CPU times: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
+func procsCPU(t testing.TB, procs []*proc) time.Duration {
+	var sum time.Duration
+	for _, p := range procs {
+		sum += p.cpu(t)
+	}
+	return sum
 }
 
 // stop sends SIGTERM and waits for the process to drain and exit.
