@@ -274,14 +274,19 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		if err := stream.Purge(ctx); err != nil {
 			return res, err
 		}
+		// Seeded in bulk: one request at a time checks each name against
+		// every instance, quadratic in the jobs.
+		reqs := make([]adminapi.InstanceRequest, o.Jobs)
+		for i := range reqs {
+			reqs[i] = adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: fmt.Sprintf("District %d-%d", round, i+1), InstanceType: "enterprise"}
+		}
+		insts, err := sim.CreateInstances("", reqs, "")
+		if err != nil {
+			return res, fmt.Errorf("request the round's instances: %w", err)
+		}
 		jobs := make([]job.Job, o.Jobs)
-		for i := range jobs {
-			name := fmt.Sprintf("District %d-%d", round, i+1)
-			inst, err := sim.CreateInstance("", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: name, InstanceType: "enterprise"})
-			if err != nil {
-				return res, fmt.Errorf("request instance %q: %w", name, err)
-			}
-			jobs[i] = job.NewCreate("default", inst.ID, name)
+		for i, inst := range insts {
+			jobs[i] = job.NewCreate("default", inst.ID, reqs[i].Name)
 		}
 		start := time.Now()
 		if err := publish(ctx, js, jobs); err != nil {
