@@ -16,12 +16,7 @@ import (
 // loaded from the ODS/API fixture, as Admin API 2.3 does.
 func registeringEnv(t *testing.T) (*env, func(sql string, args ...any) int) {
 	t.Helper()
-	pg := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pg, prefix)
-	db := prefix + "_admin"
-	testenv.CreateDatabase(t, pg, db)
-	testenv.LoadAdminFixture(t, db)
+	db := testenv.FreshAdminDatabase(t)
 	e := newEnv(t, simulator.Options{Registration: simulator.RegistrationAdminAPI, AdminDatabases: map[string]string{"*": testenv.ConnString(t, db)}})
 	t.Cleanup(e.srv.Close)
 	admin := testenv.Connect(t, db)

@@ -186,6 +186,20 @@ func LoadAdminFixture(t testing.TB, database string) {
 	}
 }
 
+// FreshAdminDatabase creates an EdFi_Admin database of its own for the
+// test (a new prefix, leftovers of that prefix dropped first), loads the
+// fixture into it and returns its name.
+func FreshAdminDatabase(t testing.TB) string {
+	t.Helper()
+	pool := Postgres(t)
+	prefix := Prefix()
+	DropDatabasesWithPrefix(t, pool, prefix)
+	db := prefix + "_admin"
+	CreateDatabase(t, pool, db)
+	LoadAdminFixture(t, db)
+	return db
+}
+
 // NATS starts an embedded server with JetStream in a temporary directory.
 func NATS(t testing.TB) (url string) {
 	t.Helper()

@@ -86,12 +86,7 @@ func TestInventoryListsAndReleasesOnlyUnusedReservations(t *testing.T) {
 // tables it lists no reservations and no ledger, and the tables stay absent.
 func TestOpenCreatesNothing(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pool, prefix)
-	db := prefix + "_admin"
-	testenv.CreateDatabase(t, pool, db)
-	testenv.LoadAdminFixture(t, db)
+	db := testenv.FreshAdminDatabase(t)
 	ctx := context.Background()
 	e, err := postgres.OpenEngine(ctx, testenv.ConnString(t, db), nil)
 	if err != nil {

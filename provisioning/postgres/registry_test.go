@@ -16,12 +16,7 @@ import (
 // ODS/API's fixture.
 func newRegistry(t *testing.T) (*postgres.Registry, func(sql string) int, *pgxpool.Pool) {
 	t.Helper()
-	pool := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pool, prefix)
-	db := prefix + "_admin"
-	testenv.CreateDatabase(t, pool, db)
-	testenv.LoadAdminFixture(t, db)
+	db := testenv.FreshAdminDatabase(t)
 	r, err := postgres.NewRegistry(context.Background(), testenv.ConnString(t, db), nil)
 	if err != nil {
 		t.Fatal(err)
