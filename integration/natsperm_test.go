@@ -39,21 +39,11 @@ func documentedUsers(t *testing.T) map[string]*server.User {
 	if !ok || !ok2 {
 		t.Fatal("nats-permissions.md has no yaml block")
 	}
-	type subjects struct {
-		Allow []string `json:"allow"`
-	}
 	var values struct {
 		Config struct {
 			Merge struct {
 				Authorization struct {
-					Users []struct {
-						User        string `json:"user"`
-						Password    string `json:"password"`
-						Permissions struct {
-							Publish   subjects `json:"publish"`
-							Subscribe subjects `json:"subscribe"`
-						} `json:"permissions"`
-					} `json:"users"`
+					Users []itest.DocUser `json:"users"`
 				} `json:"authorization"`
 			} `json:"merge"`
 		} `json:"config"`
@@ -63,10 +53,7 @@ func documentedUsers(t *testing.T) map[string]*server.User {
 	}
 	users := map[string]*server.User{}
 	for _, u := range values.Config.Merge.Authorization.Users {
-		users[u.User] = &server.User{Username: u.User, Password: u.Password, Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow},
-			Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow},
-		}}
+		users[u.User] = u.Server()
 	}
 	return users
 }

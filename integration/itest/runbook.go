@@ -20,21 +20,30 @@ func RunbookOperator(t testing.TB, doc string) *server.User {
 	if !ok || !ok2 || !ok3 {
 		t.Fatal("docs/operations.md: no yaml block in ## NATS permissions")
 	}
-	type subjects struct {
-		Allow []string `json:"allow"`
-	}
-	var users []struct {
-		User        string `json:"user"`
-		Password    string `json:"password"`
-		Permissions struct {
-			Publish   subjects `json:"publish"`
-			Subscribe subjects `json:"subscribe"`
-		} `json:"permissions"`
-	}
+	var users []DocUser
 	if err := yaml.Unmarshal([]byte(block), &users); err != nil || len(users) != 1 {
 		t.Fatalf("docs/operations.md, ## NATS permissions: want one user, got %d: %v", len(users), err)
 	}
-	u := users[0]
+	return users[0].Server()
+}
+
+// DocUser is a NATS user as the documentation's configuration blocks give
+// one (nats-server's authorization.users entries).
+type DocUser struct {
+	User        string `json:"user"`
+	Password    string `json:"password"`
+	Permissions struct {
+		Publish   docSubjects `json:"publish"`
+		Subscribe docSubjects `json:"subscribe"`
+	} `json:"permissions"`
+}
+
+type docSubjects struct {
+	Allow []string `json:"allow"`
+}
+
+// Server is u as the embedded server takes it.
+func (u DocUser) Server() *server.User {
 	return &server.User{Username: u.User, Password: u.Password, Permissions: &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish.Allow},
 		Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe.Allow},
