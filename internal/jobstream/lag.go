@@ -2,6 +2,7 @@ package jobstream
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +23,13 @@ type LagCollector struct {
 
 	pending, ackPending, redelivered, oldest *prometheus.Desc
 	now                                      func() time.Time
+
+	mu sync.Mutex
+	// streamHandle is kept between scrapes, so that a scrape with jobs
+	// unfinished costs one request for the message, not one more for the
+	// stream's info; dropped when a read through it fails (the stream
+	// recreated with other settings), and looked up again.
+	streamHandle jetstream.Stream
 }
 
 // NewLagCollector reads the backlog of durable consumer of stream.
@@ -71,13 +79,31 @@ func (l *LagCollector) oldestUnfinished(ctx context.Context, info *jetstream.Con
 	if info.NumPending == 0 && info.NumAckPending == 0 {
 		return 0, true
 	}
-	s, err := l.js.Stream(ctx, l.stream)
+	s, err := l.streamFor(ctx)
 	if err != nil {
 		return 0, false
 	}
 	m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(job.SubjectPrefix+".>"))
 	if err != nil {
+		l.mu.Lock()
+		l.streamHandle = nil
+		l.mu.Unlock()
 		return 0, false
 	}
 	return max(0, l.now().Sub(m.Time)), true
+}
+
+// streamFor is the job stream's handle, looked up on first use.
+func (l *LagCollector) streamFor(ctx context.Context) (jetstream.Stream, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.streamHandle != nil {
+		return l.streamHandle, nil
+	}
+	s, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return nil, err
+	}
+	l.streamHandle = s
+	return s, nil
 }

@@ -98,4 +98,32 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	if got < before || got > after {
 		t.Fatalf("oldest unfinished job %vs; t.2 was between %vs and %vs old", got, before, after)
 	}
+
+	// A stream deleted and made again (by setup, say) is read as the new
+	// one: the collector keeps no stale view of it between scrapes.
+	if err := js.DeleteStream(ctx, cfg.Stream); err != nil {
+		t.Fatal(err)
+	}
+	if got := lag(t, reg); len(got) != 0 {
+		t.Fatalf("lag %v with no stream; want nothing exported", got)
+	}
+	if _, err := jobstream.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	publish("instances.create.t.4")
+	want(1, 0, 0)
+	s, err = js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = s.GetLastMsgForSubject(ctx, "instances.create.t.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = time.Since(m.Time).Seconds()
+	got = lag(t, reg)["instancemgr_consumer_oldest_unfinished_job_seconds"]
+	after = time.Since(m.Time).Seconds()
+	if got < before || got > after {
+		t.Fatalf("oldest unfinished job %vs after the stream was made again; t.4 was between %vs and %vs old", got, before, after)
+	}
 }
