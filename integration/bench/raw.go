@@ -25,6 +25,13 @@ type RawOptions struct {
 	Concurrency int
 	Strategy    string // "" (the server's default), wal_log or file_copy
 	NamePrefix  string // the databases are NamePrefix + "_" + i; dropped after
+	// Protocol adds the ownership protocol's own statements around each
+	// copy, as the postgres engine makes them: the reservation inserted
+	// and read back, marked making, and after the copy marked made, each
+	// its own commit, on a reservations table of the run's own in the
+	// maintenance database (dropped after). What the ownership rule
+	// costs at the database, without the rest of the system.
+	Protocol bool
 }
 
 // RawResult is how long the creates took.
@@ -33,6 +40,7 @@ type RawResult struct {
 	N           int           `json:"n"`
 	Concurrency int           `json:"concurrency"`
 	Strategy    string        `json:"strategy"`
+	Protocol    bool          `json:"protocol,omitempty"`
 	Elapsed     time.Duration `json:"elapsedNs"`
 }
 
@@ -60,6 +68,25 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	default:
 		t.Fatalf("strategy %q", o.Strategy)
 	}
+	table := ""
+	if o.Protocol {
+		table = pgx.Identifier{o.NamePrefix + "_reservations"}.Sanitize()
+		if _, err := maint.Exec(ctx, `CREATE TABLE `+table+` (
+    database_name text        PRIMARY KEY,
+    tenant        text        NOT NULL,
+    instance_id   integer     NOT NULL,
+    state         text        NOT NULL DEFAULT 'reserved',
+    reserved_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now());
+CREATE UNIQUE INDEX ON `+table+` (lower(database_name))`); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if _, err := maint.Exec(ctx, "DROP TABLE "+table); err != nil {
+				t.Errorf("drop %s: %v", table, err)
+			}
+		}()
+	}
 	work := make(chan string)
 	errs := make(chan error, o.N)
 	var wg sync.WaitGroup
@@ -68,7 +95,7 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	for range o.Concurrency {
 		wg.Go(func() {
 			for name := range work {
-				errs <- rawCreate(ctx, maint, admin, name, o.Template.Name, strategy)
+				errs <- rawCreate(ctx, maint, admin, name, o.Template.Name, strategy, table)
 			}
 		})
 	}
@@ -84,10 +111,31 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 			t.Fatal(err)
 		}
 	}
-	return RawResult{Template: o.Template.Spec.Label, N: o.N, Concurrency: o.Concurrency, Strategy: strategyLabel(o.Strategy), Elapsed: elapsed}
+	return RawResult{Template: o.Template.Spec.Label, N: o.N, Concurrency: o.Concurrency, Strategy: strategyLabel(o.Strategy), Protocol: o.Protocol, Elapsed: elapsed}
 }
 
-func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, strategy string) error {
+// rawCreate is one create; with a reservations table, the ownership
+// protocol's statements around it.
+func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, strategy, reservations string) error {
+	mark := func(state string) error {
+		if reservations == "" {
+			return nil
+		}
+		_, err := maint.Exec(ctx, `UPDATE `+reservations+` SET state = $2, updated_at = now() WHERE database_name = $1`, name, state)
+		return err
+	}
+	if reservations != "" {
+		if _, err := maint.Exec(ctx, `INSERT INTO `+reservations+` (database_name, tenant, instance_id) VALUES ($1, 'default', 1) ON CONFLICT DO NOTHING`, name); err != nil {
+			return err
+		}
+		var state string
+		if err := maint.QueryRow(ctx, `SELECT state FROM `+reservations+` WHERE lower(database_name) = lower($1)`, name).Scan(&state); err != nil {
+			return err
+		}
+	}
+	if err := mark("making"); err != nil {
+		return err
+	}
 	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize() + strategy
 	for {
 		_, err := maint.Exec(ctx, stmt)
@@ -100,6 +148,9 @@ func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, 
 			return fmt.Errorf("%s: %w", stmt, err)
 		}
 		break
+	}
+	if err := mark("made"); err != nil {
+		return err
 	}
 	tx, err := admin.Begin(ctx)
 	if err != nil {
