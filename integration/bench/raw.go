@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // RawOptions are the physical limit's run: the same creates as the system
@@ -28,9 +29,10 @@ type RawOptions struct {
 	// Protocol adds the ownership protocol's own statements around each
 	// copy, as the postgres engine makes them: the reservation inserted
 	// and read back, marked making, and after the copy marked made, each
-	// its own commit, on a reservations table of the run's own in the
-	// maintenance database (dropped after). What the ownership rule
-	// costs at the database, without the rest of the system.
+	// its own commit, in the server's instancemgr.reservations (made by
+	// the engine's own schema set-up; the run's rows are deleted after).
+	// What the ownership rule costs at the database, without the rest of
+	// the system.
 	Protocol bool
 }
 
@@ -59,7 +61,19 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	for i := range names {
 		names[i] = fmt.Sprintf("%s_%d", o.NamePrefix, i+1)
 	}
-	defer dropAll(t, maint, names)
+	if o.Protocol {
+		// The engine's set-up makes the reservations table if it is not
+		// there yet; the engine itself is not used for the creates, so
+		// that raw+protocol runs at raw's concurrency on raw's connections.
+		eng, err := postgres.NewEngine(ctx, o.Master.PgxConnString(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng.Close()
+		defer dropPrefix(t, maint, o.NamePrefix)
+	} else {
+		defer dropAll(t, maint, names)
+	}
 	strategy := ""
 	switch o.Strategy {
 	case "wal_log", "file_copy":
@@ -67,25 +81,6 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	case "":
 	default:
 		t.Fatalf("strategy %q", o.Strategy)
-	}
-	table := ""
-	if o.Protocol {
-		table = pgx.Identifier{o.NamePrefix + "_reservations"}.Sanitize()
-		if _, err := maint.Exec(ctx, `CREATE TABLE `+table+` (
-    database_name text        PRIMARY KEY,
-    tenant        text        NOT NULL,
-    instance_id   integer     NOT NULL,
-    state         text        NOT NULL DEFAULT 'reserved',
-    reserved_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at    timestamptz NOT NULL DEFAULT now());
-CREATE UNIQUE INDEX ON `+table+` (lower(database_name))`); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if _, err := maint.Exec(ctx, "DROP TABLE "+table); err != nil {
-				t.Errorf("drop %s: %v", table, err)
-			}
-		}()
 	}
 	work := make(chan string)
 	errs := make(chan error, o.N)
@@ -95,7 +90,7 @@ CREATE UNIQUE INDEX ON `+table+` (lower(database_name))`); err != nil {
 	for range o.Concurrency {
 		wg.Go(func() {
 			for name := range work {
-				errs <- rawCreate(ctx, maint, admin, name, o.Template.Name, strategy, table)
+				errs <- rawCreate(ctx, maint, admin, name, o.Template.Name, strategy, o.Protocol)
 			}
 		})
 	}
@@ -114,22 +109,26 @@ CREATE UNIQUE INDEX ON `+table+` (lower(database_name))`); err != nil {
 	return RawResult{Template: o.Template.Spec.Label, N: o.N, Concurrency: o.Concurrency, Strategy: strategyLabel(o.Strategy), Protocol: o.Protocol, Elapsed: elapsed}
 }
 
-// rawCreate is one create; with a reservations table, the ownership
-// protocol's statements around it.
-func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, strategy, reservations string) error {
+// rawCreate is one create; with protocol, the ownership protocol's
+// statements around it, as provisioning/postgres makes them (owner: tenant
+// "bench-raw", instance 1; the database name is the key).
+func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, strategy string, protocol bool) error {
+	const tenant, instance = "bench-raw", 1
 	mark := func(state string) error {
-		if reservations == "" {
+		if !protocol {
 			return nil
 		}
-		_, err := maint.Exec(ctx, `UPDATE `+reservations+` SET state = $2, updated_at = now() WHERE database_name = $1`, name, state)
+		_, err := maint.Exec(ctx, `UPDATE instancemgr.reservations SET state = $4, updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+			name, tenant, instance, state)
 		return err
 	}
-	if reservations != "" {
-		if _, err := maint.Exec(ctx, `INSERT INTO `+reservations+` (database_name, tenant, instance_id) VALUES ($1, 'default', 1) ON CONFLICT DO NOTHING`, name); err != nil {
+	if protocol {
+		if _, err := maint.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			name, tenant, instance); err != nil {
 			return err
 		}
 		var state string
-		if err := maint.QueryRow(ctx, `SELECT state FROM `+reservations+` WHERE lower(database_name) = lower($1)`, name).Scan(&state); err != nil {
+		if err := maint.QueryRow(ctx, `SELECT state FROM instancemgr.reservations WHERE lower(database_name) = lower($1)`, name).Scan(&state); err != nil {
 			return err
 		}
 	}

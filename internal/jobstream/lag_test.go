@@ -81,23 +81,29 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	}
 	publish("instances.create.t.2", "instances.create.t.3")
 	want(2, 0, 0)
+	// wantOldest checks that the oldest unfinished job is subject's, by
+	// its age in the stream around the scrape.
+	wantOldest := func(subject string) {
+		t.Helper()
+		s, err := js.Stream(ctx, cfg.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := time.Since(m.Time).Seconds()
+		got := lag(t, reg)["instancemgr_consumer_oldest_unfinished_job_seconds"]
+		after := time.Since(m.Time).Seconds()
+		if got < before || got > after {
+			t.Fatalf("oldest unfinished job %vs; %s was between %vs and %vs old", got, subject, before, after)
+		}
+	}
 
 	// The oldest unfinished job is the first above the ack floor: t.2,
 	// stored after the finished t.1.
-	s, err := js.Stream(ctx, cfg.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, "instances.create.t.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := time.Since(m.Time).Seconds()
-	got := lag(t, reg)["instancemgr_consumer_oldest_unfinished_job_seconds"]
-	after := time.Since(m.Time).Seconds()
-	if got < before || got > after {
-		t.Fatalf("oldest unfinished job %vs; t.2 was between %vs and %vs old", got, before, after)
-	}
+	wantOldest("instances.create.t.2")
 
 	// A stream deleted and made again (by setup, say) is read as the new
 	// one: the collector keeps no stale view of it between scrapes.
@@ -112,18 +118,5 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	}
 	publish("instances.create.t.4")
 	want(1, 0, 0)
-	s, err = js.Stream(ctx, cfg.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err = s.GetLastMsgForSubject(ctx, "instances.create.t.4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	before = time.Since(m.Time).Seconds()
-	got = lag(t, reg)["instancemgr_consumer_oldest_unfinished_job_seconds"]
-	after = time.Since(m.Time).Seconds()
-	if got < before || got > after {
-		t.Fatalf("oldest unfinished job %vs after the stream was made again; t.4 was between %vs and %vs old", got, before, after)
-	}
+	wantOldest("instances.create.t.4")
 }
