@@ -407,7 +407,12 @@ func TestRecreatedStreamIsFilledAgain(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), "INSTANCES"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	// Made again as the app makes it, through Retry: a create right after
+	// a delete can race the server's clean-up of the old directories.
+	if err := jobstream.Retry(context.Background(), nil, "the job stream", func() error {
+		_, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := b.Poll(context.Background()); err != nil || st.Published != 3 || st.Remembered != 0 {

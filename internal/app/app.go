@@ -220,7 +220,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
 // it finds the databases of renames and deletes (Ledgers in production).
 func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics, beat func()) (*bridge.Bridge, error) {
-	err := retrySetup(ctx, log, "the job stream", func() error {
+	err := jobstream.Retry(ctx, log, "the job stream", func() error {
 		_, err := jobstream.EnsureStream(ctx, js, cfg.StreamConfig())
 		return err
 	})
@@ -232,34 +232,4 @@ func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, led
 		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics, Beat: beat,
 		Concurrency: cfg.Bridge.Concurrency,
 	}), nil
-}
-
-// retrySetup retries stream set-up while JetStream is not ready yet (a
-// cluster electing its leaders, a server restarting), for up to two
-// minutes. A configuration the server refuses fails at once.
-func retrySetup(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	wait := 200 * time.Millisecond
-	for {
-		err := fn()
-		var apiErr *jetstream.APIError
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408:
-			return err // the server refuses this configuration: retrying cannot help
-		case time.Now().After(deadline) || ctx.Err() != nil:
-			return fmt.Errorf("set up %s: %w", what, err)
-		}
-		log.Warn("JetStream not ready; retrying set-up", "what", what, "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
 }

@@ -132,7 +132,7 @@ func Setup(ctx context.Context, cfg *config.Config, log *slog.Logger) (string, e
 // dead-letter stream, retrying while JetStream is not ready.
 func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, log *slog.Logger) (jetstream.Consumer, error) {
 	var cons jetstream.Consumer
-	err := retrySetup(ctx, log, "the job stream and consumer", func() error {
+	err := jobstream.Retry(ctx, log, "the job stream and consumer", func() error {
 		var err error
 		if cons, err = jobstream.Ensure(ctx, js, sc); err != nil {
 			return err

@@ -38,11 +38,19 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(jobstream.NewLagCollector(js, cfg.Stream, cfg.Consumer))
+	// want waits for the figures: the server counts a stored message into
+	// its consumers' pending in the background, so a scrape just after a
+	// publish may not see it yet.
 	want := func(pending, ackPending, redelivered float64) {
 		t.Helper()
-		got := lag(t, reg)
-		if got["instancemgr_consumer_lag_pending"] != pending || got["instancemgr_consumer_lag_ack_pending"] != ackPending || got["instancemgr_consumer_lag_redelivered"] != redelivered {
-			t.Fatalf("lag %v, want pending %v, ack pending %v, redelivered %v", got, pending, ackPending, redelivered)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got := lag(t, reg)
+			if got["instancemgr_consumer_lag_pending"] == pending && got["instancemgr_consumer_lag_ack_pending"] == ackPending && got["instancemgr_consumer_lag_redelivered"] == redelivered {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lag %v, want pending %v, ack pending %v, redelivered %v", got, pending, ackPending, redelivered)
+			}
 		}
 	}
 	want(0, 0, 0)
@@ -113,7 +121,12 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	if got := lag(t, reg); len(got) != 0 {
 		t.Fatalf("lag %v with no stream; want nothing exported", got)
 	}
-	if _, err := jobstream.Ensure(ctx, js, cfg); err != nil {
+	// Through Retry, as the app does: a create right after a delete can
+	// race the server's clean-up of the old directories.
+	if err := jobstream.Retry(ctx, nil, "the job stream", func() error {
+		_, err := jobstream.Ensure(ctx, js, cfg)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	publish("instances.create.t.4")
