@@ -20,8 +20,9 @@ type ReservationState string
 
 // Reservation states. Only a name in StateMaking or StateMade may be
 // adopted when its database already exists: the system itself was making
-// it. A database that exists under a name merely reserved was made by
-// someone else.
+// it (on a Publisher, only StateMade: its copy gets the name as it is
+// marked made). A database that exists under a name merely reserved was
+// made by someone else.
 const (
 	StateReserved ReservationState = "reserved" // name held; nothing made yet
 	StateMaking   ReservationState = "making"   // CREATE or RENAME under way
@@ -85,9 +86,11 @@ type Engine interface {
 	Release(ctx context.Context, name string, owner Owner) error
 	// CreateDatabase copies template into a new database under a name
 	// reserved for owner. It returns created=false, and no error, when the
-	// database exists and the reservation says the system was making it
-	// (another delivery of the same job got there first); a database that
-	// exists under a name only reserved is ErrConflict.
+	// database exists and is the system's (another delivery of the same
+	// job got there first); a database that exists under a name only
+	// reserved is ErrConflict. An engine that can (a Publisher, through
+	// MakePublished) counts a database as the system's only when the
+	// reservation says made; others (Make) also under making.
 	CreateDatabase(ctx context.Context, name, template string, owner Owner) (created bool, err error)
 	// RenameDatabase renames old to new after ending or awaiting the
 	// sessions on old. Both names pass the engine's Guard and must be

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -28,8 +29,9 @@ type RawOptions struct {
 	NamePrefix  string // the databases are NamePrefix + "_" + i; dropped after
 	// Protocol adds the ownership protocol's own statements around each
 	// copy, as the postgres engine makes them: the reservation inserted
-	// and read back, marked making, and after the copy marked made, each
-	// its own commit, in the server's instancemgr.reservations (made by
+	// and read back and marked making, each its own commit; the copy made
+	// under its scratch name; then one transaction that renames it and
+	// marks it made, in the server's instancemgr.reservations (made by
 	// the engine's own schema set-up; the run's rows are deleted after).
 	// What the ownership rule costs at the database, without the rest of
 	// the system.
@@ -135,7 +137,13 @@ func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, 
 	if err := mark("making"); err != nil {
 		return err
 	}
-	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize() + strategy
+	// With the protocol the copy is made under its scratch name and
+	// published: renamed in the transaction that marks it made.
+	target := name
+	if protocol {
+		target = provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: provisioning.Owner{Tenant: tenant, InstanceID: instance}})
+	}
+	stmt := "CREATE DATABASE " + pgx.Identifier{target}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize() + strategy
 	for {
 		_, err := maint.Exec(ctx, stmt)
 		var pgErr *pgconn.PgError
@@ -148,8 +156,18 @@ func rawCreate(ctx context.Context, maint, admin *pgxpool.Pool, name, template, 
 		}
 		break
 	}
-	if err := mark("made"); err != nil {
-		return err
+	if protocol {
+		err := pgx.BeginFunc(ctx, maint, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{target}.Sanitize()+" RENAME TO "+pgx.Identifier{name}.Sanitize()); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+				name, tenant, instance)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("publish %s as %s: %w", target, name, err)
+		}
 	}
 	tx, err := admin.Begin(ctx)
 	if err != nil {

@@ -392,6 +392,12 @@ func (c *checker) reservations(ctx context.Context) {
 				Command: "decide whose it is: rename it out of the way (it is not the system's), or, if it is this instance's, mark it made: " + c.sqlMarkMade(res)})
 		case exists && c.liveJob(ctx, id):
 			// Being made or renamed right now.
+		case exists && res.State == provisioning.StateMaking && !c.sqlServer():
+			// PostgreSQL gives the system's copy its name only as it marks
+			// the reservation made.
+			c.add(Difference{InstanceID: id, Kind: ForeignDatabase, Database: res.Database,
+				Detail:  fmt.Sprintf("reserved for instance %d (%s) and marked making, but the database under this name is not instancemgr's copy (that gets the name only as it is marked made): someone else made it meanwhile, or an instancemgr before the publish protocol stopped between CREATE DATABASE and marking it made", id, statusText),
+				Command: "decide whose it is: rename it out of the way (it is not the system's), or, if it is this instance's, mark it made: " + c.sqlMarkMade(res)})
 		case exists:
 			d := Difference{InstanceID: id, Kind: OrphanDatabase, Database: res.Database}
 			dl, dead := c.deadLetter(ctx, id)
@@ -422,6 +428,16 @@ func (c *checker) reservations(ctx context.Context) {
 			c.add(Difference{InstanceID: id, Kind: StaleReservation, Database: res.Database,
 				Detail:  fmt.Sprintf("reserved for instance %d, which is %s with no live job; no database of this name exists", id, statusText),
 				Command: cmd})
+		case res.State == provisioning.StateMaking && c.dbsCI[strings.ToLower(provisioning.ScratchName(res.Reservation))]:
+			copyName := provisioning.ScratchName(res.Reservation)
+			d := Difference{InstanceID: id, Kind: OrphanDatabase, Database: copyName,
+				Detail: fmt.Sprintf("instancemgr copied the template for %q (instance %d, %s) as %q and stopped before giving it its name", res.Database, id, statusText, copyName)}
+			if dl, dead := c.deadLetter(ctx, id); dead && pending(status) {
+				d.Command = replay(dl) + " (the job gives the copy its name)"
+			} else {
+				d.Command = "if the request is withdrawn, drop the copy and the reservation by hand: DROP DATABASE " + c.ident(copyName) + " WITH (FORCE); then " + c.sqlRelease(res)
+			}
+			c.add(d)
 		default:
 			c.add(Difference{InstanceID: id, Kind: StaleReservation, Database: res.Database,
 				Detail:  fmt.Sprintf("the reservation says instancemgr %s it (for instance %d, %s), but no database of this name exists and no ledger entry names it", map[provisioning.ReservationState]string{provisioning.StateMaking: "was making", provisioning.StateMade: "made"}[res.State], id, statusText),

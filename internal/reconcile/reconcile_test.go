@@ -156,3 +156,36 @@ func TestFixReleasesOnlyFixable(t *testing.T) {
 		t.Fatalf("details: %+v", diffs)
 	}
 }
+
+// On PostgreSQL a database under a name marked making is not the system's
+// copy (that gets its name only as it is marked made), and a copy left
+// under its scratch name is reported with what to do about it.
+func TestMakingReservationsOnPostgres(t *testing.T) {
+	res := provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateMaking}
+	tn := Tenant{Name: "t1", Engine: "postgres",
+		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}},
+		Reservations: []provisioning.Listed{{Reservation: res}},
+		Databases:    []string{"EdFi_Ods_x"}}
+	got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{})
+	if kinds(got) != "foreign_database" || !strings.Contains(got[0].Detail, "not instancemgr's copy") {
+		t.Fatalf("a database under a name marked making: %+v", got)
+	}
+	// On SQL Server the copy is made under its own name: it may be the
+	// system's, stopped before it was marked made.
+	tn.Engine = "sqlserver"
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "orphan_database" {
+		t.Fatalf("on SQL Server: %+v", got)
+	}
+
+	tn.Engine = "postgres"
+	copyName := provisioning.ScratchName(res)
+	tn.Databases = []string{copyName}
+	got = Check(context.Background(), tn, jobsMap{}, nil, nil, Options{})
+	if kinds(got) != "orphan_database" || got[0].Database != copyName || !strings.Contains(got[0].Command, "DROP DATABASE \""+copyName+"\"") {
+		t.Fatalf("a copy left unpublished: %+v", got)
+	}
+	tn.Databases = nil
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "stale_reservation" {
+		t.Fatalf("making with nothing left: %+v", got)
+	}
+}

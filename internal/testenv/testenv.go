@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/internal/embednats"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
@@ -115,6 +116,24 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		if err != nil {
 			t.Errorf("list test databases: %v", err)
 			return
+		}
+		// The scratch copies of the prefix's reservations (a create's copy
+		// before it is published) go too.
+		rows, err = pool.Query(ctx, `SELECT database_name, tenant, instance_id FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix)
+		if err == nil {
+			reserved, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Reservation, error) {
+				var r provisioning.Reservation
+				err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID)
+				return r, err
+			})
+			if err != nil {
+				t.Errorf("list test reservations: %v", err)
+			}
+			for _, r := range reserved {
+				names = append(names, provisioning.ScratchName(r))
+			}
+		} else if !isUndefinedTable(err) {
+			t.Errorf("list test reservations: %v", err)
 		}
 		for _, n := range names {
 			if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {

@@ -22,6 +22,7 @@ const (
 	codeDuplicateDatabase = "42P04" // CREATE DATABASE of a name that exists
 	codeUniqueViolation   = "23505" // the same, when two CREATE DATABASE race in the catalog
 	codeObjectInUse       = "55006" // the template has other sessions
+	codeUndefinedDatabase = "3D000" // ALTER DATABASE of a name that does not exist
 )
 
 // Engine runs DDL on one PostgreSQL server through its maintenance database.
@@ -134,18 +135,92 @@ func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) 
 	return exists, nil
 }
 
-// CreateDatabase implements provisioning.Engine. A busy template (another
-// session connected to it) is retried with backoff for TemplateBusyWait.
+// CreateDatabase implements provisioning.Engine, by the publish protocol
+// (provisioning.MakePublished): the template is copied under the
+// reservation's scratch name, then renamed to name in the transaction that
+// marks the reservation made. A busy template (another session connected
+// to it) is retried with backoff for TemplateBusyWait.
 func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
+	if err := errors.Join(checkIdent(name), checkIdent(template)); err != nil {
+		return false, err
+	}
 	strategy, err := e.strategy(ctx)
 	if err != nil {
 		return false, err
 	}
-	stmt, err := createDatabaseSQL(name, template, strategy)
+	return provisioning.MakePublished(ctx, e, name, owner, func(ctx context.Context, scratch string) (bool, error) {
+		stmt, err := createDatabaseSQL(scratch, template, strategy)
+		if err != nil {
+			return false, err
+		}
+		return e.create(ctx, stmt, scratch, template)
+	})
+}
+
+// Publish implements provisioning.Publisher: one transaction renames the
+// copy and marks the reservation made. A session on the copy (autovacuum
+// looking in on a new database) is waited out for a few seconds.
+func (e *Engine) Publish(ctx context.Context, scratch, name string, owner provisioning.Owner) error {
+	stmt, err := renameDatabaseSQL(scratch, name)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return provisioning.Make(ctx, e, name, owner, func(ctx context.Context) (bool, error) { return e.create(ctx, stmt, name, template) })
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 50 * time.Millisecond
+	bo.MaxElapsedTime = 10 * time.Second
+	op := func() error {
+		err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+				name, owner.Tenant, owner.InstanceID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return fmt.Errorf("%w: the reservation of %q for %s is gone; its copy %q is not published", provisioning.ErrConflict, name, owner, scratch)
+			}
+			return nil
+		})
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &pgErr) && pgErr.Code == codeObjectInUse:
+			return err
+		case errors.As(err, &pgErr) && pgErr.Code == codeUndefinedDatabase:
+			return backoff.Permanent(fmt.Errorf("%w: %q", provisioning.ErrScratchGone, scratch))
+		case isDuplicateDatabase(err):
+			return backoff.Permanent(fmt.Errorf("%w: database %q appeared while instancemgr was copying the template for it (as %q); it is not the system's and is left alone", provisioning.ErrConflict, name, scratch))
+		default:
+			return backoff.Permanent(err)
+		}
+	}
+	err = backoff.Retry(op, backoff.WithContext(bo, ctx))
+	if errors.Is(err, provisioning.ErrScratchGone) || errors.Is(err, provisioning.ErrConflict) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("publish the copy %q as %q: %w", scratch, name, transient(err))
+	}
+	return nil
+}
+
+// DropScratch implements provisioning.Publisher. It drops only names with
+// the scratch prefix.
+func (e *Engine) DropScratch(ctx context.Context, scratch string) error {
+	if !strings.HasPrefix(scratch, provisioning.ScratchPrefix) {
+		return fmt.Errorf("%w: %q is not a scratch copy's name", provisioning.ErrProtected, scratch)
+	}
+	stmt, err := dropDatabaseSQL(scratch)
+	if err != nil {
+		return err
+	}
+	if _, err := e.pool.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("drop the copy %q: %w", scratch, transient(err))
+	}
+	return nil
 }
 
 // create runs CREATE DATABASE, retrying while the template is busy.
@@ -370,4 +445,7 @@ func transient(err error) error {
 	return fmt.Errorf("%w: %w", provisioning.ErrTransient, err)
 }
 
-var _ provisioning.Engine = (*Engine)(nil)
+var (
+	_ provisioning.Engine    = (*Engine)(nil)
+	_ provisioning.Publisher = (*Engine)(nil)
+)

@@ -93,12 +93,32 @@ func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.O
 	return nil
 }
 
-// Release implements provisioning.Engine.
+// MarkMaking implements provisioning.Publisher.
+func (e *Engine) MarkMaking(ctx context.Context, name string, owner provisioning.Owner) error {
+	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'making', updated_at = now()
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND state = 'reserved'`,
+		name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return fmt.Errorf("mark the reservation of %q making: %w", name, transient(err))
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	// Not reserved any more: making or made already, or gone.
+	_, err = provisioning.OwnedBy(ctx, e, name, owner)
+	return err
+}
+
+// Release implements provisioning.Engine. A reservation whose scratch copy
+// is still there is kept with it: the copy is the system's only while a
+// reservation names it.
 func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
+	scratch := provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: owner})
 	_, err := e.pool.Exec(ctx, `DELETE FROM instancemgr.reservations
 		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3
-		  AND (state = 'reserved' OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1))`,
-		name, owner.Tenant, owner.InstanceID)
+		  AND (state = 'reserved' OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1))
+		  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $4)`,
+		name, owner.Tenant, owner.InstanceID, scratch)
 	if err != nil {
 		return fmt.Errorf("release database name %q: %w", name, transient(err))
 	}
