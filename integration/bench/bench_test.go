@@ -139,7 +139,7 @@ func TestBench(t *testing.T) {
 				ro.Protocol, ro.NamePrefix = true, tag+"_rawp"
 				protocols = append(protocols, bench.Raw(t, ro))
 				systems = append(systems, bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: sz.n,
-					Replicas: replicas, Concurrency: perReplica, Poll: poll, Strategy: strategy, NamePrefix: tag + "_sys"}))
+					Replicas: replicas, Concurrency: perReplica, Poll: poll, Strategy: strategy, NamePrefix: tag + "_sys", ProfileDir: os.Getenv("INSTANCEMGR_BENCH_PPROF")}))
 			}
 			rep.Raw, rep.Protocol, rep.System = append(rep.Raw, raws), append(rep.Protocol, protocols), append(rep.System, systems)
 			byElapsed := func(r bench.RawResult) time.Duration { return r.Elapsed }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,6 +46,11 @@ type SystemOptions struct {
 	Spacing    time.Duration
 	Strategy   string
 	NamePrefix string // the run's databases start with it; dropped after
+	// ProfileDir, when set, receives a CPU profile (pprof) of the first
+	// consumer process, from the first request for ProfileFor (5 s when
+	// zero), named after NamePrefix: where a consumer's CPU goes.
+	ProfileDir string
+	ProfileFor time.Duration
 }
 
 // SystemResult is what one run measured.
@@ -134,10 +140,11 @@ bridge: {pollInterval: %s}
 consumer: {concurrency: %d}
 provisioning: {template: %q, namePattern: %q%s}
 metricsAddr: 127.0.0.1:%d
+pprof: %t
 logLevel: warn
 tenants:
   default: {master: %q, admin: %q, ods: %q}
-`, sim.URL, sim.TokenURL, sim.ClientID, ns.ClientURL(), o.Poll, o.Concurrency, o.Template.Name, o.NamePrefix+"_{name}", strategy, port,
+`, sim.URL, sim.TokenURL, sim.ClientID, ns.ClientURL(), o.Poll, o.Concurrency, o.Template.Name, o.NamePrefix+"_{name}", strategy, port, o.ProfileDir != "",
 			o.Master.ADONet(), o.Master.WithDatabase(adminDB).ADONet(), o.Master.WithDatabase("{0}").ADONet())
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -162,6 +169,8 @@ tenants:
 	}
 
 	settle(t, maint)
+	profiled := profile(t, o, consumers[0])
+	defer profiled()
 	cpuBefore, harnessBefore := procsCPU(t, procs), processCPU()
 	// The Admin Console's requests, eight at a time.
 	ids := make([]int, o.N)
@@ -446,4 +455,38 @@ func jobSeconds(t testing.TB, url string) map[string]float64 {
 		out["job"] += m.GetHistogram().GetSampleSum()
 	}
 	return out
+}
+
+// profile starts a CPU profile of p for o.ProfileFor when o.ProfileDir is
+// set, written to o.ProfileDir/<NamePrefix>.pprof; the returned func waits
+// for it.
+func profile(t testing.TB, o SystemOptions, p *proc) (wait func()) {
+	if o.ProfileDir == "" {
+		return func() {}
+	}
+	d := o.ProfileFor
+	if d == 0 {
+		d = 5 * time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.probes, int(d.Seconds())))
+		if err != nil {
+			t.Errorf("profile the consumer: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(o.ProfileDir, o.NamePrefix+".pprof"), body, 0o644)
+		}
+		if err != nil {
+			t.Errorf("profile the consumer: %v", err)
+		}
+	}()
+	return func() { <-done }
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +56,7 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	checks := health.New(0)
 	checks.Ready("nats", natsReady(nc))
 	checks.Ready("admin api", api.CheckToken)
-	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, reg, checks, log)
+	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, cfg.Pprof, reg, checks, log)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -172,16 +173,32 @@ func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) err
 
 // ServeHTTP serves reg at addr/metrics and the probes at /healthz and
 // /readyz until the returned stop is called; an empty addr serves nothing.
-func ServeHTTP(ctx context.Context, addr string, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger) (stop func(), err error) {
+func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	bound, stop, err := serve(ctx, addr, metricsAndProbes(reg, checks))
+	h, paths := metricsAndProbes(reg, checks), "/metrics /healthz /readyz"
+	if profiles {
+		h, paths = withProfiles(h), paths+" /debug/pprof/"
+	}
+	bound, stop, err := serve(ctx, addr, h)
 	if err != nil {
 		return nil, fmt.Errorf("metricsAddr: %w", err)
 	}
-	log.Info("metrics and probes served", "url", "http://"+bound, "paths", "/metrics /healthz /readyz")
+	log.Info("metrics and probes served", "url", "http://"+bound, "paths", paths)
 	return stop, nil
+}
+
+// withProfiles adds net/http/pprof's handlers under /debug/pprof/ to h.
+func withProfiles(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
 
 // metricsAndProbes serves reg at /metrics and the probes at /healthz and

@@ -45,6 +45,10 @@ type Config struct {
 	// the probes at /healthz (the role's loops are alive) and /readyz (it
 	// can work now).
 	MetricsAddr string `yaml:"metricsAddr"`
+	// Pprof also serves Go's profiles at /debug/pprof/ on metricsAddr, to
+	// find where a role's CPU or memory goes. Off by default: a profile
+	// shows the process's internals to whoever can reach the address.
+	Pprof bool `yaml:"pprof"`
 }
 
 // AdminAPI says how to reach the Admin API.
