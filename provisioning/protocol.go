@@ -129,6 +129,7 @@ func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, m
 	if err != nil {
 		return false, err
 	}
+	scratch := ScratchName(res)
 	if exists {
 		if res.State == StateMade {
 			return false, nil
@@ -137,8 +138,8 @@ func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, m
 		if res.State == StateMaking {
 			// An earlier delivery may have left its copy: it can never be
 			// published now.
-			if derr := s.DropScratch(ctx, ScratchName(res)); derr != nil {
-				return false, errors.Join(err, fmt.Errorf("drop the unpublished copy %q: %w", ScratchName(res), derr))
+			if derr := s.DropScratch(ctx, scratch); derr != nil {
+				return false, errors.Join(err, fmt.Errorf("drop the unpublished copy %q: %w", scratch, derr))
 			}
 		}
 		return false, err
@@ -150,7 +151,6 @@ func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, m
 			return false, err
 		}
 	}
-	scratch := ScratchName(res)
 	created, err := make(ctx, scratch)
 	if err != nil {
 		return false, err

@@ -47,11 +47,13 @@ type SystemOptions struct {
 	Strategy   string
 	NamePrefix string // the run's databases start with it; dropped after
 	// ProfileDir, when set, receives a CPU profile (pprof) of the first
-	// consumer process, from the first request for ProfileFor (5 s when
-	// zero), named after NamePrefix: where a consumer's CPU goes.
+	// consumer process, from the first request for profileFor, named after
+	// NamePrefix: where a consumer's CPU goes.
 	ProfileDir string
-	ProfileFor time.Duration
 }
+
+// profileFor is how long a system run's consumer is profiled.
+const profileFor = 5 * time.Second
 
 // SystemResult is what one run measured.
 type SystemResult struct {
@@ -457,21 +459,17 @@ func jobSeconds(t testing.TB, url string) map[string]float64 {
 	return out
 }
 
-// profile starts a CPU profile of p for o.ProfileFor when o.ProfileDir is
+// profile starts a CPU profile of p for profileFor when o.ProfileDir is
 // set, written to o.ProfileDir/<NamePrefix>.pprof; the returned func waits
 // for it.
 func profile(t testing.TB, o SystemOptions, p *proc) (wait func()) {
 	if o.ProfileDir == "" {
 		return func() {}
 	}
-	d := o.ProfileFor
-	if d == 0 {
-		d = 5 * time.Second
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.probes, int(d.Seconds())))
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.probes, int(profileFor.Seconds())))
 		if err != nil {
 			t.Errorf("profile the consumer: %v", err)
 			return

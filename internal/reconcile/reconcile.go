@@ -380,6 +380,7 @@ func (c *checker) reservations(ctx context.Context) {
 			continue // the instance's own database: checked with the ledger
 		}
 		exists := c.dbsCI[strings.ToLower(res.Database)]
+		copyName := provisioning.ScratchName(res.Reservation) // a create's copy before it has its name
 		status := c.status(id)
 		statusText := status
 		if statusText == "" {
@@ -428,8 +429,7 @@ func (c *checker) reservations(ctx context.Context) {
 			c.add(Difference{InstanceID: id, Kind: StaleReservation, Database: res.Database,
 				Detail:  fmt.Sprintf("reserved for instance %d, which is %s with no live job; no database of this name exists", id, statusText),
 				Command: cmd})
-		case res.State == provisioning.StateMaking && c.dbsCI[strings.ToLower(provisioning.ScratchName(res.Reservation))]:
-			copyName := provisioning.ScratchName(res.Reservation)
+		case res.State == provisioning.StateMaking && c.dbsCI[strings.ToLower(copyName)]:
 			d := Difference{InstanceID: id, Kind: OrphanDatabase, Database: copyName,
 				Detail: fmt.Sprintf("instancemgr copied the template for %q (instance %d, %s) as %q and stopped before giving it its name", res.Database, id, statusText, copyName)}
 			if dl, dead := c.deadLetter(ctx, id); dead && pending(status) {

@@ -152,13 +152,8 @@ func TestConcurrentDeliveriesPublishOnce(t *testing.T) {
 		scratch := making(t, e, name)
 		var wg sync.WaitGroup
 		errs := make([]error, 3)
-		createdN := make([]bool, 3)
 		for i := range errs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				createdN[i], errs[i] = e.CreateDatabase(ctx, name, template, owner)
-			}()
+			wg.Go(func() { _, errs[i] = e.CreateDatabase(ctx, name, template, owner) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
