@@ -13,6 +13,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
 // Twenty requests through the simulator, end to end: twenty databases,
@@ -228,13 +229,36 @@ func TestCreateConcurrentDeliveries(t *testing.T) {
 	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 1 {
 		t.Fatalf("completed called %d times, want 1", rec.Calls["completed"])
 	}
+	// The consumer shows nothing pending as soon as one delivery acks,
+	// while the other may still be finishing (waiting on the instance lock
+	// the first one held, say): wait until every delivery that passed the
+	// barrier has reported how it ended, so a late ack is told from a lost
+	// one.
+	var outcomes []consumer.Outcome
+	testenv.Eventually(t, 30*time.Second, "every delivery that ran to report how it ended", func() bool {
+		for {
+			select {
+			case o := <-e.outcomes:
+				outcomes = append(outcomes, o)
+			default:
+				mu.Lock()
+				defer mu.Unlock()
+				return len(outcomes) >= arrived
+			}
+		}
+	})
 	acked := 0
-	for len(e.outcomes) > 0 {
-		if o := <-e.outcomes; o.Result == consumer.Acked {
+	for _, o := range outcomes {
+		switch o.Result {
+		case consumer.Acked:
 			acked++
+		case consumer.Terminated:
+			t.Errorf("delivery %d ended the job: %v", o.Delivery.Attempt, o.Err)
+		default:
+			t.Logf("delivery %d %s: %v", o.Delivery.Attempt, o.Result, o.Err)
 		}
 	}
 	if acked < 2 {
-		t.Fatalf("%d deliveries acked, want both", acked)
+		t.Fatalf("%d of %d deliveries acked, want both", acked, len(outcomes))
 	}
 }
