@@ -197,7 +197,7 @@ func TestRenameHandler(t *testing.T) {
 			prepare: func(t *testing.T, b *bundle, id int) {
 				b.made(t, old, id)
 				b.reserve(t, new, id)
-				if err := b.engine.RenameDatabase(context.Background(), old, new, provisioning.Owner{Tenant: "default", InstanceID: id}); err != nil {
+				if _, err := b.engine.RenameDatabase(context.Background(), old, new, provisioning.Owner{Tenant: "default", InstanceID: id}); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -402,7 +402,7 @@ func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
 				case "new only":
 					b.made(t, old, id)
 					b.reserve(t, new, id)
-					if err := b.engine.RenameDatabase(context.Background(), old, new, owner); err != nil {
+					if _, err := b.engine.RenameDatabase(context.Background(), old, new, owner); err != nil {
 						t.Fatal(err)
 					}
 				}

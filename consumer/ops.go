@@ -295,41 +295,24 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 }
 
 // renameDatabase reserves the new name, then renames, or finds the rename
-// done by an earlier delivery of this job. Only a database that the
-// reservation says the system made counts as done.
+// done by an earlier delivery of this job. The engine decides which (only
+// the very database the system made counts as renamed); a conflict gives
+// the new name back unless the system made a database under it.
 func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Tenant, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
-	res, _, err := tg.Engine.Reserve(ctx, newDB, owner)
-	if err != nil {
-		return err
-	}
-	oldExists, err := tg.Engine.DatabaseExists(ctx, oldDB)
-	if err != nil {
-		return err
-	}
-	newExists, err := tg.Engine.DatabaseExists(ctx, newDB)
-	if err != nil {
+	if _, _, err := tg.Engine.Reserve(ctx, newDB, owner); err != nil {
 		return err
 	}
 	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
+	renamed, err := tg.Engine.RenameDatabase(ctx, oldDB, newDB, owner)
 	switch {
-	case oldExists && !newExists:
-		err = tg.Engine.RenameDatabase(ctx, oldDB, newDB, owner)
-		if err == nil {
-			log.Info("database renamed", "from", oldDB, "to", newDB)
-		}
-	case !oldExists && newExists && res.State != provisioning.StateReserved:
-		log.Info("database already renamed", "from", oldDB, "to", newDB)
-	case !oldExists && newExists:
-		err = fmt.Errorf("%w: %q is gone and %q exists, but instancemgr did not make %q; it is left alone", provisioning.ErrConflict, oldDB, newDB, newDB)
-	case oldExists && newExists:
-		err = fmt.Errorf("%w: both %q and %q exist; nothing is dropped to make room", provisioning.ErrConflict, oldDB, newDB)
-	default:
-		err = fmt.Errorf("%w: neither %q nor %q exists", provisioning.ErrConflict, oldDB, newDB)
-	}
-	if errors.Is(err, provisioning.ErrConflict) {
+	case errors.Is(err, provisioning.ErrConflict):
 		h.release(ctx, tg, newDB, owner, log)
+	case err == nil && renamed:
+		log.Info("database renamed", "from", oldDB, "to", newDB)
+	case err == nil:
+		log.Info("database already renamed", "from", oldDB, "to", newDB)
 	}
 	return err
 }

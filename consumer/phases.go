@@ -133,7 +133,7 @@ func (e timedEngine) CreateDatabase(ctx context.Context, name, template string, 
 	return e.Engine.CreateDatabase(ctx, name, template, owner)
 }
 
-func (e timedEngine) RenameDatabase(ctx context.Context, oldName, newName string, owner provisioning.Owner) error {
+func (e timedEngine) RenameDatabase(ctx context.Context, oldName, newName string, owner provisioning.Owner) (bool, error) {
 	defer startPhase(ctx, PhaseDatabase)()
 	return e.Engine.RenameDatabase(ctx, oldName, newName, owner)
 }

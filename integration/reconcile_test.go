@@ -103,7 +103,7 @@ func TestReconcileReportsEachDifferenceAndFixesOnlyWhatIsSafe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := eng.SetState(ctx, goneMade, owner4, provisioning.StateMade); err != nil {
+	if err := eng.SetState(ctx, goneMade, owner4, provisioning.StateMade, ""); err != nil {
 		t.Fatal(err)
 	}
 

@@ -9,15 +9,24 @@ import (
 	"strconv"
 )
 
+// The ownership protocol, written once for every engine. Its steps and the
+// states they move through are modelled in provisioning/model (Promela,
+// checked by spin); a change here that the model does not follow is a
+// change to the model too.
+
 // ReservationStore is what an engine keeps of its server's reservations and
 // databases: all the ownership protocol below reads and moves. The SQL
 // engines implement it; the protocol is written once, here.
 type ReservationStore interface {
 	Reservation(ctx context.Context, name string) (Reservation, bool, error)
-	// SetState moves owner's reservation of exactly name to state, or is
-	// ErrConflict when it is gone.
-	SetState(ctx context.Context, name string, owner Owner, state ReservationState) error
-	DatabaseExists(ctx context.Context, name string) (bool, error)
+	// SetState moves owner's reservation of exactly name to state, and
+	// records identity as the identity of its database unless identity is
+	// empty (then the recorded one stays). It is ErrConflict when the
+	// reservation is gone.
+	SetState(ctx context.Context, name string, owner Owner, state ReservationState, identity string) error
+	// Identity is the server's identity of the database of exactly that
+	// name (exists false: there is none).
+	Identity(ctx context.Context, name string) (identity string, exists bool, err error)
 }
 
 // OwnedBy returns name's reservation when owner holds it (CheckOwner).
@@ -29,70 +38,67 @@ func OwnedBy(ctx context.Context, s ReservationStore, name string, owner Owner) 
 	return res, CheckOwner(res, ok, name, owner)
 }
 
-// MadeBy is nil when owner holds name and the system made its database
-// (CheckMade).
-func MadeBy(ctx context.Context, s ReservationStore, name string, owner Owner) error {
+// MadeBy returns name's reservation when owner holds it and the system made
+// its database (CheckMade).
+func MadeBy(ctx context.Context, s ReservationStore, name string, owner Owner) (Reservation, error) {
 	res, ok, err := s.Reservation(ctx, name)
 	if err != nil {
-		return err
+		return res, err
 	}
-	return CheckMade(res, ok, name, owner)
+	return res, CheckMade(res, ok, name, owner)
 }
 
-// toCreate is where a create starts: owner's reservation of name, and
-// whether a database of that name exists.
-func toCreate(ctx context.Context, s ReservationStore, name string, owner Owner) (Reservation, bool, error) {
+// Same is the identity rule: nil only when current, the identity of the
+// database now under res.Database, is the one the reservation recorded
+// when the system made it. A reservation made by a version that recorded
+// no identity is taken by its name once, as that version took it, and the
+// identity found is recorded from then on; one the system was still making
+// with none recorded holds nothing the system can recognise.
+func Same(ctx context.Context, s ReservationStore, res Reservation, current string) error {
+	switch {
+	case res.Identity == "" && res.State == StateMade:
+		return s.SetState(ctx, res.Database, res.Owner, StateMade, current)
+	case res.Identity == "":
+		return fmt.Errorf("%w: a database exists under %q, but instancemgr has recorded no database of its own there (the name is %s for %s); it is left alone", ErrConflict, res.Database, res.State, res.Owner)
+	case res.Identity != current:
+		return fmt.Errorf("%w: the database under %q is not the one instancemgr made for %s (it is %s, instancemgr made %s); it is left alone", ErrConflict, res.Database, res.Owner, current, res.Identity)
+	}
+	return nil
+}
+
+// toCreate is where a create starts: owner's reservation of name, and the
+// identity of a database of that name, if one exists.
+func toCreate(ctx context.Context, s ReservationStore, name string, owner Owner) (Reservation, string, bool, error) {
 	res, err := OwnedBy(ctx, s, name, owner)
 	if err != nil {
-		return res, false, fmt.Errorf("create database %q: %w", name, err)
+		return res, "", false, fmt.Errorf("create database %q: %w", name, err)
 	}
-	exists, err := s.DatabaseExists(ctx, name)
-	return res, exists, err
-}
-
-// Make is the create protocol: name must be reserved for owner; an existing
-// database is adopted (created=false) only when the reservation says the
-// system was making it, and is ErrConflict otherwise; else the reservation
-// goes to making, make creates the database (created=false when another
-// delivery of the same job got there first), and the reservation to made.
-func Make(ctx context.Context, s ReservationStore, name string, owner Owner, make func(ctx context.Context) (created bool, err error)) (bool, error) {
-	res, exists, err := toCreate(ctx, s, name, owner)
-	if err != nil {
-		return false, err
-	}
-	if exists {
-		if res.State == StateReserved {
-			return false, fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name was only reserved for %s); it is left alone", ErrConflict, name, owner)
-		}
-		return false, s.SetState(ctx, name, owner, StateMade)
-	}
-	// From here a database of this name is the system's: a delivery that
-	// dies after creating it leaves "making", and the next one adopts it.
-	if err := s.SetState(ctx, name, owner, StateMaking); err != nil {
-		return false, err
-	}
-	created, err := make(ctx)
-	if err != nil {
-		return false, err
-	}
-	return created, s.SetState(ctx, name, owner, StateMade)
+	current, exists, err := s.Identity(ctx, name)
+	return res, current, exists, err
 }
 
 // Publisher is a ReservationStore whose engine can copy a template under a
 // scratch name and then publish the copy: rename it to the reserved name
-// and mark the reservation made in one transaction (PostgreSQL, whose
-// ALTER DATABASE ... RENAME is transactional). On such a server a database
-// under a reserved name is the system's exactly when its reservation says
-// made, so nothing that appears under the name while a copy is being made
-// is ever mistaken for it.
+// and mark the reservation made with the copy's identity in one
+// transaction (PostgreSQL, whose ALTER DATABASE ... RENAME is
+// transactional). On such a server a database under a reserved name is the
+// system's exactly when its reservation says made and names its identity,
+// so nothing that appears under the name while a copy is being made is
+// ever mistaken for it.
 type Publisher interface {
-	ReservationStore
+	Scratcher
 	// Publish renames scratch to name and marks owner's reservation of name
-	// made, together or not at all. It is ErrScratchGone when scratch does
-	// not exist, and ErrConflict when a database named name already does or
-	// the reservation is gone.
+	// made, recording the copy's identity, together or not at all. It is
+	// ErrScratchGone when scratch does not exist, and ErrConflict when a
+	// database named name already does or the reservation is gone.
 	Publish(ctx context.Context, scratch, name string, owner Owner) error
+}
+
+// Scratcher is a ReservationStore that makes copies under scratch names.
+type Scratcher interface {
+	ReservationStore
 	// DropScratch drops a scratch copy that can no longer be published.
+	// It drops only names with ScratchPrefix.
 	DropScratch(ctx context.Context, scratch string) error
 	// MarkMaking moves owner's reservation of name from reserved to
 	// making and leaves making or made as they are, in one statement: a
@@ -117,33 +123,55 @@ func ScratchName(res Reservation) string {
 	return ScratchPrefix + hex.EncodeToString(h[:12])
 }
 
+// existing settles a create that finds a database under name already: it
+// is the system's (created=false, no error) only when the reservation says
+// made and the database is the one recorded (Same); anything else is
+// someone else's, ErrConflict, and a copy an earlier delivery left under
+// the reservation's scratch name can never be published now.
+func existing(ctx context.Context, s Scratcher, res Reservation, current string) (bool, error) {
+	if res.State == StateMade {
+		if err := Same(ctx, s, res, current); err != nil {
+			return false, fmt.Errorf("create database %q: %w", res.Database, err)
+		}
+		return false, nil
+	}
+	err := fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name is %s for %s, and instancemgr gives a database its name only once it has recorded the copy's identity); it is left alone", ErrConflict, res.Database, res.State, res.Owner)
+	if res.State == StateMaking {
+		if derr := s.DropScratch(ctx, ScratchName(res)); derr != nil {
+			return false, errors.Join(err, fmt.Errorf("drop the unpublished copy %q: %w", ScratchName(res), derr))
+		}
+	}
+	return false, err
+}
+
+// publishedMeanwhile reports whether another delivery of the same job has
+// published its copy under name: the reservation says made and the
+// database under name is the recorded one.
+func publishedMeanwhile(ctx context.Context, s ReservationStore, name string, owner Owner) bool {
+	now, err := OwnedBy(ctx, s, name, owner)
+	if err != nil || now.State != StateMade || now.Identity == "" {
+		return false
+	}
+	current, ok, err := s.Identity(ctx, name)
+	return err == nil && ok && current == now.Identity
+}
+
 // MakePublished is the create protocol of a Publisher. name must be
 // reserved for owner. An existing database under name is the system's only
-// when the reservation says made (created=false); under reserved or making
-// it is someone else's, ErrConflict. Otherwise the reservation goes to
-// making, make copies the template as scratch (created=false when an
-// earlier delivery's copy is there already), and Publish gives the copy
-// its name and marks it made in one transaction.
+// when the reservation says made and records its identity (created=false);
+// anything else is someone else's, ErrConflict. Otherwise the reservation
+// goes to making, make copies the template as scratch (created=false when
+// an earlier delivery's copy is there already), and Publish gives the copy
+// its name, marks it made and records its identity in one transaction.
 func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, make func(ctx context.Context, scratch string) (created bool, err error)) (bool, error) {
-	res, exists, err := toCreate(ctx, s, name, owner)
+	res, current, exists, err := toCreate(ctx, s, name, owner)
 	if err != nil {
 		return false, err
 	}
-	scratch := ScratchName(res)
 	if exists {
-		if res.State == StateMade {
-			return false, nil
-		}
-		err := fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name is %s for %s, and instancemgr gives a database its name only as it marks it made); it is left alone", ErrConflict, name, res.State, owner)
-		if res.State == StateMaking {
-			// An earlier delivery may have left its copy: it can never be
-			// published now.
-			if derr := s.DropScratch(ctx, scratch); derr != nil {
-				return false, errors.Join(err, fmt.Errorf("drop the unpublished copy %q: %w", scratch, derr))
-			}
-		}
-		return false, err
+		return existing(ctx, s, res, current)
 	}
+	scratch := ScratchName(res)
 	// "making" says a scratch copy may exist. A made reservation whose
 	// database is gone (dropped by hand) stays made while it is made again.
 	if res.State == StateReserved {
@@ -163,9 +191,9 @@ func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, m
 		return false, err
 	}
 	// Another delivery of this job may have published its copy while this
-	// one made its own: then the name is the system's (made), and this
-	// delivery's copy, if it made one, is surplus.
-	if now, rerr := OwnedBy(ctx, s, name, owner); rerr == nil && now.State == StateMade {
+	// one made its own: then the name is the system's, and this delivery's
+	// copy, if it made one, is surplus.
+	if publishedMeanwhile(ctx, s, name, owner) {
 		if errors.Is(err, ErrConflict) {
 			if derr := s.DropScratch(ctx, scratch); derr != nil {
 				return false, fmt.Errorf("drop the surplus copy %q: %w", scratch, derr)
@@ -182,32 +210,162 @@ func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, m
 	return false, err
 }
 
-// Move is the rename protocol: old must be owner's and made, new reserved
-// for owner; new goes to making while rename runs, then to made.
-func Move(ctx context.Context, s ReservationStore, old, new string, owner Owner, rename func(ctx context.Context) error) error {
-	if err := MadeBy(ctx, s, old, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+// Stager is a Scratcher whose engine renames a database in a statement of
+// its own, outside any transaction (SQL Server). It publishes a copy in
+// steps: the copy's identity is recorded in the reservation (still making)
+// before the copy is renamed to its name, and the reservation marked made
+// after; a database under the name is the system's only when it has the
+// recorded identity.
+type Stager interface {
+	Scratcher
+	// RenameScratch renames scratch to name. It is ErrScratchGone when
+	// scratch does not exist and ErrConflict when name already does.
+	RenameScratch(ctx context.Context, scratch, name string) error
+}
+
+// MakeStaged is the create protocol of a Stager. As MakePublished, with
+// the publication in three steps, each of which a later delivery can tell
+// was done: record the copy's identity (making), rename the copy, mark
+// made.
+func MakeStaged(ctx context.Context, s Stager, name string, owner Owner, make func(ctx context.Context, scratch string) (created bool, err error)) (bool, error) {
+	res, current, exists, err := toCreate(ctx, s, name, owner)
+	if err != nil {
+		return false, err
 	}
-	if _, err := OwnedBy(ctx, s, new, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+	if exists {
+		if res.State == StateMaking && res.Identity != "" && res.Identity == current {
+			// A delivery died after renaming its copy, before marking it.
+			return false, s.SetState(ctx, name, owner, StateMade, "")
+		}
+		return existing(ctx, s, res, current)
 	}
-	if err := s.SetState(ctx, new, owner, StateMaking); err != nil {
-		return err
+	scratch := ScratchName(res)
+	if res.State == StateReserved {
+		if err := s.MarkMaking(ctx, name, owner); err != nil {
+			return false, err
+		}
 	}
-	if err := rename(ctx); err != nil {
-		return err
+	created, err := make(ctx, scratch)
+	if err != nil {
+		return false, err
 	}
-	return s.SetState(ctx, new, owner, StateMade)
+	copyID, ok, err := s.Identity(ctx, scratch)
+	switch {
+	case err != nil:
+		return false, err
+	case !ok && publishedMeanwhile(ctx, s, name, owner):
+		return false, nil
+	case !ok:
+		return false, fmt.Errorf("%w: the copy %q for %q is gone before it was published; the next delivery makes it again", ErrTransient, scratch, name)
+	}
+	if err := s.SetState(ctx, name, owner, StateMaking, copyID); err != nil {
+		return false, err
+	}
+	err = s.RenameScratch(ctx, scratch, name)
+	if errors.Is(err, ErrScratchGone) || errors.Is(err, ErrConflict) {
+		// Another delivery renamed a copy first: the system's only when
+		// the database under name is the copy it recorded last.
+		now, rerr := OwnedBy(ctx, s, name, owner)
+		cur, ok, ierr := s.Identity(ctx, name)
+		if rerr == nil && ierr == nil && ok && now.Identity != "" && cur == now.Identity {
+			if errors.Is(err, ErrConflict) && now.Identity != copyID {
+				if derr := s.DropScratch(ctx, scratch); derr != nil {
+					return false, fmt.Errorf("drop the surplus copy %q: %w", scratch, derr)
+				}
+			}
+			return false, s.SetState(ctx, name, owner, StateMade, "")
+		}
+		if errors.Is(err, ErrScratchGone) {
+			return false, fmt.Errorf("%w: the copy %q for %q is gone before it was published; the next delivery makes it again", ErrTransient, scratch, name)
+		}
+		if derr := s.DropScratch(ctx, scratch); derr != nil {
+			return false, errors.Join(err, fmt.Errorf("drop the unpublished copy %q: %w", scratch, derr))
+		}
+		return false, err
+	}
+	if err != nil {
+		return false, err
+	}
+	return created, s.SetState(ctx, name, owner, StateMade, "")
+}
+
+// Move is the rename protocol. old must be owner's and made, and the
+// database under it the one the system made (Same); new must be reserved
+// for owner. Before the DDL the new name's reservation goes to making and
+// records the identity the database will carry under it (a rename keeps
+// a database's identity), so a later delivery takes the rename as done
+// only when the database under new is that very one. rename is given that
+// identity: an engine whose rename is transactional checks it and marks
+// new made in the rename's own transaction. renamed is false when an
+// earlier delivery did it.
+func Move(ctx context.Context, s ReservationStore, old, new string, owner Owner, rename func(ctx context.Context, identity string) error) (bool, error) {
+	wrap := func(err error) error { return fmt.Errorf("rename database %q to %q: %w", old, new, err) }
+	resOld, err := MadeBy(ctx, s, old, owner)
+	if err != nil {
+		return false, wrap(err)
+	}
+	resNew, err := OwnedBy(ctx, s, new, owner)
+	if err != nil {
+		return false, wrap(err)
+	}
+	curOld, oldExists, err := s.Identity(ctx, old)
+	if err != nil {
+		return false, err
+	}
+	curNew, newExists, err := s.Identity(ctx, new)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case oldExists && !newExists:
+		if err := Same(ctx, s, resOld, curOld); err != nil {
+			return false, wrap(err)
+		}
+		if err := s.SetState(ctx, new, owner, StateMaking, curOld); err != nil {
+			return false, err
+		}
+		if err := rename(ctx, curOld); err != nil {
+			return false, err
+		}
+		// Confirm what the rename did: a database swapped under old between
+		// the check and the DDL (on an engine whose rename cannot check)
+		// is reported, never taken as the system's.
+		cur, ok, err := s.Identity(ctx, new)
+		if err != nil {
+			return false, err
+		}
+		if !ok || cur != curOld {
+			return false, wrap(fmt.Errorf("%w: after the rename the database under %q is not the one instancemgr renamed (%s); it is not marked made", ErrConflict, new, curOld))
+		}
+		return true, s.SetState(ctx, new, owner, StateMade, "")
+	case !oldExists && newExists && resNew.State == StateMade && resNew.Identity == "":
+		// Renamed and marked by a version that recorded no identity.
+		return false, wrap(Same(ctx, s, resNew, curNew))
+	case !oldExists && newExists && resNew.State != StateReserved && resNew.Identity != "" && resNew.Identity == curNew:
+		// An earlier delivery renamed it (and died before marking it made).
+		return false, s.SetState(ctx, new, owner, StateMade, "")
+	case !oldExists && newExists:
+		return false, wrap(fmt.Errorf("%w: %q is gone and %q exists, but the database under %q is not the one instancemgr renamed; it is left alone", ErrConflict, old, new, new))
+	case oldExists && newExists:
+		return false, wrap(fmt.Errorf("%w: both %q and %q exist; nothing is dropped to make room", ErrConflict, old, new))
+	default:
+		return false, wrap(fmt.Errorf("%w: neither %q nor %q exists", ErrConflict, old, new))
+	}
 }
 
 // Drop is the drop protocol: a database already gone is not an error
-// (dropped=false); one that exists is dropped only when owner's and made.
+// (dropped=false); one that exists is dropped only when owner's, made, and
+// the very database the system made (Same).
 func Drop(ctx context.Context, s ReservationStore, name string, owner Owner, drop func(ctx context.Context) error) (bool, error) {
-	exists, err := s.DatabaseExists(ctx, name)
+	current, exists, err := s.Identity(ctx, name)
 	if err != nil || !exists {
 		return false, err
 	}
-	if err := MadeBy(ctx, s, name, owner); err != nil {
+	res, err := MadeBy(ctx, s, name, owner)
+	if err != nil {
+		return false, fmt.Errorf("drop database %q: %w", name, err)
+	}
+	if err := Same(ctx, s, res, current); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
 	if err := drop(ctx); err != nil {

@@ -35,6 +35,13 @@ type Reservation struct {
 	Database string
 	Owner    Owner
 	State    ReservationState
+	// Identity is the server's identity of the database the system made
+	// (or, while making, is making) under the name: PostgreSQL's oid, SQL
+	// Server's database_id with its create_date. Empty when none is
+	// recorded: nothing made yet, or made by a version that recorded none.
+	// A database under the name is the system's only when its identity is
+	// this one.
+	Identity string
 }
 
 // CheckOwner is the ownership rule for the reservation found under name
@@ -94,11 +101,15 @@ type Engine interface {
 	CreateDatabase(ctx context.Context, name, template string, owner Owner) (created bool, err error)
 	// RenameDatabase renames old to new after ending or awaiting the
 	// sessions on old. Both names pass the engine's Guard and must be
-	// reserved for owner, old as made.
-	RenameDatabase(ctx context.Context, old, new string, owner Owner) error
+	// reserved for owner, old as made and holding the database the system
+	// made (by identity). renamed is false, with no error, when an earlier
+	// delivery did it: old is gone and new holds that very database. Both
+	// present, or neither, or anything else under new, is ErrConflict.
+	RenameDatabase(ctx context.Context, old, new string, owner Owner) (renamed bool, err error)
 	// DropDatabase drops name, ending its sessions; an absent database is
 	// not an error. The name passes the engine's Guard and must be reserved
-	// for owner as made.
+	// for owner as made, and the database under it must be the one the
+	// system made (by identity).
 	DropDatabase(ctx context.Context, name string, owner Owner) (dropped bool, err error)
 	// Import records a database that an earlier version made, from its
 	// ledger, as reserved and made for owner. A name held by another owner

@@ -40,8 +40,8 @@ func (benchOnlyEngine) CreateDatabase(context.Context, string, string, provision
 	return true, nil
 }
 
-func (benchOnlyEngine) RenameDatabase(context.Context, string, string, provisioning.Owner) error {
-	return errBenchOnly
+func (benchOnlyEngine) RenameDatabase(context.Context, string, string, provisioning.Owner) (bool, error) {
+	return false, errBenchOnly
 }
 
 func (benchOnlyEngine) DropDatabase(context.Context, string, provisioning.Owner) (bool, error) {

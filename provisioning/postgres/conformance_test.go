@@ -1,7 +1,10 @@
 package postgres_test
 
 import (
+	"context"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -14,7 +17,12 @@ func TestEngineConforms(t *testing.T) {
 		e, prefix := newEngine(t)
 		e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
 		return provisioningtest.EngineSetup{Engine: e, Template: prefix + "_tmpl", Prefix: prefix,
-			MakeForeign: func(t *testing.T, name string) { testenv.CreateDatabase(t, testenv.Postgres(t), name) }}
+			MakeForeign: func(t *testing.T, name string) { testenv.CreateDatabase(t, testenv.Postgres(t), name) },
+			DropForeign: func(t *testing.T, name string) {
+				if _, err := testenv.Postgres(t).Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+					t.Fatal(err)
+				}
+			}}
 	})
 }
 

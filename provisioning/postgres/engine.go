@@ -173,7 +173,8 @@ func (e *Engine) Publish(ctx context.Context, scratch, name string, owner provis
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', database_identity = (`+identitySQL+`), updated_at = now()
+				WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
 				name, owner.Tenant, owner.InstanceID)
 			if err != nil {
 				return err
@@ -252,23 +253,46 @@ func (e *Engine) create(ctx context.Context, stmt, name, template string) (bool,
 	return created, nil
 }
 
-// RenameDatabase implements provisioning.Engine.
-func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) error {
+// RenameDatabase implements provisioning.Engine. The rename, the check
+// that the database it renamed is the one the system made (its oid), and
+// the new name's move to made are one transaction: a database swapped
+// under the old name is never renamed, and a delivery that dies at any
+// point leaves either the rename undone or its reservation made.
+func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) (bool, error) {
 	for _, n := range []string{old, new} {
 		if err := e.Guard.CheckDestructive(n); err != nil {
-			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+			return false, fmt.Errorf("rename database %q to %q: %w", old, new, err)
 		}
 	}
 	stmt, err := renameDatabaseSQL(old, new)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context) error { return e.rename(ctx, stmt, old, new) })
+	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context, identity string) error {
+		return e.rename(ctx, old, new, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+			var got string
+			if err := tx.QueryRow(ctx, identitySQL, new).Scan(&got); err != nil {
+				return err
+			}
+			if got != identity {
+				return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (oid %s, instancemgr made %s); the rename is undone", provisioning.ErrConflict, old, got, identity))
+			}
+			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND database_identity = $4`,
+				new, owner.Tenant, owner.InstanceID, identity)
+			if err == nil && tag.RowsAffected() == 0 {
+				return backoff.Permanent(fmt.Errorf("%w: the reservation of %q for %s is gone or records another database; the rename is undone", provisioning.ErrConflict, new, owner))
+			}
+			return err
+		})
+	})
 }
 
-// rename ends or awaits the sessions on old and renames it, retrying while
-// sessions are in the way, for SessionWait.
-func (e *Engine) rename(ctx context.Context, stmt, old, new string) error {
+// rename ends or awaits the sessions on old and runs do in a transaction,
+// retrying while sessions are in the way, for SessionWait.
+func (e *Engine) rename(ctx context.Context, old, new string, do func(tx pgx.Tx) error) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxElapsedTime = e.SessionWait
@@ -279,17 +303,22 @@ func (e *Engine) rename(ctx context.Context, stmt, old, new string) error {
 			}
 			return backoff.Permanent(err)
 		}
-		_, err := e.pool.Exec(ctx, stmt)
+		err := pgx.BeginFunc(ctx, e.pool, do)
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == codeObjectInUse {
+		var permanent *backoff.PermanentError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == codeObjectInUse:
 			return err // a session came back between the two statements
-		}
-		if err != nil {
+		case err != nil && !errors.As(err, &permanent):
 			return backoff.Permanent(err)
 		}
-		return nil
+		return err
 	}
-	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+	err := backoff.Retry(op, backoff.WithContext(bo, ctx))
+	if errors.Is(err, provisioning.ErrConflict) {
+		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+	}
+	if err != nil {
 		return fmt.Errorf("rename database %q to %q: %w", old, new, transient(err))
 	}
 	return nil

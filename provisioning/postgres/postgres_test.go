@@ -260,7 +260,7 @@ func TestRenameSessionPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := e.RenameDatabase(ctx, prefix+"_a", prefix+"_b", owner); err != nil {
+	if _, err := e.RenameDatabase(ctx, prefix+"_a", prefix+"_b", owner); err != nil {
 		t.Fatalf("rename with terminate: %v", err)
 	}
 	if err := session.Ping(ctx); err == nil {
@@ -269,7 +269,7 @@ func TestRenameSessionPolicies(t *testing.T) {
 
 	e.Sessions, e.SessionWait = postgres.SessionsWait, 300*time.Millisecond
 	hold(prefix + "_c")
-	err := e.RenameDatabase(ctx, prefix+"_c", prefix+"_d", owner)
+	_, err := e.RenameDatabase(ctx, prefix+"_c", prefix+"_d", owner)
 	if !errors.Is(err, provisioning.ErrTransient) {
 		t.Fatalf("rename with a session that stays: %v, want transient", err)
 	}
@@ -278,7 +278,7 @@ func TestRenameSessionPolicies(t *testing.T) {
 	}
 
 	// The guard runs before anything else.
-	if err := e.RenameDatabase(ctx, prefix+"_tmpl", prefix+"_e", owner); !errors.Is(err, provisioning.ErrProtected) {
+	if _, err := e.RenameDatabase(ctx, prefix+"_tmpl", prefix+"_e", owner); !errors.Is(err, provisioning.ErrProtected) {
 		t.Fatalf("renaming the template: %v", err)
 	}
 	if _, err := e.DropDatabase(ctx, "postgres", owner); !errors.Is(err, provisioning.ErrProtected) {

@@ -26,7 +26,12 @@ CREATE TABLE IF NOT EXISTS instancemgr.reservations (
     reserved_at   timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE UNIQUE INDEX IF NOT EXISTS reservations_name_ci ON instancemgr.reservations (lower(database_name));`
+CREATE UNIQUE INDEX IF NOT EXISTS reservations_name_ci ON instancemgr.reservations (lower(database_name));
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS database_identity text;`
+
+// identitySQL is a database's identity on PostgreSQL: its oid, which a
+// rename keeps and no other database has while it exists.
+const identitySQL = `SELECT oid::text FROM pg_catalog.pg_database WHERE datname = $1::text`
 
 // ensureSchema runs idempotent DDL under a transaction-level advisory lock:
 // CREATE ... IF NOT EXISTS run by two sessions at once can still fail on
@@ -69,8 +74,8 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 // Reservation implements provisioning.Engine.
 func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
 	var res provisioning.Reservation
-	err := e.pool.QueryRow(ctx, `SELECT database_name, tenant, instance_id, state FROM instancemgr.reservations WHERE lower(database_name) = lower($1)`, name).
-		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &res.State)
+	err := e.pool.QueryRow(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, '') FROM instancemgr.reservations WHERE lower(database_name) = lower($1)`, name).
+		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &res.State, &res.Identity)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, false, nil
 	}
@@ -80,10 +85,27 @@ func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Res
 	return res, true, nil
 }
 
+// Identity implements provisioning.ReservationStore.
+func (e *Engine) Identity(ctx context.Context, name string) (string, bool, error) {
+	if err := checkIdent(name); err != nil {
+		return "", false, err
+	}
+	var id string
+	err := e.pool.QueryRow(ctx, identitySQL, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("look up database %q: %w", name, transient(err))
+	}
+	return id, true, nil
+}
+
 // SetState implements provisioning.ReservationStore.
-func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
-	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = $4, updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
-		name, owner.Tenant, owner.InstanceID, string(state))
+func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState, identity string) error {
+	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = $4, database_identity = coalesce(nullif($5, ''), database_identity), updated_at = now()
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+		name, owner.Tenant, owner.InstanceID, string(state), identity)
 	if err != nil {
 		return fmt.Errorf("mark the reservation of %q %s: %w", name, state, transient(err))
 	}
@@ -130,7 +152,10 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	if err := checkIdent(name); err != nil {
 		return err
 	}
-	if _, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state) VALUES ($1, $2, $3, 'made') ON CONFLICT DO NOTHING`,
+	// The ledger names the database an earlier version made: its identity
+	// is the one under the name now, as that version took it.
+	if _, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity)
+		VALUES ($1, $2, $3, 'made', (`+identitySQL+`)) ON CONFLICT DO NOTHING`,
 		name, owner.Tenant, owner.InstanceID); err != nil {
 		return fmt.Errorf("import the reservation of %q: %w", name, transient(err))
 	}
@@ -156,13 +181,13 @@ func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error
 	if e.noReservations {
 		return nil, nil
 	}
-	rows, err := e.pool.Query(ctx, `SELECT database_name, tenant, instance_id, state, updated_at FROM instancemgr.reservations ORDER BY database_name`)
+	rows, err := e.pool.Query(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, ''), updated_at FROM instancemgr.reservations ORDER BY database_name`)
 	if err != nil {
 		return nil, fmt.Errorf("list reservations: %w", transient(err))
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Listed, error) {
 		var l provisioning.Listed
-		err := row.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &l.State, &l.Updated)
+		err := row.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &l.State, &l.Identity, &l.Updated)
 		return l, err
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ func TestFakeEngineConforms(t *testing.T) {
 	provisioningtest.Engine(t, func(t *testing.T) provisioningtest.EngineSetup {
 		guard := &provisioning.Guard{Naming: provisioning.Naming{Pattern: "fake_{name}"}, Protected: []string{"fake_template"}}
 		e := provisioningtest.NewMemoryEngine(guard, "fake_template")
-		return provisioningtest.EngineSetup{Engine: e, Template: "fake_template", Prefix: "fake", MakeForeign: func(_ *testing.T, name string) { e.MakeForeign(name) }}
+		return provisioningtest.EngineSetup{Engine: e, Template: "fake_template", Prefix: "fake", MakeForeign: func(_ *testing.T, name string) { e.MakeForeign(name) }, DropForeign: func(_ *testing.T, name string) { e.DropForeign(name) }}
 	})
 }
 

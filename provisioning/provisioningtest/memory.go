@@ -14,36 +14,49 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
-// MemoryEngine is an in-memory provisioning.Engine: databases and reservations in
-// maps, held to the same ownership rules as the PostgreSQL engine. It
-// records every statement that changes a database in Calls.
+// MemoryEngine is an in-memory provisioning.Engine: databases and
+// reservations in maps, held to the same ownership protocol as the
+// PostgreSQL engine (provisioning.MakePublished, Move, Drop), each database
+// with an identity of its own. It records every statement that changes an
+// ODS database in Calls.
 type MemoryEngine struct {
 	// Guard is checked before every rename and drop; without one, nothing
 	// is renamed or dropped.
 	Guard *provisioning.Guard
 
-	mu    sync.Mutex
-	dbs   map[string]bool
-	res   map[string]provisioning.Reservation // by lower-case name
-	calls []string
+	mu     sync.Mutex
+	dbs    map[string]int                      // name to identity
+	res    map[string]provisioning.Reservation // by lower-case name
+	nextID int
+	calls  []string
 }
 
-var _ provisioning.Engine = (*MemoryEngine)(nil)
+var (
+	_ provisioning.Engine    = (*MemoryEngine)(nil)
+	_ provisioning.Publisher = (*MemoryEngine)(nil)
+)
 
 // NewMemoryEngine returns an engine whose server holds the given databases (a
 // template, say), made by nobody the engine knows.
 func NewMemoryEngine(guard *provisioning.Guard, databases ...string) *MemoryEngine {
-	e := &MemoryEngine{Guard: guard, dbs: map[string]bool{}, res: map[string]provisioning.Reservation{}}
+	e := &MemoryEngine{Guard: guard, dbs: map[string]int{}, res: map[string]provisioning.Reservation{}}
 	for _, d := range databases {
-		e.dbs[d] = true
+		e.makeLocked(d)
 	}
 	return e
+}
+
+// makeLocked creates a database with a new identity; the caller holds e.mu.
+func (e *MemoryEngine) makeLocked(name string) {
+	e.nextID++
+	e.dbs[name] = e.nextID
 }
 
 // MakeForeign creates a database as someone else would, outside the
@@ -51,7 +64,14 @@ func NewMemoryEngine(guard *provisioning.Guard, databases ...string) *MemoryEngi
 func (e *MemoryEngine) MakeForeign(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.dbs[name] = true
+	e.makeLocked(name)
+}
+
+// DropForeign drops a database as someone else would, outside the engine.
+func (e *MemoryEngine) DropForeign(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.dbs, name)
 }
 
 // Databases lists the server's databases, sorted.
@@ -82,13 +102,23 @@ func checkName(name string) error {
 }
 
 // DatabaseExists implements provisioning.Engine.
-func (e *MemoryEngine) DatabaseExists(_ context.Context, name string) (bool, error) {
+func (e *MemoryEngine) DatabaseExists(ctx context.Context, name string) (bool, error) {
+	_, ok, err := e.Identity(ctx, name)
+	return ok, err
+}
+
+// Identity implements provisioning.ReservationStore.
+func (e *MemoryEngine) Identity(_ context.Context, name string) (string, bool, error) {
 	if err := checkName(name); err != nil {
-		return false, err
+		return "", false, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.dbs[name], nil
+	id, ok := e.dbs[name]
+	if !ok {
+		return "", false, nil
+	}
+	return strconv.Itoa(id), true, nil
 }
 
 // Reserve implements provisioning.Engine.
@@ -121,16 +151,68 @@ func (e *MemoryEngine) ownedBy(name string, owner provisioning.Owner) (provision
 	return res, provisioning.CheckOwner(res, ok, name, owner)
 }
 
-func (e *MemoryEngine) madeBy(name string, owner provisioning.Owner) error {
-	res, ok := e.res[strings.ToLower(name)]
-	return provisioning.CheckMade(res, ok, name, owner)
+// SetState implements provisioning.ReservationStore.
+func (e *MemoryEngine) SetState(_ context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState, identity string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.setState(name, owner, state, identity)
 }
 
-func (e *MemoryEngine) setState(name string, state provisioning.ReservationState) {
+// setState is SetState; the caller holds e.mu.
+func (e *MemoryEngine) setState(name string, owner provisioning.Owner, state provisioning.ReservationState, identity string) error {
 	key := strings.ToLower(name)
-	res := e.res[key]
+	res, ok := e.res[key]
+	if !ok || res.Owner != owner || res.Database != name {
+		return fmt.Errorf("%w: the reservation of %q for %s is gone", provisioning.ErrConflict, name, owner)
+	}
 	res.State = state
+	if identity != "" {
+		res.Identity = identity
+	}
 	e.res[key] = res
+	return nil
+}
+
+// MarkMaking implements provisioning.Scratcher.
+func (e *MemoryEngine) MarkMaking(_ context.Context, name string, owner provisioning.Owner) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	res, err := e.ownedBy(name, owner)
+	if err != nil || res.State != provisioning.StateReserved {
+		return err
+	}
+	return e.setState(name, owner, provisioning.StateMaking, "")
+}
+
+// DropScratch implements provisioning.Scratcher.
+func (e *MemoryEngine) DropScratch(_ context.Context, scratch string) error {
+	if !strings.HasPrefix(scratch, provisioning.ScratchPrefix) {
+		return fmt.Errorf("%w: %q is not a scratch copy's name", provisioning.ErrProtected, scratch)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.dbs, scratch)
+	return nil
+}
+
+// Publish implements provisioning.Publisher, in one step as PostgreSQL's
+// transaction does it.
+func (e *MemoryEngine) Publish(_ context.Context, scratch, name string, owner provisioning.Owner) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, ok := e.dbs[scratch]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %q", provisioning.ErrScratchGone, scratch)
+	case e.dbs[name] != 0:
+		return fmt.Errorf("%w: database %q appeared while instancemgr was copying the template for it", provisioning.ErrConflict, name)
+	}
+	if err := e.setState(name, owner, provisioning.StateMade, strconv.Itoa(id)); err != nil {
+		return err
+	}
+	delete(e.dbs, scratch)
+	e.dbs[name] = id
+	return nil
 }
 
 // Release implements provisioning.Engine.
@@ -139,83 +221,70 @@ func (e *MemoryEngine) Release(_ context.Context, name string, owner provisionin
 	defer e.mu.Unlock()
 	key := strings.ToLower(name)
 	res, ok := e.res[key]
-	if ok && res.Owner == owner && res.Database == name && (res.State == provisioning.StateReserved || !e.dbs[name]) {
+	_, copyLeft := e.dbs[provisioning.ScratchName(res)]
+	_, exists := e.dbs[name]
+	if ok && res.Owner == owner && res.Database == name && (res.State == provisioning.StateReserved || !exists) && !copyLeft {
 		delete(e.res, key)
 	}
 	return nil
 }
 
 // CreateDatabase implements provisioning.Engine.
-func (e *MemoryEngine) CreateDatabase(_ context.Context, name, template string, owner provisioning.Owner) (bool, error) {
-	if err := checkName(name); err != nil {
+func (e *MemoryEngine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
+	if err := errors.Join(checkName(name), checkName(template)); err != nil {
 		return false, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	res, err := e.ownedBy(name, owner)
-	if err != nil {
-		return false, fmt.Errorf("create database %q: %w", name, err)
-	}
-	if e.dbs[name] {
-		if res.State == provisioning.StateReserved {
-			return false, fmt.Errorf("%w: database %q exists but instancemgr did not make it (the name was only reserved for %s); it is left alone", provisioning.ErrConflict, name, owner)
+	return provisioning.MakePublished(ctx, e, name, owner, func(_ context.Context, scratch string) (bool, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if _, ok := e.dbs[template]; !ok {
+			return false, fmt.Errorf("create database %q: template %q does not exist", name, template)
 		}
-		e.setState(name, provisioning.StateMade)
-		return false, nil
-	}
-	if !e.dbs[template] {
-		return false, fmt.Errorf("create database %q: template %q does not exist", name, template)
-	}
-	e.dbs[name] = true
-	e.setState(name, provisioning.StateMade)
-	e.calls = append(e.calls, "create "+name)
-	return true, nil
+		if _, ok := e.dbs[scratch]; ok {
+			return false, nil
+		}
+		e.makeLocked(scratch)
+		e.calls = append(e.calls, "create "+name)
+		return true, nil
+	})
 }
 
 // RenameDatabase implements provisioning.Engine.
-func (e *MemoryEngine) RenameDatabase(_ context.Context, old, new string, owner provisioning.Owner) error {
+func (e *MemoryEngine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) (bool, error) {
 	for _, n := range []string{old, new} {
 		if err := e.Guard.CheckDestructive(n); err != nil {
-			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+			return false, fmt.Errorf("rename database %q to %q: %w", old, new, err)
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.madeBy(old, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
-	}
-	if _, err := e.ownedBy(new, owner); err != nil {
-		return fmt.Errorf("rename database %q to %q: %w", old, new, err)
-	}
-	switch {
-	case !e.dbs[old]:
-		return fmt.Errorf("rename database %q to %q: %q does not exist", old, new, old)
-	case e.dbs[new]:
-		return fmt.Errorf("rename database %q to %q: %q already exists", old, new, new)
-	}
-	delete(e.dbs, old)
-	e.dbs[new] = true
-	e.setState(new, provisioning.StateMade)
-	e.calls = append(e.calls, "rename "+old+" "+new)
-	return nil
+	return provisioning.Move(ctx, e, old, new, owner, func(context.Context, string) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		id, ok := e.dbs[old]
+		switch {
+		case !ok:
+			return fmt.Errorf("rename database %q to %q: %q does not exist", old, new, old)
+		case e.dbs[new] != 0:
+			return fmt.Errorf("rename database %q to %q: %q already exists", old, new, new)
+		}
+		delete(e.dbs, old)
+		e.dbs[new] = id
+		e.calls = append(e.calls, "rename "+old+" "+new)
+		return nil
+	})
 }
 
 // DropDatabase implements provisioning.Engine.
-func (e *MemoryEngine) DropDatabase(_ context.Context, name string, owner provisioning.Owner) (bool, error) {
+func (e *MemoryEngine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.dbs[name] {
-		return false, nil
-	}
-	if err := e.madeBy(name, owner); err != nil {
-		return false, fmt.Errorf("drop database %q: %w", name, err)
-	}
-	delete(e.dbs, name)
-	e.calls = append(e.calls, "drop "+name)
-	return true, nil
+	return provisioning.Drop(ctx, e, name, owner, func(context.Context) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.dbs, name)
+		e.calls = append(e.calls, "drop "+name)
+		return nil
+	})
 }
 
 // Import implements provisioning.Engine.
@@ -227,7 +296,11 @@ func (e *MemoryEngine) Import(_ context.Context, name string, owner provisioning
 	defer e.mu.Unlock()
 	key := strings.ToLower(name)
 	if _, ok := e.res[key]; !ok {
-		e.res[key] = provisioning.Reservation{Database: name, Owner: owner, State: provisioning.StateMade}
+		res := provisioning.Reservation{Database: name, Owner: owner, State: provisioning.StateMade}
+		if id, ok := e.dbs[name]; ok {
+			res.Identity = strconv.Itoa(id)
+		}
+		e.res[key] = res
 	}
 	_, err := e.ownedBy(name, owner)
 	return err

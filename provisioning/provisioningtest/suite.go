@@ -12,12 +12,13 @@ import (
 // EngineSetup is what the engine conformance suite needs of an
 // implementation: a fresh engine, a template it can copy, a prefix under
 // which names pass the engine's guard (pattern "<Prefix>_{name}"), and a way
-// to make a database behind the engine's back.
+// to make and drop a database behind the engine's back.
 type EngineSetup struct {
 	Engine      provisioning.Engine
 	Template    string
 	Prefix      string
 	MakeForeign func(t *testing.T, name string)
+	DropForeign func(t *testing.T, name string)
 }
 
 var (
@@ -96,15 +97,18 @@ func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		if _, err := s.Engine.CreateDatabase(ctx, old, s.Template, ownerA); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Engine.RenameDatabase(ctx, old, new, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+		if _, err := s.Engine.RenameDatabase(ctx, old, new, ownerA); !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("rename to a name not reserved: %v", err)
 		}
 		mustReserve(t, s.Engine, new, ownerA)
-		if err := s.Engine.RenameDatabase(ctx, old, new, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+		if _, err := s.Engine.RenameDatabase(ctx, old, new, ownerB); !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("rename for another request: %v", err)
 		}
-		if err := s.Engine.RenameDatabase(ctx, old, new, ownerA); err != nil {
-			t.Fatalf("rename: %v", err)
+		if renamed, err := s.Engine.RenameDatabase(ctx, old, new, ownerA); err != nil || !renamed {
+			t.Fatalf("rename: %v, %v", renamed, err)
+		}
+		if renamed, err := s.Engine.RenameDatabase(ctx, old, new, ownerA); err != nil || renamed {
+			t.Fatalf("the rename delivered again finds it done: %v, %v", renamed, err)
 		}
 		mustExist(t, s.Engine, old, false)
 		mustExist(t, s.Engine, new, true)
@@ -146,6 +150,55 @@ func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		if _, err := s.Engine.DropDatabase(ctx, s.Template, ownerA); !errors.Is(err, provisioning.ErrProtected) {
 			t.Fatalf("drop of the template: %v", err)
 		}
+	})
+
+	t.Run("a database under a made name is the system's only by identity", func(t *testing.T) {
+		s := setup(t)
+		name, renamed, gone := s.Prefix+"_Swapped", s.Prefix+"_SwappedNew", s.Prefix+"_SwappedGone"
+		mustReserve(t, s.Engine, name, ownerA)
+		if _, err := s.Engine.CreateDatabase(ctx, name, s.Template, ownerA); err != nil {
+			t.Fatal(err)
+		}
+		made, _, _ := s.Engine.Reservation(ctx, name)
+		if made.Identity == "" {
+			t.Fatalf("made without an identity: %+v", made)
+		}
+		// Dropped by hand and made again by someone else under the name.
+		s.DropForeign(t, name)
+		s.MakeForeign(t, name)
+		if _, err := s.Engine.CreateDatabase(ctx, name, s.Template, ownerA); !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), "not the one instancemgr made") {
+			t.Fatalf("create adopting a database swapped under its made name: %v", err)
+		}
+		mustReserve(t, s.Engine, renamed, ownerA)
+		if _, err := s.Engine.RenameDatabase(ctx, name, renamed, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("rename of a swapped database: %v", err)
+		}
+		mustExist(t, s.Engine, renamed, false)
+		if _, err := s.Engine.DropDatabase(ctx, name, ownerA); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("drop of a swapped database: %v", err)
+		}
+		mustExist(t, s.Engine, name, true)
+
+		// A rename delivered again after the renamed database was swapped:
+		// the name it renamed to now holds someone else's database.
+		mustReserve(t, s.Engine, gone, ownerB)
+		if _, err := s.Engine.CreateDatabase(ctx, gone, s.Template, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		target := s.Prefix + "_SwappedTarget"
+		mustReserve(t, s.Engine, target, ownerB)
+		if _, err := s.Engine.RenameDatabase(ctx, gone, target, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		s.DropForeign(t, target)
+		s.MakeForeign(t, target)
+		if _, err := s.Engine.RenameDatabase(ctx, gone, target, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("a rename redelivered onto a swapped database: %v", err)
+		}
+		if _, err := s.Engine.DropDatabase(ctx, target, ownerB); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("drop of a database swapped under a renamed name: %v", err)
+		}
+		mustExist(t, s.Engine, target, true)
 	})
 
 	t.Run("import takes an earlier version's ledger as made", func(t *testing.T) {

@@ -29,7 +29,8 @@ func TestEngineConforms(t *testing.T) {
 		e.Backup = bak
 		e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: s.Prefix + "_{name}", MaxBytes: sqlserver.MaxNameChars}, Protected: []string{template}}
 		return provisioningtest.EngineSetup{Engine: e, Template: template, Prefix: s.Prefix,
-			MakeForeign: func(t *testing.T, name string) { s.Exec(t, "CREATE DATABASE ["+name+"]") }}
+			MakeForeign: func(t *testing.T, name string) { s.Exec(t, "CREATE DATABASE ["+name+"]") },
+			DropForeign: func(t *testing.T, name string) { s.Exec(t, "DROP DATABASE ["+name+"]") }}
 	})
 }
 

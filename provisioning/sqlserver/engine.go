@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -52,7 +53,10 @@ type Engine struct {
 	noReservations bool
 }
 
-var _ provisioning.Engine = (*Engine)(nil)
+var (
+	_ provisioning.Engine = (*Engine)(nil)
+	_ provisioning.Stager = (*Engine)(nil)
+)
 
 // reservationSchema is the server's reservations (see the PostgreSQL
 // engine): one table per server, unique per name ignoring case.
@@ -67,7 +71,9 @@ CREATE TABLE instancemgr.reservations (
                                 CONSTRAINT ck_instancemgr_reservations_state CHECK (state IN ('reserved', 'making', 'made')),
     reserved_at   datetime2     NOT NULL CONSTRAINT df_instancemgr_reservations_reserved DEFAULT SYSUTCDATETIME(),
     updated_at    datetime2     NOT NULL CONSTRAINT df_instancemgr_reservations_updated DEFAULT SYSUTCDATETIME()
-);`
+);
+IF COL_LENGTH(N'instancemgr.reservations', N'database_identity') IS NULL
+ALTER TABLE instancemgr.reservations ADD database_identity nvarchar(64) NULL;`
 
 // NewEngine connects with an ADO.NET (SqlClient) connection string.
 func NewEngine(ctx context.Context, connString string, log *slog.Logger) (*Engine, error) {
@@ -147,14 +153,25 @@ func (e *Engine) Close() { e.db.Close() }
 
 // DatabaseExists implements provisioning.Engine.
 func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
+	_, ok, err := e.Identity(ctx, name)
+	return ok, err
+}
+
+// Identity implements provisioning.ReservationStore: database_id with
+// create_date (identitySQL).
+func (e *Engine) Identity(ctx context.Context, name string) (string, bool, error) {
 	if _, err := quoteName(name); err != nil {
-		return false, err
+		return "", false, err
 	}
-	var n int
-	if err := e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sys.databases WHERE name = @p1`, name).Scan(&n); err != nil {
-		return false, fmt.Errorf("look up database %q: %w", name, classify(err))
+	var id string
+	err := e.db.QueryRowContext(ctx, identitySQL, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
 	}
-	return n > 0, nil
+	if err != nil {
+		return "", false, fmt.Errorf("look up database %q: %w", name, classify(err))
+	}
+	return id, true, nil
 }
 
 // Reserve implements provisioning.Engine.
@@ -183,8 +200,8 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
 	var res provisioning.Reservation
 	var state string
-	err := e.db.QueryRowContext(ctx, `SELECT database_name, tenant, instance_id, state FROM instancemgr.reservations WHERE database_name = @p1`, name).
-		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &state)
+	err := e.db.QueryRowContext(ctx, `SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N'') FROM instancemgr.reservations WHERE database_name = @p1`, name).
+		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &state, &res.Identity)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, false, nil
 	}
@@ -196,10 +213,8 @@ func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Res
 }
 
 // SetState implements provisioning.ReservationStore.
-func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState) error {
-	r, err := e.db.ExecContext(ctx, `UPDATE instancemgr.reservations SET state = @p4, updated_at = SYSUTCDATETIME()
-WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3`,
-		name, owner.Tenant, owner.InstanceID, string(state))
+func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState, identity string) error {
+	r, err := e.db.ExecContext(ctx, setStateSQL, name, owner.Tenant, owner.InstanceID, string(state), identity)
 	if err != nil {
 		return fmt.Errorf("mark the reservation of %q %s: %w", name, state, classify(err))
 	}
@@ -209,11 +224,67 @@ WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND insta
 	return nil
 }
 
-// Release implements provisioning.Engine.
+// MarkMaking implements provisioning.Scratcher.
+func (e *Engine) MarkMaking(ctx context.Context, name string, owner provisioning.Owner) error {
+	r, err := e.db.ExecContext(ctx, markMakingSQL, name, owner.Tenant, owner.InstanceID)
+	if err != nil {
+		return fmt.Errorf("mark the reservation of %q making: %w", name, classify(err))
+	}
+	if n, err := r.RowsAffected(); err == nil && n == 1 {
+		return nil
+	}
+	_, err = provisioning.OwnedBy(ctx, e, name, owner)
+	return err
+}
+
+// DropScratch implements provisioning.Scratcher. It drops only names with
+// the scratch prefix.
+func (e *Engine) DropScratch(ctx context.Context, scratch string) error {
+	if !strings.HasPrefix(scratch, provisioning.ScratchPrefix) {
+		return fmt.Errorf("%w: %q is not a scratch copy's name", provisioning.ErrProtected, scratch)
+	}
+	exists, err := e.DatabaseExists(ctx, scratch)
+	if err != nil || !exists {
+		return err
+	}
+	stmts, err := dropSQL(scratch)
+	if err != nil {
+		return err
+	}
+	if err := e.execAll(ctx, stmts, scratch); err != nil {
+		var p *backoff.PermanentError
+		if errors.As(err, &p) {
+			err = p.Err
+		}
+		return fmt.Errorf("drop the copy %q: %w", scratch, classify(err))
+	}
+	return nil
+}
+
+// RenameScratch implements provisioning.Stager. Nobody but the system
+// connects to a copy under its scratch name, so no session is ended.
+func (e *Engine) RenameScratch(ctx context.Context, scratch, name string) error {
+	stmt, err := renameScratchSQL(scratch, name)
+	if err != nil {
+		return err
+	}
+	_, err = e.db.ExecContext(ctx, stmt)
+	switch {
+	case err == nil:
+		return nil
+	case hasNumber(err, errDatabaseExists):
+		return fmt.Errorf("%w: database %q appeared while instancemgr was copying the template for it (as %q); it is not the system's and is left alone", provisioning.ErrConflict, name, scratch)
+	case hasNumber(err, errNoSuchDatabase):
+		return fmt.Errorf("%w: %q", provisioning.ErrScratchGone, scratch)
+	}
+	return fmt.Errorf("publish the copy %q as %q: %w", scratch, name, classify(err))
+}
+
+// Release implements provisioning.Engine. A reservation whose scratch copy
+// is still there is kept with it.
 func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
-	_, err := e.db.ExecContext(ctx, `DELETE FROM instancemgr.reservations
-WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3
-  AND (state = 'reserved' OR DB_ID(@p1) IS NULL)`, name, owner.Tenant, owner.InstanceID)
+	scratch := provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: owner})
+	_, err := e.db.ExecContext(ctx, releaseSQL, name, owner.Tenant, owner.InstanceID, scratch)
 	if err != nil {
 		return fmt.Errorf("release database name %q: %w", name, classify(err))
 	}
@@ -225,8 +296,7 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	if _, err := quoteName(name); err != nil {
 		return err
 	}
-	_, err := e.db.ExecContext(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state) VALUES (@p1, @p2, @p3, 'made')`,
-		name, owner.Tenant, owner.InstanceID)
+	_, err := e.db.ExecContext(ctx, importSQL, name, owner.Tenant, owner.InstanceID)
 	if err != nil && !isUniqueViolation(err) {
 		return fmt.Errorf("import the reservation of %q: %w", name, classify(err))
 	}
@@ -234,18 +304,23 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	return err
 }
 
-// CreateDatabase implements provisioning.Engine, by restore or copy.
+// CreateDatabase implements provisioning.Engine, by restore or copy under
+// the reservation's scratch name, published in steps
+// (provisioning.MakeStaged): the copy's identity is recorded before it is
+// renamed to name, so a database under name is the system's only when it
+// is that copy. A restored copy's files are named after name from the
+// start.
 func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
 	if _, err := quoteNames(name, template); err != nil {
 		return false, err
 	}
-	return provisioning.Make(ctx, e, name, owner, func(ctx context.Context) (bool, error) {
+	return provisioning.MakeStaged(ctx, e, name, owner, func(ctx context.Context, scratch string) (bool, error) {
 		var err error
 		switch e.Mode {
 		case CreateCopy:
-			err = e.copy(ctx, name, template)
+			err = e.copy(ctx, scratch, template)
 		default:
-			err = e.restore(ctx, name)
+			err = e.restore(ctx, scratch, name)
 		}
 		if hasNumber(err, errDatabaseExists) {
 			return false, nil // another delivery of the same job got there first
@@ -257,9 +332,9 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 	})
 }
 
-// restore restores the template's backup as name, its files in the
-// server's default directories and named after the database.
-func (e *Engine) restore(ctx context.Context, name string) error {
+// restore restores the template's backup as the database into, its files
+// in the server's default directories and named after name.
+func (e *Engine) restore(ctx context.Context, into, name string) error {
 	if e.Backup == "" {
 		return fmt.Errorf("%w: no template backup (.bak) is configured for restore", provisioning.ErrRejected)
 	}
@@ -284,7 +359,7 @@ func (e *Engine) restore(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", provisioning.ErrRejected, err)
 	}
-	stmt, err := restoreSQL(name, len(places))
+	stmt, err := restoreSQL(into, len(places))
 	if err != nil {
 		return err
 	}
@@ -299,7 +374,7 @@ func (e *Engine) restore(ctx context.Context, name string) error {
 		if p.Logical == p.NewLogical {
 			continue
 		}
-		stmt, err := renameFileSQL(name, p.Logical, p.NewLogical)
+		stmt, err := renameFileSQL(into, p.Logical, p.NewLogical)
 		if err != nil {
 			return err
 		}
@@ -342,18 +417,20 @@ func (e *Engine) copy(ctx context.Context, name, template string) error {
 	}
 }
 
-// RenameDatabase implements provisioning.Engine.
-func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) error {
+// RenameDatabase implements provisioning.Engine. SQL Server renames
+// outside any transaction: provisioning.Move records the identity under
+// the new name first and confirms it after the statements.
+func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner provisioning.Owner) (bool, error) {
 	for _, n := range []string{old, new} {
 		if err := e.Guard.CheckDestructive(n); err != nil {
-			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+			return false, fmt.Errorf("rename database %q to %q: %w", old, new, err)
 		}
 	}
 	stmts, err := renameSQL(old, new, e.Terminate)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context) error { return e.rename(ctx, stmts, old, new) })
+	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context, _ string) error { return e.rename(ctx, stmts, old, new) })
 }
 
 // rename runs the rename statements, retrying while sessions are in the

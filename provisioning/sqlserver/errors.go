@@ -11,7 +11,8 @@ import (
 
 // SQL Server error numbers the engine and registry act on.
 const (
-	errDatabaseExists = 1801 // CREATE DATABASE of a name that exists
+	errDatabaseExists = 1801 // CREATE DATABASE (or MODIFY NAME to) a name that exists
+	errNoSuchDatabase = 911  // a database of that name does not exist
 	errUniqueKey      = 2627 // PRIMARY KEY or UNIQUE constraint
 	errUniqueIndex    = 2601 // unique index
 )

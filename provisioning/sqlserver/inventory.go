@@ -11,7 +11,7 @@ import (
 const (
 	tableExistsSQL   = `SELECT CAST(CASE WHEN OBJECT_ID(@p1, N'U') IS NULL THEN 0 ELSE 1 END AS bit)`
 	databasesSQL     = `SELECT name FROM sys.databases ORDER BY name`
-	reservationsSQL  = `SELECT database_name, tenant, instance_id, state, updated_at FROM instancemgr.reservations ORDER BY database_name`
+	reservationsSQL  = `SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations ORDER BY database_name`
 	releaseUnusedSQL = `DELETE FROM instancemgr.reservations
 WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND state = 'reserved'
   AND DB_ID(@p1) IS NULL`
@@ -54,7 +54,7 @@ func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error
 	for rows.Next() {
 		var l provisioning.Listed
 		var state string
-		if err := rows.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &state, &l.Updated); err != nil {
+		if err := rows.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &state, &l.Identity, &l.Updated); err != nil {
 			return nil, fmt.Errorf("list reservations: %w", classify(err))
 		}
 		l.State = provisioning.ReservationState(state)

@@ -102,6 +102,32 @@ func renameSQL(old, new string, terminate bool) ([]string, error) {
 	}, nil
 }
 
+// renameScratchSQL gives a copy made under its scratch name its own name.
+func renameScratchSQL(scratch, name string) (string, error) {
+	q, err := quoteNames(scratch, name)
+	if err != nil {
+		return "", err
+	}
+	return "ALTER DATABASE " + q[0] + " MODIFY NAME = " + q[1], nil
+}
+
+// The reservation statements, pinned by the unit tests. A database's
+// identity on SQL Server is its database_id, which a rename keeps and no
+// other database has while it exists, with its create_date, which tells a
+// later database given the same (reused) id from it.
+const (
+	identitySQL = `SELECT CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126)) FROM sys.databases WHERE name = @p1`
+	setStateSQL = `UPDATE instancemgr.reservations SET state = @p4, database_identity = COALESCE(NULLIF(@p5, N''), database_identity), updated_at = SYSUTCDATETIME()
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3`
+	markMakingSQL = `UPDATE instancemgr.reservations SET state = 'making', updated_at = SYSUTCDATETIME()
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND state = 'reserved'`
+	releaseSQL = `DELETE FROM instancemgr.reservations
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3
+  AND (state = 'reserved' OR DB_ID(@p1) IS NULL) AND DB_ID(@p4) IS NULL`
+	importSQL = `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity)
+VALUES (@p1, @p2, @p3, 'made', (` + identitySQL + `))`
+)
+
 // dropSQL drops a database after ending its sessions.
 func dropSQL(name string) ([]string, error) {
 	q, err := quoteName(name)

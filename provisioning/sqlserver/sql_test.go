@@ -168,7 +168,7 @@ func TestInventoryStatements(t *testing.T) {
 	if databasesSQL != "SELECT name FROM sys.databases ORDER BY name" {
 		t.Errorf("databases: %s", databasesSQL)
 	}
-	if !strings.HasPrefix(reservationsSQL, "SELECT database_name, tenant, instance_id, state, updated_at FROM instancemgr.reservations") {
+	if !strings.HasPrefix(reservationsSQL, "SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations") {
 		t.Errorf("reservations: %s", reservationsSQL)
 	}
 	for _, want := range []string{
