@@ -94,7 +94,7 @@ func (b *bundle) recorded(t *testing.T, id int, name, db string, gen int) {
 		t.Fatal(err)
 	}
 	for g := range gen {
-		if err := b.registry.RenameFailed(ctx, "default", id, g, func(context.Context) error { return nil }); err != nil {
+		if err := b.registry.RenameFailed(ctx, "default", id, g, nil, func(context.Context) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +234,7 @@ func TestRenameHandler(t *testing.T) {
 			j := job.NewRename("default", id, "New", old, 0)
 			if tt.gen < 0 {
 				// The ledger is a generation past the job.
-				if err := b.registry.RenameFailed(context.Background(), "default", id, 0, func(context.Context) error { return nil }); err != nil {
+				if err := b.registry.RenameFailed(context.Background(), "default", id, 0, nil, func(context.Context) error { return nil }); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -319,8 +319,12 @@ func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Tenan
 
 // Fail records a rename that will not succeed: the ledger's generation moves
 // on (so a new rename request is a new job) and the Admin API hears
-// renameFailed, in one transaction. A stale job (the ledger has moved on)
-// reports nothing.
+// renameFailed, in one transaction. A rename that failed after its database
+// was renamed (the registration or the Admin API refused it, or its
+// deliveries ran out) moves the ledger and the registration's connection
+// strings to the database as it now is, in the same transaction, and
+// gives back the old name: nothing is left naming a database that is gone.
+// A stale job (the ledger has moved on) reports nothing.
 func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error {
 	j := d.Job
 	report := func(ctx context.Context) error {
@@ -330,15 +334,56 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		}
 		return err
 	}
-	tg, err := h.recordFailure(ctx, j, provisioning.Registry.RenameFailed, report)
+	moved, from, err := h.moved(ctx, j)
+	if err != nil {
+		return err
+	}
+	advance := func(reg provisioning.Registry, ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+		return reg.RenameFailed(ctx, tenant, id, gen, moved, complete)
+	}
+	tg, err := h.recordFailure(ctx, j, advance, report)
 	if err != nil || tg == nil {
 		return err
 	}
+	owner, log := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d)
+	if moved != nil {
+		log.Warn("the rename failed after its database was renamed; the ledger and registration follow the database", "from", from, "database", moved.NewDatabase, "err", cause)
+		h.release(ctx, tg, from, owner, log)
+		return nil
+	}
 	// The new name goes back, unless the system made a database under it.
 	if newDB, _, nerr := h.place(ctx, j); nerr == nil {
-		h.release(ctx, tg, newDB, provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d))
+		h.release(ctx, tg, newDB, owner, log)
 	}
 	return nil
+}
+
+// moved says where a failed rename left the instance's database: a
+// Renaming to record when the ledger's database (from) is gone and the
+// job's new name holds the very database the system made for the
+// instance; nil when the database is where the ledger says, or the job
+// cannot be placed (a refused name: nothing was renamed).
+func (h renameHandler) moved(ctx context.Context, j job.Job) (moved *provisioning.Renaming, from string, err error) {
+	newDB, tg, err := h.place(ctx, j)
+	if err != nil {
+		return nil, "", nil
+	}
+	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	if err != nil || rec.Generation != j.Generation || rec.Database == newDB {
+		return nil, "", nil // not recorded, or stale: recordFailure settles it
+	}
+	if oldExists, err := tg.Engine.DatabaseExists(ctx, rec.Database); err != nil || oldExists {
+		return nil, "", err
+	}
+	held, err := provisioning.Holds(ctx, tg.Engine, newDB, rec.Owner())
+	if err != nil || !held {
+		return nil, "", err
+	}
+	stored, err := tg.seal(tg.ODS(newDB))
+	if err != nil {
+		return nil, "", fmt.Errorf("encrypt the connection string: %w", err)
+	}
+	return &provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: j.Name, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}, rec.Database, nil
 }
 
 // recordFailure reports a rename's or delete's failure to the Admin API in

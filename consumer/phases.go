@@ -162,9 +162,9 @@ func (r timedRegistry) Rename(ctx context.Context, ren provisioning.Renaming, co
 	return r.Registry.Rename(ctx, ren, complete)
 }
 
-func (r timedRegistry) RenameFailed(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+func (r timedRegistry) RenameFailed(ctx context.Context, tenant string, id, gen int, moved *provisioning.Renaming, complete func(context.Context) error) error {
 	defer startPhase(ctx, PhaseRegistration)()
-	return r.Registry.RenameFailed(ctx, tenant, id, gen, complete)
+	return r.Registry.RenameFailed(ctx, tenant, id, gen, moved, complete)
 }
 
 func (r timedRegistry) DeleteFailed(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {

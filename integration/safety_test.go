@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
@@ -219,6 +221,65 @@ func TestRenameConflictDropsNothing(t *testing.T) {
 		}
 	}
 	e.checkRegisteredStatus("default", "Old", e.prefix+"_Old")
+}
+
+// A rename whose database was renamed but whose registration never
+// completes (the Admin API refuses every renamed call until the deliveries
+// run out) ends Rename_Failed with a dead letter, and the ledger, the
+// registration's connection strings and the reservations name the database
+// as it now is, never the old name that is gone; the next rename starts
+// from there.
+func TestRenameFailedAfterItsDDLFollowsTheDatabase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{maxDeliver: 2, maxAttempts: 1, retryDelay: 10e6})
+	e.startBridge()
+	e.startReplica(app.ConsumerDeps{})
+	ctx := context.Background()
+	id := e.create("", "Before")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	e.sim.InjectFault(simulator.Fault{Method: "POST", Path: "/adminconsole/instances/*/renamed", Status: 503})
+	e.rename("", id, "After")
+	e.waitStatus(id, adminapi.StatusRenameFailed)
+	if dls := e.waitDeadLetters(1); dls[0].Code != "exhausted" {
+		t.Fatalf("dead letter %+v", dls[0])
+	}
+	e.waitSettled()
+	before, after := e.prefix+"_Before", e.prefix+"_After"
+	if e.databaseExists(before) || !e.databaseExists(after) {
+		t.Fatalf("databases %v, want %q only", e.databases(), after)
+	}
+	var ledgerDB, ledgerName string
+	if err := e.admin.QueryRow(ctx, `SELECT database_name, name FROM instancemgr.instances WHERE instance_id = $1`, id).Scan(&ledgerDB, &ledgerName); err != nil {
+		t.Fatal(err)
+	}
+	if ledgerDB != after || ledgerName != "After" {
+		t.Fatalf("ledger %q (%q), want %q", ledgerDB, ledgerName, after)
+	}
+	var rowName, cs string
+	if err := e.admin.QueryRow(ctx, `SELECT name, connectionstring FROM dbo.odsinstances`).Scan(&rowName, &cs); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := connstr.ParsePostgres(cs); err != nil || conn.Database != after || rowName != "Before" {
+		t.Fatalf("registration %q -> %q (%v), want the row as it was, pointing at %q", rowName, conn.Database, err, after)
+	}
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstancederivatives WHERE connectionstring = $1`, cs); n != 1 {
+		t.Fatalf("%d derivatives point at the database as it is, want 1", n)
+	}
+	if h := e.holder(before); h != "" {
+		t.Errorf("the old name is still held by %s", h)
+	}
+	if h := e.holder(after); h != fmt.Sprintf("%s/%d", e.firstTenant, id) {
+		t.Errorf("the database's name is held by %q", h)
+	}
+
+	e.sim.ClearFaults()
+	e.rename("", id, "Third")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	e.waitSettled()
+	e.checkRegistered(e.firstTenant, id, "Third", e.prefix+"_Third")
+	if e.databaseExists(after) {
+		t.Fatalf("%q is still there after the next rename", after)
+	}
 }
 
 // The replica holding a job's last delivery never settles it (here: it

@@ -14,23 +14,28 @@ import (
 // checked by spin); a change here that the model does not follow is a
 // change to the model too.
 
-// ReservationStore is what an engine keeps of its server's reservations and
-// databases: all the ownership protocol below reads and moves. The SQL
-// engines implement it; the protocol is written once, here.
-type ReservationStore interface {
+// Inspector reads a server's reservations and its databases' identities.
+type Inspector interface {
 	Reservation(ctx context.Context, name string) (Reservation, bool, error)
-	// SetState moves owner's reservation of exactly name to state, and
-	// records identity as the identity of its database unless identity is
-	// empty (then the recorded one stays). It is ErrConflict when the
-	// reservation is gone.
-	SetState(ctx context.Context, name string, owner Owner, state ReservationState, identity string) error
 	// Identity is the server's identity of the database of exactly that
 	// name (exists false: there is none).
 	Identity(ctx context.Context, name string) (identity string, exists bool, err error)
 }
 
+// ReservationStore is what an engine keeps of its server's reservations and
+// databases: all the ownership protocol below reads and moves. The SQL
+// engines implement it; the protocol is written once, here.
+type ReservationStore interface {
+	Inspector
+	// SetState moves owner's reservation of exactly name to state, and
+	// records identity as the identity of its database unless identity is
+	// empty (then the recorded one stays). It is ErrConflict when the
+	// reservation is gone.
+	SetState(ctx context.Context, name string, owner Owner, state ReservationState, identity string) error
+}
+
 // OwnedBy returns name's reservation when owner holds it (CheckOwner).
-func OwnedBy(ctx context.Context, s ReservationStore, name string, owner Owner) (Reservation, error) {
+func OwnedBy(ctx context.Context, s Inspector, name string, owner Owner) (Reservation, error) {
 	res, ok, err := s.Reservation(ctx, name)
 	if err != nil {
 		return res, err
@@ -40,7 +45,7 @@ func OwnedBy(ctx context.Context, s ReservationStore, name string, owner Owner) 
 
 // MadeBy returns name's reservation when owner holds it and the system made
 // its database (CheckMade).
-func MadeBy(ctx context.Context, s ReservationStore, name string, owner Owner) (Reservation, error) {
+func MadeBy(ctx context.Context, s Inspector, name string, owner Owner) (Reservation, error) {
 	res, ok, err := s.Reservation(ctx, name)
 	if err != nil {
 		return res, err
@@ -64,6 +69,22 @@ func Same(ctx context.Context, s ReservationStore, res Reservation, current stri
 		return fmt.Errorf("%w: the database under %q is not the one instancemgr made for %s (it is %s, instancemgr made %s); it is left alone", ErrConflict, res.Database, res.Owner, current, res.Identity)
 	}
 	return nil
+}
+
+// Holds reports whether the database under name is the one the system
+// made for owner: the name is owner's, past reserved, and the database
+// under it has the identity recorded. It changes nothing (a reservation of
+// an earlier version, with no identity, holds nothing here).
+func Holds(ctx context.Context, s Inspector, name string, owner Owner) (bool, error) {
+	res, err := OwnedBy(ctx, s, name, owner)
+	if errors.Is(err, ErrConflict) {
+		return false, nil
+	}
+	if err != nil || res.State == StateReserved || res.Identity == "" {
+		return false, err
+	}
+	current, ok, err := s.Identity(ctx, name)
+	return ok && current == res.Identity, err
 }
 
 // toCreate is where a create starts: owner's reservation of name, and the
@@ -149,11 +170,11 @@ func existing(ctx context.Context, s Scratcher, res Reservation, current string)
 // database under name is the recorded one.
 func publishedMeanwhile(ctx context.Context, s ReservationStore, name string, owner Owner) bool {
 	now, err := OwnedBy(ctx, s, name, owner)
-	if err != nil || now.State != StateMade || now.Identity == "" {
+	if err != nil || now.State != StateMade {
 		return false
 	}
-	current, ok, err := s.Identity(ctx, name)
-	return err == nil && ok && current == now.Identity
+	held, err := Holds(ctx, s, name, owner)
+	return err == nil && held
 }
 
 // MakePublished is the create protocol of a Publisher. name must be

@@ -80,6 +80,9 @@ func CheckMade(res Reservation, ok bool, name string, owner Owner) error {
 type Engine interface {
 	// DatabaseExists reports whether a database of that exact name exists.
 	DatabaseExists(ctx context.Context, name string) (bool, error)
+	// Identity is the server's identity of the database of exactly that
+	// name (Inspector); with Reservation, what Holds reads.
+	Identity(ctx context.Context, name string) (identity string, exists bool, err error)
 	// Reserve holds name for owner. It returns the reservation, with
 	// fresh=true when this call made it; a name held by another owner (or
 	// the same name in another letter case) is ErrConflict naming the
@@ -196,10 +199,15 @@ type Registry interface {
 	// Rename moves the registration and the ledger to the new database, or
 	// returns ErrStale when the ledger is past ren.Generation.
 	Rename(ctx context.Context, ren Renaming, complete func(ctx context.Context, before Record) error) error
-	// RenameFailed and DeleteFailed advance the generation without any
-	// other change, so that the next request is a new job; both return
-	// ErrStale when the ledger is past generation.
-	RenameFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(ctx context.Context) error) error
+	// RenameFailed and DeleteFailed advance the generation, so that the
+	// next request is a new job; both return ErrStale when the ledger is
+	// past generation. A rename that failed after its database was renamed
+	// passes moved (its Generation unused): the ledger and, with the worker
+	// registering, the connection strings of the instance row and its
+	// derivatives follow the database to moved.NewDatabase, so nothing
+	// names a database that is gone; the instance row keeps its name.
+	// moved nil changes nothing else.
+	RenameFailed(ctx context.Context, tenant string, instanceID, generation int, moved *Renaming, complete func(ctx context.Context) error) error
 	DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(ctx context.Context) error) error
 	// Unregister removes the instance's rows (contexts, derivatives, API
 	// client links, the instance) and its ledger entry.

@@ -24,7 +24,8 @@ type benchOnlyEngine struct{}
 
 var _ provisioning.Engine = benchOnlyEngine{}
 
-func (benchOnlyEngine) DatabaseExists(context.Context, string) (bool, error) { return false, nil }
+func (benchOnlyEngine) DatabaseExists(context.Context, string) (bool, error)   { return false, nil }
+func (benchOnlyEngine) Identity(context.Context, string) (string, bool, error) { return "", false, nil }
 
 func (benchOnlyEngine) Reserve(_ context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, bool, error) {
 	return provisioning.Reservation{Database: name, Owner: owner, State: provisioning.StateReserved}, true, nil
@@ -72,7 +73,7 @@ func (benchOnlyRegistry) Rename(context.Context, provisioning.Renaming, func(con
 	return errBenchOnly
 }
 
-func (benchOnlyRegistry) RenameFailed(context.Context, string, int, int, func(context.Context) error) error {
+func (benchOnlyRegistry) RenameFailed(context.Context, string, int, int, *provisioning.Renaming, func(context.Context) error) error {
 	return errBenchOnly
 }
 

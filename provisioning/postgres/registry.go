@@ -55,6 +55,7 @@ var statements = sqlregistry.Statements{
 	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES ($1, $2, $3, $4, $5)`,
 	UpdateRow:        `UPDATE dbo.odsinstances SET name = $1, connectionstring = $2 WHERE odsinstanceid = $3`,
 	UpdateDerivative: `UPDATE dbo.odsinstancederivatives SET connectionstring = $1 WHERE odsinstance_odsinstanceid = $2`,
+	UpdateConnection: `UPDATE dbo.odsinstances SET connectionstring = $1 WHERE odsinstanceid = $2`,
 	MoveLedger:       `UPDATE instancemgr.instances SET database_name = $1, name = $2, generation = generation + 1, updated_at = now() WHERE tenant = $3 AND instance_id = $4`,
 	Advance:          `UPDATE instancemgr.instances SET generation = generation + 1, updated_at = now() WHERE tenant = $1 AND instance_id = $2`,
 	DeleteRows: []string{

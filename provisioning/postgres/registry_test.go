@@ -99,22 +99,40 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatal("the derivative did not follow the rename")
 	}
 
-	if err := r.RenameFailed(ctx, "t", 7, 1, func(context.Context) error { return nil }); err != nil {
+	if err := r.RenameFailed(ctx, "t", 7, 1, nil, func(context.Context) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 2 || rec.Database != "EdFi_Ods_B" {
 		t.Fatalf("a failed rename must move the generation only: %+v", rec)
 	}
-	if err := r.DeleteFailed(ctx, "t", 7, 2, func(context.Context) error { return nil }); err != nil {
+	// A rename that failed after its DDL: the ledger and the connection
+	// strings follow the database; the row keeps the name it had.
+	after := &provisioning.Renaming{NewName: "C", NewDatabase: "EdFi_Ods_C", ConnectionString: "host=h;database=EdFi_Ods_C"}
+	if err := r.RenameFailed(ctx, "t", 7, 2, after, func(context.Context) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{r.RenameFailed, r.DeleteFailed} {
+	if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 3 || rec.Database != "EdFi_Ods_C" || rec.Name != "C" {
+		t.Fatalf("a rename failed after its DDL: ledger %+v, want generation 3 on EdFi_Ods_C", rec)
+	}
+	if n := count(`SELECT count(*) FROM dbo.odsinstances WHERE name = 'B' AND connectionstring = 'host=h;database=EdFi_Ods_C'`); n != 1 {
+		t.Fatal("the instance row does not point at the database as it is")
+	}
+	if n := count(`SELECT count(*) FROM dbo.odsinstancederivatives WHERE connectionstring = 'host=h;database=EdFi_Ods_C'`); n != 1 {
+		t.Fatal("the derivative does not point at the database as it is")
+	}
+	if err := r.DeleteFailed(ctx, "t", 7, 3, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	renameFailed := func(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+		return r.RenameFailed(ctx, tenant, id, gen, nil, complete)
+	}
+	for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{renameFailed, r.DeleteFailed} {
 		if err := fail(ctx, "t", 7, 2, func(context.Context) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
 			t.Fatalf("a failure reported for a past generation: %v, want ErrStale", err)
 		}
 	}
 	rec, _ = r.Lookup(ctx, "t", 7)
-	if rec.Generation != 3 || rec.Database != "EdFi_Ods_B" {
+	if rec.Generation != 4 || rec.Database != "EdFi_Ods_C" {
 		t.Fatalf("a failed delete must move the generation only: %+v", rec)
 	}
 	if recs, err := r.Records(ctx); err != nil || len(recs) != 1 || recs[0] != rec {

@@ -471,8 +471,26 @@ func (r *MemoryRegistry) Rename(ctx context.Context, ren provisioning.Renaming, 
 }
 
 // RenameFailed implements provisioning.Registry.
-func (r *MemoryRegistry) RenameFailed(ctx context.Context, tenant string, id, generation int, complete func(context.Context) error) error {
-	return r.advance(ctx, "rename-failed", tenant, id, generation, complete)
+func (r *MemoryRegistry) RenameFailed(ctx context.Context, tenant string, id, generation int, moved *provisioning.Renaming, complete func(context.Context) error) error {
+	if moved == nil {
+		return r.advance(ctx, "rename-failed", tenant, id, generation, complete)
+	}
+	return r.inTx(func() (string, error) {
+		rec, err := r.lookup(tenant, id)
+		if err != nil {
+			return "", err
+		}
+		if rec.Generation != generation {
+			return "", fmt.Errorf("rename-failed: %w: the ledger is at generation %d, the job was made for %d", provisioning.ErrStale, rec.Generation, generation)
+		}
+		if row, ok := r.rows[rec.OdsInstanceID]; ok && !r.AdminAPIRegisters {
+			row.ConnectionString = moved.ConnectionString
+			r.rows[rec.OdsInstanceID] = row
+		}
+		rec.Database, rec.Name, rec.Generation = moved.NewDatabase, moved.NewName, rec.Generation+1
+		r.ledger[rec.Owner()] = rec
+		return "rename-failed " + key(rec.Owner()) + " " + moved.NewDatabase, complete(ctx)
+	})
 }
 
 // DeleteFailed implements provisioning.Registry.

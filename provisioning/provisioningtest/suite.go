@@ -301,13 +301,16 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
 			t.Fatalf("the same rename again: %v, want ErrStale", err)
 		}
-		if err := r.RenameFailed(ctx, "t", 7, 1, ok); err != nil {
+		if err := r.RenameFailed(ctx, "t", 7, 1, nil, ok); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.DeleteFailed(ctx, "t", 7, 2, ok); err != nil {
 			t.Fatal(err)
 		}
-		for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{r.RenameFailed, r.DeleteFailed} {
+		renameFailed := func(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+			return r.RenameFailed(ctx, tenant, id, gen, nil, complete)
+		}
+		for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{renameFailed, r.DeleteFailed} {
 			if err := fail(ctx, "t", 7, 2, ok); !errors.Is(err, provisioning.ErrStale) {
 				t.Fatalf("a failure for a past generation: %v, want ErrStale", err)
 			}
@@ -320,6 +323,29 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 		}
 		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 3 || rec.Database != "EdFi_Ods_B" || rec.Name != "B" {
 			t.Fatalf("ledger %+v, want generation 3 on EdFi_Ods_B", rec)
+		}
+	})
+
+	t.Run("a rename that failed after its database moved leaves the ledger on the database as it is", func(t *testing.T) {
+		r := setup(t)
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		moved := &provisioning.Renaming{NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
+		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("with a failing report: %v", err)
+		}
+		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 0 || rec.Database != "EdFi_Ods_A" {
+			t.Fatalf("a rolled-back failure moved the ledger: %+v", rec)
+		}
+		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 1 || rec.Database != "EdFi_Ods_B" || rec.Name != "B" {
+			t.Fatalf("ledger %+v, want generation 1 on EdFi_Ods_B", rec)
+		}
+		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
+			t.Fatalf("the same failure again: %v, want ErrStale", err)
 		}
 	})
 

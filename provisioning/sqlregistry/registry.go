@@ -61,6 +61,7 @@ type Statements struct {
 	InsertLedger     string // (tenant, instance id, ods instance id or nil, database, name)
 	UpdateRow        string // (name, connection string, ods instance id)
 	UpdateDerivative string // (connection string, ods instance id)
+	UpdateConnection string // (connection string, ods instance id): the instance row's alone
 	MoveLedger       string // (database, name, tenant, instance id): and the next generation
 	Advance          string // (tenant, instance id): the next generation
 	DeleteRows       []string
@@ -288,8 +289,33 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 }
 
 // RenameFailed implements provisioning.Registry.
-func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(context.Context) error) error {
-	return r.advance(ctx, tenant, instanceID, generation, fmt.Sprintf("record the failed rename of instance %d", instanceID), complete)
+func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, generation int, moved *provisioning.Renaming, complete func(context.Context) error) error {
+	what := fmt.Sprintf("record the failed rename of instance %d", instanceID)
+	if moved == nil {
+		return r.advance(ctx, tenant, instanceID, generation, what, complete)
+	}
+	what += fmt.Sprintf(", its database now %q", moved.NewDatabase)
+	return r.inTx(ctx, tenant, instanceID, what, func(tx Tx) error {
+		before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
+		if err != nil {
+			return err
+		}
+		if before.Generation != generation {
+			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, generation)
+		}
+		if !r.AdminAPIRegisters {
+			if err := tx.Exec(ctx, r.st.UpdateConnection, moved.ConnectionString, before.OdsInstanceID); err != nil {
+				return fmt.Errorf("%s: update dbo.odsinstances: %w", what, r.classify(err))
+			}
+			if err := tx.Exec(ctx, r.st.UpdateDerivative, moved.ConnectionString, before.OdsInstanceID); err != nil {
+				return fmt.Errorf("%s: update dbo.odsinstancederivatives: %w", what, r.classify(err))
+			}
+		}
+		if err := tx.Exec(ctx, r.st.MoveLedger, moved.NewDatabase, moved.NewName, tenant, instanceID); err != nil {
+			return fmt.Errorf("%s: update the ledger: %w", what, r.classify(err))
+		}
+		return complete(ctx)
+	})
 }
 
 // DeleteFailed implements provisioning.Registry.

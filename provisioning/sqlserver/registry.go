@@ -53,6 +53,7 @@ INSERT INTO dbo.OdsInstanceDerivatives (OdsInstance_OdsInstanceId, DerivativeTyp
 	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES (@p1, @p2, @p3, @p4, @p5)`,
 	UpdateRow:        `UPDATE dbo.OdsInstances SET Name = @p1, ConnectionString = @p2 WHERE OdsInstanceId = @p3`,
 	UpdateDerivative: `UPDATE dbo.OdsInstanceDerivatives SET ConnectionString = @p1 WHERE OdsInstance_OdsInstanceId = @p2`,
+	UpdateConnection: `UPDATE dbo.OdsInstances SET ConnectionString = @p1 WHERE OdsInstanceId = @p2`,
 	MoveLedger:       `UPDATE instancemgr.instances SET database_name = @p1, name = @p2, generation = generation + 1, updated_at = SYSUTCDATETIME() WHERE tenant = @p3 AND instance_id = @p4`,
 	Advance:          `UPDATE instancemgr.instances SET generation = generation + 1, updated_at = SYSUTCDATETIME() WHERE tenant = @p1 AND instance_id = @p2`,
 	DeleteRows: []string{
