@@ -376,8 +376,9 @@ func Move(ctx context.Context, s ReservationStore, old, new string, owner Owner,
 
 // Drop is the drop protocol: a database already gone is not an error
 // (dropped=false); one that exists is dropped only when owner's, made, and
-// the very database the system made (Same).
-func Drop(ctx context.Context, s ReservationStore, name string, owner Owner, drop func(ctx context.Context) error) (bool, error) {
+// the very database the system made (Same). drop is given its identity: an
+// engine that can checks it in the statement or transaction that drops.
+func Drop(ctx context.Context, s ReservationStore, name string, owner Owner, drop func(ctx context.Context, identity string) error) (bool, error) {
 	current, exists, err := s.Identity(ctx, name)
 	if err != nil || !exists {
 		return false, err
@@ -389,7 +390,7 @@ func Drop(ctx context.Context, s ReservationStore, name string, owner Owner, dro
 	if err := Same(ctx, s, res, current); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
-	if err := drop(ctx); err != nil {
+	if err := drop(ctx, current); err != nil {
 		return false, err
 	}
 	return true, nil

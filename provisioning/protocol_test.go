@@ -326,7 +326,7 @@ func TestMoveChecksIdentityAroundTheDDL(t *testing.T) {
 		if _, err := s.rename(ctx, "Old", "New"); !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("redelivery onto a swapped database: %v, want a conflict", err)
 		}
-		if _, err := provisioning.Drop(ctx, s, "New", owner, func(context.Context) error {
+		if _, err := provisioning.Drop(ctx, s, "New", owner, func(context.Context, string) error {
 			t.Fatal("dropped a database the system did not make")
 			return nil
 		}); !errors.Is(err, provisioning.ErrConflict) {

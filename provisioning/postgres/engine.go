@@ -269,7 +269,7 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 		return false, err
 	}
 	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context, identity string) error {
-		return e.rename(ctx, old, new, func(tx pgx.Tx) error {
+		return e.rename(ctx, old, new, e.Sessions, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return err
 			}
@@ -290,14 +290,14 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	})
 }
 
-// rename ends or awaits the sessions on old and runs do in a transaction,
-// retrying while sessions are in the way, for SessionWait.
-func (e *Engine) rename(ctx context.Context, old, new string, do func(tx pgx.Tx) error) error {
+// rename ends or awaits (by policy) the sessions on old and runs do in a
+// transaction, retrying while sessions are in the way, for SessionWait.
+func (e *Engine) rename(ctx context.Context, old, new string, policy SessionPolicy, do func(tx pgx.Tx) error) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxElapsedTime = e.SessionWait
 	op := func() error {
-		if err := e.endSessions(ctx, old); err != nil {
+		if err := e.endSessions(ctx, old, policy); err != nil {
 			if errors.Is(err, provisioning.ErrTransient) {
 				return err // still busy: wait and look again
 			}
@@ -325,8 +325,8 @@ func (e *Engine) rename(ctx context.Context, old, new string, do func(tx pgx.Tx)
 }
 
 // endSessions ends or awaits the other sessions on a database.
-func (e *Engine) endSessions(ctx context.Context, name string) error {
-	if e.Sessions == SessionsWait {
+func (e *Engine) endSessions(ctx context.Context, name string, policy SessionPolicy) error {
+	if policy == SessionsWait {
 		var n int
 		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, name).Scan(&n)
 		if err != nil {
@@ -341,22 +341,57 @@ func (e *Engine) endSessions(ctx context.Context, name string) error {
 	return err
 }
 
-// DropDatabase implements provisioning.Engine.
-// A name nobody reserved is dropped only when it is already gone.
+// DropDatabase implements provisioning.Engine. A name nobody reserved is
+// dropped only when it is already gone. The database goes back to its
+// reservation's scratch name in a transaction that checks its oid, and the
+// scratch copy is dropped after: DROP DATABASE cannot run in a
+// transaction, and this way a database swapped under the name between the
+// check and the drop is never dropped. A delivery that dies between the
+// two leaves the copy, which the next delivery drops (the reservation is
+// kept while its copy exists).
 func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
-	stmt, err := dropDatabaseSQL(name)
+	scratch := provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: owner})
+	stmt, err := renameDatabaseSQL(name, scratch)
 	if err != nil {
 		return false, err
 	}
-	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context) error {
-		if _, err := e.pool.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("drop database %q: %w", name, transient(err))
+	dropped, err := provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
+		// A drop ends the sessions whatever the rename policy, as DROP
+		// DATABASE ... WITH (FORCE) did.
+		err := e.rename(ctx, name, scratch, SessionsTerminate, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+			var got string
+			if err := tx.QueryRow(ctx, identitySQL, scratch).Scan(&got); err != nil {
+				return err
+			}
+			if got != identity {
+				return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (oid %s, instancemgr made %s); nothing is dropped", provisioning.ErrConflict, name, got, identity))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("drop database %q: %w", name, err)
 		}
-		return nil
+		return e.DropScratch(ctx, scratch)
 	})
+	if err != nil || dropped {
+		return dropped, err
+	}
+	// Gone already: an earlier delivery may have died after moving it to
+	// its scratch name.
+	res, ok, err := e.Reservation(ctx, name)
+	if err != nil || !ok || res.Owner != owner || res.Identity == "" {
+		return false, err
+	}
+	if id, left, err := e.Identity(ctx, scratch); err != nil || !left || id != res.Identity {
+		return false, err
+	}
+	return true, e.DropScratch(ctx, scratch)
 }
 
 // checkIdent refuses identifiers PostgreSQL would silently change: empty,

@@ -164,3 +164,39 @@ func TestConcurrentDeliveriesPublishOnce(t *testing.T) {
 		}
 	}
 }
+
+// A drop moves the database to its scratch name, checking its oid, then
+// drops the copy: a delivery that died between the two leaves the copy,
+// and the next delivery of the delete drops it; a database under the name
+// that is not the recorded one is never moved or dropped.
+func TestDropFinishesWhatADeadDeliveryMoved(t *testing.T) {
+	t.Parallel()
+	e, prefix := newEngine(t)
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
+	name := prefix + "_Dropped"
+	if _, err := create(t, e, name, prefix+"_tmpl"); err != nil {
+		t.Fatal(err)
+	}
+	scratch := provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: owner})
+	// The first delivery's transaction committed, then it died.
+	if _, err := pool.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" RENAME TO "+pgx.Identifier{scratch}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Release(ctx, name, owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := e.Reservation(ctx, name); !ok {
+		t.Fatal("the reservation went while its copy is left")
+	}
+	if dropped, err := e.DropDatabase(ctx, name, owner); err != nil || !dropped {
+		t.Fatalf("the next delivery: %v, %v; want the copy dropped", dropped, err)
+	}
+	if exists(t, e, scratch) || exists(t, e, name) {
+		t.Fatal("a database is left")
+	}
+	if dropped, err := e.DropDatabase(ctx, name, owner); err != nil || dropped {
+		t.Fatalf("once more: %v, %v; want nothing to do", dropped, err)
+	}
+}

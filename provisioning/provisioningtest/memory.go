@@ -278,7 +278,7 @@ func (e *MemoryEngine) DropDatabase(ctx context.Context, name string, owner prov
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("drop database %q: %w", name, err)
 	}
-	return provisioning.Drop(ctx, e, name, owner, func(context.Context) error {
+	return provisioning.Drop(ctx, e, name, owner, func(context.Context, string) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		delete(e.dbs, name)

@@ -495,7 +495,7 @@ func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioni
 	if err != nil {
 		return false, err
 	}
-	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context) error {
+	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, _ string) error {
 		if err := e.execAll(ctx, stmts, name); err != nil {
 			var p *backoff.PermanentError
 			if errors.As(err, &p) {
