@@ -165,6 +165,21 @@ func existing(ctx context.Context, s Scratcher, res Reservation, current string)
 	return false, err
 }
 
+// copyScratch marks res making and has make copy the template under its
+// scratch name (created=false when an earlier delivery's copy is there).
+// "making" says a scratch copy may exist; a made reservation whose
+// database is gone (dropped by hand) stays made while it is made again.
+func copyScratch(ctx context.Context, s Scratcher, res Reservation, make func(ctx context.Context, scratch string) (bool, error)) (string, bool, error) {
+	if res.State == StateReserved {
+		if err := s.MarkMaking(ctx, res.Database, res.Owner); err != nil {
+			return "", false, err
+		}
+	}
+	scratch := ScratchName(res)
+	created, err := make(ctx, scratch)
+	return scratch, created, err
+}
+
 // publishedMeanwhile reports whether another delivery of the same job has
 // published its copy under name: the reservation says made and the
 // database under name is the recorded one.
@@ -192,15 +207,7 @@ func MakePublished(ctx context.Context, s Publisher, name string, owner Owner, m
 	if exists {
 		return existing(ctx, s, res, current)
 	}
-	scratch := ScratchName(res)
-	// "making" says a scratch copy may exist. A made reservation whose
-	// database is gone (dropped by hand) stays made while it is made again.
-	if res.State == StateReserved {
-		if err := s.MarkMaking(ctx, name, owner); err != nil {
-			return false, err
-		}
-	}
-	created, err := make(ctx, scratch)
+	scratch, created, err := copyScratch(ctx, s, res, make)
 	if err != nil {
 		return false, err
 	}
@@ -260,13 +267,7 @@ func MakeStaged(ctx context.Context, s Stager, name string, owner Owner, make fu
 		}
 		return existing(ctx, s, res, current)
 	}
-	scratch := ScratchName(res)
-	if res.State == StateReserved {
-		if err := s.MarkMaking(ctx, name, owner); err != nil {
-			return false, err
-		}
-	}
-	created, err := make(ctx, scratch)
+	scratch, created, err := copyScratch(ctx, s, res, make)
 	if err != nil {
 		return false, err
 	}

@@ -266,12 +266,9 @@ func (r *Registry) insertRows(ctx context.Context, tx Tx, what string, reg provi
 func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
 	what := fmt.Sprintf("rename registration of instance %d to %q", ren.InstanceID, ren.NewName)
 	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(tx Tx) error {
-		before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, ren.Tenant, ren.InstanceID)
+		before, err := r.at(ctx, tx, ren.Tenant, ren.InstanceID, ren.Generation, what)
 		if err != nil {
 			return err
-		}
-		if before.Generation != ren.Generation {
-			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, ren.Generation)
 		}
 		if !r.AdminAPIRegisters {
 			if err := tx.Exec(ctx, r.st.UpdateRow, ren.NewName, ren.ConnectionString, before.OdsInstanceID); err != nil {
@@ -296,12 +293,9 @@ func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, 
 	}
 	what += fmt.Sprintf(", its database now %q", moved.NewDatabase)
 	return r.inTx(ctx, tenant, instanceID, what, func(tx Tx) error {
-		before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
+		before, err := r.at(ctx, tx, tenant, instanceID, generation, what)
 		if err != nil {
 			return err
-		}
-		if before.Generation != generation {
-			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, generation)
 		}
 		if !r.AdminAPIRegisters {
 			if err := tx.Exec(ctx, r.st.UpdateConnection, moved.ConnectionString, before.OdsInstanceID); err != nil {
@@ -323,15 +317,21 @@ func (r *Registry) DeleteFailed(ctx context.Context, tenant string, instanceID, 
 	return r.advance(ctx, tenant, instanceID, generation, fmt.Sprintf("record the failed delete of instance %d", instanceID), complete)
 }
 
+// at reads the instance's ledger entry for update, ErrStale when it is
+// past generation.
+func (r *Registry) at(ctx context.Context, tx Tx, tenant string, instanceID, generation int, what string) (provisioning.Record, error) {
+	before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
+	if err == nil && before.Generation != generation {
+		err = fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, generation)
+	}
+	return before, err
+}
+
 // advance moves the ledger from generation to the next one.
 func (r *Registry) advance(ctx context.Context, tenant string, instanceID, generation int, what string, complete func(context.Context) error) error {
 	return r.inTx(ctx, tenant, instanceID, what, func(tx Tx) error {
-		before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
-		if err != nil {
+		if _, err := r.at(ctx, tx, tenant, instanceID, generation, what); err != nil {
 			return err
-		}
-		if before.Generation != generation {
-			return fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, generation)
 		}
 		if err := tx.Exec(ctx, r.st.Advance, tenant, instanceID); err != nil {
 			return fmt.Errorf("%s: %w", what, r.classify(err))
