@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/internal/job"
@@ -22,34 +21,36 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// maxAdvisoryWorkers bounds how many advisories are handled at once; more
-// wait in the subscription's pending buffer.
+// maxAdvisoryWorkers bounds how many advisories a replica handles at once.
 const maxAdvisoryWorkers = 4
 
 // WatchExhausted turns JetStream's max-deliveries advisories into dead
 // letters. A job normally ends on its last delivery (settle terminates it
 // with a dead letter); the advisory covers the case where the replica
-// holding that last delivery died or froze, so no replica could. Replicas
-// share a queue group, so each advisory is handled once; the dead letter's
-// message ID makes a second handling harmless. Advisories are core NATS
-// messages: one sent while no replica is connected is missed; the message
-// then stays in the stream (limits retention) but is delivered no more.
+// holding that last delivery died or froze, so no replica could. The
+// advisories are kept in a stream (jobstream.EnsureExhausted) and taken
+// from its durable consumer exhausted: the server emits one when the last
+// delivery's lock runs out, connected replicas or not, and it waits there
+// for the next replica, which holds it (the ack wait) until the dead letter
+// is written; a failure gives it back for another try. The dead letter's
+// message ID makes a second handling harmless.
 //
 // Anyone allowed to publish on the advisory subject could forge one, so an
 // advisory is acted on only when it names this stream and consumer, claims
 // at least the consumer's MaxDeliver as the server reports it, and names a
 // job the consumer has delivered (see confirm).
-func (c *Consumer) WatchExhausted(ctx context.Context, js jetstream.JetStream, stream, durable string) (stop func(), err error) {
-	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", stream, durable)
+func (c *Consumer) WatchExhausted(ctx context.Context, js jetstream.JetStream, exhausted jetstream.Consumer, stream, durable string) (stop func(), err error) {
 	workers := make(chan struct{}, maxAdvisoryWorkers)
-	sub, err := js.Conn().QueueSubscribe(subject, "instancemgr-"+durable, func(m *nats.Msg) {
+	cc, err := exhausted.Consume(func(m jetstream.Msg) {
 		var adv maxDeliveriesAdvisory
-		if err := json.Unmarshal(m.Data, &adv); err != nil {
+		if err := json.Unmarshal(m.Data(), &adv); err != nil {
 			c.log.Warn("unreadable max-deliveries advisory", "err", err)
+			_ = m.Term()
 			return
 		}
 		if adv.Stream != stream || adv.Consumer != durable {
 			c.log.Warn("ignored a max-deliveries advisory that names another stream or consumer", "stream", adv.Stream, "consumer", adv.Consumer)
+			_ = m.Ack()
 			return
 		}
 		select { // the callback waits while every worker is busy
@@ -59,14 +60,23 @@ func (c *Consumer) WatchExhausted(ctx context.Context, js jetstream.JetStream, s
 		}
 		go func() {
 			defer func() { <-workers }()
-			c.onExhausted(ctx, js, durable, adv)
+			if err := c.onExhausted(ctx, js, durable, adv); err != nil {
+				c.log.Warn("max-deliveries advisory not handled yet; it is given back", "stream_seq", adv.StreamSeq, "err", err)
+				_ = m.NakWithDelay(exhaustedRetry)
+				return
+			}
+			_ = m.Ack()
 		}()
-	})
+	}, jetstream.PullMaxMessages(maxAdvisoryWorkers))
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+		return nil, fmt.Errorf("take max-deliveries advisories from %q: %w", exhausted.CachedInfo().Stream, err)
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	return cc.Stop, nil
 }
+
+// exhaustedRetry is how long an advisory that could not be handled waits
+// before it is delivered again.
+const exhaustedRetry = 5 * time.Second
 
 // confirm checks an advisory against what the server says of the consumer
 // and the stream: the delivery count it claims reaches the consumer's
@@ -104,18 +114,20 @@ func (c *Consumer) confirm(ctx context.Context, js jetstream.JetStream, durable 
 
 var errNotConfirmed = errors.New("advisory not confirmed")
 
-func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, durable string, adv maxDeliveriesAdvisory) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+// onExhausted writes the dead letter of the job an advisory names. It is
+// nil when that is done or the advisory is not to be acted on; an error
+// means try again.
+func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, durable string, adv maxDeliveriesAdvisory) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ExhaustedTimeout)
 	defer cancel()
 	log := c.log.With("stream_seq", adv.StreamSeq, "attempt", adv.Deliveries)
 	raw, err := c.confirm(ctx, js, durable, adv)
 	if errors.Is(err, errNotConfirmed) {
 		log.Warn("ignored a max-deliveries advisory", "err", err)
-		return
+		return nil
 	}
 	if err != nil {
-		log.Error("max deliveries reached, but the consumer or message cannot be read for the dead letter", "err", err)
-		return
+		return fmt.Errorf("max deliveries reached, but the consumer or message cannot be read for the dead letter: %w", err)
 	}
 	j, decodeErr := job.Decode(raw.Data)
 	cause := fmt.Errorf("retries exhausted: %d deliveries ended without a result (the replica holding the last one died or froze)", adv.Deliveries)
@@ -124,21 +136,15 @@ func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, dura
 		cause, code, j = decodeErr, "malformed", job.Job{}
 	}
 	d := Delivery{Job: j, Attempt: adv.Deliveries, Subject: raw.Subject, StreamSeq: adv.StreamSeq, CorrelationID: raw.Header.Get(jetstream.MsgIDHeader)}
-	for wait := time.Second; ; wait *= 2 {
-		err := c.finish(ctx, d, raw.Data, code, cause, false)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-			log.Error("could not write the dead letter of an exhausted job; it stays un-acked in the stream", "err", err)
-			return
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
+	if err := c.finish(ctx, d, raw.Data, code, cause, false); err != nil {
+		return err
 	}
 	if c.opts.TestSeams.Observe != nil {
 		c.opts.TestSeams.Observe(Outcome{Delivery: d, Result: Terminated, Err: cause})
 	}
+	return nil
 }
+
+// ExhaustedTimeout bounds one handling of an advisory, within the ack
+// wait of the advisories' consumer.
+const ExhaustedTimeout = 20 * time.Second

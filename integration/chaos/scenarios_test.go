@@ -289,3 +289,47 @@ func TestNATSClusterLeaderKilled(t *testing.T) {
 	}
 	report(t, "7b NATS cluster, leader killed", jobs, "SIGKILL the stream leader of 3", e, took)
 }
+
+// 9. Every replica dies while one holds a job's last delivery, after the
+// server has sent the max-deliveries advisory that no replica could act
+// on: both replicas are frozen (SIGSTOP) as the last delivery goes out, so
+// their open pull requests let the server give up on the job and send the
+// advisory into processes that never run again (SIGKILL). The advisory is
+// kept in the advisory stream, and the replicas started afterwards turn the
+// job into a dead letter, once.
+func TestAllReplicasKilledAtTheLastDelivery(t *testing.T) {
+	s := newSys(t, sysOptions{maxDeliver: 2, ackWait: time.Second, consumerEnv: []string{
+		"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=1m", "INSTANCEMGR_TEST_DISABLE_HEARTBEAT=1"}})
+	for range 2 {
+		s.startReplica()
+	}
+	ids := s.request("Orphan", 1)
+	s.startBridge()
+	// No heartbeat: the first delivery's lock runs out after a second and
+	// the job goes out a second, last, time.
+	testenv.Eventually(t, time.Minute, "the job's last delivery", func() bool { return s.effects(ids).Deliveries >= 2 })
+	for _, r := range s.replicas {
+		r.signal(syscall.SIGSTOP)
+	}
+	frozenAt := time.Now()
+	testenv.Eventually(t, time.Minute, "the server to give up on the job", func() bool {
+		e := s.effects(ids)
+		return e.AckPending == 0 && e.Pending == 0
+	})
+	for _, r := range s.replicas {
+		r.kill9()
+	}
+	if e := s.effects(ids); e.DeadLetters != 0 {
+		t.Fatalf("a dead letter from frozen replicas: %+v", e)
+	}
+	for range 2 {
+		s.startReplica()
+	}
+	testenv.Eventually(t, 2*time.Minute, "the orphaned job's dead letter", func() bool { return s.effects(ids).DeadLetters >= 1 })
+	took := time.Since(frozenAt)
+	e := s.effects(ids)
+	if e.DeadLetters != 1 || e.Completed != 0 || s.records()[ids[0]].Status != adminapi.StatusPending {
+		t.Fatalf("effects %+v, status %s; want one dead letter and the request still Pending", e, s.records()[ids[0]].Status)
+	}
+	report(t, "9 every replica dies at the last delivery", 1, "SIGSTOP both replicas, advisory sent, SIGKILL, 2 new replicas", e, took)
+}

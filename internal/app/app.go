@@ -188,7 +188,7 @@ type ConsumerDeps struct {
 // replica.
 func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*consumer.Consumer, error) {
 	sc := cfg.StreamConfig().WithDefaults()
-	cons, err := setUpStreams(ctx, d.JS, sc, d.Log)
+	cons, exhausted, err := setUpStreams(ctx, d.JS, sc, d.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		TestSeams:     d.TestSeams,
 		Beat:          d.Beat,
 	})
-	stop, err := c.WatchExhausted(ctx, js, sc.Stream, sc.Consumer)
+	stop, err := c.WatchExhausted(ctx, js, exhausted, sc.Stream, sc.Consumer)
 	if err != nil {
 		return nil, err
 	}

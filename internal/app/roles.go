@@ -121,26 +121,29 @@ func Setup(ctx context.Context, cfg *config.Config, log *slog.Logger) (string, e
 	}
 	defer nc.Close()
 	sc := cfg.StreamConfig().WithDefaults()
-	if _, err := setUpStreams(ctx, js, sc, log); err != nil {
+	if _, _, err := setUpStreams(ctx, js, sc, log); err != nil {
 		return "", err
 	}
 	log.Info("streams and durable consumer in place", "stream", sc.Stream, "consumer", sc.Consumer, "dead_letters", jobstream.DeadStream)
-	return fmt.Sprintf("stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v) and dead-letter stream %s are in place",
-		sc.Stream, strings.Join(jobstream.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, jobstream.DeadStream), nil
+	return fmt.Sprintf("stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v), advisory stream %s with consumer %s and dead-letter stream %s are in place",
+		sc.Stream, strings.Join(jobstream.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, sc.ExhaustedStream(), sc.ExhaustedConsumer(), jobstream.DeadStream), nil
 }
 
-// setUpStreams ensures the job stream, its durable consumer and the
+// setUpStreams ensures the job stream, its durable consumer, the stream
+// that keeps its max-deliveries advisories with their consumer, and the
 // dead-letter stream, retrying while JetStream is not ready.
-func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, log *slog.Logger) (jetstream.Consumer, error) {
-	var cons jetstream.Consumer
-	err := jobstream.Retry(ctx, log, "the job stream and consumer", func() error {
+func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, log *slog.Logger) (cons, exhausted jetstream.Consumer, err error) {
+	err = jobstream.Retry(ctx, log, "the job stream and consumer", func() error {
 		var err error
 		if cons, err = jobstream.Ensure(ctx, js, sc); err != nil {
 			return err
 		}
+		if exhausted, err = jobstream.EnsureExhausted(ctx, js, sc); err != nil {
+			return err
+		}
 		return jobstream.EnsureDeadStream(ctx, js, sc.Replicas, 0)
 	})
-	return cons, err
+	return cons, exhausted, err
 }
 
 // SimulatorOptions are the simulator role's settings.
