@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -294,4 +295,38 @@ func (s *Simulator) serveFaults(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		w.WriteHeader(http.StatusMethodNotAllowed)
 	}
+}
+
+// statusPath reads the instance id of /_simulator/instances/{id}/status.
+func statusPath(path string) (int, bool) {
+	rest, ok := strings.CutPrefix(path, instancesPath+"/")
+	if !ok {
+		return 0, false
+	}
+	idText, ok := strings.CutSuffix(rest, "/status")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.Atoi(idText)
+	return id, err == nil && id > 0
+}
+
+// serveSetStatus is SetStatus over HTTP (POST /_simulator/instances/{id}/status,
+// body {"status": "Completed"}): an operator setting a request right, for
+// test deployments in another process, like the fault endpoints.
+func (s *Simulator) serveSetStatus(w http.ResponseWriter, r *http.Request, id int) {
+	var body struct {
+		Status string `json:"status"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", "The body must be {\"status\": \"...\"}: "+err.Error())
+		return
+	}
+	if err := s.SetStatus(id, body.Status); err != nil {
+		writeProblem(w, http.StatusBadRequest, "Bad Request", err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

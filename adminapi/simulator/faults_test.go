@@ -270,6 +270,46 @@ func TestFaultJSONRoundTrip(t *testing.T) {
 	}
 }
 
+// An operator's status change reaches a simulator in another process over
+// HTTP; an unknown status or instance is refused and changes nothing.
+func TestSetStatusEndpoint(t *testing.T) {
+	sim := simulator.New(simulator.Options{})
+	in, err := sim.CreateInstance("default", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Fixed", InstanceType: "enterprise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	post := func(path, body string) int {
+		t.Helper()
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	path := fmt.Sprintf("/_simulator/instances/%d/status", in.ID)
+	if code := post(path, `{"status": "Delete_Failed"}`); code != http.StatusNoContent {
+		t.Fatalf("set status: %d", code)
+	}
+	if rec, _ := sim.Instance(in.ID); rec.Status != adminapi.StatusDeleteFailed {
+		t.Fatalf("status %s", rec.Status)
+	}
+	for _, bad := range []struct{ path, body string }{
+		{path, `{"status": "Nonsense"}`},
+		{path, `{"state": "Completed"}`},
+		{"/_simulator/instances/999/status", `{"status": "Completed"}`},
+	} {
+		if code := post(bad.path, bad.body); code != http.StatusBadRequest {
+			t.Errorf("%s %s: %d, want 400", bad.path, bad.body, code)
+		}
+	}
+	if rec, _ := sim.Instance(in.ID); rec.Status != adminapi.StatusDeleteFailed {
+		t.Fatalf("a refused change changed the status to %s", rec.Status)
+	}
+}
+
 func TestInstancesInspectionEndpoint(t *testing.T) {
 	sim := simulator.New(simulator.Options{})
 	if _, err := sim.CreateInstance("default", adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Seen", InstanceType: "enterprise"}); err != nil {

@@ -247,6 +247,10 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Instances())
 		return
 	}
+	if id, ok := statusPath(path); ok && r.Method == http.MethodPost {
+		s.serveSetStatus(w, r, id)
+		return
+	}
 	if strings.HasPrefix(path, "/_simulator/") {
 		http.NotFound(w, r)
 		return

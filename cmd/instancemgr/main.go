@@ -214,6 +214,7 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.ClientSecret, "client-secret", os.Getenv("INSTANCEMGR_SIMULATOR_CLIENT_SECRET"), "secret of -client-id (or INSTANCEMGR_SIMULATOR_CLIENT_SECRET)")
 	fs.StringVar(&o.Simulator.Engine, "engine", simulator.EnginePostgreSQL, "the Admin API's database engine: PostgreSQL or SqlServer (sets the longest instance name)")
 	fs.StringVar(&o.Simulator.Registration, "registration", simulator.RegistrationWorker, "worker (the simulator writes no database) or adminapi (it writes EdFi_Admin as Admin API 2.3 does)")
+	fs.DurationVar(&o.Simulator.TokenTTL, "token-ttl", 0, "how long a token lasts (0: an hour); short to test expired tokens")
 	edfiAdmin := fs.String("edfi-admin", os.Getenv("INSTANCEMGR_SIMULATOR_EDFI_ADMIN"), "EdFi_Admin connection string (pgx form) for -registration adminapi (or INSTANCEMGR_SIMULATOR_EDFI_ADMIN)")
 	if err := fs.Parse(args); err != nil {
 		return err
