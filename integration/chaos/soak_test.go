@@ -1,0 +1,761 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+var (
+	soakSeed = flag.Uint64("seed", 0, "the soak's seed (0: a new one, printed); replays a run")
+	soakFor  = flag.Duration("soak", 0, "how long the soak's operations and faults run (0: INSTANCEMGR_SOAK_DURATION, else 10m with INSTANCEMGR_SOAK_FULL=1, else the CI size)")
+)
+
+// soakDuration is how long operations and faults run: the flag, the
+// environment, the full size (task test:soak) or the CI size.
+func soakDuration(t *testing.T) time.Duration {
+	if *soakFor > 0 {
+		return *soakFor
+	}
+	if v := os.Getenv("INSTANCEMGR_SOAK_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("INSTANCEMGR_SOAK_DURATION: %v", err)
+		}
+		return d
+	}
+	if os.Getenv("INSTANCEMGR_SOAK_FULL") == "1" {
+		return 10 * time.Minute
+	}
+	return 40 * time.Second
+}
+
+// soakTenant is one tenant: its EdFi_Admin and the server its databases
+// live on.
+type soakTenant struct {
+	name   string
+	id     int
+	server *pgxpool.Pool
+	admin  *pgxpool.Pool
+}
+
+// handMade is a database someone made by hand at a name a request was
+// about to use: it must come out as it went in.
+type handMade struct {
+	tenant, name, database string
+	server                 *pgxpool.Pool
+	oid                    uint32
+	marker                 string
+}
+
+type soak struct {
+	*sys
+	rng      *rand.Rand
+	naming   provisioning.Naming
+	tenants  []*soakTenant
+	private  *testenv.PrivatePostgres
+	bridges  []*proc
+	handMade []handMade
+	ops      map[string]int
+	injected map[string]int
+	// prevName is each instance's name before its last rename, for
+	// renames back.
+	prevName map[int]string
+	// stopped are processes frozen by SIGSTOP, with when they resume.
+	stopped map[*proc]time.Time
+	// down are NATS nodes killed, with when they restart.
+	down  map[*proc]time.Time
+	names int
+}
+
+// A soak: three tenants (two on one server, one on a private cluster that
+// restarts), three consumer processes and two bridges on a three-node NATS
+// cluster, a random mix of creates, renames, renames back, deletes,
+// deletes asked again after they failed, colliding names and hand-made
+// databases at names about to be used, under faults drawn at random. Then
+// the faults stop, the system drains, and an invariant checker compares the
+// Admin API, the ledgers, dbo.odsinstances, the reservations and the
+// servers' databases. Seeded: the seed is printed, and -seed replays the
+// same operations and faults (the timing of real processes still varies).
+func TestSoak(t *testing.T) {
+	seed := *soakSeed
+	if seed == 0 {
+		if v := os.Getenv("INSTANCEMGR_SOAK_SEED"); v != "" {
+			var err error
+			if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+				t.Fatalf("INSTANCEMGR_SOAK_SEED: %v", err)
+			}
+		} else {
+			seed = uint64(time.Now().UnixNano())
+		}
+	}
+	duration := soakDuration(t)
+	t.Logf("SOAK seed %d, %s of operations and faults (replay: go test ./integration/chaos/ -run TestSoak -seed %d -soak %s)", seed, duration, seed, duration)
+	s := newSoak(t, seed)
+	start := time.Now()
+	deadline := start.Add(duration)
+	nextOp, nextFault := start, start.Add(2*time.Second)
+	for time.Now().Before(deadline) {
+		now := time.Now()
+		s.resume(now)
+		if !now.Before(nextOp) {
+			s.operate()
+			nextOp = now.Add(time.Duration(150+s.rng.IntN(350)) * time.Millisecond)
+		}
+		if !now.Before(nextFault) {
+			s.fault()
+			nextFault = now.Add(time.Duration(1500+s.rng.IntN(2500)) * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // the schedule's tick, not a wait for a condition
+	}
+	s.calm()
+	drained := s.drain()
+	violations, info := s.check()
+	s.table(time.Since(start), drained, violations, info)
+	if n := len(violations); n > 0 {
+		t.Fatalf("%d invariant violations (seed %d): %v", n, seed, violations)
+	}
+}
+
+func newSoak(t *testing.T, seed uint64) *soak {
+	ctx := context.Background()
+	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, "")}
+	s.prefix, s.pg = s.world.Prefix, s.world.PG
+	pg := testenv.StartPrivatePostgres(t)
+	privateWorld := itest.NewWorld(t, pg.URL)
+	template := s.world.Template
+	// The private server needs the same template under the same name.
+	priv, err := connstr.ParsePostgres(pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := postgres.NewEngine(ctx, priv.PgxConnString(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return priv.WithDatabase(db).PgxConnString() }); err != nil {
+		t.Fatal(err)
+	}
+	engine.Close()
+
+	so := &soak{sys: s, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), private: pg,
+		naming: provisioning.Naming{Pattern: s.prefix + "_{tenant}_{name}"},
+		ops:    map[string]int{}, injected: map[string]int{}, prevName: map[int]string{},
+		stopped: map[*proc]time.Time{}, down: map[*proc]time.Time{}}
+	var tenantCfg strings.Builder
+	for i, name := range []string{"t1", "t2", "t3"} {
+		w, master := s.world, s.world.Master
+		if name == "t3" {
+			w, master = privateWorld, priv
+		}
+		admin, adminDB := w.AdminDatabase(t, "admin_"+name)
+		so.tenants = append(so.tenants, &soakTenant{name: name, id: i + 1, server: w.PG, admin: admin})
+		fmt.Fprintf(&tenantCfg, "  %s: {master: %q, admin: %q, ods: %q}\n", name, master.ADONet(), master.WithDatabase(adminDB).ADONet(), master.WithDatabase("{0}").ADONet())
+	}
+	s.admin = so.tenants[0].admin
+
+	s.startCluster()
+	simPort := testenv.FreePort(t)
+	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
+	secret := "soak-" + s.prefix
+	// Tokens last three seconds: every replica meets expired ones.
+	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret},
+		"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker", "-tenants", "t1,t2,t3", "-token-ttl", "3s")
+	s.env = []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}
+	s.cfgPath = s.dir + "/instancemgr.yaml"
+	cfg := fmt.Sprintf(`adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}
+nats: {url: %q, replicas: 3, ackWait: 2s, maxDeliver: 8, backoff: [2s, 4s]}
+bridge: {pollInterval: 300ms}
+consumer: {concurrency: 3, shutdownGrace: 5s, retryDelay: 200ms, maxRetryDelay: 2s}
+provisioning: {template: %q, namePattern: %q, allowDelete: true}
+logFormat: text
+tenants:
+%s`, s.simURL, s.natsURL, template, so.naming.Pattern, tenantCfg.String())
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.console, err = adminapi.New(adminapi.Config{BaseURL: s.simURL, TokenURL: s.simURL + "/connect/token", ClientID: "worker", ClientSecret: secret, MaxAttempts: 10, RetryBaseDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the simulator to answer", func() bool {
+		_, err := s.console.Tenants(ctx)
+		return err == nil
+	})
+	// Two replicas with slow jobs (faults land mid-job), one whose lock is
+	// shorter than its work (no heartbeat, jobs longer than the ack wait).
+	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms")
+	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms")
+	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=3s", "INSTANCEMGR_TEST_DISABLE_HEARTBEAT=1")
+	for i := range 2 {
+		so.bridges = append(so.bridges, s.spawn(fmt.Sprintf("bridge-%d", i+1), bins.instancemgr, s.env, "bridge", "-config", s.cfgPath))
+	}
+	return so
+}
+
+func (s *soak) tenant() *soakTenant { return s.tenants[s.rng.IntN(len(s.tenants))] }
+
+func (s *soak) freshName() string {
+	s.names++
+	return fmt.Sprintf("School %d", s.names)
+}
+
+func (s *soak) request(tn *soakTenant, name string) adminapi.InstanceRequest {
+	return adminapi.InstanceRequest{TenantID: tn.id, TenantName: tn.name, Name: name, InstanceType: "enterprise",
+		OdsInstanceContexts:    []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2025"}},
+		OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}}}
+}
+
+// pick is a random instance with one of the statuses, or nil.
+func (s *soak) pick(statuses ...string) *simulator.InstanceState {
+	var ids []int
+	recs := s.records()
+	for id, r := range recs {
+		if slices.Contains(statuses, r.Status) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Ints(ids)
+	r := recs[ids[s.rng.IntN(len(ids))]]
+	return &r
+}
+
+func (s *soak) tenantOf(r *simulator.InstanceState) *soakTenant {
+	for _, tn := range s.tenants {
+		if tn.name == r.TenantName {
+			return tn
+		}
+	}
+	s.t.Fatalf("instance %d of unknown tenant %q", r.ID, r.TenantName)
+	return nil
+}
+
+// operate asks for one operation, as the Admin Console would.
+func (s *soak) operate() {
+	ctx := context.Background()
+	switch n := s.rng.IntN(100); {
+	case n < 35:
+		tn := s.tenant()
+		if _, err := s.console.CreateOdsInstance(ctx, tn.name, s.request(tn, s.freshName())); err != nil {
+			s.t.Fatalf("create: %v", err)
+		}
+		s.ops["create"]++
+	case n < 45:
+		// A name that maps to the database of another request ("School 3"
+		// and "School_3").
+		r := s.pick(adminapi.StatusCompleted, adminapi.StatusPending)
+		if r == nil || !strings.Contains(r.Name, " ") {
+			return
+		}
+		tn := s.tenantOf(r)
+		_, err := s.console.CreateOdsInstance(ctx, tn.name, s.request(tn, strings.ReplaceAll(r.Name, " ", "_")))
+		var apiErr *adminapi.Error
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest:
+			s.ops["create, colliding name, refused by the Admin API"]++
+		case err != nil:
+			s.t.Fatalf("create a colliding name: %v", err)
+		default:
+			s.ops["create, colliding name"]++
+		}
+	case n < 52:
+		s.handMadeAt()
+	case n < 67:
+		r := s.pick(adminapi.StatusCompleted, adminapi.StatusRenameFailed)
+		if r == nil {
+			return
+		}
+		name, kind := s.freshName(), "rename"
+		if prev, ok := s.prevName[r.ID]; ok && s.rng.IntN(3) == 0 {
+			name, kind = prev, "rename back"
+		}
+		if err := s.console.UpdateOdsInstance(ctx, r.TenantName, r.ID, s.request(s.tenantOf(r), name)); err != nil {
+			s.t.Fatalf("rename %d: %v", r.ID, err)
+		}
+		s.prevName[r.ID] = r.Name
+		s.ops[kind]++
+	case n < 82:
+		r := s.pick(adminapi.StatusCompleted)
+		if r == nil {
+			return
+		}
+		kind := "delete"
+		if s.rng.IntN(3) == 0 {
+			// This one fails once at the Admin API: Delete_Failed.
+			s.addFaults(simulator.Fault{Method: "POST", Path: fmt.Sprintf("/adminconsole/instances/%d/deleted", r.ID), Status: 400, Times: 1})
+			kind = "delete, to fail"
+		}
+		if err := s.console.DeleteOdsInstance(ctx, r.TenantName, r.ID); err != nil {
+			s.t.Fatalf("delete %d: %v", r.ID, err)
+		}
+		s.ops[kind]++
+	default:
+		// A delete that failed, set right by an operator and asked again.
+		r := s.pick(adminapi.StatusDeleteFailed)
+		if r == nil {
+			return
+		}
+		s.setStatus(r.ID, adminapi.StatusCompleted)
+		if err := s.console.DeleteOdsInstance(ctx, r.TenantName, r.ID); err != nil {
+			s.t.Fatalf("delete %d again: %v", r.ID, err)
+		}
+		s.ops["delete asked again"]++
+	}
+}
+
+// handMadeAt makes a database by hand under the name a request is about
+// to get, with a marker table, then asks for that request.
+func (s *soak) handMadeAt() {
+	ctx := context.Background()
+	tn, name := s.tenant(), s.freshName()
+	db, err := s.naming.DatabaseName(tn.name, name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := tn.server.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		s.t.Fatalf("hand-made database: %v", err)
+	}
+	marker := fmt.Sprintf("hand-made %d", s.rng.Uint64())
+	c, err := pgx.Connect(ctx, connFor(tn.server, db))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `CREATE TABLE marker (v text); INSERT INTO marker VALUES ('`+marker+`')`); err != nil {
+		s.t.Fatal(err)
+	}
+	c.Close(ctx)
+	h := handMade{tenant: tn.name, name: name, database: db, server: tn.server, marker: marker}
+	if err := tn.server.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, db).Scan(&h.oid); err != nil {
+		s.t.Fatal(err)
+	}
+	s.handMade = append(s.handMade, h)
+	if _, err := s.console.CreateOdsInstance(ctx, tn.name, s.request(tn, name)); err != nil {
+		s.t.Fatalf("create over a hand-made database: %v", err)
+	}
+	s.ops["create over a hand-made database"]++
+}
+
+// connFor is a connection string for database on the server of pool.
+func connFor(pool *pgxpool.Pool, database string) string {
+	cfg := pool.Config().ConnConfig
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", cfg.Host, cfg.Port, cfg.User, database)
+}
+
+// fault injects one fault drawn at random.
+func (s *soak) fault() {
+	consumers := s.running(s.replicas)
+	switch n := s.rng.IntN(9); n {
+	case 0, 1:
+		if len(consumers) == 0 {
+			return
+		}
+		p := consumers[s.rng.IntN(len(consumers))]
+		p.kill9()
+		p.restart()
+		s.injected["SIGKILL consumer"]++
+	case 2:
+		if len(consumers) == 0 {
+			return
+		}
+		p := consumers[s.rng.IntN(len(consumers))]
+		p.signal(syscall.SIGSTOP)
+		s.stopped[p] = time.Now().Add(5 * time.Second) // past its lock
+		s.injected["SIGSTOP consumer"]++
+	case 3:
+		bridges := s.running(s.bridges)
+		if len(bridges) == 0 {
+			return
+		}
+		p := bridges[s.rng.IntN(len(bridges))]
+		if s.rng.IntN(2) == 0 {
+			p.kill9()
+			p.restart()
+			s.injected["SIGKILL bridge"]++
+		} else {
+			p.signal(syscall.SIGSTOP)
+			s.stopped[p] = time.Now().Add(3 * time.Second)
+			s.injected["SIGSTOP bridge"]++
+		}
+	case 4:
+		s.private.Restart()
+		for _, tn := range s.tenants {
+			tn.server.Reset()
+			tn.admin.Reset()
+		}
+		s.injected["PostgreSQL restart (private cluster)"]++
+	case 5:
+		if len(s.down) > 0 {
+			return // one node at a time: the cluster keeps its quorum
+		}
+		leader := s.natsNode(s.streamLeader())
+		leader.kill9()
+		s.down[leader] = time.Now().Add(3 * time.Second)
+		s.injected["NATS stream leader killed and restarted"]++
+	case 6:
+		s.addFaults(simulator.Fault{Path: "/adminconsole/instances/*/*", Method: "POST", Status: 503, Share: 0.3, Times: 10})
+		s.injected["Admin API 5xx"]++
+	case 7:
+		s.addFaults(simulator.Fault{Path: "/adminconsole/instances/*", Method: "GET", Delay: 2500 * time.Millisecond, Share: 0.2, Times: 5})
+		s.injected["Admin API timeouts"]++
+	case 8:
+		s.addFaults(simulator.Fault{Path: "/connect/token", Method: "POST", Status: 503, Times: 3})
+		s.injected["token endpoint 5xx (tokens expire every 3s)"]++
+	}
+}
+
+func (s *soak) running(ps []*proc) []*proc {
+	var out []*proc
+	for _, p := range ps {
+		if _, frozen := s.stopped[p]; !frozen && p.alive() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// resume wakes frozen processes and restarts NATS nodes whose time came.
+func (s *soak) resume(now time.Time) {
+	for p, at := range s.stopped {
+		if !now.Before(at) {
+			p.signal(syscall.SIGCONT)
+			delete(s.stopped, p)
+		}
+	}
+	for p, at := range s.down {
+		if !now.Before(at) {
+			p.restart()
+			delete(s.down, p)
+		}
+	}
+}
+
+// calm ends every fault: processes resume, nodes restart, the fault plan
+// is emptied.
+func (s *soak) calm() {
+	far := time.Now().Add(time.Hour)
+	s.resume(far)
+	s.sys.faults(nil)
+}
+
+func (s *soak) addFaults(f simulator.Fault) {
+	body, _ := json.Marshal([]simulator.Fault{f})
+	resp, err := http.Post(s.simURL+"/_simulator/faults", "application/json", bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		s.t.Fatalf("fault refused: %d", resp.StatusCode)
+	}
+}
+
+func (s *soak) setStatus(id int, status string) {
+	resp, err := http.Post(fmt.Sprintf("%s/_simulator/instances/%d/status", s.simURL, id), "application/json", strings.NewReader(`{"status": "`+status+`"}`))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		s.t.Fatalf("set status of %d: %d", id, resp.StatusCode)
+	}
+}
+
+// pendingStatus is the operation each pending status waits for.
+var pendingStatus = map[string]job.Operation{
+	adminapi.StatusPending:       job.OpCreate,
+	adminapi.StatusPendingRename: job.OpRename,
+	adminapi.StatusPendingDelete: job.OpDelete,
+}
+
+// deadLetters are the dead letters by (tenant, instance, operation).
+func (s *soak) deadLetters(js jetstream.JetStream) map[string][]job.DeadLetter {
+	out := map[string][]job.DeadLetter{}
+	for _, dl := range itest.DeadLetters(s.t, js) {
+		var j job.Job
+		if err := json.Unmarshal(dl.Message, &j); err != nil {
+			continue
+		}
+		k := fmt.Sprintf("%s/%d/%s", j.Tenant, j.InstanceID, j.Operation)
+		out[k] = append(out[k], dl)
+	}
+	return out
+}
+
+// drain waits until the consumer has nothing pending or un-acked and
+// every request is settled or a dead letter; it returns how long it took.
+func (s *soak) drain() time.Duration {
+	start := time.Now()
+	nc, err := nats.Connect(s.natsURL, nats.MaxReconnects(-1))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	testenv.Eventually(s.t, 4*time.Minute, "the system to drain", func() bool {
+		e := s.effects(nil)
+		if e.Pending != 0 || e.AckPending != 0 {
+			return false
+		}
+		dead := s.deadLetters(js)
+		for _, r := range s.records() {
+			if op, pending := pendingStatus[r.Status]; pending && len(dead[fmt.Sprintf("%s/%d/%s", r.TenantName, r.ID, op)]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start)
+}
+
+// check compares every source of truth and returns the violations by kind,
+// and what it counted.
+func (s *soak) check() (violations map[string][]string, info map[string]int) {
+	ctx := context.Background()
+	violations, info = map[string][]string{}, map[string]int{}
+	bad := func(kind, format string, args ...any) {
+		violations[kind] = append(violations[kind], fmt.Sprintf(format, args...))
+	}
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	dead := s.deadLetters(js)
+	recs := s.records()
+	handMade := map[string]bool{}
+	for _, h := range s.handMade {
+		handMade[h.database] = true
+	}
+	for _, tn := range s.tenants {
+		ledger := map[int]string{}
+		rows, err := tn.admin.Query(ctx, `SELECT instance_id, database_name FROM instancemgr.instances WHERE tenant = $1`, tn.name)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int
+			var db string
+			if err := rows.Scan(&id, &db); err != nil {
+				s.t.Fatal(err)
+			}
+			ledger[id] = db
+		}
+		rows.Close()
+		registered := map[string]int{} // database -> dbo rows naming it
+		var css []string
+		rows, err = tn.admin.Query(ctx, `SELECT connectionstring FROM dbo.odsinstances`)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		css, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, cs := range css {
+			c, err := connstr.ParsePostgres(cs)
+			if err != nil {
+				bad("registration_unreadable", "%s: %v", tn.name, err)
+				continue
+			}
+			registered[c.Database]++
+		}
+		oids := map[string]uint32{}
+		rows, err = tn.server.Query(ctx, `SELECT datname, oid FROM pg_database WHERE starts_with(datname, $1)`, s.prefix+"_"+tn.name+"_")
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for rows.Next() {
+			var name string
+			var oid uint32
+			if err := rows.Scan(&name, &oid); err != nil {
+				s.t.Fatal(err)
+			}
+			oids[name] = oid
+		}
+		rows.Close()
+		type resv struct {
+			tenant   string
+			id       int
+			state    string
+			identity string
+		}
+		reservations := map[string]resv{}
+		rows, err = tn.server.Query(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, '') FROM instancemgr.reservations`)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for rows.Next() {
+			var name string
+			var r resv
+			if err := rows.Scan(&name, &r.tenant, &r.id, &r.state, &r.identity); err != nil {
+				s.t.Fatal(err)
+			}
+			reservations[name] = r
+		}
+		rows.Close()
+
+		accounted := map[string]bool{}
+		for _, r := range recs {
+			if r.TenantName != tn.name {
+				continue
+			}
+			info["requests "+r.Status]++
+			switch r.Status {
+			case adminapi.StatusCompleted:
+				want, err := s.naming.DatabaseName(tn.name, r.Name)
+				if err != nil {
+					bad("completed_bad_name", "%s/%d %q: %v", tn.name, r.ID, r.Name, err)
+					continue
+				}
+				accounted[want] = true
+				oid, ok := oids[want]
+				res := reservations[want]
+				switch {
+				case !ok:
+					bad("completed_without_database", "%s/%d: %q is missing", tn.name, r.ID, want)
+				case ledger[r.ID] != want:
+					bad("ledger_elsewhere", "%s/%d: ledger %q, database %q", tn.name, r.ID, ledger[r.ID], want)
+				case registered[want] != 1:
+					bad("registration_count", "%s/%d: %d registrations name %q", tn.name, r.ID, registered[want], want)
+				case res.tenant != tn.name || res.id != r.ID || res.state != "made" || res.identity != strconv.FormatUint(uint64(oid), 10):
+					bad("reservation_mismatch", "%s/%d: %q reserved %+v, oid %d", tn.name, r.ID, want, res, oid)
+				}
+			case adminapi.StatusDeleted:
+				if db, ok := ledger[r.ID]; ok {
+					bad("deleted_leftover", "%s/%d: ledger still names %q", tn.name, r.ID, db)
+				}
+				for name, res := range reservations {
+					if _, exists := oids[name]; exists && res.tenant == tn.name && res.id == r.ID {
+						bad("deleted_leftover", "%s/%d: %q still exists", tn.name, r.ID, name)
+					}
+				}
+			case adminapi.StatusRenameFailed, adminapi.StatusDeleteFailed:
+				db := ledger[r.ID]
+				accounted[db] = true
+				_, ok := oids[db]
+				switch {
+				case !ok && r.Status == adminapi.StatusDeleteFailed:
+					// The Admin API refused "deleted" after the drop: the
+					// database is gone and the registration waits for the
+					// delete to be asked again (it removes what is left).
+					info["Delete_Failed after the drop"]++
+				case !ok || registered[db] != 1:
+					bad("failed_request_inconsistent", "%s/%d %s: ledger %q, exists %v, %d registrations", tn.name, r.ID, r.Status, db, ok, registered[db])
+				}
+			default:
+				op := pendingStatus[r.Status]
+				dls := dead[fmt.Sprintf("%s/%d/%s", tn.name, r.ID, op)]
+				if len(dls) == 0 {
+					bad("request_unsettled", "%s/%d %s: no dead letter", tn.name, r.ID, r.Status)
+					continue
+				}
+				last := dls[len(dls)-1]
+				if last.Reason == "" || last.Code == "" {
+					bad("dead_letter_without_reason", "%s/%d: %+v", tn.name, r.ID, last)
+				}
+				info["dead letters "+last.Code]++
+				if db, ok := ledger[r.ID]; ok {
+					accounted[db] = true // a rename or delete that failed: the database stays
+				}
+			}
+		}
+		for name := range oids {
+			res, reserved := reservations[name]
+			switch {
+			case accounted[name], handMade[name]:
+			case reserved && res.tenant == tn.name && pendingStatus[recs[res.id].Status] == job.OpCreate:
+				info["databases left by dead-lettered creates"]++
+			default:
+				bad("unaccounted_database", "%s: %q (reservation %+v)", tn.name, name, res)
+			}
+		}
+	}
+	for _, h := range s.handMade {
+		var oid uint32
+		if err := h.server.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, h.database).Scan(&oid); err != nil || oid != h.oid {
+			bad("hand_made_touched", "%q: oid %d (%v), want %d", h.database, oid, err, h.oid)
+			continue
+		}
+		c, err := pgx.Connect(ctx, connFor(h.server, h.database))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var got string
+		err = c.QueryRow(ctx, `SELECT v FROM marker`).Scan(&got)
+		c.Close(ctx)
+		if err != nil || got != h.marker {
+			bad("hand_made_touched", "%q: marker %q (%v)", h.database, got, err)
+		}
+	}
+	for _, server := range []*pgxpool.Pool{s.tenants[0].server, s.tenants[2].server} {
+		var n int
+		if err := server.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, provisioning.ScratchPrefix).Scan(&n); err != nil {
+			s.t.Fatal(err)
+		}
+		if n > 0 {
+			bad("scratch_left", "%d scratch copies on a server", n)
+		}
+	}
+	return violations, info
+}
+
+// table prints what the soak did and found, in the form of
+// docs/reliability.md.
+func (s *soak) table(took, drained time.Duration, violations map[string][]string, info map[string]int) {
+	e := s.effects(nil)
+	var b strings.Builder
+	fmt.Fprintf(&b, "SOAK %s, drained in %s, %d deliveries\n\n| what | kind | count |\n|---|---|---|\n", took.Round(time.Second), drained.Round(100*time.Millisecond), e.Deliveries)
+	row := func(what string, m map[string]int) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "| %s | %s | %d |\n", what, k, m[k])
+		}
+	}
+	row("operation", s.ops)
+	row("fault", s.injected)
+	row("outcome", info)
+	v := map[string]int{}
+	for k, list := range violations {
+		v[k] = len(list)
+	}
+	if len(v) == 0 {
+		v["none"] = 0
+	}
+	row("violation", v)
+	s.t.Log(b.String())
+}
