@@ -430,12 +430,14 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	if err != nil {
 		return false, err
 	}
-	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context, _ string) error { return e.rename(ctx, stmts, old, new) })
+	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context, identity string) error {
+		return e.rename(ctx, guarded(stmts), old, new, identity)
+	})
 }
 
-// rename runs the rename statements, retrying while sessions are in the
-// way, for SessionWait.
-func (e *Engine) rename(ctx context.Context, stmts []string, old, new string) error {
+// rename runs the rename batch, guarded by old's identity, retrying while
+// sessions are in the way, for SessionWait.
+func (e *Engine) rename(ctx context.Context, batch, old, new, identity string) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxElapsedTime = e.SessionWait
@@ -445,12 +447,36 @@ func (e *Engine) rename(ctx context.Context, stmts []string, old, new string) er
 				return err
 			}
 		}
-		return e.execAll(ctx, stmts, old)
+		return e.execGuarded(ctx, batch, old, identity)
 	}
 	if err := backoff.Retry(op, backoff.WithContext(bo, ctx)); err != nil {
+		if errors.Is(err, provisioning.ErrConflict) {
+			return fmt.Errorf("rename database %q to %q: %w", old, new, err)
+		}
 		return fmt.Errorf("rename database %q to %q: %w", old, new, classify(err))
 	}
 	return nil
+}
+
+// execGuarded runs a guarded batch on database (the identity it must
+// have). A database that is not the system's is ErrConflict, untouched.
+// When a statement after the guard fails, the database is let out of
+// single-user mode again, so a failed attempt does not lock its users out.
+func (e *Engine) execGuarded(ctx context.Context, batch, database, identity string) error {
+	_, err := e.db.ExecContext(ctx, batch, database, identity)
+	switch {
+	case err == nil:
+		return nil
+	case hasNumber(err, errNotMade):
+		return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (%s); nothing is done to it", provisioning.ErrConflict, database, identity))
+	}
+	if q, qerr := quoteName(database); qerr == nil {
+		_, _ = e.db.ExecContext(context.WithoutCancel(ctx), "IF DB_ID(@p1) IS NOT NULL ALTER DATABASE "+q+" SET MULTI_USER", database)
+	}
+	if errors.Is(classify(err), provisioning.ErrTransient) {
+		return err
+	}
+	return backoff.Permanent(err)
 }
 
 // noSessions is the wait policy's check: other sessions on the database
@@ -495,11 +521,14 @@ func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioni
 	if err != nil {
 		return false, err
 	}
-	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, _ string) error {
-		if err := e.execAll(ctx, stmts, name); err != nil {
+	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
+		if err := e.execGuarded(ctx, guarded(stmts), name, identity); err != nil {
 			var p *backoff.PermanentError
 			if errors.As(err, &p) {
 				err = p.Err
+			}
+			if errors.Is(err, provisioning.ErrConflict) {
+				return fmt.Errorf("drop database %q: %w", name, err)
 			}
 			return fmt.Errorf("drop database %q: %w", name, classify(err))
 		}

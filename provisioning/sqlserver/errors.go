@@ -11,10 +11,11 @@ import (
 
 // SQL Server error numbers the engine and registry act on.
 const (
-	errDatabaseExists = 1801 // CREATE DATABASE (or MODIFY NAME to) a name that exists
-	errNoSuchDatabase = 911  // a database of that name does not exist
-	errUniqueKey      = 2627 // PRIMARY KEY or UNIQUE constraint
-	errUniqueIndex    = 2601 // unique index
+	errDatabaseExists = 1801  // CREATE DATABASE (or MODIFY NAME to) a name that exists
+	errNoSuchDatabase = 911   // a database of that name does not exist
+	errNotMade        = 51002 // guardSQL: the database is not the one the system made
+	errUniqueKey      = 2627  // PRIMARY KEY or UNIQUE constraint
+	errUniqueIndex    = 2601  // unique index
 )
 
 // transientNumbers heal by waiting: sessions in the way, locks, deadlocks,

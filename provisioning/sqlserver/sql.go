@@ -116,7 +116,17 @@ func renameScratchSQL(scratch, name string) (string, error) {
 // other database has while it exists, with its create_date, which tells a
 // later database given the same (reused) id from it.
 const (
-	identitySQL = `SELECT CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126)) FROM sys.databases WHERE name = @p1`
+	identityExpr = `CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126))`
+	identitySQL  = `SELECT ` + identityExpr + ` FROM sys.databases WHERE name = @p1`
+	// guardSQL begins a batch that must act only on the database the
+	// system made: unless the database named @p1 has the identity @p2, it
+	// throws errNotMade before any statement after it runs. The check and
+	// the statements are one batch, one round trip: SQL Server runs DDL
+	// on databases outside any transaction, so this is as close as the
+	// check can get to the statements.
+	guardSQL = `IF NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = @p1 AND ` + identityExpr + ` = @p2)
+    THROW 51002, N'instancemgr: the database under this name is not the one it made', 1;
+`
 	setStateSQL = `UPDATE instancemgr.reservations SET state = @p4, database_identity = COALESCE(NULLIF(@p5, N''), database_identity), updated_at = SYSUTCDATETIME()
 WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3`
 	markMakingSQL = `UPDATE instancemgr.reservations SET state = 'making', updated_at = SYSUTCDATETIME()
@@ -127,6 +137,9 @@ WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND insta
 	importSQL = `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity)
 VALUES (@p1, @p2, @p3, 'made', (` + identitySQL + `))`
 )
+
+// guarded is the statements as one batch behind guardSQL.
+func guarded(stmts []string) string { return guardSQL + strings.Join(stmts, ";\n") + ";" }
 
 // dropSQL drops a database after ending its sessions.
 func dropSQL(name string) ([]string, error) {

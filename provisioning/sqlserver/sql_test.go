@@ -58,6 +58,23 @@ func TestStatementsQuoteEveryName(t *testing.T) {
 	if drop[0] != "ALTER DATABASE [d]]] SET SINGLE_USER WITH ROLLBACK IMMEDIATE" || drop[1] != "DROP DATABASE [d]]]" {
 		t.Errorf("drop: %q", drop)
 	}
+	// Renames and drops run as one batch behind the identity guard: the
+	// check and the statements in one round trip, nothing run on a
+	// database that is not the one the system made.
+	wantGuard := "IF NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = @p1 AND CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126)) = @p2)\n" +
+		"    THROW 51002, N'instancemgr: the database under this name is not the one it made', 1;\n"
+	if g := guarded(drop); g != wantGuard+"ALTER DATABASE [d]]] SET SINGLE_USER WITH ROLLBACK IMMEDIATE;\nDROP DATABASE [d]]];" {
+		t.Errorf("guarded drop:\n%s", g)
+	}
+	if g := guarded(rename); !strings.HasPrefix(g, wantGuard) || !strings.HasSuffix(g, "ALTER DATABASE [new] SET MULTI_USER;") {
+		t.Errorf("guarded rename:\n%s", g)
+	}
+	if s, _ := renameScratchSQL("instancemgr_copy_ab", "n]"); s != "ALTER DATABASE [instancemgr_copy_ab] MODIFY NAME = [n]]]" {
+		t.Errorf("publish a copy: %q", s)
+	}
+	if identitySQL != "SELECT CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126)) FROM sys.databases WHERE name = @p1" {
+		t.Errorf("identity: %s", identitySQL)
+	}
 	if s, _ := copySQL("new", "tmpl]"); s != "CREATE DATABASE [new] AS COPY OF [tmpl]]]" {
 		t.Errorf("copy: %q", s)
 	}
@@ -187,5 +204,23 @@ func TestInventoryStatements(t *testing.T) {
 	}
 	if statements.Rows != "SELECT OdsInstanceId, Name, COALESCE(InstanceType, N'') FROM dbo.OdsInstances ORDER BY OdsInstanceId" {
 		t.Errorf("rows: %s", statements.Rows)
+	}
+}
+
+// The reservation statements keep the identity protocol's rules in SQL:
+// an empty identity keeps the recorded one, making is set only from
+// reserved, a reservation is kept while its scratch copy exists, and an
+// imported one records the identity of the database under its name.
+func TestReservationStatements(t *testing.T) {
+	for _, c := range []struct{ name, stmt, want string }{
+		{"set state", setStateSQL, "database_identity = COALESCE(NULLIF(@p5, N''), database_identity)"},
+		{"set state", setStateSQL, "database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3"},
+		{"mark making", markMakingSQL, "AND state = 'reserved'"},
+		{"release", releaseSQL, "(state = 'reserved' OR DB_ID(@p1) IS NULL) AND DB_ID(@p4) IS NULL"},
+		{"import", importSQL, "'made', (" + identitySQL + ")"},
+	} {
+		if !strings.Contains(c.stmt, c.want) {
+			t.Errorf("%s lacks %q:\n%s", c.name, c.want, c.stmt)
+		}
 	}
 }
