@@ -256,6 +256,8 @@ type Row struct {
 type Inventory interface {
 	// Databases lists every database on the server, by name.
 	Databases(ctx context.Context) ([]string, error)
+	// Identities is every database's identity (Inspector.Identity), by name.
+	Identities(ctx context.Context) (map[string]string, error)
 	// Reservations lists the server's reservations, by name; none when the
 	// system has never reserved anything there.
 	Reservations(ctx context.Context) ([]Listed, error)

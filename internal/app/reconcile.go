@@ -42,6 +42,7 @@ type entryInventory struct {
 	engine       string
 	inv          provisioning.Inventory
 	databases    []string
+	identities   map[string]string
 	reservations []provisioning.Listed
 	records      []provisioning.Record
 	rows         map[int]provisioning.Row
@@ -205,6 +206,9 @@ func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, l
 	if e.databases, err = e.inv.Databases(ctx); err != nil {
 		return nil, err
 	}
+	if e.identities, err = e.inv.Identities(ctx); err != nil {
+		return nil, err
+	}
 	if e.reservations, err = e.inv.Reservations(ctx); err != nil {
 		return nil, err
 	}
@@ -224,7 +228,7 @@ func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, l
 
 // tenant is one tenant's share of what was read of its entry.
 func (e *entryInventory) tenant(cfg *config.Config, name string, instances []adminapi.WorkerInstance) reconcile.Tenant {
-	t := reconcile.Tenant{Name: name, Engine: e.engine, Instances: instances, Rows: e.rows, Databases: e.databases,
+	t := reconcile.Tenant{Name: name, Engine: e.engine, Instances: instances, Rows: e.rows, Databases: e.databases, Identities: e.identities,
 		AdminAPIRegisters: cfg.Provisioning.Registration == config.RegistrationAdminAPI, AllowDelete: cfg.Provisioning.AllowDelete}
 	inLedger := map[string]bool{}
 	for _, r := range e.records {

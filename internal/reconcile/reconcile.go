@@ -97,6 +97,9 @@ type Tenant struct {
 	Reservations []provisioning.Listed
 	// Databases are every database on the tenant's server.
 	Databases []string
+	// Identities are their identities, by name; a database whose identity
+	// differs from the one its reservation recorded is not the system's.
+	Identities map[string]string
 	// Foreign are the databases of the server that match the naming
 	// pattern for this tenant, are not protected, and that nobody reserved.
 	Foreign []string
@@ -349,10 +352,16 @@ func (c *checker) ledgerEntries(ctx context.Context) {
 		}
 		if exists {
 			res, ok := c.byName[strings.ToLower(rec.Database)]
-			if err := provisioning.CheckMade(res.Reservation, ok, rec.Database, rec.Owner()); err != nil {
+			err := provisioning.CheckMade(res.Reservation, ok, rec.Database, rec.Owner())
+			switch {
+			case err != nil:
 				c.add(Difference{InstanceID: rec.InstanceID, Kind: UnreservedDatabase, Database: rec.Database,
 					Detail:  "the ledger names this database, but " + strings.TrimPrefix(err.Error(), provisioning.ErrConflict.Error()+": "),
 					Command: "start a consumer: on first use of the tenant it reserves every ledger database as made; if another request holds the name, resolve it by hand (README, \"Resolving a conflict\")"})
+			case c.swapped(res):
+				c.add(Difference{InstanceID: rec.InstanceID, Kind: ForeignDatabase, Database: rec.Database,
+					Detail:  fmt.Sprintf("the ledger names this database, but it is not the one instancemgr made (identity %s, instancemgr made %s): it was dropped and another made under its name; every job refuses to touch it", c.t.Identities[rec.Database], res.Identity),
+					Command: "decide whose it is: if it is the instance's (restored from a backup, say), record its identity by hand: " + c.sqlRecordIdentity(res)})
 			}
 		}
 		if !c.t.AdminAPIRegisters && known && i.Status == adminapi.StatusCompleted {
@@ -369,6 +378,13 @@ func (c *checker) ledgerEntries(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// swapped reports whether the database under a made reservation's name is
+// not the one the reservation recorded.
+func (c *checker) swapped(res provisioning.Listed) bool {
+	current, ok := c.t.Identities[res.Database]
+	return ok && res.State == provisioning.StateMade && res.Identity != "" && current != res.Identity
 }
 
 // reservations checks each of the tenant's reservations that no ledger
@@ -391,13 +407,18 @@ func (c *checker) reservations(ctx context.Context) {
 			c.add(Difference{InstanceID: id, Kind: ForeignDatabase, Database: res.Database,
 				Detail:  fmt.Sprintf("reserved for instance %d (%s), but the database exists and instancemgr never made it: its create or rename will end as a conflict", id, statusText),
 				Command: "decide whose it is: rename it out of the way (it is not the system's), or, if it is this instance's, mark it made: " + c.sqlMarkMade(res)})
+		case exists && c.swapped(res):
+			c.add(Difference{InstanceID: id, Kind: ForeignDatabase, Database: res.Database,
+				Detail:  fmt.Sprintf("reserved for instance %d (%s) as made, but the database under this name is not the one instancemgr made (identity %s, instancemgr made %s)", id, statusText, c.t.Identities[res.Database], res.Identity),
+				Command: "decide whose it is: rename it out of the way (it is not the system's), or, if it is this instance's, record its identity by hand: " + c.sqlRecordIdentity(res)})
 		case exists && c.liveJob(ctx, id):
 			// Being made or renamed right now.
-		case exists && res.State == provisioning.StateMaking && !c.sqlServer():
-			// PostgreSQL gives the system's copy its name only as it marks
-			// the reservation made.
+		case exists && res.State == provisioning.StateMaking && (res.Identity == "" || c.t.Identities[res.Database] != res.Identity):
+			// The system's copy gets the name only once its identity is
+			// recorded (PostgreSQL: as it is marked made; SQL Server: before
+			// it is renamed), so this is not it.
 			c.add(Difference{InstanceID: id, Kind: ForeignDatabase, Database: res.Database,
-				Detail:  fmt.Sprintf("reserved for instance %d (%s) and marked making, but the database under this name is not instancemgr's copy (that gets the name only as it is marked made): someone else made it meanwhile, or an instancemgr before the publish protocol stopped between CREATE DATABASE and marking it made", id, statusText),
+				Detail:  fmt.Sprintf("reserved for instance %d (%s) and marked making, but the database under this name is not instancemgr's copy (that gets the name only once its identity is recorded): someone else made it meanwhile, or an instancemgr before the publish protocol stopped between CREATE DATABASE and marking it made", id, statusText),
 				Command: "decide whose it is: rename it out of the way (it is not the system's), or, if it is this instance's, mark it made: " + c.sqlMarkMade(res)})
 		case exists:
 			d := Difference{InstanceID: id, Kind: OrphanDatabase, Database: res.Database}

@@ -170,12 +170,17 @@ func TestMakingReservationsOnPostgres(t *testing.T) {
 	if kinds(got) != "foreign_database" || !strings.Contains(got[0].Detail, "not instancemgr's copy") {
 		t.Fatalf("a database under a name marked making: %+v", got)
 	}
-	// On SQL Server the copy is made under its own name: it may be the
-	// system's, stopped before it was marked made.
+	// On SQL Server a copy renamed to its name and not yet marked made has
+	// the identity the reservation recorded: the system's.
 	tn.Engine = "sqlserver"
-	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "orphan_database" {
-		t.Fatalf("on SQL Server: %+v", got)
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "foreign_database" {
+		t.Fatalf("on SQL Server, no identity recorded: %+v", got)
 	}
+	tn.Reservations[0].Identity, tn.Identities = "7@2026-12-02T10:00:00", map[string]string{"EdFi_Ods_x": "7@2026-12-02T10:00:00"}
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "orphan_database" {
+		t.Fatalf("on SQL Server, the recorded copy: %+v", got)
+	}
+	tn.Reservations[0].Identity, tn.Identities = "", nil
 
 	tn.Engine = "postgres"
 	copyName := provisioning.ScratchName(res)
@@ -187,5 +192,30 @@ func TestMakingReservationsOnPostgres(t *testing.T) {
 	tn.Databases = nil
 	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "stale_reservation" {
 		t.Fatalf("making with nothing left: %+v", got)
+	}
+}
+
+// A database under a made name whose identity is not the recorded one was
+// dropped and replaced: reported as foreign, for the ledger's database and
+// for a reservation no ledger entry explains, never as the system's.
+func TestSwappedDatabasesAreForeign(t *testing.T) {
+	res := provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateMade, Identity: "100"}
+	tn := Tenant{Name: "t1", Engine: "postgres", AdminAPIRegisters: true,
+		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusCompleted}},
+		Ledger:       []provisioning.Record{{Tenant: "t1", InstanceID: 7, Database: "EdFi_Ods_x"}},
+		Reservations: []provisioning.Listed{{Reservation: res}},
+		Databases:    []string{"EdFi_Ods_x"},
+		Identities:   map[string]string{"EdFi_Ods_x": "100"}}
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); len(got) != 0 {
+		t.Fatalf("the system's own database: %+v", got)
+	}
+	tn.Identities["EdFi_Ods_x"] = "200"
+	got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{})
+	if kinds(got) != "foreign_database" || !strings.Contains(got[0].Detail, "not the one instancemgr made") || !strings.Contains(got[0].Command, "database_identity = NULL") {
+		t.Fatalf("a swapped ledger database: %+v", got)
+	}
+	tn.Ledger, tn.Instances = nil, []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}}
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "foreign_database" {
+		t.Fatalf("a swapped database under a reservation alone: %+v", got)
 	}
 }

@@ -36,6 +36,13 @@ func (c *checker) sqlMarkMade(res provisioning.Listed) string {
 	return "UPDATE instancemgr.reservations SET state = 'made' WHERE " + c.reservationWhere(res) + " (in the server's maintenance database)"
 }
 
+// sqlRecordIdentity clears a made reservation's identity: the next job
+// takes the database under the name for the system's, as a reservation
+// of an earlier version is taken, and records its identity.
+func (c *checker) sqlRecordIdentity(res provisioning.Listed) string {
+	return "UPDATE instancemgr.reservations SET database_identity = NULL WHERE " + c.reservationWhere(res) + " (in the server's maintenance database; the next job records the database now under the name)"
+}
+
 // sqlDrop drops a database and then its reservation.
 func (c *checker) sqlDrop(res provisioning.Listed) string {
 	drop := "DROP DATABASE " + c.ident(res.Database) + " WITH (FORCE)"

@@ -45,12 +45,22 @@ func TestInventoryListsAndReleasesOnlyUnusedReservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ids, err := ro.Identities(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	states := map[string]provisioning.ReservationState{}
 	for _, l := range all {
 		if l.Updated.IsZero() {
 			t.Errorf("reservation %q without a time", l.Database)
 		}
 		states[l.Database] = l.State
+		if l.Database == made && (l.Identity == "" || ids[made] != l.Identity) {
+			t.Errorf("the made database's identity %q, listed %q", l.Identity, ids[made])
+		}
+	}
+	if _, ok := ids[reserved]; ok {
+		t.Errorf("an identity for %q, which does not exist", reserved)
 	}
 	if states[made] != provisioning.StateMade || states[reserved] != provisioning.StateReserved || states[other] != provisioning.StateReserved {
 		t.Fatalf("reservations: %v", states)

@@ -176,6 +176,21 @@ func (e *Engine) Databases(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// Identities implements provisioning.Inventory.
+func (e *Engine) Identities(ctx context.Context) (map[string]string, error) {
+	rows, err := e.pool.Query(ctx, `SELECT datname, oid::text FROM pg_catalog.pg_database`)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", transient(err))
+	}
+	out := map[string]string{}
+	var name, id string
+	_, err = pgx.ForEachRow(rows, []any{&name, &id}, func() error { out[name] = id; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", transient(err))
+	}
+	return out, nil
+}
+
 // Reservations implements provisioning.Inventory.
 func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error) {
 	if e.noReservations {

@@ -11,6 +11,7 @@ import (
 const (
 	tableExistsSQL   = `SELECT CAST(CASE WHEN OBJECT_ID(@p1, N'U') IS NULL THEN 0 ELSE 1 END AS bit)`
 	databasesSQL     = `SELECT name FROM sys.databases ORDER BY name`
+	identitiesSQL    = `SELECT name, ` + identityExpr + ` FROM sys.databases`
 	reservationsSQL  = `SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations ORDER BY database_name`
 	releaseUnusedSQL = `DELETE FROM instancemgr.reservations
 WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND state = 'reserved'
@@ -33,6 +34,27 @@ func (e *Engine) Databases(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("list databases: %w", classify(err))
 		}
 		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list databases: %w", classify(err))
+	}
+	return out, nil
+}
+
+// Identities implements provisioning.Inventory.
+func (e *Engine) Identities(ctx context.Context) (map[string]string, error) {
+	rows, err := e.db.QueryContext(ctx, identitiesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", classify(err))
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, id string
+		if err := rows.Scan(&name, &id); err != nil {
+			return nil, fmt.Errorf("list databases: %w", classify(err))
+		}
+		out[name] = id
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list databases: %w", classify(err))
