@@ -219,11 +219,9 @@ func newSys(t *testing.T, o sysOptions) *sys {
 	}
 	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, o.pgURL)}
 	s.prefix, s.pg = s.world.Prefix, s.world.PG
-	ctx := context.Background()
 	master, template := s.world.Master, s.world.Template
 	var adminDB string
 	s.admin, adminDB = s.world.AdminDatabase(t, "admin")
-	var err error
 
 	replicas := 1
 	if o.cluster {
@@ -255,15 +253,23 @@ tenants:
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	s.connectConsole(secret)
+	return s
+}
+
+// connectConsole is the Admin Console's client of the simulator, once the
+// simulator answers.
+func (s *sys) connectConsole(secret string) {
+	s.t.Helper()
+	var err error
 	s.console, err = adminapi.New(adminapi.Config{BaseURL: s.simURL, TokenURL: s.simURL + "/connect/token", ClientID: "worker", ClientSecret: secret, MaxAttempts: 10, RetryBaseDelay: 50 * time.Millisecond})
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "the simulator to answer", func() bool {
-		_, err := s.console.Tenants(ctx)
+	testenv.Eventually(s.t, 30*time.Second, "the simulator to answer", func() bool {
+		_, err := s.console.Tenants(context.Background())
 		return err == nil
 	})
-	return s
 }
 
 // startCluster runs three nats-server nodes routed to each other.

@@ -201,14 +201,7 @@ tenants:
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.console, err = adminapi.New(adminapi.Config{BaseURL: s.simURL, TokenURL: s.simURL + "/connect/token", ClientID: "worker", ClientSecret: secret, MaxAttempts: 10, RetryBaseDelay: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 30*time.Second, "the simulator to answer", func() bool {
-		_, err := s.console.Tenants(ctx)
-		return err == nil
-	})
+	s.connectConsole(secret)
 	// Two replicas with slow jobs (faults land mid-job), one whose lock is
 	// shorter than its work (no heartbeat, jobs longer than the ack wait).
 	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms")
