@@ -35,6 +35,8 @@ func TestOwnershipModelChecks(t *testing.T) {
 		{name: "create", defines: []string{"-DSCENARIO=1"}},
 		{name: "rename", defines: []string{"-DSCENARIO=2"}},
 		{name: "drop", defines: []string{"-DSCENARIO=3"}},
+		{name: "staged create (SQL Server)", defines: []string{"-DSCENARIO=4"}},
+		{name: "staged create that adopts on duplicate", defines: []string{"-DSCENARIO=4", "-DADOPT_ON_DUPLICATE"}, errors: true},
 		{name: "create that adopts on duplicate", defines: []string{"-DSCENARIO=1", "-DADOPT_ON_DUPLICATE"}, errors: true},
 		{name: "drop by name after the check", defines: []string{"-DSCENARIO=3", "-DDROP_BY_NAME"}, errors: true},
 	}

@@ -23,8 +23,11 @@
  *                    oid check, new name made)
  *   tomb_tx          postgres Engine.DropDatabase's transaction (rename to
  *                    the scratch name, oid check), then drop_scratch
+ *   record, rename_scratch  MakeStaged's SetState(making, identity) and
+ *                    Stager.RenameScratch (sqlserver/engine.go)
  * and the proctypes stand for provisioning.MakePublished (Create),
- * provisioning.Move (Rename) and provisioning.Drop (Drop).
+ * provisioning.MakeStaged (CreateStaged), provisioning.Move (Rename) and
+ * provisioning.Drop (Drop).
  *
  * What is checked: every database the system adopts, marks made, renames
  * or drops is one the system itself copied (sysmade), and a database the
@@ -33,7 +36,7 @@
  * `spin -a -DSCENARIO=n ownership.pml && cc -DSAFETY pan.c && ./pan` must
  * report no errors; with -DADOPT_ON_DUPLICATE (the bug the publish
  * protocol removed: a database under a making name taken for the
- * system's) scenario 1 must give a counterexample, and with
+ * system's) scenarios 1 and 4 must give a counterexample, and with
  * -DDROP_BY_NAME (a drop that checks the identity and then drops by name,
  * two statements) scenario 3 must. provisioning/model_test.go runs them.
  */
@@ -137,6 +140,83 @@ done:
 	skip
 }
 
+/* MakeStaged for owner o (SQL Server): the copy's identity is recorded
+ * while making, then the copy is renamed (a statement of its own), then
+ * the name is marked made. */
+proctype CreateStaged(byte o) {
+	byte st, id, cur, copyid;
+	atomic {
+		if
+		:: r_owner == NONE -> r_owner = o; r_state = RESERVED; r_ident = 0
+		:: r_owner == o -> skip
+		:: else -> goto done
+		fi
+	}
+	CRASH;
+	atomic {
+		if
+		:: r_owner != o -> goto done
+		:: else -> st = r_state; id = r_ident
+		fi
+	}
+	cur = nm;
+	if
+	:: cur != 0 ->
+#ifdef ADOPT_ON_DUPLICATE
+		if
+		:: st != RESERVED -> assert(sysmade[cur]); goto done
+		:: else -> goto done
+		fi;
+#endif
+		if
+		:: st == MAKING && id != 0 && id == cur ->
+			assert(sysmade[cur]); /* renamed by a dead delivery: mark made */
+			atomic { if :: r_owner == o -> r_state = MADE :: else fi }
+		:: st == MADE && id == cur -> assert(sysmade[cur]) /* adopted */
+		:: st == MAKING -> atomic { scr[o] = 0 }
+		:: else -> skip
+		fi;
+		goto done
+	:: else
+	fi;
+	CRASH;
+	atomic { if :: r_owner == o && r_state == RESERVED -> r_state = MAKING :: else fi }
+	CRASH;
+	atomic { if :: scr[o] == 0 && nextid < MAXID -> newdb(scr[o], true) :: else fi }
+	CRASH;
+	copyid = scr[o];
+	if
+	:: copyid == 0 -> goto meanwhile
+	:: else
+	fi;
+	/* record the copy's identity, still making */
+	atomic { if :: r_owner == o -> r_state = MAKING; r_ident = copyid :: else -> goto done fi }
+	CRASH;
+	/* rename the copy to NAME */
+	atomic {
+		if
+		:: scr[o] == 0 || nm != 0 -> goto meanwhile
+		:: else -> assert(sysmade[scr[o]]); nm = scr[o]; scr[o] = 0
+		fi
+	}
+	CRASH;
+	atomic { if :: r_owner == o -> r_state = MADE :: else fi }
+	goto done;
+meanwhile:
+	/* another delivery renamed a copy first: the system's only when the
+	 * database under NAME is the copy recorded last */
+	atomic {
+		if
+		:: r_owner == o && r_ident != 0 && nm == r_ident -> assert(sysmade[nm]); r_state = MADE
+		:: else -> skip
+		fi
+	}
+	CRASH;
+	atomic { if :: scr[o] != 0 && scr[o] != r_ident -> scr[o] = 0 :: else fi }
+done:
+	skip
+}
+
 /* Move NAME -> NAME2 for owner 1; its rename is one transaction. */
 proctype Rename() {
 	byte st, id, st2, id2, cur, cur2;
@@ -230,10 +310,11 @@ proctype Foreign() {
 	od
 }
 
-/* Three scenarios, each checked on its own to keep the state space small:
+/* Four scenarios, each checked on its own to keep the state space small:
  * the create (two deliveries of A, one of B wanting the same name), the
- * rename of A's database (two deliveries) and its drop (two deliveries),
- * each with the foreign actor. -DSCENARIO=1, 2 or 3. */
+ * rename of A's database (two deliveries), its drop (two deliveries), and
+ * the staged create of SQL Server (as the first), each with the foreign
+ * actor. -DSCENARIO=1, 2, 3 or 4. */
 #ifndef SCENARIO
 #define SCENARIO 1
 #endif
@@ -250,6 +331,9 @@ init {
 #if SCENARIO == 3
 		newdb(nm2, true); r2_owner = 1; r2_state = MADE; r2_ident = nm2;
 		run Drop(); run Drop();
+#endif
+#if SCENARIO == 4
+		run CreateStaged(1); run CreateStaged(1); run CreateStaged(2);
 #endif
 		run Foreign()
 	}
