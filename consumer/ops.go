@@ -369,8 +369,13 @@ func (h renameHandler) moved(ctx context.Context, j job.Job) (moved *provisionin
 		return nil, "", nil
 	}
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
-	if err != nil || rec.Generation != j.Generation || rec.Database == newDB {
-		return nil, "", nil // not recorded, or stale: recordFailure settles it
+	switch {
+	case errors.Is(err, provisioning.ErrNotRecorded):
+		return nil, "", nil // recordFailure reports it alone
+	case err != nil:
+		return nil, "", err // try again rather than record a guess
+	case rec.Generation != j.Generation || rec.Database == newDB:
+		return nil, "", nil // stale, or nothing moved: recordFailure settles it
 	}
 	if oldExists, err := tg.Engine.DatabaseExists(ctx, rec.Database); err != nil || oldExists {
 		return nil, "", err
