@@ -38,8 +38,15 @@ type Options struct {
 	Registration string
 	// AdminDatabases maps a tenant name (case-insensitive) to the pgx
 	// connection string of its EdFi_Admin; "*" serves every tenant without
-	// an entry of its own. Required with RegistrationAdminAPI.
+	// an entry of its own. Required with RegistrationAdminAPI and Manage.
 	AdminDatabases map[string]string
+	// Manage serves the newest Admin API's instance management
+	// (/v2/odsInstances/manage, /v3/dataStores/manage) on the manage rows
+	// of each tenant's EdFi_Admin (manage.go).
+	Manage bool
+	// ManageDisabled is that Admin API's EnableDataStoreManagement false:
+	// every manage route answers 400.
+	ManageDisabled bool
 }
 
 // The engines an Admin API can run on (Options.Engine).
@@ -78,6 +85,9 @@ func (o Options) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("registration %q is neither %s nor %s", o.Registration, RegistrationWorker, RegistrationAdminAPI))
 	}
+	if o.Manage && len(o.AdminDatabases) == 0 {
+		errs = append(errs, errors.New("manage needs the EdFi_Admin database of each tenant (AdminDatabases): the manage rows live there"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("simulator options: %w", err)
 	}
@@ -107,8 +117,10 @@ type Simulator struct {
 	faultSeq    uint64
 	statePath   string // set by Persist
 
-	maxName int             // longest instance name, by engine
-	admin   *adminDatabases // nil unless the simulator registers (RegistrationAdminAPI)
+	maxName   int              // longest instance name, by engine
+	admin     *adminDatabases  // nil unless the simulator registers (RegistrationAdminAPI)
+	manageDBs *manageDatabases // nil unless it serves the manage routes (Manage)
+	manageOff bool             // Options.ManageDisabled
 
 	saveMu sync.Mutex
 }
@@ -163,14 +175,28 @@ func New(opts Options) *Simulator {
 			s.admin.conns[strings.ToLower(tenant)] = conn
 		}
 	}
+	if opts.Manage {
+		dbs := &adminDatabases{conns: map[string]string{}, pools: map[string]*pgxpool.Pool{}}
+		for tenant, conn := range opts.AdminDatabases {
+			dbs.conns[strings.ToLower(tenant)] = conn
+		}
+		s.manageDBs, s.manageOff = &manageDatabases{adminDatabases: dbs, ready: map[*pgxpool.Pool]bool{}}, opts.ManageDisabled
+	}
 	s.routes = s.buildRoutes()
+	if s.manageDBs != nil {
+		s.routes = append(s.routes, s.manageRoutes()...)
+	}
 	return s
 }
 
-// Close releases the EdFi_Admin connections of a simulator that registers.
+// Close releases the EdFi_Admin connections of a simulator that registers
+// or serves the manage routes.
 func (s *Simulator) Close() {
 	if s.admin != nil {
 		s.admin.close()
+	}
+	if s.manageDBs != nil {
+		s.manageDBs.close()
 	}
 }
 

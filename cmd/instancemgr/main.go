@@ -215,7 +215,9 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.Simulator.Engine, "engine", simulator.EnginePostgreSQL, "the Admin API's database engine: PostgreSQL or SqlServer (sets the longest instance name)")
 	fs.StringVar(&o.Simulator.Registration, "registration", simulator.RegistrationWorker, "worker (the simulator writes no database) or adminapi (it writes EdFi_Admin as Admin API 2.3 does)")
 	fs.DurationVar(&o.Simulator.TokenTTL, "token-ttl", 0, "how long a token lasts (0: an hour); short to test expired tokens")
-	edfiAdmin := fs.String("edfi-admin", os.Getenv("INSTANCEMGR_SIMULATOR_EDFI_ADMIN"), "EdFi_Admin connection string (pgx form) for -registration adminapi (or INSTANCEMGR_SIMULATOR_EDFI_ADMIN)")
+	edfiAdmin := fs.String("edfi-admin", os.Getenv("INSTANCEMGR_SIMULATOR_EDFI_ADMIN"), "EdFi_Admin connection string (pgx form) for -registration adminapi and -manage (or INSTANCEMGR_SIMULATOR_EDFI_ADMIN)")
+	fs.BoolVar(&o.Simulator.Manage, "manage", false, "also serve the newest Admin API's /v2/odsInstances/manage and /v3/dataStores/manage, rows in -edfi-admin")
+	fs.BoolVar(&o.Simulator.ManageDisabled, "manage-disabled", false, "with -manage: as EnableDataStoreManagement false, every manage route answers 400")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
