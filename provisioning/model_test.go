@@ -37,6 +37,7 @@ func TestOwnershipModelChecks(t *testing.T) {
 		{name: "drop", defines: []string{"-DSCENARIO=3"}},
 		{name: "staged create (SQL Server)", defines: []string{"-DSCENARIO=4"}},
 		{name: "staged create that adopts on duplicate", defines: []string{"-DSCENARIO=4", "-DADOPT_ON_DUPLICATE"}, errors: true},
+		{name: "staged create that records over a published copy", defines: []string{"-DSCENARIO=4", "-DRECORD_OVER_PUBLISHED"}, errors: true},
 		{name: "create that adopts on duplicate", defines: []string{"-DSCENARIO=1", "-DADOPT_ON_DUPLICATE"}, errors: true},
 		{name: "drop by name after the check", defines: []string{"-DSCENARIO=3", "-DDROP_BY_NAME"}, errors: true},
 	}

@@ -280,6 +280,19 @@ func MakeStaged(ctx context.Context, s Stager, name string, owner Owner, make fu
 	case !ok:
 		return false, fmt.Errorf("%w: the copy %q for %q is gone before it was published; the next delivery makes it again", ErrTransient, scratch, name)
 	}
+	// Another delivery may have renamed its copy to name since this one
+	// looked: this copy is then surplus, and recording it would disown the
+	// published one (the model's RECORD_OVER_PUBLISHED).
+	if held, err := Holds(ctx, s, name, owner); err != nil {
+		return false, err
+	} else if held {
+		if now, err := OwnedBy(ctx, s, name, owner); err == nil && now.Identity != copyID {
+			if derr := s.DropScratch(ctx, scratch); derr != nil {
+				return false, fmt.Errorf("drop the surplus copy %q: %w", scratch, derr)
+			}
+		}
+		return false, s.SetState(ctx, name, owner, StateMade, "")
+	}
 	if err := s.SetState(ctx, name, owner, StateMaking, copyID); err != nil {
 		return false, err
 	}

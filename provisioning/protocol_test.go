@@ -258,6 +258,40 @@ func TestMakeStagedKeepsOwnershipByIdentity(t *testing.T) {
 	}
 }
 
+// Two deliveries of one staged create, the second copying after the first
+// has published: the second's copy is surplus and dropped, and the name's
+// reservation keeps recording the published database, so the system never
+// disowns its own copy (found by the model, RECORD_OVER_PUBLISHED).
+func TestMakeStagedSecondDeliveryAfterThePublish(t *testing.T) {
+	ctx := context.Background()
+	const name = "EdFi_Ods_Twice"
+	s := newStager()
+	s.reserve(name)
+	first := true
+	s.at = func(step string) error {
+		if step == "copy" && first {
+			first = false
+			// The first delivery runs through before the second copies.
+			if _, err := s.create(ctx, name); err != nil {
+				t.Fatalf("first delivery: %v", err)
+			}
+		}
+		return nil
+	}
+	created, err := s.create(ctx, name)
+	if err != nil || created {
+		t.Fatalf("second delivery: %v, %v; want done, nothing made", created, err)
+	}
+	res, _, _ := s.Reservation(ctx, name)
+	id, ok := s.has(name)
+	if !ok || res.State != provisioning.StateMade || res.Identity != strconv.Itoa(id) {
+		t.Fatalf("database %d %v, reservation %+v: the published copy is disowned", id, ok, res)
+	}
+	if _, left := s.has(provisioning.ScratchName(res)); left {
+		t.Fatal("the surplus copy is left")
+	}
+}
+
 // A rename on a server whose rename is a statement of its own: a database
 // swapped under the old name between the check and the statement is
 // renamed (the statement cannot check) but never marked made; a rename

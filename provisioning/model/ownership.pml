@@ -38,7 +38,10 @@
  * protocol removed: a database under a making name taken for the
  * system's) scenarios 1 and 4 must give a counterexample, and with
  * -DDROP_BY_NAME (a drop that checks the identity and then drops by name,
- * two statements) scenario 3 must. provisioning/model_test.go runs them.
+ * two statements) scenario 3 must, and with -DRECORD_OVER_PUBLISHED (a
+ * staged create that records its copy over one another delivery already
+ * published) scenario 4 must, as the system disowns its own copy.
+ * provisioning/model_test.go runs them.
  */
 
 #define NONE     0
@@ -189,6 +192,19 @@ proctype CreateStaged(byte o) {
 	:: copyid == 0 -> goto meanwhile
 	:: else
 	fi;
+#ifndef RECORD_OVER_PUBLISHED
+	/* Holds: another delivery renamed its copy under NAME meanwhile; this
+	 * copy is surplus, and recording it would disown the published one. */
+	atomic {
+		if
+		:: r_owner == o && r_ident != 0 && nm == r_ident -> assert(sysmade[nm]); r_state = MADE;
+			if :: scr[o] != 0 && scr[o] != r_ident -> scr[o] = 0 :: else fi;
+			goto done
+		:: else
+		fi
+	}
+	CRASH;
+#endif
 	/* record the copy's identity, still making */
 	atomic { if :: r_owner == o -> r_state = MAKING; r_ident = copyid :: else -> goto done fi }
 	CRASH;
@@ -300,6 +316,14 @@ done:
 	skip
 }
 
+/* When nothing can move any more, a database the system copied that sits
+ * under NAME is the one NAME's reservation records: the system never
+ * disowns its own copy (a later delivery would take it for someone
+ * else's). */
+proctype Recognised() {
+	timeout -> assert(nm == 0 || !sysmade[nm] || r_ident == nm)
+}
+
 proctype Foreign() {
 	do
 	:: atomic { nm == 0 && foreign_made < 2 && nextid < MAXID -> newdb(nm, false); foreign_made++ }
@@ -323,6 +347,7 @@ init {
 	atomic {
 #if SCENARIO == 1
 		run Create(1); run Create(1); run Create(2);
+		run Recognised();
 #endif
 #if SCENARIO == 2
 		newdb(nm, true); r_owner = 1; r_state = MADE; r_ident = nm;
@@ -334,6 +359,7 @@ init {
 #endif
 #if SCENARIO == 4
 		run CreateStaged(1); run CreateStaged(1); run CreateStaged(2);
+		run Recognised();
 #endif
 		run Foreign()
 	}
