@@ -205,8 +205,7 @@ type v3Problem struct {
 func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*pgxpool.Pool, bool) {
 	p, err := s.manageDBs.pool(r.Context(), s.tenantName(consoleTenant(c)))
 	if err != nil {
-		s.log.Error("EdFi_Admin is not reachable for the manage tables", "op", c.op, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be reached.")
+		s.manageFailed(w, c, "reach EdFi_Admin for the manage tables", "reached", err)
 		return nil, false
 	}
 	return p, true
@@ -255,8 +254,7 @@ func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *ht
 	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages WHERE name = $1 AND status <> 'Deleted'),
 		EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`, trimmed).Scan(&taken, &registered)
 	if err != nil {
-		s.log.Error("could not check the name", "op", c.op, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be read.")
+		s.manageFailed(w, c, "check the name", "read", err)
 		return
 	}
 	article, registeredNoun := "An", "An OdsInstance"
@@ -275,8 +273,7 @@ func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *ht
 	now := s.now().UTC()
 	if err := db.QueryRow(ctx, `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
 		VALUES ($1, $2, $3, $4, $4) RETURNING id`, trimmed, strings.TrimSpace(template), ManagePendingCreate, now).Scan(&id); err != nil {
-		s.log.Error("could not insert the manage row", "op", c.op, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be written.")
+		s.manageFailed(w, c, "insert the manage row", "written", err)
 		return
 	}
 	s.log.Info("managed instance requested", "op", c.op, "tenant", s.tenantName(consoleTenant(c)), "manage_id", id, "name", trimmed, "template", template)
@@ -331,8 +328,7 @@ func (s *Simulator) handleManageList(a manageAPI, w http.ResponseWriter, r *http
 			return
 		}
 	}
-	s.log.Error("could not list the manage rows", "op", c.op, "err", err)
-	writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be read.")
+	s.manageFailed(w, c, "list the manage rows", "read", err)
 }
 
 // paging reads offset and limit as the Admin API does (defaults 0 and 25).
@@ -367,8 +363,7 @@ func (s *Simulator) manageRowOf(a manageAPI, w http.ResponseWriter, r *http.Requ
 			return m, true
 		}
 	}
-	s.log.Error("could not read the manage row", "op", c.op, "err", err)
-	writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be read.")
+	s.manageFailed(w, c, "read the manage row", "read", err)
 	return manageRow{}, false
 }
 
@@ -434,8 +429,7 @@ func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *ht
 	tag, err := db.Exec(r.Context(), `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3 WHERE id = $1 AND status = $4`,
 		m.ID, ManagePendingDelete, s.now().UTC(), ManageCreated)
 	if err != nil {
-		s.log.Error("could not mark the manage row for deletion", "op", c.op, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be written.")
+		s.manageFailed(w, c, "mark the manage row for deletion", "written", err)
 		return
 	}
 	if tag.RowsAffected() == 0 {
@@ -444,6 +438,13 @@ func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *ht
 	}
 	s.log.Info("managed instance delete requested", "op", c.op, "manage_id", m.ID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// manageFailed logs what could not be done and answers 500 saying
+// whether EdFi_Admin could not be reached, read or written.
+func (s *Simulator) manageFailed(w http.ResponseWriter, c *call, what, verb string, err error) {
+	s.log.Error("could not "+what, "op", c.op, "err", err)
+	writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be "+verb+".")
 }
 
 func deref(p *string) string {
