@@ -270,15 +270,8 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 	}
 	return provisioning.Move(ctx, e, old, new, owner, func(ctx context.Context, identity string) error {
 		return e.rename(ctx, old, new, e.Sessions, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
+			if err := renameChecked(ctx, tx, stmt, old, new, identity, "the rename is undone"); err != nil {
 				return err
-			}
-			var got string
-			if err := tx.QueryRow(ctx, identitySQL, new).Scan(&got); err != nil {
-				return err
-			}
-			if got != identity {
-				return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (oid %s, instancemgr made %s); the rename is undone", provisioning.ErrConflict, old, got, identity))
 			}
 			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND database_identity = $4`,
 				new, owner.Tenant, owner.InstanceID, identity)
@@ -288,6 +281,24 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 			return err
 		})
 	})
+}
+
+// renameChecked runs stmt, the rename of from to to, in tx and checks that
+// the database it renamed has identity; otherwise it is ErrConflict
+// (permanent: no retry) and the transaction, rolled back, undoes the
+// rename, as consequence says.
+func renameChecked(ctx context.Context, tx pgx.Tx, stmt, from, to, identity, consequence string) error {
+	if _, err := tx.Exec(ctx, stmt); err != nil {
+		return err
+	}
+	var got string
+	if err := tx.QueryRow(ctx, identitySQL, to).Scan(&got); err != nil {
+		return err
+	}
+	if got != identity {
+		return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (oid %s, instancemgr made %s); %s", provisioning.ErrConflict, from, got, identity, consequence))
+	}
+	return nil
 }
 
 // rename ends or awaits (by policy) the sessions on old and runs do in a
@@ -362,17 +373,7 @@ func (e *Engine) DropDatabase(ctx context.Context, name string, owner provisioni
 		// A drop ends the sessions whatever the rename policy, as DROP
 		// DATABASE ... WITH (FORCE) did.
 		err := e.rename(ctx, name, scratch, SessionsTerminate, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return err
-			}
-			var got string
-			if err := tx.QueryRow(ctx, identitySQL, scratch).Scan(&got); err != nil {
-				return err
-			}
-			if got != identity {
-				return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (oid %s, instancemgr made %s); nothing is dropped", provisioning.ErrConflict, name, got, identity))
-			}
-			return nil
+			return renameChecked(ctx, tx, stmt, name, scratch, identity, "nothing is dropped")
 		})
 		if err != nil {
 			return fmt.Errorf("drop database %q: %w", name, err)
