@@ -19,8 +19,20 @@ const (
 	keySize  = 32 // AES-256
 	ivSize   = aes.BlockSize
 	macSize  = sha256.Size
-	sepChar  = "."
 	numParts = 3
+)
+
+// Format is how the three parts of a stored value are joined: the same
+// AES-256-CBC ciphertext and HMAC-SHA256 either way.
+type Format string
+
+// The formats: the ODS/API's, and the newest Admin API's
+// (Ed-Fi-Alliance-OSS/ODS-Admin-API, Aes256SymmetricStringEncryptionProvider:
+// "IV|EncryptedMessage|HMACSignature"; docs/adminapi-newest.md), which
+// writes the dbo.OdsInstances rows of the instances it manages.
+const (
+	ODSAPI   Format = "."
+	AdminAPI Format = "|"
 )
 
 // ErrTampered reports an HMAC mismatch: the value was encrypted under a
@@ -73,16 +85,22 @@ var errNoKey = errors.New("odscrypt: key not initialised (use ParseKey)")
 
 // Encrypt encrypts a connection string with a fresh random IV into the
 // format the ODS/API reads.
-func (k Key) Encrypt(plaintext string) (string, error) {
+func (k Key) Encrypt(plaintext string) (string, error) { return k.EncryptAs(ODSAPI, plaintext) }
+
+// EncryptAs is Encrypt into format f.
+func (k Key) EncryptAs(f Format, plaintext string) (string, error) {
+	if f != ODSAPI && f != AdminAPI {
+		return "", fmt.Errorf("odscrypt: encrypt: unknown format %q", string(f))
+	}
 	var iv [ivSize]byte
 	if _, err := rand.Read(iv[:]); err != nil {
 		return "", fmt.Errorf("odscrypt: encrypt: generate IV: %w", err)
 	}
-	return k.encryptWithIV(plaintext, iv[:])
+	return k.encryptWithIV(f, plaintext, iv[:])
 }
 
-// encryptWithIV is Encrypt with a chosen IV, so tests can pin it.
-func (k Key) encryptWithIV(plaintext string, iv []byte) (string, error) {
+// encryptWithIV is EncryptAs with a chosen IV, so tests can pin it.
+func (k Key) encryptWithIV(f Format, plaintext string, iv []byte) (string, error) {
 	if !k.set {
 		return "", errNoKey
 	}
@@ -107,10 +125,11 @@ func (k Key) encryptWithIV(plaintext string, iv []byte) (string, error) {
 	cipher.NewCBCEncrypter(block, iv).CryptBlocks(buf, buf)
 
 	enc := base64.StdEncoding
-	return enc.EncodeToString(iv) + sepChar + enc.EncodeToString(buf) + sepChar + enc.EncodeToString(k.mac(buf)), nil
+	sep := string(f)
+	return enc.EncodeToString(iv) + sep + enc.EncodeToString(buf) + sep + enc.EncodeToString(k.mac(buf)), nil
 }
 
-// Decrypt verifies and decrypts a stored value. It returns ErrFormat (wrapped)
+// Decrypt verifies and decrypts a stored value, in either Format. It returns ErrFormat (wrapped)
 // for anything not in the format, and ErrTampered when the HMAC does not match.
 // The HMAC is checked, in constant time, before any decryption.
 func (k Key) Decrypt(value string) (string, error) {
@@ -145,7 +164,7 @@ func (k Key) Decrypt(value string) (string, error) {
 }
 
 // IsEncrypted reports whether value has the shape of an encrypted connection
-// string: three standard-base64 parts separated by '.', a 16-byte IV, a
+// string: three standard-base64 parts separated by '.' or all by '|', a 16-byte IV, a
 // non-empty ciphertext that is a whole number of blocks, and a 32-byte HMAC.
 // It cannot tell whether the value was encrypted under a given key.
 func IsEncrypted(value string) bool {
@@ -162,9 +181,13 @@ func (k Key) mac(ct []byte) []byte {
 // split decodes the three parts and checks their lengths. Errors name the
 // part, never its content.
 func split(value string) (iv, ct, tag []byte, err error) {
-	parts := strings.Split(value, sepChar)
+	sep := string(ODSAPI)
+	if strings.Contains(value, string(AdminAPI)) {
+		sep = string(AdminAPI) // base64 has neither; one kind is used throughout
+	}
+	parts := strings.Split(value, sep)
 	if len(parts) != numParts {
-		return nil, nil, nil, fmt.Errorf("%d '.'-separated parts, want %d: %w", len(parts), numParts, ErrFormat)
+		return nil, nil, nil, fmt.Errorf("%d '%s'-separated parts, want %d: %w", len(parts), sep, numParts, ErrFormat)
 	}
 	var dec [numParts][]byte
 	names := [numParts]string{"IV", "ciphertext", "HMAC"}

@@ -271,7 +271,7 @@ func TestKnownAnswer(t *testing.T) {
 			padded := append([]byte(tt.plaintext), bytes.Repeat([]byte{byte(pad)}, pad)...)
 			want := sealRaw(t, raw, iv, padded)
 
-			got, err := k.encryptWithIV(tt.plaintext, iv)
+			got, err := k.encryptWithIV(ODSAPI, tt.plaintext, iv)
 			if err != nil {
 				t.Fatalf("encryptWithIV: %v", err)
 			}
@@ -292,7 +292,7 @@ func TestKnownAnswer(t *testing.T) {
 		iv16[i] = byte(i)
 	}
 	k2 := mustKey(t, key32[:])
-	got, err := k2.encryptWithIV("abc", iv16[:16])
+	got, err := k2.encryptWithIV(ODSAPI, "abc", iv16[:16])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,4 +478,40 @@ func FuzzRoundTrip(f *testing.F) {
 			t.Fatal("round trip mismatch")
 		}
 	})
+}
+
+// The newest Admin API stores the same ciphertext and HMAC joined by '|'
+// ("IV|EncryptedMessage|HMACSignature"): one IV gives the ODS/API's value
+// with '|' in place of '.', both decrypt, a value mixing the two is not a
+// value, and an unknown format is refused.
+func TestAdminAPIFormat(t *testing.T) {
+	k := mustKey(t, testKeyBytes(3))
+	iv := []byte("0123456789abcdef")
+	ods, err := k.encryptWithIV(ODSAPI, testConnStr, iv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := k.encryptWithIV(AdminAPI, testConnStr, iv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(admin, "|") != 2 || strings.Contains(admin, ".") || strings.ReplaceAll(admin, "|", ".") != ods {
+		t.Fatalf("admin %q is not the ODS/API's %q joined by '|'", admin, ods)
+	}
+	for _, v := range []string{ods, admin} {
+		if got, err := k.Decrypt(v); err != nil || got != testConnStr || !IsEncrypted(v) {
+			t.Fatalf("decrypt %q: %q, %v", v, got, err)
+		}
+	}
+	fresh, err := k.EncryptAs(AdminAPI, testConnStr)
+	if err != nil || strings.Count(fresh, "|") != 2 {
+		t.Fatalf("EncryptAs: %q, %v", fresh, err)
+	}
+	mixed := strings.Replace(admin, "|", ".", 1)
+	if _, err := k.Decrypt(mixed); !errors.Is(err, ErrFormat) || IsEncrypted(mixed) {
+		t.Fatalf("a value mixing separators: %v", err)
+	}
+	if _, err := k.EncryptAs(Format(";"), testConnStr); err == nil {
+		t.Fatal("an unknown format was accepted")
+	}
 }
