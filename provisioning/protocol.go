@@ -76,15 +76,21 @@ func Same(ctx context.Context, s ReservationStore, res Reservation, current stri
 // under it has the identity recorded. It changes nothing (a reservation of
 // an earlier version, with no identity, holds nothing here).
 func Holds(ctx context.Context, s Inspector, name string, owner Owner) (bool, error) {
+	_, held, err := holder(ctx, s, name, owner)
+	return held, err
+}
+
+// holder is Holds with the reservation it read.
+func holder(ctx context.Context, s Inspector, name string, owner Owner) (Reservation, bool, error) {
 	res, err := OwnedBy(ctx, s, name, owner)
 	if errors.Is(err, ErrConflict) {
-		return false, nil
+		return res, false, nil
 	}
 	if err != nil || res.State == StateReserved || res.Identity == "" {
-		return false, err
+		return res, false, err
 	}
 	current, ok, err := s.Identity(ctx, name)
-	return ok && current == res.Identity, err
+	return res, ok && current == res.Identity, err
 }
 
 // toCreate is where a create starts: owner's reservation of name, and the
@@ -184,12 +190,8 @@ func copyScratch(ctx context.Context, s Scratcher, res Reservation, make func(ct
 // published its copy under name: the reservation says made and the
 // database under name is the recorded one.
 func publishedMeanwhile(ctx context.Context, s ReservationStore, name string, owner Owner) bool {
-	now, err := OwnedBy(ctx, s, name, owner)
-	if err != nil || now.State != StateMade {
-		return false
-	}
-	held, err := Holds(ctx, s, name, owner)
-	return err == nil && held
+	now, held, err := holder(ctx, s, name, owner)
+	return err == nil && held && now.State == StateMade
 }
 
 // MakePublished is the create protocol of a Publisher. name must be
@@ -283,10 +285,10 @@ func MakeStaged(ctx context.Context, s Stager, name string, owner Owner, make fu
 	// Another delivery may have renamed its copy to name since this one
 	// looked: this copy is then surplus, and recording it would disown the
 	// published one (the model's RECORD_OVER_PUBLISHED).
-	if held, err := Holds(ctx, s, name, owner); err != nil {
+	if now, held, err := holder(ctx, s, name, owner); err != nil {
 		return false, err
 	} else if held {
-		if now, err := OwnedBy(ctx, s, name, owner); err == nil && now.Identity != copyID {
+		if now.Identity != copyID {
 			if derr := s.DropScratch(ctx, scratch); derr != nil {
 				return false, fmt.Errorf("drop the surplus copy %q: %w", scratch, derr)
 			}
@@ -300,9 +302,7 @@ func MakeStaged(ctx context.Context, s Stager, name string, owner Owner, make fu
 	if errors.Is(err, ErrScratchGone) || errors.Is(err, ErrConflict) {
 		// Another delivery renamed a copy first: the system's only when
 		// the database under name is the copy it recorded last.
-		now, rerr := OwnedBy(ctx, s, name, owner)
-		cur, ok, ierr := s.Identity(ctx, name)
-		if rerr == nil && ierr == nil && ok && now.Identity != "" && cur == now.Identity {
+		if now, held, herr := holder(ctx, s, name, owner); herr == nil && held {
 			if errors.Is(err, ErrConflict) && now.Identity != copyID {
 				if derr := s.DropScratch(ctx, scratch); derr != nil {
 					return false, fmt.Errorf("drop the surplus copy %q: %w", scratch, derr)
