@@ -254,9 +254,8 @@ type Row struct {
 // Inventory is what reconcile reads of one server, and the one change it
 // may make there. The SQL engines implement it beside Engine.
 type Inventory interface {
-	// Databases lists every database on the server, by name.
-	Databases(ctx context.Context) ([]string, error)
-	// Identities is every database's identity (Inspector.Identity), by name.
+	// Identities lists every database on the server: its identity
+	// (Inspector.Identity) by its name.
 	Identities(ctx context.Context) (map[string]string, error)
 	// Reservations lists the server's reservations, by name; none when the
 	// system has never reserved anything there.

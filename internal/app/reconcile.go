@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -203,12 +204,10 @@ func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, l
 		reg = r
 	}
 	var err error
-	if e.databases, err = e.inv.Databases(ctx); err != nil {
-		return nil, err
-	}
 	if e.identities, err = e.inv.Identities(ctx); err != nil {
 		return nil, err
 	}
+	e.databases = slices.Sorted(maps.Keys(e.identities))
 	if e.reservations, err = e.inv.Reservations(ctx); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -37,17 +36,13 @@ func TestInventoryListsAndReleasesOnlyUnusedReservations(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ro.Close)
-	dbs, err := ro.Databases(ctx)
-	if err != nil || !slices.Contains(dbs, made) || slices.Contains(dbs, reserved) {
-		t.Fatalf("databases: %v, %v", dbs, err)
-	}
 	all, err := ro.Reservations(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids, err := ro.Identities(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if _, ok := ids[made]; err != nil || !ok {
+		t.Fatalf("databases: %v, %v", ids, err)
 	}
 	states := map[string]provisioning.ReservationState{}
 	for _, l := range all {

@@ -163,19 +163,6 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	return err
 }
 
-// Databases implements provisioning.Inventory.
-func (e *Engine) Databases(ctx context.Context) ([]string, error) {
-	rows, err := e.pool.Query(ctx, `SELECT datname FROM pg_catalog.pg_database ORDER BY datname`)
-	if err != nil {
-		return nil, fmt.Errorf("list databases: %w", transient(err))
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list databases: %w", transient(err))
-	}
-	return names, nil
-}
-
 // Identities implements provisioning.Inventory.
 func (e *Engine) Identities(ctx context.Context) (map[string]string, error) {
 	rows, err := e.pool.Query(ctx, `SELECT datname, oid::text FROM pg_catalog.pg_database`)

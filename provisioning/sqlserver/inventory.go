@@ -10,7 +10,6 @@ import (
 // The statements reconcile's reading runs, pinned by the unit tests.
 const (
 	tableExistsSQL   = `SELECT CAST(CASE WHEN OBJECT_ID(@p1, N'U') IS NULL THEN 0 ELSE 1 END AS bit)`
-	databasesSQL     = `SELECT name FROM sys.databases ORDER BY name`
 	identitiesSQL    = `SELECT name, ` + identityExpr + ` FROM sys.databases`
 	reservationsSQL  = `SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations ORDER BY database_name`
 	releaseUnusedSQL = `DELETE FROM instancemgr.reservations
@@ -19,27 +18,6 @@ WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND insta
 )
 
 var _ provisioning.Inventory = (*Engine)(nil)
-
-// Databases implements provisioning.Inventory.
-func (e *Engine) Databases(ctx context.Context) ([]string, error) {
-	rows, err := e.db.QueryContext(ctx, databasesSQL)
-	if err != nil {
-		return nil, fmt.Errorf("list databases: %w", classify(err))
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("list databases: %w", classify(err))
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list databases: %w", classify(err))
-	}
-	return out, nil
-}
 
 // Identities implements provisioning.Inventory.
 func (e *Engine) Identities(ctx context.Context) (map[string]string, error) {

@@ -182,8 +182,8 @@ func TestInventoryStatements(t *testing.T) {
 	if !strings.Contains(tableExistsSQL, "OBJECT_ID(@p1, N'U')") {
 		t.Errorf("table check: %s", tableExistsSQL)
 	}
-	if databasesSQL != "SELECT name FROM sys.databases ORDER BY name" {
-		t.Errorf("databases: %s", databasesSQL)
+	if identitiesSQL != "SELECT name, CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126)) FROM sys.databases" {
+		t.Errorf("databases: %s", identitiesSQL)
 	}
 	if !strings.HasPrefix(reservationsSQL, "SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations") {
 		t.Errorf("reservations: %s", reservationsSQL)
