@@ -125,14 +125,8 @@ func (e *Engine) Close() { e.pool.Close() }
 
 // DatabaseExists implements provisioning.Engine.
 func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
-	if err := checkIdent(name); err != nil {
-		return false, err
-	}
-	var exists bool
-	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
-		return false, fmt.Errorf("look up database %q: %w", name, transient(err))
-	}
-	return exists, nil
+	_, ok, err := e.Identity(ctx, name)
+	return ok, err
 }
 
 // CreateDatabase implements provisioning.Engine, by the publish protocol
