@@ -432,7 +432,7 @@ func TestForgedAdvisoriesAreIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", e.cfg.NATS.Stream, e.cfg.NATS.Consumer)
+	subject := jobstream.AdvisorySubject(e.cfg.NATS.Stream, e.cfg.NATS.Consumer)
 	forged := []map[string]any{
 		{"stream": "OTHER", "consumer": e.cfg.NATS.Consumer, "stream_seq": 1, "deliveries": 5},
 		{"stream": e.cfg.NATS.Stream, "consumer": e.cfg.NATS.Consumer, "stream_seq": 1, "deliveries": 2},
