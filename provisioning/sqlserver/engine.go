@@ -251,7 +251,7 @@ func (e *Engine) DropScratch(ctx context.Context, scratch string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.execAll(ctx, stmts, scratch); err != nil {
+	if err := e.execBatch(ctx, batch(stmts), scratch); err != nil {
 		var p *backoff.PermanentError
 		if errors.As(err, &p) {
 			err = p.Err
@@ -460,15 +460,26 @@ func (e *Engine) rename(ctx context.Context, batch, old, new, identity string) e
 
 // execGuarded runs a guarded batch on database (the identity it must
 // have). A database that is not the system's is ErrConflict, untouched.
-// When a statement after the guard fails, the database is let out of
-// single-user mode again, so a failed attempt does not lock its users out.
 func (e *Engine) execGuarded(ctx context.Context, batch, database, identity string) error {
-	_, err := e.db.ExecContext(ctx, batch, database, identity)
+	err := e.execBatch(ctx, batch, database, database, identity)
+	if hasNumber(err, errNotMade) {
+		return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (%s); nothing is done to it", provisioning.ErrConflict, database, identity))
+	}
+	return err
+}
+
+// execBatch runs the batch of a rename or drop of database, with args, for
+// a backoff: transient failures to be retried, others permanent. When a
+// statement fails, the database is let out of single-user mode again, so a
+// failed attempt does not lock its users out; a guard that threw ran
+// nothing, and nothing is touched.
+func (e *Engine) execBatch(ctx context.Context, batch, database string, args ...any) error {
+	_, err := e.db.ExecContext(ctx, batch, args...)
 	switch {
 	case err == nil:
 		return nil
 	case hasNumber(err, errNotMade):
-		return backoff.Permanent(fmt.Errorf("%w: the database under %q is not the one instancemgr made (%s); nothing is done to it", provisioning.ErrConflict, database, identity))
+		return backoff.Permanent(err)
 	}
 	if q, qerr := quoteName(database); qerr == nil {
 		_, _ = e.db.ExecContext(context.WithoutCancel(ctx), "IF DB_ID(@p1) IS NOT NULL ALTER DATABASE "+q+" SET MULTI_USER", database)
@@ -488,26 +499,6 @@ func (e *Engine) noSessions(ctx context.Context, name string) error {
 	}
 	if n > 0 {
 		return fmt.Errorf("%w: %d sessions are still connected to %q", provisioning.ErrTransient, n, name)
-	}
-	return nil
-}
-
-// execAll runs the statements of a rename or drop in order. When one after
-// the first fails, the database is let out of single-user mode again, so a
-// failed attempt does not lock its users out.
-func (e *Engine) execAll(ctx context.Context, stmts []string, database string) error {
-	for i, s := range stmts {
-		if _, err := e.db.ExecContext(ctx, s); err != nil {
-			if i > 0 {
-				if q, qerr := quoteName(database); qerr == nil {
-					_, _ = e.db.ExecContext(context.WithoutCancel(ctx), "ALTER DATABASE "+q+" SET MULTI_USER")
-				}
-			}
-			if errors.Is(classify(err), provisioning.ErrTransient) {
-				return err
-			}
-			return backoff.Permanent(err)
-		}
 	}
 	return nil
 }

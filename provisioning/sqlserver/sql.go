@@ -138,8 +138,11 @@ WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND insta
 VALUES (@p1, @p2, @p3, 'made', (` + identitySQL + `))`
 )
 
+// batch is the statements as one batch, run in one round trip.
+func batch(stmts []string) string { return strings.Join(stmts, ";\n") + ";" }
+
 // guarded is the statements as one batch behind guardSQL.
-func guarded(stmts []string) string { return guardSQL + strings.Join(stmts, ";\n") + ";" }
+func guarded(stmts []string) string { return guardSQL + batch(stmts) }
 
 // dropSQL drops a database after ending its sessions.
 func dropSQL(name string) ([]string, error) {
