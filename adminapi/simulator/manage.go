@@ -143,8 +143,13 @@ func (s *Simulator) manageRoutes() []route {
 		if a.v3 {
 			base = "/v3/datastores/manage"
 		}
+		// Every route answers the flag first, as each of Ed-Fi's handlers does.
 		with := func(h func(manageAPI, http.ResponseWriter, *http.Request, *call)) func(http.ResponseWriter, *http.Request, *call) {
-			return func(w http.ResponseWriter, r *http.Request, c *call) { h(a, w, r, c) }
+			return func(w http.ResponseWriter, r *http.Request, c *call) {
+				if !s.manageDisabled(a, w) {
+					h(a, w, r, c)
+				}
+			}
 		}
 		out = append(out,
 			route{method: http.MethodPost, pattern: segments(base), op: "manage_create", handle: with(s.handleManageCreate)},
@@ -212,9 +217,6 @@ func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*
 }
 
 func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	if s.manageDisabled(a, w) {
-		return
-	}
 	var body struct {
 		Name             *string `json:"name"`
 		DatabaseTemplate *string `json:"databaseTemplate"`
@@ -290,9 +292,6 @@ func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *ht
 }
 
 func (s *Simulator) handleManageList(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	if s.manageDisabled(a, w) {
-		return
-	}
 	offset, limit, bad := paging(r)
 	if len(bad) > 0 {
 		a.validation(w, bad)
@@ -368,9 +367,6 @@ func (s *Simulator) manageRowOf(a manageAPI, w http.ResponseWriter, r *http.Requ
 }
 
 func (s *Simulator) handleManageGet(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	if s.manageDisabled(a, w) {
-		return
-	}
 	db, ok := s.manageDB(w, r, c)
 	if !ok {
 		return
@@ -405,9 +401,6 @@ func manageBlocked(noun, status string) string {
 }
 
 func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	if s.manageDisabled(a, w) {
-		return
-	}
 	db, ok := s.manageDB(w, r, c)
 	if !ok {
 		return
