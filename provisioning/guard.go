@@ -33,7 +33,7 @@ func (g *Guard) CheckDestructive(name string) error {
 		}
 	}
 	if !g.Naming.Matches(name) {
-		return fmt.Errorf("%w: %q does not match the naming rule %q, so the system did not create it", ErrProtected, name, g.Naming.pattern())
+		return fmt.Errorf("%w: %q does not match the naming rule %q, so the system did not create it", ErrProtected, name, g.Naming.Describe())
 	}
 	return nil
 }

@@ -63,3 +63,19 @@ func ManageDatabaseName(instanceName, template string) (string, error) {
 	}
 	return db, nil
 }
+
+// matchesManage reports whether name could be ManageDatabaseName's:
+// EdFi_Ods_, then a name, then _ and a template; or EdFi_Ods_ and a
+// template alone.
+func matchesManage(name string) bool {
+	rest, ok := strings.CutPrefix(name, ManagePrefix+"_")
+	if !ok || checkChars(name) != nil {
+		return false
+	}
+	for template := range ManageTemplates {
+		if rest == template || strings.HasSuffix(rest, "_"+template) && len(rest) > len(template)+1 {
+			return true
+		}
+	}
+	return false
+}

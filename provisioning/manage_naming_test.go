@@ -62,3 +62,39 @@ func TestManageDatabaseName(t *testing.T) {
 		}
 	}
 }
+
+// The naming option "adminapi" gives Ed-Fi's names from the request's
+// template, and its guard recognises exactly those names.
+func TestNamingRuleAdminAPI(t *testing.T) {
+	n := provisioning.Naming{Rule: provisioning.RuleAdminAPI}
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if n.HasTenant() {
+		t.Error("the Admin API's rule puts no tenant in a name")
+	}
+	for _, c := range []struct{ name, template, want string }{
+		{"EDFI   ODS Sandbox", "Minimal", "EdFi_Ods_Sandbox_Minimal"},
+		{"EdFi Ods", "Minimal", "EdFi_Ods_Minimal"},
+		{"Sandbox", "Sample", "EdFi_Ods_Sandbox_Sample"},
+	} {
+		got, err := n.NameFor("tenant", c.name, c.template)
+		if err != nil || got != c.want {
+			t.Errorf("NameFor(%q, %q) = %q, %v; want %q", c.name, c.template, got, err, c.want)
+		}
+		if !n.Matches(got) {
+			t.Errorf("the guard does not recognise %q", got)
+		}
+	}
+	if _, err := n.NameFor("tenant", "Sandbox", ""); !errors.Is(err, provisioning.ErrInvalidName) {
+		t.Errorf("a request without a template: %v, want provisioning.ErrInvalidName", err)
+	}
+	for _, foreign := range []string{"EdFi_Ods_Sandbox", "EdFi_Ods_Sandbox_Empty", "Sandbox_Minimal", "EdFi_Ods__Minimal_x", "EdFi_Admin"} {
+		if n.Matches(foreign) {
+			t.Errorf("the guard takes %q for one of the rule's names", foreign)
+		}
+	}
+	if got, err := (provisioning.Naming{}).NameFor("tenant", "Sandbox", "Minimal"); err != nil || got != "EdFi_Ods_Sandbox" {
+		t.Errorf("the pattern ignores the template: %q, %v", got, err)
+	}
+}

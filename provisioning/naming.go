@@ -19,8 +19,13 @@ const MaxNameBytes = 63
 // spaces become '_'; after substitution the whole name may hold only ASCII
 // letters, digits, '_' and '-', and at most MaxNameBytes bytes. Anything
 // else is refused, never truncated or rewritten into another valid name.
+//
+// Rule RuleAdminAPI is the newest Admin API's rule instead
+// (ManageDatabaseName: EdFi_Ods_{name}_{template}), for requests that name
+// a database template; the pattern is then unused.
 type Naming struct {
 	Pattern string
+	Rule    string
 	// MaxBytes is the engine's limit on a database name: MaxNameBytes
 	// (PostgreSQL's) when zero; SQL Server's sysname allows 128.
 	MaxBytes int
@@ -33,8 +38,21 @@ func (n Naming) maxBytes() int {
 	return MaxNameBytes
 }
 
+// The naming rules: the pattern (the default), or the newest Admin API's.
+const (
+	RulePattern  = "pattern"
+	RuleAdminAPI = "adminapi"
+)
+
 // Validate checks the pattern itself.
 func (n Naming) Validate() error {
+	switch n.Rule {
+	case "", RulePattern:
+	case RuleAdminAPI:
+		return nil
+	default:
+		return fmt.Errorf("naming rule %q is neither %s nor %s", n.Rule, RulePattern, RuleAdminAPI)
+	}
 	p := n.pattern()
 	if !strings.Contains(p, "{name}") {
 		return fmt.Errorf("naming pattern %q has no {name}", p)
@@ -53,7 +71,17 @@ func (n Naming) Validate() error {
 
 // HasTenant reports whether the pattern puts the tenant into the name, as
 // it must when several tenants share a server.
-func (n Naming) HasTenant() bool { return strings.Contains(n.pattern(), "{tenant}") }
+func (n Naming) HasTenant() bool {
+	return n.Rule != RuleAdminAPI && strings.Contains(n.pattern(), "{tenant}")
+}
+
+// Describe is the rule as an operator reads it in a refusal.
+func (n Naming) Describe() string {
+	if n.Rule == RuleAdminAPI {
+		return ManagePrefix + "_{name}_{template} (the Admin API's)"
+	}
+	return n.pattern()
+}
 
 func (n Naming) pattern() string {
 	if n.Pattern == "" {
@@ -62,7 +90,24 @@ func (n Naming) pattern() string {
 	return n.Pattern
 }
 
-// DatabaseName applies the rule. Every error wraps ErrInvalidName.
+// NameFor applies the rule to a request that may name a database template
+// (a manage request's Minimal or Sample; "" for none). Ed-Fi's rule needs
+// the template; the pattern ignores it. Every error wraps ErrInvalidName.
+func (n Naming) NameFor(tenant, instanceName, template string) (string, error) {
+	if n.Rule != RuleAdminAPI {
+		return n.DatabaseName(tenant, instanceName)
+	}
+	if template == "" {
+		return "", fmt.Errorf("%w: %q: the Admin API's naming rule needs the request's database template", ErrInvalidName, instanceName)
+	}
+	name, err := ManageDatabaseName(instanceName, template)
+	if err == nil && len(name) > n.maxBytes() {
+		err = fmt.Errorf("%w: %q gives a database name of %d bytes, more than %d", ErrInvalidName, instanceName, len(name), n.maxBytes())
+	}
+	return name, err
+}
+
+// DatabaseName applies the pattern. Every error wraps ErrInvalidName.
 func (n Naming) DatabaseName(tenant, instanceName string) (string, error) {
 	if strings.TrimSpace(instanceName) == "" {
 		return "", fmt.Errorf("%w: instance name is empty", ErrInvalidName)
@@ -111,6 +156,9 @@ func expand(pattern, name, tenant string) string {
 func (n Naming) Matches(name string) bool {
 	if checkChars(name) != nil || len(name) > n.maxBytes() || name == "" {
 		return false
+	}
+	if n.Rule == RuleAdminAPI {
+		return matchesManage(name)
 	}
 	p := n.pattern()
 	i := strings.Index(p, "{name}")
