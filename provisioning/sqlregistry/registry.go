@@ -97,10 +97,26 @@ func New(conn Conn, st Statements, classify func(error) error, isUnique func(err
 	return &Registry{conn: conn, st: st, classify: classify, isUnique: isUnique}
 }
 
+// Conn is the registry's connection to EdFi_Admin, for what else the
+// system keeps there (the newest Admin API's manage rows).
+func (r *Registry) Conn() Conn { return r.conn }
+
+type txKey struct{}
+
+// TxFrom is the registry transaction a completion runs in: Register,
+// Rename, RenameFailed, DeleteFailed and Unregister call their completion
+// with a context that carries it, so that a completion which writes
+// EdFi_Admin itself (the manage flavor's status change) commits or rolls
+// back with the registration. ok is false outside a completion.
+func TxFrom(ctx context.Context) (tx Tx, ok bool) {
+	tx, ok = ctx.Value(txKey{}).(Tx)
+	return tx, ok
+}
+
 // inTx runs fn in a transaction that holds the instance's lock, so every
 // change to one instance (create, rename, delete, by any delivery) runs one
-// after the other.
-func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what string, fn func(Tx) error) error {
+// after the other. fn's context carries the transaction (TxFrom).
+func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what string, fn func(context.Context, Tx) error) error {
 	tx, err := r.conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, r.classify(err))
@@ -109,7 +125,7 @@ func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what
 	if err := tx.Exec(ctx, r.st.Lock, fmt.Sprintf("instancemgr:%s:%d", tenant, instanceID)); err != nil {
 		return fmt.Errorf("%s: lock: %w", what, r.classify(err))
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(context.WithValue(ctx, txKey{}, tx), tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -188,7 +204,7 @@ func (r *Registry) Rows(ctx context.Context) ([]provisioning.Row, error) {
 func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
 	var res provisioning.RegisterResult
 	what := fmt.Sprintf("register %q", reg.Name)
-	err := r.inTx(ctx, reg.Tenant, reg.InstanceID, what, func(tx Tx) error {
+	err := r.inTx(ctx, reg.Tenant, reg.InstanceID, what, func(ctx context.Context, tx Tx) error {
 		rec, err := r.lookup(ctx, tx, r.st.LookupForUpdate, reg.Tenant, reg.InstanceID)
 		switch {
 		case err == nil:
@@ -265,7 +281,7 @@ func (r *Registry) insertRows(ctx context.Context, tx Tx, what string, reg provi
 // instance row and its derivatives follow.
 func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
 	what := fmt.Sprintf("rename registration of instance %d to %q", ren.InstanceID, ren.NewName)
-	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(tx Tx) error {
+	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(ctx context.Context, tx Tx) error {
 		before, err := r.at(ctx, tx, ren.Tenant, ren.InstanceID, ren.Generation, what)
 		if err != nil {
 			return err
@@ -292,7 +308,7 @@ func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, 
 		return r.advance(ctx, tenant, instanceID, generation, what, complete)
 	}
 	what += fmt.Sprintf(", its database now %q", moved.NewDatabase)
-	return r.inTx(ctx, tenant, instanceID, what, func(tx Tx) error {
+	return r.inTx(ctx, tenant, instanceID, what, func(ctx context.Context, tx Tx) error {
 		before, err := r.at(ctx, tx, tenant, instanceID, generation, what)
 		if err != nil {
 			return err
@@ -329,7 +345,7 @@ func (r *Registry) at(ctx context.Context, tx Tx, tenant string, instanceID, gen
 
 // advance moves the ledger from generation to the next one.
 func (r *Registry) advance(ctx context.Context, tenant string, instanceID, generation int, what string, complete func(context.Context) error) error {
-	return r.inTx(ctx, tenant, instanceID, what, func(tx Tx) error {
+	return r.inTx(ctx, tenant, instanceID, what, func(ctx context.Context, tx Tx) error {
 		if _, err := r.at(ctx, tx, tenant, instanceID, generation, what); err != nil {
 			return err
 		}
@@ -344,7 +360,7 @@ func (r *Registry) advance(ctx context.Context, tenant string, instanceID, gener
 // instance: the ODS/API's foreign keys do not cascade.
 func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int, complete func(context.Context, provisioning.Record) error) error {
 	what := fmt.Sprintf("unregister instance %d", instanceID)
-	return r.inTx(ctx, tenant, instanceID, what, func(tx Tx) error {
+	return r.inTx(ctx, tenant, instanceID, what, func(ctx context.Context, tx Tx) error {
 		before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
 		if err != nil {
 			return err
