@@ -57,6 +57,9 @@ type OdsInstance struct {
 	BaseURL                *string                 `json:"baseUrl"`
 	OdsInstanceContexts    []OdsInstanceContext    `json:"odsInstanceContexts"`
 	OdsInstanceDerivatives []OdsInstanceDerivative `json:"odsInstanceDerivatives"`
+	// DatabaseTemplate is the template a manage request names (Minimal or
+	// Sample: the newest Admin API's); Admin API 2.3 has none.
+	DatabaseTemplate string `json:"databaseTemplate,omitempty"`
 }
 
 // OdsInstanceContext is a context key/value of an instance.

@@ -493,6 +493,7 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 			j.Name = details.Name
 		}
 		j.InstanceType = details.InstanceType
+		j.Template = details.DatabaseTemplate
 		for _, c := range details.OdsInstanceContexts {
 			j.Contexts = append(j.Contexts, job.Context{Key: c.ContextKey, Value: c.ContextValue})
 		}

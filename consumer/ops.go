@@ -31,6 +31,10 @@ type Tenant struct {
 	// the ADO.NET syntax of the tenant's engine (Npgsql or SqlClient).
 	ODS      func(database string) string
 	Template string
+	// Templates are the template databases a request may name by key (the
+	// newest Admin API's Minimal and Sample); a request naming none copies
+	// Template, one naming a key not here is refused.
+	Templates map[string]string
 	// MaxNameBytes is the engine's limit on a database name; zero for
 	// the naming rule's default (PostgreSQL's).
 	MaxNameBytes int
@@ -44,6 +48,39 @@ func (t *Tenant) seal(plain string) (string, error) {
 		return plain, nil
 	}
 	return t.Seal(plain)
+}
+
+// template is the database a job's copy starts from.
+func (t *Tenant) template(j job.Job) (string, error) {
+	if j.Template == "" {
+		return t.Template, nil
+	}
+	db, ok := t.Templates[j.Template]
+	if !ok {
+		return "", fmt.Errorf("%w: the request names database template %q, which this tenant has no template database for", provisioning.ErrInvalidName, j.Template)
+	}
+	return db, nil
+}
+
+// Claimer is an Admin API whose requests the worker claims before it
+// changes anything (the newest Admin API's manage rows: PendingCreate to
+// CreateInProgress), so that no other executor takes them up; Claim also
+// finds the claim of an earlier delivery of the same job. It fails with
+// provisioning.ErrConflict when another executor holds the request.
+type Claimer interface {
+	Claim(ctx context.Context, tenant string, id int, op job.Operation, database string) error
+}
+
+// claim claims the job's request when the Admin API asks for claims.
+func (o *Handlers) claim(ctx context.Context, j job.Job, database string) error {
+	c, ok := o.API.(Claimer)
+	if !ok {
+		return nil
+	}
+	if err := c.Claim(ctx, j.Tenant, j.InstanceID, j.Operation, database); err != nil {
+		return fmt.Errorf("claim %s request %d of tenant %q: %w", j.Operation, j.InstanceID, j.Tenant, err)
+	}
+	return nil
 }
 
 // Tenants resolves a tenant to its target. A tenant with no mapping is a
@@ -129,6 +166,13 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	case err != nil && !errors.Is(err, provisioning.ErrNotRecorded):
 		return err
 	}
+	if err := o.claim(ctx, j, name); err != nil {
+		return err
+	}
+	template, err := tg.template(j)
+	if err != nil {
+		return err
+	}
 	_, fresh, err := tg.Engine.Reserve(ctx, name, owner)
 	if err != nil {
 		return err
@@ -141,7 +185,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err := o.TestSeams.run(o.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
-	created, err := tg.Engine.CreateDatabase(ctx, name, tg.Template, owner)
+	created, err := tg.Engine.CreateDatabase(ctx, name, template, owner)
 	if err != nil {
 		if errors.Is(err, provisioning.ErrConflict) {
 			o.release(ctx, tg, name, owner, log)
@@ -202,7 +246,7 @@ func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error
 	}
 	naming := o.Naming
 	naming.MaxBytes = tg.MaxNameBytes
-	name, err := naming.DatabaseName(j.Tenant, j.Name)
+	name, err := naming.NameFor(j.Tenant, j.Name, j.Template)
 	return name, tg, err
 }
 
@@ -455,6 +499,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	case inst.Status == adminapi.StatusPendingDelete && rec.Generation > j.Generation:
 		log.Info("delete is stale; a newer request settled since", "generation", rec.Generation)
 		return nil
+	}
+	if inst.Status == adminapi.StatusPendingDelete {
+		// The claim also checks that the request is for the ledger's
+		// database: ids of two Admin API lines can meet in one ledger.
+		if err := h.claim(ctx, j, rec.Database); err != nil {
+			return err
+		}
 	}
 	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err

@@ -57,6 +57,10 @@ type Job struct {
 	Generation  int       `json:"generation,omitempty"`
 	Contexts    []Context `json:"contexts,omitempty"`
 	Derivatives []string  `json:"derivatives,omitempty"`
+	// Template is the database template the request names (the newest
+	// Admin API's Minimal or Sample); empty for a request that names none,
+	// which copies the tenant's configured template.
+	Template    string    `json:"template,omitempty"`
 	RequestedAt time.Time `json:"requestedAt"`
 }
 
