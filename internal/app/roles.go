@@ -27,6 +27,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
@@ -45,9 +46,12 @@ type role struct {
 func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (*role, error) {
 	LogTransport(cfg, log)
 	reg := newRegistry()
-	api, err := adminClient(cfg, log, reg)
-	if err != nil {
-		return nil, err
+	var api *adminapi.Client
+	if !cfg.Manage() { // the manage flavor reads EdFi_Admin, not the Admin API
+		var err error
+		if api, err = adminClient(cfg, log, reg); err != nil {
+			return nil, err
+		}
 	}
 	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-"+name, log)
 	if err != nil {
@@ -55,7 +59,9 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	}
 	checks := health.New(0)
 	checks.Ready("nats", natsReady(nc))
-	checks.Ready("admin api", api.CheckToken)
+	if api != nil {
+		checks.Ready("admin api", api.CheckToken)
+	}
 	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, cfg.Pprof, reg, checks, log)
 	if err != nil {
 		nc.Close()
@@ -83,7 +89,7 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
 		ledgers := NewLedgers(cfg, log)
 		defer ledgers.Close()
-		b, err := NewBridge(ctx, cfg, r.api, ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
+		b, err := NewBridge(ctx, cfg, bridgeAPI(cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
 		if err != nil {
 			return err
 		}
@@ -100,7 +106,7 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 		defer tenants.Close()
 		sc := cfg.StreamConfig().WithDefaults()
 		r.metrics.MustRegister(jobstream.NewLagCollector(r.js, sc.Stream, sc.Consumer))
-		deps := ConsumerDeps{JS: r.js, API: r.api, Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
+		deps := ConsumerDeps{JS: r.js, API: consumerAPI(cfg, r.api, tenants, log), Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
 			Beat: ConsumerProbes(r.checks, cfg, r.js, tenants)}
 		c, err := NewConsumer(ctx, cfg, deps)
 		if err != nil {
@@ -255,6 +261,7 @@ type Ledgers struct {
 
 type ledger interface {
 	Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error)
+	Conn() sqlregistry.Conn
 	Close()
 }
 
@@ -265,21 +272,29 @@ func NewLedgers(cfg *config.Config, log *slog.Logger) *Ledgers {
 
 // Lookup implements bridge.Ledger.
 func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
-	conns, err := l.cfg.TenantConns(tenant)
+	_, reg, err := l.registry(ctx, tenant)
 	if err != nil {
 		return provisioning.Record{}, err
 	}
+	return reg.Lookup(ctx, tenant, instanceID)
+}
+
+// registry is the tenant's entry's registry, opened on first use.
+func (l *Ledgers) registry(ctx context.Context, tenant string) (config.TenantConns, ledger, error) {
+	conns, err := l.cfg.TenantConns(tenant)
+	if err != nil {
+		return conns, nil, err
+	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	reg, ok := l.byEntry[conns.Entry]
 	if !ok {
 		if reg, err = l.open(ctx, conns); err != nil {
-			l.mu.Unlock()
-			return provisioning.Record{}, fmt.Errorf("tenant %q: %w", tenant, err)
+			return conns, nil, fmt.Errorf("tenant %q: %w", tenant, err)
 		}
 		l.byEntry[conns.Entry] = reg
 	}
-	l.mu.Unlock()
-	return reg.Lookup(ctx, tenant, instanceID)
+	return conns, reg, nil
 }
 
 func (l *Ledgers) open(ctx context.Context, conns config.TenantConns) (ledger, error) {

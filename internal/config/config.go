@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -51,8 +52,16 @@ type Config struct {
 	Pprof bool `yaml:"pprof"`
 }
 
-// AdminAPI says how to reach the Admin API.
+// AdminAPI says which Admin API line serves the requests, and how to
+// reach it.
 type AdminAPI struct {
+	// Flavor is the Admin API line: "adminconsole" (the default: Admin API
+	// 2.3.0-2.3.2 and its /adminconsole/ worker endpoints, over HTTP) or
+	// "manage" (the newest line, Ed-Fi-Alliance-OSS/ODS-Admin-API: the
+	// requests of /v2/odsInstances/manage and /v3/dataStores/manage, read
+	// and settled in each tenant's EdFi_Admin; docs/adminapi-newest.md).
+	// The manage flavor needs no URL or credentials.
+	Flavor       string   `yaml:"flavor"`
 	BaseURL      string   `yaml:"baseUrl"`
 	TokenURL     string   `yaml:"tokenUrl"` // default: baseUrl + /connect/token
 	ClientID     string   `yaml:"clientId"`
@@ -125,6 +134,14 @@ type Provisioning struct {
 	Engine      string `yaml:"engine"`      // "postgres"
 	Template    string `yaml:"template"`    // template database to copy
 	NamePattern string `yaml:"namePattern"` // default EdFi_Ods_{name}
+	// Naming is the naming rule: "pattern" (NamePattern) or "adminapi"
+	// (the newest Admin API's EdFi_Ods_{name}_{template}); the default is
+	// adminapi with adminApi.flavor manage, pattern otherwise.
+	Naming string `yaml:"naming"`
+	// Templates are the template databases a manage request names by its
+	// databaseTemplate; default Ed-Fi's (Minimal: Ods_Minimal_Template,
+	// Sample: Ods_Populated_Template).
+	Templates map[string]string `yaml:"templates"`
 	// Registration says who writes the dbo rows of an instance in
 	// EdFi_Admin: "worker" (the default: the worker, in its transaction
 	// around the completed, renamed and deleted calls) or "adminapi"
@@ -344,7 +361,28 @@ func EnvName(tenant string) string {
 	}, tenant)
 }
 
+// The Admin API flavors.
+const (
+	FlavorAdminConsole = "adminconsole"
+	FlavorManage       = "manage"
+)
+
+// Manage reports whether the newest Admin API line serves the requests.
+func (c *Config) Manage() bool { return c.AdminAPI.Flavor == FlavorManage }
+
 func (c *Config) applyDefaults() {
+	if c.AdminAPI.Flavor == "" {
+		c.AdminAPI.Flavor = FlavorAdminConsole
+	}
+	if c.Provisioning.Naming == "" {
+		c.Provisioning.Naming = provisioning.RulePattern
+		if c.Manage() {
+			c.Provisioning.Naming = provisioning.RuleAdminAPI
+		}
+	}
+	if c.Manage() && c.Provisioning.Templates == nil {
+		c.Provisioning.Templates = maps.Clone(provisioning.ManageTemplates)
+	}
 	if c.AdminAPI.TokenURL == "" && c.AdminAPI.BaseURL != "" {
 		c.AdminAPI.TokenURL = strings.TrimRight(c.AdminAPI.BaseURL, "/") + "/connect/token"
 	}
@@ -431,7 +469,7 @@ func (c *Config) StreamConfig() jobstream.Config {
 
 // Naming is the configured naming rule.
 func (c *Config) Naming() provisioning.Naming {
-	return provisioning.Naming{Pattern: c.Provisioning.NamePattern}
+	return provisioning.Naming{Pattern: c.Provisioning.NamePattern, Rule: c.Provisioning.Naming}
 }
 
 // The registration modes.
@@ -453,22 +491,29 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("logFormat", "%q is not json or text", c.LogFormat)
 	}
-	for _, u := range []struct{ key, url string }{{"adminApi.baseUrl", c.AdminAPI.BaseURL}, {"adminApi.tokenUrl", c.AdminAPI.TokenURL}} {
-		switch {
-		case u.url == "" && u.key == "adminApi.baseUrl":
-			bad(u.key, "is required")
-		case u.url == "":
-		case !isHTTPURL(u.url):
-			bad(u.key, "must be an http(s) URL")
-		case strings.HasPrefix(u.url, "http://") && !c.AdminAPI.AllowInsecureHTTP && !IsLoopback(urlHost(u.url)):
-			bad(u.key, "must be https:// (it carries the client secret, the token and connection strings with passwords); http:// is accepted for a loopback address, or with adminApi.allowInsecureHttp: true")
+	switch c.AdminAPI.Flavor {
+	case FlavorAdminConsole:
+		errs = append(errs, c.checkAdminConsole()...)
+	case FlavorManage:
+		if c.Provisioning.Registration != RegistrationWorker {
+			bad("provisioning.registration", "must be worker with adminApi.flavor manage: instancemgr writes the dbo.OdsInstances row in the transaction that completes the request")
 		}
+		if c.Provisioning.EncryptionKey == "" {
+			bad("provisioning.encryptionKey", "is required with adminApi.flavor manage: that Admin API stores every connection string encrypted with its AppSettings:EncryptionKey (or INSTANCEMGR_ODS_ENCRYPTION_KEY)")
+		}
+		for _, key := range slices.Sorted(maps.Keys(c.Provisioning.Templates)) {
+			if _, ok := provisioning.ManageTemplates[key]; !ok {
+				bad("provisioning.templates."+key, "is not a template the Admin API accepts (Minimal, Sample)")
+			}
+			if err := provisioning.CheckName(c.Provisioning.Templates[key]); err != nil {
+				bad("provisioning.templates."+key, "%v", err)
+			}
+		}
+	default:
+		bad("adminApi.flavor", "%q is neither %s nor %s", c.AdminAPI.Flavor, FlavorAdminConsole, FlavorManage)
 	}
-	if c.AdminAPI.ClientID == "" {
-		bad("adminApi.clientId", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_ID)")
-	}
-	if c.AdminAPI.ClientSecret == "" {
-		bad("adminApi.clientSecret", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_SECRET)")
+	if len(c.Provisioning.Templates) > 0 && !c.Manage() {
+		bad("provisioning.templates", "is for adminApi.flavor manage, whose requests name a template; this flavor copies provisioning.template")
 	}
 	if c.AdminAPI.Timeout < 0 {
 		bad("adminApi.timeout", "must be positive")
@@ -540,7 +585,11 @@ func (c *Config) Validate() error {
 		bad("provisioning.register", "is replaced by provisioning.registration: worker (the worker writes the dbo rows) or adminapi (Admin API 2.3 writes them); the worker keeps its ledger in EdFi_Admin in both")
 	}
 	if err := c.Naming().Validate(); err != nil {
-		bad("provisioning.namePattern", "%v", err)
+		key := "provisioning.namePattern"
+		if c.Provisioning.Naming != provisioning.RulePattern {
+			key = "provisioning.naming"
+		}
+		bad(key, "%v", err)
 	}
 	if len(c.Tenants) == 0 {
 		bad("tenants", "at least one tenant (or %q) is required", DefaultTenant)
@@ -594,6 +643,33 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// checkAdminConsole checks what the adminconsole flavor needs: the Admin
+// API's URLs and the worker's credentials.
+func (c *Config) checkAdminConsole() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	for _, u := range []struct{ key, url string }{{"adminApi.baseUrl", c.AdminAPI.BaseURL}, {"adminApi.tokenUrl", c.AdminAPI.TokenURL}} {
+		switch {
+		case u.url == "" && u.key == "adminApi.baseUrl":
+			bad(u.key, "is required")
+		case u.url == "":
+		case !isHTTPURL(u.url):
+			bad(u.key, "must be an http(s) URL")
+		case strings.HasPrefix(u.url, "http://") && !c.AdminAPI.AllowInsecureHTTP && !IsLoopback(urlHost(u.url)):
+			bad(u.key, "must be https:// (it carries the client secret, the token and connection strings with passwords); http:// is accepted for a loopback address, or with adminApi.allowInsecureHttp: true")
+		}
+	}
+	if c.AdminAPI.ClientID == "" {
+		bad("adminApi.clientId", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_ID)")
+	}
+	if c.AdminAPI.ClientSecret == "" {
+		bad("adminApi.clientSecret", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_SECRET)")
+	}
+	return errs
+}
+
 // checkSharedServers holds entries that share a database server to the two
 // rules that keep their names apart: the naming pattern holds {tenant}, and
 // they reach the server through one maintenance database, where its
@@ -624,7 +700,11 @@ func (c *Config) checkSharedServers(names []string) []error {
 		if len(sv.entries) < 2 {
 			continue
 		}
-		if !c.Naming().HasTenant() {
+		switch {
+		case c.Naming().Rule == provisioning.RuleAdminAPI:
+			errs = append(errs, fmt.Errorf("provisioning.naming: tenants %s share the server %s, and the Admin API's rule puts no tenant in a name; give each tenant its own server, or use naming: pattern with {tenant}",
+				strings.Join(sv.entries, ", "), key))
+		case !c.Naming().HasTenant():
 			errs = append(errs, fmt.Errorf("provisioning.namePattern: tenants %s share the server %s, so the pattern must hold {tenant}",
 				strings.Join(sv.entries, ", "), key))
 		}
@@ -672,6 +752,9 @@ type SQLServerConns struct {
 // shared, and one tenant's job must never touch another's EdFi_Admin.
 func (c *Config) Guard() *provisioning.Guard {
 	protected := append([]string{c.Provisioning.Template}, c.Provisioning.ProtectedDatabases...)
+	for _, key := range slices.Sorted(maps.Keys(c.Provisioning.Templates)) {
+		protected = append(protected, c.Provisioning.Templates[key])
+	}
 	for _, t := range c.Tenants {
 		for _, s := range []string{t.Master, t.Admin} {
 			if _, db, _, err := parseConn(c.engine(t), s); err == nil && db != "" && !slices.Contains(protected, db) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 func write(t *testing.T, body string) string {
@@ -484,5 +486,37 @@ tenants:
 	_, err = LoadEnviron(write(t, body), []string{"INSTANCEMGR_NATS__ACKWIAT=45s", "INSTANCEMGR_CONSUMER__CONCURRENCY=many"})
 	if err == nil || !strings.Contains(err.Error(), "INSTANCEMGR_NATS__ACKWIAT: no setting") || !strings.Contains(err.Error(), "INSTANCEMGR_CONSUMER__CONCURRENCY") {
 		t.Fatalf("bad path variables: %v", err)
+	}
+}
+
+// adminApi.flavor manage needs no Admin API URL or credentials, but a key
+// and the worker registering; it names with Ed-Fi's rule and protects
+// Ed-Fi's templates by default.
+func TestManageFlavor(t *testing.T) {
+	const tenants = `
+tenants:
+  default:
+    master: "host=localhost;port=5432;username=postgres;password=pw;database=postgres"
+    admin: "postgres://postgres:pw@localhost:5432/EdFi_Admin"
+    ods: "host=localhost;port=5432;username=postgres;password=pw;database={0}"
+`
+	c, err := Load(write(t, "adminApi: {flavor: manage}\nprovisioning: {encryptionKey: \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}"+tenants), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Manage() || c.Naming().Rule != provisioning.RuleAdminAPI || c.Provisioning.Templates["Sample"] != "Ods_Populated_Template" {
+		t.Errorf("manage defaults: naming %q, templates %v", c.Provisioning.Naming, c.Provisioning.Templates)
+	}
+	if err := c.Guard().CheckDestructive("Ods_Populated_Template"); err == nil {
+		t.Error("a manage template is not protected")
+	}
+	_, err = Load(write(t, "adminApi: {flavor: manage}\nprovisioning: {registration: adminapi}"+tenants), noEnv)
+	for _, want := range []string{"provisioning.registration: must be worker", "provisioning.encryptionKey: is required"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+	if _, err := Load(write(t, "adminApi: {flavor: nightly}"+tenants), noEnv); err == nil || !strings.Contains(err.Error(), `adminApi.flavor: "nightly" is neither`) {
+		t.Errorf("an unknown flavor: %v", err)
 	}
 }

@@ -1,0 +1,413 @@
+// Package manage is the Admin API of the newest line
+// (Ed-Fi-Alliance-OSS/ODS-Admin-API) to the bridge and the consumer, beside
+// adminapi.Client for Admin API 2.3's /adminconsole/ endpoints; the
+// configuration chooses one (adminApi.flavor). In that line a request for an
+// instance is a row of adminapi.OdsInstanceManages in the tenant's
+// EdFi_Admin, written by POST and DELETE of /v2/odsInstances/manage and
+// /v3/dataStores/manage; this package reads those rows, claims them, and
+// moves them to Created or Deleted inside the registry's transaction, so
+// that the row, the dbo.OdsInstances row and the ledger commit together
+// (docs/adminapi-newest.md says why the Admin API's own jobs must be off,
+// and what the claim and the JobStatuses check guarantee).
+//
+// It speaks the vocabulary of the /adminconsole/ worker endpoints to its
+// callers (Pending, Completed, Pending_Delete, ...), so the bridge and the
+// handlers run one protocol for both lines.
+package manage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
+)
+
+// The manage statuses (OdsInstanceManageStatus in Common/Constants/Constants.cs).
+const (
+	PendingCreate    = "PendingCreate"
+	CreateInProgress = "CreateInProgress"
+	Created          = "Created"
+	CreateFailed     = "CreateFailed"
+	CreateError      = "CreateError"
+	PendingDelete    = "PendingDelete"
+	DeleteInProgress = "DeleteInProgress"
+	Deleted          = "Deleted"
+	DeleteFailed     = "DeleteFailed"
+	DeleteError      = "DeleteError"
+)
+
+// workerStatus is the /adminconsole/ status the handlers act on for a
+// manage status. A claimed request (…InProgress) reads as still pending, so
+// that a redelivery finishes it.
+var workerStatus = map[string]string{
+	PendingCreate:    adminapi.StatusPending,
+	CreateInProgress: adminapi.StatusInProgress,
+	Created:          adminapi.StatusCompleted,
+	CreateFailed:     adminapi.StatusError,
+	CreateError:      adminapi.StatusError,
+	PendingDelete:    adminapi.StatusPendingDelete,
+	DeleteInProgress: adminapi.StatusPendingDelete,
+	Deleted:          adminapi.StatusDeleted,
+	DeleteFailed:     adminapi.StatusDeleteFailed,
+	DeleteError:      adminapi.StatusDeleteFailed,
+}
+
+// Statements are one engine's SQL for the manage rows, with its own
+// placeholders; the arguments of each are in the order given.
+type Statements struct {
+	List     string // () → id, name, status of every pending or claimed request
+	Get      string // (id) → name, status, database template, ods instance id (NULL), database name ('')
+	Runs     string // (pattern, pattern) → job id, status of the first JobStatuses row matching either (LIKE, escape '!')
+	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
+	Complete string // (id, tenant, now) → ods instance id; Created from the ledger's entry, only from PendingCreate or CreateInProgress
+	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
+}
+
+// Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
+// lower case).
+var Postgres = Statements{
+	List: `SELECT id, name, status FROM adminapi.odsinstancemanages
+WHERE status IN ('PendingCreate', 'CreateInProgress', 'PendingDelete', 'DeleteInProgress') ORDER BY id`,
+	Get:  `SELECT name, status, databasetemplate, odsinstanceid, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE id = $1`,
+	Runs: `SELECT jobid, status FROM adminapi.jobstatuses WHERE jobid LIKE $1 ESCAPE '!' OR jobid LIKE $2 ESCAPE '!' ORDER BY id LIMIT 1`,
+	Claim: `UPDATE adminapi.odsinstancemanages SET status = $2, databasename = coalesce(databasename, $3), lastmodifieddate = $4, lastrefreshed = $4
+WHERE id = $1 AND status = $5 RETURNING id`,
+	Complete: `UPDATE adminapi.odsinstancemanages m SET status = 'Created', odsinstanceid = l.ods_instance_id, odsinstancename = l.name,
+    databasename = l.database_name, lastmodifieddate = $3, lastrefreshed = $3
+FROM instancemgr.instances l
+WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND m.status IN ('PendingCreate', 'CreateInProgress')
+RETURNING m.odsinstanceid`,
+	Settle: `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3, lastrefreshed = $3
+WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
+}
+
+// SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
+var SQLServer = Statements{
+	List: `SELECT Id, Name, Status FROM adminapi.OdsInstanceManages
+WHERE Status IN (N'PendingCreate', N'CreateInProgress', N'PendingDelete', N'DeleteInProgress') ORDER BY Id`,
+	Get:  `SELECT Name, Status, DatabaseTemplate, OdsInstanceId, COALESCE(DatabaseName, N'') FROM adminapi.OdsInstanceManages WHERE Id = @p1`,
+	Runs: `SELECT TOP (1) JobId, Status FROM adminapi.JobStatuses WHERE JobId LIKE @p1 ESCAPE '!' OR JobId LIKE @p2 ESCAPE '!' ORDER BY Id`,
+	Claim: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, DatabaseName = COALESCE(DatabaseName, @p3), LastModifiedDate = @p4, LastRefreshed = @p4
+OUTPUT INSERTED.Id WHERE Id = @p1 AND Status = @p5`,
+	Complete: `UPDATE m SET Status = N'Created', OdsInstanceId = l.ods_instance_id, OdsInstanceName = l.name,
+    DatabaseName = l.database_name, LastModifiedDate = @p3, LastRefreshed = @p3
+OUTPUT INSERTED.OdsInstanceId
+FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id = m.Id AND l.tenant = @p2
+WHERE m.Id = @p1 AND m.Status IN (N'PendingCreate', N'CreateInProgress')`,
+	Settle: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, LastModifiedDate = @p3, LastRefreshed = @p3
+OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInProgress')`,
+}
+
+// DB is a tenant's EdFi_Admin: the registry's connection, so a completion
+// runs in the registry's transaction on the same database.
+type DB struct {
+	Conn       sqlregistry.Conn
+	Statements Statements
+}
+
+// Databases opens the EdFi_Admin of a tenant.
+type Databases func(ctx context.Context, tenant string) (DB, error)
+
+// Source is the manage flavor's Admin API.
+type Source struct {
+	tenants []string
+	open    Databases
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns a source over the tenants' EdFi_Admin databases. tenants are
+// the ones the bridge polls: the newest Admin API's tenant names, each
+// served by a configuration entry.
+func New(tenants []string, open Databases, log *slog.Logger) *Source {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{tenants: slices.Sorted(slices.Values(tenants)), open: open, log: log, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// ErrNoRename answers a rename: the newest Admin API has no rename of a
+// managed instance, so the bridge never publishes one for it.
+var ErrNoRename = errors.New("the newest Admin API has no rename of a managed instance")
+
+// ErrOutsideTransaction answers a completion called outside the registry's
+// transaction: the request's status must commit with the registration.
+var ErrOutsideTransaction = errors.New("a manage request is completed only inside the registration's transaction")
+
+// Tenants lists the configured tenants, as Admin API 2.3's tenant list
+// would.
+func (s *Source) Tenants(context.Context) ([]adminapi.Tenant, error) {
+	out := make([]adminapi.Tenant, 0, len(s.tenants))
+	for i, t := range s.tenants {
+		out = append(out, adminapi.Tenant{TenantID: i + 1, Document: adminapi.TenantDocument{Name: t}})
+	}
+	return out, nil
+}
+
+// Instances lists the tenant's pending and claimed requests; status is
+// ignored (the bridge asks for all and picks the pending ones).
+func (s *Source) Instances(ctx context.Context, tenant, _ string) ([]adminapi.WorkerInstance, error) {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Conn.Query(ctx, db.Statements.List)
+	if err != nil {
+		return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
+	}
+	defer rows.Close()
+	var out []adminapi.WorkerInstance
+	for rows.Next() {
+		var (
+			id           int
+			name, status string
+		)
+		if err := rows.Scan(&id, &name, &status); err != nil {
+			return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
+		}
+		// A claimed create is still to be done: a lost job is published
+		// again, and the claim is found to be the system's own.
+		ws := workerStatus[status]
+		if ws == adminapi.StatusInProgress {
+			ws = adminapi.StatusPending
+		}
+		out = append(out, adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: name, Status: ws})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// row is one manage request.
+type row struct {
+	name, status, template, database string
+	odsInstanceID                    *int
+}
+
+func (s *Source) get(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) sqlregistry.Row
+}, st Statements, tenant string, id int) (row, error) {
+	var r row
+	err := q.QueryRow(ctx, st.Get, id).Scan(&r.name, &r.status, &r.template, &r.odsInstanceID, &r.database)
+	if errors.Is(err, sqlregistry.ErrNoRows) {
+		return r, fmt.Errorf("%w: manage request %d of tenant %q", adminapi.ErrNotFound, id, tenant)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read manage request %d of tenant %q: %w", id, tenant, err)
+	}
+	return r, nil
+}
+
+// OdsInstance is the request's details for its job: the name, and the
+// template as both the template to copy and the instance type (Ed-Fi's
+// CreateInstanceJob writes DatabaseTemplate as InstanceType).
+func (s *Source) OdsInstance(ctx context.Context, tenant string, id int) (adminapi.OdsInstance, error) {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return adminapi.OdsInstance{}, err
+	}
+	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	if err != nil {
+		return adminapi.OdsInstance{}, err
+	}
+	return adminapi.OdsInstance{ID: id, Name: r.name, InstanceType: r.template, DatabaseTemplate: r.template, Status: workerStatus[r.status],
+		OdsInstanceContexts: []adminapi.OdsInstanceContext{}, OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{}}, nil
+}
+
+// Instance is the request as the handlers read it on every delivery. A
+// request that Ed-Fi's own executor has run for is a conflict, whatever its
+// status: the two executors never share a request.
+func (s *Source) Instance(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return adminapi.WorkerInstance{}, err
+	}
+	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	if err != nil {
+		return adminapi.WorkerInstance{}, err
+	}
+	if err := s.checkRuns(ctx, db, tenant, id); err != nil {
+		return adminapi.WorkerInstance{}, err
+	}
+	ws, ok := workerStatus[r.status]
+	if !ok {
+		return adminapi.WorkerInstance{}, fmt.Errorf("%w: manage request %d of tenant %q has status %q, which this version does not know", provisioning.ErrConflict, id, tenant, r.status)
+	}
+	return adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: r.name, Status: ws, OdsInstanceID: r.odsInstanceID}, nil
+}
+
+// checkRuns fails with provisioning.ErrConflict when adminapi.JobStatuses
+// has a run of Ed-Fi's CreateInstanceJob or DeleteInstanceJob for the
+// request (JobId "{job}-{id}_{fire}" or "{job}-{tenant}-{id}_{fire}":
+// AdminApiQuartzJobBase). Such a job writes that row before it reads the
+// request, so one that could still act has left it by the time the claim
+// has committed.
+func (s *Source) checkRuns(ctx context.Context, db DB, tenant string, id int) error {
+	for _, jobName := range []string{"CreateInstanceJob", "DeleteInstanceJob"} {
+		plain := likePrefix(jobName+"-"+strconv.Itoa(id)+"_") + "%"
+		withTenant := likePrefix(jobName+"-"+tenant+"-"+strconv.Itoa(id)+"_") + "%"
+		var jobID, status string
+		err := db.Conn.QueryRow(ctx, db.Statements.Runs, plain, withTenant).Scan(&jobID, &status)
+		switch {
+		case errors.Is(err, sqlregistry.ErrNoRows):
+			continue
+		case err != nil:
+			return fmt.Errorf("read adminapi.JobStatuses for manage request %d of tenant %q: %w", id, tenant, err)
+		}
+		return fmt.Errorf("%w: the Admin API's own executor has run for manage request %d of tenant %q (adminapi.JobStatuses %q, %s); switch its dispatchers off and settle the request by hand (docs/adminapi-newest.md)",
+			provisioning.ErrConflict, id, tenant, jobID, status)
+	}
+	return nil
+}
+
+// likePrefix escapes s for LIKE with '!' as the escape character.
+func likePrefix(s string) string {
+	return strings.NewReplacer("!", "!!", "%", "!%", "_", "!_", "[", "![").Replace(s)
+}
+
+// Claim moves a request from PendingCreate to CreateInProgress with its
+// database name (or PendingDelete to DeleteInProgress) in one conditional
+// statement, then checks that Ed-Fi's executor has not run for it. A
+// request already claimed counts as this job's own only when it names the
+// same database: a redelivery finds its own claim.
+func (s *Source) Claim(ctx context.Context, tenant string, id int, op job.Operation, database string) error {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	from, to := PendingCreate, CreateInProgress
+	if op == job.OpDelete {
+		from, to = PendingDelete, DeleteInProgress
+	} else if op != job.OpCreate {
+		return fmt.Errorf("%w: %s", ErrNoRename, op)
+	}
+	var claimed int
+	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), from).Scan(&claimed)
+	if err != nil && !errors.Is(err, sqlregistry.ErrNoRows) {
+		return fmt.Errorf("claim manage request %d of tenant %q: %w", id, tenant, err)
+	}
+	if err := s.checkRuns(ctx, db, tenant, id); err != nil {
+		return err
+	}
+	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.database != database:
+		return fmt.Errorf("%w: manage request %d of tenant %q names database %q, this job %q", provisioning.ErrConflict, id, tenant, r.database, database)
+	case r.status == to, op == job.OpCreate && r.status == Created:
+		return nil
+	}
+	return fmt.Errorf("%w: manage request %d of tenant %q is %s, not %s", provisioning.ErrConflict, id, tenant, r.status, from)
+}
+
+// Completed marks the request Created with the dbo.OdsInstances row and the
+// database the ledger has for it; it must run inside the registration's
+// transaction (sqlregistry.TxFrom), after the ledger entry is written. A
+// request already Created with the ledger's row is done.
+func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string) error {
+	tx, db, err := s.inTx(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	var odsID *int
+	err = tx.QueryRow(ctx, db.Statements.Complete, id, tenant, s.now()).Scan(&odsID)
+	if err == nil {
+		s.log.Info("manage request created", "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
+		return nil
+	}
+	if !errors.Is(err, sqlregistry.ErrNoRows) {
+		return fmt.Errorf("mark manage request %d of tenant %q created: %w", id, tenant, err)
+	}
+	r, err := s.get(ctx, tx, db.Statements, tenant, id)
+	if err != nil {
+		return err
+	}
+	if r.status == Created {
+		return nil
+	}
+	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.status)
+}
+
+// Deleted marks the request Deleted, inside the transaction that
+// unregisters the instance.
+func (s *Source) Deleted(ctx context.Context, tenant string, id int) error {
+	tx, db, err := s.inTx(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	return s.settle(ctx, tx, db, tenant, id, Deleted)
+}
+
+// DeleteFailed marks the request DeleteError: the system does not retry a
+// delete that ended, and a DeleteFailed row would say it does. In the
+// registry's transaction when there is one.
+func (s *Source) DeleteFailed(ctx context.Context, tenant string, id int) error {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	var q interface {
+		QueryRow(context.Context, string, ...any) sqlregistry.Row
+	} = db.Conn
+	if tx, ok := sqlregistry.TxFrom(ctx); ok {
+		q = tx
+	}
+	return s.settle(ctx, q, db, tenant, id, DeleteError)
+}
+
+func (s *Source) settle(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) sqlregistry.Row
+}, db DB, tenant string, id int, status string) error {
+	var settled int
+	err := q.QueryRow(ctx, db.Statements.Settle, id, status, s.now()).Scan(&settled)
+	if err == nil {
+		s.log.Info("manage request settled", "tenant", tenant, "manage_id", id, "status", status)
+		return nil
+	}
+	if !errors.Is(err, sqlregistry.ErrNoRows) {
+		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, status, err)
+	}
+	r, err := s.get(ctx, q, db.Statements, tenant, id)
+	if err != nil {
+		return err
+	}
+	if r.status == status {
+		return nil
+	}
+	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a delete pending or under way becomes %s", adminapi.ErrConflict, id, tenant, r.status, status)
+}
+
+// Renamed and RenameFailed are never called: the bridge publishes no
+// rename for this line.
+func (s *Source) Renamed(context.Context, string, int, string) error { return ErrNoRename }
+
+// RenameFailed: see Renamed.
+func (s *Source) RenameFailed(context.Context, string, int) error { return ErrNoRename }
+
+func (s *Source) inTx(ctx context.Context, tenant string) (sqlregistry.Tx, DB, error) {
+	tx, ok := sqlregistry.TxFrom(ctx)
+	if !ok {
+		return nil, DB{}, ErrOutsideTransaction
+	}
+	db, err := s.open(ctx, tenant)
+	return tx, db, err
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}

@@ -1,0 +1,78 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/manage"
+	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
+)
+
+// The configured flavor's Admin API, as the bridge and the consumer read
+// it: the HTTP client of Admin API 2.3's /adminconsole/ endpoints, or the
+// manage rows of the newest line in each tenant's EdFi_Admin.
+
+// bridgeAPI is what the bridge polls.
+func bridgeAPI(cfg *config.Config, api *adminapi.Client, ledgers *Ledgers, log *slog.Logger) bridge.AdminAPI {
+	if cfg.Manage() {
+		return manageSource(cfg, ledgers.ManageDB, log)
+	}
+	return api
+}
+
+// consumerAPI is what the handlers read and settle.
+func consumerAPI(cfg *config.Config, api *adminapi.Client, tenants *TenantPool, log *slog.Logger) consumer.AdminAPI {
+	if cfg.Manage() {
+		return manageSource(cfg, tenants.ManageDB, log)
+	}
+	return api
+}
+
+func manageSource(cfg *config.Config, open manage.Databases, log *slog.Logger) *manage.Source {
+	return manage.New(slices.Collect(maps.Keys(cfg.Tenants)), open, log)
+}
+
+// manageDB is a registry's EdFi_Admin for the manage rows, in its engine's
+// SQL.
+func manageDB(conns config.TenantConns, reg interface{ Conn() sqlregistry.Conn }) manage.DB {
+	st := manage.Postgres
+	if conns.SQLServer != nil {
+		st = manage.SQLServer
+	}
+	return manage.DB{Conn: reg.Conn(), Statements: st}
+}
+
+// ManageDB is the tenant's EdFi_Admin, through the consumer's registry: a
+// completion then runs in that registry's transaction.
+func (t *TenantPool) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
+	if _, err := t.Tenant(ctx, tenant); err != nil {
+		return manage.DB{}, err
+	}
+	tg, err := t.cfg.TenantConns(tenant)
+	if err != nil {
+		return manage.DB{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	db, ok := t.manage[tg.Entry]
+	if !ok {
+		return manage.DB{}, fmt.Errorf("tenant %q: its EdFi_Admin is not open", tenant)
+	}
+	return db, nil
+}
+
+// ManageDB is the tenant's EdFi_Admin, through the bridge's ledger.
+func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
+	conns, reg, err := l.registry(ctx, tenant)
+	if err != nil {
+		return manage.DB{}, err
+	}
+	return manageDB(conns, reg), nil
+}
