@@ -3,16 +3,24 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
@@ -37,8 +45,15 @@ type DevOptions struct {
 	PollInterval  time.Duration
 	Replicas      int
 	Registration  string // config.RegistrationWorker or RegistrationAdminAPI
-	LogLevel      string
-	HTTP          string // where /healthz and /readyz are served
+	// Flavor is the Admin API line the simulator plays:
+	// config.FlavorAdminConsole (2.3's /adminconsole/) or FlavorManage (the
+	// newest line's /v2/odsInstances/manage and /v3/dataStores/manage).
+	Flavor string
+	// Templates are the manage flavor's template databases by
+	// databaseTemplate; nil for Ed-Fi's.
+	Templates map[string]string
+	LogLevel  string
+	HTTP      string // where /healthz and /readyz are served
 }
 
 // DefaultDevOptions are dev's defaults.
@@ -46,7 +61,7 @@ func DefaultDevOptions() DevOptions {
 	return DevOptions{
 		Postgres: "postgres://postgres@127.0.0.1:5432/postgres", Listen: "127.0.0.1:8089", DataDir: defaultDevDataDir(),
 		Template: "Ods_Minimal_Template", AdminDatabase: "EdFi_Admin", NamePattern: provisioning.DefaultNamePattern,
-		PollInterval: 2 * time.Second, Replicas: 2, Registration: config.RegistrationWorker, LogLevel: "info", HTTP: "127.0.0.1:8090",
+		PollInterval: 2 * time.Second, Replicas: 2, Registration: config.RegistrationWorker, Flavor: config.FlavorAdminConsole, LogLevel: "info", HTTP: "127.0.0.1:8090",
 	}
 }
 
@@ -72,9 +87,16 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	}
 	defer ns.Shutdown()
 
-	simOpts := simulator.Options{Logger: log.With("role", "simulator"), Registration: o.Registration,
+	manageFlavor := o.Flavor == config.FlavorManage
+	switch {
+	case o.Flavor != config.FlavorAdminConsole && !manageFlavor:
+		return fmt.Errorf("adminapi-flavor: %q is neither %s nor %s", o.Flavor, config.FlavorAdminConsole, config.FlavorManage)
+	case manageFlavor && o.Registration != config.RegistrationWorker:
+		return fmt.Errorf("registration: the manage flavor registers with the worker: instancemgr writes dbo.OdsInstances in the transaction that completes the request")
+	}
+	simOpts := simulator.Options{Logger: log.With("role", "simulator"), Registration: o.Registration, Manage: manageFlavor,
 		AdminDatabases: map[string]string{"*": master.WithDatabase(o.AdminDatabase).PgxConnString()}}
-	if o.Registration != config.RegistrationAdminAPI {
+	if o.Registration != config.RegistrationAdminAPI && !manageFlavor {
 		simOpts.AdminDatabases = nil
 	}
 	if err := simOpts.Validate(); err != nil {
@@ -113,19 +135,35 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		}},
 		LogLevel: o.LogLevel,
 	}
+	if manageFlavor {
+		// That Admin API encrypts every connection string; dev keeps its key
+		// beside its other state, so a restart reads what it wrote.
+		key, err := devEncryptionKey(filepath.Join(o.DataDir, "encryption.key"))
+		if err != nil {
+			return err
+		}
+		cfg.AdminAPI = config.AdminAPI{Flavor: config.FlavorManage}
+		cfg.Provisioning.EncryptionKey, cfg.Provisioning.Templates = key, o.Templates
+	}
 	if err := cfg.Complete(func(string) string { return "" }); err != nil {
 		return err
 	}
-	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, o.Template); err != nil {
+	templates := []string{o.Template}
+	for _, key := range slices.Sorted(maps.Keys(cfg.Provisioning.Templates)) {
+		templates = append(templates, cfg.Provisioning.Templates[key])
+	}
+	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, templates, manageFlavor); err != nil {
 		return err
 	}
 
 	// One registry for every part: the metrics a bridge and a consumer
 	// replica export, the replicas' added up.
 	reg := newRegistry()
-	api, err := adminClient(cfg, log, reg)
-	if err != nil {
-		return err
+	var api *adminapi.Client
+	if !manageFlavor {
+		if api, err = adminClient(cfg, log, reg); err != nil {
+			return err
+		}
 	}
 	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-dev", log)
 	if err != nil {
@@ -138,7 +176,9 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	defer ledgers.Close()
 	checks := health.New(0)
 	checks.Ready("nats", natsReady(nc))
-	checks.Ready("admin api", api.CheckToken)
+	if api != nil {
+		checks.Ready("admin api", api.CheckToken)
+	}
 	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
 	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
 	// Served until dev has stopped, so they answer while it drains.
@@ -150,7 +190,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		return fmt.Errorf("listen for the probes: %w", err)
 	}
 	defer stopProbes()
-	b, err := NewBridge(ctx, cfg, api, ledgers, js, log.With("role", "bridge"), bridge.NewMetrics(reg), bridgeBeat)
+	b, err := NewBridge(ctx, cfg, bridgeAPI(cfg, api, ledgers, log), ledgers, js, log.With("role", "bridge"), bridge.NewMetrics(reg), bridgeBeat)
 	if err != nil {
 		return err
 	}
@@ -158,7 +198,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	var wg sync.WaitGroup
 	errc := make(chan error, o.Replicas+1)
 	for i := range o.Replicas {
-		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
+		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: consumerAPI(cfg, api, tenants, log), Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
 		if err != nil {
 			return err
 		}
@@ -166,7 +206,13 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	}
 	wg.Go(func() { errc <- b.Run(ctx) })
 
-	printDevBanner(stdout, devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: "http://" + probesAddr})
+	banner := devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: "http://" + probesAddr}
+	if manageFlavor {
+		banner.template = strings.Join(templates[1:], ", ")
+		printManageBanner(stdout, banner)
+	} else {
+		printDevBanner(stdout, banner)
+	}
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -178,9 +224,10 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	return nil
 }
 
-// prepareDevDatabases creates EdFi_Admin with the registration tables and a
-// small template, when they are absent.
-func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB, template string) error {
+// prepareDevDatabases creates EdFi_Admin with the registration tables (and
+// the newest Admin API's manage tables, with manage) and small templates,
+// when they are absent.
+func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB string, templates []string, manage bool) error {
 	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
@@ -189,15 +236,49 @@ func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB, temp
 	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
 		return err
 	}
-	if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
-		return err
+	for _, template := range templates {
+		if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
+			return err
+		}
 	}
 	reg, err := postgres.NewRegistry(ctx, master.WithDatabase(adminDB).PgxConnString(), nil)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	return reg.EnsureAdminSchema(ctx)
+	if err := reg.EnsureAdminSchema(ctx); err != nil {
+		return err
+	}
+	if !manage {
+		return nil
+	}
+	// What that Admin API's migrations would have made.
+	conn, err := pgx.Connect(ctx, master.WithDatabase(adminDB).PgxConnString())
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", adminDB, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, simulator.ManageSchema); err != nil {
+		return fmt.Errorf("create the manage tables in %s: %w", adminDB, err)
+	}
+	return nil
+}
+
+// devEncryptionKey reads dev's connection-string key from path, making a
+// random one there on first use.
+func devEncryptionKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read dev's encryption key: %w", err)
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	key := base64.StdEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write dev's encryption key: %w", err)
+	}
+	return key, nil
 }
 
 func registeredBy(mode string) string {
@@ -257,6 +338,35 @@ Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
       psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table dbo.odsinstances'
 
 `, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, registeredBy(b.registration), b.probes)
+}
+
+func printManageBanner(w io.Writer, b devBanner) {
+	fmt.Fprintf(w, `
+instancemgr dev is running the newest Admin API's flavor (manage; Ctrl-C to stop)
+
+  Admin API simulator  %[1]s (/v2/odsInstances/manage, /v3/dataStores/manage)
+  NATS (embedded)      %[2]s
+  PostgreSQL           %[3]s
+  template databases   %[4]s; requests and registrations in %[5]s
+  encryption key       %[6]s/encryption.key (connection strings are stored IV|ciphertext|HMAC)
+  bridge polls every %[7]s; %[8]d consumer replicas
+  probes, metrics      %[9]s/healthz, %[9]s/readyz, %[9]s/metrics
+  DELETION IS ENABLED (dev is a sandbox; production needs provisioning.allowDelete)
+
+Ask for an instance, as a client of that Admin API would:
+
+  curl -s -X POST %[1]s/connect/register -d ClientId=me -d ClientSecret=s3cret-Value -d DisplayName=me
+  TOKEN=$(curl -s -X POST %[1]s/connect/token -d client_id=me -d client_secret=s3cret-Value \
+      -d grant_type=client_credentials -d scope=edfi_admin_api/full_access | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -si -X POST %[1]s/v2/odsInstances/manage -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+      -d '{"name":"District 9","databaseTemplate":"Minimal"}'
+  curl -s %[1]s/v2/odsInstances/manage/1 -H "Authorization: Bearer $TOKEN"
+  curl -s -X DELETE %[1]s/v2/odsInstances/manage/1 -H "Authorization: Bearer $TOKEN"
+
+Then: psql -h 127.0.0.1 -U postgres -l | grep EdFi_Ods_  and
+      psql -h 127.0.0.1 -U postgres -d %[5]s -c 'table adminapi.odsinstancemanages' -c 'table dbo.odsinstances'
+
+`, b.simURL, b.natsURL, b.master.Redacted(), b.template, b.adminDB, b.dataDir, b.poll, b.replicas, b.probes)
 }
 
 func randomHex(n int) string {
