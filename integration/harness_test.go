@@ -65,6 +65,11 @@ type envOptions struct {
 	// RegistrationAdminAPI, where the simulator writes the dbo rows as
 	// Admin API 2.3 does.
 	registration string
+	// manage runs the newest Admin API's flavor: the simulator serves the
+	// manage routes on each tenant's EdFi_Admin, both templates are the
+	// test's template, and names follow Ed-Fi's rule
+	// (EdFi_Ods_{name}_{template}: put the prefix in the request's name).
+	manage bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -115,6 +120,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.registration == config.RegistrationAdminAPI {
 		simOpts.Registration, simOpts.AdminDatabases = simulator.RegistrationAdminAPI, adminDBs
 	}
+	if o.manage {
+		simOpts.Manage, simOpts.AdminDatabases = true, adminDBs
+		if o.encryptKey == "" {
+			o.encryptKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+		}
+	}
 	e.sim = simulatortest.Start(t, simOpts)
 	t.Cleanup(e.sim.Close)
 	e.natsURL = o.natsURL
@@ -131,6 +142,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
 		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, EncryptionKey: o.encryptKey, Registration: o.registration},
 		Tenants:      mapping,
+	}
+	if o.manage {
+		e.cfg.AdminAPI.Flavor = config.FlavorManage
+		e.cfg.Provisioning.NamePattern = ""
+		e.cfg.Provisioning.Templates = map[string]string{"Minimal": template, "Sample": template}
+		for _, pool := range e.admins {
+			if _, err := pool.Exec(context.Background(), simulator.ManageSchema); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {
 		t.Fatal(err)
@@ -187,7 +208,7 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 	}
 	targets := app.NewTenantPool(e.cfg, e.log)
 	if deps.API == nil {
-		deps.API = api
+		deps.API = app.ConsumerAPI(e.cfg, api, targets, e.log)
 	}
 	deps.JS, deps.Tenants = js, targets
 	if deps.Log == nil {
@@ -236,7 +257,7 @@ func (e *env) newBridge() *bridge.Bridge {
 	}
 	ledger := app.NewLedgers(e.cfg, e.log)
 	e.t.Cleanup(ledger.Close)
-	b, err := app.NewBridge(context.Background(), e.cfg, api, ledger, js, e.log, nil, nil)
+	b, err := app.NewBridge(context.Background(), e.cfg, app.BridgeAPI(e.cfg, api, ledger, e.log), ledger, js, e.log, nil, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

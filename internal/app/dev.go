@@ -190,7 +190,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		return fmt.Errorf("listen for the probes: %w", err)
 	}
 	defer stopProbes()
-	b, err := NewBridge(ctx, cfg, bridgeAPI(cfg, api, ledgers, log), ledgers, js, log.With("role", "bridge"), bridge.NewMetrics(reg), bridgeBeat)
+	b, err := NewBridge(ctx, cfg, BridgeAPI(cfg, api, ledgers, log), ledgers, js, log.With("role", "bridge"), bridge.NewMetrics(reg), bridgeBeat)
 	if err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	var wg sync.WaitGroup
 	errc := make(chan error, o.Replicas+1)
 	for i := range o.Replicas {
-		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: consumerAPI(cfg, api, tenants, log), Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
+		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: ConsumerAPI(cfg, api, tenants, log), Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
 		if err != nil {
 			return err
 		}

@@ -19,16 +19,18 @@ import (
 // it: the HTTP client of Admin API 2.3's /adminconsole/ endpoints, or the
 // manage rows of the newest line in each tenant's EdFi_Admin.
 
-// bridgeAPI is what the bridge polls.
-func bridgeAPI(cfg *config.Config, api *adminapi.Client, ledgers *Ledgers, log *slog.Logger) bridge.AdminAPI {
+// BridgeAPI is what the bridge polls: api, or with the manage flavor the
+// manage rows through ledgers.
+func BridgeAPI(cfg *config.Config, api *adminapi.Client, ledgers *Ledgers, log *slog.Logger) bridge.AdminAPI {
 	if cfg.Manage() {
 		return manageSource(cfg, ledgers.ManageDB, log)
 	}
 	return api
 }
 
-// consumerAPI is what the handlers read and settle.
-func consumerAPI(cfg *config.Config, api *adminapi.Client, tenants *TenantPool, log *slog.Logger) consumer.AdminAPI {
+// ConsumerAPI is what the handlers read and settle: api, or with the
+// manage flavor the manage rows through tenants' registries.
+func ConsumerAPI(cfg *config.Config, api *adminapi.Client, tenants *TenantPool, log *slog.Logger) consumer.AdminAPI {
 	if cfg.Manage() {
 		return manageSource(cfg, tenants.ManageDB, log)
 	}

@@ -89,7 +89,7 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
 		ledgers := NewLedgers(cfg, log)
 		defer ledgers.Close()
-		b, err := NewBridge(ctx, cfg, bridgeAPI(cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
+		b, err := NewBridge(ctx, cfg, BridgeAPI(cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 		defer tenants.Close()
 		sc := cfg.StreamConfig().WithDefaults()
 		r.metrics.MustRegister(jobstream.NewLagCollector(r.js, sc.Stream, sc.Consumer))
-		deps := ConsumerDeps{JS: r.js, API: consumerAPI(cfg, r.api, tenants, log), Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
+		deps := ConsumerDeps{JS: r.js, API: ConsumerAPI(cfg, r.api, tenants, log), Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
 			Beat: ConsumerProbes(r.checks, cfg, r.js, tenants)}
 		c, err := NewConsumer(ctx, cfg, deps)
 		if err != nil {

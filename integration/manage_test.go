@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+)
+
+// The manage flavor's requests are created through the simulator's v2
+// route and settled by the system; these helpers speak that route.
+
+func (e *env) manageToken() string {
+	e.t.Helper()
+	resp, err := http.PostForm(e.sim.TokenURL, url.Values{"client_id": {e.sim.ClientID}, "client_secret": {e.sim.ClientSecret},
+		"grant_type": {"client_credentials"}, "scope": {"edfi_admin_api/full_access"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		e.t.Fatalf("token: status %d, %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken
+}
+
+// manageRequest asks for a managed instance and returns its id.
+func (e *env) manageRequest(name, template string) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.sim.URL+"/v2/odsInstances/manage", strings.NewReader(`{"name":"`+name+`","databaseTemplate":"`+template+`"}`))
+	req.Header.Set("Authorization", "Bearer "+e.manageToken())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	id, err := strconv.Atoi(loc[strings.LastIndex(loc, "/")+1:])
+	if resp.StatusCode != http.StatusAccepted || err != nil {
+		e.t.Fatalf("POST manage: status %d, Location %q", resp.StatusCode, loc)
+	}
+	return id
+}
+
+func (e *env) manageStatus(id int) string {
+	e.t.Helper()
+	var status string
+	if err := e.admin.QueryRow(context.Background(), `SELECT status FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status); err != nil {
+		e.t.Fatal(err)
+	}
+	return status
+}
+
+func (e *env) waitManage(id int, status string) {
+	e.t.Helper()
+	testenv.Eventually(e.t, time.Minute, "manage request "+strconv.Itoa(id)+" "+status, func() bool { return e.manageStatus(id) == status })
+}
+
+// A replica dies after copying the database of a manage request, before
+// the registration; another receives the job again, finds the copy its
+// own and finishes: one database, one dbo.odsinstances row, Created.
+func TestManageCreateRedeliveredAfterTheDatabaseFinishesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{manage: true})
+	name, db := e.prefix+" Redelivered", "EdFi_Ods_"+e.prefix+"_Redelivered_Minimal"
+	t.Cleanup(func() { _, _ = e.pg.Exec(context.Background(), `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`) })
+	victim, crashed := e.startCrashingReplica()
+	e.startBridge()
+	id := e.manageRequest(name, "Minimal")
+	e.waitCrash(crashed)
+	if st := e.manageStatus(id); st != "CreateInProgress" {
+		t.Fatalf("after the copy, before the registration: %s, want CreateInProgress (claimed)", st)
+	}
+	victim.stop()
+	e.startReplica(app.ConsumerDeps{})
+	e.waitManage(id, "Created")
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances WHERE name = $1`, name); n != 1 {
+		t.Errorf("%d dbo.odsinstances rows, want 1", n)
+	}
+	if !e.databaseExists(db) {
+		t.Errorf("database %s is missing", db)
+	}
+	var odsID, rowID int
+	if err := e.admin.QueryRow(context.Background(), `SELECT m.odsinstanceid, o.odsinstanceid FROM adminapi.odsinstancemanages m JOIN dbo.odsinstances o ON o.name = m.name WHERE m.id = $1`, id).Scan(&odsID, &rowID); err != nil || odsID != rowID {
+		t.Errorf("the request names row %d, the registration is row %d (%v)", odsID, rowID, err)
+	}
+}
+
+// A database the system did not make already has the request's name: the
+// request is refused with a dead letter naming the conflict, and the
+// database, its data and EdFi_Admin are left as they were.
+func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{manage: true})
+	name, db := e.prefix+" Taken", "EdFi_Ods_"+e.prefix+"_Taken_Minimal"
+	testenv.CreateDatabase(t, e.pg, db)
+	t.Cleanup(func() { _, _ = e.pg.Exec(context.Background(), `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`) })
+	e.startReplica(app.ConsumerDeps{})
+	e.startBridge()
+	id := e.manageRequest(name, "Minimal")
+	letters := e.waitDeadLetters(1)
+	if letters[0].JobID != "create.default."+strconv.Itoa(id) || letters[0].Code != "conflict" {
+		t.Errorf("dead letter %+v, want a conflict for request %d", letters[0], id)
+	}
+	if st := e.manageStatus(id); st == "Created" {
+		t.Error("the request is Created over a database the system did not make")
+	}
+	if !e.databaseExists(db) || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 {
+		t.Error("the foreign database was touched, or a registration was written")
+	}
+}
+
+// A request that Ed-Fi's own CreateInstanceJob has run for is never taken
+// up: a dead letter says so, and nothing is made.
+func TestManageRequestEdFisJobRanForIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{manage: true})
+	name, db := e.prefix+" Quartz", "EdFi_Ods_"+e.prefix+"_Quartz_Minimal"
+	t.Cleanup(func() { _, _ = e.pg.Exec(context.Background(), `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`) })
+	id := e.manageRequest(name, "Minimal")
+	if _, err := e.admin.Exec(context.Background(), `INSERT INTO adminapi.jobstatuses (jobid, status) VALUES ($1, 'InProgress')`, "CreateInstanceJob-"+strconv.Itoa(id)+"_NON_CLUSTERED638"); err != nil {
+		t.Fatal(err)
+	}
+	e.startReplica(app.ConsumerDeps{})
+	e.startBridge()
+	letters := e.waitDeadLetters(1)
+	if letters[0].Code != "conflict" || !strings.Contains(letters[0].Reason, "own executor") {
+		t.Errorf("dead letter reason %q", letters[0].Reason)
+	}
+	if e.databaseExists(db) || e.manageStatus(id) != "PendingCreate" || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 {
+		t.Errorf("something was made or moved: database %v, status %s", e.databaseExists(db), e.manageStatus(id))
+	}
+}
+
+// A replica dies after dropping a managed instance's database, before the
+// unregistering commit; another finishes the delete: Deleted, no row, no
+// database, and the request's claim (DeleteInProgress) was its own.
+func TestManageDeleteRedeliveredAfterTheDropFinishesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{manage: true, allowDelete: true})
+	name, db := e.prefix+" Doomed", "EdFi_Ods_"+e.prefix+"_Doomed_Sample"
+	t.Cleanup(func() { _, _ = e.pg.Exec(context.Background(), `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`) })
+	first := e.startReplica(app.ConsumerDeps{})
+	e.startBridge()
+	id := e.manageRequest(name, "Sample")
+	e.waitManage(id, "Created")
+	first.stop()
+
+	victim, crashed := e.startCrashingReplica()
+	req, _ := http.NewRequest(http.MethodDelete, e.sim.URL+"/v2/odsInstances/manage/"+strconv.Itoa(id), nil)
+	req.Header.Set("Authorization", "Bearer "+e.manageToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE manage: status %d", resp.StatusCode)
+	}
+	e.waitCrash(crashed)
+	if st := e.manageStatus(id); st != "DeleteInProgress" || e.databaseExists(db) {
+		t.Fatalf("after the drop, before the commit: %s, database there %v", st, e.databaseExists(db))
+	}
+	victim.stop()
+	e.startReplica(app.ConsumerDeps{})
+	e.waitManage(id, "Deleted")
+	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 || e.databaseExists(db) {
+		t.Errorf("after the delete: %d rows, database there %v", n, e.databaseExists(db))
+	}
+}
