@@ -208,15 +208,21 @@ func (s *Source) get(ctx context.Context, q interface {
 	return r, nil
 }
 
+// read opens the tenant's EdFi_Admin and reads one request.
+func (s *Source) read(ctx context.Context, tenant string, id int) (DB, row, error) {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return db, row{}, err
+	}
+	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	return db, r, err
+}
+
 // OdsInstance is the request's details for its job: the name, and the
 // template as both the template to copy and the instance type (Ed-Fi's
 // CreateInstanceJob writes DatabaseTemplate as InstanceType).
 func (s *Source) OdsInstance(ctx context.Context, tenant string, id int) (adminapi.OdsInstance, error) {
-	db, err := s.open(ctx, tenant)
-	if err != nil {
-		return adminapi.OdsInstance{}, err
-	}
-	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	_, r, err := s.read(ctx, tenant, id)
 	if err != nil {
 		return adminapi.OdsInstance{}, err
 	}
@@ -228,11 +234,7 @@ func (s *Source) OdsInstance(ctx context.Context, tenant string, id int) (admina
 // request that Ed-Fi's own executor has run for is a conflict, whatever its
 // status: the two executors never share a request.
 func (s *Source) Instance(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
-	db, err := s.open(ctx, tenant)
-	if err != nil {
-		return adminapi.WorkerInstance{}, err
-	}
-	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	db, r, err := s.read(ctx, tenant, id)
 	if err != nil {
 		return adminapi.WorkerInstance{}, err
 	}
