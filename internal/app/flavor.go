@@ -13,6 +13,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
 // The configured flavor's Admin API, as the bridge and the consumer read
@@ -43,9 +44,9 @@ func manageSource(cfg *config.Config, open manage.Databases, log *slog.Logger) *
 
 // manageDB is a registry's EdFi_Admin for the manage rows, in its engine's
 // SQL.
-func manageDB(conns config.TenantConns, reg interface{ Conn() sqlregistry.Conn }) manage.DB {
+func manageDB(reg interface{ Conn() sqlregistry.Conn }) manage.DB {
 	st := manage.Postgres
-	if conns.SQLServer != nil {
+	if _, ok := reg.(*sqlserver.Registry); ok {
 		st = manage.SQLServer
 	}
 	return manage.DB{Conn: reg.Conn(), Statements: st}
@@ -54,27 +55,22 @@ func manageDB(conns config.TenantConns, reg interface{ Conn() sqlregistry.Conn }
 // ManageDB is the tenant's EdFi_Admin, through the consumer's registry: a
 // completion then runs in that registry's transaction.
 func (t *TenantPool) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
-	if _, err := t.Tenant(ctx, tenant); err != nil {
-		return manage.DB{}, err
-	}
-	tg, err := t.cfg.TenantConns(tenant)
+	ct, err := t.Tenant(ctx, tenant)
 	if err != nil {
 		return manage.DB{}, err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	db, ok := t.manage[tg.Entry]
+	reg, ok := ct.Registry.(interface{ Conn() sqlregistry.Conn })
 	if !ok {
-		return manage.DB{}, fmt.Errorf("tenant %q: its EdFi_Admin is not open", tenant)
+		return manage.DB{}, fmt.Errorf("tenant %q: its registry is not an EdFi_Admin database", tenant)
 	}
-	return db, nil
+	return manageDB(reg), nil
 }
 
 // ManageDB is the tenant's EdFi_Admin, through the bridge's ledger.
 func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
-	conns, reg, err := l.registry(ctx, tenant)
+	_, reg, err := l.registry(ctx, tenant)
 	if err != nil {
 		return manage.DB{}, err
 	}
-	return manageDB(conns, reg), nil
+	return manageDB(reg), nil
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
@@ -23,14 +22,12 @@ type TenantPool struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	byEntry map[string]*consumer.Tenant
-	// manage is each entry's EdFi_Admin for the manage flavor's rows.
-	manage  map[string]manage.DB
 	closers []func()
 }
 
 // NewTenantPool returns a resolver over cfg.Tenants.
 func NewTenantPool(cfg *config.Config, log *slog.Logger) *TenantPool {
-	return &TenantPool{cfg: cfg, log: log, byEntry: map[string]*consumer.Tenant{}, manage: map[string]manage.DB{}}
+	return &TenantPool{cfg: cfg, log: log, byEntry: map[string]*consumer.Tenant{}}
 }
 
 // Tenant implements consumer.Tenants.
@@ -44,7 +41,7 @@ func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenan
 	if ct, ok := t.byEntry[tg.Entry]; ok {
 		return ct, nil
 	}
-	ct, db, err := t.open(ctx, tg)
+	ct, err := t.open(ctx, tg)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 	}
@@ -60,7 +57,6 @@ func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenan
 		ct.Seal = key.Encrypt
 	}
 	ct.Templates = t.cfg.Provisioning.Templates
-	t.manage[tg.Entry] = db
 	if err := t.importLedger(ctx, tg.Entry, ct.Engine, ct.Registry); err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 	}
@@ -72,17 +68,14 @@ func (t *TenantPool) Tenant(ctx context.Context, tenant string) (*consumer.Tenan
 type closer interface{ Close() }
 
 // open connects to a tenant's server and EdFi_Admin with its engine.
-func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer.Tenant, manage.DB, error) {
+func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer.Tenant, error) {
 	ct := &consumer.Tenant{Template: t.cfg.Provisioning.Template}
 	adminAPI := t.cfg.Provisioning.Registration == config.RegistrationAdminAPI
-	var (
-		engine, registry closer
-		db               manage.DB
-	)
+	var engine, registry closer
 	if sc := tg.SQLServer; sc != nil {
 		e, err := sqlserver.NewEngine(ctx, sc.Master.ADONet(), t.log)
 		if err != nil {
-			return nil, db, fmt.Errorf("%s: %w", sc.Master.Redacted(), err)
+			return nil, fmt.Errorf("%s: %w", sc.Master.Redacted(), err)
 		}
 		guard := t.cfg.Guard()
 		guard.Naming.MaxBytes = sqlserver.MaxNameChars // names are ASCII: one byte a character
@@ -96,15 +89,15 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), t.log)
 		if err != nil {
 			e.Close()
-			return nil, db, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
+			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
 		}
 		r.AdminAPIRegisters = adminAPI
-		registry, ct.Registry, db = r, r, manageDB(tg, r)
+		registry, ct.Registry = r, r
 		ct.ODS = func(db string) string { return sc.ODS.ForDatabase(db).ADONet() }
 	} else {
 		e, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log)
 		if err != nil {
-			return nil, db, fmt.Errorf("%s: %w", tg.Master.Redacted(), err)
+			return nil, fmt.Errorf("%s: %w", tg.Master.Redacted(), err)
 		}
 		e.Guard = t.cfg.Guard()
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
@@ -114,14 +107,14 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		r, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)
 		if err != nil {
 			e.Close()
-			return nil, db, fmt.Errorf("%s: %w", tg.Admin.Redacted(), err)
+			return nil, fmt.Errorf("%s: %w", tg.Admin.Redacted(), err)
 		}
 		r.AdminAPIRegisters = adminAPI
-		registry, ct.Registry, db = r, r, manageDB(tg, r)
+		registry, ct.Registry = r, r
 		ct.ODS = func(db string) string { return tg.ODS.ForDatabase(db).ADONet() }
 	}
 	t.closers = append(t.closers, engine.Close, registry.Close)
-	return ct, db, nil
+	return ct, nil
 }
 
 // importLedger reserves, as made, every database in the ledger of an
@@ -155,5 +148,5 @@ func (t *TenantPool) Close() {
 	for _, c := range t.closers {
 		c()
 	}
-	t.closers, t.byEntry, t.manage = nil, map[string]*consumer.Tenant{}, map[string]manage.DB{}
+	t.closers, t.byEntry = nil, map[string]*consumer.Tenant{}
 }
