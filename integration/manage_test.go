@@ -2,14 +2,14 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"net/url"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
@@ -19,25 +19,20 @@ import (
 
 func (e *env) manageToken() string {
 	e.t.Helper()
-	resp, err := http.PostForm(e.sim.TokenURL, url.Values{"client_id": {e.sim.ClientID}, "client_secret": {e.sim.ClientSecret},
-		"grant_type": {"client_credentials"}, "scope": {"edfi_admin_api/full_access"}})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
-		e.t.Fatalf("token: status %d, %v", resp.StatusCode, err)
-	}
-	return tok.AccessToken
+	return e.sim.Token(e.t)
 }
 
-// manageRequest asks for a managed instance and returns its id.
+// manageRequest asks the simulator for a managed instance and returns its
+// id.
 func (e *env) manageRequest(name, template string) int {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.sim.URL+"/v2/odsInstances/manage", strings.NewReader(`{"name":"`+name+`","databaseTemplate":"`+template+`"}`))
+	return e.manageRequestAt(e.sim.URL, name, template)
+}
+
+// manageRequestAt asks base's manage route for a managed instance.
+func (e *env) manageRequestAt(base, name, template string) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/v2/odsInstances/manage", strings.NewReader(`{"name":"`+name+`","databaseTemplate":"`+template+`"}`))
 	req.Header.Set("Authorization", "Bearer "+e.manageToken())
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -51,6 +46,21 @@ func (e *env) manageRequest(name, template string) int {
 		e.t.Fatalf("POST manage: status %d, Location %q", resp.StatusCode, loc)
 	}
 	return id
+}
+
+// manageDeleteAt asks base's manage route to delete request id.
+func (e *env) manageDeleteAt(base string, id int) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, base+"/v2/odsInstances/manage/"+strconv.Itoa(id), nil)
+	req.Header.Set("Authorization", "Bearer "+e.manageToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		e.t.Fatalf("DELETE manage: status %d", resp.StatusCode)
+	}
 }
 
 func (e *env) manageStatus(id int) string {
@@ -158,16 +168,7 @@ func TestManageDeleteRedeliveredAfterTheDropFinishesOnce(t *testing.T) {
 	first.stop()
 
 	victim, crashed := e.startCrashingReplica()
-	req, _ := http.NewRequest(http.MethodDelete, e.sim.URL+"/v2/odsInstances/manage/"+strconv.Itoa(id), nil)
-	req.Header.Set("Authorization", "Bearer "+e.manageToken())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("DELETE manage: status %d", resp.StatusCode)
-	}
+	e.manageDeleteAt(e.sim.URL, id)
 	e.waitCrash(crashed)
 	if st := e.manageStatus(id); st != "DeleteInProgress" || e.databaseExists(db) {
 		t.Fatalf("after the drop, before the commit: %s, database there %v", st, e.databaseExists(db))
@@ -177,5 +178,40 @@ func TestManageDeleteRedeliveredAfterTheDropFinishesOnce(t *testing.T) {
 	e.waitManage(id, "Deleted")
 	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 || e.databaseExists(db) {
 		t.Errorf("after the delete: %d rows, database there %v", n, e.databaseExists(db))
+	}
+}
+
+// In production instancemgr serves the write routes itself, authorized by
+// the Admin API (here the simulator, whose own write routes are not used):
+// a request POSTed to instancemgr is created and one DELETEd is deleted,
+// end to end, with the rows the Admin API's GET then shows.
+func TestManageRoutesServedByInstancemgr(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{manage: true, allowDelete: true})
+	name, db := e.prefix+" Served", "EdFi_Ods_"+e.prefix+"_Served_Minimal"
+	t.Cleanup(func() { _, _ = e.pg.Exec(context.Background(), `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`) })
+	ledgers := app.NewLedgers(e.cfg, e.log)
+	t.Cleanup(ledgers.Close)
+	srv, err := app.ManageServer(e.cfg, ledgers, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := httptest.NewServer(srv)
+	t.Cleanup(routes.Close)
+	// The Admin API's own write routes fail: only instancemgr's can work.
+	e.sim.InjectFault(simulator.Fault{Method: http.MethodPost, Path: "/v2/odsInstances/manage", Status: http.StatusServiceUnavailable})
+	e.sim.InjectFault(simulator.Fault{Method: http.MethodDelete, Path: "/v2/odsInstances/manage/*", Status: http.StatusServiceUnavailable})
+	e.startReplica(app.ConsumerDeps{})
+	e.startBridge()
+
+	id := e.manageRequestAt(routes.URL, name, "Minimal")
+	e.waitManage(id, "Created")
+	if !e.databaseExists(db) || e.count(`SELECT count(*) FROM dbo.odsinstances WHERE name = $1`, name) != 1 {
+		t.Fatalf("after Created: database there %v, rows %d", e.databaseExists(db), e.count(`SELECT count(*) FROM dbo.odsinstances`))
+	}
+	e.manageDeleteAt(routes.URL, id)
+	e.waitManage(id, "Deleted")
+	if e.databaseExists(db) || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 {
+		t.Fatalf("after Deleted: database there %v, rows %d", e.databaseExists(db), e.count(`SELECT count(*) FROM dbo.odsinstances`))
 	}
 }

@@ -70,6 +70,8 @@ type Statements struct {
 	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
 	Complete string // (id, tenant, now) → ods instance id; Created from the ledger's entry, only from PendingCreate or CreateInProgress
 	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
+	Taken    string // (name) → whether a request not Deleted has the name, whether a dbo.OdsInstances row has it
+	Insert   string // (name, template, now) → id of a new PendingCreate request
 }
 
 // Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
@@ -88,6 +90,10 @@ WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND m.status IN ('Pen
 RETURNING m.odsinstanceid`,
 	Settle: `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3, lastrefreshed = $3
 WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
+	Taken: `SELECT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages WHERE name = $1 AND status <> 'Deleted'),
+    EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`,
+	Insert: `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
+VALUES ($1, $2, 'PendingCreate', $3, $3) RETURNING id`,
 }
 
 // SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
@@ -105,6 +111,10 @@ FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id
 WHERE m.Id = @p1 AND m.Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Settle: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, LastModifiedDate = @p3, LastRefreshed = @p3
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInProgress')`,
+	Taken: `SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM adminapi.OdsInstanceManages WHERE Name = @p1 AND Status <> N'Deleted') THEN 1 ELSE 0 END AS bit),
+    CAST(CASE WHEN EXISTS (SELECT 1 FROM dbo.OdsInstances WHERE Name = @p1) THEN 1 ELSE 0 END AS bit)`,
+	Insert: `INSERT INTO adminapi.OdsInstanceManages (Name, DatabaseTemplate, Status, LastRefreshed, LastModifiedDate)
+OUTPUT INSERTED.Id VALUES (@p1, @p2, N'PendingCreate', @p3, @p3)`,
 }
 
 // DB is a tenant's EdFi_Admin: the registry's connection, so a completion
@@ -405,11 +415,4 @@ func (s *Source) inTx(ctx context.Context, tenant string) (sqlregistry.Tx, DB, e
 	}
 	db, err := s.open(ctx, tenant)
 	return tx, db, err
-}
-
-func deref(p *int) int {
-	if p == nil {
-		return 0
-	}
-	return *p
 }

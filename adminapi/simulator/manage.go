@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/adminapi/manage"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // The newest Admin API's instance management (Ed-Fi-Alliance-OSS/ODS-Admin-API;
@@ -26,16 +25,16 @@ import (
 
 // The manage statuses (OdsInstanceManageStatus).
 const (
-	ManagePendingCreate    = "PendingCreate"
-	ManageCreateInProgress = "CreateInProgress"
-	ManageCreated          = "Created"
-	ManageCreateFailed     = "CreateFailed"
-	ManageCreateError      = "CreateError"
-	ManagePendingDelete    = "PendingDelete"
-	ManageDeleteInProgress = "DeleteInProgress"
-	ManageDeleted          = "Deleted"
-	ManageDeleteFailed     = "DeleteFailed"
-	ManageDeleteError      = "DeleteError"
+	ManagePendingCreate    = manage.PendingCreate
+	ManageCreateInProgress = manage.CreateInProgress
+	ManageCreated          = manage.Created
+	ManageCreateFailed     = manage.CreateFailed
+	ManageCreateError      = manage.CreateError
+	ManagePendingDelete    = manage.PendingDelete
+	ManageDeleteInProgress = manage.DeleteInProgress
+	ManageDeleted          = manage.Deleted
+	ManageDeleteFailed     = manage.DeleteFailed
+	ManageDeleteError      = manage.DeleteError
 )
 
 // ManageSchema is the part of that Admin API's EdFi_Admin schema the manage
@@ -65,18 +64,8 @@ CREATE TABLE IF NOT EXISTS adminapi.jobstatuses (
     finishedat   TIMESTAMP
 );`
 
-// manageAPI is one of the two routes to the same rows: v2 and v3 differ in
-// paths, field names, words and problem bodies.
-type manageAPI struct {
-	v3 bool
-}
-
-func (a manageAPI) noun() string {
-	if a.v3 {
-		return "DataStoreManage"
-	}
-	return "OdsInstanceManage"
-}
+// manageAPI is one of the two routes to the same rows (manage.Route).
+type manageAPI = manage.Route
 
 // manageRow is one row of adminapi.odsinstancemanages.
 type manageRow struct {
@@ -101,10 +90,10 @@ func scanManage(row pgx.CollectableRow) (manageRow, error) {
 
 // view is the row as the version's model shows it
 // (OdsInstanceManageModel, DataStoreManageModel).
-func (a manageAPI) view(m manageRow) map[string]any {
+func view(a manageAPI, m manageRow) map[string]any {
 	v := map[string]any{"id": m.ID, "name": m.Name, "status": m.Status, "databaseTemplate": m.DatabaseTemplate,
 		"databaseName": m.DatabaseName, "lastRefreshed": m.LastRefreshed, "lastModifiedDate": m.LastModifiedDate}
-	if a.v3 {
+	if a.V3 {
 		v["dataStoreId"], v["dataStoreName"] = m.OdsInstanceID, m.OdsInstanceName
 	} else {
 		v["odsInstanceId"], v["odsInstanceName"] = m.OdsInstanceID, m.OdsInstanceName
@@ -138,11 +127,8 @@ func (m *manageDatabases) pool(ctx context.Context, tenant string) (*pgxpool.Poo
 
 func (s *Simulator) manageRoutes() []route {
 	var out []route
-	for _, a := range []manageAPI{{v3: false}, {v3: true}} {
-		base := "/v2/odsinstances/manage"
-		if a.v3 {
-			base = "/v3/datastores/manage"
-		}
+	for _, a := range []manageAPI{{V3: false}, {V3: true}} {
+		base := a.Base()
 		// Every route answers the flag first, as each of Ed-Fi's handlers does.
 		with := func(h func(manageAPI, http.ResponseWriter, *http.Request, *call)) func(http.ResponseWriter, *http.Request, *call) {
 			return func(w http.ResponseWriter, r *http.Request, c *call) {
@@ -161,50 +147,12 @@ func (s *Simulator) manageRoutes() []route {
 	return out
 }
 
-// validation answers 400 with errs, in the version's problem body.
-func (a manageAPI) validation(w http.ResponseWriter, errs map[string][]string) {
-	if !a.v3 {
-		writeValidation(w, errs)
-		return
-	}
-	writeJSON(w, http.StatusBadRequest, v3Problem{Type: "urn:ed-fi:management-api:bad-request:validation", Title: "Validation failed",
-		Status: http.StatusBadRequest, Detail: "Validation failed", ValidationErrors: errs, Errors: errs})
-}
-
-func (a manageAPI) notFound(w http.ResponseWriter, id int) {
-	what := "odsInstanceManage"
-	if a.v3 {
-		what = "dataStoreManage"
-	}
-	msg := fmt.Sprintf("Not found: %s with ID %d. It may have been recently deleted.", what, id)
-	if !a.v3 {
-		writeJSON(w, http.StatusNotFound, problem{ProblemDetails: adminapi.ProblemDetails{Title: msg, Status: http.StatusNotFound}})
-		return
-	}
-	writeJSON(w, http.StatusNotFound, v3Problem{Type: "urn:ed-fi:management-api:not-found", Title: msg, Status: http.StatusNotFound, Detail: msg})
-}
-
 // disabled answers the 400 of EnableDataStoreManagement false, when it is.
 func (s *Simulator) manageDisabled(a manageAPI, w http.ResponseWriter) bool {
-	if !s.manageOff {
-		return false
+	if s.manageOff {
+		a.Disabled(w)
 	}
-	key := "OdsInstance"
-	if a.v3 {
-		key = "dataStore"
-	}
-	a.validation(w, map[string][]string{key: {"This endpoint has been disabled on application settings."}})
-	return true
-}
-
-// v3Problem is the v3 ProblemDetails (V3ProblemDetailsFactory).
-type v3Problem struct {
-	Type             string              `json:"type"`
-	Title            string              `json:"title"`
-	Status           int                 `json:"status"`
-	Detail           string              `json:"detail"`
-	ValidationErrors map[string][]string `json:"validationErrors,omitempty"`
-	Errors           map[string][]string `json:"errors,omitempty"`
+	return s.manageOff
 }
 
 func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*pgxpool.Pool, bool) {
@@ -216,85 +164,33 @@ func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*
 	return p, true
 }
 
+// The write side is the code instancemgr serves in production
+// (manage.Endpoints), on the simulator's pools.
 func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	var body struct {
-		Name             *string `json:"name"`
-		DatabaseTemplate *string `json:"databaseTemplate"`
-	}
-	if !decodeJSONBody(w, r, &body) {
-		return
-	}
-	name, template := deref(body.Name), deref(body.DatabaseTemplate)
-	errs := map[string][]string{}
-	switch {
-	case strings.TrimSpace(name) == "":
-		errs["Name"] = []string{"'Name' must not be empty."}
-	case len(name) > provisioning.ManageMaxName:
-		errs["Name"] = []string{fmt.Sprintf("'Name' must be %d characters or fewer so the generated database name fits within the %d-character portable limit.", provisioning.ManageMaxName, provisioning.MaxNameBytes)}
-	default:
-		if _, err := provisioning.ManageDatabaseName(name, "Minimal"); err != nil {
-			errs["Name"] = []string{"'Name' may only contain letters, numbers, spaces, and underscores."}
+	s.manageEndpoints(c).Create(w, r, a, s.tenantName(consoleTenant(c)))
+}
+
+func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
+	s.manageEndpoints(c).Delete(w, r, a, s.tenantName(consoleTenant(c)), c.id)
+}
+
+// manageEndpoints are the write side on the tenants' pools, logging with
+// the call's operation.
+func (s *Simulator) manageEndpoints(c *call) *manage.Endpoints {
+	open := func(ctx context.Context, tenant string) (manage.DB, error) {
+		p, err := s.manageDBs.pool(ctx, tenant)
+		if err != nil {
+			return manage.DB{}, err
 		}
+		return manage.DB{Conn: postgres.Conn(p), Statements: manage.Postgres}, nil
 	}
-	switch _, ok := provisioning.ManageTemplates[template]; {
-	case strings.TrimSpace(template) == "":
-		errs["DatabaseTemplate"] = []string{"'Database Template' must not be empty."}
-	case !ok:
-		errs["DatabaseTemplate"] = []string{fmt.Sprintf("'%s' is not a valid database template. Allowed values are: Minimal, Sample.", template)}
-	}
-	if len(errs) > 0 {
-		a.validation(w, errs)
-		return
-	}
-	db, ok := s.manageDB(w, r, c)
-	if !ok {
-		return
-	}
-	ctx := r.Context()
-	trimmed := strings.TrimSpace(name)
-	var taken, registered bool
-	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages WHERE name = $1 AND status <> 'Deleted'),
-		EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`, trimmed).Scan(&taken, &registered)
-	if err != nil {
-		s.manageFailed(w, c, "check the name", "read", err)
-		return
-	}
-	article, registeredNoun := "An", "An OdsInstance"
-	if a.v3 {
-		article, registeredNoun = "A", "A DataStore"
-	}
-	switch {
-	case taken:
-		a.validation(w, map[string][]string{"Name": {fmt.Sprintf("%s %s named '%s' already exists.", article, a.noun(), trimmed)}})
-		return
-	case registered:
-		a.validation(w, map[string][]string{"Name": {fmt.Sprintf("%s named '%s' already exists.", registeredNoun, trimmed)}})
-		return
-	}
-	var id int
-	now := s.now().UTC()
-	if err := db.QueryRow(ctx, `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
-		VALUES ($1, $2, $3, $4, $4) RETURNING id`, trimmed, strings.TrimSpace(template), ManagePendingCreate, now).Scan(&id); err != nil {
-		s.manageFailed(w, c, "insert the manage row", "written", err)
-		return
-	}
-	s.log.Info("managed instance requested", "op", c.op, "tenant", s.tenantName(consoleTenant(c)), "manage_id", id, "name", trimmed, "template", template)
-	location := "/odsinstances/manage/" + strconv.Itoa(id) // v2's, relative and without /v2, as Ed-Fi's
-	if a.v3 {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		location = scheme + "://" + r.Host + "/v3/dataStores/manage/" + strconv.Itoa(id)
-	}
-	w.Header().Set("Location", location)
-	w.WriteHeader(http.StatusAccepted)
+	return manage.NewEndpoints(open, s.log.With("op", c.op), s.now)
 }
 
 func (s *Simulator) handleManageList(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
 	offset, limit, bad := paging(r)
 	if len(bad) > 0 {
-		a.validation(w, bad)
+		a.Validation(w, bad)
 		return
 	}
 	db, ok := s.manageDB(w, r, c)
@@ -321,7 +217,7 @@ func (s *Simulator) handleManageList(a manageAPI, w http.ResponseWriter, r *http
 		if list, err = pgx.CollectRows(rows, scanManage); err == nil {
 			out := make([]map[string]any, 0, len(list))
 			for _, m := range list {
-				out = append(out, a.view(m))
+				out = append(out, view(a, m))
 			}
 			writeJSON(w, http.StatusOK, out)
 			return
@@ -355,7 +251,7 @@ func (s *Simulator) manageRowOf(a manageAPI, w http.ResponseWriter, r *http.Requ
 		var m manageRow
 		m, err = pgx.CollectExactlyOneRow(rows, scanManage)
 		if errors.Is(err, pgx.ErrNoRows) {
-			a.notFound(w, c.id)
+			a.NotFound(w, c.id)
 			return m, false
 		}
 		if err == nil {
@@ -372,65 +268,8 @@ func (s *Simulator) handleManageGet(a manageAPI, w http.ResponseWriter, r *http.
 		return
 	}
 	if m, ok := s.manageRowOf(a, w, r, c, db); ok {
-		writeJSON(w, http.StatusOK, a.view(m))
+		writeJSON(w, http.StatusOK, view(a, m))
 	}
-}
-
-// manageBlocked is why a row in status cannot be deleted
-// (DeleteOdsInstanceManage.GetBlockingStatusMessage); "" for Created.
-func manageBlocked(noun, status string) string {
-	switch status {
-	case ManagePendingCreate:
-		return noun + " is being provisioned. Wait for creation to complete."
-	case ManageCreateInProgress:
-		return noun + " is currently being provisioned. Wait for creation to complete."
-	case ManageCreateFailed:
-		return noun + " creation failed. It will be retried automatically by the background job."
-	case ManageCreateError:
-		return noun + " creation failed permanently. Manual database intervention required before deleting."
-	case ManagePendingDelete:
-		return noun + " is already queued for deletion."
-	case ManageDeleteInProgress:
-		return noun + " is currently being deleted."
-	case ManageDeleteFailed:
-		return noun + " deletion failed. It will be retried automatically by the background job."
-	case ManageDeleteError:
-		return noun + " deletion failed permanently. Manual database intervention required."
-	}
-	return ""
-}
-
-func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	db, ok := s.manageDB(w, r, c)
-	if !ok {
-		return
-	}
-	m, ok := s.manageRowOf(a, w, r, c, db)
-	if !ok {
-		return
-	}
-	if m.Status == ManageDeleted {
-		a.notFound(w, c.id)
-		return
-	}
-	if msg := manageBlocked(a.noun(), m.Status); msg != "" {
-		a.validation(w, map[string][]string{"id": {msg}})
-		return
-	}
-	// Only from Created, in the statement that moves it: a delete racing
-	// another change is refused rather than applied over it.
-	tag, err := db.Exec(r.Context(), `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3 WHERE id = $1 AND status = $4`,
-		m.ID, ManagePendingDelete, s.now().UTC(), ManageCreated)
-	if err != nil {
-		s.manageFailed(w, c, "mark the manage row for deletion", "written", err)
-		return
-	}
-	if tag.RowsAffected() == 0 {
-		a.validation(w, map[string][]string{"id": {a.noun() + " changed while it was being deleted; read it again."}})
-		return
-	}
-	s.log.Info("managed instance delete requested", "op", c.op, "manage_id", m.ID)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // manageFailed logs what could not be done and answers 500 saying
@@ -438,11 +277,4 @@ func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *ht
 func (s *Simulator) manageFailed(w http.ResponseWriter, c *call, what, verb string, err error) {
 	s.log.Error("could not "+what, "op", c.op, "err", err)
 	writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "EdFi_Admin could not be "+verb+".")
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
@@ -73,4 +74,33 @@ func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error
 		return manage.DB{}, err
 	}
 	return manageDB(reg), nil
+}
+
+// ManageServer is the manage flavor's write routes over the tenants'
+// EdFi_Admin databases, through the bridge's ledgers, each call authorized
+// by the Admin API at adminApi.baseUrl.
+func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (*manage.Server, error) {
+	log = log.With("component", "manage-routes")
+	return manage.NewServer(manage.NewEndpoints(ledgers.ManageDB, log, nil), manage.ServerOptions{
+		AdminAPI: cfg.AdminAPI.BaseURL, Client: &http.Client{Timeout: cfg.AdminAPI.Timeout.D()},
+		Tenants: slices.Sorted(maps.Keys(cfg.Tenants)), Fallback: config.DefaultTenant, Log: log,
+	})
+}
+
+// serveManage serves the write routes at adminApi.manageListen, when set,
+// until stop is called.
+func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (stop func(), err error) {
+	if !cfg.Manage() || cfg.AdminAPI.ManageListen == "" {
+		return func() {}, nil
+	}
+	srv, err := ManageServer(cfg, ledgers, log)
+	if err != nil {
+		return nil, err
+	}
+	bound, stop, err := serve(ctx, cfg.AdminAPI.ManageListen, srv)
+	if err != nil {
+		return nil, fmt.Errorf("adminApi.manageListen: %w", err)
+	}
+	log.Info("manage write routes served", "url", "http://"+bound, "routes", "POST /v2/odsInstances/manage, DELETE /v2/odsInstances/manage/{id}, POST /v3/dataStores/manage, DELETE /v3/dataStores/manage/{id}")
+	return stop, nil
 }

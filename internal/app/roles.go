@@ -89,6 +89,11 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
 		ledgers := NewLedgers(cfg, log)
 		defer ledgers.Close()
+		stopManage, err := serveManage(ctx, cfg, ledgers, log)
+		if err != nil {
+			return err
+		}
+		defer stopManage()
 		b, err := NewBridge(ctx, cfg, BridgeAPI(cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
 		if err != nil {
 			return err

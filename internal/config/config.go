@@ -60,8 +60,16 @@ type AdminAPI struct {
 	// "manage" (the newest line, Ed-Fi-Alliance-OSS/ODS-Admin-API: the
 	// requests of /v2/odsInstances/manage and /v3/dataStores/manage, read
 	// and settled in each tenant's EdFi_Admin; docs/adminapi-newest.md).
-	// The manage flavor needs no URL or credentials.
-	Flavor       string   `yaml:"flavor"`
+	// The manage flavor needs no credentials, and a URL only with
+	// ManageListen.
+	Flavor string `yaml:"flavor"`
+	// ManageListen is where the bridge serves the manage flavor's write
+	// routes (POST and DELETE of /v2/odsInstances/manage and
+	// /v3/dataStores/manage), which a reverse proxy in front of the Admin
+	// API sends to it, so that the Admin API's own job never starts; each
+	// call is authorized by the Admin API at baseUrl. Empty: not served
+	// (the simulator serves them in dev).
+	ManageListen string   `yaml:"manageListen"`
 	BaseURL      string   `yaml:"baseUrl"`
 	TokenURL     string   `yaml:"tokenUrl"` // default: baseUrl + /connect/token
 	ClientID     string   `yaml:"clientId"`
@@ -501,6 +509,13 @@ func (c *Config) Validate() error {
 		if c.Provisioning.EncryptionKey == "" {
 			bad("provisioning.encryptionKey", "is required with adminApi.flavor manage: that Admin API stores every connection string encrypted with its AppSettings:EncryptionKey (or INSTANCEMGR_ODS_ENCRYPTION_KEY)")
 		}
+		if c.AdminAPI.ManageListen != "" {
+			if c.AdminAPI.BaseURL == "" {
+				bad("adminApi.baseUrl", "is required with adminApi.manageListen: the Admin API authorizes every manage call instancemgr serves")
+			} else {
+				errs = append(errs, c.checkURL("adminApi.baseUrl", c.AdminAPI.BaseURL, true)...)
+			}
+		}
 		for _, key := range slices.Sorted(maps.Keys(c.Provisioning.Templates)) {
 			if _, ok := provisioning.ManageTemplates[key]; !ok {
 				bad("provisioning.templates."+key, "is not a template the Admin API accepts (Minimal, Sample)")
@@ -511,6 +526,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("adminApi.flavor", "%q is neither %s nor %s", c.AdminAPI.Flavor, FlavorAdminConsole, FlavorManage)
+	}
+	if c.AdminAPI.ManageListen != "" && !c.Manage() {
+		bad("adminApi.manageListen", "is for adminApi.flavor manage; Admin API 2.3 has no manage routes")
 	}
 	if len(c.Provisioning.Templates) > 0 && !c.Manage() {
 		bad("provisioning.templates", "is for adminApi.flavor manage, whose requests name a template; this flavor copies provisioning.template")
@@ -650,17 +668,8 @@ func (c *Config) checkAdminConsole() []error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
-	for _, u := range []struct{ key, url string }{{"adminApi.baseUrl", c.AdminAPI.BaseURL}, {"adminApi.tokenUrl", c.AdminAPI.TokenURL}} {
-		switch {
-		case u.url == "" && u.key == "adminApi.baseUrl":
-			bad(u.key, "is required")
-		case u.url == "":
-		case !isHTTPURL(u.url):
-			bad(u.key, "must be an http(s) URL")
-		case strings.HasPrefix(u.url, "http://") && !c.AdminAPI.AllowInsecureHTTP && !IsLoopback(urlHost(u.url)):
-			bad(u.key, "must be https:// (it carries the client secret, the token and connection strings with passwords); http:// is accepted for a loopback address, or with adminApi.allowInsecureHttp: true")
-		}
-	}
+	errs = append(errs, c.checkURL("adminApi.baseUrl", c.AdminAPI.BaseURL, true)...)
+	errs = append(errs, c.checkURL("adminApi.tokenUrl", c.AdminAPI.TokenURL, false)...)
 	if c.AdminAPI.ClientID == "" {
 		bad("adminApi.clientId", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_ID)")
 	}
@@ -668,6 +677,21 @@ func (c *Config) checkAdminConsole() []error {
 		bad("adminApi.clientSecret", "is required (or INSTANCEMGR_ADMINAPI_CLIENT_SECRET)")
 	}
 	return errs
+}
+
+// checkURL checks one of the Admin API's URLs.
+func (c *Config) checkURL(key, u string, required bool) []error {
+	bad := func(format string) []error { return []error{fmt.Errorf("%s: %s", key, format)} }
+	switch {
+	case u == "" && required:
+		return bad("is required")
+	case u == "":
+	case !isHTTPURL(u):
+		return bad("must be an http(s) URL")
+	case strings.HasPrefix(u, "http://") && !c.AdminAPI.AllowInsecureHTTP && !IsLoopback(urlHost(u)):
+		return bad("must be https:// (it carries the client secret, the token and connection strings with passwords); http:// is accepted for a loopback address, or with adminApi.allowInsecureHttp: true")
+	}
+	return nil
 }
 
 // checkSharedServers holds entries that share a database server to the two

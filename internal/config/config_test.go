@@ -519,4 +519,17 @@ tenants:
 	if _, err := Load(write(t, "adminApi: {flavor: nightly}"+tenants), noEnv); err == nil || !strings.Contains(err.Error(), `adminApi.flavor: "nightly" is neither`) {
 		t.Errorf("an unknown flavor: %v", err)
 	}
+	key := "\nprovisioning: {encryptionKey: \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}"
+	for _, tc := range []struct{ adminAPI, want string }{
+		{"{flavor: manage, manageListen: ':8081'}", "adminApi.baseUrl: is required with adminApi.manageListen"},
+		{"{flavor: manage, manageListen: ':8081', baseUrl: 'http://admin.district.example'}", "adminApi.baseUrl: must be https://"},
+		{"{manageListen: ':8081', baseUrl: 'https://admin', clientId: a, clientSecret: b}", "adminApi.manageListen: is for adminApi.flavor manage"},
+	} {
+		if _, err := Load(write(t, "adminApi: "+tc.adminAPI+key+tenants), noEnv); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("adminApi %s: want %q in %v", tc.adminAPI, tc.want, err)
+		}
+	}
+	if c, err := Load(write(t, "adminApi: {flavor: manage, manageListen: ':8081', baseUrl: 'https://admin.district.example'}"+key+tenants), noEnv); err != nil || c.AdminAPI.ManageListen != ":8081" {
+		t.Errorf("manage routes served with an https Admin API: %v", err)
+	}
 }

@@ -151,3 +151,8 @@ func (r row) Scan(dest ...any) error {
 	}
 	return err
 }
+
+// Conn is pool as the registry's connection: for code that runs the SQL of
+// sqlregistry-shaped statements on a pool of its own (the simulator's
+// manage rows).
+func Conn(pool *pgxpool.Pool) sqlregistry.Conn { return conn{pool} }
