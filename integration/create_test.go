@@ -92,8 +92,11 @@ func TestCreateEndToEnd(t *testing.T) {
 // next delivery finds the database, registers, completes. One of each.
 func TestCreateRedeliveryAfterCrash(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{ackWait: time.Second})
-	inst := e.requestInstances(1)[0]
+	flavors(t, envOptions{ackWait: time.Second}, createRedeliveredAfterCrash)
+}
+
+func createRedeliveredAfterCrash(t *testing.T, e *env) {
+	id := e.create("", "Redelivered")
 	e.startBridge()
 
 	victim, crashed := e.startCrashingReplica()
@@ -101,13 +104,16 @@ func TestCreateRedeliveryAfterCrash(t *testing.T) {
 	if dbs := e.databases(); len(dbs) != 1 {
 		t.Fatalf("before the crash the database should exist: %v", dbs)
 	}
+	if e.manage && e.manageStatus(id) != "CreateInProgress" {
+		t.Fatalf("after the copy the request is %s, want CreateInProgress (claimed)", e.manageStatus(id))
+	}
 	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 0 {
 		t.Fatalf("%d rows registered before the crash, want 0", n)
 	}
 	victim.stop()
 
 	e.startReplica(app.ConsumerDeps{})
-	e.waitCompleted([]int{inst.ID}, time.Minute)
+	e.waitStatus(id, adminapi.StatusCompleted)
 	var finished consumer.Outcome
 	for o := range e.outcomes {
 		if o.Result == consumer.Acked {
@@ -121,13 +127,10 @@ func TestCreateRedeliveryAfterCrash(t *testing.T) {
 	if dbs := e.databases(); len(dbs) != 1 {
 		t.Fatalf("databases %v, want exactly one", dbs)
 	}
-	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
-		t.Fatalf("%d rows, want 1", n)
+	e.checkRegistered("default", id, "Redelivered", e.prefix+"_Redelivered")
+	if n, counted := e.calls(id, "completed"); counted && n != 1 {
+		t.Fatalf("completed called %d times, want 1", n)
 	}
-	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 1 {
-		t.Fatalf("completed called %d times, want 1", rec.Calls["completed"])
-	}
-	e.waitSettled()
 }
 
 // The Admin API fails completed with 503 three times: each attempt rolls the
@@ -180,9 +183,12 @@ func TestCreateRollsBackWhenCompletedFails(t *testing.T) {
 // database, one row, one completed call.
 func TestCreateConcurrentDeliveries(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{ackWait: time.Second})
+	flavors(t, envOptions{ackWait: time.Second}, createDeliveredTwiceAtOnce)
+}
+
+func createDeliveredTwiceAtOnce(t *testing.T, e *env) {
 	e.cfg.Consumer.Concurrency = 1
-	inst := e.requestInstances(1)[0]
+	id := e.create("", "Concurrent")
 
 	var mu sync.Mutex
 	arrived := 0
@@ -213,7 +219,7 @@ func TestCreateConcurrentDeliveries(t *testing.T) {
 	e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{DisableHeartbeat: true, AfterCheck: barrier}})
 	e.startBridge()
 
-	e.waitCompleted([]int{inst.ID}, time.Minute)
+	e.waitStatus(id, adminapi.StatusCompleted)
 	select {
 	case <-both:
 	default:
@@ -223,11 +229,9 @@ func TestCreateConcurrentDeliveries(t *testing.T) {
 	if dbs := e.databases(); len(dbs) != 1 {
 		t.Fatalf("databases %v, want exactly one", dbs)
 	}
-	if n := e.count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
-		t.Fatalf("%d rows, want 1", n)
-	}
-	if rec, _ := e.sim.Instance(inst.ID); rec.Calls["completed"] != 1 {
-		t.Fatalf("completed called %d times, want 1", rec.Calls["completed"])
+	e.checkRegistered("default", id, "Concurrent", e.prefix+"_Concurrent")
+	if n, counted := e.calls(id, "completed"); counted && n != 1 {
+		t.Fatalf("completed called %d times, want 1", n)
 	}
 	// The consumer shows nothing pending as soon as one delivery acks,
 	// while the other may still be finishing (waiting on the instance lock

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/bridge"
@@ -24,7 +25,9 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // env is one test's private world: its own template, EdFi_Admin (loaded
@@ -42,6 +45,8 @@ type env struct {
 	natsURL     string
 	cfg         *config.Config
 	console     *adminapi.Client // what the Admin Console would use
+	manage      bool             // the newest Admin API's flavor
+	key         odscrypt.Key     // with manage: the connection strings' key
 	log         *slog.Logger
 	outcomes    chan consumer.Outcome
 }
@@ -70,6 +75,28 @@ type envOptions struct {
 	// test's template, and names follow Ed-Fi's rule
 	// (EdFi_Ods_{name}_{template}: put the prefix in the request's name).
 	manage bool
+	// pattern keeps namePattern with manage (provisioning.naming:
+	// pattern), so that a test reads the same in both flavors.
+	pattern bool
+}
+
+// flavors runs fn once for each Admin API line, each in its own world made
+// from o: Admin API 2.3's /adminconsole/ endpoints, and the newest line's
+// manage routes with the same naming pattern.
+func flavors(t *testing.T, o envOptions, fn func(t *testing.T, e *env)) {
+	t.Helper()
+	for _, manage := range []bool{false, true} {
+		name := config.FlavorAdminConsole
+		if manage {
+			name = config.FlavorManage
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			o := o
+			o.manage, o.pattern = manage, manage
+			fn(t, newEnv(t, o))
+		})
+	}
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -126,6 +153,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			o.encryptKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 		}
 	}
+	var err error
 	e.sim = simulatortest.Start(t, simOpts)
 	t.Cleanup(e.sim.Close)
 	e.natsURL = o.natsURL
@@ -144,8 +172,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Tenants:      mapping,
 	}
 	if o.manage {
+		e.manage = true
 		e.cfg.AdminAPI.Flavor = config.FlavorManage
-		e.cfg.Provisioning.NamePattern = ""
+		if o.pattern {
+			e.cfg.Provisioning.Naming = provisioning.RulePattern
+		} else {
+			e.cfg.Provisioning.NamePattern = ""
+		}
 		e.cfg.Provisioning.Templates = map[string]string{"Minimal": template, "Sample": template}
 		for _, pool := range e.admins {
 			if _, err := pool.Exec(context.Background(), simulator.ManageSchema); err != nil {
@@ -156,7 +189,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := e.cfg.Complete(func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
-	var err error
+	if o.manage {
+		if e.key, err = odscrypt.ParseKey(o.encryptKey); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.console, err = adminapi.New(adminapi.Config{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret})
 	if err != nil {
 		t.Fatal(err)
@@ -353,13 +390,43 @@ func (e *env) waitDeadLetters(n int) []job.DeadLetter {
 	return got
 }
 
+// waitStatus waits until request id of the first tenant has status (in
+// the /adminconsole/ words: e.status) and the consumer has settled.
 func (e *env) waitStatus(id int, status string) {
 	e.t.Helper()
 	testenv.Eventually(e.t, time.Minute, fmt.Sprintf("instance %d %s", id, status), func() bool {
-		r, ok := e.sim.Instance(id)
-		return ok && r.Status == status
+		return e.status("", id) == status
 	})
 	e.waitSettled()
+}
+
+// status is request id of tenant ("" for the first) in the /adminconsole/
+// words the bridge reads, in either flavor; "" when there is none.
+func (e *env) status(tenant string, id int) string {
+	e.t.Helper()
+	if !e.manage {
+		r, _ := e.sim.Instance(id)
+		return r.Status
+	}
+	if tenant == "" {
+		tenant = e.firstTenant
+	}
+	var status string
+	if err := e.admins[tenant].QueryRow(context.Background(), `SELECT status FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status); err != nil {
+		return ""
+	}
+	return manage.BridgeStatus(status)
+}
+
+// calls is how often the worker endpoint call was made for instance id,
+// and whether the flavor has worker calls at all: the manage flavor
+// settles its rows in EdFi_Admin, not through calls.
+func (e *env) calls(id int, call string) (n int, counted bool) {
+	if e.manage {
+		return 0, false
+	}
+	r, _ := e.sim.Instance(id)
+	return r.Calls[call], true
 }
 
 func (e *env) databaseExists(name string) bool {

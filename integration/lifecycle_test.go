@@ -25,8 +25,13 @@ func (e *env) request(tenant, name string) adminapi.InstanceRequest {
 		OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{{DerivativeType: "ReadReplica"}}}
 }
 
+// create asks for instance name of tenant ("" for the first) the way the
+// flavor's Admin Console does, and returns the request's id.
 func (e *env) create(tenant, name string) int {
 	e.t.Helper()
+	if e.manage {
+		return e.manageRequestAt(e.sim.URL, tenant, name, "Minimal")
+	}
 	inst, err := e.console.CreateOdsInstance(context.Background(), tenant, e.request(tenant, name))
 	if err != nil {
 		e.t.Fatalf("request %q in %s: %v", name, tenant, err)
@@ -43,6 +48,10 @@ func (e *env) rename(tenant string, id int, name string) {
 
 func (e *env) remove(tenant string, id int) {
 	e.t.Helper()
+	if e.manage {
+		e.manageDeleteAt(e.sim.URL, tenant, id)
+		return
+	}
 	if err := e.console.DeleteOdsInstance(context.Background(), tenant, id); err != nil {
 		e.t.Fatalf("delete %d: %v", id, err)
 	}
@@ -60,29 +69,49 @@ func (e *env) waitRenamed(id, n int) {
 
 // checkRegistered asserts that exactly one instance is registered in the
 // tenant's EdFi_Admin, under name, pointing at database, and that the Admin
-// API holds the same connection string.
+// API holds the same: the connection string (adminconsole), or the
+// request Created naming the row and the database (manage, whose
+// connection strings are stored encrypted and whose requests carry no
+// derivatives).
 func (e *env) checkRegistered(tenant string, id int, name, database string) {
 	e.t.Helper()
 	var gotName, cs string
-	if err := e.admins[tenant].QueryRow(context.Background(), `SELECT name, connectionstring FROM dbo.odsinstances`).Scan(&gotName, &cs); err != nil {
+	var odsID int
+	if err := e.admins[tenant].QueryRow(context.Background(), `SELECT odsinstanceid, name, connectionstring FROM dbo.odsinstances`).Scan(&odsID, &gotName, &cs); err != nil {
 		e.t.Fatalf("%s: read dbo.odsinstances: %v", tenant, err)
 	}
 	if n := e.countIn(tenant, `SELECT count(*) FROM dbo.odsinstances`); n != 1 {
 		e.t.Fatalf("%s: %d instances registered, want 1", tenant, n)
 	}
-	conn, err := connstr.ParsePostgres(cs)
+	plain := cs
+	if e.manage {
+		var err error
+		if plain, err = e.key.Decrypt(cs); err != nil {
+			e.t.Fatalf("%s: stored connection string does not decrypt: %v", tenant, err)
+		}
+	}
+	conn, err := connstr.ParsePostgres(plain)
 	if err != nil {
 		e.t.Fatalf("%s: stored connection string: %v", tenant, err)
 	}
 	if gotName != name || conn.Database != database {
 		e.t.Fatalf("%s: registered %q -> %q, want %q -> %q", tenant, gotName, conn.Database, name, database)
 	}
-	if n := e.countIn(tenant, `SELECT count(*) FROM dbo.odsinstancederivatives d JOIN dbo.odsinstances i ON i.odsinstanceid = d.odsinstance_odsinstanceid WHERE d.connectionstring = i.connectionstring`); n != 1 {
-		e.t.Fatalf("%s: the derivative does not follow the instance's connection string", tenant)
-	}
-	rec, _ := e.sim.Instance(id)
-	if rec.ConnectionString != cs || rec.Status != adminapi.StatusCompleted {
-		e.t.Fatalf("%s: Admin API has %s %q, EdFi_Admin %q", tenant, rec.Status, rec.ConnectionString, cs)
+	if e.manage {
+		var rowID int
+		var status, db string
+		if err := e.admins[tenant].QueryRow(context.Background(), `SELECT status, odsinstanceid, databasename FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status, &rowID, &db); err != nil ||
+			status != "Created" || rowID != odsID || db != database {
+			e.t.Fatalf("%s: request %d is %s naming row %d and database %q (%v); want Created, row %d, %q", tenant, id, status, rowID, db, err, odsID, database)
+		}
+	} else {
+		if n := e.countIn(tenant, `SELECT count(*) FROM dbo.odsinstancederivatives d JOIN dbo.odsinstances i ON i.odsinstanceid = d.odsinstance_odsinstanceid WHERE d.connectionstring = i.connectionstring`); n != 1 {
+			e.t.Fatalf("%s: the derivative does not follow the instance's connection string", tenant)
+		}
+		rec, _ := e.sim.Instance(id)
+		if rec.ConnectionString != cs || rec.Status != adminapi.StatusCompleted {
+			e.t.Fatalf("%s: Admin API has %s %q, EdFi_Admin %q", tenant, rec.Status, rec.ConnectionString, cs)
+		}
 	}
 	if !e.databaseExists(database) {
 		e.t.Fatalf("%s: database %q does not exist", tenant, database)
@@ -94,7 +123,11 @@ func (e *env) checkRegistered(tenant string, id int, name, database string) {
 // databases stay its own.
 func TestLifecyclePerTenant(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{tenants: []string{"t1", "t2"}, namePattern: "PREFIX_{tenant}_{name}", allowDelete: true})
+	flavors(t, envOptions{tenants: []string{"t1", "t2"}, namePattern: "PREFIX_{tenant}_{name}", allowDelete: true}, lifecycle)
+}
+
+// lifecycle creates, renames (where the flavor has renames) and deletes.
+func lifecycle(t *testing.T, e *env) {
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
 	e.startReplica(app.ConsumerDeps{})
@@ -102,11 +135,15 @@ func TestLifecyclePerTenant(t *testing.T) {
 
 	ids := map[string]int{"t1": e.create("t1", "Alpha"), "t2": e.create("t2", "Alpha")}
 	for tenant, id := range ids {
-		e.waitStatus(id, adminapi.StatusCompleted)
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("%s: request %d Completed", tenant, id), func() bool { return e.status(tenant, id) == adminapi.StatusCompleted })
+		e.waitSettled()
 		e.checkRegistered(tenant, id, "Alpha", db(tenant, "Alpha"))
 	}
 
 	steps := []map[string]string{{"t1": "Beta", "t2": "Gamma"}, {"t1": "Delta", "t2": "Alpha"}}
+	if e.manage {
+		steps = nil // the newest Admin API has no rename of a managed instance
+	}
 	previous := map[string]string{"t1": "Alpha", "t2": "Alpha"}
 	for _, step := range steps {
 		for tenant, name := range step {
@@ -124,8 +161,9 @@ func TestLifecyclePerTenant(t *testing.T) {
 		}
 	}
 	for tenant, id := range ids {
-		if rec, _ := e.sim.Instance(id); rec.Calls["renamed"] != 2 || rec.Calls["completed"] != 1 {
-			t.Errorf("%s: calls %v, want completed once and renamed twice", tenant, rec.Calls)
+		renamed, counted := e.calls(id, "renamed")
+		if completed, _ := e.calls(id, "completed"); counted && (renamed != 2 || completed != 1) {
+			t.Errorf("%s: completed %d and renamed %d times, want once and twice", tenant, completed, renamed)
 		}
 	}
 
@@ -133,7 +171,8 @@ func TestLifecyclePerTenant(t *testing.T) {
 		e.remove(tenant, id)
 	}
 	for tenant, id := range ids {
-		e.waitStatus(id, adminapi.StatusDeleted)
+		testenv.Eventually(t, time.Minute, fmt.Sprintf("%s: request %d Deleted", tenant, id), func() bool { return e.status(tenant, id) == adminapi.StatusDeleted })
+		e.waitSettled()
 		if e.databaseExists(db(tenant, previous[tenant])) {
 			t.Errorf("%s: database %q survived the delete", tenant, db(tenant, previous[tenant]))
 		}
@@ -158,59 +197,70 @@ func TestRenameAndDeleteRedeliveryAfterCrash(t *testing.T) {
 	t.Parallel()
 	for _, op := range []string{"rename", "delete"} {
 		t.Run(op, func(t *testing.T) {
-			e := newEnv(t, envOptions{ackWait: time.Second, allowDelete: true})
-			e.startBridge()
-			first := e.startReplica(app.ConsumerDeps{})
-			id := e.create("", "Original")
-			e.waitStatus(id, adminapi.StatusCompleted)
-			first.stop()
-
-			victim, crashed := e.startCrashingReplica()
-			if op == "rename" {
-				e.rename("", id, "Renamed")
-			} else {
-				e.remove("", id)
+			o := envOptions{ackWait: time.Second, allowDelete: true}
+			if op == "rename" { // the newest Admin API has no rename of a managed instance
+				redeliveredAfterCrash(t, newEnv(t, o), op)
+				return
 			}
-			e.waitCrash(crashed)
-			victim.stop()
-			e.startReplica(app.ConsumerDeps{})
-
-			rec, _ := e.sim.Instance(id)
-			if op == "rename" {
-				e.waitStatus(id, adminapi.StatusCompleted)
-				e.checkRegistered("default", id, "Renamed", e.prefix+"_Renamed")
-				if e.databaseExists(e.prefix + "_Original") {
-					t.Error("the old database is still there")
-				}
-				rec, _ = e.sim.Instance(id)
-				if rec.Calls["renamed"] != 1 {
-					t.Errorf("renamed called %d times, want 1", rec.Calls["renamed"])
-				}
-			} else {
-				e.waitStatus(id, adminapi.StatusDeleted)
-				rec, _ = e.sim.Instance(id)
-				if rec.Calls["deleted"] != 1 || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 || len(e.databases()) != 0 {
-					t.Errorf("after the redelivered delete: deleted calls %d, rows %d, databases %v",
-						rec.Calls["deleted"], e.count(`SELECT count(*) FROM dbo.odsinstances`), e.databases())
-				}
-			}
-			e.waitSettled()
+			flavors(t, o, func(t *testing.T, e *env) { redeliveredAfterCrash(t, e, op) })
 		})
 	}
+}
+
+func redeliveredAfterCrash(t *testing.T, e *env, op string) {
+	e.startBridge()
+	first := e.startReplica(app.ConsumerDeps{})
+	id := e.create("", "Original")
+	e.waitStatus(id, adminapi.StatusCompleted)
+	first.stop()
+
+	victim, crashed := e.startCrashingReplica()
+	if op == "rename" {
+		e.rename("", id, "Renamed")
+	} else {
+		e.remove("", id)
+	}
+	e.waitCrash(crashed)
+	if e.manage && op == "delete" && e.manageStatus(id) != "DeleteInProgress" {
+		t.Fatalf("after the drop the request is %s, want DeleteInProgress (claimed)", e.manageStatus(id))
+	}
+	victim.stop()
+	e.startReplica(app.ConsumerDeps{})
+
+	if op == "rename" {
+		e.waitStatus(id, adminapi.StatusCompleted)
+		e.checkRegistered("default", id, "Renamed", e.prefix+"_Renamed")
+		if e.databaseExists(e.prefix + "_Original") {
+			t.Error("the old database is still there")
+		}
+		if n, _ := e.calls(id, "renamed"); n != 1 {
+			t.Errorf("renamed called %d times, want 1", n)
+		}
+	} else {
+		e.waitStatus(id, adminapi.StatusDeleted)
+		n, counted := e.calls(id, "deleted")
+		if (counted && n != 1) || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 || len(e.databases()) != 0 {
+			t.Errorf("after the redelivered delete: deleted calls %d, rows %d, databases %v",
+				n, e.count(`SELECT count(*) FROM dbo.odsinstances`), e.databases())
+		}
+	}
+	e.waitSettled()
 }
 
 // With deletion off, a delete request is not published, however often the
 // bridge polls; the database and registration stay.
 func TestDeleteDisabled(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	flavors(t, envOptions{}, deleteDisabled)
+}
+
+func deleteDisabled(t *testing.T, e *env) {
 	e.startReplica(app.ConsumerDeps{})
 	b := e.newBridge()
 	id := e.create("", "Keep")
 	testenv.Eventually(t, time.Minute, "the create to complete", func() bool {
 		_, _ = b.Poll(context.Background())
-		r, _ := e.sim.Instance(id)
-		return r.Status == adminapi.StatusCompleted
+		return e.status("", id) == adminapi.StatusCompleted
 	})
 	e.waitSettled()
 	e.remove("", id)
@@ -223,8 +273,8 @@ func TestDeleteDisabled(t *testing.T) {
 	if n := e.streamMessages(); n != 1 {
 		t.Fatalf("stream holds %d jobs, want only the create", n)
 	}
-	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusPendingDelete {
-		t.Fatalf("status %s", r.Status)
+	if st := e.status("", id); st != adminapi.StatusPendingDelete {
+		t.Fatalf("status %s", st)
 	}
 	if !e.databaseExists(e.prefix+"_Keep") || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 1 {
 		t.Fatal("the database or its registration went away with deletion off")

@@ -54,7 +54,10 @@ func (e *env) publish(subject string, j job.Job) {
 // the database is left as it was, unreserved.
 func TestCreateNeverAdoptsAForeignDatabase(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{allowDelete: true})
+	flavors(t, envOptions{allowDelete: true}, neverAdoptsAForeignDatabase)
+}
+
+func neverAdoptsAForeignDatabase(t *testing.T, e *env) {
 	foreign := e.prefix + "_Prod2024"
 	testenv.CreateDatabase(t, e.pg, foreign)
 	if _, err := testenv.Connect(t, foreign).Exec(context.Background(), `CREATE TABLE precious (v int); INSERT INTO precious VALUES (42)`); err != nil {
@@ -67,8 +70,8 @@ func TestCreateNeverAdoptsAForeignDatabase(t *testing.T) {
 	if dls[0].Code != "conflict" || !strings.Contains(dls[0].Reason, foreign) || !strings.Contains(dls[0].Reason, "did not make it") {
 		t.Fatalf("dead letter %+v", dls[0])
 	}
-	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusPending || r.Calls["completed"] != 0 {
-		t.Fatalf("the Admin API heard of the foreign database: %s, calls %v", r.Status, r.Calls)
+	if n, _ := e.calls(id, "completed"); e.status("", id) != adminapi.StatusPending || n != 0 {
+		t.Fatalf("the Admin API heard of the foreign database: %s, completed %d times", e.status("", id), n)
 	}
 	if n := e.count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
 		t.Fatalf("%d registration or ledger rows for a foreign database", n)
@@ -88,7 +91,10 @@ func TestCreateNeverAdoptsAForeignDatabase(t *testing.T) {
 // names that differ only in letter case.
 func TestCollidingNamesAreRefused(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{tenants: []string{"t1", "t1_x"}, namePattern: "PREFIX_{tenant}_{name}"})
+	flavors(t, envOptions{tenants: []string{"t1", "t1_x"}, namePattern: "PREFIX_{tenant}_{name}"}, collidingNamesAreRefused)
+}
+
+func collidingNamesAreRefused(t *testing.T, e *env) {
 	e.startReplica(app.ConsumerDeps{})
 	b := e.newBridge()
 	pairs := [][2][2]string{ // {tenant, name} twice
@@ -100,8 +106,7 @@ func TestCollidingNamesAreRefused(t *testing.T) {
 		first := e.create(p[0][0], p[0][1])
 		testenv.Eventually(t, time.Minute, fmt.Sprintf("%v Completed", p[0]), func() bool {
 			_, _ = b.Poll(context.Background())
-			r, _ := e.sim.Instance(first)
-			return r.Status == adminapi.StatusCompleted
+			return e.status(p[0][0], first) == adminapi.StatusCompleted
 		})
 		second := e.create(p[1][0], p[1][1])
 		if _, err := b.Poll(context.Background()); err != nil {
@@ -110,11 +115,11 @@ func TestCollidingNamesAreRefused(t *testing.T) {
 		dls := e.waitDeadLetters(i + 1)
 		last := dls[len(dls)-1]
 		owner := fmt.Sprintf("tenant %q instance %d", p[0][0], first)
-		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.Contains(last.Subject, fmt.Sprint(second)) {
+		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.HasSuffix(last.Subject, fmt.Sprintf(".%s.%d", p[1][0], second)) {
 			t.Fatalf("%v after %v: dead letter %+v; want a conflict naming %s", p[1], p[0], last, owner)
 		}
-		if r, _ := e.sim.Instance(second); r.Status != adminapi.StatusPending {
-			t.Fatalf("%v: status %s", p[1], r.Status)
+		if st := e.status(p[1][0], second); st != adminapi.StatusPending {
+			t.Fatalf("%v: status %s", p[1], st)
 		}
 	}
 	e.waitSettled()
@@ -131,7 +136,10 @@ func TestCollidingNamesAreRefused(t *testing.T) {
 // conflict naming both, not "already registered": no database is made.
 func TestLedgerOfAnotherDatabaseIsAConflict(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	flavors(t, envOptions{}, ledgerOfAnotherDatabaseIsAConflict)
+}
+
+func ledgerOfAnotherDatabaseIsAConflict(t *testing.T, e *env) {
 	reg, err := postgres.NewRegistry(context.Background(), testenv.ConnString(t, e.prefix+"_admin"), nil) // makes the ledger
 	if err != nil {
 		t.Fatal(err)
@@ -154,8 +162,8 @@ func TestLedgerOfAnotherDatabaseIsAConflict(t *testing.T) {
 	if dbs := e.databases(); len(dbs) != 0 {
 		t.Fatalf("databases %v made for a conflicting request", dbs)
 	}
-	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusPending {
-		t.Fatalf("status %s", r.Status)
+	if st := e.status("", id); st != adminapi.StatusPending {
+		t.Fatalf("status %s", st)
 	}
 }
 
@@ -225,7 +233,10 @@ func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
 // API again.
 func TestDeleteFinishesAfterItsCommitFailed(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{allowDelete: true})
+	flavors(t, envOptions{allowDelete: true}, deleteFinishesAfterItsCommitFailed)
+}
+
+func deleteFinishesAfterItsCommitFailed(t *testing.T, e *env) {
 	e.startBridge()
 	first := e.startReplica(app.ConsumerDeps{})
 	id := e.create("", "Leftover")
@@ -235,9 +246,7 @@ func TestDeleteFinishesAfterItsCommitFailed(t *testing.T) {
 	testenv.Eventually(t, time.Minute, "the delete job to be published", func() bool { return e.streamMessages() == 2 })
 	// What a delivery leaves when its transaction fails after the Admin
 	// API heard it: status Deleted, everything else still in place.
-	if err := e.sim.SetStatus(id, adminapi.StatusDeleted); err != nil {
-		t.Fatal(err)
-	}
+	e.setDeleted(id)
 	e.startReplica(app.ConsumerDeps{})
 	e.waitSettled()
 	if n := e.count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM dbo.odsinstancecontexts) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
@@ -246,8 +255,25 @@ func TestDeleteFinishesAfterItsCommitFailed(t *testing.T) {
 	if len(e.databases()) != 0 || e.holder(e.prefix+"_Leftover") != "" {
 		t.Fatalf("databases %v, reservation %q left", e.databases(), e.holder(e.prefix+"_Leftover"))
 	}
-	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusDeleted || r.Calls["deleted"] != 0 || r.Calls["deleteFailed"] != 0 {
-		t.Fatalf("status %s, calls %v", r.Status, r.Calls)
+	deleted, _ := e.calls(id, "deleted")
+	failed, _ := e.calls(id, "deleteFailed")
+	if st := e.status("", id); st != adminapi.StatusDeleted || deleted != 0 || failed != 0 {
+		t.Fatalf("status %s, deleted called %d and deleteFailed %d times", st, deleted, failed)
+	}
+}
+
+// setDeleted marks request id of the first tenant deleted in the Admin
+// API, as a settling call whose transaction then failed leaves it.
+func (e *env) setDeleted(id int) {
+	e.t.Helper()
+	if e.manage {
+		if _, err := e.admin.Exec(context.Background(), `UPDATE adminapi.odsinstancemanages SET status = 'Deleted' WHERE id = $1`, id); err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
+	if err := e.sim.SetStatus(id, adminapi.StatusDeleted); err != nil {
+		e.t.Fatal(err)
 	}
 }
 
@@ -296,7 +322,10 @@ func TestDeleteRequestedAgainIsANewJob(t *testing.T) {
 // the Admin API status stays Pending_Delete.
 func TestConsumerRefusesDeleteWhenDisabled(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	flavors(t, envOptions{}, consumerRefusesDeleteWhenDisabled)
+}
+
+func consumerRefusesDeleteWhenDisabled(t *testing.T, e *env) {
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
 	id := e.create("", "Kept")
@@ -311,8 +340,8 @@ func TestConsumerRefusesDeleteWhenDisabled(t *testing.T) {
 	if !e.databaseExists(e.prefix+"_Kept") || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 1 {
 		t.Fatal("a delete ran with deletion off")
 	}
-	if r, _ := e.sim.Instance(id); r.Status != adminapi.StatusPendingDelete || r.Calls["deleteFailed"] != 0 {
-		t.Fatalf("status %s, calls %v", r.Status, r.Calls)
+	if n, _ := e.calls(id, "deleteFailed"); e.status("", id) != adminapi.StatusPendingDelete || n != 0 {
+		t.Fatalf("status %s, deleteFailed called %d times", e.status("", id), n)
 	}
 }
 

@@ -61,6 +61,18 @@ var workerStatus = map[string]string{
 	DeleteError:      adminapi.StatusDeleteFailed,
 }
 
+// BridgeStatus is the /adminconsole/ status the bridge reads for a manage
+// status; "" for one this version does not know. A claimed create is
+// still to be done (Pending): a lost job is published again, and the claim
+// is found to be the system's own.
+func BridgeStatus(status string) string {
+	ws := workerStatus[status]
+	if ws == adminapi.StatusInProgress {
+		ws = adminapi.StatusPending
+	}
+	return ws
+}
+
 // Statements are one engine's SQL for the manage rows, with its own
 // placeholders; the arguments of each are in the order given.
 type Statements struct {
@@ -184,13 +196,7 @@ func (s *Source) Instances(ctx context.Context, tenant, _ string) ([]adminapi.Wo
 		if err := rows.Scan(&id, &name, &status); err != nil {
 			return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
 		}
-		// A claimed create is still to be done: a lost job is published
-		// again, and the claim is found to be the system's own.
-		ws := workerStatus[status]
-		if ws == adminapi.StatusInProgress {
-			ws = adminapi.StatusPending
-		}
-		out = append(out, adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: name, Status: ws})
+		out = append(out, adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: name, Status: BridgeStatus(status)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
