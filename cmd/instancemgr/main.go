@@ -218,12 +218,26 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	edfiAdmin := fs.String("edfi-admin", os.Getenv("INSTANCEMGR_SIMULATOR_EDFI_ADMIN"), "EdFi_Admin connection string (pgx form) for -registration adminapi and -manage (or INSTANCEMGR_SIMULATOR_EDFI_ADMIN)")
 	fs.BoolVar(&o.Simulator.Manage, "manage", false, "also serve the newest Admin API's /v2/odsInstances/manage and /v3/dataStores/manage, rows in -edfi-admin")
 	fs.BoolVar(&o.Simulator.ManageDisabled, "manage-disabled", false, "with -manage: as EnableDataStoreManagement false, every manage route answers 400")
+	perTenant := map[string]string{}
+	fs.Func("edfi-admin-tenant", "TENANT=CONN: that tenant's EdFi_Admin (pgx form), in place of -edfi-admin; repeat for each tenant", func(v string) error {
+		tenant, conn, ok := strings.Cut(v, "=")
+		if !ok || strings.TrimSpace(tenant) == "" || conn == "" {
+			return errors.New("want TENANT=CONNECTION-STRING")
+		}
+		perTenant[strings.TrimSpace(tenant)] = conn
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.Simulator.Tenants = strings.Split(*tenants, ",")
 	o.Simulator.Logger = newLogger(stderr, "info", "text").With("role", "simulator")
-	if *edfiAdmin != "" {
+	switch {
+	case len(perTenant) > 0 && *edfiAdmin != "":
+		return errors.New("simulator: -edfi-admin and -edfi-admin-tenant are alternatives; give one")
+	case len(perTenant) > 0:
+		o.Simulator.AdminDatabases = perTenant
+	case *edfiAdmin != "":
 		o.Simulator.AdminDatabases = map[string]string{"*": *edfiAdmin}
 	}
 	return app.RunSimulator(ctx, o, stdout)

@@ -24,10 +24,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
@@ -36,7 +39,29 @@ import (
 var (
 	soakSeed = flag.Uint64("seed", 0, "the soak's seed (0: a new one, printed); replays a run")
 	soakFor  = flag.Duration("soak", 0, "how long the soak's operations and faults run (0: INSTANCEMGR_SOAK_DURATION, else 10m with INSTANCEMGR_SOAK_FULL=1, else the CI size)")
+	soakLine = flag.String("flavor", "", "the Admin API line the soak runs: adminconsole or manage (\"\": INSTANCEMGR_SOAK_FLAVOR, else both, one after the other)")
 )
+
+// soakFlavors are the Admin API lines to soak: the flag, the environment,
+// or both.
+func soakFlavors(t *testing.T) []string {
+	v := *soakLine
+	if v == "" {
+		v = os.Getenv("INSTANCEMGR_SOAK_FLAVOR")
+	}
+	switch v {
+	case "":
+		return []string{config.FlavorAdminConsole, config.FlavorManage}
+	case config.FlavorAdminConsole, config.FlavorManage:
+		return []string{v}
+	}
+	t.Fatalf("soak flavor %q is neither %s nor %s", v, config.FlavorAdminConsole, config.FlavorManage)
+	return nil
+}
+
+// soakKey is the manage flavor's encryption key, as the Admin API's
+// AppSettings:EncryptionKey.
+const soakKey = "c29hay1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="
 
 // soakDuration is how long operations and faults run: the flag, the
 // environment, the full size (task test:soak) or the CI size.
@@ -64,6 +89,7 @@ type soakTenant struct {
 	id     int
 	server *pgxpool.Pool
 	admin  *pgxpool.Pool
+	conn   string // admin's connection string (pgx form)
 }
 
 // handMade is a database someone made by hand at a name a request was
@@ -77,14 +103,21 @@ type handMade struct {
 
 type soak struct {
 	*sys
-	rng      *rand.Rand
-	naming   provisioning.Naming
-	tenants  []*soakTenant
-	private  *testenv.PrivatePostgres
-	bridges  []*proc
-	handMade []handMade
-	ops      map[string]int
-	injected map[string]int
+	// manage runs the newest Admin API's line: requests go to the bridges'
+	// manage routes, authorized by the simulator, and live in each
+	// tenant's EdFi_Admin.
+	manage     bool
+	key        odscrypt.Key
+	secret     string
+	manageURLs []string // each bridge's manage routes
+	rng        *rand.Rand
+	naming     provisioning.Naming
+	tenants    []*soakTenant
+	private    *testenv.PrivatePostgres
+	bridges    []*proc
+	handMade   []handMade
+	ops        map[string]int
+	injected   map[string]int
 	// prevName is each instance's name before its last rename, for
 	// renames back.
 	prevName map[int]string
@@ -105,6 +138,12 @@ type soak struct {
 // servers' databases. Seeded: the seed is printed, and -seed replays the
 // same operations and faults (the timing of real processes still varies).
 func TestSoak(t *testing.T) {
+	for _, flavor := range soakFlavors(t) {
+		t.Run(flavor, func(t *testing.T) { runSoak(t, flavor) })
+	}
+}
+
+func runSoak(t *testing.T, flavor string) {
 	seed := *soakSeed
 	if seed == 0 {
 		if v := os.Getenv("INSTANCEMGR_SOAK_SEED"); v != "" {
@@ -117,8 +156,8 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	duration := soakDuration(t)
-	t.Logf("SOAK seed %d, %s of operations and faults (replay: go test ./integration/chaos/ -run TestSoak -seed %d -soak %s)", seed, duration, seed, duration)
-	s := newSoak(t, seed)
+	t.Logf("SOAK %s, seed %d, %s of operations and faults (replay: go test ./integration/chaos/ -run TestSoak -flavor %s -seed %d -soak %s)", flavor, seed, duration, flavor, seed, duration)
+	s := newSoak(t, seed, flavor)
 	start := time.Now()
 	deadline := start.Add(duration)
 	nextOp, nextFault := start, start.Add(2*time.Second)
@@ -142,9 +181,13 @@ func TestSoak(t *testing.T) {
 	if n := len(violations); n > 0 {
 		t.Fatalf("%d invariant violations (seed %d): %v", n, seed, violations)
 	}
+	// No violations in a run where nothing was carried out says nothing.
+	if info["requests "+adminapi.StatusCompleted]+info["requests "+adminapi.StatusDeleted] == 0 {
+		t.Fatalf("no request ended Completed or Deleted (seed %d): the soak checked nothing", seed)
+	}
 }
 
-func newSoak(t *testing.T, seed uint64) *soak {
+func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	ctx := context.Background()
 	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, "")}
 	s.prefix, s.pg = s.world.Prefix, s.world.PG
@@ -165,7 +208,7 @@ func newSoak(t *testing.T, seed uint64) *soak {
 	}
 	engine.Close()
 
-	so := &soak{sys: s, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), private: pg,
+	so := &soak{sys: s, manage: flavor == config.FlavorManage, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), private: pg,
 		naming: provisioning.Naming{Pattern: s.prefix + "_{tenant}_{name}"},
 		ops:    map[string]int{}, injected: map[string]int{}, prevName: map[int]string{},
 		stopped: map[*proc]time.Time{}, down: map[*proc]time.Time{}}
@@ -176,7 +219,14 @@ func newSoak(t *testing.T, seed uint64) *soak {
 			w, master = privateWorld, priv
 		}
 		admin, adminDB := w.AdminDatabase(t, "admin_"+name)
-		so.tenants = append(so.tenants, &soakTenant{name: name, id: i + 1, server: w.PG, admin: admin})
+		so.tenants = append(so.tenants, &soakTenant{name: name, id: i + 1, server: w.PG, admin: admin, conn: master.WithDatabase(adminDB).PgxConnString()})
+		if so.manage {
+			// Ids of different tenants never meet, so that one map of
+			// requests by id serves the checker in both flavors.
+			if _, err := admin.Exec(ctx, simulator.ManageSchema+fmt.Sprintf(`; ALTER TABLE adminapi.odsinstancemanages ALTER COLUMN id RESTART WITH %d`, i*100000+1)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		fmt.Fprintf(&tenantCfg, "  %s: {master: %q, admin: %q, ods: %q}\n", name, master.ADONet(), master.WithDatabase(adminDB).ADONet(), master.WithDatabase("{0}").ADONet())
 	}
 	s.admin = so.tenants[0].admin
@@ -186,15 +236,29 @@ func newSoak(t *testing.T, seed uint64) *soak {
 	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
 	secret := "soak-" + s.prefix
 	// Tokens last three seconds: every replica meets expired ones.
-	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret},
-		"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker", "-tenants", "t1,t2,t3", "-token-ttl", "3s")
+	simArgs := []string{"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker", "-tenants", "t1,t2,t3", "-token-ttl", "3s"}
+	adminAPI := `adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}`
+	prov := `provisioning: {template: %q, namePattern: %q, allowDelete: true}`
+	if so.manage {
+		// The simulator only authorizes: the bridges serve the write routes.
+		simArgs = append(simArgs, "-manage")
+		for _, tn := range so.tenants {
+			simArgs = append(simArgs, "-edfi-admin-tenant", tn.name+"="+tn.conn)
+		}
+		adminAPI = `adminApi: {flavor: manage, baseUrl: %q, timeout: 2s}`
+		prov = `provisioning: {template: %[3]q, templates: {Minimal: %[3]q, Sample: %[3]q}, namePattern: %[4]q, naming: pattern, allowDelete: true, encryptionKey: "` + soakKey + `"}`
+		if so.key, err = odscrypt.ParseKey(soakKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret}, simArgs...)
 	s.env = []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}
 	s.cfgPath = s.dir + "/instancemgr.yaml"
-	cfg := fmt.Sprintf(`adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}
+	cfg := fmt.Sprintf(adminAPI+`
 nats: {url: %q, replicas: 3, ackWait: 2s, maxDeliver: 8, backoff: [2s, 4s]}
 bridge: {pollInterval: 300ms}
 consumer: {concurrency: 3, shutdownGrace: 5s, retryDelay: 200ms, maxRetryDelay: 2s}
-provisioning: {template: %q, namePattern: %q, allowDelete: true}
+`+prov+`
 logFormat: text
 tenants:
 %s`, s.simURL, s.natsURL, template, so.naming.Pattern, tenantCfg.String())
@@ -202,13 +266,25 @@ tenants:
 		t.Fatal(err)
 	}
 	s.connectConsole(secret)
+	so.secret = secret
 	// Two replicas with slow jobs (faults land mid-job), one whose lock is
 	// shorter than its work (no heartbeat, jobs longer than the ack wait).
 	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms")
 	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=200ms")
 	s.startReplica("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=3s", "INSTANCEMGR_TEST_DISABLE_HEARTBEAT=1")
 	for i := range 2 {
-		so.bridges = append(so.bridges, s.spawn(fmt.Sprintf("bridge-%d", i+1), bins.instancemgr, s.env, "bridge", "-config", s.cfgPath))
+		path := s.cfgPath
+		if so.manage {
+			// Each bridge serves the manage routes on a port of its own.
+			listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+			so.manageURLs = append(so.manageURLs, "http://"+listen)
+			path = fmt.Sprintf("%s/bridge-%d.yaml", s.dir, i+1)
+			withListen := strings.Replace(cfg, "adminApi: {flavor: manage,", fmt.Sprintf("adminApi: {flavor: manage, manageListen: %q,", listen), 1)
+			if err := os.WriteFile(path, []byte(withListen), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		so.bridges = append(so.bridges, s.spawn(fmt.Sprintf("bridge-%d", i+1), bins.instancemgr, s.env, "bridge", "-config", path))
 	}
 	return so
 }
@@ -259,6 +335,10 @@ func (s *soak) operate() {
 	switch n := s.rng.IntN(100); {
 	case n < 35:
 		tn := s.tenant()
+		if s.manage {
+			s.ops["create"+s.manageCreate(tn, s.freshName())]++
+			return
+		}
 		if _, err := s.console.CreateOdsInstance(ctx, tn.name, s.request(tn, s.freshName())); err != nil {
 			s.t.Fatalf("create: %v", err)
 		}
@@ -271,6 +351,12 @@ func (s *soak) operate() {
 			return
 		}
 		tn := s.tenantOf(r)
+		if s.manage {
+			// Ed-Fi's check of a name taken compares names, not the
+			// databases they map to: this one is accepted.
+			s.ops["create, colliding name"+s.manageCreate(tn, strings.ReplaceAll(r.Name, " ", "_"))]++
+			return
+		}
 		_, err := s.console.CreateOdsInstance(ctx, tn.name, s.request(tn, strings.ReplaceAll(r.Name, " ", "_")))
 		var apiErr *adminapi.Error
 		switch {
@@ -285,7 +371,7 @@ func (s *soak) operate() {
 		s.handMadeAt()
 	case n < 67:
 		r := s.pick(adminapi.StatusCompleted, adminapi.StatusRenameFailed)
-		if r == nil {
+		if r == nil || s.manage { // the newest Admin API has no rename of a managed instance
 			return
 		}
 		name, kind := s.freshName(), "rename"
@@ -302,6 +388,10 @@ func (s *soak) operate() {
 		if r == nil {
 			return
 		}
+		if s.manage {
+			s.ops["delete"+s.manageDelete(s.tenantOf(r), r.ID)]++
+			return
+		}
 		kind := "delete"
 		if s.rng.IntN(3) == 0 {
 			// This one fails once at the Admin API: Delete_Failed.
@@ -316,6 +406,11 @@ func (s *soak) operate() {
 		// A delete that failed, set right by an operator and asked again.
 		r := s.pick(adminapi.StatusDeleteFailed)
 		if r == nil {
+			return
+		}
+		if s.manage {
+			s.setManageStatus(s.tenantOf(r), r.ID, manage.Created)
+			s.ops["delete asked again"+s.manageDelete(s.tenantOf(r), r.ID)]++
 			return
 		}
 		s.setStatus(r.ID, adminapi.StatusCompleted)
@@ -352,6 +447,10 @@ func (s *soak) handMadeAt() {
 		s.t.Fatal(err)
 	}
 	s.handMade = append(s.handMade, h)
+	if s.manage {
+		s.ops["create over a hand-made database"+s.manageCreate(tn, name)]++
+		return
+	}
 	if _, err := s.console.CreateOdsInstance(ctx, tn.name, s.request(tn, name)); err != nil {
 		s.t.Fatalf("create over a hand-made database: %v", err)
 	}
@@ -415,9 +514,19 @@ func (s *soak) fault() {
 		s.down[leader] = time.Now().Add(3 * time.Second)
 		s.injected["NATS stream leader killed and restarted"]++
 	case 6:
+		if s.manage { // the Admin API authorizing the write calls
+			s.addFaults(simulator.Fault{Path: "/v2/odsInstances/manage", Method: "GET", Status: 503, Share: 0.3, Times: 10})
+			s.injected["Admin API 5xx on authorizing"]++
+			return
+		}
 		s.addFaults(simulator.Fault{Path: "/adminconsole/instances/*/*", Method: "POST", Status: 503, Share: 0.3, Times: 10})
 		s.injected["Admin API 5xx"]++
 	case 7:
+		if s.manage {
+			s.addFaults(simulator.Fault{Path: "/v3/dataStores/manage/*", Method: "GET", Delay: 2500 * time.Millisecond, Share: 0.2, Times: 5})
+			s.injected["Admin API timeouts on authorizing"]++
+			return
+		}
 		s.addFaults(simulator.Fault{Path: "/adminconsole/instances/*", Method: "GET", Delay: 2500 * time.Millisecond, Share: 0.2, Times: 5})
 		s.injected["Admin API timeouts"]++
 	case 8:
@@ -576,6 +685,12 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			s.t.Fatal(err)
 		}
 		for _, cs := range css {
+			if s.manage {
+				if cs, err = s.key.Decrypt(cs); err != nil {
+					bad("registration_unreadable", "%s: %v", tn.name, err)
+					continue
+				}
+			}
 			c, err := connstr.ParsePostgres(cs)
 			if err != nil {
 				bad("registration_unreadable", "%s: %v", tn.name, err)
@@ -643,6 +758,8 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 					bad("registration_count", "%s/%d: %d registrations name %q", tn.name, r.ID, registered[want], want)
 				case res.tenant != tn.name || res.id != r.ID || res.state != "made" || res.identity != strconv.FormatUint(uint64(oid), 10):
 					bad("reservation_mismatch", "%s/%d: %q reserved %+v, oid %d", tn.name, r.ID, want, res, oid)
+				case s.manage:
+					s.checkManageRow(tn, r.ID, want, bad)
 				}
 			case adminapi.StatusDeleted:
 				if db, ok := ledger[r.ID]; ok {
