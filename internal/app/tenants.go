@@ -18,11 +18,14 @@ import (
 // TenantPool opens each tenant's database connections on first use and keeps
 // them. Tenants that share a configuration entry share its connections.
 type TenantPool struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	mu      sync.Mutex
-	byEntry map[string]*consumer.Tenant
-	closers []func()
+	// OnCalibrated hears each copy strategy measurement of a PostgreSQL
+	// server ("host:port") made through the pool (copyStrategy auto).
+	OnCalibrated func(server string, c postgres.Calibration)
+	cfg          *config.Config
+	log          *slog.Logger
+	mu           sync.Mutex
+	byEntry      map[string]*consumer.Tenant
+	closers      []func()
 }
 
 // NewTenantPool returns a resolver over cfg.Tenants.
@@ -102,6 +105,11 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		e.Guard = t.cfg.Guard()
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
+		e.CalibrationMaxAge = t.cfg.Provisioning.CopyStrategyMaxAge.D()
+		if t.OnCalibrated != nil {
+			server := fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
+			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }
+		}
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
 		engine, ct.Engine = e, e
 		r, err := postgres.NewRegistry(ctx, tg.Admin.PgxConnString(), t.log)

@@ -164,12 +164,18 @@ type Provisioning struct {
 	AllowDelete bool `yaml:"allowDelete"`
 	// Sessions is what a rename does with sessions on the old database:
 	// "terminate" (default) or "wait" up to SessionWait, then fail.
-	// CopyStrategy is how PostgreSQL copies the template: file_copy (the
-	// default: 2.5 times as fast as wal_log for a 200 MB template, as fast
-	// for a small one; docs/performance.md) or wal_log (PostgreSQL 15 and
-	// later; no checkpoint per copy). Before PostgreSQL 15 every copy is a
-	// file copy.
-	CopyStrategy string   `yaml:"copyStrategy,omitempty"`
+	// CopyStrategy is how PostgreSQL copies the template: auto (the
+	// default: measured on each server for each template, one timed copy
+	// of each strategy, remembered in the server's instancemgr schema and
+	// measured again when the template's size or the server's version
+	// changes or after CopyStrategyMaxAge; docs/performance.md says why a
+	// fixed choice is wrong on some servers), file_copy or wal_log
+	// (PostgreSQL 15 and later; no checkpoint per copy). Before PostgreSQL
+	// 15 every copy is a file copy, auto included.
+	CopyStrategy string `yaml:"copyStrategy,omitempty"`
+	// CopyStrategyMaxAge is how long a measured decision holds (default
+	// 168h).
+	CopyStrategyMaxAge Duration `yaml:"copyStrategyMaxAge,omitempty"`
 	Sessions     string   `yaml:"sessions"`
 	SessionWait  Duration `yaml:"sessionWait"`
 	// EncryptionKey is the ODS/API's OdsConnectionStringEncryptionKey
@@ -443,7 +449,10 @@ func (c *Config) applyDefaults() {
 		c.Provisioning.NamePattern = provisioning.DefaultNamePattern
 	}
 	if c.Provisioning.CopyStrategy == "" {
-		c.Provisioning.CopyStrategy = "file_copy"
+		c.Provisioning.CopyStrategy = "auto"
+	}
+	if c.Provisioning.CopyStrategyMaxAge == 0 {
+		c.Provisioning.CopyStrategyMaxAge = Duration(7 * 24 * time.Hour)
 	}
 	if c.Provisioning.Sessions == "" {
 		c.Provisioning.Sessions = "terminate"
@@ -576,9 +585,12 @@ func (c *Config) Validate() error {
 		bad("provisioning.template", "%v", err)
 	}
 	switch c.Provisioning.CopyStrategy {
-	case "", "wal_log", "file_copy":
+	case "", "auto", "wal_log", "file_copy":
 	default:
-		bad("provisioning.copyStrategy", "%q is neither wal_log nor file_copy", c.Provisioning.CopyStrategy)
+		bad("provisioning.copyStrategy", "%q is not auto, wal_log or file_copy", c.Provisioning.CopyStrategy)
+	}
+	if c.Provisioning.CopyStrategyMaxAge < 0 {
+		bad("provisioning.copyStrategyMaxAge", "must be positive")
 	}
 	if c.Provisioning.Sessions != "terminate" && c.Provisioning.Sessions != "wait" {
 		bad("provisioning.sessions", "%q is neither terminate nor wait", c.Provisioning.Sessions)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -40,9 +41,21 @@ type Engine struct {
 	// them to go and then fails the attempt (it is retried later).
 	Sessions SessionPolicy
 	// CopyStrategy is CREATE DATABASE's STRATEGY (PostgreSQL 15 and later):
-	// CopyWALLog, CopyFileCopy, or "" for the server's default (WAL_LOG).
+	// CopyWALLog, CopyFileCopy, CopyAuto (measured on this server:
+	// calibrate.go), or "" for the server's default (WAL_LOG).
 	CopyStrategy CopyStrategy
+	// CalibrationMaxAge is how long a measured decision holds
+	// (DefaultCalibrationMaxAge when 0).
+	CalibrationMaxAge time.Duration
+	// CalibrationRecheck is how often a copy reads the stored decision
+	// again (30s when 0): another replica may have measured.
+	CalibrationRecheck time.Duration
+	// OnCalibrated hears every decision of CopyAuto this engine measures or
+	// reads (metrics).
+	OnCalibrated func(Calibration)
 	SessionWait  time.Duration
+	calOnce      sync.Once
+	calState     *calibration
 	// noReservations is set by OpenEngine when the server has no
 	// reservations table: nothing has been reserved there yet.
 	noReservations bool
@@ -60,7 +73,9 @@ const (
 // NewEngine connects to the server's maintenance database (the tenant's
 // "master" connection string, in pgx form).
 func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*Engine, error) {
-	pool, err := open(ctx, pgxConnString, 4, "the PostgreSQL maintenance database", reservationSchema, "the instancemgr reservations")
+	// Six connections: the jobs' DDL, and a measurement's lock and copies
+	// beside them.
+	pool, err := open(ctx, pgxConnString, 6, "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +135,11 @@ func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.P
 	return pool, nil
 }
 
-// Close releases the engine's connections.
-func (e *Engine) Close() { e.pool.Close() }
+// Close ends the engine's measurements and releases its connections.
+func (e *Engine) Close() {
+	e.stopCalibrations()
+	e.pool.Close()
+}
 
 // DatabaseExists implements provisioning.Engine.
 func (e *Engine) DatabaseExists(ctx context.Context, name string) (bool, error) {
@@ -138,7 +156,7 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 	if err := errors.Join(checkIdent(name), checkIdent(template)); err != nil {
 		return false, err
 	}
-	strategy, err := e.strategy(ctx)
+	strategy, err := e.strategy(ctx, template)
 	if err != nil {
 		return false, err
 	}
@@ -408,21 +426,31 @@ func checkIdent(name string) error {
 // CopyStrategy is how PostgreSQL 15 and later copy the template.
 type CopyStrategy string
 
-// strategy is the STRATEGY to give CREATE DATABASE on this server: before
-// PostgreSQL 15 there is none to give, and every copy is a file copy. The
-// version is the one the server reported when the pool's connection
-// started (server_version), so finding it costs no round trip.
-func (e *Engine) strategy(ctx context.Context) (CopyStrategy, error) {
+// strategy is the STRATEGY to give CREATE DATABASE for a copy of template
+// on this server: before PostgreSQL 15 there is none to give, and every
+// copy is a file copy (auto included). The version is the one the server
+// reported when the pool's connection started (server_version), so
+// finding it costs no round trip.
+func (e *Engine) strategy(ctx context.Context, template string) (CopyStrategy, error) {
 	if e.CopyStrategy == "" {
 		return "", nil
 	}
-	c, err := e.pool.Acquire(ctx)
+	version, err := e.serverVersion(ctx)
 	if err != nil {
-		return "", fmt.Errorf("read the server's version: %w", transient(err))
+		return "", err
 	}
-	version := c.Conn().PgConn().ParameterStatus("server_version")
-	c.Release()
-	return strategyFor(version, e.CopyStrategy)
+	s, err := strategyFor(version, e.CopyStrategy)
+	if s == CopyAuto {
+		return e.autoStrategy(ctx, template, version), nil
+	}
+	return s, err
+}
+
+// Strategy is the STRATEGY a copy of template gets now ("" for the
+// server's only way, before PostgreSQL 15); with CopyAuto it may start a
+// measurement.
+func (e *Engine) Strategy(ctx context.Context, template string) (CopyStrategy, error) {
+	return e.strategy(ctx, template)
 }
 
 // strategyFor is the rule of strategy, for a server reporting version as
@@ -436,8 +464,8 @@ func strategyFor(version string, want CopyStrategy) (CopyStrategy, error) {
 		return "", fmt.Errorf("the server reports version %q, which is not a PostgreSQL version", version)
 	case major >= 15:
 		return want, nil
-	case want == CopyFileCopy:
-		return "", nil // the only way before 15
+	case want == CopyFileCopy, want == CopyAuto:
+		return "", nil // the only way before 15: nothing to choose from
 	}
 	return "", fmt.Errorf("%w: provisioning.copyStrategy %s needs PostgreSQL 15 or later; this server is %s (use file_copy)", provisioning.ErrRejected, want, version)
 }

@@ -112,7 +112,8 @@ func TestTransientOrRejected(t *testing.T) {
 }
 
 // A strategy reaches the server only where it has one: before PostgreSQL
-// 15 a file copy is the only way, and WAL_LOG is refused with the reason.
+// 15 a file copy is the only way, WAL_LOG is refused with the reason, and
+// auto has nothing to choose from.
 func TestStrategyForServerVersion(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -129,6 +130,8 @@ func TestStrategyForServerVersion(t *testing.T) {
 		{"14.9", "", "", false},
 		{"9.6.24", CopyFileCopy, "", false},
 		{"13.12", CopyWALLog, "", true},
+		{"15.4", CopyAuto, CopyAuto, false}, // then measured (calibrate.go)
+		{"14.9", CopyAuto, "", false},       // nothing to measure: a file copy
 	} {
 		got, err := strategyFor(tc.version, tc.want)
 		if got != tc.got || (err != nil) != tc.refused || (err != nil && !errors.Is(err, provisioning.ErrRejected)) {

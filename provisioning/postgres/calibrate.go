@@ -1,0 +1,364 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+)
+
+// copyStrategy auto: which of FILE_COPY and WAL_LOG copies a template
+// faster depends on the server (its disk, its checkpoint settings, the
+// template's size), and a figure from one server does not hold on another
+// (docs/performance.md). So the engine measures, on the server it runs
+// against, one timed copy of each into the system's own scratch name,
+// each dropped at once, and remembers the decision in the server's
+// instancemgr schema with the template's size and the server's version.
+// It measures again when either changes or the decision is older than
+// MaxAge.
+//
+// A job never waits for a measurement: a job that finds no decision (or
+// a stale one) copies with the last decision or the server's default
+// (WAL_LOG) and starts the measurement in the background. Measurements of
+// one template never run at once, in this process or across replicas (a
+// session advisory lock on the server), and copy only under the scratch
+// name of the engine's own reservation, so they never touch a database
+// the system did not make.
+
+// CopyAuto is the measured choice between CopyFileCopy and CopyWALLog.
+const CopyAuto CopyStrategy = "auto"
+
+// DefaultCalibrationMaxAge is how long a measured decision holds when
+// nothing about the template or the server changed.
+const DefaultCalibrationMaxAge = 7 * 24 * time.Hour
+
+// calibrationSchema keeps the decisions, beside the reservations.
+const calibrationSchema = `
+CREATE TABLE IF NOT EXISTS instancemgr.copy_strategies (
+    template          text             PRIMARY KEY,
+    template_bytes    bigint           NOT NULL,
+    server_version    text             NOT NULL,
+    strategy          text             NOT NULL CHECK (strategy IN ('file_copy', 'wal_log')),
+    file_copy_seconds double precision NOT NULL,
+    wal_log_seconds   double precision NOT NULL,
+    measured_at       timestamptz      NOT NULL DEFAULT now()
+);`
+
+// calibrationOwner holds the reservation whose scratch name measurements
+// copy into: no tenant is called this.
+var calibrationOwner = provisioning.Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
+
+// Calibration is one measured decision for a template on a server.
+type Calibration struct {
+	Template      string
+	Measured      bool // measured by this engine just now, not read
+	TemplateBytes int64
+	ServerVersion string
+	Strategy      CopyStrategy // the faster of the two
+	FileCopy      time.Duration
+	WALLog        time.Duration
+	MeasuredAt    time.Time
+}
+
+// ErrCalibrating says another session measures the template now.
+var ErrCalibrating = errors.New("another session is measuring this template's copy strategies")
+
+// calibration is the engine's state for CopyAuto.
+type calibration struct {
+	mu       sync.Mutex
+	known    map[string]cachedCalibration // by template
+	running  map[string]bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	cacheFor time.Duration
+}
+
+type cachedCalibration struct {
+	c       Calibration
+	ok      bool // a decision is stored
+	fresh   bool
+	checked time.Time
+}
+
+func (e *Engine) cal() *calibration {
+	e.calOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		recheck := e.CalibrationRecheck
+		if recheck <= 0 {
+			recheck = 30 * time.Second
+		}
+		e.calState = &calibration{known: map[string]cachedCalibration{}, running: map[string]bool{}, ctx: ctx, cancel: cancel, cacheFor: recheck}
+	})
+	return e.calState
+}
+
+// stopCalibrations ends background measurements and waits for them.
+func (e *Engine) stopCalibrations() {
+	if e.calState != nil {
+		e.calState.cancel()
+		e.calState.wg.Wait()
+	}
+}
+
+// CalibrationCopy is the name measurements of template copy under: the
+// scratch name of the engine's own reservation, calibrationName.
+func CalibrationCopy(template string) string {
+	return provisioning.ScratchName(provisioning.Reservation{Database: calibrationName(template), Owner: calibrationOwner})
+}
+
+// CalibrationReservation is the name the engine reserves for measuring
+// template; no database is ever made under it.
+func CalibrationReservation(template string) string { return calibrationName(template) }
+
+// calibrationName is the reservation under whose scratch name template's
+// measurements copy.
+func calibrationName(template string) string {
+	h := sha256.Sum256([]byte(template))
+	return "instancemgr_calibrate_" + hex.EncodeToString(h[:8])
+}
+
+// autoStrategy is the strategy a copy of template uses under CopyAuto on
+// a server of version: the stored decision when there is one (stale or
+// not), else WAL_LOG, the server's default. A missing or stale decision
+// starts a measurement in the background.
+func (e *Engine) autoStrategy(ctx context.Context, template, version string) CopyStrategy {
+	st := e.cal()
+	st.mu.Lock()
+	cached, ok := st.known[template]
+	st.mu.Unlock()
+	if !ok || time.Since(cached.checked) > st.cacheFor {
+		c, stored, fresh, err := e.storedCalibration(ctx, template, version)
+		if err != nil {
+			e.log.Warn("could not read the copy strategy decision; copying with the last one known", "template", template, "err", err)
+		} else {
+			cached = cachedCalibration{c: c, ok: stored, fresh: fresh, checked: time.Now()}
+			st.mu.Lock()
+			st.known[template] = cached
+			st.mu.Unlock()
+			if stored && e.OnCalibrated != nil {
+				e.OnCalibrated(c)
+			}
+		}
+	}
+	if !cached.fresh {
+		e.calibrateLater(template)
+	}
+	if cached.ok {
+		return cached.c.Strategy
+	}
+	return CopyWALLog
+}
+
+// calibrateLater measures template in the background unless this engine
+// measures it already.
+func (e *Engine) calibrateLater(template string) {
+	st := e.cal()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.running[template] || st.ctx.Err() != nil {
+		return
+	}
+	st.running[template] = true
+	st.wg.Go(func() {
+		defer func() {
+			st.mu.Lock()
+			delete(st.running, template)
+			st.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(st.ctx, 30*time.Minute)
+		defer cancel()
+		c, measured, err := e.calibrate(ctx, template, false)
+		switch {
+		case errors.Is(err, ErrCalibrating):
+			e.log.Debug("another replica measures the copy strategies", "template", template)
+		case err != nil:
+			e.log.Warn("could not measure the copy strategies; copies keep the last decision or WAL_LOG", "template", template, "err", err)
+		case measured:
+			st.mu.Lock()
+			st.known[template] = cachedCalibration{c: c, ok: true, fresh: true, checked: time.Now()}
+			st.mu.Unlock()
+		}
+	})
+}
+
+// Calibrate measures both strategies for template now, stores the
+// decision and returns it; it waits for a measurement another session
+// runs, then measures again. For `instancemgr calibrate`.
+func (e *Engine) Calibrate(ctx context.Context, template string) (Calibration, error) {
+	c, _, err := e.calibrate(ctx, template, true)
+	return c, err
+}
+
+// StoredCalibration is the decision stored for template, whether there is
+// one, and whether it still holds on this server.
+func (e *Engine) StoredCalibration(ctx context.Context, template string) (c Calibration, stored, fresh bool, err error) {
+	version, err := e.serverVersion(ctx)
+	if err != nil {
+		return c, false, false, err
+	}
+	return e.storedCalibration(ctx, template, version)
+}
+
+func (e *Engine) storedCalibration(ctx context.Context, template, version string) (c Calibration, stored, fresh bool, err error) {
+	var bytes int64
+	var fileCopy, walLog float64
+	err = e.pool.QueryRow(ctx, `SELECT c.template_bytes, c.server_version, c.strategy, c.file_copy_seconds, c.wal_log_seconds, c.measured_at,
+		    coalesce((SELECT pg_database_size(d.oid) FROM pg_catalog.pg_database d WHERE d.datname = c.template), -1)
+		FROM instancemgr.copy_strategies c WHERE c.template = $1`, template).
+		Scan(&c.TemplateBytes, &c.ServerVersion, &c.Strategy, &fileCopy, &walLog, &c.MeasuredAt, &bytes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Calibration{Template: template}, false, false, nil
+	}
+	if err != nil {
+		return c, false, false, fmt.Errorf("read the copy strategy of %q: %w", template, transient(err))
+	}
+	c.Template, c.FileCopy, c.WALLog = template, seconds(fileCopy), seconds(walLog)
+	maxAge := e.CalibrationMaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultCalibrationMaxAge
+	}
+	fresh = c.ServerVersion == version && sameSize(c.TemplateBytes, bytes) && time.Since(c.MeasuredAt) < maxAge
+	return c, true, fresh, nil
+}
+
+// sameSize reports whether a template's size is what it was when
+// measured, give or take 1% or 1 MiB (a vacuum moves a few pages).
+func sameSize(then, now int64) bool {
+	d := now - then
+	if d < 0 {
+		d = -d
+	}
+	return now >= 0 && (d <= 1<<20 || d*100 <= then)
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func (e *Engine) serverVersion(ctx context.Context) (string, error) {
+	c, err := e.pool.Acquire(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the server's version: %w", transient(err))
+	}
+	defer c.Release()
+	return c.Conn().PgConn().ParameterStatus("server_version"), nil
+}
+
+// calibrate measures template under the server's advisory lock for it.
+// Without wait, it returns ErrCalibrating when another session holds the
+// lock, and measured=false when, once it holds the lock, the stored
+// decision holds (another replica measured meanwhile).
+func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c Calibration, measured bool, err error) {
+	if err := checkIdent(template); err != nil {
+		return c, false, err
+	}
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		return c, false, fmt.Errorf("measure the copy strategies: %w", transient(err))
+	}
+	defer conn.Release()
+	version := conn.Conn().PgConn().ParameterStatus("server_version")
+	if _, err := strategyFor(version, CopyWALLog); err != nil {
+		return c, false, fmt.Errorf("%w: copyStrategy auto measures STRATEGY WAL_LOG against FILE_COPY, which PostgreSQL %s does not have: every copy there is a file copy", provisioning.ErrRejected, version)
+	}
+	key := "instancemgr:calibrate:" + template
+	if wait {
+		_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key)
+	} else {
+		var got bool
+		if err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&got); err == nil && !got {
+			return c, false, ErrCalibrating
+		}
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("lock the measurement of %q: %w", template, transient(err))
+	}
+	defer func() {
+		// A session lock outlives a failed statement; the connection goes
+		// back to the pool, so unlock it (a broken connection takes the
+		// lock with it).
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
+	}()
+	if !wait {
+		if stored, _, fresh, err := e.storedCalibration(ctx, template, version); err == nil && fresh {
+			return stored, false, nil
+		}
+	}
+	c, err = e.measure(ctx, template, version)
+	if err != nil {
+		return c, false, err
+	}
+	c.Measured = true
+	e.log.Info("copy strategy measured", "template", template, "strategy", c.Strategy, "file_copy_seconds", c.FileCopy.Seconds(),
+		"wal_log_seconds", c.WALLog.Seconds(), "template_bytes", c.TemplateBytes, "server_version", version)
+	if e.OnCalibrated != nil {
+		e.OnCalibrated(c)
+	}
+	return c, true, nil
+}
+
+// measure copies template once with each strategy under the calibration
+// reservation's scratch name, dropping each copy at once, and stores the
+// decision.
+func (e *Engine) measure(ctx context.Context, template, version string) (Calibration, error) {
+	c := Calibration{Template: template, ServerVersion: version}
+	if err := e.pool.QueryRow(ctx, `SELECT pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = $1`, template).Scan(&c.TemplateBytes); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return c, fmt.Errorf("%w: template %q does not exist", provisioning.ErrRejected, template)
+		}
+		return c, fmt.Errorf("read the size of %q: %w", template, transient(err))
+	}
+	name := calibrationName(template)
+	res, _, err := e.Reserve(ctx, name, calibrationOwner) // ErrConflict if anyone else holds the name
+	if err != nil {
+		return c, err
+	}
+	scratch := provisioning.ScratchName(res)
+	// A copy an earlier measurement left (its process died) is the
+	// system's: it is under this reservation's scratch name.
+	if err := e.DropScratch(ctx, scratch); err != nil {
+		return c, err
+	}
+	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog} {
+		stmt, err := createDatabaseSQL(scratch, template, s)
+		if err != nil {
+			return c, err
+		}
+		start := time.Now()
+		_, err = e.pool.Exec(ctx, stmt)
+		took := time.Since(start)
+		if err != nil {
+			return c, fmt.Errorf("measure %s for %q: %w", s, template, transient(err))
+		}
+		if err := e.DropScratch(ctx, scratch); err != nil {
+			return c, err
+		}
+		if s == CopyFileCopy {
+			c.FileCopy = took
+		} else {
+			c.WALLog = took
+		}
+	}
+	if err := e.Release(ctx, name, calibrationOwner); err != nil {
+		return c, err
+	}
+	c.Strategy = CopyWALLog
+	if c.FileCopy < c.WALLog {
+		c.Strategy = CopyFileCopy
+	}
+	err = e.pool.QueryRow(ctx, `INSERT INTO instancemgr.copy_strategies (template, template_bytes, server_version, strategy, file_copy_seconds, wal_log_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (template) DO UPDATE SET template_bytes = EXCLUDED.template_bytes, server_version = EXCLUDED.server_version, strategy = EXCLUDED.strategy,
+		    file_copy_seconds = EXCLUDED.file_copy_seconds, wal_log_seconds = EXCLUDED.wal_log_seconds, measured_at = now()
+		RETURNING measured_at`, template, c.TemplateBytes, version, string(c.Strategy), c.FileCopy.Seconds(), c.WALLog.Seconds()).Scan(&c.MeasuredAt)
+	if err != nil {
+		return c, fmt.Errorf("store the copy strategy of %q: %w", template, transient(err))
+	}
+	return c, nil
+}

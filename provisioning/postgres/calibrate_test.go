@@ -1,0 +1,214 @@
+package postgres_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+)
+
+// warnings counts the records at warning level and above.
+type warnings struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (w warnings) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		w.n.Add(1)
+	}
+	return w.Handler.Handle(ctx, r)
+}
+
+func (w warnings) WithAttrs(a []slog.Attr) slog.Handler { return warnings{w.Handler.WithAttrs(a), w.n} }
+
+// autoEngine is an engine with copyStrategy auto that reads the stored
+// decision on every copy, and counts the measurements it makes and the
+// warnings it logs (a measurement that failed).
+func autoEngine(t *testing.T) (*postgres.Engine, *atomic.Int64) {
+	t.Helper()
+	var warned atomic.Int64
+	log := slog.New(warnings{slog.NewTextHandler(io.Discard, nil), &warned})
+	t.Cleanup(func() {
+		if n := warned.Load(); n > 0 {
+			t.Errorf("%d warnings: a measurement failed", n)
+		}
+	})
+	e, err := postgres.NewEngine(context.Background(), testenv.ConnString(t, "postgres"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	var measured atomic.Int64
+	e.CopyStrategy, e.CalibrationRecheck = postgres.CopyAuto, time.Nanosecond
+	e.OnCalibrated = func(c postgres.Calibration) {
+		if c.Measured {
+			measured.Add(1)
+		}
+	}
+	return e, &measured
+}
+
+// waitDecision asks for template's strategy until a decision that holds
+// is stored, and returns it.
+func waitDecision(t *testing.T, e *postgres.Engine, template string, newerThan time.Time) postgres.Calibration {
+	t.Helper()
+	var c postgres.Calibration
+	testenv.Eventually(t, 2*time.Minute, "a copy strategy decision for "+template, func() bool {
+		if _, err := e.Strategy(context.Background(), template); err != nil {
+			t.Fatal(err)
+		}
+		var stored, fresh bool
+		var err error
+		c, stored, fresh, err = e.StoredCalibration(context.Background(), template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stored && fresh && c.MeasuredAt.After(newerThan)
+	})
+	return c
+}
+
+// noCalibrationLeft asserts that the measurement left no copy and no
+// reservation behind.
+func noCalibrationLeft(t *testing.T, template string) {
+	t.Helper()
+	var copies, reservations int
+	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = $1),
+		(SELECT count(*) FROM instancemgr.reservations WHERE database_name = $2)`,
+		postgres.CalibrationCopy(template), postgres.CalibrationReservation(template)).Scan(&copies, &reservations); err != nil {
+		t.Fatal(err)
+	}
+	if copies != 0 || reservations != 0 {
+		t.Errorf("the measurement left %d copies and %d reservations", copies, reservations)
+	}
+}
+
+// On first use of a template a copy goes ahead at once with the server's
+// default, the two strategies are measured in the background on this
+// server, and the faster is stored with both figures, the template's size
+// and the server's version; copies then use it, and the measurement's own
+// copy is gone.
+func TestAutoMeasuresOnFirstUseAndCopiesWithTheFaster(t *testing.T) {
+	t.Parallel()
+	_, prefix := newEngine(t)
+	template := prefix + "_tmpl"
+	e, measured := autoEngine(t)
+	ctx := context.Background()
+	if _, stored, _, err := e.StoredCalibration(ctx, template); err != nil || stored {
+		t.Fatalf("a decision before any copy: %v, %v", stored, err)
+	}
+	if s, err := e.Strategy(ctx, template); err != nil || s != postgres.CopyWALLog {
+		t.Fatalf("first copy: %q, %v; want wal_log (the server's default) while measuring", s, err)
+	}
+	c := waitDecision(t, e, template, time.Time{})
+	faster := postgres.CopyWALLog
+	if c.FileCopy < c.WALLog {
+		faster = postgres.CopyFileCopy
+	}
+	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != faster || c.TemplateBytes <= 0 || c.ServerVersion == "" {
+		t.Fatalf("decision %+v", c)
+	}
+	var size int64
+	if err := testenv.Postgres(t).QueryRow(ctx, `SELECT pg_database_size($1)`, template).Scan(&size); err != nil || size != c.TemplateBytes {
+		t.Fatalf("stored size %d, the template's %d (%v)", c.TemplateBytes, size, err)
+	}
+	if s, err := e.Strategy(ctx, template); err != nil || s != c.Strategy {
+		t.Fatalf("after the decision: %q, %v; want %q", s, err, c.Strategy)
+	}
+	name := prefix + "_Auto"
+	if created, err := create(t, e, name, template); err != nil || !created {
+		t.Fatalf("create with auto: %v, %v", created, err)
+	}
+	if n := measured.Load(); n != 1 {
+		t.Errorf("%d measurements, want 1", n)
+	}
+	noCalibrationLeft(t, template)
+}
+
+// The decision is measured again when the template grows, when the server
+// reports another version, and when it is older than the set age; until
+// then copies keep the old decision.
+func TestAutoMeasuresAgainWhenSomethingChanged(t *testing.T) {
+	t.Parallel()
+	_, prefix := newEngine(t)
+	template := prefix + "_tmpl"
+	e, measured := autoEngine(t)
+	ctx := context.Background()
+	first := waitDecision(t, e, template, time.Time{})
+	pool := testenv.Postgres(t)
+
+	// One connection, closed at once: a session on the template makes
+	// every copy of it wait.
+	conn, err := pgx.Connect(ctx, testenv.ConnString(t, template))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 8000) g`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := waitDecision(t, e, template, first.MeasuredAt)
+	if grown.TemplateBytes <= first.TemplateBytes+1<<20 {
+		t.Fatalf("after the template grew: %d bytes stored, before %d", grown.TemplateBytes, first.TemplateBytes)
+	}
+
+	for what, change := range map[string]string{
+		"another server version": `UPDATE instancemgr.copy_strategies SET server_version = '14.9' WHERE template = $1`,
+		"an old decision":        `UPDATE instancemgr.copy_strategies SET measured_at = now() - interval '8 days' WHERE template = $1`,
+	} {
+		before, _, _, err := e.StoredCalibration(ctx, template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, change, template); err != nil {
+			t.Fatal(err)
+		}
+		again := waitDecision(t, e, template, before.MeasuredAt)
+		if again.ServerVersion == "14.9" || time.Since(again.MeasuredAt) > time.Hour {
+			t.Fatalf("after %s: %+v", what, again)
+		}
+	}
+	if n := measured.Load(); n != 4 {
+		t.Errorf("%d measurements, want 4 (first use, growth, version, age)", n)
+	}
+	noCalibrationLeft(t, template)
+}
+
+// Two replicas that meet a template without a decision at once measure it
+// once between them, and neither fails: one measures under the server's
+// lock, the other copies with the default meanwhile and then reads the
+// decision.
+func TestTwoReplicasMeasureOnce(t *testing.T) {
+	t.Parallel()
+	_, prefix := newEngine(t)
+	template := prefix + "_tmpl"
+	a, measuredA := autoEngine(t)
+	b, measuredB := autoEngine(t)
+	var wg sync.WaitGroup
+	for _, e := range []*postgres.Engine{a, b, a, b} {
+		wg.Go(func() {
+			if _, err := e.Strategy(context.Background(), template); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	ca := waitDecision(t, a, template, time.Time{})
+	cb := waitDecision(t, b, template, time.Time{})
+	if ca.MeasuredAt != cb.MeasuredAt || ca.Strategy != cb.Strategy {
+		t.Fatalf("the replicas read different decisions: %+v, %+v", ca, cb)
+	}
+	if n := measuredA.Load() + measuredB.Load(); n != 1 {
+		t.Fatalf("%d measurements between two replicas, want 1", n)
+	}
+}
