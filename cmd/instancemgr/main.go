@@ -78,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runJobs(ctx, rest, stdout, stderr)
 	case "reconcile":
 		return runReconcile(ctx, rest, stdout, stderr)
+	case "calibrate":
+		return runCalibrate(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -98,6 +100,7 @@ func usage(w io.Writer) {
   config check  validate a configuration and print it, secrets redacted
   jobs       inspect dead letters and an instance's jobs; replay a dead letter
   reconcile  compare Admin API, ledger, registrations and databases; exit 3 on differences
+  calibrate  measure FILE_COPY against WAL_LOG on each server; print what copyStrategy auto uses
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.
