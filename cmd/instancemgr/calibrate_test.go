@@ -37,6 +37,11 @@ tenants:
 	}
 	t.Setenv("INSTANCEMGR_ADMINAPI_CLIENT_SECRET", "unused")
 	var out, errOut bytes.Buffer
+	if err := run([]string{"config", "check", "-config", cfg}, &out, &errOut); err != nil || !strings.Contains(out.String(), "#   tenant t1: ") ||
+		!strings.Contains(out.String(), world.Template+": not measured yet") {
+		t.Fatalf("config check before any measurement: %v\n%s", err, out.String())
+	}
+	out.Reset()
 	if err := run([]string{"calibrate", "-config", cfg}, &out, &errOut); err != nil {
 		t.Fatalf("calibrate: %v\n%s", err, errOut.String())
 	}
@@ -45,7 +50,6 @@ tenants:
 	if len(rows) != 2 || rows[0][2] != rows[1][2] || rows[0][4] != rows[1][4] {
 		t.Fatalf("want one row per tenant with the same figures (one server, measured once):\n%s", out.String())
 	}
-	t.Log(out.String())
 	if n := strings.Count(errOut.String(), "copy strategy measured"); n != 1 {
 		t.Errorf("%d measurements logged for one server and template, want 1:\n%s", n, errOut.String())
 	}
@@ -61,5 +65,10 @@ tenants:
 	}
 	if want := fmt.Sprintf("%.3f", c.FileCopy.Seconds()); rows[0][2] != want {
 		t.Errorf("printed file_copy %s s, stored %s s", rows[0][2], want)
+	}
+	out.Reset()
+	if err := run([]string{"config", "check", "-config", cfg}, &out, &errOut); err != nil ||
+		!strings.Contains(out.String(), fmt.Sprintf("#   tenant t2: 127.0.0.1:%d %s: %s (file_copy %s s", world.Master.Port, world.Template, c.Strategy, rows[0][2])) {
+		t.Fatalf("config check after calibrate: %v\n%s", err, out.String())
 	}
 }

@@ -7,12 +7,16 @@ import (
 	"io"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // runConfig checks a configuration without running anything: every
 // problem with its key, or the effective configuration (file, environment
-// and defaults) with its secrets redacted.
-func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+// and defaults) with its secrets redacted, and with copyStrategy auto the
+// decision stored on each server (read, never written).
+func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
 		fmt.Fprintln(stderr, "usage: instancemgr config check -config F")
 		return errors.New("config: the only subcommand is check")
@@ -31,5 +35,11 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "# valid; the effective configuration, secrets %s:\n%s", "redacted", out)
+	if cfg.Provisioning.CopyStrategy == string(postgres.CopyAuto) {
+		fmt.Fprintln(stdout, "# copyStrategy auto, as decided on each server:")
+		for _, line := range app.StoredCalibrations(ctx, cfg) {
+			fmt.Fprintln(stdout, "#   "+line)
+		}
+	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
@@ -82,4 +83,45 @@ func PrintCalibrations(w io.Writer, cfg *config.Config, cs []Calibration) {
 	if s := cfg.Provisioning.CopyStrategy; s != string(postgres.CopyAuto) {
 		fmt.Fprintf(w, "provisioning.copyStrategy is %s: copies use it, not the figures (stored for when it is auto)\n", s)
 	}
+}
+
+// StoredCalibrations describes, a line per tenant and template, the copy
+// strategy decision stored on the tenant's PostgreSQL server, reading
+// without writing: for config check.
+func StoredCalibrations(ctx context.Context, cfg *config.Config) []string {
+	var out []string
+	for _, tenant := range slices.Sorted(maps.Keys(cfg.Tenants)) {
+		tg, err := cfg.TenantConns(tenant)
+		if err != nil || tg.Engine != config.EnginePostgres {
+			continue
+		}
+		server := fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
+		lines := func() []string {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			e, err := postgres.OpenEngine(ctx, tg.Master.PgxConnString(), nil)
+			if err != nil {
+				return []string{fmt.Sprintf("tenant %s: %s: not read (%v)", tenant, server, err)}
+			}
+			defer e.Close()
+			e.CalibrationMaxAge = cfg.Provisioning.CopyStrategyMaxAge.D()
+			var lines []string
+			for _, tmpl := range templates(cfg) {
+				c, stored, fresh, err := e.StoredCalibration(ctx, tmpl)
+				switch {
+				case err != nil:
+					lines = append(lines, fmt.Sprintf("tenant %s: %s %s: not read (%v)", tenant, server, tmpl, err))
+				case !stored:
+					lines = append(lines, fmt.Sprintf("tenant %s: %s %s: not measured yet (the first copy measures it, or instancemgr calibrate)", tenant, server, tmpl))
+				case !fresh:
+					lines = append(lines, fmt.Sprintf("tenant %s: %s, to be measured again on the next copy (the template, the server or the age changed)", tenant, DescribeCalibration(server, c)))
+				default:
+					lines = append(lines, fmt.Sprintf("tenant %s: %s", tenant, DescribeCalibration(server, c)))
+				}
+			}
+			return lines
+		}()
+		out = append(out, lines...)
+	}
+	return out
 }

@@ -1,14 +1,21 @@
 package app
 
 import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edfi-tools/instancemgr/internal/health"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
-// CopyStrategyMetrics exports each copy strategy measurement
-// (copyStrategy auto): the two figures, and which one copies use.
-func CopyStrategyMetrics(reg prometheus.Registerer) func(server string, c postgres.Calibration) {
+// CopyStrategyReport exports each copy strategy decision the consumer's
+// engines measure or read (copyStrategy auto): the two figures and the
+// choice as metrics, and a line per server and template in /readyz.
+func CopyStrategyReport(reg prometheus.Registerer, checks *health.Checks) func(server string, c postgres.Calibration) {
 	seconds := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "instancemgr_copy_strategy_seconds",
 		Help: "How long one copy of the template took with each CREATE DATABASE strategy, as last measured on the server (copyStrategy auto).",
@@ -18,6 +25,13 @@ func CopyStrategyMetrics(reg prometheus.Registerer) func(server string, c postgr
 		Help: "1 for the strategy copyStrategy auto uses for the template on the server, 0 for the other.",
 	}, []string{"server", "template", "strategy"})
 	reg.MustRegister(seconds, chosen)
+	var mu sync.Mutex
+	lines := map[string]string{}
+	checks.Detail("copy strategy", func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Sorted(maps.Values(lines))
+	})
 	return func(server string, c postgres.Calibration) {
 		for s, took := range map[postgres.CopyStrategy]float64{postgres.CopyFileCopy: c.FileCopy.Seconds(), postgres.CopyWALLog: c.WALLog.Seconds()} {
 			seconds.WithLabelValues(server, c.Template, string(s)).Set(took)
@@ -27,5 +41,14 @@ func CopyStrategyMetrics(reg prometheus.Registerer) func(server string, c postgr
 			}
 			chosen.WithLabelValues(server, c.Template, string(s)).Set(v)
 		}
+		mu.Lock()
+		lines[server+"\x00"+c.Template] = DescribeCalibration(server, c)
+		mu.Unlock()
 	}
+}
+
+// DescribeCalibration is one decision in a line.
+func DescribeCalibration(server string, c postgres.Calibration) string {
+	return fmt.Sprintf("%s %s: %s (file_copy %.3f s, wal_log %.3f s; %.1f MB, PostgreSQL %s, measured %s)", server, c.Template, c.Strategy,
+		c.FileCopy.Seconds(), c.WALLog.Seconds(), float64(c.TemplateBytes)/1e6, c.ServerVersion, c.MeasuredAt.UTC().Format("2006-01-02 15:04Z"))
 }

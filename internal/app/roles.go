@@ -108,7 +108,7 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seams consumer.TestSeams) error {
 	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
 		tenants := NewTenantPool(cfg, log)
-		tenants.OnCalibrated = CopyStrategyMetrics(r.metrics)
+		tenants.OnCalibrated = CopyStrategyReport(r.metrics, r.checks)
 		defer tenants.Close()
 		sc := cfg.StreamConfig().WithDefaults()
 		r.metrics.MustRegister(jobstream.NewLagCollector(r.js, sc.Stream, sc.Consumer))

@@ -20,9 +20,15 @@ type Checks struct {
 	now     func() time.Time
 	timeout time.Duration
 
-	mu     sync.Mutex
-	beats  map[string]*beat
-	checks []check
+	mu      sync.Mutex
+	beats   map[string]*beat
+	checks  []check
+	details []detail
+}
+
+type detail struct {
+	name string
+	fn   func() []string
 }
 
 type beat struct {
@@ -71,6 +77,35 @@ func (c *Checks) Ready(name string, fn func(ctx context.Context) error) {
 	c.checks = append(c.checks, check{name, fn})
 }
 
+// Detail registers lines /readyz shows after its answer, for people (what
+// the role chose, say); they never change the status. A later detail of
+// the same name replaces the earlier one.
+func (c *Checks) Detail(name string, fn func() []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.details {
+		if c.details[i].name == name {
+			c.details[i].fn = fn
+			return
+		}
+	}
+	c.details = append(c.details, detail{name, fn})
+}
+
+// Details lists the detail lines, each led by its name.
+func (c *Checks) Details() []string {
+	c.mu.Lock()
+	details := slices.Clone(c.details)
+	c.mu.Unlock()
+	var out []string
+	for _, d := range details {
+		for _, line := range d.fn() {
+			out = append(out, d.name+": "+line)
+		}
+	}
+	return out
+}
+
 // Live lists the loops that have not beaten in time.
 func (c *Checks) Live() []string {
 	c.mu.Lock()
@@ -107,20 +142,20 @@ func (c *Checks) NotReady(ctx context.Context) []string {
 }
 
 // Handler serves /healthz and /readyz: 200 "ok", or 503 with one line per
-// failure.
+// failure; /readyz adds the detail lines after either.
 func (c *Checks) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { answer(w, c.Live()) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { answer(w, c.NotReady(r.Context())) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { answer(w, c.Live(), nil) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { answer(w, c.NotReady(r.Context()), c.Details()) })
 	return mux
 }
 
-func answer(w http.ResponseWriter, failures []string) {
+func answer(w http.ResponseWriter, failures, details []string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(failures) == 0 {
-		_, _ = w.Write([]byte("ok\n"))
-		return
+	lines := append([]string{"ok"}, details...)
+	if len(failures) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		lines = append(failures, details...)
 	}
-	w.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = w.Write([]byte(strings.Join(failures, "\n") + "\n"))
+	_, _ = w.Write([]byte(strings.Join(lines, "\n") + "\n"))
 }

@@ -78,3 +78,35 @@ func TestReadyzFollowsTheChecks(t *testing.T) {
 		t.Fatalf("hanging check: %d %q", code, body)
 	}
 }
+
+// Details follow /readyz's answer, ready or not, and never change it;
+// /healthz shows none.
+func TestReadyzShowsDetails(t *testing.T) {
+	c := New(200 * time.Millisecond)
+	var down atomic.Bool
+	c.Ready("nats", func(context.Context) error {
+		if down.Load() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	lines := []string{"a wal_log"}
+	c.Detail("copy strategy", func() []string { return lines })
+	srv := httptest.NewServer(c.Handler())
+	t.Cleanup(srv.Close)
+	if code, body := get(t, srv, "/readyz"); code != 200 || body != "ok\ncopy strategy: a wal_log\n" {
+		t.Fatalf("ready: %d %q", code, body)
+	}
+	down.Store(true)
+	if code, body := get(t, srv, "/readyz"); code != 503 || body != "nats: not connected\ncopy strategy: a wal_log\n" {
+		t.Fatalf("not ready: %d %q", code, body)
+	}
+	lines = nil
+	down.Store(false)
+	if code, body := get(t, srv, "/readyz"); code != 200 || body != "ok\n" {
+		t.Fatalf("no detail lines: %d %q", code, body)
+	}
+	if _, body := get(t, srv, "/healthz"); body != "ok\n" {
+		t.Fatalf("healthz: %q", body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
@@ -31,6 +32,10 @@ import (
 // session advisory lock on the server), and copy only under the scratch
 // name of the engine's own reservation, so they never touch a database
 // the system did not make.
+
+// codeUndefinedTable: a server where nothing was measured yet, read by a
+// command that creates nothing (config check).
+const codeUndefinedTable = "42P01"
 
 // CopyAuto is the measured choice between CopyFileCopy and CopyWALLog.
 const CopyAuto CopyStrategy = "auto"
@@ -214,8 +219,9 @@ func (e *Engine) storedCalibration(ctx context.Context, template, version string
 		    coalesce((SELECT pg_database_size(d.oid) FROM pg_catalog.pg_database d WHERE d.datname = c.template), -1)
 		FROM instancemgr.copy_strategies c WHERE c.template = $1`, template).
 		Scan(&c.TemplateBytes, &c.ServerVersion, &c.Strategy, &fileCopy, &walLog, &c.MeasuredAt, &bytes)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Calibration{Template: template}, false, false, nil
+	var pgErr *pgconn.PgError
+	if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == codeUndefinedTable) {
+		return Calibration{Template: template}, false, false, nil // nothing measured on this server yet
 	}
 	if err != nil {
 		return c, false, false, fmt.Errorf("read the copy strategy of %q: %w", template, transient(err))
