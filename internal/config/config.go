@@ -176,8 +176,8 @@ type Provisioning struct {
 	// CopyStrategyMaxAge is how long a measured decision holds (default
 	// 168h).
 	CopyStrategyMaxAge Duration `yaml:"copyStrategyMaxAge,omitempty"`
-	Sessions     string   `yaml:"sessions"`
-	SessionWait  Duration `yaml:"sessionWait"`
+	Sessions           string   `yaml:"sessions"`
+	SessionWait        Duration `yaml:"sessionWait"`
 	// EncryptionKey is the ODS/API's OdsConnectionStringEncryptionKey
 	// (base64 of 32 bytes); better from INSTANCEMGR_ODS_ENCRYPTION_KEY. With
 	// it, dbo.odsinstances gets encrypted connection strings.
