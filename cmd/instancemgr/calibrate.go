@@ -10,9 +10,10 @@ import (
 
 const calibrateUsage = `usage: instancemgr calibrate -config F [-template T]
 
-Measures, on each tenant's PostgreSQL server, one copy of each tenant's
-template (or of T) with CREATE DATABASE ... STRATEGY FILE_COPY and one with
-WAL_LOG, each into the system's own scratch name and dropped at once;
+Measures, on each tenant's PostgreSQL server, consumer.concurrency copies
+at once of each tenant's template (or of T) with CREATE DATABASE ...
+STRATEGY FILE_COPY and as many with WAL_LOG, each into the system's own
+scratch name and dropped at once;
 prints both figures and what copyStrategy auto will use, and stores the
 decision, which auto uses from then on. Tenants sharing a server are
 measured once. Run it on a quiet server: the figures are the server's

@@ -60,6 +60,7 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, log *sl
 						return out, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
 					}
 					defer engine.Close()
+					engine.CalibrationConcurrency = cfg.Consumer.Concurrency
 				}
 				if c, err = engine.Calibrate(ctx, tmpl); err != nil {
 					return out, fmt.Errorf("tenant %q, template %q on %s: %w", tenant, tmpl, server, err)
@@ -75,9 +76,9 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, log *sl
 // PrintCalibrations writes the figures as a table, and what copies use.
 func PrintCalibrations(w io.Writer, cfg *config.Config, cs []Calibration) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tfile_copy\twal_log\tauto uses")
+	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tat once\tfile_copy\twal_log\tauto uses")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%d\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.Copies, c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
 	}
 	tw.Flush()
 	if s := cfg.Provisioning.CopyStrategy; s != string(postgres.CopyAuto) {
@@ -104,7 +105,7 @@ func StoredCalibrations(ctx context.Context, cfg *config.Config) []string {
 				return []string{fmt.Sprintf("tenant %s: %s: not read (%v)", tenant, server, err)}
 			}
 			defer e.Close()
-			e.CalibrationMaxAge = cfg.Provisioning.CopyStrategyMaxAge.D()
+			e.CalibrationMaxAge, e.CalibrationConcurrency = cfg.Provisioning.CopyStrategyMaxAge.D(), cfg.Consumer.Concurrency
 			var lines []string
 			for _, tmpl := range templates(cfg) {
 				c, stored, fresh, err := e.StoredCalibration(ctx, tmpl)

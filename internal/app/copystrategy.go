@@ -49,6 +49,6 @@ func CopyStrategyReport(reg prometheus.Registerer, checks *health.Checks) func(s
 
 // DescribeCalibration is one decision in a line.
 func DescribeCalibration(server string, c postgres.Calibration) string {
-	return fmt.Sprintf("%s %s: %s (file_copy %.3f s, wal_log %.3f s; %.1f MB, PostgreSQL %s, measured %s)", server, c.Template, c.Strategy,
-		c.FileCopy.Seconds(), c.WALLog.Seconds(), float64(c.TemplateBytes)/1e6, c.ServerVersion, c.MeasuredAt.UTC().Format("2006-01-02 15:04Z"))
+	return fmt.Sprintf("%s %s: %s (file_copy %.3f s, wal_log %.3f s for %d at once; %.1f MB, PostgreSQL %s, measured %s)", server, c.Template, c.Strategy,
+		c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Copies, float64(c.TemplateBytes)/1e6, c.ServerVersion, c.MeasuredAt.UTC().Format("2006-01-02 15:04Z"))
 }

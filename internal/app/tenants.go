@@ -106,6 +106,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
 		e.CalibrationMaxAge = t.cfg.Provisioning.CopyStrategyMaxAge.D()
+		e.CalibrationConcurrency = t.cfg.Consumer.Concurrency
 		if t.OnCalibrated != nil {
 			server := fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
 			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }

@@ -11,19 +11,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // copyStrategy auto: which of FILE_COPY and WAL_LOG copies a template
 // faster depends on the server (its disk, its checkpoint settings, the
-// template's size), and a figure from one server does not hold on another
-// (docs/performance.md). So the engine measures, on the server it runs
-// against, one timed copy of each into the system's own scratch name,
-// each dropped at once, and remembers the decision in the server's
-// instancemgr schema with the template's size and the server's version.
-// It measures again when either changes or the decision is older than
-// MaxAge.
+// template's size) and on how many copies run at once, and a figure from
+// one server does not hold on another (docs/performance.md). So the
+// engine measures, on the server it runs against, as many copies at once
+// as a replica runs jobs (CalibrationConcurrency) with each strategy, into
+// the system's own scratch names, dropped at once, and remembers the
+// decision in the server's instancemgr schema with the template's size and
+// the server's version. It measures again when either changes, when the
+// number of copies at once does, or when the decision is older than
+// CalibrationMaxAge.
 //
 // A job never waits for a measurement: a job that finds no decision (or
 // a stale one) copies with the last decision or the server's default
@@ -54,7 +57,8 @@ CREATE TABLE IF NOT EXISTS instancemgr.copy_strategies (
     file_copy_seconds double precision NOT NULL,
     wal_log_seconds   double precision NOT NULL,
     measured_at       timestamptz      NOT NULL DEFAULT now()
-);`
+);
+ALTER TABLE instancemgr.copy_strategies ADD COLUMN IF NOT EXISTS copies integer NOT NULL DEFAULT 1;`
 
 // calibrationOwner holds the reservation whose scratch name measurements
 // copy into: no tenant is called this.
@@ -67,9 +71,14 @@ type Calibration struct {
 	TemplateBytes int64
 	ServerVersion string
 	Strategy      CopyStrategy // the faster of the two
-	FileCopy      time.Duration
-	WALLog        time.Duration
-	MeasuredAt    time.Time
+	// Copies is how many copies were made at once with each strategy: a
+	// replica's jobs at once. FILE_COPY's two checkpoints a copy are
+	// shared by copies made together and WAL_LOG's WAL is not, so the
+	// faster one alone is not always the faster of several.
+	Copies     int
+	FileCopy   time.Duration // the copies with FILE_COPY, from the first start to the last end
+	WALLog     time.Duration
+	MeasuredAt time.Time
 }
 
 // ErrCalibrating says another session measures the template now.
@@ -113,21 +122,18 @@ func (e *Engine) stopCalibrations() {
 	}
 }
 
-// CalibrationCopy is the name measurements of template copy under: the
-// scratch name of the engine's own reservation, calibrationName.
-func CalibrationCopy(template string) string {
-	return provisioning.ScratchName(provisioning.Reservation{Database: calibrationName(template), Owner: calibrationOwner})
+// CalibrationCopy is the name the i-th copy of a measurement of template
+// is made under: the scratch name of the engine's own reservation,
+// CalibrationReservation.
+func CalibrationCopy(template string, i int) string {
+	return provisioning.ScratchName(provisioning.Reservation{Database: CalibrationReservation(template, i), Owner: calibrationOwner})
 }
 
-// CalibrationReservation is the name the engine reserves for measuring
-// template; no database is ever made under it.
-func CalibrationReservation(template string) string { return calibrationName(template) }
-
-// calibrationName is the reservation under whose scratch name template's
-// measurements copy.
-func calibrationName(template string) string {
+// CalibrationReservation is the name the engine reserves for the i-th
+// copy of a measurement of template; no database is ever made under it.
+func CalibrationReservation(template string, i int) string {
 	h := sha256.Sum256([]byte(template))
-	return "instancemgr_calibrate_" + hex.EncodeToString(h[:8])
+	return fmt.Sprintf("instancemgr_calibrate_%s_%d", hex.EncodeToString(h[:8]), i)
 }
 
 // autoStrategy is the strategy a copy of template uses under CopyAuto on
@@ -215,10 +221,10 @@ func (e *Engine) StoredCalibration(ctx context.Context, template string) (c Cali
 func (e *Engine) storedCalibration(ctx context.Context, template, version string) (c Calibration, stored, fresh bool, err error) {
 	var bytes int64
 	var fileCopy, walLog float64
-	err = e.pool.QueryRow(ctx, `SELECT c.template_bytes, c.server_version, c.strategy, c.file_copy_seconds, c.wal_log_seconds, c.measured_at,
+	err = e.pool.QueryRow(ctx, `SELECT c.template_bytes, c.server_version, c.strategy, c.copies, c.file_copy_seconds, c.wal_log_seconds, c.measured_at,
 		    coalesce((SELECT pg_database_size(d.oid) FROM pg_catalog.pg_database d WHERE d.datname = c.template), -1)
 		FROM instancemgr.copy_strategies c WHERE c.template = $1`, template).
-		Scan(&c.TemplateBytes, &c.ServerVersion, &c.Strategy, &fileCopy, &walLog, &c.MeasuredAt, &bytes)
+		Scan(&c.TemplateBytes, &c.ServerVersion, &c.Strategy, &c.Copies, &fileCopy, &walLog, &c.MeasuredAt, &bytes)
 	var pgErr *pgconn.PgError
 	if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == codeUndefinedTable) {
 		return Calibration{Template: template}, false, false, nil // nothing measured on this server yet
@@ -231,7 +237,7 @@ func (e *Engine) storedCalibration(ctx context.Context, template, version string
 	if maxAge <= 0 {
 		maxAge = DefaultCalibrationMaxAge
 	}
-	fresh = c.ServerVersion == version && sameSize(c.TemplateBytes, bytes) && time.Since(c.MeasuredAt) < maxAge
+	fresh = c.ServerVersion == version && sameSize(c.TemplateBytes, bytes) && time.Since(c.MeasuredAt) < maxAge && c.Copies == e.calibrationCopies()
 	return c, true, fresh, nil
 }
 
@@ -309,40 +315,76 @@ func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c C
 	return c, true, nil
 }
 
-// measure copies template once with each strategy under the calibration
-// reservation's scratch name, dropping each copy at once, and stores the
-// decision.
+// calibrationCopies is how many copies a measurement makes at once.
+func (e *Engine) calibrationCopies() int { return max(e.CalibrationConcurrency, 1) }
+
+// measure copies template with each strategy, calibrationCopies at once,
+// each under the scratch name of a reservation of the engine's own, drops
+// the copies at once, and stores the decision.
 func (e *Engine) measure(ctx context.Context, template, version string) (Calibration, error) {
-	c := Calibration{Template: template, ServerVersion: version}
+	n := e.calibrationCopies()
+	c := Calibration{Template: template, ServerVersion: version, Copies: n}
 	if err := e.pool.QueryRow(ctx, `SELECT pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = $1`, template).Scan(&c.TemplateBytes); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return c, fmt.Errorf("%w: template %q does not exist", provisioning.ErrRejected, template)
 		}
 		return c, fmt.Errorf("read the size of %q: %w", template, transient(err))
 	}
-	name := calibrationName(template)
-	res, _, err := e.Reserve(ctx, name, calibrationOwner) // ErrConflict if anyone else holds the name
-	if err != nil {
-		return c, err
-	}
-	scratch := provisioning.ScratchName(res)
-	// A copy an earlier measurement left (its process died) is the
-	// system's: it is under this reservation's scratch name.
-	if err := e.DropScratch(ctx, scratch); err != nil {
-		return c, err
-	}
-	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog} {
-		stmt, err := createDatabaseSQL(scratch, template, s)
+	scratch := make([]string, n)
+	for i := range n {
+		res, _, err := e.Reserve(ctx, CalibrationReservation(template, i), calibrationOwner) // ErrConflict if anyone else holds the name
 		if err != nil {
 			return c, err
 		}
-		start := time.Now()
-		_, err = e.pool.Exec(ctx, stmt)
-		took := time.Since(start)
-		if err != nil {
-			return c, fmt.Errorf("measure %s for %q: %w", s, template, transient(err))
+		scratch[i] = provisioning.ScratchName(res)
+	}
+	dropAll := func() error {
+		var errs []error
+		for _, name := range scratch {
+			errs = append(errs, e.DropScratch(ctx, name))
 		}
-		if err := e.DropScratch(ctx, scratch); err != nil {
+		return errors.Join(errs...)
+	}
+	// Copies an earlier measurement left (its process died) are the
+	// system's: they are under these reservations' scratch names.
+	if err := dropAll(); err != nil {
+		return c, err
+	}
+	// The copies' own connections, so that they start together whatever
+	// the engine's pool is doing for jobs.
+	pcfg := e.pool.Config().Copy()
+	pcfg.MaxConns, pcfg.MinConns = int32(n), 0
+	copiers, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return c, fmt.Errorf("connect for the measurement: %w", transient(err))
+	}
+	defer copiers.Close()
+	conns := make([]*pgxpool.Conn, n)
+	for i := range conns {
+		if conns[i], err = copiers.Acquire(ctx); err != nil {
+			return c, fmt.Errorf("connect for the measurement: %w", transient(err))
+		}
+		defer conns[i].Release()
+	}
+	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog} {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			wg.Go(func() {
+				stmt, err := createDatabaseSQL(scratch[i], template, s)
+				if err == nil {
+					_, err = conns[i].Exec(ctx, stmt)
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		took := time.Since(start)
+		if err := errors.Join(errs...); err != nil {
+			return c, errors.Join(fmt.Errorf("measure %s for %q: %w", s, template, transient(err)), dropAll())
+		}
+		if err := dropAll(); err != nil {
 			return c, err
 		}
 		if s == CopyFileCopy {
@@ -351,18 +393,20 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			c.WALLog = took
 		}
 	}
-	if err := e.Release(ctx, name, calibrationOwner); err != nil {
-		return c, err
+	for i := range n {
+		if err := e.Release(ctx, CalibrationReservation(template, i), calibrationOwner); err != nil {
+			return c, err
+		}
 	}
 	c.Strategy = CopyWALLog
 	if c.FileCopy < c.WALLog {
 		c.Strategy = CopyFileCopy
 	}
-	err = e.pool.QueryRow(ctx, `INSERT INTO instancemgr.copy_strategies (template, template_bytes, server_version, strategy, file_copy_seconds, wal_log_seconds)
-		VALUES ($1, $2, $3, $4, $5, $6)
+	err = e.pool.QueryRow(ctx, `INSERT INTO instancemgr.copy_strategies (template, template_bytes, server_version, strategy, copies, file_copy_seconds, wal_log_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (template) DO UPDATE SET template_bytes = EXCLUDED.template_bytes, server_version = EXCLUDED.server_version, strategy = EXCLUDED.strategy,
-		    file_copy_seconds = EXCLUDED.file_copy_seconds, wal_log_seconds = EXCLUDED.wal_log_seconds, measured_at = now()
-		RETURNING measured_at`, template, c.TemplateBytes, version, string(c.Strategy), c.FileCopy.Seconds(), c.WALLog.Seconds()).Scan(&c.MeasuredAt)
+		    copies = EXCLUDED.copies, file_copy_seconds = EXCLUDED.file_copy_seconds, wal_log_seconds = EXCLUDED.wal_log_seconds, measured_at = now()
+		RETURNING measured_at`, template, c.TemplateBytes, version, string(c.Strategy), n, c.FileCopy.Seconds(), c.WALLog.Seconds()).Scan(&c.MeasuredAt)
 	if err != nil {
 		return c, fmt.Errorf("store the copy strategy of %q: %w", template, transient(err))
 	}

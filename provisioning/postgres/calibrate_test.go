@@ -48,7 +48,7 @@ func autoEngine(t *testing.T) (*postgres.Engine, *atomic.Int64) {
 	}
 	t.Cleanup(e.Close)
 	var measured atomic.Int64
-	e.CopyStrategy, e.CalibrationRecheck = postgres.CopyAuto, time.Nanosecond
+	e.CopyStrategy, e.CalibrationRecheck, e.CalibrationConcurrency = postgres.CopyAuto, time.Nanosecond, 2
 	e.OnCalibrated = func(c postgres.Calibration) {
 		if c.Measured {
 			measured.Add(1)
@@ -82,9 +82,12 @@ func waitDecision(t *testing.T, e *postgres.Engine, template string, newerThan t
 func noCalibrationLeft(t *testing.T, template string) {
 	t.Helper()
 	var copies, reservations int
-	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = $1),
-		(SELECT count(*) FROM instancemgr.reservations WHERE database_name = $2)`,
-		postgres.CalibrationCopy(template), postgres.CalibrationReservation(template)).Scan(&copies, &reservations); err != nil {
+	names, holds := []string{}, []string{}
+	for i := range 3 {
+		names, holds = append(names, postgres.CalibrationCopy(template, i)), append(holds, postgres.CalibrationReservation(template, i))
+	}
+	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = ANY($1)),
+		(SELECT count(*) FROM instancemgr.reservations WHERE database_name = ANY($2))`, names, holds).Scan(&copies, &reservations); err != nil {
 		t.Fatal(err)
 	}
 	if copies != 0 || reservations != 0 {
@@ -114,7 +117,7 @@ func TestAutoMeasuresOnFirstUseAndCopiesWithTheFaster(t *testing.T) {
 	if c.FileCopy < c.WALLog {
 		faster = postgres.CopyFileCopy
 	}
-	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != faster || c.TemplateBytes <= 0 || c.ServerVersion == "" {
+	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != faster || c.TemplateBytes <= 0 || c.ServerVersion == "" || c.Copies != 2 {
 		t.Fatalf("decision %+v", c)
 	}
 	var size int64
@@ -135,8 +138,9 @@ func TestAutoMeasuresOnFirstUseAndCopiesWithTheFaster(t *testing.T) {
 }
 
 // The decision is measured again when the template grows, when the server
-// reports another version, and when it is older than the set age; until
-// then copies keep the old decision.
+// reports another version, when it is older than the set age, and when a
+// replica runs another number of jobs at once; until then copies keep the
+// old decision.
 func TestAutoMeasuresAgainWhenSomethingChanged(t *testing.T) {
 	t.Parallel()
 	_, prefix := newEngine(t)
@@ -180,6 +184,16 @@ func TestAutoMeasuresAgainWhenSomethingChanged(t *testing.T) {
 	}
 	if n := measured.Load(); n != 4 {
 		t.Errorf("%d measurements, want 4 (first use, growth, version, age)", n)
+	}
+	// A replica that runs more jobs at once measures that many copies.
+	wider, widerMeasured := autoEngine(t)
+	wider.CalibrationConcurrency = 3
+	before, _, _, err := wider.StoredCalibration(ctx, template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := waitDecision(t, wider, template, before.MeasuredAt); c.Copies != 3 || widerMeasured.Load() != 1 {
+		t.Fatalf("after a change of copies at once: %+v, %d measurements", c, widerMeasured.Load())
 	}
 	noCalibrationLeft(t, template)
 }

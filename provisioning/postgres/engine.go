@@ -47,6 +47,9 @@ type Engine struct {
 	// CalibrationMaxAge is how long a measured decision holds
 	// (DefaultCalibrationMaxAge when 0).
 	CalibrationMaxAge time.Duration
+	// CalibrationConcurrency is how many copies a measurement makes at
+	// once with each strategy (1 when 0): a replica's jobs at once.
+	CalibrationConcurrency int
 	// CalibrationRecheck is how often a copy reads the stored decision
 	// again (30s when 0): another replica may have measured.
 	CalibrationRecheck time.Duration
