@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,6 +42,12 @@ type DevResult struct {
 	// PostToDone is from the first request's POST to the last completed:
 	// what the Admin Console sees.
 	PostToDone time.Duration `json:"postToDoneNs"`
+	// Published is from the first job stored to the last: how far the
+	// bridge's polls spread the burst.
+	Published time.Duration `json:"publishedNs"`
+	// PickupP50 and PickupMax are from a request to a worker's first read
+	// of it.
+	PickupP50, PickupMax time.Duration
 }
 
 var (
@@ -120,6 +127,7 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 	}
 	wg.Wait()
 	var last time.Time
+	var pickup []time.Duration
 	testenv.Eventually(t, 2*time.Minute+time.Duration(o.N)*10*time.Second, fmt.Sprintf("%d dev requests Completed", o.N), func() bool {
 		resp, err := http.Get(simURL + "/_simulator/instances")
 		if err != nil {
@@ -134,7 +142,7 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 		for _, r := range recs {
 			byID[r.ID] = r
 		}
-		last = time.Time{}
+		last, pickup = time.Time{}, nil
 		for _, id := range ids {
 			r := byID[id]
 			if r.Status != adminapi.StatusCompleted {
@@ -143,8 +151,11 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 			if r.Timeline.Completed.After(last) {
 				last = r.Timeline.Completed
 			}
+			pickup = append(pickup, r.Timeline.FirstWorkerRead.Sub(r.Timeline.Requested))
 		}
 		return true
 	})
-	return DevResult{Template: o.Template.Spec.Label, N: o.N, Poll: poll, PublishToDone: last.Sub(firstStored(t, natsURL)), PostToDone: last.Sub(start)}
+	first, nth := storedSpan(t, natsURL, o.N)
+	return DevResult{Template: o.Template.Spec.Label, N: o.N, Poll: poll, PublishToDone: last.Sub(first), PostToDone: last.Sub(start),
+		Published: nth.Sub(first), PickupP50: Quantile(pickup, 0.5), PickupMax: slices.Max(pickup)}
 }

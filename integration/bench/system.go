@@ -244,6 +244,13 @@ tenants:
 // firstStored is when JetStream stored the first job of the run.
 func firstStored(t testing.TB, url string) time.Time {
 	t.Helper()
+	first, _ := storedSpan(t, url, 1)
+	return first
+}
+
+// storedSpan is when JetStream stored the first job and the n-th.
+func storedSpan(t testing.TB, url string, n int) (first, nth time.Time) {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -257,11 +264,18 @@ func firstStored(t testing.TB, url string) time.Time {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.GetMsg(context.Background(), 1)
-	if errors.Is(err, jetstream.ErrMsgNotFound) || err != nil {
-		t.Fatalf("the first job: %v", err)
+	for i, seq := range []uint64{1, uint64(n)} {
+		m, err := s.GetMsg(context.Background(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) || err != nil {
+			t.Fatalf("job %d: %v", seq, err)
+		}
+		if i == 0 {
+			first = m.Time
+		} else {
+			nth = m.Time
+		}
 	}
-	return m.Time
+	return first, nth
 }
 
 // dropPrefix drops the run's databases and their reservations.

@@ -319,8 +319,9 @@ func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c C
 func (e *Engine) calibrationCopies() int { return max(e.CalibrationConcurrency, 1) }
 
 // measure copies template with each strategy, calibrationCopies at once,
-// each under the scratch name of a reservation of the engine's own, drops
-// the copies at once, and stores the decision.
+// twice, each under the scratch name of a reservation of the engine's own,
+// drops the copies at once, and stores the decision with the faster round
+// of each.
 func (e *Engine) measure(ctx context.Context, template, version string) (Calibration, error) {
 	n := e.calibrationCopies()
 	c := Calibration{Template: template, ServerVersion: version, Copies: n}
@@ -366,7 +367,11 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 		defer conns[i].Release()
 	}
-	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog} {
+	// Each strategy twice, in the order F W W F, and the faster of its
+	// two: neither goes first always (a file copy's first checkpoint
+	// writes what the run before dirtied), and one slow moment of a shared
+	// disk does not decide.
+	for round, s := range []CopyStrategy{CopyFileCopy, CopyWALLog, CopyWALLog, CopyFileCopy} {
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		start := time.Now()
@@ -387,10 +392,12 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		if err := dropAll(); err != nil {
 			return c, err
 		}
+		best := &c.WALLog
 		if s == CopyFileCopy {
-			c.FileCopy = took
-		} else {
-			c.WALLog = took
+			best = &c.FileCopy
+		}
+		if round < 2 || took < *best {
+			*best = took
 		}
 	}
 	for i := range n {

@@ -29,6 +29,17 @@ const (
 // Engine runs DDL on one PostgreSQL server through its maintenance database.
 type Engine struct {
 	pool *pgxpool.Pool
+	// lazy is the maintenance database with synchronous_commit off, for
+	// the two commits of a create before its copy: the reservation and its
+	// move to making. Each is visible to every session at once (the
+	// uniqueness of names holds as before); only its flush to disk waits,
+	// and the copy's own commit flushes it, since the WAL is one sequence
+	// and the copy commits after. A crash before the copy commits loses
+	// both with nothing made, and the redelivery reserves again. So a
+	// create no longer waits twice for a WAL flush behind other copies'
+	// writes (docs/performance.md). The publish, the rename and the drop
+	// stay synchronous.
+	lazy *pgxpool.Pool
 	log  *slog.Logger
 	// TemplateBusyWait bounds how long CreateDatabase retries a busy
 	// template before it gives the job back as transient.
@@ -82,7 +93,18 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*En
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{pool: pool, log: orDiscard(log), TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
+	lazyCfg := pool.Config().Copy()
+	lazyCfg.MaxConns, lazyCfg.MinConns = 2, 0
+	if lazyCfg.ConnConfig.RuntimeParams == nil {
+		lazyCfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	lazyCfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	lazy, err := pgxpool.NewWithConfig(ctx, lazyCfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to the PostgreSQL maintenance database: %w", err)
+	}
+	return &Engine{pool: pool, lazy: lazy, log: orDiscard(log), TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
 }
 
 // OpenEngine connects to the server's maintenance database like NewEngine
@@ -99,7 +121,7 @@ func OpenEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*E
 		pool.Close()
 		return nil, fmt.Errorf("look for the instancemgr reservations: %w", err)
 	}
-	return &Engine{pool: pool, log: orDiscard(log), noReservations: !present}, nil
+	return &Engine{pool: pool, lazy: pool, log: orDiscard(log), noReservations: !present}, nil
 }
 
 // open connects to a database and makes sure the system's schema in it
@@ -141,6 +163,9 @@ func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.P
 // Close ends the engine's measurements and releases its connections.
 func (e *Engine) Close() {
 	e.stopCalibrations()
+	if e.lazy != e.pool {
+		e.lazy.Close()
+	}
 	e.pool.Close()
 }
 

@@ -59,7 +59,7 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 	if err := checkIdent(name); err != nil {
 		return provisioning.Reservation{}, false, err
 	}
-	tag, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+	tag, err := e.lazy.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
 		name, owner.Tenant, owner.InstanceID)
 	if err != nil {
 		return provisioning.Reservation{}, false, fmt.Errorf("reserve database name %q: %w", name, transient(err))
@@ -117,7 +117,7 @@ func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.O
 
 // MarkMaking implements provisioning.Publisher.
 func (e *Engine) MarkMaking(ctx context.Context, name string, owner provisioning.Owner) error {
-	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'making', updated_at = now()
+	tag, err := e.lazy.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'making', updated_at = now()
 		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND state = 'reserved'`,
 		name, owner.Tenant, owner.InstanceID)
 	if err != nil {
