@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -48,12 +49,16 @@ type DevResult struct {
 	// PickupP50 and PickupMax are from a request to a worker's first read
 	// of it.
 	PickupP50, PickupMax time.Duration
+	// PerJob is each phase's mean per job, from dev's consumer metrics
+	// ("job" is the whole job).
+	PerJob map[string]time.Duration
 }
 
 var (
 	devSimulator = regexp.MustCompile(`Admin API simulator\s+(http://\S+)`)
 	devNATS      = regexp.MustCompile(`NATS \(embedded\)\s+(nats://\S+)`)
 	devPoll      = regexp.MustCompile(`bridge polls every (\S+);`)
+	devProbes    = regexp.MustCompile(`probes, metrics\s+(http://\S+)/healthz`)
 )
 
 // Dev starts `instancemgr dev`, asks for N instances at once as the Admin
@@ -67,7 +72,7 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 	logs := &testenv.SyncBuffer{}
 	cmd := exec.Command(o.Bin, "dev", "-postgres", o.Postgres, "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-nats-port", "0",
 		"-data-dir", filepath.Join(dir, "data"), "-template", o.Template.Name, "-admin-database", o.NamePrefix+"_admin",
-		"-name-pattern", o.NamePrefix+"_{name}", "-log-level", "warn")
+		"-name-pattern", o.NamePrefix+"_{name}", "-log-level", devLogLevel())
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -91,7 +96,7 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 		default:
 		}
 		banner = logs.String()
-		return devSimulator.MatchString(banner) && devNATS.MatchString(banner) && devPoll.MatchString(banner)
+		return devSimulator.MatchString(banner) && devNATS.MatchString(banner) && devPoll.MatchString(banner) && devProbes.MatchString(banner)
 	})
 	simURL, natsURL := devSimulator.FindStringSubmatch(banner)[1], devNATS.FindStringSubmatch(banner)[1]
 	poll, err := time.ParseDuration(devPoll.FindStringSubmatch(banner)[1])
@@ -155,7 +160,23 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 		}
 		return true
 	})
+	perJob := map[string]time.Duration{}
+	for k, v := range jobSeconds(t, devProbes.FindStringSubmatch(banner)[1]+"/metrics") {
+		perJob[k] = time.Duration(v / float64(o.N) * float64(time.Second))
+	}
+	if os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {
+		t.Logf("dev's log:\n%s", logs.String())
+	}
 	first, nth := storedSpan(t, natsURL, o.N)
 	return DevResult{Template: o.Template.Spec.Label, N: o.N, Poll: poll, PublishToDone: last.Sub(first), PostToDone: last.Sub(start),
-		Published: nth.Sub(first), PickupP50: Quantile(pickup, 0.5), PickupMax: slices.Max(pickup)}
+		Published: nth.Sub(first), PickupP50: Quantile(pickup, 0.5), PickupMax: slices.Max(pickup), PerJob: perJob}
+}
+
+// devLogLevel is dev's log level: debug with INSTANCEMGR_BENCH_LOGS, to
+// look into a figure.
+func devLogLevel() string {
+	if os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {
+		return "debug"
+	}
+	return "warn"
 }

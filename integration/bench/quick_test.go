@@ -151,7 +151,7 @@ func TestBenchQuick(t *testing.T) {
 	devTable := bench.Table{
 		Title: "instancemgr dev with its defaults: N creates asked for at once (shared server)",
 		Header: []string{"template", "N", "poll s", "faster sequential s", "first publish to last completion s", "ratio", "target", "met", "POST to last completion s", "poll + sequential + 0.2 s", "met",
-			"first to last publish s", "pickup p50 ms", "pickup max ms"},
+			"first to last publish s", "pickup p50 ms", "pickup max ms", "job ms", "database ms", "registration ms", "adminapi ms"},
 	}
 	devEngine, err := postgres.NewEngine(context.Background(), world.Master.PgxConnString(), nil)
 	if err != nil {
@@ -176,7 +176,8 @@ func TestBenchQuick(t *testing.T) {
 		ratio := d.PublishToDone.Seconds() / seq.Seconds()
 		e2eLimit := d.Poll + seq + 200*time.Millisecond
 		devTable.Rows = append(devTable.Rows, []string{c.spec.Label, fmt.Sprint(c.n), bench.Secs(d.Poll), bench.Secs(seq), bench.Secs(d.PublishToDone), fmt.Sprintf("%.2f", ratio), "≤ 1.10", yesNo(ratio <= 1.10),
-			bench.Secs(d.PostToDone), bench.Secs(e2eLimit), yesNo(d.PostToDone <= e2eLimit), bench.Secs(d.Published), bench.Ms(d.PickupP50), bench.Ms(d.PickupMax)})
+			bench.Secs(d.PostToDone), bench.Secs(e2eLimit), yesNo(d.PostToDone <= e2eLimit), bench.Secs(d.Published), bench.Ms(d.PickupP50), bench.Ms(d.PickupMax),
+			bench.Ms1(d.PerJob["job"]), bench.Ms1(d.PerJob["database"]), bench.Ms1(d.PerJob["registration"]), bench.Ms1(d.PerJob["adminapi"])})
 		headline = append(headline,
 			[]string{fmt.Sprintf("dev, %d %s: first publish to last completion / faster sequential", c.n, c.spec.Label), fmt.Sprintf("%.2f", ratio), "≤ 1.10", yesNo(ratio <= 1.10)},
 			[]string{fmt.Sprintf("dev, %d %s: POST to last completion", c.n, c.spec.Label), bench.Secs(d.PostToDone) + " s", "≤ " + bench.Secs(e2eLimit) + " s", yesNo(d.PostToDone <= e2eLimit)})
