@@ -142,6 +142,18 @@ var ErrScratchGone = errors.New("scratch copy not found")
 // from any naming pattern an ODS database follows.
 const ScratchPrefix = "instancemgr_copy_"
 
+// CalibrationOwner holds the reservations a copy strategy measurement
+// copies under (copyStrategy auto): no tenant is called this.
+var CalibrationOwner = Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
+
+// CalibrationReservation is the name reserved for the i-th copy of a
+// measurement of template; no database is ever made under it, only under
+// its scratch name.
+func CalibrationReservation(template string, i int) string {
+	h := sha256.Sum256([]byte(template))
+	return fmt.Sprintf("instancemgr_calibrate_%s_%d", hex.EncodeToString(h[:8]), i)
+}
+
 // ScratchName is the name a reservation's copy is made under before it is
 // published: the same for every delivery of the request that holds it,
 // and for no other request.

@@ -828,13 +828,39 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			bad("hand_made_touched", "%q: marker %q (%v)", h.database, got, err)
 		}
 	}
+	// The soak's own scratch copies only: those of its tenants'
+	// reservations and of measurements of its template (the shared
+	// server holds other tests' copies in flight).
 	for _, server := range []*pgxpool.Pool{s.tenants[0].server, s.tenants[2].server} {
-		var n int
-		if err := server.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)`, provisioning.ScratchPrefix).Scan(&n); err != nil {
+		rows, err := server.Query(ctx, `SELECT database_name, tenant, instance_id FROM instancemgr.reservations WHERE tenant = ANY($1)`, []string{"t1", "t2", "t3"})
+		if err != nil {
 			s.t.Fatal(err)
 		}
-		if n > 0 {
-			bad("scratch_left", "%d scratch copies on a server", n)
+		res, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Reservation, error) {
+			var r provisioning.Reservation
+			err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID)
+			return r, err
+		})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for i := range 16 {
+			res = append(res, provisioning.Reservation{Database: provisioning.CalibrationReservation(s.world.Template, i), Owner: provisioning.CalibrationOwner})
+		}
+		var names []string
+		for _, r := range res {
+			names = append(names, provisioning.ScratchName(r))
+		}
+		var left []string
+		rows, err = server.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)
+		if err == nil {
+			left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if len(left) > 0 {
+			bad("scratch_left", "scratch copies left on a server: %v", left)
 		}
 	}
 	return violations, info

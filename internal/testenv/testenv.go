@@ -135,13 +135,34 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		} else if !isUndefinedTable(err) {
 			t.Errorf("list test reservations: %v", err)
 		}
+		// A copy strategy measurement of one of the test's templates, cut
+		// short when the test's engines closed, leaves nothing either.
+		var calibrations []string
+		for _, n := range names {
+			for i := range 16 {
+				r := provisioning.Reservation{Database: provisioning.CalibrationReservation(n, i), Owner: provisioning.CalibrationOwner}
+				calibrations = append(calibrations, r.Database)
+				names = append(names, provisioning.ScratchName(r))
+			}
+		}
+		rows, err = pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)
+		if err == nil {
+			names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			t.Errorf("list test databases: %v", err)
+			return
+		}
 		for _, n := range names {
 			if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
 				t.Errorf("drop test database %q: %v", n, err)
 			}
 		}
-		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix); err != nil && !isUndefinedTable(err) {
+		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1) OR database_name = ANY($2)`, prefix, calibrations); err != nil && !isUndefinedTable(err) {
 			t.Errorf("remove test reservations: %v", err)
+		}
+		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.copy_strategies WHERE starts_with(template, $1)`, prefix); err != nil && !isUndefinedTable(err) {
+			t.Errorf("remove test copy strategy decisions: %v", err)
 		}
 	})
 }

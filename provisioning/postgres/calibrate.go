@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -60,9 +58,9 @@ CREATE TABLE IF NOT EXISTS instancemgr.copy_strategies (
 );
 ALTER TABLE instancemgr.copy_strategies ADD COLUMN IF NOT EXISTS copies integer NOT NULL DEFAULT 1;`
 
-// calibrationOwner holds the reservation whose scratch name measurements
-// copy into: no tenant is called this.
-var calibrationOwner = provisioning.Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
+// calibrationOwner holds the reservations whose scratch names
+// measurements copy into.
+var calibrationOwner = provisioning.CalibrationOwner
 
 // Calibration is one measured decision for a template on a server.
 type Calibration struct {
@@ -129,11 +127,9 @@ func CalibrationCopy(template string, i int) string {
 	return provisioning.ScratchName(provisioning.Reservation{Database: CalibrationReservation(template, i), Owner: calibrationOwner})
 }
 
-// CalibrationReservation is the name the engine reserves for the i-th
-// copy of a measurement of template; no database is ever made under it.
+// CalibrationReservation is provisioning.CalibrationReservation.
 func CalibrationReservation(template string, i int) string {
-	h := sha256.Sum256([]byte(template))
-	return fmt.Sprintf("instancemgr_calibrate_%s_%d", hex.EncodeToString(h[:8]), i)
+	return provisioning.CalibrationReservation(template, i)
 }
 
 // autoStrategy is the strategy a copy of template uses under CopyAuto on
@@ -331,13 +327,26 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 		return c, fmt.Errorf("read the size of %q: %w", template, transient(err))
 	}
-	scratch := make([]string, n)
+	var scratch []string
+	// However the measurement ends (done, failed, or cancelled when the
+	// engine closes), its copies and reservations go, on a context of
+	// their own: nothing of it is left behind.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for i, name := range scratch {
+			err := errors.Join(e.DropScratch(cctx, name), e.Release(cctx, CalibrationReservation(template, i), calibrationOwner))
+			if err != nil {
+				e.log.Warn("could not remove a copy strategy measurement's copy; the next measurement removes it", "template", template, "copy", name, "err", err)
+			}
+		}
+	}()
 	for i := range n {
 		res, _, err := e.Reserve(ctx, CalibrationReservation(template, i), calibrationOwner) // ErrConflict if anyone else holds the name
 		if err != nil {
 			return c, err
 		}
-		scratch[i] = provisioning.ScratchName(res)
+		scratch = append(scratch, provisioning.ScratchName(res))
 	}
 	dropAll := func() error {
 		var errs []error
@@ -387,7 +396,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		wg.Wait()
 		took := time.Since(start)
 		if err := errors.Join(errs...); err != nil {
-			return c, errors.Join(fmt.Errorf("measure %s for %q: %w", s, template, transient(err)), dropAll())
+			return c, fmt.Errorf("measure %s for %q: %w", s, template, transient(err))
 		}
 		if err := dropAll(); err != nil {
 			return c, err
@@ -398,11 +407,6 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 		if round < 2 || took < *best {
 			*best = took
-		}
-	}
-	for i := range n {
-		if err := e.Release(ctx, CalibrationReservation(template, i), calibrationOwner); err != nil {
-			return c, err
 		}
 	}
 	c.Strategy = CopyWALLog
