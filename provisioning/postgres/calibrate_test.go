@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -55,6 +56,16 @@ func autoEngine(t *testing.T) (*postgres.Engine, *atomic.Int64) {
 		}
 	}
 	return e, &measured
+}
+
+// waitMeasured waits until the engine has heard of want measurements of
+// its own (the decision is stored, and so readable, a moment before).
+func waitMeasured(t *testing.T, measured *atomic.Int64, want int64) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, fmt.Sprintf("%d measurements", want), func() bool { return measured.Load() >= want })
+	if n := measured.Load(); n != want {
+		t.Fatalf("%d measurements, want %d", n, want)
+	}
 }
 
 // waitDecision asks for template's strategy until a decision that holds
@@ -131,9 +142,7 @@ func TestAutoMeasuresOnFirstUseAndCopiesWithTheFaster(t *testing.T) {
 	if created, err := create(t, e, name, template); err != nil || !created {
 		t.Fatalf("create with auto: %v, %v", created, err)
 	}
-	if n := measured.Load(); n != 1 {
-		t.Errorf("%d measurements, want 1", n)
-	}
+	waitMeasured(t, measured, 1)
 	noCalibrationLeft(t, template)
 }
 
@@ -182,9 +191,7 @@ func TestAutoMeasuresAgainWhenSomethingChanged(t *testing.T) {
 			t.Fatalf("after %s: %+v", what, again)
 		}
 	}
-	if n := measured.Load(); n != 4 {
-		t.Errorf("%d measurements, want 4 (first use, growth, version, age)", n)
-	}
+	waitMeasured(t, measured, 4) // first use, growth, version, age
 	// A replica that runs more jobs at once measures that many copies.
 	wider, widerMeasured := autoEngine(t)
 	wider.CalibrationConcurrency = 3
@@ -192,9 +199,10 @@ func TestAutoMeasuresAgainWhenSomethingChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := waitDecision(t, wider, template, before.MeasuredAt); c.Copies != 3 || widerMeasured.Load() != 1 {
-		t.Fatalf("after a change of copies at once: %+v, %d measurements", c, widerMeasured.Load())
+	if c := waitDecision(t, wider, template, before.MeasuredAt); c.Copies != 3 {
+		t.Fatalf("after a change of copies at once: %+v", c)
 	}
+	waitMeasured(t, widerMeasured, 1)
 	noCalibrationLeft(t, template)
 }
 
@@ -222,6 +230,9 @@ func TestTwoReplicasMeasureOnce(t *testing.T) {
 	if ca.MeasuredAt != cb.MeasuredAt || ca.Strategy != cb.Strategy {
 		t.Fatalf("the replicas read different decisions: %+v, %+v", ca, cb)
 	}
+	testenv.Eventually(t, time.Minute, "the measurement to be heard", func() bool { return measuredA.Load()+measuredB.Load() >= 1 })
+	a.Close()
+	b.Close() // every measurement either started has ended
 	if n := measuredA.Load() + measuredB.Load(); n != 1 {
 		t.Fatalf("%d measurements between two replicas, want 1", n)
 	}
