@@ -146,6 +146,9 @@ const ScratchPrefix = "instancemgr_copy_"
 // copies under (copyStrategy auto): no tenant is called this.
 var CalibrationOwner = Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
 
+// MaxCalibrationCopies bounds how many copies a measurement makes at once.
+const MaxCalibrationCopies = 8
+
 // CalibrationReservation is the name reserved for the i-th copy of a
 // measurement of template; no database is ever made under it, only under
 // its scratch name.

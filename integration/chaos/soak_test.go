@@ -844,7 +844,7 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		for i := range 16 {
+		for i := range provisioning.MaxCalibrationCopies {
 			res = append(res, provisioning.Reservation{Database: provisioning.CalibrationReservation(s.world.Template, i), Owner: provisioning.CalibrationOwner})
 		}
 		var names []string

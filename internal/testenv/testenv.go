@@ -139,7 +139,7 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		// short when the test's engines closed, leaves nothing either.
 		var calibrations []string
 		for _, n := range names {
-			for i := range 16 {
+			for i := range provisioning.MaxCalibrationCopies {
 				r := provisioning.Reservation{Database: provisioning.CalibrationReservation(n, i), Owner: provisioning.CalibrationOwner}
 				calibrations = append(calibrations, r.Database)
 				names = append(names, provisioning.ScratchName(r))

@@ -79,6 +79,10 @@ type Calibration struct {
 	MeasuredAt time.Time
 }
 
+// retryMeasurementAfter is how long an engine waits after a failed
+// measurement before it tries the template again (a failure is logged).
+const retryMeasurementAfter = 5 * time.Minute
+
 // ErrCalibrating says another session measures the template now.
 var ErrCalibrating = errors.New("another session is measuring this template's copy strategies")
 
@@ -87,6 +91,8 @@ type calibration struct {
 	mu       sync.Mutex
 	known    map[string]cachedCalibration // by template
 	running  map[string]bool
+	swept    map[string]bool      // templates this engine has cleaned up after
+	failed   map[string]time.Time // when a measurement of the template last failed
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -107,7 +113,7 @@ func (e *Engine) cal() *calibration {
 		if recheck <= 0 {
 			recheck = 30 * time.Second
 		}
-		e.calState = &calibration{known: map[string]cachedCalibration{}, running: map[string]bool{}, ctx: ctx, cancel: cancel, cacheFor: recheck}
+		e.calState = &calibration{known: map[string]cachedCalibration{}, running: map[string]bool{}, swept: map[string]bool{}, failed: map[string]time.Time{}, ctx: ctx, cancel: cancel, cacheFor: recheck}
 	})
 	return e.calState
 }
@@ -155,7 +161,13 @@ func (e *Engine) autoStrategy(ctx context.Context, template, version string) Cop
 			}
 		}
 	}
-	if !cached.fresh {
+	st.mu.Lock()
+	first := !st.swept[template]
+	st.swept[template] = true
+	st.mu.Unlock()
+	if !cached.fresh || first {
+		// Also on this engine's first copy of the template: the
+		// measurement's lock held, what a killed one left is removed.
 		e.calibrateLater(template)
 	}
 	if cached.ok {
@@ -170,7 +182,7 @@ func (e *Engine) calibrateLater(template string) {
 	st := e.cal()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.running[template] || st.ctx.Err() != nil {
+	if st.running[template] || st.ctx.Err() != nil || time.Since(st.failed[template]) < retryMeasurementAfter {
 		return
 	}
 	st.running[template] = true
@@ -187,7 +199,10 @@ func (e *Engine) calibrateLater(template string) {
 		case errors.Is(err, ErrCalibrating):
 			e.log.Debug("another replica measures the copy strategies", "template", template)
 		case err != nil:
-			e.log.Warn("could not measure the copy strategies; copies keep the last decision or WAL_LOG", "template", template, "err", err)
+			e.log.Warn("could not measure the copy strategies; copies keep the last decision or WAL_LOG, and it is measured again later", "template", template, "err", err, "retry_after", retryMeasurementAfter)
+			st.mu.Lock()
+			st.failed[template] = time.Now()
+			st.mu.Unlock()
 		case measured:
 			st.mu.Lock()
 			st.known[template] = cachedCalibration{c: c, ok: true, fresh: true, checked: time.Now()}
@@ -293,6 +308,11 @@ func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c C
 		// lock with it).
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
 	}()
+	// Holding the lock, nobody measures the template: what a measurement
+	// killed with its process left (copies, reservations) can go.
+	if err := e.sweepCalibration(ctx, template); err != nil {
+		return c, false, err
+	}
 	if !wait {
 		if stored, _, fresh, err := e.storedCalibration(ctx, template, version); err == nil && fresh {
 			return stored, false, nil
@@ -311,8 +331,63 @@ func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c C
 	return c, true, nil
 }
 
-// calibrationCopies is how many copies a measurement makes at once.
-func (e *Engine) calibrationCopies() int { return max(e.CalibrationConcurrency, 1) }
+// calibrationCopies is how many copies a measurement makes at once: a
+// replica's jobs at once, at most provisioning.MaxCalibrationCopies.
+func (e *Engine) calibrationCopies() int {
+	return min(max(e.CalibrationConcurrency, 1), provisioning.MaxCalibrationCopies)
+}
+
+// sweepCalibration removes the copies and reservations of template's
+// measurements; the caller holds the measurement's lock. A copy goes only
+// under a reservation the measurement still holds, and not when another
+// database than the one it recorded making (its oid) has the name.
+func (e *Engine) sweepCalibration(ctx context.Context, template string) error {
+	for i := range provisioning.MaxCalibrationCopies {
+		name := CalibrationReservation(template, i)
+		res, held, err := e.Reservation(ctx, name)
+		if err != nil {
+			return err
+		}
+		if !held || res.Owner != calibrationOwner {
+			continue
+		}
+		scratch := provisioning.ScratchName(res)
+		if id, exists, err := e.Identity(ctx, scratch); err != nil {
+			return err
+		} else if exists {
+			// A copy with no identity recorded is one a measurement killed
+			// between its CREATE and the record made: a measurement that
+			// finds a database it did not make under a copy's name gives
+			// up the reservation at once, so a held one names only its
+			// own copies.
+			if res.Identity != "" && res.Identity != id {
+				e.log.Warn("a database has a measurement copy's name but is not the copy the system recorded; left alone", "template", template, "database", scratch)
+				continue
+			}
+			if err := e.dropCopy(ctx, scratch, id); err != nil {
+				return err
+			}
+			e.log.Info("removed a copy a killed copy strategy measurement left", "template", template, "copy", scratch)
+		}
+		if err := e.Release(ctx, name, calibrationOwner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropCopy drops a measurement's copy when it is still the database of
+// identity id.
+func (e *Engine) dropCopy(ctx context.Context, name, id string) error {
+	now, exists, err := e.Identity(ctx, name)
+	if err != nil || !exists {
+		return err
+	}
+	if now != id {
+		return fmt.Errorf("%w: %q is not the copy the measurement made", provisioning.ErrConflict, name)
+	}
+	return e.DropScratch(ctx, name)
+}
 
 // measure copies template with each strategy, calibrationCopies at once,
 // twice, each under the scratch name of a reservation of the engine's own,
@@ -327,38 +402,67 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 		return c, fmt.Errorf("read the size of %q: %w", template, transient(err))
 	}
-	var scratch []string
+	// The copies, each under the scratch name of a reservation of the
+	// engine's own, with the identity of the database it made (while it
+	// exists).
+	type copyOf struct {
+		reservation, name, id string
+		foreign               bool // a database the measurement did not make has the name
+	}
+	var copies []copyOf
 	// However the measurement ends (done, failed, or cancelled when the
-	// engine closes), its copies and reservations go, on a context of
-	// their own: nothing of it is left behind.
+	// engine closes), the copies it made and its reservations go, on a
+	// context of their own: nothing of it is left behind.
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		for i, name := range scratch {
-			err := errors.Join(e.DropScratch(cctx, name), e.Release(cctx, CalibrationReservation(template, i), calibrationOwner))
+		for _, cp := range copies {
+			var err error
+			switch {
+			case cp.foreign:
+				// The reservation goes whatever the name holds, so that no
+				// sweep ever takes that database for a copy.
+				_, err = e.pool.Exec(cctx, `DELETE FROM instancemgr.reservations WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
+					cp.reservation, calibrationOwner.Tenant, calibrationOwner.InstanceID)
+			case cp.id != "":
+				err = e.dropCopy(cctx, cp.name, cp.id)
+			}
+			if !cp.foreign {
+				err = errors.Join(err, e.Release(cctx, cp.reservation, calibrationOwner))
+			}
 			if err != nil {
-				e.log.Warn("could not remove a copy strategy measurement's copy; the next measurement removes it", "template", template, "copy", name, "err", err)
+				e.log.Warn("could not remove a copy strategy measurement's copy; the next measurement removes it", "template", template, "copy", cp.name, "err", err)
 			}
 		}
 	}()
 	for i := range n {
-		res, _, err := e.Reserve(ctx, CalibrationReservation(template, i), calibrationOwner) // ErrConflict if anyone else holds the name
+		name := CalibrationReservation(template, i)
+		res, _, err := e.Reserve(ctx, name, calibrationOwner) // ErrConflict if anyone else holds the name
 		if err != nil {
 			return c, err
 		}
-		scratch = append(scratch, provisioning.ScratchName(res))
+		copies = append(copies, copyOf{reservation: name, name: provisioning.ScratchName(res)})
+		// Swept before (the lock is held): a database under the name now
+		// is not one this measurement made, and it is never touched.
+		if _, exists, err := e.Identity(ctx, copies[i].name); err != nil {
+			return c, err
+		} else if exists {
+			copies[i].foreign = true
+			return c, fmt.Errorf("%w: database %q has the name of a copy strategy measurement's copy and is not one the system made; it is left alone", provisioning.ErrConflict, copies[i].name)
+		}
 	}
 	dropAll := func() error {
 		var errs []error
-		for _, name := range scratch {
-			errs = append(errs, e.DropScratch(ctx, name))
+		for i := range copies {
+			if copies[i].id != "" {
+				err := e.dropCopy(ctx, copies[i].name, copies[i].id)
+				if err == nil {
+					copies[i].id = ""
+				}
+				errs = append(errs, err)
+			}
 		}
 		return errors.Join(errs...)
-	}
-	// Copies an earlier measurement left (its process died) are the
-	// system's: they are under these reservations' scratch names.
-	if err := dropAll(); err != nil {
-		return c, err
 	}
 	// The copies' own connections, so that they start together whatever
 	// the engine's pool is doing for jobs.
@@ -386,7 +490,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		start := time.Now()
 		for i := range n {
 			wg.Go(func() {
-				stmt, err := createDatabaseSQL(scratch[i], template, s)
+				stmt, err := createDatabaseSQL(copies[i].name, template, s)
 				if err == nil {
 					_, err = conns[i].Exec(ctx, stmt)
 				}
@@ -395,6 +499,21 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 		wg.Wait()
 		took := time.Since(start)
+		// The identity of each copy made, recorded in its reservation:
+		// a process killed from here on leaves a copy the next sweep can
+		// tell for the system's.
+		for i := range n {
+			if errs[i] != nil {
+				copies[i].foreign = isDuplicateDatabase(errs[i]) // made by someone else meanwhile
+				continue
+			}
+			id, exists, err := e.Identity(ctx, copies[i].name)
+			if err == nil && exists {
+				copies[i].id = id
+				err = e.SetState(ctx, copies[i].reservation, calibrationOwner, provisioning.StateMaking, id)
+			}
+			errs[i] = err
+		}
 		if err := errors.Join(errs...); err != nil {
 			return c, fmt.Errorf("measure %s for %q: %w", s, template, transient(err))
 		}

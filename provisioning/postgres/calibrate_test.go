@@ -2,9 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -236,4 +239,66 @@ func TestTwoReplicasMeasureOnce(t *testing.T) {
 	if n := measuredA.Load() + measuredB.Load(); n != 1 {
 		t.Fatalf("%d measurements between two replicas, want 1", n)
 	}
+}
+
+// A measurement killed with its process leaves its copies and reservations;
+// the next measurement removes them under the measurement's lock, and
+// nothing else of that name: a database with a measurement copy's name
+// that no reservation of the system's names is never touched, and the
+// measurement gives up with a conflict that names it until it is gone.
+func TestWhatAKilledMeasurementLeftGoes(t *testing.T) {
+	t.Parallel()
+	_, prefix := newEngine(t)
+	template := prefix + "_tmpl"
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	e, err := postgres.NewEngine(ctx, testenv.ConnString(t, "postgres"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	e.CalibrationConcurrency = 2
+	res, _, err := e.Reserve(ctx, postgres.CalibrationReservation(template, 0), provisioning.CalibrationOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := provisioning.ScratchName(res) // killed between its CREATE and recording it
+	foreign := postgres.CalibrationCopy(template, 1)
+	for _, db := range []string{left, foreign} {
+		testenv.CreateDatabase(t, pool, db)
+		t.Cleanup(func() {
+			_, _ = pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+		})
+	}
+	exists := func(db string) bool {
+		var ok bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	held := func(i int) bool {
+		_, ok, err := e.Reservation(ctx, postgres.CalibrationReservation(template, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	_, err = e.Calibrate(ctx, template)
+	if !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), foreign) {
+		t.Fatalf("a measurement beside a database it did not make: %v", err)
+	}
+	if exists(left) || held(0) {
+		t.Errorf("the killed measurement's copy (there %v) or reservation (held %v) is left", exists(left), held(0))
+	}
+	if !exists(foreign) || held(1) {
+		t.Errorf("the database the system did not make: there %v (want true); its name reserved %v (want false)", exists(foreign), held(1))
+	}
+	if _, err := pool.Exec(ctx, "DROP DATABASE "+pgx.Identifier{foreign}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.Calibrate(ctx, template); err != nil || c.Copies != 2 {
+		t.Fatalf("once the name is free: %+v, %v", c, err)
+	}
+	noCalibrationLeft(t, template)
 }
