@@ -310,7 +310,7 @@ func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c C
 	}()
 	// Holding the lock, nobody measures the template: what a measurement
 	// killed with its process left (copies, reservations) can go.
-	if err := e.sweepCalibration(ctx, template); err != nil {
+	if err := e.sweepCalibration(ctx, conn, template); err != nil {
 		return c, false, err
 	}
 	if !wait {
@@ -341,7 +341,19 @@ func (e *Engine) calibrationCopies() int {
 // measurements; the caller holds the measurement's lock. A copy goes only
 // under a reservation the measurement still holds, and not when another
 // database than the one it recorded making (its oid) has the name.
-func (e *Engine) sweepCalibration(ctx context.Context, template string) error {
+func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, template string) error {
+	// A killed measurement's copies may still be being made: its process
+	// is gone, but the server finishes each CREATE DATABASE before it
+	// notices. Each copying session holds the copies' lock shared, so
+	// taking it here waits for them to end; a copy made after the sweep
+	// looked would be one nobody removes.
+	key := copiesLockKey(template)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
+		return fmt.Errorf("wait for a killed measurement's copies of %q: %w", template, transient(err))
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
+		return fmt.Errorf("wait for a killed measurement's copies of %q: %w", template, transient(err))
+	}
 	for i := range provisioning.MaxCalibrationCopies {
 		name := CalibrationReservation(template, i)
 		res, held, err := e.Reservation(ctx, name)
@@ -375,6 +387,13 @@ func (e *Engine) sweepCalibration(ctx context.Context, template string) error {
 	}
 	return nil
 }
+
+// CalibrationCopiesLock is the advisory lock key (for
+// hashtextextended(key, 0)) the sessions copying template for a
+// measurement hold shared.
+func CalibrationCopiesLock(template string) string { return "instancemgr:calibrate-copies:" + template }
+
+func copiesLockKey(template string) string { return CalibrationCopiesLock(template) }
 
 // dropCopy drops a measurement's copy when it is still the database of
 // identity id.
@@ -479,6 +498,11 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			return c, fmt.Errorf("connect for the measurement: %w", transient(err))
 		}
 		defer conns[i].Release()
+		// Held until the pool closes the session (or the server ends it,
+		// if this process dies mid-copy): a later sweep waits for it.
+		if _, err := conns[i].Exec(ctx, `SELECT pg_advisory_lock_shared(hashtextextended($1, 0))`, copiesLockKey(template)); err != nil {
+			return c, fmt.Errorf("lock the measurement's copies: %w", transient(err))
+		}
 	}
 	// Each strategy twice, in the order F W W F, and the faster of its
 	// two: neither goes first always (a file copy's first checkpoint

@@ -302,3 +302,57 @@ func TestWhatAKilledMeasurementLeftGoes(t *testing.T) {
 	}
 	noCalibrationLeft(t, template)
 }
+
+// A killed measurement's copy may still be being made when the next
+// measurement starts (the server finishes a CREATE DATABASE whose client
+// died): the sweep waits for its session, so the copy is removed once
+// made, never left with no reservation naming it.
+func TestSweepWaitsForAKilledMeasurementsCopies(t *testing.T) {
+	t.Parallel()
+	_, prefix := newEngine(t)
+	template := prefix + "_tmpl"
+	ctx := context.Background()
+	pool := testenv.Postgres(t)
+	e, err := postgres.NewEngine(ctx, testenv.ConnString(t, "postgres"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	res, _, err := e.Reserve(ctx, postgres.CalibrationReservation(template, 0), provisioning.CalibrationOwner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := provisioning.ScratchName(res)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{orphan}.Sanitize()+" WITH (FORCE)")
+	})
+	// The killed measurement's copying session, still at work.
+	copying, err := pgx.Connect(ctx, testenv.ConnString(t, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copying.Close(ctx)
+	if _, err := copying.Exec(ctx, `SELECT pg_advisory_lock_shared(hashtextextended($1, 0))`, postgres.CalibrationCopiesLock(template)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := e.Calibrate(ctx, template); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("the measurement did not wait for the copying session: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// Its CREATE DATABASE ends, and so does the session.
+	if _, err := copying.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{orphan}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	copying.Close(ctx)
+	if err := <-done; err != nil {
+		t.Fatalf("the measurement after the copying session ended: %v", err)
+	}
+	noCalibrationLeft(t, template)
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname = $1`, orphan).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the killed measurement's copy is left (%d, %v)", n, err)
+	}
+}
