@@ -198,6 +198,8 @@ func (e *Engine) calibrateLater(template string) {
 		switch {
 		case errors.Is(err, ErrCalibrating):
 			e.log.Debug("another replica measures the copy strategies", "template", template)
+		case st.ctx.Err() != nil:
+			e.log.Debug("copy strategy measurement stopped: the engine is closing", "template", template)
 		case err != nil:
 			e.log.Warn("could not measure the copy strategies; copies keep the last decision or WAL_LOG, and it is measured again later", "template", template, "err", err, "retry_after", retryMeasurementAfter)
 			st.mu.Lock()
