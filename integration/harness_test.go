@@ -177,7 +177,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 		if o.pattern {
 			e.cfg.Provisioning.Naming = provisioning.RulePattern
 		} else {
+			// Ed-Fi's names start EdFi_Ods_ and then the request's name,
+			// which the tests start with the prefix.
 			e.cfg.Provisioning.NamePattern = ""
+			testenv.DropDatabasesWithPrefix(t, e.pg, "EdFi_Ods_"+e.prefix)
 		}
 		e.cfg.Provisioning.Templates = map[string]string{"Minimal": template, "Sample": template}
 		for _, pool := range e.admins {

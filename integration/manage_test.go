@@ -13,16 +13,10 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
-	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // The manage flavor's requests are created through the simulator's v2
 // route and settled by the system; these helpers speak that route.
-
-func (e *env) manageToken() string {
-	e.t.Helper()
-	return e.sim.Token(e.t)
-}
 
 // manageRequest asks the simulator for a managed instance and returns its
 // id.
@@ -40,7 +34,7 @@ func (e *env) manageCall(base, tenant, method, path, body string) *http.Response
 		rd = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, base+path, rd)
-	req.Header.Set("Authorization", "Bearer "+e.manageToken())
+	req.Header.Set("Authorization", "Bearer "+e.sim.Token(e.t))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -76,27 +70,6 @@ func (e *env) manageDeleteAt(base, tenant string, id int) {
 	}
 }
 
-// dropAtEnd drops a database of Ed-Fi's naming rule, which the prefix
-// cleanup does not see (its name starts EdFi_Ods_), and its reservation
-// and scratch copy, when the test ends.
-func (e *env) dropAtEnd(db string) {
-	e.t.Cleanup(func() {
-		ctx := context.Background()
-		rows, err := e.pg.Query(ctx, `SELECT database_name, tenant, instance_id FROM instancemgr.reservations WHERE database_name = $1`, db)
-		if err == nil {
-			for rows.Next() {
-				var r provisioning.Reservation
-				if rows.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID) == nil {
-					_, _ = e.pg.Exec(ctx, `DROP DATABASE IF EXISTS "`+provisioning.ScratchName(r)+`" WITH (FORCE)`)
-				}
-			}
-			rows.Close()
-		}
-		_, _ = e.pg.Exec(ctx, `DROP DATABASE IF EXISTS "`+db+`" WITH (FORCE)`)
-		_, _ = e.pg.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE database_name = $1`, db)
-	})
-}
-
 func (e *env) manageStatus(id int) string {
 	e.t.Helper()
 	var status string
@@ -124,7 +97,6 @@ func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
 	e := newEnv(t, envOptions{manage: true})
 	name, db := e.prefix+" Taken", "EdFi_Ods_"+e.prefix+"_Taken_Minimal"
 	testenv.CreateDatabase(t, e.pg, db)
-	e.dropAtEnd(db)
 	e.startReplica(app.ConsumerDeps{})
 	e.startBridge()
 	id := e.manageRequest(name, "Minimal")
@@ -146,7 +118,6 @@ func TestManageRequestEdFisJobRanForIsLeftAlone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{manage: true})
 	name, db := e.prefix+" Quartz", "EdFi_Ods_"+e.prefix+"_Quartz_Minimal"
-	e.dropAtEnd(db)
 	id := e.manageRequest(name, "Minimal")
 	if _, err := e.admin.Exec(context.Background(), `INSERT INTO adminapi.jobstatuses (jobid, status) VALUES ($1, 'InProgress')`, "CreateInstanceJob-"+strconv.Itoa(id)+"_NON_CLUSTERED638"); err != nil {
 		t.Fatal(err)
@@ -170,7 +141,6 @@ func TestManageRoutesServedByInstancemgr(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{manage: true, allowDelete: true})
 	name, db := e.prefix+" Served", "EdFi_Ods_"+e.prefix+"_Served_Minimal"
-	e.dropAtEnd(db)
 	ledgers := app.NewLedgers(e.cfg, e.log)
 	t.Cleanup(ledgers.Close)
 	srv, err := app.ManageServer(e.cfg, ledgers, e.log)

@@ -157,6 +157,12 @@ func CalibrationReservation(template string, i int) string {
 	return fmt.Sprintf("instancemgr_calibrate_%s_%d", hex.EncodeToString(h[:8]), i)
 }
 
+// CalibrationCopy is the name the i-th copy of a measurement of template
+// is made under: the scratch name of its CalibrationReservation.
+func CalibrationCopy(template string, i int) string {
+	return ScratchName(Reservation{Database: CalibrationReservation(template, i), Owner: CalibrationOwner})
+}
+
 // ScratchName is the name a reservation's copy is made under before it is
 // published: the same for every delivery of the request that holds it,
 // and for no other request.

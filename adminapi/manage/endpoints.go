@@ -218,24 +218,16 @@ func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, ten
 		return
 	}
 	ctx := r.Context()
-	var status string
-	var ignore struct {
-		name, template, database string
-		odsID                    *int
-	}
-	err := db.Conn.QueryRow(ctx, db.Statements.Get, id).Scan(&ignore.name, &status, &ignore.template, &ignore.odsID, &ignore.database)
+	req, err := get(ctx, db.Conn, db.Statements, tenant, id)
 	switch {
-	case errors.Is(err, sqlregistry.ErrNoRows):
+	case errors.Is(err, adminapi.ErrNotFound), err == nil && req.status == Deleted:
 		rt.NotFound(w, id)
 		return
 	case err != nil:
 		e.failed(w, tenant, "read the manage row", "read", err)
 		return
-	case status == Deleted:
-		rt.NotFound(w, id)
-		return
 	}
-	if msg := Blocked(rt.Noun(), status); msg != "" {
+	if msg := Blocked(rt.Noun(), req.status); msg != "" {
 		rt.Validation(w, map[string][]string{"id": {msg}})
 		return
 	}

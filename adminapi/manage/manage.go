@@ -210,9 +210,13 @@ type row struct {
 	odsInstanceID                    *int
 }
 
-func (s *Source) get(ctx context.Context, q interface {
+// querier is a connection or a transaction of the registry.
+type querier interface {
 	QueryRow(context.Context, string, ...any) sqlregistry.Row
-}, st Statements, tenant string, id int) (row, error) {
+}
+
+// get reads one request; adminapi.ErrNotFound when there is none.
+func get(ctx context.Context, q querier, st Statements, tenant string, id int) (row, error) {
 	var r row
 	err := q.QueryRow(ctx, st.Get, id).Scan(&r.name, &r.status, &r.template, &r.odsInstanceID, &r.database)
 	if errors.Is(err, sqlregistry.ErrNoRows) {
@@ -230,7 +234,7 @@ func (s *Source) read(ctx context.Context, tenant string, id int) (DB, row, erro
 	if err != nil {
 		return db, row{}, err
 	}
-	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	r, err := get(ctx, db.Conn, db.Statements, tenant, id)
 	return db, r, err
 }
 
@@ -317,7 +321,7 @@ func (s *Source) Claim(ctx context.Context, tenant string, id int, op job.Operat
 	if err := s.checkRuns(ctx, db, tenant, id); err != nil {
 		return err
 	}
-	r, err := s.get(ctx, db.Conn, db.Statements, tenant, id)
+	r, err := get(ctx, db.Conn, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}
@@ -348,7 +352,7 @@ func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string)
 	if !errors.Is(err, sqlregistry.ErrNoRows) {
 		return fmt.Errorf("mark manage request %d of tenant %q created: %w", id, tenant, err)
 	}
-	r, err := s.get(ctx, tx, db.Statements, tenant, id)
+	r, err := get(ctx, tx, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}
@@ -376,18 +380,14 @@ func (s *Source) DeleteFailed(ctx context.Context, tenant string, id int) error 
 	if err != nil {
 		return err
 	}
-	var q interface {
-		QueryRow(context.Context, string, ...any) sqlregistry.Row
-	} = db.Conn
+	var q querier = db.Conn
 	if tx, ok := sqlregistry.TxFrom(ctx); ok {
 		q = tx
 	}
 	return s.settle(ctx, q, db, tenant, id, DeleteError)
 }
 
-func (s *Source) settle(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) sqlregistry.Row
-}, db DB, tenant string, id int, status string) error {
+func (s *Source) settle(ctx context.Context, q querier, db DB, tenant string, id int, status string) error {
 	var settled int
 	err := q.QueryRow(ctx, db.Statements.Settle, id, status, s.now()).Scan(&settled)
 	if err == nil {
@@ -397,7 +397,7 @@ func (s *Source) settle(ctx context.Context, q interface {
 	if !errors.Is(err, sqlregistry.ErrNoRows) {
 		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, status, err)
 	}
-	r, err := s.get(ctx, q, db.Statements, tenant, id)
+	r, err := get(ctx, q, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}

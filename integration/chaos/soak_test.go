@@ -844,12 +844,12 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		for i := range provisioning.MaxCalibrationCopies {
-			res = append(res, provisioning.Reservation{Database: provisioning.CalibrationReservation(s.world.Template, i), Owner: provisioning.CalibrationOwner})
-		}
 		var names []string
 		for _, r := range res {
 			names = append(names, provisioning.ScratchName(r))
+		}
+		for i := range provisioning.MaxCalibrationCopies {
+			names = append(names, provisioning.CalibrationCopy(s.world.Template, i))
 		}
 		var left []string
 		rows, err = server.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)

@@ -50,7 +50,7 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, log *sl
 			log.Info("no copy strategy to measure on SQL Server", "tenant", tenant)
 			continue
 		}
-		server := fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
+		server := serverLabel(tg)
 		var engine *postgres.Engine
 		for _, tmpl := range tmpls {
 			c, ok := done[key{server, tmpl}]
@@ -96,7 +96,7 @@ func StoredCalibrations(ctx context.Context, cfg *config.Config) []string {
 		if err != nil || tg.Engine != config.EnginePostgres {
 			continue
 		}
-		server := fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
+		server := serverLabel(tg)
 		lines := func() []string {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()

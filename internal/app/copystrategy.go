@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/health"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -51,4 +52,10 @@ func CopyStrategyReport(reg prometheus.Registerer, checks *health.Checks) func(s
 func DescribeCalibration(server string, c postgres.Calibration) string {
 	return fmt.Sprintf("%s %s: %s (file_copy %.3f s, wal_log %.3f s for %d at once; %.1f MB, PostgreSQL %s, measured %s)", server, c.Template, c.Strategy,
 		c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Copies, float64(c.TemplateBytes)/1e6, c.ServerVersion, c.MeasuredAt.UTC().Format("2006-01-02 15:04Z"))
+}
+
+// serverLabel names a PostgreSQL tenant's server in metrics, probes and
+// the calibrate table: host and port, nothing of the connection string.
+func serverLabel(tg config.TenantConns) string {
+	return fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
 }

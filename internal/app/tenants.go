@@ -108,7 +108,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		e.CalibrationMaxAge = t.cfg.Provisioning.CopyStrategyMaxAge.D()
 		e.CalibrationConcurrency = t.cfg.Consumer.Concurrency
 		if t.OnCalibrated != nil {
-			server := fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
+			server := serverLabel(tg)
 			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }
 		}
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()

@@ -140,9 +140,8 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		var calibrations []string
 		for _, n := range names {
 			for i := range provisioning.MaxCalibrationCopies {
-				r := provisioning.Reservation{Database: provisioning.CalibrationReservation(n, i), Owner: provisioning.CalibrationOwner}
-				calibrations = append(calibrations, r.Database)
-				names = append(names, provisioning.ScratchName(r))
+				calibrations = append(calibrations, provisioning.CalibrationReservation(n, i))
+				names = append(names, provisioning.CalibrationCopy(n, i))
 			}
 		}
 		rows, err = pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)

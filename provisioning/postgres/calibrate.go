@@ -58,10 +58,6 @@ CREATE TABLE IF NOT EXISTS instancemgr.copy_strategies (
 );
 ALTER TABLE instancemgr.copy_strategies ADD COLUMN IF NOT EXISTS copies integer NOT NULL DEFAULT 1;`
 
-// calibrationOwner holds the reservations whose scratch names
-// measurements copy into.
-var calibrationOwner = provisioning.CalibrationOwner
-
 // Calibration is one measured decision for a template on a server.
 type Calibration struct {
 	Template      string
@@ -124,18 +120,6 @@ func (e *Engine) stopCalibrations() {
 		e.calState.cancel()
 		e.calState.wg.Wait()
 	}
-}
-
-// CalibrationCopy is the name the i-th copy of a measurement of template
-// is made under: the scratch name of the engine's own reservation,
-// CalibrationReservation.
-func CalibrationCopy(template string, i int) string {
-	return provisioning.ScratchName(provisioning.Reservation{Database: CalibrationReservation(template, i), Owner: calibrationOwner})
-}
-
-// CalibrationReservation is provisioning.CalibrationReservation.
-func CalibrationReservation(template string, i int) string {
-	return provisioning.CalibrationReservation(template, i)
 }
 
 // autoStrategy is the strategy a copy of template uses under CopyAuto on
@@ -349,7 +333,7 @@ func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, templ
 	// notices. Each copying session holds the copies' lock shared, so
 	// taking it here waits for them to end; a copy made after the sweep
 	// looked would be one nobody removes.
-	key := copiesLockKey(template)
+	key := CalibrationCopiesLock(template)
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
 		return fmt.Errorf("wait for a killed measurement's copies of %q: %w", template, transient(err))
 	}
@@ -357,12 +341,12 @@ func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, templ
 		return fmt.Errorf("wait for a killed measurement's copies of %q: %w", template, transient(err))
 	}
 	for i := range provisioning.MaxCalibrationCopies {
-		name := CalibrationReservation(template, i)
+		name := provisioning.CalibrationReservation(template, i)
 		res, held, err := e.Reservation(ctx, name)
 		if err != nil {
 			return err
 		}
-		if !held || res.Owner != calibrationOwner {
+		if !held || res.Owner != provisioning.CalibrationOwner {
 			continue
 		}
 		scratch := provisioning.ScratchName(res)
@@ -383,7 +367,7 @@ func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, templ
 			}
 			e.log.Info("removed a copy a killed copy strategy measurement left", "template", template, "copy", scratch)
 		}
-		if err := e.Release(ctx, name, calibrationOwner); err != nil {
+		if err := e.Release(ctx, name, provisioning.CalibrationOwner); err != nil {
 			return err
 		}
 	}
@@ -394,8 +378,6 @@ func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, templ
 // hashtextextended(key, 0)) the sessions copying template for a
 // measurement hold shared.
 func CalibrationCopiesLock(template string) string { return "instancemgr:calibrate-copies:" + template }
-
-func copiesLockKey(template string) string { return CalibrationCopiesLock(template) }
 
 // dropCopy drops a measurement's copy when it is still the database of
 // identity id.
@@ -444,12 +426,12 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 				// The reservation goes whatever the name holds, so that no
 				// sweep ever takes that database for a copy.
 				_, err = e.pool.Exec(cctx, `DELETE FROM instancemgr.reservations WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
-					cp.reservation, calibrationOwner.Tenant, calibrationOwner.InstanceID)
+					cp.reservation, provisioning.CalibrationOwner.Tenant, provisioning.CalibrationOwner.InstanceID)
 			case cp.id != "":
 				err = e.dropCopy(cctx, cp.name, cp.id)
 			}
 			if !cp.foreign {
-				err = errors.Join(err, e.Release(cctx, cp.reservation, calibrationOwner))
+				err = errors.Join(err, e.Release(cctx, cp.reservation, provisioning.CalibrationOwner))
 			}
 			if err != nil {
 				e.log.Warn("could not remove a copy strategy measurement's copy; the next measurement removes it", "template", template, "copy", cp.name, "err", err)
@@ -457,8 +439,8 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 	}()
 	for i := range n {
-		name := CalibrationReservation(template, i)
-		res, _, err := e.Reserve(ctx, name, calibrationOwner) // ErrConflict if anyone else holds the name
+		name := provisioning.CalibrationReservation(template, i)
+		res, _, err := e.Reserve(ctx, name, provisioning.CalibrationOwner) // ErrConflict if anyone else holds the name
 		if err != nil {
 			return c, err
 		}
@@ -502,7 +484,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		defer conns[i].Release()
 		// Held until the pool closes the session (or the server ends it,
 		// if this process dies mid-copy): a later sweep waits for it.
-		if _, err := conns[i].Exec(ctx, `SELECT pg_advisory_lock_shared(hashtextextended($1, 0))`, copiesLockKey(template)); err != nil {
+		if _, err := conns[i].Exec(ctx, `SELECT pg_advisory_lock_shared(hashtextextended($1, 0))`, CalibrationCopiesLock(template)); err != nil {
 			return c, fmt.Errorf("lock the measurement's copies: %w", transient(err))
 		}
 	}
@@ -536,7 +518,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			id, exists, err := e.Identity(ctx, copies[i].name)
 			if err == nil && exists {
 				copies[i].id = id
-				err = e.SetState(ctx, copies[i].reservation, calibrationOwner, provisioning.StateMaking, id)
+				err = e.SetState(ctx, copies[i].reservation, provisioning.CalibrationOwner, provisioning.StateMaking, id)
 			}
 			errs[i] = err
 		}

@@ -98,7 +98,7 @@ func noCalibrationLeft(t *testing.T, template string) {
 	var copies, reservations int
 	names, holds := []string{}, []string{}
 	for i := range 3 {
-		names, holds = append(names, postgres.CalibrationCopy(template, i)), append(holds, postgres.CalibrationReservation(template, i))
+		names, holds = append(names, provisioning.CalibrationCopy(template, i)), append(holds, provisioning.CalibrationReservation(template, i))
 	}
 	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = ANY($1)),
 		(SELECT count(*) FROM instancemgr.reservations WHERE database_name = ANY($2))`, names, holds).Scan(&copies, &reservations); err != nil {
@@ -258,12 +258,12 @@ func TestWhatAKilledMeasurementLeftGoes(t *testing.T) {
 	}
 	t.Cleanup(e.Close)
 	e.CalibrationConcurrency = 2
-	res, _, err := e.Reserve(ctx, postgres.CalibrationReservation(template, 0), provisioning.CalibrationOwner)
+	res, _, err := e.Reserve(ctx, provisioning.CalibrationReservation(template, 0), provisioning.CalibrationOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
 	left := provisioning.ScratchName(res) // killed between its CREATE and recording it
-	foreign := postgres.CalibrationCopy(template, 1)
+	foreign := provisioning.CalibrationCopy(template, 1)
 	for _, db := range []string{left, foreign} {
 		testenv.CreateDatabase(t, pool, db)
 		t.Cleanup(func() {
@@ -278,7 +278,7 @@ func TestWhatAKilledMeasurementLeftGoes(t *testing.T) {
 		return ok
 	}
 	held := func(i int) bool {
-		_, ok, err := e.Reservation(ctx, postgres.CalibrationReservation(template, i))
+		_, ok, err := e.Reservation(ctx, provisioning.CalibrationReservation(template, i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +318,7 @@ func TestSweepWaitsForAKilledMeasurementsCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	res, _, err := e.Reserve(ctx, postgres.CalibrationReservation(template, 0), provisioning.CalibrationOwner)
+	res, _, err := e.Reserve(ctx, provisioning.CalibrationReservation(template, 0), provisioning.CalibrationOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
