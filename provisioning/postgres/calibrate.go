@@ -419,6 +419,13 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		// A copy cancelled here may still be finished by the server: wait
+		// for the copying sessions (closed with their pool by now) to end,
+		// so that such a copy is seen, and kept under its reservation for
+		// the next sweep rather than left with none.
+		if _, err := e.pool.Exec(cctx, `SELECT pg_advisory_lock(hashtextextended($1, 0)), pg_advisory_unlock(hashtextextended($1, 0))`, CalibrationCopiesLock(template)); err != nil {
+			e.log.Warn("could not wait for a measurement's copying sessions", "template", template, "err", err)
+		}
 		for _, cp := range copies {
 			var err error
 			switch {
