@@ -115,6 +115,11 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 	if _, err := console.Tenants(context.Background()); err != nil { // the token, before the clock starts
 		t.Fatal(err)
 	}
+	// What dev's start wrote (its EdFi_Admin, its schemas) is on disk
+	// before the clock starts, as the raw runs' server is: the first
+	// FILE_COPY checkpoint would otherwise write it, and the first copies
+	// of either strategy compete with its write-back.
+	settle(t, pg)
 	ids := make([]int, o.N)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)

@@ -127,7 +127,8 @@ func System(t testing.TB, o SystemOptions) SystemResult {
 	}
 
 	// The roles, as deployed: one bridge, Replicas consumers, each its own
-	// process with its own metrics and probes address.
+	// process with its own metrics and probes address; every replica
+	// serves the one server, so copiesAtOnce is all their workers.
 	env := []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + sim.ClientSecret}
 	strategy := ""
 	if o.Strategy != "" {
@@ -140,13 +141,13 @@ func System(t testing.TB, o SystemOptions) SystemResult {
 nats: {url: %q}
 bridge: {pollInterval: %s}
 consumer: {concurrency: %d}
-provisioning: {template: %q, namePattern: %q%s}
+provisioning: {template: %q, namePattern: %q, copiesAtOnce: %d%s}
 metricsAddr: 127.0.0.1:%d
 pprof: %t
 logLevel: warn
 tenants:
   default: {master: %q, admin: %q, ods: %q}
-`, sim.URL, sim.TokenURL, sim.ClientID, ns.ClientURL(), o.Poll, o.Concurrency, o.Template.Name, o.NamePrefix+"_{name}", strategy, port, o.ProfileDir != "",
+`, sim.URL, sim.TokenURL, sim.ClientID, ns.ClientURL(), o.Poll, o.Concurrency, o.Template.Name, o.NamePrefix+"_{name}", o.Replicas*o.Concurrency, strategy, port, o.ProfileDir != "",
 			o.Master.ADONet(), o.Master.WithDatabase(adminDB).ADONet(), o.Master.WithDatabase("{0}").ADONet())
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)

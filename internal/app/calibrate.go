@@ -60,7 +60,7 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, log *sl
 						return out, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
 					}
 					defer engine.Close()
-					engine.CalibrationConcurrency = cfg.Consumer.Concurrency
+					engine.CalibrationConcurrency = cfg.Provisioning.CopiesAtOnce
 				}
 				if c, err = engine.Calibrate(ctx, tmpl); err != nil {
 					return out, fmt.Errorf("tenant %q, template %q on %s: %w", tenant, tmpl, server, err)
@@ -105,7 +105,7 @@ func StoredCalibrations(ctx context.Context, cfg *config.Config) []string {
 				return []string{fmt.Sprintf("tenant %s: %s: not read (%v)", tenant, server, err)}
 			}
 			defer e.Close()
-			e.CalibrationMaxAge, e.CalibrationConcurrency = cfg.Provisioning.CopyStrategyMaxAge.D(), cfg.Consumer.Concurrency
+			e.CalibrationMaxAge, e.CalibrationConcurrency = cfg.Provisioning.CopyStrategyMaxAge.D(), cfg.Provisioning.CopiesAtOnce
 			var lines []string
 			for _, tmpl := range templates(cfg) {
 				c, stored, fresh, err := e.StoredCalibration(ctx, tmpl)

@@ -56,6 +56,13 @@ type DevOptions struct {
 	HTTP      string // where /healthz and /readyz are served
 }
 
+// devWorkers is each dev replica's consumer.concurrency.
+const devWorkers = 2
+
+// CopiesAtOnce is how many copies dev's replicas make at once: what its
+// copy strategy is measured at.
+func (o DevOptions) CopiesAtOnce() int { return max(o.Replicas, 1) * devWorkers }
+
 // DefaultDevOptions are dev's defaults.
 func DefaultDevOptions() DevOptions {
 	return DevOptions{
@@ -125,9 +132,12 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
 		NATS:     config.NATS{URL: ns.ClientURL()},
 		Bridge:   config.Bridge{PollInterval: config.Duration(o.PollInterval)},
-		Consumer: config.Consumer{Concurrency: 2},
-		// dev is a sandbox: deletion is on, and the banner says so.
-		Provisioning: config.Provisioning{Template: o.Template, NamePattern: o.NamePattern, AllowDelete: true, Registration: o.Registration},
+		Consumer: config.Consumer{Concurrency: devWorkers},
+		// dev is a sandbox: deletion is on, and the banner says so. Its
+		// replicas share the one server, so the copy strategy is measured
+		// at all their copies at once.
+		Provisioning: config.Provisioning{Template: o.Template, NamePattern: o.NamePattern, AllowDelete: true, Registration: o.Registration,
+			CopiesAtOnce: o.CopiesAtOnce()},
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(o.AdminDatabase).ADONet(),

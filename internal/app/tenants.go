@@ -106,7 +106,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
 		e.CalibrationMaxAge = t.cfg.Provisioning.CopyStrategyMaxAge.D()
-		e.CalibrationConcurrency = t.cfg.Consumer.Concurrency
+		e.CalibrationConcurrency = t.cfg.Provisioning.CopiesAtOnce
 		if t.OnCalibrated != nil {
 			server := serverLabel(tg)
 			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }

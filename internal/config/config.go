@@ -162,8 +162,6 @@ type Provisioning struct {
 	// AllowDelete enables delete jobs. Off by default: dropping databases
 	// is destructive, and Ed-Fi's own design asks for this switch.
 	AllowDelete bool `yaml:"allowDelete"`
-	// Sessions is what a rename does with sessions on the old database:
-	// "terminate" (default) or "wait" up to SessionWait, then fail.
 	// CopyStrategy is how PostgreSQL copies the template: auto (the
 	// default: measured on each server for each template, one timed copy
 	// of each strategy, remembered in the server's instancemgr schema and
@@ -176,8 +174,17 @@ type Provisioning struct {
 	// CopyStrategyMaxAge is how long a measured decision holds (default
 	// 168h).
 	CopyStrategyMaxAge Duration `yaml:"copyStrategyMaxAge,omitempty"`
-	Sessions           string   `yaml:"sessions"`
-	SessionWait        Duration `yaml:"sessionWait"`
+	// CopiesAtOnce is how many copies the server makes at once: replicas
+	// × consumer.concurrency, when every replica serves the server (the
+	// default is consumer.concurrency, one replica). auto measures each
+	// strategy at this many copies at once (at most 8): which strategy is
+	// faster depends on it, since FILE_COPY's checkpoints are shared by
+	// the copies that wait on them.
+	CopiesAtOnce int `yaml:"copiesAtOnce,omitempty"`
+	// Sessions is what a rename does with sessions on the old database:
+	// "terminate" (default) or "wait" up to SessionWait, then fail.
+	Sessions    string   `yaml:"sessions"`
+	SessionWait Duration `yaml:"sessionWait"`
 	// EncryptionKey is the ODS/API's OdsConnectionStringEncryptionKey
 	// (base64 of 32 bytes); better from INSTANCEMGR_ODS_ENCRYPTION_KEY. With
 	// it, dbo.odsinstances gets encrypted connection strings.
@@ -454,6 +461,9 @@ func (c *Config) applyDefaults() {
 	if c.Provisioning.CopyStrategyMaxAge == 0 {
 		c.Provisioning.CopyStrategyMaxAge = Duration(7 * 24 * time.Hour)
 	}
+	if c.Provisioning.CopiesAtOnce == 0 {
+		c.Provisioning.CopiesAtOnce = c.Consumer.Concurrency
+	}
 	if c.Provisioning.Sessions == "" {
 		c.Provisioning.Sessions = "terminate"
 	}
@@ -591,6 +601,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Provisioning.CopyStrategyMaxAge < 0 {
 		bad("provisioning.copyStrategyMaxAge", "must be positive")
+	}
+	if c.Provisioning.CopiesAtOnce < 1 || c.Provisioning.CopiesAtOnce > 1024 {
+		bad("provisioning.copiesAtOnce", "must be between 1 and 1024 (replicas × consumer.concurrency)")
 	}
 	if c.Provisioning.Sessions != "terminate" && c.Provisioning.Sessions != "wait" {
 		bad("provisioning.sessions", "%q is neither terminate nor wait", c.Provisioning.Sessions)

@@ -50,6 +50,34 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Bridge.Concurrency != 16 || c.Bridge.PollInterval.D() != 10*time.Second {
 		t.Errorf("bridge defaults %+v", c.Bridge)
 	}
+	if c.Provisioning.CopyStrategy != "auto" || c.Provisioning.CopiesAtOnce != c.Consumer.Concurrency {
+		t.Errorf("copy defaults: strategy %q, %d copies at once with consumer.concurrency %d", c.Provisioning.CopyStrategy, c.Provisioning.CopiesAtOnce, c.Consumer.Concurrency)
+	}
+}
+
+// copiesAtOnce is the replicas' copies together, what auto measures at; by
+// default one replica's.
+func TestCopiesAtOnce(t *testing.T) {
+	c, err := Load(write(t, valid+"consumer: {concurrency: 3}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Provisioning.CopiesAtOnce != 3 {
+		t.Errorf("copiesAtOnce default %d, want consumer.concurrency 3", c.Provisioning.CopiesAtOnce)
+	}
+	c, err = Load(write(t, valid+"consumer: {concurrency: 3}\nprovisioning: {copiesAtOnce: 12}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Provisioning.CopiesAtOnce != 12 {
+		t.Errorf("copiesAtOnce %d, want 12", c.Provisioning.CopiesAtOnce)
+	}
+	for _, bad := range []string{"-1", "5000"} {
+		_, err := Load(write(t, valid+"provisioning: {copiesAtOnce: "+bad+"}\n"), noEnv)
+		if err == nil || !strings.Contains(err.Error(), "provisioning.copiesAtOnce") {
+			t.Errorf("copiesAtOnce %s: %v", bad, err)
+		}
+	}
 }
 
 func TestValidateReportsEveryProblemWithItsKey(t *testing.T) {
