@@ -149,6 +149,17 @@ var CalibrationOwner = Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
 // MaxCalibrationCopies bounds how many copies a measurement makes at once.
 const MaxCalibrationCopies = 8
 
+// CalibrationRoundCopies is how many copies one round of a measurement
+// makes, atOnce at a time: twice as many (at least 4), queued to its
+// copiers as jobs are to workers. Copies then start apart as jobs do,
+// and a file copy's checkpoints are shared as jobs share them, not as a
+// batch started together shares them.
+func CalibrationRoundCopies(atOnce int) int { return max(2*atOnce, 4) }
+
+// MaxCalibrationNames bounds the names a measurement reserves: a round's
+// copies at MaxCalibrationCopies at once.
+var MaxCalibrationNames = CalibrationRoundCopies(MaxCalibrationCopies)
+
 // CalibrationReservation is the name reserved for the i-th copy of a
 // measurement of template; no database is ever made under it, only under
 // its scratch name.

@@ -854,7 +854,7 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 		// Such a copy is accounted for; one with no held reservation is
 		// not.
 		measuring := map[string]bool{}
-		for i := range provisioning.MaxCalibrationCopies {
+		for i := range provisioning.MaxCalibrationNames {
 			copyName := provisioning.CalibrationCopy(s.world.Template, i)
 			var held bool
 			if err := server.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM instancemgr.reservations WHERE database_name = $1 AND tenant = $2)`,

@@ -139,7 +139,7 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		// short when the test's engines closed, leaves nothing either.
 		var calibrations []string
 		for _, n := range names {
-			for i := range provisioning.MaxCalibrationCopies {
+			for i := range provisioning.MaxCalibrationNames {
 				calibrations = append(calibrations, provisioning.CalibrationReservation(n, i))
 				names = append(names, provisioning.CalibrationCopy(n, i))
 			}

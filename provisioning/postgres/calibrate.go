@@ -18,9 +18,10 @@ import (
 // faster depends on the server (its disk, its checkpoint settings, the
 // template's size) and on how many copies run at once, and a figure from
 // one server does not hold on another (docs/performance.md). So the
-// engine measures, on the server it runs against, as many copies at once
-// as a replica runs jobs (CalibrationConcurrency) with each strategy, into
-// the system's own scratch names, dropped at once, and remembers the
+// engine measures, on the server it runs against, copies made as many at
+// once as the server makes for jobs (CalibrationConcurrency: the
+// replicas' workers together) with each strategy, into the system's own
+// scratch names, dropped at once, and remembers the
 // decision in the server's instancemgr schema with the template's size and
 // the server's version. It measures again when either changes, when the
 // number of copies at once does, or when the decision is older than
@@ -65,14 +66,36 @@ type Calibration struct {
 	TemplateBytes int64
 	ServerVersion string
 	Strategy      CopyStrategy // the faster of the two
-	// Copies is how many copies were made at once with each strategy: a
-	// replica's jobs at once. FILE_COPY's two checkpoints a copy are
+	// Copies is how many copies were made at once with each strategy: the
+	// server's jobs at once. FILE_COPY's two checkpoints a copy are
 	// shared by copies made together and WAL_LOG's WAL is not, so the
 	// faster one alone is not always the faster of several.
-	Copies     int
-	FileCopy   time.Duration // the copies with FILE_COPY, from the first start to the last end
+	Copies int
+	// FileCopy is a round of provisioning.CalibrationRoundCopies(Copies)
+	// copies with FILE_COPY, from the first start to the last end (the
+	// mean of two rounds); WALLog the same with WAL_LOG.
+	FileCopy   time.Duration
 	WALLog     time.Duration
 	MeasuredAt time.Time
+}
+
+// FileCopyMargin is how much faster FILE_COPY must measure for auto to
+// choose it. Its two checkpoints a copy are paid by the whole server
+// (every database's dirty pages written at once, the other sessions' I/O
+// behind them), which WAL_LOG's spread writes are not; and on a shared
+// disk two measurements this close are noise: the short rounds of a
+// measurement favour FILE_COPY's synchronous writes over what the same
+// strategies do through a long burst of jobs (docs/performance.md).
+const FileCopyMargin = 0.15
+
+// Choose is what auto uses for the measured figures: FILE_COPY when it is
+// faster by FileCopyMargin or more, WAL_LOG (the server's default)
+// otherwise.
+func Choose(fileCopy, walLog time.Duration) CopyStrategy {
+	if float64(fileCopy) <= (1-FileCopyMargin)*float64(walLog) {
+		return CopyFileCopy
+	}
+	return CopyWALLog
 }
 
 // retryMeasurementAfter is how long an engine waits after a failed
@@ -340,7 +363,7 @@ func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, templ
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
 		return fmt.Errorf("wait for a killed measurement's copies of %q: %w", template, transient(err))
 	}
-	for i := range provisioning.MaxCalibrationCopies {
+	for i := range provisioning.MaxCalibrationNames {
 		name := provisioning.CalibrationReservation(template, i)
 		res, held, err := e.Reservation(ctx, name)
 		if err != nil {
@@ -392,10 +415,11 @@ func (e *Engine) dropCopy(ctx context.Context, name, id string) error {
 	return e.DropScratch(ctx, name)
 }
 
-// measure copies template with each strategy, calibrationCopies at once,
-// twice, each under the scratch name of a reservation of the engine's own,
-// drops the copies at once, and stores the decision with the faster round
-// of each.
+// measure copies template with each strategy, in two rounds of
+// provisioning.CalibrationRoundCopies copies made calibrationCopies at a
+// time, each under the scratch name of a reservation of the engine's own,
+// drops each round's copies at once, and stores the decision with the
+// mean round of each.
 func (e *Engine) measure(ctx context.Context, template, version string) (Calibration, error) {
 	n := e.calibrationCopies()
 	c := Calibration{Template: template, ServerVersion: version, Copies: n}
@@ -445,7 +469,8 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			}
 		}
 	}()
-	for i := range n {
+	m := provisioning.CalibrationRoundCopies(n)
+	for i := range m {
 		name := provisioning.CalibrationReservation(template, i)
 		res, _, err := e.Reserve(ctx, name, provisioning.CalibrationOwner) // ErrConflict if anyone else holds the name
 		if err != nil {
@@ -495,21 +520,31 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			return c, fmt.Errorf("lock the measurement's copies: %w", transient(err))
 		}
 	}
-	// Each strategy twice, in the order F W W F, and the faster of its
-	// two: neither goes first always (a file copy's first checkpoint
-	// writes what the run before dirtied), and one slow moment of a shared
-	// disk does not decide.
-	for round, s := range []CopyStrategy{CopyFileCopy, CopyWALLog, CopyWALLog, CopyFileCopy} {
-		errs := make([]error, n)
+	// Each strategy twice, in the order F W W F, and the mean of its two:
+	// neither goes first always (a file copy's first checkpoint writes
+	// what the run before dirtied), one slow moment of a shared disk does
+	// not decide, and a disk that slows down as the measurement goes on
+	// (a cloud disk's burst spent) slows both strategies alike. A round
+	// is m copies queued to n copiers, each taking the next when its last
+	// is made, as a replica's workers take jobs.
+	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog, CopyWALLog, CopyFileCopy} {
+		errs := make([]error, m)
+		queue := make(chan int, m)
+		for i := range m {
+			queue <- i
+		}
+		close(queue)
 		var wg sync.WaitGroup
 		start := time.Now()
-		for i := range n {
+		for _, conn := range conns {
 			wg.Go(func() {
-				stmt, err := createDatabaseSQL(copies[i].name, template, s)
-				if err == nil {
-					_, err = conns[i].Exec(ctx, stmt)
+				for i := range queue {
+					stmt, err := createDatabaseSQL(copies[i].name, template, s)
+					if err == nil {
+						_, err = conn.Exec(ctx, stmt)
+					}
+					errs[i] = err
 				}
-				errs[i] = err
 			})
 		}
 		wg.Wait()
@@ -517,7 +552,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		// The identity of each copy made, recorded in its reservation:
 		// a process killed from here on leaves a copy the next sweep can
 		// tell for the system's.
-		for i := range n {
+		for i := range m {
 			if errs[i] != nil {
 				copies[i].foreign = isDuplicateDatabase(errs[i]) // made by someone else meanwhile
 				continue
@@ -535,18 +570,13 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		if err := dropAll(); err != nil {
 			return c, err
 		}
-		best := &c.WALLog
 		if s == CopyFileCopy {
-			best = &c.FileCopy
-		}
-		if round < 2 || took < *best {
-			*best = took
+			c.FileCopy += took / 2
+		} else {
+			c.WALLog += took / 2
 		}
 	}
-	c.Strategy = CopyWALLog
-	if c.FileCopy < c.WALLog {
-		c.Strategy = CopyFileCopy
-	}
+	c.Strategy = Choose(c.FileCopy, c.WALLog)
 	err = e.pool.QueryRow(ctx, `INSERT INTO instancemgr.copy_strategies (template, template_bytes, server_version, strategy, copies, file_copy_seconds, wal_log_seconds)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (template) DO UPDATE SET template_bytes = EXCLUDED.template_bytes, server_version = EXCLUDED.server_version, strategy = EXCLUDED.strategy,

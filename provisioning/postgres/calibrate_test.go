@@ -97,7 +97,7 @@ func noCalibrationLeft(t *testing.T, template string) {
 	t.Helper()
 	var copies, reservations int
 	names, holds := []string{}, []string{}
-	for i := range 3 {
+	for i := range provisioning.MaxCalibrationNames {
 		names, holds = append(names, provisioning.CalibrationCopy(template, i)), append(holds, provisioning.CalibrationReservation(template, i))
 	}
 	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = ANY($1)),
@@ -127,11 +127,7 @@ func TestAutoMeasuresOnFirstUseAndCopiesWithTheFaster(t *testing.T) {
 		t.Fatalf("first copy: %q, %v; want wal_log (the server's default) while measuring", s, err)
 	}
 	c := waitDecision(t, e, template, time.Time{})
-	faster := postgres.CopyWALLog
-	if c.FileCopy < c.WALLog {
-		faster = postgres.CopyFileCopy
-	}
-	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != faster || c.TemplateBytes <= 0 || c.ServerVersion == "" || c.Copies != 2 {
+	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != postgres.Choose(c.FileCopy, c.WALLog) || c.TemplateBytes <= 0 || c.ServerVersion == "" || c.Copies != 2 {
 		t.Fatalf("decision %+v", c)
 	}
 	var size int64
@@ -354,5 +350,25 @@ func TestSweepWaitsForAKilledMeasurementsCopies(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname = $1`, orphan).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the killed measurement's copy is left (%d, %v)", n, err)
+	}
+}
+
+// FILE_COPY only when it is clearly faster: its checkpoints cost the whole
+// server, and a closer figure is within a shared disk's noise.
+func TestChooseWALLogUnlessFileCopyIsClearlyFaster(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		fileCopy, walLog time.Duration
+		want             postgres.CopyStrategy
+	}{
+		{100 * ms, 200 * ms, postgres.CopyFileCopy},
+		{85 * ms, 100 * ms, postgres.CopyFileCopy},
+		{90 * ms, 100 * ms, postgres.CopyWALLog},
+		{100 * ms, 100 * ms, postgres.CopyWALLog},
+		{300 * ms, 100 * ms, postgres.CopyWALLog},
+	} {
+		if got := postgres.Choose(c.fileCopy, c.walLog); got != c.want {
+			t.Errorf("file_copy %s, wal_log %s: %s, want %s", c.fileCopy, c.walLog, got, c.want)
+		}
 	}
 }
