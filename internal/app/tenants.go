@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
@@ -21,11 +22,14 @@ type TenantPool struct {
 	// OnCalibrated hears each copy strategy measurement of a PostgreSQL
 	// server ("host:port") made through the pool (copyStrategy auto).
 	OnCalibrated func(server string, c postgres.Calibration)
-	cfg          *config.Config
-	log          *slog.Logger
-	mu           sync.Mutex
-	byEntry      map[string]*consumer.Tenant
-	closers      []func()
+	// OnCopied hears how long each job's copy of a template took on a
+	// PostgreSQL server, and with which strategy.
+	OnCopied func(server string, strategy postgres.CopyStrategy, took time.Duration)
+	cfg      *config.Config
+	log      *slog.Logger
+	mu       sync.Mutex
+	byEntry  map[string]*consumer.Tenant
+	closers  []func()
 }
 
 // NewTenantPool returns a resolver over cfg.Tenants.
@@ -98,7 +102,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		registry, ct.Registry = r, r
 		ct.ODS = func(db string) string { return sc.ODS.ForDatabase(db).ADONet() }
 	} else {
-		e, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log)
+		e, err := postgres.NewEngine(ctx, tg.Master.PgxConnString(), t.log, postgres.WithJobs(t.cfg.Consumer.Concurrency))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", tg.Master.Redacted(), err)
 		}
@@ -110,6 +114,10 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		if t.OnCalibrated != nil {
 			server := serverLabel(tg)
 			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }
+		}
+		if t.OnCopied != nil {
+			server := serverLabel(tg)
+			e.OnCopied = func(s postgres.CopyStrategy, took time.Duration) { t.OnCopied(server, s, took) }
 		}
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
 		engine, ct.Engine = e, e

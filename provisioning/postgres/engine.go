@@ -59,7 +59,8 @@ type Engine struct {
 	// (DefaultCalibrationMaxAge when 0).
 	CalibrationMaxAge time.Duration
 	// CalibrationConcurrency is how many copies a measurement makes at
-	// once with each strategy (1 when 0): a replica's jobs at once.
+	// once with each strategy (1 when 0; at most 8): the copies the
+	// server makes at once for jobs (provisioning.copiesAtOnce).
 	CalibrationConcurrency int
 	// CalibrationRecheck is how often a copy reads the stored decision
 	// again (30s when 0): another replica may have measured.
@@ -67,9 +68,13 @@ type Engine struct {
 	// OnCalibrated hears every decision of CopyAuto this engine measures or
 	// reads (metrics).
 	OnCalibrated func(Calibration)
-	SessionWait  time.Duration
-	calOnce      sync.Once
-	calState     *calibration
+	// OnCopied hears how long each copy of a job took with the strategy
+	// it used ("" for the server's default): the CREATE DATABASE alone,
+	// without the protocol's statements around it (metrics).
+	OnCopied    func(strategy CopyStrategy, took time.Duration)
+	SessionWait time.Duration
+	calOnce     sync.Once
+	calState    *calibration
 	// noReservations is set by OpenEngine when the server has no
 	// reservations table: nothing has been reserved there yet.
 	noReservations bool
@@ -84,17 +89,33 @@ const (
 	SessionsWait      SessionPolicy = "wait"
 )
 
+// Option sets how an engine is opened.
+type Option func(*options)
+
+type options struct{ jobs int }
+
+// WithJobs sizes the engine's connections for n jobs at once (4 by
+// default): each job's copy holds a connection for as long as it takes,
+// so fewer connections than jobs would queue copies behind each other.
+func WithJobs(n int) Option { return func(o *options) { o.jobs = max(n, 1) } }
+
 // NewEngine connects to the server's maintenance database (the tenant's
 // "master" connection string, in pgx form).
-func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*Engine, error) {
-	// Six connections: the jobs' DDL, and a measurement's lock and copies
-	// beside them.
-	pool, err := open(ctx, pgxConnString, 6, "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
+func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts ...Option) (*Engine, error) {
+	o := options{jobs: 4}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// A connection for each job's DDL, and two beside them for a
+	// measurement's lock and sweep (its copies have their own).
+	pool, err := open(ctx, pgxConnString, int32(o.jobs+2), "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
 	if err != nil {
 		return nil, err
 	}
+	// The reservations' commits that need no flush of their own, one a
+	// job at most.
 	lazyCfg := pool.Config().Copy()
-	lazyCfg.MaxConns, lazyCfg.MinConns = 2, 0
+	lazyCfg.MaxConns, lazyCfg.MinConns = int32(o.jobs), 0
 	if lazyCfg.ConnConfig.RuntimeParams == nil {
 		lazyCfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
@@ -193,7 +214,12 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 		if err != nil {
 			return false, err
 		}
-		return e.create(ctx, stmt, scratch, template)
+		start := time.Now()
+		made, err := e.create(ctx, stmt, scratch, template)
+		if made && e.OnCopied != nil {
+			e.OnCopied(strategy, time.Since(start))
+		}
+		return made, err
 	})
 }
 
