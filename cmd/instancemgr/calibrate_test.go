@@ -45,7 +45,7 @@ tenants:
 	if err := run([]string{"calibrate", "-config", cfg}, &out, &errOut); err != nil {
 		t.Fatalf("calibrate: %v\n%s", err, errOut.String())
 	}
-	row := regexp.MustCompile(`(?m)^(t[12])\s+\S+:\d+\s+` + regexp.QuoteMeta(world.Template) + `\s+[\d.]+ MB\s+4\s+([\d.]+) s\s+([\d.]+) s\s+(file_copy|wal_log)$`)
+	row := regexp.MustCompile(`(?m)^(t[12])\s+\S+:\d+\s+` + regexp.QuoteMeta(world.Template) + `\s+[\d.]+ MB\s+4\s+8\s+([\d.]+) s\s+([\d.]+) s\s+(file_copy|wal_log)$`)
 	rows := row.FindAllStringSubmatch(out.String(), -1)
 	if len(rows) != 2 || rows[0][2] != rows[1][2] || rows[0][4] != rows[1][4] {
 		t.Fatalf("want one row per tenant with the same figures (one server, measured once):\n%s", out.String())

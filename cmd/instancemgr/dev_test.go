@@ -148,6 +148,10 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 			!regexp.MustCompile(`instancemgr_copy_strategy_chosen\{server="[^"]+",strategy="`+chosen+`",template="`+regexp.QuoteMeta(prefix+"_template")+`"\} 1`).MatchString(metrics) {
 			t.Fatalf("run %d: /metrics does not say %s is chosen", run, chosen)
 		}
+		// The run's one copy, timed apart from the protocol around it.
+		if _, metrics := get(t, probesURL+"/metrics"); !regexp.MustCompile(`(?m)^instancemgr_copy_seconds_count\{server="[^"]+",strategy="(file_copy|wal_log)"\} 1$`).MatchString(metrics) {
+			t.Fatalf("run %d: /metrics does not count the run's one copy:\n%s", run, grepLines(metrics, "instancemgr_copy_seconds"))
+		}
 		stop()
 
 		// Each instance the Admin API knows points at the registration of
@@ -256,4 +260,15 @@ func send(t *testing.T, req *http.Request) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(body)
+}
+
+// grepLines is the lines of s that hold sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

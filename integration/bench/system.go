@@ -476,6 +476,10 @@ func jobSeconds(t testing.TB, url string) map[string]float64 {
 	for _, m := range families["instancemgr_consumer_job_seconds"].GetMetric() {
 		out["job"] += m.GetHistogram().GetSampleSum()
 	}
+	// The copies alone, inside the database phase.
+	for _, m := range families["instancemgr_copy_seconds"].GetMetric() {
+		out["copy"] += m.GetHistogram().GetSampleSum()
+	}
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -76,9 +77,10 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, log *sl
 // PrintCalibrations writes the figures as a table, and what copies use.
 func PrintCalibrations(w io.Writer, cfg *config.Config, cs []Calibration) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tat once\tfile_copy\twal_log\tauto uses")
+	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tat once\tcopies a round\tfile_copy a round\twal_log a round\tauto uses")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%d\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.Copies, c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%d\t%d\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.Copies,
+			provisioning.CalibrationRoundCopies(c.Copies), c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
 	}
 	tw.Flush()
 	if s := cfg.Provisioning.CopyStrategy; s != string(postgres.CopyAuto) {

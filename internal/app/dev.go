@@ -192,6 +192,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
 	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
 	tenants.OnCalibrated = CopyStrategyReport(reg, checks)
+	tenants.OnCopied = CopyReport(reg)
 	// Served until dev has stopped, so they answer while it drains.
 	sc := cfg.StreamConfig().WithDefaults()
 	reg.MustRegister(jobstream.NewLagCollector(js, sc.Stream, sc.Consumer))

@@ -109,6 +109,7 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
 		tenants := NewTenantPool(cfg, log)
 		tenants.OnCalibrated = CopyStrategyReport(r.metrics, r.checks)
+		tenants.OnCopied = CopyReport(r.metrics)
 		defer tenants.Close()
 		sc := cfg.StreamConfig().WithDefaults()
 		r.metrics.MustRegister(jobstream.NewLagCollector(r.js, sc.Stream, sc.Consumer))
