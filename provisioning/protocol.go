@@ -149,16 +149,29 @@ var CalibrationOwner = Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
 // MaxCalibrationCopies bounds how many copies a measurement makes at once.
 const MaxCalibrationCopies = 8
 
-// CalibrationRoundCopies is how many copies one round of a measurement
-// makes, atOnce at a time: twice as many (at least 4), queued to its
-// copiers as jobs are to workers. Copies then start apart as jobs do,
-// and a file copy's checkpoints are shared as jobs share them, not as a
-// batch started together shares them.
-func CalibrationRoundCopies(atOnce int) int { return max(2*atOnce, 4) }
+// CalibrationRoundBytes bounds what one round of a measurement copies
+// beyond its first atOnce copies: a measurement is four rounds, each kept
+// until the round ends, so a large template's measurement neither fills
+// the disk nor writes more than a few times this.
+const CalibrationRoundBytes = 1 << 30
+
+// CalibrationRoundCopies is how many copies one round of a measurement of
+// a template of templateBytes makes, atOnce at a time: twice as many (at
+// least 4), queued to its copiers as jobs are to workers, so that copies
+// start apart as jobs do and a file copy's checkpoints are shared as jobs
+// share them, not as a batch started together shares them; but no more
+// than CalibrationRoundBytes of copies, nor fewer than atOnce.
+func CalibrationRoundCopies(atOnce int, templateBytes int64) int {
+	m := max(2*atOnce, 4)
+	if templateBytes > 0 {
+		m = min(m, int(CalibrationRoundBytes/templateBytes))
+	}
+	return max(m, atOnce, 1)
+}
 
 // MaxCalibrationNames bounds the names a measurement reserves: a round's
 // copies at MaxCalibrationCopies at once.
-var MaxCalibrationNames = CalibrationRoundCopies(MaxCalibrationCopies)
+var MaxCalibrationNames = CalibrationRoundCopies(MaxCalibrationCopies, 0)
 
 // CalibrationReservation is the name reserved for the i-th copy of a
 // measurement of template; no database is ever made under it, only under

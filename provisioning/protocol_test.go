@@ -364,3 +364,31 @@ func TestMoveChecksIdentityAroundTheDDL(t *testing.T) {
 		}
 	})
 }
+
+// A measurement's round is twice the copies at once, queued; a large
+// template's round stops at what a gibibyte holds, never below the copies
+// at once.
+func TestCalibrationRoundCopies(t *testing.T) {
+	const mb = 1 << 20
+	for _, c := range []struct {
+		atOnce int
+		bytes  int64
+		want   int
+	}{
+		{1, 17 * mb, 4},
+		{4, 17 * mb, 8},
+		{8, 17 * mb, 16},
+		{4, 121 * mb, 8},
+		{8, 121 * mb, 8},
+		{4, 400 * mb, 4},
+		{2, 3 << 30, 2},
+		{8, 0, 16},
+	} {
+		if got := provisioning.CalibrationRoundCopies(c.atOnce, c.bytes); got != c.want {
+			t.Errorf("%d at once, %d MB: %d copies a round, want %d", c.atOnce, c.bytes/mb, got, c.want)
+		}
+	}
+	if provisioning.MaxCalibrationNames != 2*provisioning.MaxCalibrationCopies {
+		t.Errorf("%d names for rounds of %d at once", provisioning.MaxCalibrationNames, provisioning.MaxCalibrationCopies)
+	}
+}

@@ -100,8 +100,8 @@ func TestBenchQuick(t *testing.T) {
 	privateServer := newServer(label, itest.NewWorld(t, private.URL))
 
 	autoTable := bench.Table{
-		Title: fmt.Sprintf("copyStrategy auto on two servers: N creates with each strategy one after another in one session and %d at once, and what auto measured (rounds of %d copies, %d at once) and picked",
-			perReplica, provisioning.CalibrationRoundCopies(perReplica), perReplica),
+		Title: fmt.Sprintf("copyStrategy auto on two servers: N creates with each strategy one after another in one session and %d at once, and what auto measured (rounds of twice as many copies, at most 1 GiB, %d at once) and picked",
+			perReplica, perReplica),
 		Header: []string{"server", "template", "size", "N", "sequential FILE_COPY s", "sequential WAL_LOG s", "faster sequential",
 			"FILE_COPY s", "WAL_LOG s", "faster", "by", "auto: file_copy s a round", "auto: wal_log s a round", "auto picks", "same"},
 	}

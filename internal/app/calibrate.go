@@ -80,7 +80,7 @@ func PrintCalibrations(w io.Writer, cfg *config.Config, cs []Calibration) {
 	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tat once\tcopies a round\tfile_copy a round\twal_log a round\tauto uses")
 	for _, c := range cs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%d\t%d\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.Copies,
-			provisioning.CalibrationRoundCopies(c.Copies), c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
+			provisioning.CalibrationRoundCopies(c.Copies, c.TemplateBytes), c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
 	}
 	tw.Flush()
 	if s := cfg.Provisioning.CopyStrategy; s != string(postgres.CopyAuto) {

@@ -21,7 +21,7 @@ import (
 func CopyStrategyReport(reg prometheus.Registerer, checks *health.Checks) func(server string, c postgres.Calibration) {
 	seconds := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "instancemgr_copy_strategy_seconds",
-		Help: "How long a round of copies of the template took with each CREATE DATABASE strategy (twice provisioning.copiesAtOnce copies, at least 4, made copiesAtOnce at a time; the mean of two rounds), as last measured on the server (copyStrategy auto).",
+		Help: "How long a round of copies of the template took with each CREATE DATABASE strategy (twice provisioning.copiesAtOnce copies, at least 4 and at most 1 GiB of them beyond copiesAtOnce, made copiesAtOnce at a time; the mean of two rounds), as last measured on the server (copyStrategy auto).",
 	}, []string{"server", "template", "strategy"})
 	chosen := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "instancemgr_copy_strategy_chosen",
@@ -72,7 +72,7 @@ func CopyReport(reg prometheus.Registerer) func(server string, s postgres.CopySt
 // DescribeCalibration is one decision in a line.
 func DescribeCalibration(server string, c postgres.Calibration) string {
 	return fmt.Sprintf("%s %s: %s (file_copy %.3f s, wal_log %.3f s for %d copies, %d at once; %.1f MB, PostgreSQL %s, measured %s)", server, c.Template, c.Strategy,
-		c.FileCopy.Seconds(), c.WALLog.Seconds(), provisioning.CalibrationRoundCopies(c.Copies), c.Copies, float64(c.TemplateBytes)/1e6, c.ServerVersion, c.MeasuredAt.UTC().Format("2006-01-02 15:04Z"))
+		c.FileCopy.Seconds(), c.WALLog.Seconds(), provisioning.CalibrationRoundCopies(c.Copies, c.TemplateBytes), c.Copies, float64(c.TemplateBytes)/1e6, c.ServerVersion, c.MeasuredAt.UTC().Format("2006-01-02 15:04Z"))
 }
 
 // serverLabel names a PostgreSQL tenant's server in metrics, probes and

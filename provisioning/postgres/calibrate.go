@@ -71,8 +71,8 @@ type Calibration struct {
 	// shared by copies made together and WAL_LOG's WAL is not, so the
 	// faster one alone is not always the faster of several.
 	Copies int
-	// FileCopy is a round of provisioning.CalibrationRoundCopies(Copies)
-	// copies with FILE_COPY, from the first start to the last end (the
+	// FileCopy is a round of provisioning.CalibrationRoundCopies(Copies,
+	// TemplateBytes) copies with FILE_COPY, from the first start to the last end (the
 	// mean of two rounds); WALLog the same with WAL_LOG.
 	FileCopy   time.Duration
 	WALLog     time.Duration
@@ -469,7 +469,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			}
 		}
 	}()
-	m := provisioning.CalibrationRoundCopies(n)
+	m := provisioning.CalibrationRoundCopies(n, c.TemplateBytes)
 	for i := range m {
 		name := provisioning.CalibrationReservation(template, i)
 		res, _, err := e.Reserve(ctx, name, provisioning.CalibrationOwner) // ErrConflict if anyone else holds the name
