@@ -111,12 +111,11 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
 		e.CalibrationMaxAge = t.cfg.Provisioning.CopyStrategyMaxAge.D()
 		e.CalibrationConcurrency = t.cfg.Provisioning.CopiesAtOnce
+		server := serverLabel(tg)
 		if t.OnCalibrated != nil {
-			server := serverLabel(tg)
 			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }
 		}
 		if t.OnCopied != nil {
-			server := serverLabel(tg)
 			e.OnCopied = func(s postgres.CopyStrategy, took time.Duration) { t.OnCopied(server, s, took) }
 		}
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()

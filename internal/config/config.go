@@ -163,10 +163,11 @@ type Provisioning struct {
 	// is destructive, and Ed-Fi's own design asks for this switch.
 	AllowDelete bool `yaml:"allowDelete"`
 	// CopyStrategy is how PostgreSQL copies the template: auto (the
-	// default: measured on each server for each template, one timed copy
-	// of each strategy, remembered in the server's instancemgr schema and
-	// measured again when the template's size or the server's version
-	// changes or after CopyStrategyMaxAge; docs/performance.md says why a
+	// default: measured on each server for each template, rounds of
+	// copies with each strategy at CopiesAtOnce at a time, remembered in
+	// the server's instancemgr schema and measured again when the
+	// template's size, the server's version or CopiesAtOnce changes or
+	// after CopyStrategyMaxAge; docs/performance.md says why a
 	// fixed choice is wrong on some servers), file_copy or wal_log
 	// (PostgreSQL 15 and later; no checkpoint per copy). Before PostgreSQL
 	// 15 every copy is a file copy, auto included.

@@ -65,15 +65,15 @@ type Calibration struct {
 	Measured      bool // measured by this engine just now, not read
 	TemplateBytes int64
 	ServerVersion string
-	Strategy      CopyStrategy // the faster of the two
+	Strategy      CopyStrategy // what auto uses: Choose(FileCopy, WALLog)
 	// Copies is how many copies were made at once with each strategy: the
 	// server's jobs at once. FILE_COPY's two checkpoints a copy are
 	// shared by copies made together and WAL_LOG's WAL is not, so the
 	// faster one alone is not always the faster of several.
 	Copies int
 	// FileCopy is a round of provisioning.CalibrationRoundCopies(Copies,
-	// TemplateBytes) copies with FILE_COPY, from the first start to the last end (the
-	// mean of two rounds); WALLog the same with WAL_LOG.
+	// TemplateBytes) copies with FILE_COPY, from the first start to the
+	// last end (the mean of two rounds); WALLog the same with WAL_LOG.
 	FileCopy   time.Duration
 	WALLog     time.Duration
 	MeasuredAt time.Time
