@@ -405,14 +405,28 @@ func CalibrationCopiesLock(template string) string { return "instancemgr:calibra
 // dropCopy drops a measurement's copy when it is still the database of
 // identity id.
 func (e *Engine) dropCopy(ctx context.Context, name, id string) error {
-	now, exists, err := e.Identity(ctx, name)
-	if err != nil || !exists {
-		return err
-	}
-	if now != id {
+	return dropCopyOn(ctx, e.pool, name, id)
+}
+
+// session is what dropCopyOn runs its statements on: the engine's pool, or
+// one of a measurement's own connections.
+type session interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// dropCopyOn is dropCopy on q.
+func dropCopyOn(ctx context.Context, q session, name, id string) error {
+	var now string
+	switch err := q.QueryRow(ctx, identitySQL, name).Scan(&now); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up database %q: %w", name, transient(err))
+	case now != id:
 		return fmt.Errorf("%w: %q is not the copy the measurement made", provisioning.ErrConflict, name)
 	}
-	return e.DropScratch(ctx, name)
+	return dropScratchOn(ctx, q, name)
 }
 
 // measure copies template with each strategy, in two rounds of
@@ -486,17 +500,30 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			return c, fmt.Errorf("%w: database %q has the name of a copy strategy measurement's copy and is not one the system made; it is left alone", provisioning.ErrConflict, copies[i].name)
 		}
 	}
+	var conns []*pgxpool.Conn
+	// A round's copies go together, one a connection of the measurement's
+	// at a time: each DROP DATABASE waits for a checkpoint, which drops
+	// made together share.
 	dropAll := func() error {
-		var errs []error
+		made := make(chan int, len(copies))
 		for i := range copies {
 			if copies[i].id != "" {
-				err := e.dropCopy(ctx, copies[i].name, copies[i].id)
-				if err == nil {
-					copies[i].id = ""
-				}
-				errs = append(errs, err)
+				made <- i
 			}
 		}
+		close(made)
+		errs := make([]error, len(copies))
+		var wg sync.WaitGroup
+		for _, conn := range conns {
+			wg.Go(func() {
+				for i := range made {
+					if errs[i] = dropCopyOn(ctx, conn, copies[i].name, copies[i].id); errs[i] == nil {
+						copies[i].id = ""
+					}
+				}
+			})
+		}
+		wg.Wait()
 		return errors.Join(errs...)
 	}
 	// The copies' own connections, so that they start together whatever
@@ -508,7 +535,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		return c, fmt.Errorf("connect for the measurement: %w", transient(err))
 	}
 	defer copiers.Close()
-	conns := make([]*pgxpool.Conn, n)
+	conns = make([]*pgxpool.Conn, n)
 	for i := range conns {
 		if conns[i], err = copiers.Acquire(ctx); err != nil {
 			return c, fmt.Errorf("connect for the measurement: %w", transient(err))

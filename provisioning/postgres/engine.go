@@ -277,6 +277,11 @@ func (e *Engine) Publish(ctx context.Context, scratch, name string, owner provis
 // DropScratch implements provisioning.Publisher. It drops only names with
 // the scratch prefix.
 func (e *Engine) DropScratch(ctx context.Context, scratch string) error {
+	return dropScratchOn(ctx, e.pool, scratch)
+}
+
+// dropScratchOn is DropScratch on q.
+func dropScratchOn(ctx context.Context, q session, scratch string) error {
 	if !strings.HasPrefix(scratch, provisioning.ScratchPrefix) {
 		return fmt.Errorf("%w: %q is not a scratch copy's name", provisioning.ErrProtected, scratch)
 	}
@@ -284,7 +289,7 @@ func (e *Engine) DropScratch(ctx context.Context, scratch string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := e.pool.Exec(ctx, stmt); err != nil {
+	if _, err := q.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("drop the copy %q: %w", scratch, transient(err))
 	}
 	return nil
