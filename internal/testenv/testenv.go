@@ -117,6 +117,16 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 			t.Errorf("list test databases: %v", err)
 			return
 		}
+		// A copy strategy measurement of one of the test's templates,
+		// killed with its process, may still be copying: the server ends
+		// each CREATE DATABASE before it notices. Each copying session
+		// holds the template's copies lock shared, so taking it waits for
+		// them, and the copies they make are listed below with the rest.
+		for _, n := range names {
+			if _, err := pool.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0)), pg_advisory_unlock(hashtextextended($1, 0))`, postgres.CalibrationCopiesLock(n)); err != nil {
+				t.Errorf("wait for a measurement's copies of %s: %v", n, err)
+			}
+		}
 		// The scratch copies of the prefix's reservations (a create's copy
 		// before it is published) go too.
 		rows, err = pool.Query(ctx, `SELECT database_name, tenant, instance_id FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix)
