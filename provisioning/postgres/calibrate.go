@@ -466,6 +466,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 		}
 		for _, cp := range copies {
 			var err error
+			keep := false // the reservation stays, over a copy the next sweep removes
 			switch {
 			case cp.foreign:
 				// The reservation goes whatever the name holds, so that no
@@ -474,9 +475,20 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 					cp.reservation, provisioning.CalibrationOwner.Tenant, provisioning.CalibrationOwner.InstanceID)
 			case cp.id != "":
 				err = e.dropCopy(cctx, cp.name, cp.id)
+			default:
+				// No identity recorded: a copy whose CREATE was cancelled
+				// may have been finished by the server all the same.
+				var exists bool
+				_, exists, err = e.Identity(cctx, cp.name)
+				keep = exists
 			}
-			if !cp.foreign {
-				err = errors.Join(err, e.Release(cctx, cp.reservation, provisioning.CalibrationOwner))
+			// A reservation goes only when its copy is known gone: one
+			// released over a copy left the copy with no owner.
+			if !cp.foreign && !keep && err == nil {
+				err = e.Release(cctx, cp.reservation, provisioning.CalibrationOwner)
+			}
+			if keep {
+				e.log.Info("a cancelled copy strategy measurement's copy stays under its reservation; the next measurement removes it", "template", template, "copy", cp.name)
 			}
 			if err != nil {
 				e.log.Warn("could not remove a copy strategy measurement's copy; the next measurement removes it", "template", template, "copy", cp.name, "err", err)
