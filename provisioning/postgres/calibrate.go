@@ -402,6 +402,25 @@ func (e *Engine) sweepCalibration(ctx context.Context, conn *pgxpool.Conn, templ
 // measurement hold shared.
 func CalibrationCopiesLock(template string) string { return "instancemgr:calibrate-copies:" + template }
 
+// onEach calls f for each of indices, each on the next connection of conns
+// to be free, as workers take jobs, and returns when all are done.
+func onEach(conns []*pgxpool.Conn, indices []int, f func(conn *pgxpool.Conn, i int)) {
+	queue := make(chan int, len(indices))
+	for _, i := range indices {
+		queue <- i
+	}
+	close(queue)
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Go(func() {
+			for i := range queue {
+				f(conn, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // dropCopy drops a measurement's copy when it is still the database of
 // identity id.
 func (e *Engine) dropCopy(ctx context.Context, name, id string) error {
@@ -517,25 +536,18 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 	// at a time: each DROP DATABASE waits for a checkpoint, which drops
 	// made together share.
 	dropAll := func() error {
-		made := make(chan int, len(copies))
+		var made []int
 		for i := range copies {
 			if copies[i].id != "" {
-				made <- i
+				made = append(made, i)
 			}
 		}
-		close(made)
 		errs := make([]error, len(copies))
-		var wg sync.WaitGroup
-		for _, conn := range conns {
-			wg.Go(func() {
-				for i := range made {
-					if errs[i] = dropCopyOn(ctx, conn, copies[i].name, copies[i].id); errs[i] == nil {
-						copies[i].id = ""
-					}
-				}
-			})
-		}
-		wg.Wait()
+		onEach(conns, made, func(conn *pgxpool.Conn, i int) {
+			if errs[i] = dropCopyOn(ctx, conn, copies[i].name, copies[i].id); errs[i] == nil {
+				copies[i].id = ""
+			}
+		})
 		return errors.Join(errs...)
 	}
 	// The copies' own connections, so that they start together whatever
@@ -568,25 +580,18 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 	// is made, as a replica's workers take jobs.
 	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog, CopyWALLog, CopyFileCopy} {
 		errs := make([]error, m)
-		queue := make(chan int, m)
-		for i := range m {
-			queue <- i
+		all := make([]int, m)
+		for i := range all {
+			all[i] = i
 		}
-		close(queue)
-		var wg sync.WaitGroup
 		start := time.Now()
-		for _, conn := range conns {
-			wg.Go(func() {
-				for i := range queue {
-					stmt, err := createDatabaseSQL(copies[i].name, template, s)
-					if err == nil {
-						_, err = conn.Exec(ctx, stmt)
-					}
-					errs[i] = err
-				}
-			})
-		}
-		wg.Wait()
+		onEach(conns, all, func(conn *pgxpool.Conn, i int) {
+			stmt, err := createDatabaseSQL(copies[i].name, template, s)
+			if err == nil {
+				_, err = conn.Exec(ctx, stmt)
+			}
+			errs[i] = err
+		})
 		took := time.Since(start)
 		// The identity of each copy made, recorded in its reservation:
 		// a process killed from here on leaves a copy the next sweep can
