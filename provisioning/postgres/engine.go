@@ -92,12 +92,17 @@ const (
 // Option sets how an engine is opened.
 type Option func(*options)
 
-type options struct{ jobs int }
+type options struct {
+	jobs int
+	warm bool
+}
 
 // WithJobs sizes the engine's connections for n jobs at once (4 by
-// default): each job's copy holds a connection for as long as it takes,
-// so fewer connections than jobs would queue copies behind each other.
-func WithJobs(n int) Option { return func(o *options) { o.jobs = max(n, 1) } }
+// default), and opens them as the engine starts: each job's copy holds a
+// connection for as long as it takes, so fewer connections than jobs would
+// queue copies behind each other, and a connection opened by a job costs
+// the server's processors what copies running beside it need.
+func WithJobs(n int) Option { return func(o *options) { o.jobs, o.warm = max(n, 1), true } }
 
 // NewEngine connects to the server's maintenance database (the tenant's
 // "master" connection string, in pgx form).
@@ -108,7 +113,11 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 	}
 	// A connection for each job's DDL, and two beside them for a
 	// measurement's lock and sweep (its copies have their own).
-	pool, err := open(ctx, pgxConnString, int32(o.jobs+2), "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
+	minConns := int32(0)
+	if o.warm {
+		minConns = int32(o.jobs)
+	}
+	pool, err := open(ctx, pgxConnString, int32(o.jobs+2), minConns, "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +125,9 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 	// job at most.
 	lazyCfg := pool.Config().Copy()
 	lazyCfg.MaxConns, lazyCfg.MinConns = int32(o.jobs), 0
+	if o.warm {
+		lazyCfg.MinConns = lazyCfg.MaxConns
+	}
 	if lazyCfg.ConnConfig.RuntimeParams == nil {
 		lazyCfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
@@ -133,7 +145,7 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 // Inventory methods work; a server without the reservations table lists
 // none.
 func OpenEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*Engine, error) {
-	pool, err := newPool(ctx, pgxConnString, 2)
+	pool, err := newPool(ctx, pgxConnString, 2, 0)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the PostgreSQL maintenance database: %w", err)
 	}
@@ -147,8 +159,8 @@ func OpenEngine(ctx context.Context, pgxConnString string, log *slog.Logger) (*E
 
 // open connects to a database and makes sure the system's schema in it
 // exists.
-func open(ctx context.Context, connString string, maxConns int32, database, schema, what string) (*pgxpool.Pool, error) {
-	pool, err := newPool(ctx, connString, maxConns)
+func open(ctx context.Context, connString string, maxConns, minConns int32, database, schema, what string) (*pgxpool.Pool, error) {
+	pool, err := newPool(ctx, connString, maxConns, minConns)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", database, err)
 	}
@@ -166,13 +178,15 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 	return log
 }
 
-func newPool(ctx context.Context, connString string, maxConns int32) (*pgxpool.Pool, error) {
+// newPool keeps minConns of its connections open (made in the
+// background).
+func newPool(ctx context.Context, connString string, maxConns, minConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		// pgx's parse errors can quote the input; say only what failed.
 		return nil, errors.New("connection string does not parse")
 	}
-	cfg.MaxConns = maxConns
+	cfg.MaxConns, cfg.MinConns = maxConns, minConns
 	cfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -214,12 +228,11 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 		if err != nil {
 			return false, err
 		}
-		start := time.Now()
-		made, err := e.create(ctx, stmt, scratch, template)
-		if made && e.OnCopied != nil {
-			e.OnCopied(strategy, time.Since(start))
-		}
-		return made, err
+		return e.create(ctx, stmt, scratch, template, func(took time.Duration) {
+			if e.OnCopied != nil {
+				e.OnCopied(strategy, took)
+			}
+		})
 	})
 }
 
@@ -295,19 +308,22 @@ func dropScratchOn(ctx context.Context, q session, scratch string) error {
 	return nil
 }
 
-// create runs CREATE DATABASE, retrying while the template is busy.
-func (e *Engine) create(ctx context.Context, stmt, name, template string) (bool, error) {
+// create runs CREATE DATABASE, retrying while the template is busy, and
+// tells copied how long the attempt that made the database took.
+func (e *Engine) create(ctx context.Context, stmt, name, template string, copied func(time.Duration)) (bool, error) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second
 	bo.MaxElapsedTime = e.TemplateBusyWait
 	created := false
 	op := func() error {
+		start := time.Now()
 		_, err := e.pool.Exec(ctx, stmt)
 		var pgErr *pgconn.PgError
 		switch {
 		case err == nil:
 			created = true
+			copied(time.Since(start))
 			return nil
 		case isDuplicateDatabase(err):
 			return nil

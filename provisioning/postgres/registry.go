@@ -70,7 +70,7 @@ var statements = sqlregistry.Statements{
 // NewRegistry connects to the EdFi_Admin database and makes sure the ledger
 // table exists.
 func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*Registry, error) {
-	pool, err := open(ctx, pgxConnString, 8, "the EdFi_Admin database", ledgerSchema, "the instancemgr ledger")
+	pool, err := open(ctx, pgxConnString, 8, 0, "the EdFi_Admin database", ledgerSchema, "the instancemgr ledger")
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func NewRegistry(ctx context.Context, pgxConnString string, log *slog.Logger) (*
 // creates nothing: for reconcile, which reads without writing. A missing
 // ledger table reads as an empty ledger.
 func OpenRegistry(ctx context.Context, pgxConnString string) (*Registry, error) {
-	pool, err := newPool(ctx, pgxConnString, 2)
+	pool, err := newPool(ctx, pgxConnString, 2, 0)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the EdFi_Admin database: %w", err)
 	}
