@@ -100,7 +100,14 @@ type row struct {
 // the whole system (system), at the same concurrency.
 func TestBench(t *testing.T) {
 	sz := benchSize(t)
-	world := itest.NewWorld(t, "")
+	// INSTANCEMGR_BENCH_SERVER=memory: a private cluster on /dev/shm with
+	// fsync off, where a copy costs processors and memory only, so that the
+	// system's own overhead shows through without a disk's noise.
+	url := ""
+	if os.Getenv("INSTANCEMGR_BENCH_SERVER") == "memory" {
+		url = testenv.StartPrivatePostgresIn(t, "/dev/shm").URL
+	}
+	world := itest.NewWorld(t, url)
 	bin := testenv.BuildBinary(t, t.TempDir())
 	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
 	const poll = time.Second
