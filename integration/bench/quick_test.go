@@ -56,6 +56,7 @@ func TestBenchQuick(t *testing.T) {
 		templates map[string]bench.Template
 		faster    map[string]time.Duration // the faster sequential time per template
 		decided   map[string]postgres.Calibration
+		sysAdmin  string // the raw runs' EdFi_Admin beside the system's
 	}
 	newServer := func(label string, w *itest.World) *server {
 		engine, err := postgres.NewEngine(context.Background(), w.Master.PgxConnString(), nil)
@@ -108,7 +109,7 @@ func TestBenchQuick(t *testing.T) {
 	// The shared server's figures at a replica's copies at once are the
 	// system table's raw runs at one replica (filled in there): the same
 	// runs, not run twice.
-	atOnce := map[string]int{} // template label -> its row in autoTable, to fill in
+	atOnce := map[string]int{} // server and template label -> its row in autoTable, to fill in
 	fill := func(row []string, together map[string]time.Duration, cal postgres.Calibration) {
 		faster := fasterOf(together)
 		slow, fast := max(together["file_copy"], together["wal_log"]), min(together["file_copy"], together["wal_log"])
@@ -145,7 +146,7 @@ func TestBenchQuick(t *testing.T) {
 			if concurrent {
 				fill(row, together, cal)
 			} else {
-				atOnce[c.spec.Label] = len(autoTable.Rows)
+				atOnce[sv.label+"/"+c.spec.Label] = len(autoTable.Rows)
 			}
 			autoTable.Rows = append(autoTable.Rows, row)
 		}
@@ -166,26 +167,32 @@ func TestBenchQuick(t *testing.T) {
 		}
 		rounds = n
 	}
-	_, adminDB := world.AdminDatabase(t, "admin_quick_sys")
 	systemTable := bench.Table{
-		Title: fmt.Sprintf("The system (copyStrategy auto) against the faster raw strategy at the same concurrency (%d jobs per replica at once, shared server; medians of %d rounds)", perReplica, rounds),
-		Header: []string{"template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "auto picks", "system s", "system/faster raw", "each round", "target", "met",
-			"faster raw ms a copy", "job ms", "database ms", "of it copy ms", "registration ms", "adminapi ms", "pickup p50 ms"},
+		Title: fmt.Sprintf("The system (copyStrategy auto) against the faster raw strategy at the same concurrency (%d jobs per replica at once; medians of %d rounds), on the shared server and on the private one in memory, where no disk's noise hides the system's own overhead", perReplica, rounds),
+		Header: []string{"server", "template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "auto picks", "system s", "system/faster raw", "each round", "target", "met",
+			"faster raw ms a copy", "job ms", "database ms", "of it copy ms", "registration ms", "adminapi ms", "pickup p50 ms",
+			"server CPU ms a job, raw (auto's strategy)", "server CPU ms a job, system", "system's processes CPU ms a job"},
 	}
 	var headline [][]string
-	systemRow := func(c quickCase, r int) {
-		tmpl := shared.templates[c.spec.Label]
-		cal := decide(shared, tmpl, r*perReplica)
-		raws := map[string][]time.Duration{}
+	systemRow := func(sv *server, c quickCase, r int) {
+		world := sv.world
+		if sv.sysAdmin == "" {
+			_, sv.sysAdmin = world.AdminDatabase(t, "admin_quick_sys")
+		}
+		adminDB := sv.sysAdmin
+		tmpl := sv.templates[c.spec.Label]
+		cal := decide(sv, tmpl, r*perReplica)
+		raws, rawCPU := map[string][]time.Duration{}, map[string][]time.Duration{}
 		var systems []bench.SystemResult
 		var each []string
 		for round := range rounds {
 			raw := map[string]time.Duration{}
 			for _, s := range []string{"file_copy", "wal_log"} {
 				clean(t, world)
-				raw[s] = bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: c.n, Concurrency: r * perReplica, Strategy: s,
-					NamePrefix: fmt.Sprintf("%s_raw_%s_%d_%s_%d", world.Prefix, c.spec.Label, r, s, round)}).Elapsed
-				raws[s] = append(raws[s], raw[s])
+				res := bench.Raw(t, bench.RawOptions{Master: world.Master, AdminDB: adminDB, Template: tmpl, N: c.n, Concurrency: r * perReplica, Strategy: s,
+					NamePrefix: fmt.Sprintf("%s_raw_%s_%d_%s_%d", world.Prefix, c.spec.Label, r, s, round)})
+				raw[s] = res.Elapsed
+				raws[s], rawCPU[s] = append(raws[s], raw[s]), append(rawCPU[s], res.ServerCPU)
 			}
 			clean(t, world)
 			sys := bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: c.n, Replicas: r, Concurrency: perReplica,
@@ -198,15 +205,20 @@ func TestBenchQuick(t *testing.T) {
 		itself := func(d time.Duration) time.Duration { return d }
 		raw := map[string]time.Duration{"file_copy": median(raws["file_copy"], itself), "wal_log": median(raws["wal_log"], itself)}
 		ratio := sys.Elapsed.Seconds() / raw[fasterOf(raw)].Seconds()
-		if i, ok := atOnce[c.spec.Label]; ok && r*perReplica == perReplica {
+		if i, ok := atOnce[sv.label+"/"+c.spec.Label]; ok && r*perReplica == perReplica {
 			fill(autoTable.Rows[i], raw, cal)
 		}
 		p := sys.PerJob
-		systemTable.Rows = append(systemTable.Rows, []string{c.spec.Label, fmt.Sprint(c.n), fmt.Sprint(r), bench.Secs(raw["file_copy"]), bench.Secs(raw["wal_log"]), string(cal.Strategy),
+		// Processor time a job: the server's in raw's run with the same
+		// strategy and in the system's, and the system's own processes'
+		// (consumers, bridge, and the harness's NATS and Admin API).
+		perJob := func(d time.Duration) string { return bench.Ms1(d / time.Duration(c.n)) }
+		cpu := []string{perJob(median(rawCPU[string(cal.Strategy)], itself)), perJob(sys.ServerCPU), perJob(sys.ProcessCPU + sys.HarnessCPU)}
+		systemTable.Rows = append(systemTable.Rows, []string{sv.label, c.spec.Label, fmt.Sprint(c.n), fmt.Sprint(r), bench.Secs(raw["file_copy"]), bench.Secs(raw["wal_log"]), string(cal.Strategy),
 			bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", ratio), strings.Join(each, " "), "≤ 1.05", yesNo(ratio <= 1.05),
-			bench.Ms1(raw[fasterOf(raw)] * time.Duration(r*perReplica) / time.Duration(c.n)), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["copy"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]), bench.Ms(sys.PickupP50)})
-		headline = append(headline, []string{fmt.Sprintf("system/faster raw, %s, %d replica(s)", c.spec.Label, r), fmt.Sprintf("%.2f", ratio), "≤ 1.05", yesNo(ratio <= 1.05)})
-		lap(fmt.Sprintf("system, %s, %d replica(s)", c.spec.Label, r))
+			bench.Ms1(raw[fasterOf(raw)] * time.Duration(r*perReplica) / time.Duration(c.n)), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["copy"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]), bench.Ms(sys.PickupP50), cpu[0], cpu[1], cpu[2]})
+		headline = append(headline, []string{fmt.Sprintf("system/faster raw, %s, %d replica(s), %s", c.spec.Label, r, sv.label), fmt.Sprintf("%.2f", ratio), "≤ 1.05", yesNo(ratio <= 1.05)})
+		lap(fmt.Sprintf("system, %s, %d replica(s), %s", c.spec.Label, r, sv.label))
 	}
 
 	// instancemgr dev with its defaults, on the shared server.
@@ -242,14 +254,19 @@ func TestBenchQuick(t *testing.T) {
 	for _, c := range cases {
 		byCopies := slices.Clone(replicas)
 		slices.SortStableFunc(byCopies, func(a, b int) int { return cmp.Compare(abs(a*perReplica-devCopies), abs(b*perReplica-devCopies)) })
-		systemRow(c, byCopies[0])
+		systemRow(shared, c, byCopies[0])
 		devRow(c)
 		for _, r := range byCopies[1:] {
-			systemRow(c, r)
+			systemRow(shared, c, r)
+		}
+	}
+	autoRows(privateServer, true)
+	for _, c := range cases {
+		for _, r := range replicas {
+			systemRow(privateServer, c, r)
 		}
 	}
 	headline = append(headline, devHeadline...)
-	autoRows(privateServer, true)
 	heads := bench.Table{Title: "Headline ratios (issue 20's targets)", Header: []string{"what", "measured", "target", "met"}, Rows: headline}
 	fmt.Printf("\nRun %s on %s; the private cluster at %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine, redacted(private.URL))
 	for _, tb := range []bench.Table{autoTable, systemTable, devTable, heads} {

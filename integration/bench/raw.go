@@ -46,6 +46,9 @@ type RawResult struct {
 	Strategy    string        `json:"strategy"`
 	Protocol    bool          `json:"protocol,omitempty"`
 	Elapsed     time.Duration `json:"elapsedNs"`
+	// ServerCPU is the processor time the server spent while the run was
+	// timed (serverCPU; zero where it cannot be read).
+	ServerCPU time.Duration `json:"serverCpuNs"`
 }
 
 // Raw does N creates with CREATE DATABASE ... TEMPLATE and the
@@ -88,6 +91,7 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	errs := make(chan error, o.N)
 	var wg sync.WaitGroup
 	settle(t, maint)
+	server := serverCPU(t, maint)
 	start := time.Now()
 	for range o.Concurrency {
 		wg.Go(func() {
@@ -101,14 +105,14 @@ func Raw(t testing.TB, o RawOptions) RawResult {
 	}
 	close(work)
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), server()
 	close(errs)
 	for err := range errs {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	return RawResult{Template: o.Template.Spec.Label, N: o.N, Concurrency: o.Concurrency, Strategy: strategyLabel(o.Strategy), Protocol: o.Protocol, Elapsed: elapsed}
+	return RawResult{Template: o.Template.Spec.Label, N: o.N, Concurrency: o.Concurrency, Strategy: strategyLabel(o.Strategy), Protocol: o.Protocol, Elapsed: elapsed, ServerCPU: cpu}
 }
 
 // rawCreate is one create; with protocol, the ownership protocol's

@@ -81,6 +81,9 @@ type SystemResult struct {
 	// machine's cores with PostgreSQL.
 	ProcessCPU time.Duration `json:"processCpuNs"`
 	HarnessCPU time.Duration `json:"harnessCpuNs"`
+	// ServerCPU is the PostgreSQL server's from the first request to the
+	// last completed (serverCPU).
+	ServerCPU time.Duration `json:"serverCpuNs"`
 	// PerJob is the mean time per job the consumers' own metrics give, by
 	// phase (adminapi, database, registration) and in all ("job": pull to
 	// settle).
@@ -179,7 +182,7 @@ tenants:
 	settle(t, maint)
 	profiled := profile(t, o, consumers[0])
 	defer profiled()
-	cpuBefore, harnessBefore := procsCPU(t, procs), processCPU()
+	cpuBefore, harnessBefore, server := procsCPU(t, procs), processCPU(), serverCPU(t, maint)
 	// The Admin Console's requests, eight at a time.
 	ids := make([]int, o.N)
 	var wg sync.WaitGroup
@@ -218,7 +221,7 @@ tenants:
 		return true
 	})
 	r := SystemResult{Template: o.Template.Spec.Label, N: o.N, Replicas: o.Replicas, Concurrency: o.Concurrency, Poll: o.Poll,
-		ProcessCPU: procsCPU(t, procs) - cpuBefore, HarnessCPU: processCPU() - harnessBefore}
+		ProcessCPU: procsCPU(t, procs) - cpuBefore, HarnessCPU: processCPU() - harnessBefore, ServerCPU: server()}
 	sums := map[string]float64{}
 	for _, p := range consumers {
 		r.PeakRSS = append(r.PeakRSS, p.peakRSS(t))
