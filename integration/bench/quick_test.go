@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -169,7 +170,7 @@ func TestBenchQuick(t *testing.T) {
 	}
 	systemTable := bench.Table{
 		Title: fmt.Sprintf("The system (copyStrategy auto) against the faster raw strategy at the same concurrency (%d jobs per replica at once; medians of %d rounds), on the shared server and on the private one in memory, where no disk's noise hides the system's own overhead", perReplica, rounds),
-		Header: []string{"server", "template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "auto picks", "system s", "system/faster raw", "each round", "target", "met",
+		Header: []string{"server", "template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "auto picks", "the system copied with", "system s", "system/faster raw", "each round", "target", "met",
 			"faster raw ms a copy", "job ms", "database ms", "of it copy ms", "registration ms", "adminapi ms", "pickup p50 ms",
 			"server CPU ms a job, raw (auto's strategy)", "server CPU ms a job, system", "system's processes CPU ms a job"},
 	}
@@ -198,6 +199,11 @@ func TestBenchQuick(t *testing.T) {
 			sys := bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: c.n, Replicas: r, Concurrency: perReplica,
 				Poll: time.Second, NamePrefix: fmt.Sprintf("%s_sys_%s_%d_%d", world.Prefix, c.spec.Label, r, round)})
 			checkSystem(t, sys)
+			// The system copies with the decision stored for it, or the
+			// run does not measure what its row says.
+			if sys.CopiedWith[string(cal.Strategy)] != c.n {
+				t.Errorf("%s, %s, %d replica(s): the system's copies by strategy %v, want all %d with %s, the stored decision", sv.label, c.spec.Label, r, sys.CopiedWith, c.n, cal.Strategy)
+			}
 			systems = append(systems, sys)
 			each = append(each, fmt.Sprintf("%.2f", sys.Elapsed.Seconds()/raw[fasterOf(raw)].Seconds()))
 		}
@@ -214,7 +220,7 @@ func TestBenchQuick(t *testing.T) {
 		// (consumers, bridge, and the harness's NATS and Admin API).
 		perJob := func(d time.Duration) string { return bench.Ms1(d / time.Duration(c.n)) }
 		cpu := []string{perJob(median(rawCPU[string(cal.Strategy)], itself)), perJob(sys.ServerCPU), perJob(sys.ProcessCPU + sys.HarnessCPU)}
-		systemTable.Rows = append(systemTable.Rows, []string{sv.label, c.spec.Label, fmt.Sprint(c.n), fmt.Sprint(r), bench.Secs(raw["file_copy"]), bench.Secs(raw["wal_log"]), string(cal.Strategy),
+		systemTable.Rows = append(systemTable.Rows, []string{sv.label, c.spec.Label, fmt.Sprint(c.n), fmt.Sprint(r), bench.Secs(raw["file_copy"]), bench.Secs(raw["wal_log"]), string(cal.Strategy), copiedWith(sys.CopiedWith),
 			bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", ratio), strings.Join(each, " "), "≤ 1.05", yesNo(ratio <= 1.05),
 			bench.Ms1(raw[fasterOf(raw)] * time.Duration(r*perReplica) / time.Duration(c.n)), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["copy"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]), bench.Ms(sys.PickupP50), cpu[0], cpu[1], cpu[2]})
 		headline = append(headline, []string{fmt.Sprintf("system/faster raw, %s, %d replica(s), %s", c.spec.Label, r, sv.label), fmt.Sprintf("%.2f", ratio), "≤ 1.05", yesNo(ratio <= 1.05)})
@@ -296,6 +302,15 @@ func clean(t *testing.T, w *itest.World) {
 }
 
 func abs(n int) int { return max(n, -n) }
+
+// copiedWith is how many copies each strategy made, as "file_copy 10".
+func copiedWith(by map[string]int) string {
+	var out []string
+	for _, s := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, fmt.Sprintf("%s %d", cmp.Or(s, "default"), by[s]))
+	}
+	return strings.Join(out, ", ")
+}
 
 func fasterOf(d map[string]time.Duration) string {
 	if d["file_copy"] < d["wal_log"] {

@@ -84,6 +84,9 @@ type SystemResult struct {
 	// ServerCPU is the PostgreSQL server's from the first request to the
 	// last completed (serverCPU).
 	ServerCPU time.Duration `json:"serverCpuNs"`
+	// CopiedWith counts the jobs' copies by the strategy they used
+	// (instancemgr_copy_seconds; "" for the server's default).
+	CopiedWith map[string]int `json:"copiedWith"`
 	// PerJob is the mean time per job the consumers' own metrics give, by
 	// phase (adminapi, database, registration) and in all ("job": pull to
 	// settle).
@@ -223,7 +226,11 @@ tenants:
 	r := SystemResult{Template: o.Template.Spec.Label, N: o.N, Replicas: o.Replicas, Concurrency: o.Concurrency, Poll: o.Poll,
 		ProcessCPU: procsCPU(t, procs) - cpuBefore, HarnessCPU: processCPU() - harnessBefore, ServerCPU: server()}
 	sums := map[string]float64{}
+	r.CopiedWith = map[string]int{}
 	for _, p := range consumers {
+		for s, n := range copiesByStrategy(t, p.probes+"/metrics") {
+			r.CopiedWith[s] += n
+		}
 		r.PeakRSS = append(r.PeakRSS, p.peakRSS(t))
 		for k, v := range jobSeconds(t, p.probes+"/metrics") {
 			sums[k] += v
@@ -482,6 +489,20 @@ func jobSeconds(t testing.TB, url string) map[string]float64 {
 	// The copies alone, inside the database phase.
 	for _, m := range families["instancemgr_copy_seconds"].GetMetric() {
 		out["copy"] += m.GetHistogram().GetSampleSum()
+	}
+	return out
+}
+
+// copiesByStrategy counts a consumer's copies by their strategy.
+func copiesByStrategy(t testing.TB, url string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, m := range testenv.Scrape(t, url)["instancemgr_copy_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "strategy" {
+				out[l.GetValue()] += int(m.GetHistogram().GetSampleCount())
+			}
+		}
 	}
 	return out
 }
