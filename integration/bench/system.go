@@ -395,22 +395,11 @@ func (p *proc) cpu(t testing.TB) time.Duration {
 	if d, ok := p.schedCPU(); ok {
 		return d
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatalf("%s: %v", p.name, err)
+	fields, ok := procStat(p.cmd.Process.Pid)
+	if !ok {
+		t.Fatalf("%s: no /proc stat", p.name)
 	}
-	// The fields after the command's name, which is in parentheses and
-	// may hold spaces: state is the first, utime the 12th, stime the 13th.
-	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
-	var ticks int64
-	for _, f := range fields[11:13] {
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			t.Fatalf("%s: /proc stat field %q: %v", p.name, f, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks
+	return time.Duration(ticks(fields[11:13])) * time.Second / clockTicks // utime, stime
 }
 
 // schedCPU sums the first field of every thread's schedstat (time on a

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,29 +93,28 @@ const (
 // Option sets how an engine is opened.
 type Option func(*options)
 
-type options struct {
-	jobs int
-	warm bool
-}
+type options struct{ jobs int } // 0: not sized for jobs
 
 // WithJobs sizes the engine's connections for n jobs at once (4 by
 // default), and opens them as the engine starts: each job's copy holds a
 // connection for as long as it takes, so fewer connections than jobs would
 // queue copies behind each other, and a connection opened by a job costs
 // the server's processors what copies running beside it need.
-func WithJobs(n int) Option { return func(o *options) { o.jobs, o.warm = max(n, 1), true } }
+func WithJobs(n int) Option { return func(o *options) { o.jobs = max(n, 1) } }
 
 // NewEngine connects to the server's maintenance database (the tenant's
 // "master" connection string, in pgx form).
 func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts ...Option) (*Engine, error) {
-	o := options{jobs: 4}
+	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
+	warm := o.jobs > 0
+	o.jobs = cmp.Or(o.jobs, 4)
 	// A connection for each job's DDL, and two beside them for a
 	// measurement's lock and sweep (its copies have their own).
 	minConns := int32(0)
-	if o.warm {
+	if warm {
 		minConns = int32(o.jobs)
 	}
 	pool, err := open(ctx, pgxConnString, int32(o.jobs+2), minConns, "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
@@ -125,7 +125,7 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 	// job at most.
 	lazyCfg := pool.Config().Copy()
 	lazyCfg.MaxConns, lazyCfg.MinConns = int32(o.jobs), 0
-	if o.warm {
+	if warm {
 		lazyCfg.MinConns = lazyCfg.MaxConns
 	}
 	if lazyCfg.ConnConfig.RuntimeParams == nil {
