@@ -166,7 +166,7 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 		return true
 	})
 	perJob := map[string]time.Duration{}
-	for k, v := range jobSeconds(t, devProbes.FindStringSubmatch(banner)[1]+"/metrics") {
+	for k, v := range jobSeconds(testenv.Scrape(t, devProbes.FindStringSubmatch(banner)[1]+"/metrics")) {
 		perJob[k] = time.Duration(v / float64(o.N) * float64(time.Second))
 	}
 	if os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"io"
 	"net/http"
 	"os"
@@ -228,11 +229,12 @@ tenants:
 	sums := map[string]float64{}
 	r.CopiedWith = map[string]int{}
 	for _, p := range consumers {
-		for s, n := range copiesByStrategy(t, p.probes+"/metrics") {
+		families := testenv.Scrape(t, p.probes+"/metrics")
+		for s, n := range copiesByStrategy(families) {
 			r.CopiedWith[s] += n
 		}
 		r.PeakRSS = append(r.PeakRSS, p.peakRSS(t))
-		for k, v := range jobSeconds(t, p.probes+"/metrics") {
+		for k, v := range jobSeconds(families) {
 			sums[k] += v
 		}
 	}
@@ -458,12 +460,10 @@ func (p *proc) stop(t testing.TB) {
 	}
 }
 
-// jobSeconds reads a consumer's time spent on jobs from its /metrics: the
+// jobSeconds reads a consumer's time spent on jobs from its metrics: the
 // sum of instancemgr_consumer_phase_seconds by phase, and of
 // instancemgr_consumer_job_seconds as "job".
-func jobSeconds(t testing.TB, url string) map[string]float64 {
-	t.Helper()
-	families := testenv.Scrape(t, url)
+func jobSeconds(families map[string]*dto.MetricFamily) map[string]float64 {
 	out := map[string]float64{}
 	for _, m := range families["instancemgr_consumer_phase_seconds"].GetMetric() {
 		for _, l := range m.GetLabel() {
@@ -483,10 +483,9 @@ func jobSeconds(t testing.TB, url string) map[string]float64 {
 }
 
 // copiesByStrategy counts a consumer's copies by their strategy.
-func copiesByStrategy(t testing.TB, url string) map[string]int {
-	t.Helper()
+func copiesByStrategy(families map[string]*dto.MetricFamily) map[string]int {
 	out := map[string]int{}
-	for _, m := range testenv.Scrape(t, url)["instancemgr_copy_seconds"].GetMetric() {
+	for _, m := range families["instancemgr_copy_seconds"].GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "strategy" {
 				out[l.GetValue()] += int(m.GetHistogram().GetSampleCount())

@@ -124,10 +124,7 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 	// The reservations' commits that need no flush of their own, one a
 	// job at most.
 	lazyCfg := pool.Config().Copy()
-	lazyCfg.MaxConns, lazyCfg.MinConns = int32(o.jobs), 0
-	if warm {
-		lazyCfg.MinConns = lazyCfg.MaxConns
-	}
+	lazyCfg.MaxConns, lazyCfg.MinConns = int32(o.jobs), minConns
 	if lazyCfg.ConnConfig.RuntimeParams == nil {
 		lazyCfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
