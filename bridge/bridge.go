@@ -479,8 +479,17 @@ func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint
 // publishJob publishes j unless the stream holds a job on its subject.
 func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance, j job.Job) (queuedState, error) {
 	// Cheap check first, so a long-pending request costs no detail call.
-	if _, err := stream.GetLastMsgForSubject(ctx, j.Subject()); err == nil {
-		return inStream, nil
+	// Only this request's job counts as queued: a message someone else put
+	// on the subject, or one naming what the request no longer does (a
+	// name changed while pending), is followed by the job itself, and the
+	// consumer ends the other as foreign.
+	var last uint64
+	if stored, err := stream.GetLastMsgForSubject(ctx, j.Subject()); err == nil {
+		if sameRequest(stored.Data, j) {
+			return inStream, nil
+		}
+		last = stored.Sequence
+		b.log.Warn("the job's subject holds a message that is not this request's job; publishing the job after it", "subject", j.Subject(), "stream_seq", last)
 	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return notQueued, fmt.Errorf("look up %s: %w", j.Subject(), err)
 	}
@@ -506,7 +515,13 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 		return notQueued, err
 	}
 	msg := &nats.Msg{Subject: j.Subject(), Data: data, Header: nats.Header{}}
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID), jetstream.WithExpectLastSequencePerSubject(0))
+	// The message ID dedupes a publish; one after a foreign message has
+	// its own, so that it is never taken for that message's duplicate.
+	msgID := j.ID
+	if last > 0 {
+		msgID += ".after." + strconv.FormatUint(last, 10)
+	}
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectLastSequencePerSubject(last))
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
@@ -517,4 +532,12 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 		return inStream, nil
 	}
 	return notQueued, nil
+}
+
+// sameRequest says whether a stored message is the job j as the bridge
+// would publish it now: the same job (its ID names operation, tenant,
+// instance and generation), for the same name and database.
+func sameRequest(stored []byte, j job.Job) bool {
+	got, err := job.Decode(stored)
+	return err == nil && got.ID == j.ID && got.Name == j.Name && got.Database == j.Database
 }

@@ -290,7 +290,10 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 		d.Attempt, d.StreamSeq = md.NumDelivered, md.Sequence.Stream
 	}
 	j, err := job.Decode(msg.Data())
-	if err == nil {
+	if err == nil && d.Subject != j.Subject() {
+		d.Job, d = j, d.withLogger(c.log)
+		err = foreign("it came on %s, but its job %s is published on %s", d.Subject, j.ID, j.Subject())
+	} else if err == nil {
 		d.Job = j
 		d = d.withLogger(c.log)
 		stopHeartbeat := c.heartbeat(ctx, msg, d)
@@ -540,7 +543,8 @@ func (c *Consumer) end(ctx context.Context, msg jetstream.Msg, d Delivery, cause
 // always is, so the caller can try again.
 func (c *Consumer) finish(ctx context.Context, d Delivery, body []byte, code string, cause error, mustReport bool) error {
 	log := d.logger(c.log)
-	if h, ok := c.handlers[d.Job.Operation].(Failer); ok && d.Job.ID != "" {
+	// A foreign message speaks for no request: the source hears nothing.
+	if h, ok := c.handlers[d.Job.Operation].(Failer); ok && d.Job.ID != "" && !errors.Is(cause, ErrForeign) {
 		if err := h.Fail(ctx, d, cause); err != nil {
 			if mustReport {
 				return fmt.Errorf("report the failure to the Admin API: %w", err)

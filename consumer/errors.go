@@ -10,6 +10,20 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
+// ErrForeign ends a message that is not its source's request: it came on
+// another subject than its job's, or names another name, template,
+// database or generation than the Admin API's request (or the manage row)
+// and the ledger have, or an operation that Admin API line does not have.
+// A message is a pointer; the source is the authority. Nothing is changed
+// and no failure is reported to the source, whose request the message does
+// not speak for.
+var ErrForeign = errors.New("the message disagrees with its request")
+
+// foreign is ErrForeign with what disagrees.
+func foreign(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrForeign, fmt.Sprintf(format, args...))
+}
+
 // ErrTerminal marks a failure that no retry can heal.
 var ErrTerminal = errors.New("terminal failure")
 
@@ -27,6 +41,7 @@ var failureClasses = []struct {
 	terminal bool
 }{
 	{job.ErrMalformed, "malformed", true},
+	{ErrForeign, "foreign", true},
 	{provisioning.ErrInvalidName, "invalid_name", true},
 	{provisioning.ErrProtected, "protected", true},
 	{provisioning.ErrConflict, "conflict", true},

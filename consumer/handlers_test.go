@@ -119,7 +119,9 @@ func TestCreateHandler(t *testing.T) {
 		name    string
 		status  string
 		prepare func(t *testing.T, b *bundle, id int)
-		want    error
+		// job is the message delivered; the bridge's by default.
+		job  func(id int) job.Job
+		want error
 		// what the delivery did
 		engine    []string
 		registry  []string
@@ -152,6 +154,12 @@ func TestCreateHandler(t *testing.T) {
 			want: provisioning.ErrConflict},
 		{name: "being deleted: the create is long done", status: adminapi.StatusPendingDelete},
 		{name: "deleted", status: adminapi.StatusDeleted},
+		// A message is a pointer: one naming what the request does not is
+		// not its job, and nothing is made, registered or reported.
+		{name: "pending, the message names another name", status: adminapi.StatusPending,
+			job: func(id int) job.Job { return job.NewCreate("default", id, "Evil") }, want: consumer.ErrForeign},
+		{name: "pending, the message names a template the request does not", status: adminapi.StatusPending,
+			job: func(id int) job.Job { j := job.NewCreate("default", id, "District"); j.Template = "Sample"; return j }, want: consumer.ErrForeign},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,7 +168,11 @@ func TestCreateHandler(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, b, id)
 			}
-			err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 1})
+			j := job.NewCreate("default", id, "District")
+			if tt.job != nil {
+				j = tt.job(id)
+			}
+			err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: j, Attempt: 1})
 			if !result(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -185,6 +197,7 @@ func TestRenameHandler(t *testing.T) {
 		status   string
 		gen      int // the job's generation; the ledger is at 0
 		prepare  func(t *testing.T, b *bundle, id int)
+		job      func(id int) job.Job // the message delivered; the bridge's by default
 		want     error
 		engine   []string
 		registry []string
@@ -219,6 +232,22 @@ func TestRenameHandler(t *testing.T) {
 		{name: "no longer pending", status: adminapi.StatusDeleted,
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
 			engine:  []string{"create " + old}},
+		{name: "pending, the message names another new name", status: adminapi.StatusPendingRename,
+			job:     func(id int) job.Job { return job.NewRename("default", id, "Evil", old, 0) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			want:    consumer.ErrForeign, engine: []string{"create " + old}},
+		{name: "pending, the message names another database to rename", status: adminapi.StatusPendingRename,
+			job:     func(id int) job.Job { return job.NewRename("default", id, "New", "EdFi_Ods_Other", 0) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			want:    consumer.ErrForeign, engine: []string{"create " + old}},
+		{name: "pending, the message is a rename the ledger never had", status: adminapi.StatusPendingRename,
+			job:     func(id int) job.Job { return job.NewRename("default", id, "New", old, 1) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			want:    consumer.ErrForeign, engine: []string{"create " + old}},
+		{name: "completed: a rename nobody asked for", status: adminapi.StatusCompleted,
+			job:     func(id int) job.Job { return job.NewRename("default", id, "New", old, 0) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
+			want:    consumer.ErrForeign, engine: []string{"create " + old}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,7 +260,13 @@ func TestRenameHandler(t *testing.T) {
 			if err := b.sim.SetStatus(id, tt.status); err != nil {
 				t.Fatal(err)
 			}
+			if err := b.sim.SetName(id, "New"); err != nil {
+				t.Fatal(err)
+			}
 			j := job.NewRename("default", id, "New", old, 0)
+			if tt.job != nil {
+				j = tt.job(id)
+			}
 			if tt.gen < 0 {
 				// The ledger is a generation past the job.
 				if err := b.registry.RenameFailed(context.Background(), "default", id, 0, nil, func(context.Context) error { return nil }); err != nil {
@@ -269,6 +304,7 @@ func TestDeleteHandler(t *testing.T) {
 		status      string
 		allowDelete bool
 		prepare     func(t *testing.T, b *bundle, id int)
+		job         func(id int) job.Job // the message delivered; the bridge's by default
 		want        error
 		engine      []string
 		unregister  bool
@@ -298,6 +334,14 @@ func TestDeleteHandler(t *testing.T) {
 		{name: "not pending", status: adminapi.StatusCompleted, allowDelete: true,
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
 			engine:  []string{"create " + db}},
+		{name: "pending, the message names another database", status: adminapi.StatusPendingDelete, allowDelete: true,
+			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", "EdFi_Ods_Other", 0) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
+			want:    consumer.ErrForeign, engine: []string{"create " + db}},
+		{name: "pending, the message is a delete the ledger never had", status: adminapi.StatusPendingDelete, allowDelete: true,
+			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", db, 4) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
+			want:    consumer.ErrForeign, engine: []string{"create " + db}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,7 +351,11 @@ func TestDeleteHandler(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, b, id)
 			}
-			err := b.handlers.Delete().Handle(context.Background(), consumer.Delivery{Job: job.NewDelete("default", id, "Gone", db, 0), Attempt: 1})
+			j := job.NewDelete("default", id, "Gone", db, 0)
+			if tt.job != nil {
+				j = tt.job(id)
+			}
+			err := b.handlers.Delete().Handle(context.Background(), consumer.Delivery{Job: j, Attempt: 1})
 			if !result(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -385,8 +433,9 @@ func TestCreateHandlerEveryStatusAndDatabase(t *testing.T) {
 }
 
 // Every status a rename can find, with the old and new databases in each
-// state. Only Pending_Rename (and Completed, for a redelivery after the
-// Admin API heard renamed) renames; everything else leaves all alone.
+// state. Only Pending_Rename renames; Completed finishes the ledger of a
+// rename already done on the server (a redelivery after the Admin API heard
+// renamed) and refuses anything else; every other status leaves all alone.
 func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
 	const old, new = "EdFi_Ods_Before", "EdFi_Ods_After"
 	for _, status := range allStatuses {
@@ -412,11 +461,19 @@ func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
 				if err := b.sim.SetStatus(id, status); err != nil {
 					t.Fatal(err)
 				}
+				if err := b.sim.SetName(id, "After"); err != nil {
+					t.Fatal(err)
+				}
 				before := b.engine.Databases()
 				err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: job.NewRename("default", id, "After", old, 0), Attempt: 1})
-				acts := status == adminapi.StatusPendingRename || status == adminapi.StatusCompleted
+				// Completed only finishes a rename whose database was
+				// renamed for it; anything else there is not this job's.
+				acts := status == adminapi.StatusPendingRename || status == adminapi.StatusCompleted && state == "new only"
 				var want error
-				if acts && (state == "both" || state == "neither") {
+				switch {
+				case status == adminapi.StatusCompleted && !acts:
+					want = consumer.ErrForeign
+				case acts && (state == "both" || state == "neither"):
 					want = provisioning.ErrConflict
 				}
 				if !result(err, want) {

@@ -14,6 +14,9 @@ import (
 // AdminAPI is what the handlers need of the Admin API.
 type AdminAPI interface {
 	Instance(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error)
+	// OdsInstance is the request's details: its name, template, instance
+	// type, contexts and derivatives, read on every create delivery.
+	OdsInstance(ctx context.Context, tenant string, id int) (adminapi.OdsInstance, error)
 	Completed(ctx context.Context, tenant string, id int, connectionString string) error
 	Renamed(ctx context.Context, tenant string, id int, connectionString string) error
 	RenameFailed(ctx context.Context, tenant string, id int) error
@@ -50,14 +53,15 @@ func (t *Tenant) seal(plain string) (string, error) {
 	return t.Seal(plain)
 }
 
-// template is the database a job's copy starts from.
-func (t *Tenant) template(j job.Job) (string, error) {
-	if j.Template == "" {
+// template is the database a request's copy starts from: the template
+// database of the key it names, or the tenant's when it names none.
+func (t *Tenant) template(key string) (string, error) {
+	if key == "" {
 		return t.Template, nil
 	}
-	db, ok := t.Templates[j.Template]
+	db, ok := t.Templates[key]
 	if !ok {
-		return "", fmt.Errorf("%w: the request names database template %q, which this tenant has no template database for", provisioning.ErrInvalidName, j.Template)
+		return "", fmt.Errorf("%w: the request names database template %q, which this tenant has no template database for", provisioning.ErrInvalidName, key)
 	}
 	return db, nil
 }
@@ -69,6 +73,29 @@ func (t *Tenant) template(j job.Job) (string, error) {
 // provisioning.ErrConflict when another executor holds the request.
 type Claimer interface {
 	Claim(ctx context.Context, tenant string, id int, op job.Operation, database string) error
+}
+
+// Operations is an Admin API line that has only some of the operations
+// (the newest line has no rename of a managed instance). A job for one it
+// lacks is refused before anything is read or changed.
+type Operations interface {
+	Has(op job.Operation) bool
+}
+
+// has refuses a job whose operation the Admin API line does not have.
+func (o *Handlers) has(j job.Job) error {
+	if ops, ok := o.API.(Operations); ok && !ops.Has(j.Operation) {
+		return foreign("this Admin API line has no %s of an instance", j.Operation)
+	}
+	return nil
+}
+
+// agree checks one field of the message against the source's value.
+func agree(j job.Job, field, inMessage, inSource string) error {
+	if inMessage != inSource {
+		return foreign("the message names %s %q for %s request %d of tenant %q; the request names %q", field, inMessage, j.Operation, j.InstanceID, j.Tenant, inSource)
+	}
+	return nil
 }
 
 // claim claims the job's request when the Admin API asks for claims.
@@ -136,6 +163,9 @@ func (o *Handlers) Delete() Handler { return deleteHandler{o} }
 
 func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	j, log := d.Job, o.logger(d)
+	if err := o.has(j); err != nil {
+		return err
+	}
 	inst, err := o.instance(ctx, j)
 	if err != nil {
 		return err
@@ -148,28 +178,44 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		log.Info("create already done; the instance has moved on", "status", inst.Status)
 		return nil
 	}
-	name, tg, err := o.place(ctx, j)
+	tg, err := o.tenant(ctx, j.Tenant)
+	if err != nil {
+		return err
+	}
+	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	recorded := err == nil
+	if err != nil && !errors.Is(err, provisioning.ErrNotRecorded) {
+		return err
+	}
+	if recorded && inst.Status == adminapi.StatusCompleted && rec.Generation > 0 {
+		// A create replayed after a rename: never make the old name again.
+		log.Info("create already done; the instance has been renamed since", "database", rec.Database)
+		return nil
+	}
+	// What to make comes from the request, never from the message.
+	req, err := o.api().OdsInstance(ctx, j.Tenant, j.InstanceID)
+	if err != nil {
+		return fmt.Errorf("read the details of instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
+	}
+	if req.Name == "" {
+		req.Name = inst.InstanceName
+	}
+	if err := errors.Join(agree(j, "name", j.Name, req.Name), agree(j, "database template", j.Template, req.DatabaseTemplate)); err != nil {
+		return err
+	}
+	name, err := o.name(tg, j.Tenant, req.Name, req.DatabaseTemplate)
 	if err != nil {
 		return err
 	}
 	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
-	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
-	switch {
-	case err == nil && rec.Database != name:
-		if inst.Status == adminapi.StatusCompleted && rec.Generation > 0 {
-			// A create replayed after a rename: never make the old name again.
-			log.Info("create already done; the instance has been renamed since", "database", rec.Database)
-			return nil
-		}
+	if recorded && rec.Database != name {
 		return fmt.Errorf("%w: the ledger has tenant %q instance %d on database %q (name %q); this create asks for %q (name %q)",
-			provisioning.ErrConflict, j.Tenant, j.InstanceID, rec.Database, rec.Name, name, j.Name)
-	case err != nil && !errors.Is(err, provisioning.ErrNotRecorded):
-		return err
+			provisioning.ErrConflict, j.Tenant, j.InstanceID, rec.Database, rec.Name, name, req.Name)
 	}
 	if err := o.claim(ctx, j, name); err != nil {
 		return err
 	}
-	template, err := tg.template(j)
+	template, err := tg.template(req.DatabaseTemplate)
 	if err != nil {
 		return err
 	}
@@ -213,10 +259,13 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	}
 	reg := provisioning.Registration{
 		Tenant: j.Tenant, InstanceID: j.InstanceID, Database: name,
-		Name: j.Name, InstanceType: j.InstanceType, ConnectionString: stored, Derivatives: j.Derivatives,
+		Name: req.Name, InstanceType: req.InstanceType, ConnectionString: stored,
 	}
-	for _, c := range j.Contexts {
-		reg.Contexts = append(reg.Contexts, provisioning.Context{Key: c.Key, Value: c.Value})
+	for _, c := range req.OdsInstanceContexts {
+		reg.Contexts = append(reg.Contexts, provisioning.Context{Key: c.ContextKey, Value: c.ContextValue})
+	}
+	for _, dv := range req.OdsInstanceDerivatives {
+		reg.Derivatives = append(reg.Derivatives, dv.DerivativeType)
 	}
 	res, err := tg.Registry.Register(ctx, reg, func(ctx context.Context, res provisioning.RegisterResult) error {
 		return complete(ctx, res.Existed)
@@ -237,16 +286,23 @@ func (o *Handlers) release(ctx context.Context, tg *Tenant, name string, owner p
 	}
 }
 
-// place is where the job's database goes: the tenant's server and
-// EdFi_Admin, and the name by the naming rule within the engine's limit.
+// name is the database a request's name and template key give on the
+// tenant's server, by the naming rule within the engine's limit.
+func (o *Handlers) name(tg *Tenant, tenant, name, template string) (string, error) {
+	naming := o.Naming
+	naming.MaxBytes = tg.MaxNameBytes
+	return naming.NameFor(tenant, name, template)
+}
+
+// place is where a job's database goes by the message's own fields: only
+// for settling a job that failed (Fail), never for making a change, which
+// reads the request first.
 func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error) {
 	tg, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return "", nil, err
 	}
-	naming := o.Naming
-	naming.MaxBytes = tg.MaxNameBytes
-	name, err := naming.NameFor(j.Tenant, j.Name, j.Template)
+	name, err := o.name(tg, j.Tenant, j.Name, j.Template)
 	return name, tg, err
 }
 
@@ -269,11 +325,14 @@ type renameHandler struct{ *Handlers }
 
 func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	j, log := d.Job, h.logger(d)
+	if err := h.has(j); err != nil {
+		return err
+	}
 	inst, err := h.instance(ctx, j)
 	if err != nil {
 		return err
 	}
-	newDB, tg, err := h.place(ctx, j)
+	tg, err := h.tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
@@ -282,25 +341,47 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		return err
 	}
 	owner := rec.Owner()
-	if rec.Generation > j.Generation {
+	switch {
+	case rec.Generation > j.Generation:
 		// A rename of this instance has finished (or failed) since the job
 		// was made: this one's, delivered again, or an older job's. A
-		// delivery that died after its commit left the old name reserved.
+		// delivery that died after its commit left the old name reserved
+		// (the engine keeps a reservation whose database it made and that
+		// still exists, so a release is safe whatever the message says).
 		if j.Database != "" && j.Database != rec.Database {
 			h.release(ctx, tg, j.Database, owner, log)
 		}
-		log.Info("rename already settled", "database", rec.Database, "done", rec.Database == newDB)
+		log.Info("rename already settled", "database", rec.Database)
 		return nil
+	case rec.Generation < j.Generation:
+		return foreign("the message is rename %d of instance %d, but the ledger has had only %d", j.Generation, j.InstanceID, rec.Generation)
 	}
 	if inst.Status != adminapi.StatusPendingRename && inst.Status != adminapi.StatusCompleted {
 		log.Info("nothing to rename; the instance has moved on", "status", inst.Status)
 		return nil
 	}
-	oldDB := rec.Database
-	if j.Database != "" && j.Database != oldDB && oldDB != newDB {
-		return Terminal(fmt.Errorf("%w: the job renames %q but the ledger has %q", provisioning.ErrConflict, j.Database, oldDB))
+	// The new name is the request's; the database to rename is the ledger's.
+	if err := errors.Join(agree(j, "name", j.Name, inst.InstanceName), agree(j, "database", j.Database, rec.Database),
+		agree(j, "database template", j.Template, "")); err != nil {
+		return err
 	}
-	if oldDB != newDB {
+	oldDB := rec.Database
+	newDB, err := h.name(tg, j.Tenant, inst.InstanceName, "")
+	if err != nil {
+		return err
+	}
+	if inst.Status == adminapi.StatusCompleted {
+		// Only Pending_Rename renames. A Completed instance at the job's
+		// generation is one whose renamed the Admin API heard while the
+		// ledger's commit failed: the database must already be the one
+		// renamed for it, and only the ledger is left to finish.
+		if moved, err := h.renamedFor(ctx, tg, oldDB, newDB, owner); err != nil || !moved {
+			if err != nil {
+				return err
+			}
+			return foreign("instance %d is Completed and its database %q was never renamed to %q; a rename runs only from Pending_Rename", j.InstanceID, oldDB, newDB)
+		}
+	} else if oldDB != newDB {
 		if err := h.renameDatabase(ctx, d, tg, oldDB, newDB, owner, log); err != nil {
 			return err
 		}
@@ -313,9 +394,9 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))
 	}
-	ren := provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: j.Name, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}
+	ren := provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: inst.InstanceName, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}
 	err = tg.Registry.Rename(ctx, ren, func(ctx context.Context, before provisioning.Record) error {
-		if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
+		if inst.Status == adminapi.StatusCompleted || before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
 		if err := h.api().Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
@@ -336,6 +417,19 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	}
 	log.Info("instance renamed", "database", newDB)
 	return nil
+}
+
+// renamedFor says whether the rename from oldDB to newDB is done on the
+// server: oldDB gone, and newDB the very database the system made for
+// owner.
+func (h renameHandler) renamedFor(ctx context.Context, tg *Tenant, oldDB, newDB string, owner provisioning.Owner) (bool, error) {
+	if oldDB == newDB {
+		return false, nil
+	}
+	if oldExists, err := tg.Engine.DatabaseExists(ctx, oldDB); err != nil || oldExists {
+		return false, err
+	}
+	return provisioning.Holds(ctx, tg.Engine, newDB, owner)
 }
 
 // renameDatabase reserves the new name, then renames, or finds the rename
@@ -421,11 +515,7 @@ func (h renameHandler) moved(ctx context.Context, j job.Job) (moved *provisionin
 	case rec.Generation != j.Generation || rec.Database == newDB:
 		return nil, "", nil // stale, or nothing moved: recordFailure settles it
 	}
-	if oldExists, err := tg.Engine.DatabaseExists(ctx, rec.Database); err != nil || oldExists {
-		return nil, "", err
-	}
-	held, err := provisioning.Holds(ctx, tg.Engine, newDB, rec.Owner())
-	if err != nil || !held {
+	if held, err := h.renamedFor(ctx, tg, rec.Database, newDB, rec.Owner()); err != nil || !held {
 		return nil, "", err
 	}
 	stored, err := tg.seal(tg.ODS(newDB))
@@ -470,6 +560,9 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if !h.AllowDelete {
 		return ErrDeletionDisabled
 	}
+	if err := h.has(j); err != nil {
+		return err
+	}
 	inst, err := h.instance(ctx, j)
 	if err != nil {
 		return err
@@ -499,6 +592,12 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	case inst.Status == adminapi.StatusPendingDelete && rec.Generation > j.Generation:
 		log.Info("delete is stale; a newer request settled since", "generation", rec.Generation)
 		return nil
+	case rec.Generation < j.Generation:
+		return foreign("the message is delete %d of instance %d, but the ledger has had only %d", j.Generation, j.InstanceID, rec.Generation)
+	}
+	// The database to drop is the ledger's, never the message's.
+	if err := errors.Join(agree(j, "name", j.Name, inst.InstanceName), agree(j, "database", j.Database, rec.Database)); err != nil {
+		return err
 	}
 	if inst.Status == adminapi.StatusPendingDelete {
 		// The claim also checks that the request is for the ledger's

@@ -80,6 +80,11 @@ func (a timedAPI) Instance(ctx context.Context, tenant string, id int) (adminapi
 	return a.AdminAPI.Instance(ctx, tenant, id)
 }
 
+func (a timedAPI) OdsInstance(ctx context.Context, tenant string, id int) (adminapi.OdsInstance, error) {
+	defer startPhase(ctx, PhaseAdminAPI)()
+	return a.AdminAPI.OdsInstance(ctx, tenant, id)
+}
+
 func (a timedAPI) Completed(ctx context.Context, tenant string, id int, cs string) error {
 	defer startPhase(ctx, PhaseAdminAPI)()
 	return a.AdminAPI.Completed(ctx, tenant, id, cs)

@@ -407,8 +407,13 @@ func (s *Source) settle(ctx context.Context, q querier, db DB, tenant string, id
 	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a delete pending or under way becomes %s", adminapi.ErrConflict, id, tenant, r.status, status)
 }
 
+// Has says which operations this line has: no rename of a managed
+// instance, so the consumer refuses a rename job before it changes
+// anything (consumer.Operations).
+func (s *Source) Has(op job.Operation) bool { return op != job.OpRename }
+
 // Renamed and RenameFailed are never called: the bridge publishes no
-// rename for this line.
+// rename for this line, and the consumer refuses one (Has).
 func (s *Source) Renamed(context.Context, string, int, string) error { return ErrNoRename }
 
 // RenameFailed: see Renamed.

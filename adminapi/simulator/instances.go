@@ -122,6 +122,22 @@ func (s *Simulator) SetStatus(id int, status string) error {
 	return nil
 }
 
+// SetName sets the name of instance id's request, as a PUT of a new name
+// does, leaving its status alone: for tests that reach a status with
+// SetStatus and need the name that status would come with (a rename's new
+// name under Pending_Rename).
+func (s *Simulator) SetName(id int, name string) error {
+	defer s.saveAfterChange()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.instances[id]
+	if !ok {
+		return fmt.Errorf("set name of instance %d: no such instance", id)
+	}
+	in.name = name
+	return nil
+}
+
 // CreateInstance adds an instance request as POST /adminconsole/odsInstances
 // does, with tenant in the role of the Tenant header ("" for none). A failure
 // is an *adminapi.Error with status 400 and the problem details the endpoint

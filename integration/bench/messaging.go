@@ -285,8 +285,10 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 			return res, fmt.Errorf("request the round's instances: %w", err)
 		}
 		jobs := make([]job.Job, o.Jobs)
+		names := make(map[int]string, len(insts))
 		for i, inst := range insts {
 			jobs[i] = job.NewCreate("default", inst.ID, reqs[i].Name)
+			names[inst.ID] = reqs[i].Name
 		}
 		start := time.Now()
 		if err := publish(ctx, js, jobs); err != nil {
@@ -317,7 +319,7 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		}
 		noAPI := *cfg
 		noAPI.NATS.Consumer = fmt.Sprintf("bench-noapi-%d", round)
-		if err := add(runFramework(ctx, &noAPI, o, round, RunFrameworkNoAPI, benchOnlyAdminAPI{})); err != nil {
+		if err := add(runFramework(ctx, &noAPI, o, round, RunFrameworkNoAPI, benchOnlyAdminAPI{names: names})); err != nil {
 			return res, err
 		}
 		// The real durable, which carries on from round to round.

@@ -105,12 +105,18 @@ func (b benchOnlyTenants) Tenant(context.Context, string) (*consumer.Tenant, err
 // instance is Pending and every call succeeds. With it the framework's
 // figure has no HTTP in it, which splits the cost of a job between the
 // messaging and the Admin API.
-type benchOnlyAdminAPI struct{}
+// names are the requests' names by id, as the Admin API would give them:
+// the consumer reads a job's name from its request, not its message.
+type benchOnlyAdminAPI struct{ names map[int]string }
 
 var _ consumer.AdminAPI = benchOnlyAdminAPI{}
 
-func (benchOnlyAdminAPI) Instance(_ context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
-	return adminapi.WorkerInstance{ID: id, TenantID: 1, TenantName: tenant, Status: adminapi.StatusPending}, nil
+func (a benchOnlyAdminAPI) Instance(_ context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
+	return adminapi.WorkerInstance{ID: id, TenantID: 1, TenantName: tenant, InstanceName: a.names[id], Status: adminapi.StatusPending}, nil
+}
+
+func (a benchOnlyAdminAPI) OdsInstance(_ context.Context, _ string, id int) (adminapi.OdsInstance, error) {
+	return adminapi.OdsInstance{ID: id, TenantID: 1, Name: a.names[id], Status: adminapi.StatusPending}, nil
 }
 
 func (benchOnlyAdminAPI) Completed(context.Context, string, int, string) error { return nil }

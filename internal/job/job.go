@@ -67,14 +67,14 @@ type Job struct {
 // NewCreate returns a create job with its deterministic ID.
 func NewCreate(tenant string, instanceID int, name string) Job {
 	j := Job{Version: Version, Operation: OpCreate, Tenant: tenant, InstanceID: instanceID, Name: name, RequestedAt: time.Now().UTC()}
-	j.ID = IDFor(OpCreate, tenant, instanceID)
+	j.ID = j.wantID()
 	return j
 }
 
 // NewRename returns a rename job: database is renamed after newName.
 func NewRename(tenant string, instanceID int, newName, database string, generation int) Job {
 	j := Job{Version: Version, Operation: OpRename, Tenant: tenant, InstanceID: instanceID, Name: newName, Database: database, Generation: generation, RequestedAt: time.Now().UTC()}
-	j.ID = IDFor(OpRename, tenant, instanceID) + "." + strconv.Itoa(generation)
+	j.ID = j.wantID()
 	return j
 }
 
@@ -83,7 +83,7 @@ func NewRename(tenant string, instanceID int, newName, database string, generati
 // delete requested again is a new job on a subject of its own.
 func NewDelete(tenant string, instanceID int, name, database string, generation int) Job {
 	j := Job{Version: Version, Operation: OpDelete, Tenant: tenant, InstanceID: instanceID, Name: name, Database: database, Generation: generation, RequestedAt: time.Now().UTC()}
-	j.ID = IDFor(OpDelete, tenant, instanceID) + "." + strconv.Itoa(generation)
+	j.ID = j.wantID()
 	return j
 }
 
@@ -92,6 +92,17 @@ func NewDelete(tenant string, instanceID int, name, database string, generation 
 // which is also the JetStream message ID used for de-duplication.
 func IDFor(op Operation, tenant string, instanceID int) string {
 	return string(op) + "." + SubjectToken(tenant) + "." + strconv.Itoa(instanceID)
+}
+
+// wantID is the ID the job's operation, tenant, instance and (for renames
+// and deletes) generation make: the only ID a job may carry, so that its
+// subject names the very request its fields do.
+func (j Job) wantID() string {
+	id := IDFor(j.Operation, j.Tenant, j.InstanceID)
+	if j.Operation != OpCreate {
+		id += "." + strconv.Itoa(j.Generation)
+	}
+	return id
 }
 
 // Subject is the subject the job is published on:
@@ -129,6 +140,12 @@ func (j Job) Validate() error {
 	}
 	if strings.TrimSpace(j.Name) == "" {
 		problems = append(problems, "name is missing")
+	}
+	if j.Generation < 0 || j.Operation == OpCreate && j.Generation != 0 {
+		problems = append(problems, fmt.Sprintf("generation %d is not one its operation has", j.Generation))
+	}
+	if len(problems) == 0 && j.ID != j.wantID() {
+		problems = append(problems, fmt.Sprintf("jobId %q is not the one its operation, tenant and instance make (%q)", j.ID, j.wantID()))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrMalformed, strings.Join(problems, "; "))

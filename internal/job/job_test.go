@@ -38,6 +38,10 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		{"unknown operation", `{"version":1,"jobId":"x","operation":"explode","tenant":"t","instanceId":1,"name":"n"}`, `unknown operation "explode"`},
 		{"missing fields", `{"version":1}`, "operation is missing; jobId is missing; tenant is missing; instanceId is missing or not positive; name is missing"},
 		{"wrong type", `{"version":"1"}`, "cannot unmarshal"},
+		{"id of another instance", `{"version":1,"jobId":"create.t.2","operation":"create","tenant":"t","instanceId":1,"name":"n"}`, `jobId "create.t.2" is not the one`},
+		{"id of another tenant", `{"version":1,"jobId":"create.t.1","operation":"create","tenant":"u","instanceId":1,"name":"n"}`, `jobId "create.t.1" is not the one`},
+		{"id of another generation", `{"version":1,"jobId":"rename.t.1.0","operation":"rename","tenant":"t","instanceId":1,"name":"n","generation":1}`, `jobId "rename.t.1.0" is not the one`},
+		{"create with a generation", `{"version":1,"jobId":"create.t.1","operation":"create","tenant":"t","instanceId":1,"name":"n","generation":3}`, "generation 3 is not one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

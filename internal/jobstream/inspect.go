@@ -240,23 +240,36 @@ type Replayed struct {
 const ReplayHeader = "Instancemgr-Replay-Of"
 
 // Replay publishes the dead letter's original job again on the subject it
-// was delivered on, and returns once the job stream has stored it. The
-// message ID is replay.<dead letter's sequence>, so replaying one dead
-// letter twice within the duplicate window stores it once.
+// was delivered on, and returns once the job stream has stored it. What it
+// publishes is the job stream's own copy of the original (by the stream
+// sequence the letter names), never the letter's copy of it, which anyone
+// who can publish a dead letter could have written; a letter whose
+// sequence does not hold a message on its subject is refused. The message
+// ID is replay.<dead letter's sequence>, so replaying one dead letter twice
+// within the duplicate window stores it once.
 func Replay(ctx context.Context, js jetstream.JetStream, c Config, d StoredDead) (Replayed, error) {
 	c = c.WithDefaults()
 	subject, ok := d.JobSubject()
 	if !ok {
 		return Replayed{}, fmt.Errorf("dead letter %d is on %s: it has no job subject to replay to", d.Seq, d.Subject)
 	}
-	body := d.Body()
-	if len(body) == 0 {
-		return Replayed{}, fmt.Errorf("dead letter %d holds no original message", d.Seq)
+	stream, err := js.Stream(ctx, c.Stream)
+	if err != nil {
+		return Replayed{}, fmt.Errorf("open stream %q: %w", c.Stream, err)
+	}
+	orig, err := stream.GetMsg(ctx, d.Letter.StreamSequence)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return Replayed{}, fmt.Errorf("dead letter %d: the original job (stream %s sequence %d) is no longer in the stream (older than its maximum age); the bridge publishes a request that is still pending again by itself", d.Seq, c.Stream, d.Letter.StreamSequence)
+	case err != nil:
+		return Replayed{}, fmt.Errorf("read the original job, stream %s sequence %d: %w", c.Stream, d.Letter.StreamSequence, err)
+	case orig.Subject != subject:
+		return Replayed{}, fmt.Errorf("dead letter %d names stream sequence %d on %s, but that sequence holds a message on %s: the letter is not that message's; nothing replayed", d.Seq, d.Letter.StreamSequence, subject, orig.Subject)
 	}
 	// The same ID docs/operations.md gives a replay by plain nats pub, so
 	// the two ways together still store one job within the window.
 	id := "replay." + strconv.FormatUint(d.Seq, 10)
-	msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: subject, Data: orig.Data, Header: nats.Header{}}
 	msg.Header.Set(ReplayHeader, strconv.FormatUint(d.Seq, 10))
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(c.Stream))
 	if err != nil {
@@ -294,6 +307,8 @@ func CheckReplay(d StoredDead, h InstanceHistory, s *ReplaySettings) error {
 		return nil // a cause that can heal: an outage, a busy template
 	case "malformed", "invalid_name", "unreadable":
 		return fmt.Errorf("code %s: the message itself is the cause, and a replay sends the same message; fix the request in the Admin Console instead", code)
+	case "foreign":
+		return fmt.Errorf("code %s: the message is not its request's job (another subject, name, database or generation, or an operation that Admin API line lacks), and a replay sends the same message; find who published it. A request still pending gets its own job from the bridge", code)
 	case "unknown_tenant":
 		j, _ := job.Decode(d.Body())
 		if s != nil && j.Tenant != "" && slices.Contains(s.Tenants, j.Tenant) {

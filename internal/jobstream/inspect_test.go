@@ -30,6 +30,7 @@ func TestCheckReplay(t *testing.T) {
 		{"transient", nil, ""},
 		{"malformed", fixed, "the message itself is the cause"},
 		{"invalid_name", fixed, "the message itself is the cause"},
+		{"foreign", fixed, "not its request's job"},
 		{"unknown_tenant", fixed, ""},
 		{"unknown_tenant", unfixed, `tenant "district9" is still not in the configuration`},
 		{"unknown_tenant", nil, "without -config"},
