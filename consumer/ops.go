@@ -150,8 +150,47 @@ func (o *Handlers) tenant(ctx context.Context, name string) (*Tenant, error) {
 	return tg.timed(), nil
 }
 
-// Create returns the create handler.
-func (o *Handlers) Create() Handler { return HandlerFunc(o.create) }
+// Create returns the create handler; it reports terminal failures to an
+// Admin API line that has a failed state for a create (CreateFailer).
+func (o *Handlers) Create() Handler { return createHandler{o} }
+
+type createHandler struct{ *Handlers }
+
+func (h createHandler) Handle(ctx context.Context, d Delivery) error { return h.create(ctx, d) }
+
+// CreateFailer is an Admin API line with a terminal failed state for a
+// create, and a place for why (the newest line: CreateError, and an Error
+// row of adminapi.JobStatuses). Admin API 2.2.2 has neither: there a
+// failed create stays Pending, and its dead letter says why.
+type CreateFailer interface {
+	CreateFailed(ctx context.Context, tenant string, id int, why Failure) error
+}
+
+// FailureRecorder is an Admin API line that keeps why a request failed
+// where its own executor keeps it.
+type FailureRecorder interface {
+	RecordFailure(ctx context.Context, tenant string, id int, why Failure) error
+}
+
+// Failure is why a job ended without success, as its dead letter says it.
+type Failure struct {
+	JobID     string
+	StreamSeq uint64 // the ended delivery's job stream sequence
+	Reason    string
+}
+
+// failure is why d ended.
+func failure(d Delivery, cause error) Failure {
+	return Failure{JobID: d.Job.ID, StreamSeq: d.StreamSeq, Reason: ReasonCode(cause) + ": " + cause.Error()}
+}
+
+// Fail reports a create that ended to a line with a failed state for it.
+func (h createHandler) Fail(ctx context.Context, d Delivery, cause error) error {
+	if f, ok := h.API.(CreateFailer); ok {
+		return f.CreateFailed(ctx, d.Job.Tenant, d.Job.InstanceID, failure(d, cause))
+	}
+	return nil
+}
 
 // Rename returns the rename handler; it reports terminal failures with
 // renameFailed.
@@ -396,7 +435,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	}
 	ren := provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: inst.InstanceName, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}
 	err = tg.Registry.Rename(ctx, ren, func(ctx context.Context, before provisioning.Record) error {
-		if inst.Status == adminapi.StatusCompleted || before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
+		if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
 		if err := h.api().Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
@@ -655,13 +694,20 @@ func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if inst.Status != adminapi.StatusPendingDelete {
 		return nil
 	}
+	reported := false
 	report := func(ctx context.Context) error {
 		err := h.api().DeleteFailed(ctx, j.Tenant, j.InstanceID)
 		if errors.Is(err, adminapi.ErrNotFound) {
 			return nil
 		}
+		reported = err == nil
 		return err
 	}
-	_, err = h.recordFailure(ctx, j, provisioning.Registry.DeleteFailed, report)
-	return err
+	if _, err = h.recordFailure(ctx, j, provisioning.Registry.DeleteFailed, report); err != nil || !reported {
+		return err
+	}
+	if r, ok := h.API.(FailureRecorder); ok {
+		return r.RecordFailure(ctx, j.Tenant, j.InstanceID, failure(d, cause))
+	}
+	return nil
 }

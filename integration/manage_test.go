@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
@@ -104,12 +106,35 @@ func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
 	if letters[0].JobID != "create.default."+strconv.Itoa(id) || letters[0].Code != "conflict" {
 		t.Errorf("dead letter %+v, want a conflict for request %d", letters[0], id)
 	}
-	if st := e.manageStatus(id); st == "Created" {
-		t.Error("the request is Created over a database the system did not make")
+	// Ed-Fi's terminal status, and why where Ed-Fi keeps it: the Admin
+	// App shows the request failed, not in progress for ever.
+	if st := e.manageStatus(id); st != "CreateError" {
+		t.Errorf("the request is %s after its job ended; want CreateError", st)
+	}
+	var why string
+	if err := e.admin.QueryRow(context.Background(), `SELECT errormessage FROM adminapi.jobstatuses WHERE jobid = $1 AND status = 'Error'`,
+		fmt.Sprintf("instancemgr-create.default.%d-%d", id, letters[0].StreamSequence)).Scan(&why); err != nil || !strings.Contains(why, db) {
+		t.Errorf("adminapi.jobstatuses says %q (%v); want the conflict naming %s", why, err, db)
 	}
 	if !e.databaseExists(db) || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 {
 		t.Error("the foreign database was touched, or a registration was written")
 	}
+
+	// The operator removes the foreign database and replays the job: the
+	// request is taken up again and created.
+	if _, err := e.pg.Exec(context.Background(), `DROP DATABASE "`+db+`"`); err != nil {
+		t.Fatal(err)
+	}
+	_, js := testenv.JetStream(t, e.natsURL)
+	dead, err := jobstream.ListDead(context.Background(), js)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters %v, %v", dead, err)
+	}
+	if _, err := jobstream.Replay(context.Background(), js, e.cfg.StreamConfig(), dead[0]); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, "the replayed request Created", func() bool { return e.manageStatus(id) == "Created" })
+	e.checkRegistered(e.firstTenant, id, name, db)
 }
 
 // A request that Ed-Fi's own CreateInstanceJob has run for is never taken

@@ -393,19 +393,18 @@ func TestLedgerOfEarlierVersionCountsAsReserved(t *testing.T) {
 }
 
 // A statement the database refuses for its data (a context value longer
-// than its column, in a job written by hand past the Admin API's
-// validation) ends at once, with the SQLSTATE, not after every retry; the
-// dead letter goes where the message was delivered, whatever its body says.
+// than its column, in an EdFi_Admin whose column is narrower than the
+// Admin API's validation allows) ends at once, with the SQLSTATE, not
+// after every retry; the dead letter goes where the message was delivered.
 func TestDataErrorsEndAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{maxDeliver: 5})
+	if _, err := e.admin.Exec(context.Background(), `ALTER TABLE dbo.odsinstancecontexts ALTER COLUMN contextvalue TYPE varchar(3)`); err != nil {
+		t.Fatal(err)
+	}
 	e.startReplica(app.ConsumerDeps{})
-	id := e.create("", "Overlong")
-	j := job.NewCreate("default", id, "Overlong")
-	j.ID = "create.other-tenant.77"
-	j.Contexts = []job.Context{{Key: "schoolYearFromRoute", Value: strings.Repeat("9", 60)}}
-	subject := "instances.create.default." + fmt.Sprint(id)
-	e.publish(subject, j)
+	e.startBridge()
+	id := e.create("", "Overlong") // its context value is "2025"
 	dls := e.waitDeadLetters(1)
 	if dls[0].Code != "rejected" || dls[0].Attempts != 1 || !strings.Contains(dls[0].Reason, "SQLSTATE 22001") {
 		t.Fatalf("dead letter %+v", dls[0])

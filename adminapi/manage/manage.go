@@ -24,8 +24,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
@@ -84,6 +86,13 @@ type Statements struct {
 	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
 	Taken    string // (name) → whether a request not Deleted has the name, whether a dbo.OdsInstances row has it
 	Insert   string // (name, template, now) → id of a new PendingCreate request
+	// Fail (id, now) → id: CreateError, only from PendingCreate or
+	// CreateInProgress.
+	Fail string
+	// Note (job id, error message, now): an Error row of
+	// adminapi.JobStatuses, where Ed-Fi keeps why a request failed; once
+	// per job id.
+	Note string
 }
 
 // Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
@@ -106,6 +115,10 @@ WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
     EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`,
 	Insert: `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
 VALUES ($1, $2, 'PendingCreate', $3, $3) RETURNING id`,
+	Fail: `UPDATE adminapi.odsinstancemanages SET status = 'CreateError', lastmodifieddate = $2, lastrefreshed = $2
+WHERE id = $1 AND status IN ('PendingCreate', 'CreateInProgress') RETURNING id`,
+	Note: `INSERT INTO adminapi.jobstatuses (jobid, status, errormessage, createdat, finishedat) VALUES ($1, 'Error', $2, $3, $3)
+ON CONFLICT (jobid) DO NOTHING`,
 }
 
 // SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
@@ -127,6 +140,10 @@ OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInPro
     CAST(CASE WHEN EXISTS (SELECT 1 FROM dbo.OdsInstances WHERE Name = @p1) THEN 1 ELSE 0 END AS bit)`,
 	Insert: `INSERT INTO adminapi.OdsInstanceManages (Name, DatabaseTemplate, Status, LastRefreshed, LastModifiedDate)
 OUTPUT INSERTED.Id VALUES (@p1, @p2, N'PendingCreate', @p3, @p3)`,
+	Fail: `UPDATE adminapi.OdsInstanceManages SET Status = N'CreateError', LastModifiedDate = @p2, LastRefreshed = @p2
+OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingCreate', N'CreateInProgress')`,
+	Note: `IF NOT EXISTS (SELECT 1 FROM adminapi.JobStatuses WHERE JobId = @p1)
+INSERT INTO adminapi.JobStatuses (JobId, Status, ErrorMessage, CreatedAt, FinishedAt) VALUES (@p1, N'Error', @p2, @p3, @p3)`,
 }
 
 // DB is a tenant's EdFi_Admin: the registry's connection, so a completion
@@ -315,6 +332,11 @@ func (s *Source) Claim(ctx context.Context, tenant string, id int, op job.Operat
 	}
 	var claimed int
 	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), from).Scan(&claimed)
+	if errors.Is(err, sqlregistry.ErrNoRows) && op == job.OpCreate {
+		// A create that ended in CreateError is taken up again by its
+		// job's replay, once the cause is fixed.
+		err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), CreateError).Scan(&claimed)
+	}
 	if err != nil && !errors.Is(err, sqlregistry.ErrNoRows) {
 		return fmt.Errorf("claim manage request %d of tenant %q: %w", id, tenant, err)
 	}
@@ -405,6 +427,96 @@ func (s *Source) settle(ctx context.Context, q querier, db DB, tenant string, id
 		return nil
 	}
 	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a delete pending or under way becomes %s", adminapi.ErrConflict, id, tenant, r.status, status)
+}
+
+// Failure is consumer.Failure: why a job ended without success, as its
+// dead letter says it.
+type Failure = consumer.Failure
+
+// CreateFailed marks a create that will not succeed CreateError, Ed-Fi's
+// terminal status for it, so that the Admin App shows it failed instead of
+// in progress for ever, and records why (RecordFailure), in one
+// transaction. A request no longer pending or claimed is left as it is. A
+// replay of the job takes it up again (Claim).
+func (s *Source) CreateFailed(ctx context.Context, tenant string, id int, why Failure) error {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if err := s.checkRuns(ctx, db, tenant, id); errors.Is(err, provisioning.ErrConflict) {
+		return nil // Ed-Fi's executor's request, never the system's to settle
+	} else if err != nil {
+		return err
+	}
+	tx, err := db.Conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, CreateError, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var failed int
+	err = tx.QueryRow(ctx, db.Statements.Fail, id, s.now()).Scan(&failed)
+	switch {
+	case errors.Is(err, sqlregistry.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, CreateError, err)
+	}
+	if err := s.note(ctx, tx, db, tenant, id, why); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, CreateError, err)
+	}
+	s.log.Info("manage request settled", "tenant", tenant, "manage_id", id, "status", CreateError)
+	return nil
+}
+
+// RecordFailure keeps why a request failed where Ed-Fi's own executor
+// keeps it: an Error row of adminapi.JobStatuses, which the Admin API's
+// GET /jobs/{jobId} serves.
+func (s *Source) RecordFailure(ctx context.Context, tenant string, id int, why Failure) error {
+	db, err := s.open(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	tx, err := db.Conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("record why manage request %d of tenant %q failed: %w", id, tenant, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := s.note(ctx, tx, db, tenant, id, why); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// The lengths of adminapi.JobStatuses.JobId and ErrorMessage.
+const (
+	maxJobID        = 150
+	maxErrorMessage = 1000
+)
+
+// note writes why's JobStatuses row. Its job id starts "instancemgr-" and
+// names the job and the delivery's stream sequence, so that it is written
+// once per ending and is never taken for a run of Ed-Fi's executor
+// (checkRuns).
+func (s *Source) note(ctx context.Context, tx sqlregistry.Tx, db DB, tenant string, id int, why Failure) error {
+	key := "instancemgr-" + why.JobID + "-" + strconv.FormatUint(why.StreamSeq, 10)
+	if err := tx.Exec(ctx, db.Statements.Note, truncate(key, maxJobID), truncate(why.Reason, maxErrorMessage), s.now()); err != nil {
+		return fmt.Errorf("record why manage request %d of tenant %q failed: %w", id, tenant, err)
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Has says which operations this line has: no rename of a managed
