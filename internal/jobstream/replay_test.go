@@ -74,7 +74,7 @@ func TestReplaySendsTheStreamsOriginalNeverTheLettersCopy(t *testing.T) {
 		want string
 	}{
 		"a sequence holding another subject's message": {otherSeq, "holds a message on " + job.NewCreate("default", 8, "").Subject()},
-		"a sequence holding nothing":                    {otherSeq + 100, "no longer in the stream"},
+		"a sequence holding nothing":                   {otherSeq + 100, "no longer in the stream"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			before, err := stream.Info(ctx)
