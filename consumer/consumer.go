@@ -489,6 +489,9 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 		if !IsTerminal(err) && !lastTry {
 			result = Retried
 			delay := c.opts.RetryDelay(d.Attempt)
+			if ra := (*retryAfter)(nil); errors.As(err, &ra) {
+				delay = max(delay, ra.after)
+			}
 			log.Warn("job failed; will retry", "code", ReasonCode(err), "err", err, "retry_in", delay)
 			c.nak(msg, d, delay, log)
 			break

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/job"
@@ -24,6 +25,23 @@ func foreign(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrForeign, fmt.Sprintf(format, args...))
 }
 
+// ErrLimit ends a create over its tenant's instance limit
+// (limits.instancesPerTenant): nothing was made.
+var ErrLimit = errors.New("over the tenant's instance limit")
+
+// ErrRateLimited delays a create over its tenant's rate
+// (limits.createsPerMinute): it is retried once the rate allows.
+var ErrRateLimited = errors.New("over the tenant's create rate")
+
+// retryAfter is a retryable failure that knows when to try again.
+type retryAfter struct {
+	err   error
+	after time.Duration
+}
+
+func (r *retryAfter) Error() string { return r.err.Error() }
+func (r *retryAfter) Unwrap() error { return r.err }
+
 // ErrTerminal marks a failure that no retry can heal.
 var ErrTerminal = errors.New("terminal failure")
 
@@ -42,6 +60,7 @@ var failureClasses = []struct {
 }{
 	{job.ErrMalformed, "malformed", true},
 	{ErrForeign, "foreign", true},
+	{ErrLimit, "limit", true},
 	{provisioning.ErrInvalidName, "invalid_name", true},
 	{provisioning.ErrProtected, "protected", true},
 	{provisioning.ErrConflict, "conflict", true},
@@ -56,6 +75,7 @@ var failureClasses = []struct {
 	// was expected to heal (a busy template, sessions that stay, a lost
 	// connection) from one nothing expected, in logs and metrics.
 	{provisioning.ErrTransient, "transient", false},
+	{ErrRateLimited, "rate_limited", false},
 }
 
 func classify(err error) (code string, terminal bool) {

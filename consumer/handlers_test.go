@@ -13,6 +13,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/provisioningtest"
 )
@@ -188,6 +189,48 @@ func TestCreateHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A new instance over its tenant's instance limit is refused before
+// anything is made, and one over the tenant's create rate waits; neither
+// holds back a create that already reserved its name (a redelivery).
+func TestCreateHandlerLimits(t *testing.T) {
+	const db = "EdFi_Ods_District"
+	t.Run("over the instance limit", func(t *testing.T) {
+		b := setup(t)
+		b.handlers.InstancesPerTenant = 1
+		b.recorded(t, 99, "Other", "EdFi_Ods_Other", 0)
+		id := b.instance(t, "District", adminapi.StatusPending)
+		err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 1})
+		if !errors.Is(err, consumer.ErrLimit) || !consumer.IsTerminal(err) || consumer.ReasonCode(err) != "limit" {
+			t.Fatalf("err = %v, want a terminal limit", err)
+		}
+		if exists, _ := b.engine.DatabaseExists(context.Background(), db); exists {
+			t.Fatal("a database was made over the limit")
+		}
+		if _, held, _ := b.engine.Reservation(context.Background(), db); held {
+			t.Fatal("the refused create left its name reserved")
+		}
+	})
+	t.Run("over the create rate", func(t *testing.T) {
+		b := setup(t)
+		b.handlers.Rate = limits.NewRate(1)
+		first := b.instance(t, "First", adminapi.StatusPending)
+		if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", first, "First"), Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		id := b.instance(t, "District", adminapi.StatusPending)
+		err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 1})
+		if !errors.Is(err, consumer.ErrRateLimited) || consumer.IsTerminal(err) {
+			t.Fatalf("err = %v, want a retry once the rate allows", err)
+		}
+		// A create whose name is reserved already (made by an earlier
+		// delivery) finishes whatever the rate.
+		b.made(t, db, id)
+		if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 2}); err != nil {
+			t.Fatalf("a create under way was held back: %v", err)
+		}
+	})
 }
 
 func TestRenameHandler(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -126,8 +127,14 @@ type Handlers struct {
 	// AllowDelete is provisioning.allowDelete, enforced here too: a delete
 	// job that reaches a consumer with deletion off drops nothing.
 	AllowDelete bool
-	Log         *slog.Logger
-	TestSeams   TestSeams
+	// InstancesPerTenant is limits.instancesPerTenant (0: none),
+	// and Rate limits.createsPerMinute a tenant (nil: none): checked
+	// before a create reserves a new name, so a redelivery of a create
+	// under way is never held back.
+	InstancesPerTenant int
+	Rate               *limits.Rate
+	Log                *slog.Logger
+	TestSeams          TestSeams
 }
 
 func (o *Handlers) logger(d Delivery) *slog.Logger {
@@ -262,6 +269,12 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
+	if fresh && inst.Status != adminapi.StatusCompleted {
+		if err := o.withinLimits(ctx, tg, j); err != nil {
+			o.release(ctx, tg, name, owner, log)
+			return err
+		}
+	}
 	if fresh && inst.Status == adminapi.StatusCompleted {
 		o.release(ctx, tg, name, owner, log)
 		return fmt.Errorf("%w: instance %d is already Completed, but instancemgr never reserved %q for it (another worker completed it?)",
@@ -313,6 +326,32 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return err
 	}
 	log.Info("instance registered and completed", "database", name, "ods_instance_id", res.OdsInstanceID, "already_registered", res.Existed)
+	return nil
+}
+
+// withinLimits refuses a new instance over its tenant's instance limit
+// (terminal) or create rate (retried when the rate allows). Concurrent
+// creates of one tenant may pass the instance limit by the jobs running
+// at once: each counts the ledger before the others commit.
+func (o *Handlers) withinLimits(ctx context.Context, tg *Tenant, j job.Job) error {
+	if o.InstancesPerTenant > 0 {
+		recs, err := tg.Registry.Records(ctx)
+		if err != nil {
+			return fmt.Errorf("count the instances of tenant %q: %w", j.Tenant, err)
+		}
+		n := 0
+		for _, r := range recs {
+			if r.Tenant == j.Tenant {
+				n++
+			}
+		}
+		if n >= o.InstancesPerTenant {
+			return fmt.Errorf("%w: tenant %q has %d instances, the limit (limits.instancesPerTenant) is %d; delete one or raise the limit, then replay", ErrLimit, j.Tenant, n, o.InstancesPerTenant)
+		}
+	}
+	if ok, after := o.Rate.Take(j.Tenant); !ok {
+		return &retryAfter{fmt.Errorf("%w: tenant %q started its limit of creates this minute (limits.createsPerMinute); trying again in %s", ErrRateLimited, j.Tenant, after), after}
+	}
 	return nil
 }
 

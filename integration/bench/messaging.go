@@ -31,6 +31,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 )
 
 // MessagingOptions size the messaging benchmark.
@@ -231,6 +232,8 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: clientID, ClientSecret: secret},
 		NATS:     config.NATS{URL: srv.ClientURL()},
 		Consumer: config.Consumer{Concurrency: o.Concurrency},
+		// Thousands of creates in one tenant: the rate is what is measured.
+		Limits: limits.Limits{InstancesPerTenant: -1, CreatesPerMinute: -1, CreatesPerMinutePerClient: -1},
 		// Required by the configuration; never connected to: the tenant's
 		// engine and registry are the benchmark-only no-ops.
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {

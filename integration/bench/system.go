@@ -135,7 +135,8 @@ func System(t testing.TB, o SystemOptions) SystemResult {
 
 	// The roles, as deployed: one bridge, Replicas consumers, each its own
 	// process with its own metrics and probes address; every replica
-	// serves the one server, so copiesAtOnce is all their workers.
+	// serves the one server, so copiesAtOnce is all their workers. No
+	// limits: the bench measures how fast the system goes.
 	env := []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + sim.ClientSecret}
 	strategy := ""
 	if o.Strategy != "" {
@@ -149,6 +150,7 @@ nats: {url: %q}
 bridge: {pollInterval: %s}
 consumer: {concurrency: %d}
 provisioning: {template: %q, namePattern: %q, copiesAtOnce: %d%s}
+limits: {instancesPerTenant: -1, createsPerMinute: -1}
 metricsAddr: 127.0.0.1:%d
 pprof: %t
 logLevel: warn

@@ -23,6 +23,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 )
 
 // AdminClient builds the Admin API client from the configuration.
@@ -192,7 +193,8 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	if err != nil {
 		return nil, err
 	}
-	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, TestSeams: d.TestSeams}
+	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, TestSeams: d.TestSeams,
+		InstancesPerTenant: max(cfg.Limits.InstancesPerTenant, 0), Rate: limits.NewRate(cfg.Limits.CreatesPerMinute)}
 	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{

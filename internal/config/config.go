@@ -26,6 +26,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
@@ -38,7 +39,11 @@ type Config struct {
 	Consumer     Consumer          `yaml:"consumer"`
 	Provisioning Provisioning      `yaml:"provisioning"`
 	Tenants      map[string]Tenant `yaml:"tenants"`
-	LogLevel     string            `yaml:"logLevel"`
+	// Limits bound what one tenant or client may ask of a shared server
+	// (limits.Limits: instances per tenant, creates a minute per tenant and
+	// per client; 0 for the default, -1 for none).
+	Limits   limits.Limits `yaml:"limits"`
+	LogLevel string        `yaml:"logLevel"`
 	// LogFormat is json (the default: one object per line for a log
 	// collector) or text.
 	LogFormat string `yaml:"logFormat"`
@@ -393,6 +398,7 @@ const (
 func (c *Config) Manage() bool { return c.AdminAPI.Flavor == FlavorManage }
 
 func (c *Config) applyDefaults() {
+	c.Limits = c.Limits.WithDefaults()
 	if c.AdminAPI.Flavor == "" {
 		c.AdminAPI.Flavor = FlavorAdminConsole
 	}
@@ -518,6 +524,14 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		bad("logFormat", "%q is not json or text", c.LogFormat)
+	}
+	for _, l := range []struct {
+		key string
+		n   int
+	}{{"limits.instancesPerTenant", c.Limits.InstancesPerTenant}, {"limits.createsPerMinute", c.Limits.CreatesPerMinute}, {"limits.createsPerMinutePerClient", c.Limits.CreatesPerMinutePerClient}} {
+		if l.n < -1 {
+			bad(l.key, "%d is neither a limit nor -1 (none)", l.n)
+		}
 	}
 	switch c.AdminAPI.Flavor {
 	case FlavorAdminConsole:
