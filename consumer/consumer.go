@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
@@ -118,6 +119,8 @@ type Options struct {
 	// Beat, if set, is called on every turn of the pull loops and every
 	// lock renewal: the replica's liveness.
 	Beat func()
+	// Audit hears each job's outcome (nil: none).
+	Audit *audit.Logger
 	// TestSeams are for tests only; production leaves them zero.
 	TestSeams TestSeams
 }
@@ -475,6 +478,7 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 		} else {
 			log.Info("job done", subject)
 		}
+		c.opts.Audit.Outcome(settleCtx, c.outcome(d, Acked, "", nil))
 	case ctx.Err() != nil:
 		result = Released
 		log.Warn("job interrupted by shutdown; released for another replica", subject, "err", err)
@@ -565,5 +569,16 @@ func (c *Consumer) finish(ctx context.Context, d Delivery, body []byte, code str
 		m.DeadLetters.WithLabelValues(string(d.Job.Operation), code).Inc()
 	}
 	log.Error("job failed for good; dead letter written", "code", code, "err", cause)
+	c.opts.Audit.Outcome(ctx, c.outcome(d, Terminated, code, cause))
 	return nil
+}
+
+// outcome is d's audit line: the job id is the request id the write route's
+// line carries.
+func (c *Consumer) outcome(d Delivery, r Result, code string, cause error) audit.Outcome {
+	o := audit.Outcome{RequestID: d.Job.ID, Op: string(d.Job.Operation), Tenant: d.Job.Tenant, InstanceID: d.Job.InstanceID, Result: string(r), Code: code, Attempt: d.Attempt}
+	if cause != nil {
+		o.Reason = job.CapReason(cause.Error())
+	}
+	return o
 }

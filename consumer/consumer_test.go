@@ -1,8 +1,14 @@
 package consumer_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -320,4 +327,66 @@ func TestFailedHeartbeatCountsALockLoss(t *testing.T) {
 	if n := lockLosses(m, consumer.LockExpired); n != 0 {
 		t.Fatalf("%v expiries counted for a job renewed in time", n)
 	}
+}
+
+// Each job's outcome is one JSON line of the audit log, with the job id as
+// the request id the write route's line carries, and the code and reason
+// of one that ended without success.
+func TestOutcomesAreAudited(t *testing.T) {
+	r := newRig(t, 5*time.Second)
+	var buf syncBuffer
+	stop := r.run(func(ctx context.Context, d consumer.Delivery) error {
+		if d.Job.InstanceID == 2 {
+			return consumer.Terminal(errors.New("no such template"))
+		}
+		return nil
+	}, consumer.Options{Audit: audit.New(&buf), DeadLetter: func(context.Context, job.DeadLetter) error { return nil }})
+	r.publish(1)
+	r.publish(2)
+	r.next()
+	r.next()
+	stop()
+	var lines []map[string]any
+	for line := range strings.Lines(buf.String()) {
+		var l struct {
+			Msg   string         `json:"msg"`
+			Audit map[string]any `json:"audit"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.Msg != "audit" {
+			t.Fatalf("not an audit line: %q (%v)", line, err)
+		}
+		lines = append(lines, l.Audit)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d audit lines, want 2: %s", len(lines), buf.String())
+	}
+	got := map[string]string{}
+	for _, l := range lines {
+		got[l["request_id"].(string)] = fmt.Sprint(l["event"], " ", l["result"], " ", l["code"], " ", l["reason"])
+	}
+	want := map[string]string{
+		"create.default.1": "outcome acked <nil> <nil>",
+		"create.default.2": "outcome terminated failed terminal failure: no such template",
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("audit lines %v, want %v", got, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the replica's workers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -7,10 +7,12 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +22,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
@@ -181,6 +184,8 @@ type ConsumerDeps struct {
 	Metrics *consumer.Metrics
 	// Beat is the replica's liveness (ConsumerProbes); nil for none.
 	Beat func()
+	// Audit writes each job's outcome (nil: to standard error).
+	Audit *audit.Logger
 	// TestSeams are for tests and the test switches only.
 	TestSeams consumer.TestSeams
 }
@@ -208,6 +213,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		BackOff:       sc.BackOff,
 		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
 		Logger:        d.Log,
+		Audit:         cmp.Or(d.Audit, audit.New(os.Stderr)),
 		TestSeams:     d.TestSeams,
 		Beat:          d.Beat,
 	})
