@@ -33,7 +33,7 @@ type Write struct {
 	ClientID string
 	// Source is the caller's address: the peer, or the X-Forwarded-For
 	// entry of a configured trusted proxy.
-	Source string
+	Source                string
 	Method, Route, Tenant string
 	InstanceID            int
 	Name                  string
