@@ -11,8 +11,11 @@ package audit
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 )
 
 // Logger writes audit lines. A nil Logger writes nothing.
@@ -78,4 +81,38 @@ func (l *Logger) Outcome(ctx context.Context, o Outcome) {
 		attrs = append(attrs, slog.String("code", o.Code), slog.String("reason", o.Reason))
 	}
 	l.log.InfoContext(ctx, "audit", slog.Group("audit", attrs...))
+}
+
+// ClientID is the Admin API client an Authorization header's bearer token
+// names: its client_id claim (OpenIddict puts it in every access token, and
+// Ed-Fi's own audit log reads it), else its sub (Ed-Fi's token service sets
+// it to the client id). The token's signature is not checked here: call it
+// only once the Admin API has accepted the token. "" when the token is not
+// a JWT or names no client.
+func ClientID(authorization string) string {
+	token, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(strings.TrimSpace(token), ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		ClientID any `json:"client_id"`
+		Sub      any `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	for _, c := range []any{claims.ClientID, claims.Sub} {
+		if s, ok := c.(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
 }
