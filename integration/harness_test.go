@@ -421,6 +421,16 @@ func (e *env) status(tenant string, id int) string {
 	return manage.BridgeStatus(status)
 }
 
+// endedCreate is the status (in the /adminconsole/ words) of a request
+// whose create ended without success: Admin API 2.2.2 has no failed create,
+// so it stays Pending; the newest line's is CreateError.
+func (e *env) endedCreate() string {
+	if e.manage {
+		return adminapi.StatusError
+	}
+	return adminapi.StatusPending
+}
+
 // calls is how often the worker endpoint call was made for instance id,
 // and whether the flavor has worker calls at all: the manage flavor
 // settles its rows in EdFi_Admin, not through calls.

@@ -70,7 +70,7 @@ func neverAdoptsAForeignDatabase(t *testing.T, e *env) {
 	if dls[0].Code != "conflict" || !strings.Contains(dls[0].Reason, foreign) || !strings.Contains(dls[0].Reason, "did not make it") {
 		t.Fatalf("dead letter %+v", dls[0])
 	}
-	if n, _ := e.calls(id, "completed"); e.status("", id) != adminapi.StatusPending || n != 0 {
+	if n, _ := e.calls(id, "completed"); e.status("", id) != e.endedCreate() || n != 0 {
 		t.Fatalf("the Admin API heard of the foreign database: %s, completed %d times", e.status("", id), n)
 	}
 	if n := e.count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
@@ -118,7 +118,7 @@ func collidingNamesAreRefused(t *testing.T, e *env) {
 		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.HasSuffix(last.Subject, fmt.Sprintf(".%s.%d", p[1][0], second)) {
 			t.Fatalf("%v after %v: dead letter %+v; want a conflict naming %s", p[1], p[0], last, owner)
 		}
-		if st := e.status(p[1][0], second); st != adminapi.StatusPending {
+		if st := e.status(p[1][0], second); st != e.endedCreate() {
 			t.Fatalf("%v: status %s", p[1], st)
 		}
 	}
@@ -162,7 +162,7 @@ func ledgerOfAnotherDatabaseIsAConflict(t *testing.T, e *env) {
 	if dbs := e.databases(); len(dbs) != 0 {
 		t.Fatalf("databases %v made for a conflicting request", dbs)
 	}
-	if st := e.status("", id); st != adminapi.StatusPending {
+	if st := e.status("", id); st != e.endedCreate() {
 		t.Fatalf("status %s", st)
 	}
 }
