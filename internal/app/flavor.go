@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/manage"
@@ -98,6 +99,13 @@ func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log 
 	srv, err := ManageServer(cfg, ledgers, log)
 	if err != nil {
 		return nil, err
+	}
+	if limits.WriteTimeout == 0 {
+		// A write waits for the Admin API's answer, up to adminApi.timeout,
+		// then writes EdFi_Admin: its answer must not be cut off when an
+		// operator gives a slow Admin API more time.
+		const edfiAdminWork = 30 * time.Second
+		limits.WriteTimeout = max(httpserve.DefaultWriteTimeout, cfg.AdminAPI.Timeout.D()+edfiAdminWork)
 	}
 	o, scheme := httpserve.Options{Limits: limits}, "http://"
 	if t := cfg.AdminAPI.ManageTLS; t.Enabled() {
