@@ -81,7 +81,11 @@ func (c *Certificate) reload() {
 		var cert tls.Certificate
 		if cert, err = tls.LoadX509KeyPair(c.certFile, c.keyFile); err == nil {
 			c.cert, c.serving, c.broken, c.warned = &cert, files, [2]os.FileInfo{}, false
-			c.log.Info("TLS certificate reloaded", "cert_file", c.certFile, "key_file", c.keyFile, "not_after", cert.Leaf.NotAfter)
+			var notAfter time.Time
+			if cert.Leaf != nil { // nil under GODEBUG=x509keypairleaf=0
+				notAfter = cert.Leaf.NotAfter
+			}
+			c.log.Info("TLS certificate reloaded", "cert_file", c.certFile, "key_file", c.keyFile, "not_after", notAfter)
 			return
 		}
 		c.broken = files
