@@ -79,6 +79,12 @@ func parseOAuthForm(w http.ResponseWriter, r *http.Request) bool {
 
 // handleRegister serves POST /connect/register (form ClientId, ClientSecret,
 // DisplayName). Admin API 2.3 answers success with a title and status.
+//
+// Anyone who reaches it gets a client, and so a token with full access, as
+// a real Admin API with registration enabled would give. That is acceptable
+// for a test double only because `instancemgr simulator` and `dev` listen
+// on loopback unless told the network is a test's
+// (app.CheckSimulatorListen).
 func (s *Simulator) handleRegister(w http.ResponseWriter, r *http.Request, _ *call) {
 	if !parseOAuthForm(w, r) {
 		return

@@ -85,7 +85,10 @@
 //
 // where delay is a Go duration string or a number of milliseconds. Anyone who
 // can reach a simulator can break it, so expose one only in test and dev
-// deployments.
+// deployments: `instancemgr simulator` and `dev` listen on loopback only
+// unless -allow-non-loopback-for-tests. GET /_simulator/instances, also
+// without a token, reports every record without its connection string
+// (which carries the ODS password); no route without a token returns one.
 //
 // The simulator must never be deployed as a real Admin API: it keeps
 // everything in memory, accepts any client that registers, and its fault

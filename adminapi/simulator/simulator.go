@@ -269,8 +269,13 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if path == instancesPath && r.Method == http.MethodGet {
 		// Inspection for test deployments (a chaos suite in another
 		// process): every record, with its call counts. No token, like
-		// the fault endpoints; never expose a simulator beyond a test.
-		writeJSON(w, http.StatusOK, s.Instances())
+		// the fault endpoints, so no connection string: those carry the
+		// ODS password, and the worker routes serve them to a token.
+		recs := s.Instances()
+		for i := range recs {
+			recs[i].ConnectionString = ""
+		}
+		writeJSON(w, http.StatusOK, recs)
 		return
 	}
 	if id, ok := statusPath(path); ok && r.Method == http.MethodPost {

@@ -211,7 +211,8 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("simulator", stderr)
 	o := app.SimulatorOptions{}
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8089", "address to serve on")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8089", "address to serve on: loopback only, unless -allow-non-loopback-for-tests")
+	fs.BoolVar(&o.AllowNonLoopback, "allow-non-loopback-for-tests", false, "let -listen be an address other machines reach (a test network): anyone who reaches the simulator can register a client with full access")
 	tenants := fs.String("tenants", "default", "comma-separated tenant names")
 	fs.StringVar(&o.ClientID, "client-id", "", "register this client at start (with -client-secret)")
 	fs.StringVar(&o.ClientSecret, "client-secret", os.Getenv("INSTANCEMGR_SIMULATOR_CLIENT_SECRET"), "secret of -client-id (or INSTANCEMGR_SIMULATOR_CLIENT_SECRET)")

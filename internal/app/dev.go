@@ -28,6 +28,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/health"
+	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
@@ -54,6 +55,9 @@ type DevOptions struct {
 	Templates map[string]string
 	LogLevel  string
 	HTTP      string // where /healthz and /readyz are served
+	// AllowNonLoopback lets Listen be an address other machines reach
+	// (CheckSimulatorListen).
+	AllowNonLoopback bool
 }
 
 // devWorkers is each dev replica's consumer.concurrency.
@@ -76,6 +80,9 @@ func DefaultDevOptions() DevOptions {
 // NATS, the Admin API simulator, the bridge and the consumer replicas,
 // against a local PostgreSQL. The banner goes to stdout.
 func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logger) error {
+	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
+		return err
+	}
 	master, err := connstr.ParsePostgres(o.Postgres)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
@@ -125,7 +132,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	simURL := "http://" + ln.Addr().String()
 	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
 	simDone := make(chan error, 1)
-	go func() { simDone <- Serve(simCtx, ln, sim) }()
+	go func() { simDone <- httpserve.Serve(simCtx, ln, sim, httpserve.Options{}) }()
 	defer func() { stopSim(); <-simDone }()
 
 	cfg := &config.Config{
@@ -197,7 +204,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	sc := cfg.StreamConfig().WithDefaults()
 	reg.MustRegister(jobstream.NewLagCollector(js, sc.Stream, sc.Consumer))
 	consumerMetrics := consumer.NewMetrics(reg)
-	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, metricsAndProbes(reg, checks))
+	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, metricsAndProbes(reg, checks), httpserve.Options{})
 	if err != nil {
 		return fmt.Errorf("listen for the probes: %w", err)
 	}

@@ -7,12 +7,14 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
+	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
@@ -88,8 +90,9 @@ func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (*mana
 }
 
 // serveManage serves the write routes at adminApi.manageListen, when set,
-// until stop is called.
-func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (stop func(), err error) {
+// over HTTPS with adminApi.manageTls, until stop is called. Zero limits are
+// the defaults.
+func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log *slog.Logger, limits httpserve.Limits) (stop func(), err error) {
 	if !cfg.Manage() || cfg.AdminAPI.ManageListen == "" {
 		return func() {}, nil
 	}
@@ -97,10 +100,25 @@ func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log 
 	if err != nil {
 		return nil, err
 	}
-	bound, stop, err := serve(ctx, cfg.AdminAPI.ManageListen, srv)
+	if limits.WriteTimeout == 0 {
+		// A write waits for the Admin API's answer, up to adminApi.timeout,
+		// then writes EdFi_Admin: its answer must not be cut off when an
+		// operator gives a slow Admin API more time.
+		const edfiAdminWork = 30 * time.Second
+		limits.WriteTimeout = max(httpserve.DefaultWriteTimeout, cfg.AdminAPI.Timeout.D()+edfiAdminWork)
+	}
+	o, scheme := httpserve.Options{Limits: limits}, "http://"
+	if t := cfg.AdminAPI.ManageTLS; t.Enabled() {
+		cert, err := httpserve.LoadCertificate(t.CertFile, t.KeyFile, log)
+		if err != nil {
+			return nil, fmt.Errorf("adminApi.manageTls: %w", err)
+		}
+		o.TLS, scheme = cert.TLSConfig(), "https://"
+	}
+	bound, stop, err := serve(ctx, cfg.AdminAPI.ManageListen, srv, o)
 	if err != nil {
 		return nil, fmt.Errorf("adminApi.manageListen: %w", err)
 	}
-	log.Info("manage write routes served", "url", "http://"+bound, "routes", "POST /v2/odsInstances/manage, DELETE /v2/odsInstances/manage/{id}, POST /v3/dataStores/manage, DELETE /v3/dataStores/manage/{id}")
+	log.Info("manage write routes served", "url", scheme+bound, "routes", "POST /v2/odsInstances/manage, DELETE /v2/odsInstances/manage/{id}, POST /v3/dataStores/manage, DELETE /v3/dataStores/manage/{id}")
 	return stop, nil
 }

@@ -13,13 +13,14 @@ import (
 
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/health"
+	"github.com/edfi-tools/instancemgr/internal/httpserve"
 )
 
 // Profiles are served beside the metrics only when asked for.
 func TestProfilesOnlyWhenAskedFor(t *testing.T) {
 	for _, profiles := range []bool{false, true} {
 		var logged bytes.Buffer
-		stop, err := app.ServeHTTP(context.Background(), "127.0.0.1:0", profiles, prometheus.NewRegistry(), health.New(time.Second), slog.New(slog.NewJSONHandler(&logged, nil)))
+		stop, err := app.ServeHTTP(context.Background(), "127.0.0.1:0", profiles, prometheus.NewRegistry(), health.New(time.Second), slog.New(slog.NewJSONHandler(&logged, nil)), httpserve.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +23,7 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/health"
+	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
@@ -62,7 +62,7 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	if api != nil {
 		checks.Ready("admin api", api.CheckToken)
 	}
-	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, cfg.Pprof, reg, checks, log)
+	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, cfg.Pprof, reg, checks, log, httpserve.Limits{})
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -89,7 +89,7 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
 		ledgers := NewLedgers(cfg, log)
 		defer ledgers.Close()
-		stopManage, err := serveManage(ctx, cfg, ledgers, log)
+		stopManage, err := serveManage(ctx, cfg, ledgers, log, httpserve.Limits{})
 		if err != nil {
 			return err
 		}
@@ -161,14 +161,21 @@ func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobstream.Conf
 
 // SimulatorOptions are the simulator role's settings.
 type SimulatorOptions struct {
-	Listen       string
-	Simulator    simulator.Options
-	ClientID     string // registered at start, with ClientSecret, when set
-	ClientSecret string
+	Listen string
+	// AllowNonLoopback lets Listen be an address other machines reach,
+	// for a test deployment that needs it (a container network).
+	AllowNonLoopback bool
+	Simulator        simulator.Options
+	ClientID         string // registered at start, with ClientSecret, when set
+	ClientSecret     string
+	Limits           httpserve.Limits // zero: the defaults
 }
 
 // RunSimulator serves the Admin API simulator until ctx ends.
 func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) error {
+	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
+		return err
+	}
 	if err := o.Simulator.Validate(); err != nil {
 		return err
 	}
@@ -184,12 +191,31 @@ func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
-	return Serve(ctx, ln, sim)
+	return httpserve.Serve(ctx, ln, sim, httpserve.Options{Limits: o.Limits})
+}
+
+// CheckSimulatorListen refuses an address other machines can reach unless
+// allowed: the simulator registers any client that asks, with full access,
+// and serves its fault plan without a token, so it is safe only where
+// nothing but this machine reaches it.
+func CheckSimulatorListen(addr string, allowNonLoopback bool) error {
+	if allowNonLoopback {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("simulator listen address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("simulator listen address %q is not loopback (127.0.0.0/8, ::1, localhost): the simulator hands a full-access token to anyone who asks; pass -allow-non-loopback-for-tests for a test network", addr)
 }
 
 // ServeHTTP serves reg at addr/metrics and the probes at /healthz and
 // /readyz until the returned stop is called; an empty addr serves nothing.
-func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger) (stop func(), err error) {
+// Zero limits are the defaults.
+func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger, limits httpserve.Limits) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -197,7 +223,7 @@ func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.
 	if profiles {
 		h, paths = withProfiles(h), paths+" /debug/pprof/"
 	}
-	bound, stop, err := serve(ctx, addr, h)
+	bound, stop, err := serve(ctx, addr, h, httpserve.Options{Limits: limits})
 	if err != nil {
 		return nil, fmt.Errorf("metricsAddr: %w", err)
 	}
@@ -230,30 +256,15 @@ func metricsAndProbes(reg *prometheus.Registry, checks *health.Checks) http.Hand
 
 // serve listens on addr and serves h until stop is called or ctx ends, and
 // returns the address it listens on.
-func serve(ctx context.Context, addr string, h http.Handler) (bound string, stop func(), err error) {
+func serve(ctx context.Context, addr string, h http.Handler, o httpserve.Options) (bound string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = Serve(ctx, ln, h) }()
+	go func() { defer close(done); _ = httpserve.Serve(ctx, ln, h, o) }()
 	return ln.Addr().String(), func() { cancel(); <-done }, nil
-}
-
-// Serve runs h on ln until ctx ends, then shuts down gracefully.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutCtx)
 }
 
 // Ledgers reads each tenant's ledger for the bridge, which needs nothing

@@ -86,6 +86,47 @@ type AdminAPI struct {
 	// token and connection strings with passwords, so this is off by
 	// default.
 	AllowInsecureHTTP bool `yaml:"allowInsecureHttp"`
+
+	// ManageTLS serves manageListen over HTTPS.
+	ManageTLS ManageTLS `yaml:"manageTls"`
+}
+
+// ManageTLS is the certificate and key, PEM files, that manageListen serves
+// HTTPS with; both or neither. The files are read again when either changes
+// (a renewal), at most every few seconds, without a restart.
+type ManageTLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// Enabled reports whether manageListen serves HTTPS.
+func (t ManageTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// check reports a half-given pair, a file that cannot be read, and a pair
+// without manageListen to serve it.
+func (t ManageTLS) check(manageListen string) []error {
+	if !t.Enabled() {
+		return nil
+	}
+	var errs []error
+	if manageListen == "" {
+		errs = append(errs, errors.New("adminApi.manageTls: is for adminApi.manageListen, which is not set"))
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, errors.New("adminApi.manageTls.certFile and adminApi.manageTls.keyFile go together"))
+	}
+	for _, f := range []struct{ key, path string }{{"adminApi.manageTls.certFile", t.CertFile}, {"adminApi.manageTls.keyFile", t.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		file, err := os.Open(f.path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s cannot be read", f.key, f.path))
+			continue
+		}
+		file.Close()
+	}
+	return errs
 }
 
 // NATS says where JetStream is and how the job stream is set up.
@@ -318,6 +359,7 @@ func (c *Config) Complete(env func(string) string) error {
 //	INSTANCEMGR_NATS_URL, INSTANCEMGR_NATS_CREDS_FILE, INSTANCEMGR_NATS_NKEY_FILE,
 //	INSTANCEMGR_NATS_USER, INSTANCEMGR_NATS_PASSWORD, INSTANCEMGR_NATS_TOKEN,
 //	INSTANCEMGR_NATS_TLS_CA_FILE, _CERT_FILE, _KEY_FILE,
+//	INSTANCEMGR_ADMINAPI_MANAGE_TLS_CERT_FILE, _KEY_FILE,
 //	INSTANCEMGR_LOG_LEVEL, INSTANCEMGR_LOG_FORMAT,
 //	INSTANCEMGR_TENANT_<NAME>_MASTER, _ADMIN, _ODS (NAME upper-cased, other
 //	characters than letters and digits as '_').
@@ -361,6 +403,8 @@ func (c *Config) applyEnv(env func(string) string) error {
 	set(&c.NATS.TLS.CAFile, "INSTANCEMGR_NATS_TLS_CA_FILE")
 	set(&c.NATS.TLS.CertFile, "INSTANCEMGR_NATS_TLS_CERT_FILE")
 	set(&c.NATS.TLS.KeyFile, "INSTANCEMGR_NATS_TLS_KEY_FILE")
+	set(&c.AdminAPI.ManageTLS.CertFile, "INSTANCEMGR_ADMINAPI_MANAGE_TLS_CERT_FILE")
+	set(&c.AdminAPI.ManageTLS.KeyFile, "INSTANCEMGR_ADMINAPI_MANAGE_TLS_KEY_FILE")
 	set(&c.Provisioning.EncryptionKey, "ODS_CONNECTION_STRING_ENCRYPTION_KEY") // Ed-Fi's name
 	secret(&c.Provisioning.EncryptionKey, "INSTANCEMGR_ODS_ENCRYPTION_KEY")
 	set(&c.LogLevel, "INSTANCEMGR_LOG_LEVEL")
@@ -580,6 +624,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.NATS.checkAuth()...)
+	errs = append(errs, c.AdminAPI.ManageTLS.check(c.AdminAPI.ManageListen)...)
 	if err := c.StreamConfig().Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			bad("nats", "%v", e)

@@ -561,3 +561,48 @@ tenants:
 		t.Errorf("manage routes served with an https Admin API: %v", err)
 	}
 }
+
+// adminApi.manageTls serves the manage routes over HTTPS: a certificate and
+// key, both readable, for a manageListen; the environment may name them.
+func TestManageTLS(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "nope")
+	cfg := func(adminAPI string) string {
+		return `
+adminApi: {flavor: manage, baseUrl: "https://admin.district.example"` + adminAPI + `}
+provisioning: {encryptionKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+tenants:
+  default: {master: "host=h;database=postgres", admin: "host=h;database=a", ods: "host=h;database={0}"}
+`
+	}
+	for _, tt := range []struct {
+		name, adminAPI string
+		want           string // "" = valid
+	}{
+		{"both", `, manageListen: ":8443", manageTls: {certFile: "` + file + `", keyFile: "` + file + `"}`, ""},
+		{"neither", `, manageListen: ":8080"`, ""},
+		{"cert alone", `, manageListen: ":8443", manageTls: {certFile: "` + file + `"}`, "adminApi.manageTls.certFile and adminApi.manageTls.keyFile go together"},
+		{"key alone", `, manageListen: ":8443", manageTls: {keyFile: "` + file + `"}`, "go together"},
+		{"unreadable key", `, manageListen: ":8443", manageTls: {certFile: "` + file + `", keyFile: "` + missing + `"}`, "adminApi.manageTls.keyFile: " + missing + " cannot be read"},
+		{"no listener", `, manageTls: {certFile: "` + file + `", keyFile: "` + file + `"}`, "adminApi.manageTls: is for adminApi.manageListen"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, cfg(tt.adminAPI)), noEnv)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+	env := map[string]string{"INSTANCEMGR_ADMINAPI_MANAGE_TLS_CERT_FILE": file, "INSTANCEMGR_ADMINAPI_MANAGE_TLS_KEY_FILE": file}
+	c, err := Load(write(t, cfg(`, manageListen: ":8443"`)), func(k string) string { return env[k] })
+	if err != nil || c.AdminAPI.ManageTLS != (ManageTLS{CertFile: file, KeyFile: file}) || !c.AdminAPI.ManageTLS.Enabled() {
+		t.Fatalf("from the environment: %+v, %v", c.AdminAPI.ManageTLS, err)
+	}
+}

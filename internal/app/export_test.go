@@ -1,0 +1,4 @@
+package app
+
+// ServeManage is serveManage, for the listener tests.
+var ServeManage = serveManage
