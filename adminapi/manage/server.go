@@ -1,13 +1,13 @@
 package manage
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -27,13 +27,18 @@ import (
 // when EnableDataStoreManagement is off. Anything but 200 is relayed to the
 // caller as the Admin API gave it, so a missing token, a forbidden scope,
 // an unknown tenant, a disabled feature or a request that is not there
-// read exactly as they would without instancemgr in between.
+// read exactly as they would without instancemgr in between. Redirects are
+// not followed: a gateway that sends a bad token to its login page is
+// refusing, and its 3xx goes back to the caller. A 200 is a yes only when
+// it is the Admin API's answer for that resource (a JSON array for the
+// collection, a JSON object with the request's "id" for one request):
+// anything else that answers 200 in front of the Admin API (a login page,
+// another request) has not authorized the call.
 type Server struct {
 	endpoints *Endpoints
 	adminAPI  *url.URL
 	client    *http.Client
 	tenants   []string
-	fallback  string
 	log       *slog.Logger
 }
 
@@ -41,13 +46,14 @@ type Server struct {
 type ServerOptions struct {
 	// AdminAPI is the Admin API's base URL, which authorizes each call.
 	AdminAPI string
-	// Client makes the authorizing calls (nil: http.DefaultClient).
+	// Client makes the authorizing calls (nil: a client of its own); the
+	// server uses a copy that follows no redirects.
 	Client *http.Client
-	// Tenants are the tenant names served; a request without a Tenant
-	// header is for Fallback.
-	Tenants  []string
-	Fallback string
-	Log      *slog.Logger
+	// Tenants are the tenant names served. A request without a Tenant
+	// header is for the only one; with several it is refused, as the
+	// Admin API with multi-tenancy refuses a write without the header.
+	Tenants []string
+	Log     *slog.Logger
 }
 
 // maxRelayed bounds an Admin API answer relayed to the caller.
@@ -59,13 +65,21 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("the Admin API's URL %q is not an http(s) URL", o.AdminAPI)
 	}
-	if o.Client == nil {
-		o.Client = http.DefaultClient
-	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{endpoints: endpoints, adminAPI: u, client: o.Client, tenants: o.Tenants, fallback: o.Fallback, log: o.Log}, nil
+	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants, log: o.Log}, nil
+}
+
+// NoRedirects is a copy of c (nil: a zero client) that returns a redirect
+// as the answer instead of following it; c itself is left as it is.
+func NoRedirects(c *http.Client) *http.Client {
+	var out http.Client
+	if c != nil {
+		out = *c
+	}
+	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &out
 }
 
 // route is what a request path and method ask for: ok false when it is
@@ -100,7 +114,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		respond.WriteProblem(w, http.StatusNotFound, "Not Found", "instancemgr serves only POST and DELETE of the manage routes; the Admin API serves the rest.")
 		return
 	}
-	tenant, ok := s.tenant(r.Header.Get("Tenant"))
+	header := strings.TrimSpace(r.Header.Get("Tenant"))
+	if header == "" && len(s.tenants) != 1 {
+		// The Admin API's TenantResolverMiddleware answers this before
+		// authentication, and lets the authorizing GET through without
+		// the header: instancemgr must answer it itself, and first.
+		rt.Validation(w, map[string][]string{"Tenant": {"Tenant header is missing (adminconsole)"}})
+		return
+	}
+	tenant, ok := s.tenant(header)
 	if !s.authorized(w, r, rt, id) {
 		return
 	}
@@ -119,11 +141,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.endpoints.Delete(w, r, rt, tenant, id)
 }
 
-// tenant maps the Tenant header to a configured tenant.
+// tenant maps the Tenant header to a configured tenant; no header is
+// the only tenant's.
 func (s *Server) tenant(header string) (string, bool) {
-	header = strings.TrimSpace(header)
-	if header == "" {
-		return s.fallback, slices.Contains(s.tenants, s.fallback)
+	if header == "" && len(s.tenants) == 1 {
+		return s.tenants[0], true
 	}
 	for _, t := range s.tenants {
 		if strings.EqualFold(t, header) {
@@ -168,12 +190,21 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 		return false
 	}
 	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRelayed))
 	if resp.StatusCode == http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxRelayed))
+		if why := notTheResource(resp.Header.Get("Content-Type"), body, id); why != "" {
+			// Something in front of the Admin API said 200 without saying
+			// yes: a gateway's login page, a cache, a misrouted path. The
+			// caller is not authorized, and the fault is upstream, so 502.
+			s.log.Error("the Admin API's 200 to an authorizing call is not the resource; the call is refused",
+				"method", r.Method, "route", rt.Noun(), "url", u.Redacted(), "content_type", resp.Header.Get("Content-Type"), "why", why)
+			respond.WriteProblem(w, http.StatusBadGateway, "Bad Gateway",
+				"The Admin API's answer to the authorizing call was not the resource it was asked for ("+why+"), so the call is refused.")
+			return false
+		}
 		return true
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRelayed))
-	for _, h := range []string{"Content-Type", "WWW-Authenticate"} {
+	for _, h := range []string{"Content-Type", "WWW-Authenticate", "Location"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
@@ -182,4 +213,41 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 	_, _ = w.Write(body)
 	s.log.Info("a manage call was refused by the Admin API", "method", r.Method, "route", rt.Noun(), "status", resp.StatusCode)
 	return false
+}
+
+// notTheResource says why a 200 body is not the Admin API's answer to the
+// authorizing GET ("" when it is): a JSON array for the collection (id 0),
+// a JSON object whose "id" (System.Text.Json's camel case) is id for one
+// request.
+func notTheResource(contentType string, body []byte, id int) string {
+	if !respond.IsJSON(contentType) {
+		return fmt.Sprintf("content type %q, not JSON", contentType)
+	}
+	if id == 0 {
+		var list []json.RawMessage
+		if err := json.Unmarshal(body, &list); err != nil || list == nil {
+			return "not a JSON array"
+		}
+		return ""
+	}
+	var one map[string]json.RawMessage
+	if err := json.Unmarshal(body, &one); err != nil || one == nil {
+		return "not a JSON object"
+	}
+	raw, ok := one["id"]
+	if !ok {
+		return "it has no id"
+	}
+	var got int
+	if err := json.Unmarshal(raw, &got); err != nil || got != id {
+		return fmt.Sprintf("its id is %s, not %d", truncate(string(raw), 20), id)
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
