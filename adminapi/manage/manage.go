@@ -84,6 +84,13 @@ type Statements struct {
 	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
 	Taken    string // (name) → whether a request not Deleted has the name, whether a dbo.OdsInstances row has it
 	Insert   string // (name, template, now) → id of a new PendingCreate request
+	// NameLock (key) takes a lock on a generated database name, held until
+	// the transaction ends: POST checks and inserts under it.
+	NameLock string
+	// Names () → whether it is an instance, name, template ('' for none),
+	// database name ('' for none) of every request not Deleted and every
+	// dbo.OdsInstances row (its instance type as the template).
+	Names string
 }
 
 // Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
@@ -106,6 +113,9 @@ WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
     EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`,
 	Insert: `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
 VALUES ($1, $2, 'PendingCreate', $3, $3) RETURNING id`,
+	NameLock: `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+	Names: `SELECT false, name, databasetemplate, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE status <> 'Deleted'
+UNION ALL SELECT true, name, coalesce(instancetype, ''), '' FROM dbo.odsinstances`,
 }
 
 // SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
@@ -127,6 +137,13 @@ OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInPro
     CAST(CASE WHEN EXISTS (SELECT 1 FROM dbo.OdsInstances WHERE Name = @p1) THEN 1 ELSE 0 END AS bit)`,
 	Insert: `INSERT INTO adminapi.OdsInstanceManages (Name, DatabaseTemplate, Status, LastRefreshed, LastModifiedDate)
 OUTPUT INSERTED.Id VALUES (@p1, @p2, N'PendingCreate', @p3, @p3)`,
+	// An application lock owned by the transaction, as the registry's
+	// instance lock; not granted in 30 s is an error, not a wait forever.
+	NameLock: `DECLARE @r int;
+EXEC @r = sp_getapplock @Resource = @p1, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 30000;
+IF @r < 0 THROW 51000, 'instancemgr: the database name lock was not granted', 1;`,
+	Names: `SELECT CAST(0 AS bit), Name, DatabaseTemplate, COALESCE(DatabaseName, N'') FROM adminapi.OdsInstanceManages WHERE Status <> N'Deleted'
+UNION ALL SELECT CAST(1 AS bit), Name, COALESCE(InstanceType, N''), N'' FROM dbo.OdsInstances`,
 }
 
 // DB is a tenant's EdFi_Admin: the registry's connection, so a completion

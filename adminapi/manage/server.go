@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
+	"github.com/edfi-tools/instancemgr/internal/forwarded"
 )
 
 // Server serves the manage write routes in production. A reverse proxy in
@@ -39,6 +40,8 @@ type Server struct {
 	adminAPI  *url.URL
 	client    *http.Client
 	tenants   []string
+	public    string // origin of every Location; "" for none
+	proxies   forwarded.Proxies
 	log       *slog.Logger
 }
 
@@ -53,7 +56,15 @@ type ServerOptions struct {
 	// header is for the only one; with several it is refused, as the
 	// Admin API with multi-tenancy refuses a write without the header.
 	Tenants []string
-	Log     *slog.Logger
+	// PublicBaseURL is where callers reach the Admin API (scheme, host,
+	// path base), from which a Location is absolute. Without it the origin
+	// comes from X-Forwarded-Proto and X-Forwarded-Host when the request
+	// came from one of TrustedProxies, else a Location is a path: the
+	// caller's Host and this listener's scheme are never used, since
+	// behind a proxy they name the internal host.
+	PublicBaseURL  string
+	TrustedProxies forwarded.Proxies
+	Log            *slog.Logger
 }
 
 // maxRelayed bounds an Admin API answer relayed to the caller.
@@ -65,10 +76,42 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("the Admin API's URL %q is not an http(s) URL", o.AdminAPI)
 	}
+	public, err := PublicOrigin(o.PublicBaseURL)
+	if err != nil {
+		return nil, err
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants, log: o.Log}, nil
+	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants,
+		public: public, proxies: o.TrustedProxies, log: o.Log}, nil
+}
+
+// PublicOrigin checks a public base URL ("" is none) and returns it
+// without a trailing slash: an http(s) URL with a host, and a path base
+// at most.
+func PublicOrigin(base string) (string, error) {
+	if base == "" {
+		return "", nil
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", fmt.Errorf("the public base URL %q is not an http(s) URL of a host and a path base", base)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// origin is the scheme, host and path base of a Location for r: the
+// public base URL, else what a trusted proxy forwarded, else none.
+func (s *Server) origin(r *http.Request) string {
+	if s.public != "" {
+		return s.public
+	}
+	if scheme, host, ok := s.proxies.Origin(r); ok {
+		return scheme + "://" + host
+	}
+	return ""
 }
 
 // NoRedirects is a copy of c (nil: a zero client) that returns a redirect
@@ -135,7 +178,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id == 0 {
-		s.endpoints.Create(w, r, rt, tenant)
+		s.endpoints.Create(w, r, rt, tenant, s.origin(r))
 		return
 	}
 	s.endpoints.Delete(w, r, rt, tenant, id)
