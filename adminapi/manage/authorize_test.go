@@ -24,7 +24,9 @@ type gate struct {
 	created int
 }
 
-func newGate(t *testing.T, api http.HandlerFunc, tenants ...string) *gate {
+// newGate starts the routes with o (Tenants: "default" when none); the
+// Admin API is api.
+func newGate(t *testing.T, api http.HandlerFunc, o manage.ServerOptions) *gate {
 	t.Helper()
 	db := testenv.FreshAdminDatabase(t)
 	admin := testenv.Connect(t, db)
@@ -39,13 +41,14 @@ VALUES ('Standing', 'Minimal', 'Created') RETURNING id`).Scan(&created); err != 
 	}
 	upstream := httptest.NewServer(api)
 	t.Cleanup(upstream.Close)
-	if len(tenants) == 0 {
-		tenants = []string{"default"}
+	if len(o.Tenants) == 0 {
+		o.Tenants = []string{"default"}
 	}
+	o.AdminAPI = upstream.URL
 	open := func(context.Context, string) (manage.DB, error) {
 		return manage.DB{Conn: postgres.Conn(admin), Statements: manage.Postgres}, nil
 	}
-	srv, err := manage.NewServer(manage.NewEndpoints(open, nil, nil), manage.ServerOptions{AdminAPI: upstream.URL, Tenants: tenants})
+	srv, err := manage.NewServer(manage.NewEndpoints(open, nil, nil), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +131,7 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGate(t, tt.api)
+			g := newGate(t, tt.api, manage.ServerOptions{})
 			for _, c := range []struct{ method, path, body string }{
 				{http.MethodPost, "/v2/odsInstances/manage", `{"name":"Sneaky","databaseTemplate":"Minimal"}`},
 				{http.MethodPost, "/v3/dataStores/manage", `{"name":"Sneaky","databaseTemplate":"Minimal"}`},
@@ -147,7 +150,7 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 
 	// The same routes through an Admin API that says yes as the Admin API
 	// does: the checks refuse nothing they should let through.
-	g := newGate(t, adminAPIAnswer)
+	g := newGate(t, adminAPIAnswer, manage.ServerOptions{})
 	if a := g.call(g.url, http.MethodPost, "/v3/dataStores/manage", `{"name":"Fine","databaseTemplate":"Minimal"}`); a.status != http.StatusAccepted {
 		t.Fatalf("POST with the Admin API's yes: %d %q", a.status, a.body)
 	}
@@ -163,7 +166,7 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 func TestAWriteWithoutTenantNeedsTheOnlyTenant(t *testing.T) {
 	var asked atomic.Int32
 	api := func(w http.ResponseWriter, r *http.Request) { asked.Add(1); adminAPIAnswer(w, r) }
-	several := newGate(t, api, "district-a", "district-b")
+	several := newGate(t, api, manage.ServerOptions{Tenants: []string{"district-a", "district-b"}})
 	for _, c := range []struct {
 		method, path, body string
 		v3                 bool
@@ -193,7 +196,7 @@ func TestAWriteWithoutTenantNeedsTheOnlyTenant(t *testing.T) {
 		t.Fatalf("POST with a served Tenant: %d %q", a.status, a.body)
 	}
 
-	one := newGate(t, adminAPIAnswer, "district-a")
+	one := newGate(t, adminAPIAnswer, manage.ServerOptions{Tenants: []string{"district-a"}})
 	if a := one.call(one.url, http.MethodPost, "/v2/odsInstances/manage", `{"name":"Here","databaseTemplate":"Minimal"}`); a.status != http.StatusAccepted {
 		t.Fatalf("POST without Tenant, one tenant served: %d %q", a.status, a.body)
 	}

@@ -29,7 +29,7 @@ func TestConcurrentPostsOfOneDatabaseWriteOneRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGate(t, adminAPIAnswer)
+			g := newGate(t, adminAPIAnswer, manage.ServerOptions{})
 			for round := range rounds {
 				names := tt.names(round)
 				var (
@@ -78,7 +78,7 @@ WHERE lower(replace(trim(name), ' ', '_')) IN (lower($1), lower($2))`, fmt.Sprin
 // database, and the answer names what has it; a Deleted request holds
 // nothing, and another template is another database.
 func TestAPostWhoseDatabaseIsTakenIsADuplicate(t *testing.T) {
-	g := newGate(t, adminAPIAnswer)
+	g := newGate(t, adminAPIAnswer, manage.ServerOptions{})
 	ctx := context.Background()
 	for _, q := range []string{
 		`INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status) VALUES ('Gone Away', 'Minimal', 'Deleted')`,

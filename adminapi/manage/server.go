@@ -76,7 +76,7 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("the Admin API's URL %q is not an http(s) URL", o.AdminAPI)
 	}
-	public, err := PublicOrigin(o.PublicBaseURL)
+	public, err := forwarded.ParseBaseURL(o.PublicBaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -85,21 +85,6 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 	}
 	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants,
 		public: public, proxies: o.TrustedProxies, log: o.Log}, nil
-}
-
-// PublicOrigin checks a public base URL ("" is none) and returns it
-// without a trailing slash: an http(s) URL with a host, and a path base
-// at most.
-func PublicOrigin(base string) (string, error) {
-	if base == "" {
-		return "", nil
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
-		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return "", fmt.Errorf("the public base URL %q is not an http(s) URL of a host and a path base", base)
-	}
-	return strings.TrimRight(u.String(), "/"), nil
 }
 
 // origin is the scheme, host and path base of a Location for r: the

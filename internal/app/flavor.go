@@ -85,8 +85,10 @@ func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (*mana
 		AdminAPI: cfg.AdminAPI.BaseURL,
 		// A redirect is the Admin API's (or its gateway's) refusal, relayed
 		// to the caller; it is never followed to a page that answers 200.
-		Client:  manage.NoRedirects(&http.Client{Timeout: cfg.AdminAPI.Timeout.D()}),
-		Tenants: slices.Sorted(maps.Keys(cfg.Tenants)), Log: log,
+		Client:        manage.NoRedirects(&http.Client{Timeout: cfg.AdminAPI.Timeout.D()}),
+		Tenants:       slices.Sorted(maps.Keys(cfg.Tenants)),
+		PublicBaseURL: cfg.AdminAPI.PublicBaseURL, TrustedProxies: cfg.AdminAPI.Proxies(),
+		Log: log,
 	})
 }
 

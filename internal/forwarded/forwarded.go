@@ -1,9 +1,10 @@
-// Package forwarded reads what a reverse proxy says about a request
-// (X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-For) only when the
-// request came from a proxy the configuration trusts. Anyone can send
-// those headers; believed from any peer, they let a caller choose the host
-// of a Location the Admin App follows, or the address an audit line
-// records.
+// Package forwarded says where callers reach a listener behind a reverse
+// proxy: a configured public base URL (ParseBaseURL), or what the proxy
+// says about a request (X-Forwarded-Proto, X-Forwarded-Host,
+// X-Forwarded-For), read only when the request came from a proxy the
+// configuration trusts (Proxies). Anyone can send those headers; believed
+// from any peer, they let a caller choose the host of a Location the Admin
+// App follows, or the address an audit line records.
 //
 // It must never take a forwarded header from a peer outside the trusted
 // networks.
@@ -14,8 +15,24 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 )
+
+// ParseBaseURL checks a public base URL ("" is none) and returns it
+// without a trailing slash: an http(s) URL of a host and, at most, a path
+// base ("https://admin.example.org/adminapi").
+func ParseBaseURL(base string) (string, error) {
+	if base == "" {
+		return "", nil
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		return "", fmt.Errorf("%q is not an http(s) URL of a host and a path base", base)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
 
 // Proxies are the networks of the reverse proxies whose forwarded headers
 // are believed. The zero value trusts no one.
