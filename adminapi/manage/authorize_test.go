@@ -86,7 +86,8 @@ func adminAPIAnswer(w http.ResponseWriter, r *http.Request) {
 // a gateway that sends a bad token to its login page (302, then 200 HTML),
 // one that answers 200 HTML itself, and a 200 that is JSON but not the
 // resource (an object for the collection, another request's id) each
-// refuse the POST and the DELETE, and nothing is written.
+// refuse the POST and the DELETE, and nothing is written; so does another
+// success, which relayed would read as the write done.
 func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 	const login = `<html><body><form action="/login">Sign in</form></body></html>`
 	html := func(w http.ResponseWriter) {
@@ -115,6 +116,11 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 			name:       "200 with a login page",
 			api:        func(w http.ResponseWriter, _ *http.Request) { html(w) },
 			wantStatus: http.StatusBadGateway, wantBody: `not JSON`,
+		},
+		{
+			name:       "204 from a cache",
+			api:        func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) },
+			wantStatus: http.StatusBadGateway, wantBody: `status 204`,
 		},
 		{
 			name: "200 JSON that is not the resource",

@@ -219,11 +219,12 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRelayed))
-	if resp.StatusCode == http.StatusOK {
-		if why := notTheResource(resp.Header.Get("Content-Type"), body, id); why != "" {
-			// Something in front of the Admin API said 200 without saying
-			// yes: a gateway's login page, a cache, a misrouted path. The
-			// caller is not authorized, and the fault is upstream, so 502.
+	if resp.StatusCode/100 == 2 {
+		if why := notTheResource(resp.StatusCode, resp.Header.Get("Content-Type"), body, id); why != "" {
+			// Something in front of the Admin API said yes without being
+			// its yes: a gateway's login page, a cache, a misrouted path.
+			// The caller is not authorized, and the fault is upstream, so
+			// 502 (relaying a 204 would read as a delete done).
 			s.log.Error("the Admin API's 200 to an authorizing call is not the resource; the call is refused",
 				"method", r.Method, "route", rt.Noun(), "url", u.Redacted(), "content_type", resp.Header.Get("Content-Type"), "why", why)
 			respond.WriteProblem(w, http.StatusBadGateway, "Bad Gateway",
@@ -243,11 +244,14 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 	return false
 }
 
-// notTheResource says why a 200 body is not the Admin API's answer to the
-// authorizing GET ("" when it is): a JSON array for the collection (id 0),
-// a JSON object whose "id" (System.Text.Json's camel case) is id for one
-// request.
-func notTheResource(contentType string, body []byte, id int) string {
+// notTheResource says why a success is not the Admin API's answer to the
+// authorizing GET ("" when it is): a 200 with a JSON array for the
+// collection (id 0), a JSON object whose "id" (System.Text.Json's camel
+// case) is id for one request.
+func notTheResource(status int, contentType string, body []byte, id int) string {
+	if status != http.StatusOK {
+		return fmt.Sprintf("status %d, not 200", status)
+	}
 	if !respond.IsJSON(contentType) {
 		return fmt.Sprintf("content type %q, not JSON", contentType)
 	}
