@@ -1,8 +1,10 @@
 package manage
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -132,17 +134,20 @@ func NewEndpoints(open Databases, log *slog.Logger, now func() time.Time) *Endpo
 }
 
 // Create answers POST: a valid request becomes a PendingCreate row, 202
-// with its Location.
-func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, tenant string) {
-	var body struct {
-		Name             *string `json:"name"`
-		DatabaseTemplate *string `json:"databaseTemplate"`
-	}
-	if !respond.DecodeJSONBody(w, r, &body) {
+// with its Location. origin is the scheme, host and path base the caller
+// reached the Admin API at ("https://admin.example.org/adminapi"), from
+// which the v3 Location is absolute as Ed-Fi's is; "" makes it a path.
+func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, tenant, origin string) {
+	if !respond.IsJSON(r.Header.Get("Content-Type")) {
+		respond.WriteUnsupported(w)
 		return
 	}
-	name, template := deref(body.Name), deref(body.DatabaseTemplate)
-	if errs := validateCreate(name, template); len(errs) > 0 {
+	req, errs, err := parseCreate(http.MaxBytesReader(w, r.Body, respond.MaxBody))
+	switch {
+	case err != nil:
+		respond.WriteDecodeError(w, err)
+		return
+	case len(errs) > 0:
 		rt.Validation(w, errs)
 		return
 	}
@@ -150,41 +155,153 @@ func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, ten
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	trimmed := strings.TrimSpace(name)
-	var taken, registered bool
-	if err := db.Conn.QueryRow(ctx, db.Statements.Taken, trimmed).Scan(&taken, &registered); err != nil {
-		e.failed(w, tenant, "check the name", "read", err)
-		return
-	}
-	article, registeredNoun := "An", "An OdsInstance"
-	if rt.V3 {
-		article, registeredNoun = "A", "A DataStore"
-	}
-	switch {
-	case taken:
-		rt.Validation(w, map[string][]string{"Name": {fmt.Sprintf("%s %s named '%s' already exists.", article, rt.Noun(), trimmed)}})
-		return
-	case registered:
-		rt.Validation(w, map[string][]string{"Name": {fmt.Sprintf("%s named '%s' already exists.", registeredNoun, trimmed)}})
-		return
-	}
-	var id int
-	if err := db.Conn.QueryRow(ctx, db.Statements.Insert, trimmed, strings.TrimSpace(template), e.now()).Scan(&id); err != nil {
+	id, clash, err := insertRequest(r.Context(), db, req, e.now())
+	if err != nil {
 		e.failed(w, tenant, "insert the manage row", "written", err)
 		return
 	}
-	e.log.Info("managed instance requested", "tenant", tenant, "manage_id", id, "name", trimmed, "template", template)
+	if clash != nil {
+		rt.Validation(w, map[string][]string{"Name": {clash.message(rt, req)}})
+		return
+	}
+	e.log.Info("managed instance requested", "tenant", tenant, "manage_id", id, "name", req.Name, "template", req.Template, "database", req.Database)
 	location := "/odsinstances/manage/" + strconv.Itoa(id) // v2's, relative and without /v2, as Ed-Fi's
 	if rt.V3 {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		location = scheme + "://" + r.Host + "/v3/dataStores/manage/" + strconv.Itoa(id)
+		// ResourceUrlHelper.BuildAbsoluteResourceUrl: origin, /v3, the path.
+		location = origin + "/v3/dataStores/manage/" + strconv.Itoa(id)
 	}
 	w.Header().Set("Location", location)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// createRequest is a POST's body once it is valid.
+type createRequest struct {
+	Name, Template string // Name without the white space around it, as stored
+	Database       string // the database the naming rule makes of them
+}
+
+// parseCreate decodes a POST body (one JSON value; names of properties
+// matched without regard to case) and validates it as AddOdsInstanceManage
+// does. err is a body that is not JSON of that shape (400 or 413, by
+// respond.WriteDecodeError); errs are the validation failures (the route's
+// 400). A request it returns with neither makes a database name.
+func parseCreate(body io.Reader) (createRequest, map[string][]string, error) {
+	var raw struct {
+		Name             *string `json:"name"`
+		DatabaseTemplate *string `json:"databaseTemplate"`
+	}
+	if err := respond.DecodeJSON(body, &raw); err != nil {
+		return createRequest{}, nil, err
+	}
+	name, template := deref(raw.Name), deref(raw.DatabaseTemplate)
+	if errs := validateCreate(name, template); len(errs) > 0 {
+		return createRequest{}, errs, nil
+	}
+	req := createRequest{Name: strings.TrimSpace(name), Template: template}
+	db, err := provisioning.ManageDatabaseName(req.Name, req.Template)
+	if err != nil {
+		// validateCreate accepted the name untrimmed; trimmed it is the same
+		// database, so this is a bug, reported as a validation failure.
+		return createRequest{}, map[string][]string{"Name": {err.Error()}}, nil
+	}
+	req.Database = db
+	return req, nil, nil
+}
+
+// clash is what already has a POST's name or database.
+type clash struct {
+	name     string // the name of the request or instance that has it
+	instance bool   // a dbo.OdsInstances row, not a request
+}
+
+// message is Ed-Fi's duplicate answer (AddOdsInstanceManage's validator),
+// naming what has the name; when only the database is the same, it says
+// so.
+func (c *clash) message(rt Route, req createRequest) string {
+	msg := fmt.Sprintf("An %s named '%s' already exists.", rt.Noun(), c.name)
+	switch {
+	case c.instance && rt.V3:
+		msg = fmt.Sprintf("A DataStore named '%s' already exists.", c.name)
+	case c.instance:
+		msg = fmt.Sprintf("An OdsInstance named '%s' already exists.", c.name)
+	case rt.V3:
+		msg = fmt.Sprintf("A %s named '%s' already exists.", rt.Noun(), c.name)
+	}
+	if c.name != req.Name {
+		msg += fmt.Sprintf(" '%s' would make the same database, %s.", req.Name, req.Database)
+	}
+	return msg
+}
+
+// insertRequest writes req as a PendingCreate request unless a request
+// not Deleted or a dbo.OdsInstances row has its name (Ed-Fi's check) or
+// makes the same database (without regard to case, as the engines'
+// reservations compare names). The check and the insert are one
+// transaction holding a lock on the database name, so that of concurrent
+// POSTs that make one database exactly one is written.
+func insertRequest(ctx context.Context, db DB, req createRequest, now time.Time) (int, *clash, error) {
+	tx, err := db.Conn.Begin(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("begin the insert of manage request %q: %w", req.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if err := tx.Exec(ctx, db.Statements.NameLock, NameLockKey(req.Database)); err != nil {
+		return 0, nil, fmt.Errorf("lock database name %q for manage request %q: %w", req.Database, req.Name, err)
+	}
+	var taken, registered bool
+	if err := tx.QueryRow(ctx, db.Statements.Taken, req.Name).Scan(&taken, &registered); err != nil {
+		return 0, nil, fmt.Errorf("check the name of manage request %q: %w", req.Name, err)
+	}
+	if taken || registered {
+		return 0, &clash{name: req.Name, instance: !taken}, nil
+	}
+	if c, err := sameDatabase(ctx, tx, db.Statements, req); c != nil || err != nil {
+		return 0, c, err
+	}
+	var id int
+	if err := tx.QueryRow(ctx, db.Statements.Insert, req.Name, req.Template, now).Scan(&id); err != nil {
+		return 0, nil, fmt.Errorf("insert manage request %q: %w", req.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, nil, fmt.Errorf("commit manage request %q: %w", req.Name, err)
+	}
+	return id, nil, nil
+}
+
+// NameLockKey is the lock key of a generated database name: one key for
+// names that differ only in case.
+func NameLockKey(database string) string {
+	return "instancemgr:manage-database:" + strings.ToLower(database)
+}
+
+// sameDatabase finds a request or instance whose database is req's: the
+// one its request was claimed with, else the one the naming rule makes of
+// its name and template.
+func sameDatabase(ctx context.Context, tx sqlregistry.Tx, st Statements, req createRequest) (*clash, error) {
+	rows, err := tx.Query(ctx, st.Names)
+	if err != nil {
+		return nil, fmt.Errorf("read the names of manage requests and instances: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			instance                 bool
+			name, template, database string
+		)
+		if err := rows.Scan(&instance, &name, &template, &database); err != nil {
+			return nil, fmt.Errorf("read the names of manage requests and instances: %w", err)
+		}
+		if database == "" {
+			database, _ = provisioning.ManageDatabaseName(name, template) // "" for a name the rule does not make
+		}
+		if database != "" && strings.EqualFold(database, req.Database) {
+			return &clash{name: name, instance: instance}, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the names of manage requests and instances: %w", err)
+	}
+	return nil, nil
 }
 
 // validateCreate is AddOdsInstanceManage's validator: the name's rule and

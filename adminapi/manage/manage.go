@@ -93,6 +93,13 @@ type Statements struct {
 	// adminapi.JobStatuses, where Ed-Fi keeps why a request failed; once
 	// per job id.
 	Note string
+	// NameLock (key) takes a lock on a generated database name, held until
+	// the transaction ends: POST checks and inserts under it.
+	NameLock string
+	// Names () → whether it is an instance, name, template ('' for none),
+	// database name ('' for none) of every request not Deleted and every
+	// dbo.OdsInstances row (its instance type as the template).
+	Names string
 }
 
 // Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
@@ -119,6 +126,9 @@ VALUES ($1, $2, 'PendingCreate', $3, $3) RETURNING id`,
 WHERE id = $1 AND status IN ('PendingCreate', 'CreateInProgress') RETURNING id`,
 	Note: `INSERT INTO adminapi.jobstatuses (jobid, status, errormessage, createdat, finishedat) VALUES ($1, 'Error', $2, $3, $3)
 ON CONFLICT (jobid) DO NOTHING`,
+	NameLock: `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+	Names: `SELECT false, name, databasetemplate, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE status <> 'Deleted'
+UNION ALL SELECT true, name, coalesce(instancetype, ''), '' FROM dbo.odsinstances`,
 }
 
 // SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
@@ -144,6 +154,13 @@ OUTPUT INSERTED.Id VALUES (@p1, @p2, N'PendingCreate', @p3, @p3)`,
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Note: `IF NOT EXISTS (SELECT 1 FROM adminapi.JobStatuses WHERE JobId = @p1)
 INSERT INTO adminapi.JobStatuses (JobId, Status, ErrorMessage, CreatedAt, FinishedAt) VALUES (@p1, N'Error', @p2, @p3, @p3)`,
+	// An application lock owned by the transaction, as the registry's
+	// instance lock; not granted in 30 s is an error, not a wait forever.
+	NameLock: `DECLARE @r int;
+EXEC @r = sp_getapplock @Resource = @p1, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 30000;
+IF @r < 0 THROW 51000, 'instancemgr: the database name lock was not granted', 1;`,
+	Names: `SELECT CAST(0 AS bit), Name, DatabaseTemplate, COALESCE(DatabaseName, N'') FROM adminapi.OdsInstanceManages WHERE Status <> N'Deleted'
+UNION ALL SELECT CAST(1 AS bit), Name, COALESCE(InstanceType, N''), N'' FROM dbo.OdsInstances`,
 }
 
 // DB is a tenant's EdFi_Admin: the registry's connection, so a completion
@@ -502,14 +519,14 @@ const (
 // (checkRuns).
 func (s *Source) note(ctx context.Context, tx sqlregistry.Tx, db DB, tenant string, id int, why Failure) error {
 	key := "instancemgr-" + why.JobID + "-" + strconv.FormatUint(why.StreamSeq, 10)
-	if err := tx.Exec(ctx, db.Statements.Note, truncate(key, maxJobID), truncate(why.Reason, maxErrorMessage), s.now()); err != nil {
+	if err := tx.Exec(ctx, db.Statements.Note, cutTo(key, maxJobID), cutTo(why.Reason, maxErrorMessage), s.now()); err != nil {
 		return fmt.Errorf("record why manage request %d of tenant %q failed: %w", id, tenant, err)
 	}
 	return nil
 }
 
-// truncate cuts s to at most n bytes on a character boundary.
-func truncate(s string, n int) string {
+// cutTo cuts s to at most n bytes on a character boundary.
+func cutTo(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -1,17 +1,18 @@
 package manage
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
+	"github.com/edfi-tools/instancemgr/internal/forwarded"
 )
 
 // Server serves the manage write routes in production. A reverse proxy in
@@ -27,13 +28,20 @@ import (
 // when EnableDataStoreManagement is off. Anything but 200 is relayed to the
 // caller as the Admin API gave it, so a missing token, a forbidden scope,
 // an unknown tenant, a disabled feature or a request that is not there
-// read exactly as they would without instancemgr in between.
+// read exactly as they would without instancemgr in between. Redirects are
+// not followed: a gateway that sends a bad token to its login page is
+// refusing, and its 3xx goes back to the caller. A 200 is a yes only when
+// it is the Admin API's answer for that resource (a JSON array for the
+// collection, a JSON object with the request's "id" for one request):
+// anything else that answers 200 in front of the Admin API (a login page,
+// another request) has not authorized the call.
 type Server struct {
 	endpoints *Endpoints
 	adminAPI  *url.URL
 	client    *http.Client
 	tenants   []string
-	fallback  string
+	public    string // origin of every Location; "" for none
+	proxies   forwarded.Proxies
 	log       *slog.Logger
 }
 
@@ -41,13 +49,22 @@ type Server struct {
 type ServerOptions struct {
 	// AdminAPI is the Admin API's base URL, which authorizes each call.
 	AdminAPI string
-	// Client makes the authorizing calls (nil: http.DefaultClient).
+	// Client makes the authorizing calls (nil: a client of its own); the
+	// server uses a copy that follows no redirects.
 	Client *http.Client
-	// Tenants are the tenant names served; a request without a Tenant
-	// header is for Fallback.
-	Tenants  []string
-	Fallback string
-	Log      *slog.Logger
+	// Tenants are the tenant names served. A request without a Tenant
+	// header is for the only one; with several it is refused, as the
+	// Admin API with multi-tenancy refuses a write without the header.
+	Tenants []string
+	// PublicBaseURL is where callers reach the Admin API (scheme, host,
+	// path base), from which a Location is absolute. Without it the origin
+	// comes from X-Forwarded-Proto and X-Forwarded-Host when the request
+	// came from one of TrustedProxies, else a Location is a path: the
+	// caller's Host and this listener's scheme are never used, since
+	// behind a proxy they name the internal host.
+	PublicBaseURL  string
+	TrustedProxies forwarded.Proxies
+	Log            *slog.Logger
 }
 
 // maxRelayed bounds an Admin API answer relayed to the caller.
@@ -59,13 +76,38 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("the Admin API's URL %q is not an http(s) URL", o.AdminAPI)
 	}
-	if o.Client == nil {
-		o.Client = http.DefaultClient
+	public, err := forwarded.ParseBaseURL(o.PublicBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{endpoints: endpoints, adminAPI: u, client: o.Client, tenants: o.Tenants, fallback: o.Fallback, log: o.Log}, nil
+	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants,
+		public: public, proxies: o.TrustedProxies, log: o.Log}, nil
+}
+
+// origin is the scheme, host and path base of a Location for r: the
+// public base URL, else what a trusted proxy forwarded, else none.
+func (s *Server) origin(r *http.Request) string {
+	if s.public != "" {
+		return s.public
+	}
+	if scheme, host, ok := s.proxies.Origin(r); ok {
+		return scheme + "://" + host
+	}
+	return ""
+}
+
+// NoRedirects is a copy of c (nil: a zero client) that returns a redirect
+// as the answer instead of following it; c itself is left as it is.
+func NoRedirects(c *http.Client) *http.Client {
+	var out http.Client
+	if c != nil {
+		out = *c
+	}
+	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &out
 }
 
 // route is what a request path and method ask for: ok false when it is
@@ -100,7 +142,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		respond.WriteProblem(w, http.StatusNotFound, "Not Found", "instancemgr serves only POST and DELETE of the manage routes; the Admin API serves the rest.")
 		return
 	}
-	tenant, ok := s.tenant(r.Header.Get("Tenant"))
+	header := strings.TrimSpace(r.Header.Get("Tenant"))
+	if header == "" && len(s.tenants) != 1 {
+		// The Admin API's TenantResolverMiddleware answers this before
+		// authentication, and lets the authorizing GET through without
+		// the header: instancemgr must answer it itself, and first.
+		rt.Validation(w, map[string][]string{"Tenant": {"Tenant header is missing (adminconsole)"}})
+		return
+	}
+	tenant, ok := s.tenant(header)
 	if !s.authorized(w, r, rt, id) {
 		return
 	}
@@ -113,17 +163,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id == 0 {
-		s.endpoints.Create(w, r, rt, tenant)
+		s.endpoints.Create(w, r, rt, tenant, s.origin(r))
 		return
 	}
 	s.endpoints.Delete(w, r, rt, tenant, id)
 }
 
-// tenant maps the Tenant header to a configured tenant.
+// tenant maps the Tenant header to a configured tenant; no header is
+// the only tenant's.
 func (s *Server) tenant(header string) (string, bool) {
-	header = strings.TrimSpace(header)
-	if header == "" {
-		return s.fallback, slices.Contains(s.tenants, s.fallback)
+	if header == "" && len(s.tenants) == 1 {
+		return s.tenants[0], true
 	}
 	for _, t := range s.tenants {
 		if strings.EqualFold(t, header) {
@@ -168,12 +218,22 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 		return false
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxRelayed))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRelayed))
+	if resp.StatusCode/100 == 2 {
+		if why := notTheResource(resp.StatusCode, resp.Header.Get("Content-Type"), body, id); why != "" {
+			// Something in front of the Admin API said yes without being
+			// its yes: a gateway's login page, a cache, a misrouted path.
+			// The caller is not authorized, and the fault is upstream, so
+			// 502 (relaying a 204 would read as a delete done).
+			s.log.Error("the Admin API's 200 to an authorizing call is not the resource; the call is refused",
+				"method", r.Method, "route", rt.Noun(), "url", u.Redacted(), "content_type", resp.Header.Get("Content-Type"), "why", why)
+			respond.WriteProblem(w, http.StatusBadGateway, "Bad Gateway",
+				"The Admin API's answer to the authorizing call was not the resource it was asked for ("+why+"), so the call is refused.")
+			return false
+		}
 		return true
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRelayed))
-	for _, h := range []string{"Content-Type", "WWW-Authenticate"} {
+	for _, h := range []string{"Content-Type", "WWW-Authenticate", "Location"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
@@ -182,4 +242,44 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 	_, _ = w.Write(body)
 	s.log.Info("a manage call was refused by the Admin API", "method", r.Method, "route", rt.Noun(), "status", resp.StatusCode)
 	return false
+}
+
+// notTheResource says why a success is not the Admin API's answer to the
+// authorizing GET ("" when it is): a 200 with a JSON array for the
+// collection (id 0), a JSON object whose "id" (System.Text.Json's camel
+// case) is id for one request.
+func notTheResource(status int, contentType string, body []byte, id int) string {
+	if status != http.StatusOK {
+		return fmt.Sprintf("status %d, not 200", status)
+	}
+	if !respond.IsJSON(contentType) {
+		return fmt.Sprintf("content type %q, not JSON", contentType)
+	}
+	if id == 0 {
+		var list []json.RawMessage
+		if err := json.Unmarshal(body, &list); err != nil || list == nil {
+			return "not a JSON array"
+		}
+		return ""
+	}
+	var one map[string]json.RawMessage
+	if err := json.Unmarshal(body, &one); err != nil || one == nil {
+		return "not a JSON object"
+	}
+	raw, ok := one["id"]
+	if !ok {
+		return "it has no id"
+	}
+	var got int
+	if err := json.Unmarshal(raw, &got); err != nil || got != id {
+		return fmt.Sprintf("its id is %s, not %d", truncate(string(raw), 20), id)
+	}
+	return ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

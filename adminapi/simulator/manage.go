@@ -167,7 +167,13 @@ func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*
 // The write side is the code instancemgr serves in production
 // (manage.Endpoints), on the simulator's pools.
 func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	s.manageEndpoints(c).Create(w, r, a, s.tenantName(consoleTenant(c)))
+	// Ed-Fi's Location is absolute, from the request's scheme and Host
+	// (ResourceUrlHelper); the simulator answers as Ed-Fi does.
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	s.manageEndpoints(c).Create(w, r, a, s.tenantName(consoleTenant(c)), scheme+"://"+r.Host)
 }
 
 func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {

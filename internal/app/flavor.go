@@ -84,8 +84,13 @@ func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error
 func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (*manage.Server, error) {
 	log = log.With("component", "manage-routes")
 	return manage.NewServer(manage.NewEndpoints(ledgers.ManageDB, log, nil), manage.ServerOptions{
-		AdminAPI: cfg.AdminAPI.BaseURL, Client: &http.Client{Timeout: cfg.AdminAPI.Timeout.D()},
-		Tenants: slices.Sorted(maps.Keys(cfg.Tenants)), Fallback: config.DefaultTenant, Log: log,
+		AdminAPI: cfg.AdminAPI.BaseURL,
+		// A redirect is the Admin API's (or its gateway's) refusal, relayed
+		// to the caller; it is never followed to a page that answers 200.
+		Client:        manage.NoRedirects(&http.Client{Timeout: cfg.AdminAPI.Timeout.D()}),
+		Tenants:       slices.Sorted(maps.Keys(cfg.Tenants)),
+		PublicBaseURL: cfg.AdminAPI.PublicBaseURL, TrustedProxies: cfg.AdminAPI.Proxies(),
+		Log: log,
 	})
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/internal/forwarded"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
@@ -89,6 +90,35 @@ type AdminAPI struct {
 
 	// ManageTLS serves manageListen over HTTPS.
 	ManageTLS ManageTLS `yaml:"manageTls"`
+
+	// Where callers reach the manage write routes, for the Location of a
+	// v3 POST. PublicBaseURL is the Admin API's URL as callers use it
+	// (scheme, host, path base: https://admin.example.org/adminapi).
+	// Without it, X-Forwarded-Proto and X-Forwarded-Host are believed only
+	// from a peer in TrustedProxies (CIDRs or addresses of the reverse
+	// proxies), else the Location is a path. The caller's Host header is
+	// never used: behind a proxy it names the internal host.
+	PublicBaseURL  string   `yaml:"publicBaseUrl"`
+	TrustedProxies []string `yaml:"trustedProxies"`
+}
+
+// checkPublic reports a public base URL or a trusted proxy that cannot be
+// one.
+func (a AdminAPI) checkPublic() []error {
+	var errs []error
+	if _, err := forwarded.ParseBaseURL(a.PublicBaseURL); err != nil {
+		errs = append(errs, fmt.Errorf("adminApi.publicBaseUrl: %w", err))
+	}
+	if _, err := forwarded.ParseProxies(a.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("adminApi.trustedProxies: %w", err))
+	}
+	return errs
+}
+
+// Proxies are the trusted proxies (validated by Validate).
+func (a AdminAPI) Proxies() forwarded.Proxies {
+	p, _ := forwarded.ParseProxies(a.TrustedProxies)
+	return p
 }
 
 // ManageTLS is the certificate and key, PEM files, that manageListen serves
@@ -608,6 +638,7 @@ func (c *Config) Validate() error {
 	if c.AdminAPI.ManageListen != "" && !c.Manage() {
 		bad("adminApi.manageListen", "is for adminApi.flavor manage; Admin API 2.3 has no manage routes")
 	}
+	errs = append(errs, c.AdminAPI.checkPublic()...)
 	if len(c.Provisioning.Templates) > 0 && !c.Manage() {
 		bad("provisioning.templates", "is for adminApi.flavor manage, whose requests name a template; this flavor copies provisioning.template")
 	}

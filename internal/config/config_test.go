@@ -552,6 +552,9 @@ tenants:
 		{"{flavor: manage, manageListen: ':8081'}", "adminApi.baseUrl: is required with adminApi.manageListen"},
 		{"{flavor: manage, manageListen: ':8081', baseUrl: 'http://admin.district.example'}", "adminApi.baseUrl: must be https://"},
 		{"{manageListen: ':8081', baseUrl: 'https://admin', clientId: a, clientSecret: b}", "adminApi.manageListen: is for adminApi.flavor manage"},
+		{"{flavor: manage, publicBaseUrl: 'https://admin.example.org/?next=x'}", "adminApi.publicBaseUrl: \"https://admin.example.org/?next=x\" is not an http(s) URL"},
+		{"{flavor: manage, publicBaseUrl: 'admin.example.org'}", "adminApi.publicBaseUrl: "},
+		{"{flavor: manage, trustedProxies: ['10.0.0.0/8', 'proxy.internal']}", "adminApi.trustedProxies: \"proxy.internal\": not a CIDR"},
 	} {
 		if _, err := Load(write(t, "adminApi: "+tc.adminAPI+key+tenants), noEnv); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("adminApi %s: want %q in %v", tc.adminAPI, tc.want, err)
@@ -559,6 +562,10 @@ tenants:
 	}
 	if c, err := Load(write(t, "adminApi: {flavor: manage, manageListen: ':8081', baseUrl: 'https://admin.district.example'}"+key+tenants), noEnv); err != nil || c.AdminAPI.ManageListen != ":8081" {
 		t.Errorf("manage routes served with an https Admin API: %v", err)
+	}
+	c, err = Load(write(t, "adminApi: {flavor: manage, manageListen: ':8081', baseUrl: 'https://admin.district.example', publicBaseUrl: 'https://admin.district.example/adminapi', trustedProxies: ['10.0.0.0/8', '192.0.2.7']}"+key+tenants), noEnv)
+	if err != nil || !c.AdminAPI.Proxies().Trusts("192.0.2.7:443") || c.AdminAPI.Proxies().Trusts("192.0.2.8:443") {
+		t.Errorf("a public base URL and trusted proxies: %v", err)
 	}
 }
 

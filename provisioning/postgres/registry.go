@@ -139,6 +139,10 @@ func (t tx) QueryRow(ctx context.Context, sql string, args ...any) sqlregistry.R
 	return row{t.tx.QueryRow(ctx, sql, args...)}
 }
 
+func (t tx) Query(ctx context.Context, sql string, args ...any) (sqlregistry.Rows, error) {
+	return t.tx.Query(ctx, sql, args...)
+}
+
 func (t tx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t tx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 

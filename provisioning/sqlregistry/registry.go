@@ -31,6 +31,7 @@ type Conn interface {
 type Tx interface {
 	Exec(ctx context.Context, sql string, args ...any) error
 	QueryRow(ctx context.Context, sql string, args ...any) Row
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
 }

@@ -128,6 +128,11 @@ func (t tx) QueryRow(ctx context.Context, query string, args ...any) sqlregistry
 	return row{t.tx.QueryRowContext(ctx, query, args...)}
 }
 
+func (t tx) Query(ctx context.Context, query string, args ...any) (sqlregistry.Rows, error) {
+	r, err := t.tx.QueryContext(ctx, query, args...)
+	return rows{r}, err
+}
+
 func (t tx) Commit(context.Context) error   { return t.tx.Commit() }
 func (t tx) Rollback(context.Context) error { return t.tx.Rollback() }
 

@@ -64,11 +64,26 @@ func WriteValidation(w http.ResponseWriter, errs map[string][]string) {
 // defaults do. It answers the request itself and returns false on failure.
 func DecodeJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if !IsJSON(r.Header.Get("Content-Type")) {
-		WriteProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
-			"The request body must be JSON (Content-Type: application/json).")
+		WriteUnsupported(w)
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err := DecodeJSON(http.MaxBytesReader(w, r.Body, MaxBody), v); err != nil {
+		WriteDecodeError(w, err)
+		return false
+	}
+	return true
+}
+
+// WriteUnsupported answers 415: the request body is not JSON.
+func WriteUnsupported(w http.ResponseWriter) {
+	WriteProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
+		"The request body must be JSON (Content-Type: application/json).")
+}
+
+// DecodeJSON reads exactly one JSON value from rd into v, as
+// DecodeJSONBody does; its error is for WriteDecodeError.
+func DecodeJSON(rd io.Reader, v any) error {
+	dec := json.NewDecoder(rd)
 	err := dec.Decode(v)
 	if err == nil {
 		// One value only: anything but white space after it is malformed.
@@ -76,19 +91,21 @@ func DecodeJSONBody(w http.ResponseWriter, r *http.Request, v any) bool {
 			err = errors.New("unexpected data after the JSON value")
 		}
 	}
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			WriteProblem(w, http.StatusRequestEntityTooLarge, "Payload Too Large", "The request body is too large.")
-			return false
-		}
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the request body is empty")
-		}
-		WriteProblem(w, http.StatusBadRequest, "Bad Request", "Invalid JSON in the request body: "+err.Error())
-		return false
+	if errors.Is(err, io.EOF) {
+		err = errors.New("the request body is empty")
 	}
-	return true
+	return err
+}
+
+// WriteDecodeError answers a body DecodeJSON could not read: 413 when it
+// was over MaxBody, else 400 saying what is wrong with it.
+func WriteDecodeError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		WriteProblem(w, http.StatusRequestEntityTooLarge, "Payload Too Large", "The request body is too large.")
+		return
+	}
+	WriteProblem(w, http.StatusBadRequest, "Bad Request", "Invalid JSON in the request body: "+err.Error())
 }
 
 // IsJSON says whether contentType is a JSON media type.
