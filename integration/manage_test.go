@@ -168,7 +168,7 @@ func TestManageRoutesServedByInstancemgr(t *testing.T) {
 	name, db := e.prefix+" Served", "EdFi_Ods_"+e.prefix+"_Served_Minimal"
 	ledgers := app.NewLedgers(e.cfg, e.log)
 	t.Cleanup(ledgers.Close)
-	srv, err := app.ManageServer(e.cfg, ledgers, e.log)
+	srv, err := app.ManageServer(e.cfg, ledgers, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
+	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 )
@@ -119,7 +120,14 @@ type Endpoints struct {
 	open Databases
 	log  *slog.Logger
 	now  func() time.Time
+	// InstancesPerTenant is limits.instancesPerTenant: a POST that would
+	// give the tenant more requests not Deleted or failed is refused (0:
+	// no limit).
+	InstancesPerTenant int
 }
+
+// limitRefusal starts the refusal of a POST over the instance limit.
+const limitRefusal = "over the instance limit"
 
 // NewEndpoints returns the write side over the tenants' EdFi_Admin
 // databases; now is the clock of the rows' dates (nil: the system's).
@@ -137,32 +145,39 @@ func NewEndpoints(open Databases, log *slog.Logger, now func() time.Time) *Endpo
 // with its Location. origin is the scheme, host and path base the caller
 // reached the Admin API at ("https://admin.example.org/adminapi"), from
 // which the v3 Location is absolute as Ed-Fi's is; "" makes it a path.
-func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, tenant, origin string) {
+//
+// It returns the new request's id and name, or why it refused the call.
+func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, tenant, origin string) (id int, name, refusal string) {
 	if !respond.IsJSON(r.Header.Get("Content-Type")) {
 		respond.WriteUnsupported(w)
-		return
+		return 0, "", "not JSON"
 	}
 	req, errs, err := parseCreate(http.MaxBytesReader(w, r.Body, respond.MaxBody))
 	switch {
 	case err != nil:
 		respond.WriteDecodeError(w, err)
-		return
+		return 0, "", "unreadable body"
 	case len(errs) > 0:
 		rt.Validation(w, errs)
-		return
+		return 0, "", "validation failed"
 	}
 	db, ok := e.db(w, r, tenant)
 	if !ok {
-		return
+		return 0, req.Name, "EdFi_Admin unreachable"
 	}
-	id, clash, err := insertRequest(r.Context(), db, req, e.now())
-	if err != nil {
+	id, clash, err := insertRequest(r.Context(), db, req, e.now(), e.InstancesPerTenant)
+	var over *overLimit
+	switch {
+	case errors.As(err, &over):
+		msg := fmt.Sprintf("Tenant %s has %d instances requested or made; its limit (limits.instancesPerTenant) is %d.", tenant, over.n, e.InstancesPerTenant)
+		rt.Validation(w, map[string][]string{"Tenant": {msg}})
+		return 0, req.Name, limitRefusal + ": " + msg
+	case err != nil:
 		e.failed(w, tenant, "insert the manage row", "written", err)
-		return
-	}
-	if clash != nil {
+		return 0, req.Name, "EdFi_Admin write failed"
+	case clash != nil:
 		rt.Validation(w, map[string][]string{"Name": {clash.message(rt, req)}})
-		return
+		return 0, req.Name, "duplicate name"
 	}
 	e.log.Info("managed instance requested", "tenant", tenant, "manage_id", id, "name", req.Name, "template", req.Template, "database", req.Database)
 	location := "/odsinstances/manage/" + strconv.Itoa(id) // v2's, relative and without /v2, as Ed-Fi's
@@ -172,7 +187,13 @@ func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, ten
 	}
 	w.Header().Set("Location", location)
 	w.WriteHeader(http.StatusAccepted)
+	return id, req.Name, ""
 }
+
+// overLimit is a POST that would pass the tenant's instance limit.
+type overLimit struct{ n int }
+
+func (o *overLimit) Error() string { return fmt.Sprintf("%d instances, at the limit", o.n) }
 
 // createRequest is a POST's body once it is valid.
 type createRequest struct {
@@ -239,7 +260,7 @@ func (c *clash) message(rt Route, req createRequest) string {
 // reservations compare names). The check and the insert are one
 // transaction holding a lock on the database name, so that of concurrent
 // POSTs that make one database exactly one is written.
-func insertRequest(ctx context.Context, db DB, req createRequest, now time.Time) (int, *clash, error) {
+func insertRequest(ctx context.Context, db DB, req createRequest, now time.Time, maxInstances int) (int, *clash, error) {
 	tx, err := db.Conn.Begin(ctx)
 	if err != nil {
 		return 0, nil, fmt.Errorf("begin the insert of manage request %q: %w", req.Name, err)
@@ -257,6 +278,18 @@ func insertRequest(ctx context.Context, db DB, req createRequest, now time.Time)
 	}
 	if c, err := sameDatabase(ctx, tx, db.Statements, req); c != nil || err != nil {
 		return 0, c, err
+	}
+	if maxInstances > 0 {
+		// Counted under the name's lock only: concurrent POSTs of other
+		// names may pass it by a few, which the consumer's count of its
+		// ledger catches before it makes anything.
+		var n int
+		if err := tx.QueryRow(ctx, db.Statements.Count).Scan(&n); err != nil {
+			return 0, nil, fmt.Errorf("count the manage requests: %w", err)
+		}
+		if n >= maxInstances {
+			return 0, nil, &overLimit{n}
+		}
 	}
 	var id int
 	if err := tx.QueryRow(ctx, db.Statements.Insert, req.Name, req.Template, now).Scan(&id); err != nil {
@@ -329,24 +362,26 @@ func validateCreate(name, template string) map[string][]string {
 
 // Delete answers DELETE: a Created request becomes PendingDelete, 204;
 // any other status is refused with Ed-Fi's reason.
-func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, tenant string, id int) {
+//
+// It returns why it refused the call, or "".
+func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, tenant string, id int) (refusal string) {
 	db, ok := e.db(w, r, tenant)
 	if !ok {
-		return
+		return "EdFi_Admin unreachable"
 	}
 	ctx := r.Context()
 	req, err := get(ctx, db.Conn, db.Statements, tenant, id)
 	switch {
 	case errors.Is(err, adminapi.ErrNotFound), err == nil && req.status == Deleted:
 		rt.NotFound(w, id)
-		return
+		return "not found"
 	case err != nil:
 		e.failed(w, tenant, "read the manage row", "read", err)
-		return
+		return "EdFi_Admin read failed"
 	}
 	if msg := Blocked(rt.Noun(), req.status); msg != "" {
 		rt.Validation(w, map[string][]string{"id": {msg}})
-		return
+		return "status " + req.status
 	}
 	// Only from Created, in the statement that moves it: a delete racing
 	// another change is refused rather than applied over it.
@@ -355,13 +390,33 @@ func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, ten
 	switch {
 	case errors.Is(err, sqlregistry.ErrNoRows):
 		rt.Validation(w, map[string][]string{"id": {rt.Noun() + " changed while it was being deleted; read it again."}})
-		return
+		return "changed meanwhile"
 	case err != nil:
 		e.failed(w, tenant, "mark the manage row for deletion", "written", err)
-		return
+		return "EdFi_Admin write failed"
 	}
 	e.log.Info("managed instance delete requested", "tenant", tenant, "manage_id", id)
 	w.WriteHeader(http.StatusNoContent)
+	return ""
+}
+
+// auditRow writes the call's row of adminapi.AuditLogs in the tenant's
+// EdFi_Admin, as the Admin API's own audit middleware does for the calls
+// it serves (EventType Action, client id, source address, verb, URL,
+// status), where that Admin API has the table. A failure is logged: the
+// audit log line has been written already.
+func (e *Endpoints) auditRow(ctx context.Context, call audit.Write) {
+	db, err := e.open(ctx, call.Tenant)
+	var exists bool
+	if err == nil {
+		err = db.Conn.QueryRow(ctx, db.Statements.AuditTable).Scan(&exists)
+	}
+	if err == nil && exists {
+		err = db.Conn.QueryRow(ctx, db.Statements.Audit, cutTo(call.ClientID, 256), cutTo(call.Source, 45), call.Method, cutTo(call.Route, 2048), call.Status, e.now()).Scan(new(int64))
+	}
+	if err != nil {
+		e.log.Warn("could not write the call's adminapi.AuditLogs row", "tenant", call.Tenant, "err", err)
+	}
 }
 
 func (e *Endpoints) db(w http.ResponseWriter, r *http.Request, tenant string) (DB, bool) {

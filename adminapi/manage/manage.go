@@ -93,6 +93,13 @@ type Statements struct {
 	// adminapi.JobStatuses, where Ed-Fi keeps why a request failed; once
 	// per job id.
 	Note string
+	// Count () → the requests that hold or will hold a database: not
+	// Deleted, CreateError or CreateFailed.
+	Count string
+	// AuditTable () → whether adminapi.AuditLogs exists (Ed-Fi added it in
+	// a later pre-release); Audit (client id, source address, verb, URL,
+	// status, now) → id writes Ed-Fi's audit row of a call there.
+	AuditTable, Audit string
 	// NameLock (key) takes a lock on a generated database name, held until
 	// the transaction ends: POST checks and inserts under it.
 	NameLock string
@@ -126,6 +133,10 @@ VALUES ($1, $2, 'PendingCreate', $3, $3) RETURNING id`,
 WHERE id = $1 AND status IN ('PendingCreate', 'CreateInProgress') RETURNING id`,
 	Note: `INSERT INTO adminapi.jobstatuses (jobid, status, errormessage, createdat, finishedat) VALUES ($1, 'Error', $2, $3, $3)
 ON CONFLICT (jobid) DO NOTHING`,
+	Count:      `SELECT count(*) FROM adminapi.odsinstancemanages WHERE status NOT IN ('Deleted', 'CreateError', 'CreateFailed')`,
+	AuditTable: `SELECT to_regclass('adminapi.auditlogs') IS NOT NULL`,
+	Audit: `INSERT INTO adminapi.auditlogs (eventtype, timestamp, clientid, sourceipaddress, httpverb, httpurl, statuscode)
+VALUES ('Action', $6, $1, $2, $3, $4, $5) RETURNING id`,
 	NameLock: `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
 	Names: `SELECT false, name, databasetemplate, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE status <> 'Deleted'
 UNION ALL SELECT true, name, coalesce(instancetype, ''), '' FROM dbo.odsinstances`,
@@ -156,6 +167,10 @@ OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingCreate', N'CreateInPro
 INSERT INTO adminapi.JobStatuses (JobId, Status, ErrorMessage, CreatedAt, FinishedAt) VALUES (@p1, N'Error', @p2, @p3, @p3)`,
 	// An application lock owned by the transaction, as the registry's
 	// instance lock; not granted in 30 s is an error, not a wait forever.
+	Count:      `SELECT COUNT(*) FROM adminapi.OdsInstanceManages WHERE Status NOT IN (N'Deleted', N'CreateError', N'CreateFailed')`,
+	AuditTable: `SELECT CAST(CASE WHEN OBJECT_ID(N'adminapi.AuditLogs', N'U') IS NOT NULL THEN 1 ELSE 0 END AS bit)`,
+	Audit: `INSERT INTO adminapi.AuditLogs (EventType, Timestamp, ClientId, SourceIpAddress, HttpVerb, HttpUrl, StatusCode)
+OUTPUT INSERTED.Id VALUES (N'Action', @p6, @p1, @p2, @p3, @p4, @p5)`,
 	NameLock: `DECLARE @r int;
 EXEC @r = sp_getapplock @Resource = @p1, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 30000;
 IF @r < 0 THROW 51000, 'instancemgr: the database name lock was not granted', 1;`,

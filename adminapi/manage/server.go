@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +11,15 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
+	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/forwarded"
+	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 )
 
 // Server serves the manage write routes in production. A reverse proxy in
@@ -43,6 +50,11 @@ type Server struct {
 	public    string // origin of every Location; "" for none
 	proxies   forwarded.Proxies
 	log       *slog.Logger
+	audit     *audit.Logger
+	// tenantRate and clientRate are limits.createsPerMinute and
+	// createsPerMinutePerClient; nil for none.
+	tenantRate, clientRate *limits.Rate
+	refusals               *prometheus.CounterVec
 }
 
 // ServerOptions configure a Server.
@@ -65,6 +77,14 @@ type ServerOptions struct {
 	PublicBaseURL  string
 	TrustedProxies forwarded.Proxies
 	Log            *slog.Logger
+	// Audit hears every call, as answered (nil: none).
+	Audit *audit.Logger
+	// TenantRate and ClientRate bound the creates a minute of a tenant and
+	// of an Admin API client (nil: none); past them a POST is 429 with
+	// Retry-After.
+	TenantRate, ClientRate *limits.Rate
+	// Refusals counts the calls refused by a limit, by limit (nil: none).
+	Refusals *prometheus.CounterVec
 }
 
 // maxRelayed bounds an Admin API answer relayed to the caller.
@@ -84,7 +104,42 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants,
-		public: public, proxies: o.TrustedProxies, log: o.Log}, nil
+		public: public, proxies: o.TrustedProxies, log: o.Log, audit: o.Audit,
+		tenantRate: o.TenantRate, clientRate: o.ClientRate, refusals: o.Refusals}, nil
+}
+
+// NewRefusals is the counter of calls refused by a limit:
+// instancemgr_manage_refusals_total{limit}, limit being instances,
+// tenant_rate or client_rate.
+func NewRefusals(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "instancemgr_manage_refusals_total",
+		Help: "Manage write calls refused by a limit (limits.instancesPerTenant, createsPerMinute, createsPerMinutePerClient).",
+	}, []string{"limit"})
+	if reg != nil {
+		reg.MustRegister(c)
+	}
+	return c
+}
+
+// recorder keeps the status a handler answered, for the audit line.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(p)
 }
 
 // origin is the scheme, host and path base of a Location for r: the
@@ -129,9 +184,23 @@ func route(method, path string) (rt Route, id int, ok bool) {
 	return Route{}, 0, false
 }
 
-// ServeHTTP answers the write routes; anything else is 404 or 405, since
-// the proxy sends nothing else here.
+// ServeHTTP answers the write routes, and writes one audit line for each
+// call as answered: who (the client its token names, once the Admin API
+// accepted the token), from where, what, and the status.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &recorder{ResponseWriter: w}
+	call := audit.Write{Source: s.proxies.ClientAddr(r), Method: r.Method, Route: r.URL.Path, Tenant: strings.TrimSpace(r.Header.Get("Tenant"))}
+	s.serve(rec, r, &call)
+	call.Status = cmp.Or(rec.status, http.StatusOK)
+	s.audit.Write(r.Context(), call)
+	if call.Tenant != "" && call.ClientID != "" {
+		s.endpoints.auditRow(r.Context(), call)
+	}
+}
+
+// serve answers the write routes; anything else is 404 or 405, since the
+// proxy sends nothing else here. It fills in call what it learns.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *audit.Write) {
 	rt, id, ok := route(r.Method, r.URL.Path)
 	if !ok {
 		if _, _, post := route(http.MethodPost, r.URL.Path); post {
@@ -152,8 +221,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tenant, ok := s.tenant(header)
 	if !s.authorized(w, r, rt, id) {
+		call.Refusal = "not authorized by the Admin API"
 		return
 	}
+	// The Admin API accepted the token: the client it names is who asked.
+	call.ClientID = audit.ClientID(r.Header.Get("Authorization"))
 	if !ok {
 		// The Admin API knows the tenant, instancemgr's configuration
 		// does not: a deployment error, not the caller's.
@@ -162,11 +234,54 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("instancemgr has no configuration entry for tenant %q.", r.Header.Get("Tenant")))
 		return
 	}
+	call.Tenant = tenant
 	if id == 0 {
-		s.endpoints.Create(w, r, rt, tenant, s.origin(r))
+		if why := s.overRate(w, tenant, call.ClientID); why != "" {
+			call.Refusal = why
+			return
+		}
+		call.InstanceID, call.Name, call.Refusal = s.endpoints.Create(w, r, rt, tenant, s.origin(r))
+		if call.InstanceID > 0 {
+			call.RequestID = job.IDFor(job.OpCreate, tenant, call.InstanceID)
+		}
+		if strings.HasPrefix(call.Refusal, limitRefusal) {
+			s.refused("instances")
+		}
 		return
 	}
-	s.endpoints.Delete(w, r, rt, tenant, id)
+	call.InstanceID = id
+	call.RequestID = job.IDFor(job.OpDelete, tenant, id)
+	call.Refusal = s.endpoints.Delete(w, r, rt, tenant, id)
+}
+
+// overRate answers 429 with Retry-After, Ed-Fi's answer to a client over
+// its rate, when the tenant or the client has started its creates of the
+// minute, and says why; "" when neither has.
+func (s *Server) overRate(w http.ResponseWriter, tenant, client string) string {
+	for _, l := range []struct {
+		rate        *limits.Rate
+		key, metric string
+		setting     string
+	}{{s.tenantRate, "tenant:" + tenant, "tenant_rate", "limits.createsPerMinute"}, {s.clientRate, "client:" + client, "client_rate", "limits.createsPerMinutePerClient"}} {
+		if l.metric == "client_rate" && client == "" {
+			continue
+		}
+		if ok, after := l.rate.Take(l.key); !ok {
+			s.refused(l.metric)
+			secs := int(after / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			why := fmt.Sprintf("Too many instances requested: %s allows no more this minute; try again in %d s.", l.setting, max(secs, 1))
+			respond.WriteProblem(w, http.StatusTooManyRequests, "Too Many Requests", why)
+			return why
+		}
+	}
+	return ""
+}
+
+func (s *Server) refused(limit string) {
+	if s.refusals != nil {
+		s.refusals.WithLabelValues(limit).Inc()
+	}
 }
 
 // tenant maps the Tenant header to a configured tenant; no header is

@@ -32,6 +32,12 @@ type front struct {
 
 func newFront(t *testing.T, disabled bool) *front {
 	t.Helper()
+	return newFrontWith(t, disabled, nil)
+}
+
+// newFrontWith is newFront with its options set by with (nil: none).
+func newFrontWith(t *testing.T, disabled bool, with func(*manage.Endpoints, *manage.ServerOptions)) *front {
+	t.Helper()
 	db := testenv.FreshAdminDatabase(t)
 	admin := testenv.Connect(t, db)
 	if _, err := admin.Exec(context.Background(), simulator.ManageSchema); err != nil {
@@ -42,7 +48,11 @@ func newFront(t *testing.T, disabled bool) *front {
 	open := func(context.Context, string) (manage.DB, error) {
 		return manage.DB{Conn: postgres.Conn(admin), Statements: manage.Postgres}, nil
 	}
-	srv, err := manage.NewServer(manage.NewEndpoints(open, nil, nil), manage.ServerOptions{AdminAPI: api.URL, Tenants: []string{"default"}})
+	endpoints, opts := manage.NewEndpoints(open, nil, nil), manage.ServerOptions{AdminAPI: api.URL, Tenants: []string{"default"}}
+	if with != nil {
+		with(endpoints, &opts)
+	}
+	srv, err := manage.NewServer(endpoints, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

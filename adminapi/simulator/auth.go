@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -155,8 +156,8 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request, _ *call)
 		}
 	}
 
-	token := newToken()
 	now := s.now()
+	token := newToken(id, now.Add(s.ttl))
 	s.mu.Lock()
 	for t, info := range s.tokens {
 		if !now.Before(info.expires) {
@@ -172,10 +173,16 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request, _ *call)
 	writeJSON(w, http.StatusOK, adminapi.TokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int(s.ttl / time.Second)})
 }
 
-func newToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b)
+// newToken is an access token shaped as Ed-Fi's Admin API issues them
+// (OpenIddict, access token encryption off): a JWT whose payload names
+// the client in sub and client_id, which an audit log reads. Its signature
+// is random bytes: the simulator checks a token by looking it up.
+func newToken(clientID string, expires time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	sig := make([]byte, 32)
+	_, _ = rand.Read(sig) // crypto/rand.Read never fails
+	payload, _ := json.Marshal(map[string]any{"sub": clientID, "client_id": clientID, "jti": enc(sig[:12]), "exp": expires.Unix(), "scope": scopeFullAccess})
+	return enc([]byte(`{"alg":"RS256","typ":"at+jwt"}`)) + "." + enc(payload) + "." + enc(sig)
 }
 
 // authenticate checks the bearer token and answers 401 itself when it is

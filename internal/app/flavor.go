@@ -6,15 +6,20 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
+	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/httpserve"
+	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
@@ -81,27 +86,33 @@ func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error
 // ManageServer is the manage flavor's write routes over the tenants'
 // EdFi_Admin databases, through the bridge's ledgers, each call authorized
 // by the Admin API at adminApi.baseUrl.
-func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger) (*manage.Server, error) {
+func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg prometheus.Registerer) (*manage.Server, error) {
 	log = log.With("component", "manage-routes")
-	return manage.NewServer(manage.NewEndpoints(ledgers.ManageDB, log, nil), manage.ServerOptions{
+	endpoints := manage.NewEndpoints(ledgers.ManageDB, log, nil)
+	endpoints.InstancesPerTenant = max(cfg.Limits.InstancesPerTenant, 0)
+	return manage.NewServer(endpoints, manage.ServerOptions{
 		AdminAPI: cfg.AdminAPI.BaseURL,
 		// A redirect is the Admin API's (or its gateway's) refusal, relayed
 		// to the caller; it is never followed to a page that answers 200.
 		Client:        manage.NoRedirects(&http.Client{Timeout: cfg.AdminAPI.Timeout.D()}),
 		Tenants:       slices.Sorted(maps.Keys(cfg.Tenants)),
 		PublicBaseURL: cfg.AdminAPI.PublicBaseURL, TrustedProxies: cfg.AdminAPI.Proxies(),
-		Log: log,
+		Log:        log,
+		Audit:      audit.New(os.Stderr),
+		TenantRate: limits.NewRate(cfg.Limits.CreatesPerMinute),
+		ClientRate: limits.NewRate(cfg.Limits.CreatesPerMinutePerClient),
+		Refusals:   manage.NewRefusals(reg),
 	})
 }
 
 // serveManage serves the write routes at adminApi.manageListen, when set,
 // over HTTPS with adminApi.manageTls, until stop is called. Zero limits are
 // the defaults.
-func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log *slog.Logger, limits httpserve.Limits) (stop func(), err error) {
+func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg prometheus.Registerer, limits httpserve.Limits) (stop func(), err error) {
 	if !cfg.Manage() || cfg.AdminAPI.ManageListen == "" {
 		return func() {}, nil
 	}
-	srv, err := ManageServer(cfg, ledgers, log)
+	srv, err := ManageServer(cfg, ledgers, log, reg)
 	if err != nil {
 		return nil, err
 	}

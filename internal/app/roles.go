@@ -89,7 +89,7 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
 		ledgers := NewLedgers(cfg, log)
 		defer ledgers.Close()
-		stopManage, err := serveManage(ctx, cfg, ledgers, log, httpserve.Limits{})
+		stopManage, err := serveManage(ctx, cfg, ledgers, log, r.metrics, httpserve.Limits{})
 		if err != nil {
 			return err
 		}
