@@ -150,7 +150,7 @@ nats: {url: %q}
 bridge: {pollInterval: %s}
 consumer: {concurrency: %d}
 provisioning: {template: %q, namePattern: %q, copiesAtOnce: %d%s}
-limits: {instancesPerTenant: -1, createsPerMinute: -1}
+limits: {instancesPerTenant: -1, createsPerMinute: -1, createsPerMinutePerClient: -1}
 metricsAddr: 127.0.0.1:%d
 pprof: %t
 logLevel: warn

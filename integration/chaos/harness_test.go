@@ -245,7 +245,7 @@ nats: {url: %q, replicas: %d, ackWait: %s, maxDeliver: %d, backoff: [%s]}
 bridge: {pollInterval: 300ms}
 consumer: {concurrency: %d, shutdownGrace: %s, retryDelay: 200ms, maxRetryDelay: 2s}
 provisioning: {template: %q, namePattern: %q, allowDelete: true}
-limits: {instancesPerTenant: -1, createsPerMinute: -1}
+limits: {instancesPerTenant: -1, createsPerMinute: -1, createsPerMinutePerClient: -1}
 logFormat: text
 tenants:
   default: {master: %q, admin: %q, ods: %q}

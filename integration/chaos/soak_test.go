@@ -258,7 +258,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 nats: {url: %q, replicas: 3, ackWait: 2s, maxDeliver: 8, backoff: [2s, 4s]}
 bridge: {pollInterval: 300ms}
 consumer: {concurrency: 3, shutdownGrace: 5s, retryDelay: 200ms, maxRetryDelay: 2s}
-limits: {createsPerMinute: -1}
+limits: {instancesPerTenant: -1, createsPerMinute: -1, createsPerMinutePerClient: -1}
 `+prov+`
 logFormat: text
 tenants:
