@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Instance statuses, as Admin API 2.3 spells them.
+// Instance statuses, as Admin API 2.2.2 spells them.
 const (
 	StatusPending       = "Pending"
 	StatusInProgress    = "InProgress"
@@ -58,7 +58,7 @@ type OdsInstance struct {
 	OdsInstanceContexts    []OdsInstanceContext    `json:"odsInstanceContexts"`
 	OdsInstanceDerivatives []OdsInstanceDerivative `json:"odsInstanceDerivatives"`
 	// DatabaseTemplate is the template a manage request names (Minimal or
-	// Sample: the newest Admin API's); Admin API 2.3 has none.
+	// Sample: the newest Admin API's); Admin API 2.2.2 has none.
 	DatabaseTemplate string `json:"databaseTemplate,omitempty"`
 }
 

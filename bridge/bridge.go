@@ -291,7 +291,7 @@ func (b *Bridge) pollTenant(ctx context.Context, stream jetstream.Stream, poll u
 		}
 		st.Pending++
 		// The tenant is the one polled (the Tenant header), never the
-		// instance's tenantName: Admin API 2.3 stores that as the
+		// instance's tenantName: Admin API 2.2.2 stores that as the
 		// console sent it, unchecked, and it must not route a job
 		// to another tenant's server.
 		inst.TenantName = tenant

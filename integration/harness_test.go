@@ -68,7 +68,7 @@ type envOptions struct {
 	natsURL string
 	// registration is config.RegistrationWorker (default) or
 	// RegistrationAdminAPI, where the simulator writes the dbo rows as
-	// Admin API 2.3 does.
+	// Admin API 2.2.2 does.
 	registration string
 	// manage runs the newest Admin API's flavor: the simulator serves the
 	// manage routes on each tenant's EdFi_Admin, both templates are the
@@ -81,7 +81,7 @@ type envOptions struct {
 }
 
 // flavors runs fn once for each Admin API line, each in its own world made
-// from o: Admin API 2.3's /adminconsole/ endpoints, and the newest line's
+// from o: Admin API 2.2.2's /adminconsole/ endpoints, and the newest line's
 // manage routes with the same naming pattern.
 func flavors(t *testing.T, o envOptions, fn func(t *testing.T, e *env)) {
 	t.Helper()

@@ -71,7 +71,7 @@ func TestMalformedAndHostileInputEndInDeadLetters(t *testing.T) {
 	if info := e.consumerInfo(); info.NumRedelivered != 0 {
 		t.Fatalf("%d messages were redelivered", info.NumRedelivered)
 	}
-	// A create has no failed status in Admin API 2.3: the request stays
+	// A create has no failed status in Admin API 2.2.2: the request stays
 	// Pending, and the bridge does not publish it again.
 	for _, r := range e.sim.Instances() {
 		if r.Name != "Good" && r.Status != adminapi.StatusPending {

@@ -1,6 +1,6 @@
 // Package manage is the Admin API of the newest line
 // (Ed-Fi-Alliance-OSS/ODS-Admin-API) to the bridge and the consumer, beside
-// adminapi.Client for Admin API 2.3's /adminconsole/ endpoints; the
+// adminapi.Client for Admin API 2.2.2's /adminconsole/ endpoints; the
 // configuration chooses one (adminApi.flavor). In that line a request for an
 // instance is a row of adminapi.OdsInstanceManages in the tenant's
 // EdFi_Admin, written by POST and DELETE of /v2/odsInstances/manage and
@@ -214,7 +214,7 @@ var ErrNoRename = errors.New("the newest Admin API has no rename of a managed in
 // transaction: the request's status must commit with the registration.
 var ErrOutsideTransaction = errors.New("a manage request is completed only inside the registration's transaction")
 
-// Tenants lists the configured tenants, as Admin API 2.3's tenant list
+// Tenants lists the configured tenants, as Admin API 2.2.2's tenant list
 // would.
 func (s *Source) Tenants(context.Context) ([]adminapi.Tenant, error) {
 	out := make([]adminapi.Tenant, 0, len(s.tenants))

@@ -15,7 +15,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 )
 
-// The only grant and scope Admin API 2.3 issues tokens for.
+// The only grant and scope Admin API 2.2.2 issues tokens for.
 const (
 	grantClientCredentials = "client_credentials"
 	scopeFullAccess        = "edfi_admin_api/full_access"
@@ -79,7 +79,7 @@ func parseOAuthForm(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // handleRegister serves POST /connect/register (form ClientId, ClientSecret,
-// DisplayName). Admin API 2.3 answers success with a title and status.
+// DisplayName). Admin API 2.2.2 answers success with a title and status.
 //
 // Anyone who reaches it gets a client, and so a token with full access, as
 // a real Admin API with registration enabled would give. That is acceptable

@@ -12,7 +12,7 @@ const (
 )
 
 // validateConnectionString returns "" when cs is a usable PostgreSQL or SQL
-// Server connection string, else the message Admin API 2.3 answers with.
+// Server connection string, else the message Admin API 2.2.2 answers with.
 // Usable means what Npgsql or SqlClient would parse: ADO.NET key=value
 // pairs (a postgres:// URL is not one), naming a server and a concrete
 // database, not a {0} template.

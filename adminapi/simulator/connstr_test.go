@@ -15,7 +15,7 @@ func TestValidateConnectionString(t *testing.T) {
 		{"SqlClient with extra spaces in keys", "data  source=tcp:sql1,1433;initial catalog=EdFi", ""},
 		{"quoted password with a semicolon", `host=db;database=d;password='a;b''c'`, ""},
 		{"double-quoted value", `host=db;database="my ""db"""`, ""},
-		// Npgsql and SqlClient read ADO.NET pairs only, and so does 2.3.
+		// Npgsql and SqlClient read ADO.NET pairs only, and so does 2.2.2.
 		{"postgres URL", "postgres://u:p@db:5432/EdFi_Ods_x?sslmode=disable", msgConnInvalid},
 		{"postgresql URL", "postgresql://db/ods", msgConnInvalid},
 		{"empty", "", msgConnRequired},

@@ -1,11 +1,11 @@
-// Package simulator is an in-memory Ed-Fi Admin API 2.3 that serves the
+// Package simulator is an in-memory Ed-Fi Admin API 2.2.2 that serves the
 // project's Admin API contract (adminapi-contract.md) over net/http: client
 // registration and tokens, tenants, the Admin Console's instance requests
 // (/adminconsole/odsInstances), the registered instances (/v2/odsInstances)
 // and the worker endpoints (/adminconsole/instances...). It stands in for a
 // real Admin API in `instancemgr dev` and in integration tests, and is held
 // to the contract as strictly as the client: a client that works against the
-// simulator must work against Admin API 2.3, so where the contract is silent
+// simulator must work against Admin API 2.2.2, so where the contract is silent
 // the simulator takes the stricter reading an ASP.NET Core minimal API would
 // (415 for a body that is not JSON, 400 for a route id that is not a number).
 //
@@ -22,23 +22,23 @@
 //     the first tenant; worker endpoints (/adminconsole/instances) see every
 //     tenant, and tenantName narrows them. A body tenant that contradicts the
 //     header is a validation error.
-//   - Validation follows Admin API 2.3's validators: name required, at
+//   - Validation follows Admin API 2.2.2's validators: name required, at
 //     most 58 characters when Options.Engine is PostgreSQL (the default)
 //     and 100 for SqlServer; instanceType required, at most 100; tenantId
 //     required; tenantName required, at most 250, and stored as given
-//     (2.3 does not check that such a tenant exists; the worker views
+//     (2.2.2 does not check that such a tenant exists; the worker views
 //     report it as stored, and it decides nothing: the tenant is the
 //     Tenant header's, else the body tenantId's); context keys and values
 //     required, at most 50 each. Lengths count UTF-16 units, as .NET does.
 //   - Instance names are unique per tenant case-insensitively (SQL Server's
-//     default collation) and, as in Admin API 2.3, a Deleted instance keeps
+//     default collation) and, as in Admin API 2.2.2, a Deleted instance keeps
 //     its name. Context keys must be unique (case-sensitive), derivative
 //     types unique per instance (the EdFi_Admin tables have these keys).
 //   - PUT is 409 while a rename or delete is pending and after Deleted; a
 //     name change moves Completed, Rename_Failed and Delete_Failed to
 //     Pending_Rename and leaves other statuses alone.
 //   - The worker POSTs validate their body before looking the instance up
-//     (400 before 404), as Admin API 2.3's handlers do. A connection string
+//     (400 before 404), as Admin API 2.2.2's handlers do. A connection string
 //     must be what Npgsql or SqlClient parses: ADO.NET key=value pairs
 //     naming a server and a database (a postgres:// URL is a 400). completed
 //     moves Pending, InProgress and Error to Completed, is 204 on Completed
@@ -47,7 +47,7 @@
 //     the contract says, but log a warning outside the lifecycle.
 //   - With Options.Registration RegistrationAdminAPI and each tenant's
 //     EdFi_Admin (Options.AdminDatabases), the handlers write EdFi_Admin as
-//     2.3 does (the contract's "Where the registration lives"), each in one
+//     2.2.2 does (the contract's "Where the registration lives"), each in one
 //     transaction: completed inserts the instance row, its contexts, its
 //     derivatives (empty connection string), an API client of the Admin
 //     Console's application and vendor (key and secret generated, not

@@ -46,7 +46,7 @@ type Timeline struct {
 type instance struct {
 	id               int
 	tenantID         int
-	tenantName       string // as the request gave it; Admin API 2.3 does not check it
+	tenantName       string // as the request gave it; Admin API 2.2.2 does not check it
 	name             string
 	instanceType     string
 	status           string
@@ -57,7 +57,7 @@ type instance struct {
 	derivatives      []adminapi.OdsInstanceDerivative
 	calls            map[string]int
 	timeline         Timeline
-	// The API client Admin API 2.3 makes on completed and renamed, when the
+	// The API client Admin API 2.2.2 makes on completed and renamed, when the
 	// simulator registers.
 	clientKey, clientSecret string
 }
@@ -244,7 +244,7 @@ func (s *Simulator) create(header int, req adminapi.InstanceRequest) (adminapi.O
 // resolveTenant picks the tenant of a console write: the Tenant header's,
 // else the body's tenantId. A body tenantId that does not exist or
 // contradicts the header is a validation error. The body's tenantName is
-// stored as given and decides nothing, as in Admin API 2.3.
+// stored as given and decides nothing, as in Admin API 2.2.2.
 func (s *Simulator) resolveTenant(header int, req adminapi.InstanceRequest, errs map[string][]string) int {
 	byID := 0
 	if req.TenantID != 0 {
@@ -391,7 +391,7 @@ func (s *Simulator) register(in *instance, cs string) error {
 	return nil
 }
 
-// registerRows does what Admin API 2.3's completed and renamed do when the
+// registerRows does what Admin API 2.2.2's completed and renamed do when the
 // simulator registers: the instance's rows and a new API client, whose id,
 // key and secret the instance then reports. The caller holds s.mu.
 func (s *Simulator) registerRows(in *instance, cs string) error {
@@ -614,7 +614,7 @@ func (s *Simulator) handleUpdateRequest(w http.ResponseWriter, r *http.Request, 
 	from, renamed := in.status, in.name != req.Name
 	toRename := renamed && (in.status == adminapi.StatusCompleted || in.status == adminapi.StatusRenameFailed || in.status == adminapi.StatusDeleteFailed)
 	if toRename && s.registers() {
-		// Admin API 2.3 unregisters the instance when the rename is
+		// Admin API 2.2.2 unregisters the instance when the rename is
 		// requested; renamed registers it again under the new name.
 		if err := s.deleteRows(in); err != nil {
 			s.log.Error("could not remove the instance's rows for its rename", "instance_id", in.id, "err", err)
@@ -627,7 +627,7 @@ func (s *Simulator) handleUpdateRequest(w http.ResponseWriter, r *http.Request, 
 		in.status = adminapi.StatusPendingRename
 	}
 	if s.registers() {
-		zero := 0 // every PUT resets it, as in Admin API 2.3
+		zero := 0 // every PUT resets it, as in Admin API 2.2.2
 		in.odsInstanceID = &zero
 	}
 	s.log.Info("instance request updated", "op", c.op, "tenant", s.tenantName(in.tenantID), "instance_id", in.id, "from", from, "to", in.status)
@@ -716,7 +716,7 @@ func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *c
 			}
 		case adminapi.StatusCompleted:
 			if s.registers() {
-				return done // Admin API 2.3 does nothing more
+				return done // Admin API 2.2.2 does nothing more
 			}
 		default:
 			return refused(fmt.Sprintf("Instance %d is %s; completed needs Pending, InProgress or Error.", in.id, in.status))

@@ -20,13 +20,13 @@ const (
 	// writes no database (the design this project implements).
 	RegistrationWorker = "worker"
 	// RegistrationAdminAPI makes the worker calls write EdFi_Admin as Admin
-	// API 2.3 as released does (the contract's "Where the registration
+	// API 2.2.2 as released does (the contract's "Where the registration
 	// lives").
 	RegistrationAdminAPI = "adminapi"
 )
 
 // The Admin Console's application and vendor, which own the API clients
-// Admin API 2.3 makes for each instance.
+// Admin API 2.2.2 makes for each instance.
 const (
 	consoleVendor      = "Ed-Fi Admin Console"
 	consoleApplication = "Ed-Fi Admin Console"
@@ -70,7 +70,7 @@ func (a *adminDatabases) close() {
 	a.pools = map[string]*pgxpool.Pool{}
 }
 
-// registration is what Admin API 2.3 writes for a completed instance.
+// registration is what Admin API 2.2.2 writes for a completed instance.
 type registration struct {
 	odsInstanceID int
 	clientKey     string
@@ -81,7 +81,7 @@ type registration struct {
 // in one transaction: the instance row, its contexts, its derivatives (with
 // an empty connection string), a new API client of the Admin Console's
 // application and the client's link to the instance. Any rows the instance
-// still has go first, as 2.3's renamed handler does. The caller holds s.mu.
+// still has go first, as 2.2.2's renamed handler does. The caller holds s.mu.
 func (s *Simulator) writeRows(in *instance, cs string) (registration, error) {
 	var reg registration
 	err := s.inAdminTx(in, func(ctx context.Context, tx pgx.Tx) error {

@@ -13,7 +13,7 @@ import (
 )
 
 // registeringEnv is a simulator that writes an EdFi_Admin of its own,
-// loaded from the ODS/API fixture, as Admin API 2.3 does.
+// loaded from the ODS/API fixture, as Admin API 2.2.2 does.
 func registeringEnv(t *testing.T) (*env, func(sql string, args ...any) int) {
 	t.Helper()
 	db := testenv.FreshAdminDatabase(t)
@@ -41,7 +41,7 @@ func rows(count func(string, ...any) int) string {
 }
 
 // With registration adminapi, completed, the renaming PUT, renamed and
-// deleted make the writes the contract says Admin API 2.3 makes.
+// deleted make the writes the contract says Admin API 2.2.2 makes.
 func TestRegistrationAsAdminAPI23(t *testing.T) {
 	t.Parallel()
 	e, count := registeringEnv(t)

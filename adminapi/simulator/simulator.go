@@ -33,7 +33,7 @@ type Options struct {
 	Engine string
 	// Registration is RegistrationWorker (the default: the simulator
 	// writes no database) or RegistrationAdminAPI: completed, the renaming
-	// PUT, renamed and deleted then write EdFi_Admin as Admin API 2.3 does,
+	// PUT, renamed and deleted then write EdFi_Admin as Admin API 2.2.2 does,
 	// each in its own transaction.
 	Registration string
 	// AdminDatabases maps a tenant name (case-insensitive) to the pgx

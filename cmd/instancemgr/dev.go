@@ -29,8 +29,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.NamePattern, "name-pattern", o.NamePattern, "database naming pattern")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often the bridge polls the simulator")
 	fs.IntVar(&o.Replicas, "replicas", o.Replicas, "consumer replicas")
-	fs.StringVar(&o.Registration, "registration", o.Registration, "who writes the dbo rows: worker, or adminapi (the simulator, as Admin API 2.3 does)")
-	fs.StringVar(&o.Flavor, "adminapi-flavor", o.Flavor, "the Admin API line the simulator plays: adminconsole (2.3's /adminconsole/) or manage (the newest line's /v2/odsInstances/manage and /v3/dataStores/manage)")
+	fs.StringVar(&o.Registration, "registration", o.Registration, "who writes the dbo rows: worker, or adminapi (the simulator, as Admin API 2.2.2 does)")
+	fs.StringVar(&o.Flavor, "adminapi-flavor", o.Flavor, "the Admin API line the simulator plays: adminconsole (2.2.2's /adminconsole/) or manage (the newest line's /v2/odsInstances/manage and /v3/dataStores/manage)")
 	fs.Func("manage-templates", "with -adminapi-flavor manage, the template database of each databaseTemplate (default Minimal=Ods_Minimal_Template,Sample=Ods_Populated_Template; created small if absent)", func(v string) error {
 		o.Templates = map[string]string{}
 		for _, pair := range strings.Split(v, ",") {

@@ -178,7 +178,7 @@ func TestDevRestartedKeepsEachInstanceOnItsOwnDatabase(t *testing.T) {
 }
 
 // dev -registration adminapi runs create, rename and delete end to end
-// with the simulator writing EdFi_Admin as Admin API 2.3 does: one row per
+// with the simulator writing EdFi_Admin as Admin API 2.2.2 does: one row per
 // live instance at every step.
 func TestDevWithAdminAPIRegistration(t *testing.T) {
 	t.Parallel()

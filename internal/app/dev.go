@@ -47,7 +47,7 @@ type DevOptions struct {
 	Replicas      int
 	Registration  string // config.RegistrationWorker or RegistrationAdminAPI
 	// Flavor is the Admin API line the simulator plays:
-	// config.FlavorAdminConsole (2.3's /adminconsole/) or FlavorManage (the
+	// config.FlavorAdminConsole (2.2.2's /adminconsole/) or FlavorManage (the
 	// newest line's /v2/odsInstances/manage and /v3/dataStores/manage).
 	Flavor string
 	// Templates are the manage flavor's template databases by
@@ -302,7 +302,7 @@ func devEncryptionKey(path string) (string, error) {
 
 func registeredBy(mode string) string {
 	if mode == config.RegistrationAdminAPI {
-		return "Admin API simulator, as Admin API 2.3 does"
+		return "Admin API simulator, as Admin API 2.2.2 does"
 	}
 	return "worker"
 }

@@ -25,7 +25,7 @@ import (
 )
 
 // The configured flavor's Admin API, as the bridge and the consumer read
-// it: the HTTP client of Admin API 2.3's /adminconsole/ endpoints, or the
+// it: the HTTP client of Admin API 2.2.2's /adminconsole/ endpoints, or the
 // manage rows of the newest line in each tenant's EdFi_Admin.
 
 // BridgeAPI is what the bridge polls: api, or with the manage flavor the

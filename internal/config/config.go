@@ -62,8 +62,9 @@ type Config struct {
 // reach it.
 type AdminAPI struct {
 	// Flavor is the Admin API line: "adminconsole" (the default: Admin API
-	// 2.3.0-2.3.2 and its /adminconsole/ worker endpoints, over HTTP) or
-	// "manage" (the newest line, Ed-Fi-Alliance-OSS/ODS-Admin-API: the
+	// 2.2.2, the only release with the /adminconsole/ worker endpoints,
+	// over HTTP) or "manage" (the newest line, Ed-Fi-Alliance-OSS/ODS-Admin-API,
+	// pre-release 2.3.3-alpha, documented there as 2.4: the
 	// requests of /v2/odsInstances/manage and /v3/dataStores/manage, read
 	// and settled in each tenant's EdFi_Admin; docs/adminapi-newest.md).
 	// The manage flavor needs no credentials, and a URL only with
@@ -229,7 +230,7 @@ type Provisioning struct {
 	// Registration says who writes the dbo rows of an instance in
 	// EdFi_Admin: "worker" (the default: the worker, in its transaction
 	// around the completed, renamed and deleted calls) or "adminapi"
-	// (Admin API 2.3 as released writes them in those handlers). In both,
+	// (Admin API 2.2.2 as released writes them in those handlers). In both,
 	// the worker keeps its own ledger in EdFi_Admin.
 	Registration string `yaml:"registration"`
 	// Register was the switch before Registration; it is refused with a
@@ -636,7 +637,7 @@ func (c *Config) Validate() error {
 		bad("adminApi.flavor", "%q is neither %s nor %s", c.AdminAPI.Flavor, FlavorAdminConsole, FlavorManage)
 	}
 	if c.AdminAPI.ManageListen != "" && !c.Manage() {
-		bad("adminApi.manageListen", "is for adminApi.flavor manage; Admin API 2.3 has no manage routes")
+		bad("adminApi.manageListen", "is for adminApi.flavor manage; Admin API 2.2.2 has no manage routes")
 	}
 	errs = append(errs, c.AdminAPI.checkPublic()...)
 	if len(c.Provisioning.Templates) > 0 && !c.Manage() {
@@ -716,7 +717,7 @@ func (c *Config) Validate() error {
 		bad("provisioning.registration", "%q is neither worker nor adminapi", c.Provisioning.Registration)
 	}
 	if c.Provisioning.Register != nil {
-		bad("provisioning.register", "is replaced by provisioning.registration: worker (the worker writes the dbo rows) or adminapi (Admin API 2.3 writes them); the worker keeps its ledger in EdFi_Admin in both")
+		bad("provisioning.register", "is replaced by provisioning.registration: worker (the worker writes the dbo rows) or adminapi (Admin API 2.2.2 writes them); the worker keeps its ledger in EdFi_Admin in both")
 	}
 	if err := c.Naming().Validate(); err != nil {
 		key := "provisioning.namePattern"

@@ -10,7 +10,7 @@ import (
 )
 
 // AdminFixture is the part of the ODS/API 7.x EdFi_Admin database that
-// registration touches (and Admin API 2.3's handlers write), in PostgreSQL's
+// registration touches (and Admin API 2.2.2's handlers write), in PostgreSQL's
 // spelling: the shape registration must fit. Tests load it into an empty
 // database; dev creates what is missing of it.
 //

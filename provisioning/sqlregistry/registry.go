@@ -78,7 +78,7 @@ type Registry struct {
 	classify func(error) error
 	isUnique func(error) bool
 	// AdminAPIRegisters is set when the Admin API writes the dbo rows in
-	// its completed, renamed and deleted handlers (Admin API 2.3 as
+	// its completed, renamed and deleted handlers (Admin API 2.2.2 as
 	// released): the registry then keeps only its ledger, in the same
 	// transaction around those calls.
 	AdminAPIRegisters bool
