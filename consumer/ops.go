@@ -152,7 +152,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
+	owner := j.Owner()
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	switch {
 	case err == nil && rec.Database != name:
@@ -389,7 +389,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if err != nil || tg == nil {
 		return err
 	}
-	owner, log := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d)
+	owner, log := j.Owner(), h.logger(d)
 	if moved != nil {
 		log.Warn("the rename failed after its database was renamed; the ledger and registration follow the database", "from", from, "database", moved.NewDatabase, "err", cause)
 		h.release(ctx, tg, from, owner, log)
@@ -482,7 +482,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
+	owner := j.Owner()
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	switch {
 	case errors.Is(err, provisioning.ErrNotRecorded) && inst.Status == adminapi.StatusDeleted:
