@@ -101,7 +101,7 @@ func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
 	e.startBridge()
 	id := e.manageRequest(name, "Minimal")
 	letters := e.waitDeadLetters(1)
-	if letters[0].JobID != "create.default."+strconv.Itoa(id) || letters[0].Code != "conflict" {
+	if letters[0].JobID != "create.default.m"+strconv.Itoa(id) || letters[0].Code != "conflict" {
 		t.Errorf("dead letter %+v, want a conflict for request %d", letters[0], id)
 	}
 	if st := e.manageStatus(id); st == "Created" {
