@@ -318,7 +318,7 @@ func (b *Bridge) pollTenant(ctx context.Context, stream jetstream.Stream, poll u
 		default:
 			st.Published++
 			b.count(string(op), "published")
-			b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "job_id", id, "correlation_id", id)
+			b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "line", b.opts.Line, "job_id", id, "correlation_id", id)
 		}
 	}
 	return st, nil

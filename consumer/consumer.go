@@ -55,7 +55,7 @@ func (d Delivery) logger(log *slog.Logger) *slog.Logger {
 	if d.log != nil && d.log.base == log {
 		return d.log.with
 	}
-	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID,
+	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "line", d.Job.Line, "job_id", d.Job.ID,
 		"attempt", d.Attempt, "correlation_id", d.CorrelationID)
 }
 
