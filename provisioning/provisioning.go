@@ -19,7 +19,7 @@ func (o Owner) String() string {
 	if o.Line == LineAdminConsole {
 		return fmt.Sprintf("tenant %q instance %d", o.Tenant, o.InstanceID)
 	}
-	return fmt.Sprintf("tenant %q %s instance %d", o.Tenant, o.Line, o.InstanceID)
+	return fmt.Sprintf("tenant %q instance %d (%s)", o.Tenant, o.InstanceID, o.Line)
 }
 
 // ReservationState says how far the system got with a reserved name.
@@ -196,9 +196,12 @@ var ErrStale = errors.New("stale job")
 // database. Every write takes a lock on the instance and calls its
 // completion inside the same transaction, after the writes and before the
 // commit; when the completion fails everything is rolled back.
+// Its lookups and writes are of one Admin API line, the deployment's
+// (adminApi.flavor): the ledger is keyed (line, tenant, instance id).
 type Registry interface {
 	Lookup(ctx context.Context, tenant string, instanceID int) (Record, error)
-	// Records lists the whole ledger (to import it as reservations).
+	// Records lists the whole ledger, every line's (to import it as
+	// reservations).
 	Records(ctx context.Context) ([]Record, error)
 	// Register writes the registration and the ledger entry. A ledger entry
 	// for the same instance is taken as an earlier delivery's only when it
