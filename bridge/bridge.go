@@ -58,6 +58,9 @@ type Options struct {
 	// per-subject guard is what keeps a job from entering twice.
 	RememberFor time.Duration
 	RememberMax int
+	// Line is the Admin API line the bridge polls (adminApi.flavor); its
+	// jobs carry it, in their IDs and subjects too.
+	Line provisioning.Line
 }
 
 // Stats counts what one poll did.
@@ -315,7 +318,7 @@ func (b *Bridge) pollTenant(ctx context.Context, stream jetstream.Stream, poll u
 		default:
 			st.Published++
 			b.count(string(op), "published")
-			b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "job_id", id, "correlation_id", id)
+			b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "line", b.opts.Line, "job_id", id, "correlation_id", id)
 		}
 	}
 	return st, nil
@@ -415,7 +418,7 @@ func (b *Bridge) buildJob(ctx context.Context, op job.Operation, inst adminapi.W
 	tenant := inst.TenantName
 	switch op {
 	case job.OpCreate:
-		return job.NewCreate(tenant, inst.ID, inst.InstanceName), nil
+		return job.NewCreate(tenant, inst.ID, inst.InstanceName).OnLine(b.opts.Line), nil
 	}
 	// Renames and deletes act on the database the system recorded.
 	rec, err := b.lookup(ctx, tenant, inst.ID)
@@ -423,9 +426,9 @@ func (b *Bridge) buildJob(ctx context.Context, op job.Operation, inst adminapi.W
 		return job.Job{}, err
 	}
 	if op == job.OpRename {
-		return job.NewRename(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation), nil
+		return job.NewRename(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation).OnLine(b.opts.Line), nil
 	}
-	return job.NewDelete(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation), nil
+	return job.NewDelete(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation).OnLine(b.opts.Line), nil
 }
 
 // lookup reads the ledger. An instance the ledger does not know still gets

@@ -56,7 +56,7 @@ func (d Delivery) logger(log *slog.Logger) *slog.Logger {
 	if d.log != nil && d.log.base == log {
 		return d.log.with
 	}
-	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "job_id", d.Job.ID,
+	return log.With("op", d.Job.Operation, "tenant", d.Job.Tenant, "instance_id", d.Job.InstanceID, "line", d.Job.Line, "job_id", d.Job.ID,
 		"attempt", d.Attempt, "correlation_id", d.CorrelationID)
 }
 
@@ -573,10 +573,10 @@ func (c *Consumer) finish(ctx context.Context, d Delivery, body []byte, code str
 	return nil
 }
 
-// outcome is d's audit line: the job id is the request id the write route's
+// outcome is d's audit line: its request id is the one the write route's
 // line carries.
 func (c *Consumer) outcome(d Delivery, r Result, code string, cause error) audit.Outcome {
-	o := audit.Outcome{RequestID: d.Job.ID, Op: string(d.Job.Operation), Tenant: d.Job.Tenant, InstanceID: d.Job.InstanceID, Result: string(r), Code: code, Attempt: d.Attempt}
+	o := audit.Outcome{RequestID: job.IDFor(d.Job.Line, d.Job.Operation, d.Job.Tenant, d.Job.InstanceID), JobID: d.Job.ID, Op: string(d.Job.Operation), Tenant: d.Job.Tenant, InstanceID: d.Job.InstanceID, Result: string(r), Code: code, Attempt: d.Attempt}
 	if cause != nil {
 		o.Reason = job.CapReason(cause.Error())
 	}

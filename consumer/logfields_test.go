@@ -50,7 +50,7 @@ func TestEveryLineOfADeliveryCarriesItsFields(t *testing.T) {
 			continue
 		}
 		seen[msg]++
-		for _, k := range []string{"op", "tenant", "instance_id", "job_id", "attempt", "correlation_id"} {
+		for _, k := range []string{"op", "tenant", "instance_id", "line", "job_id", "attempt", "correlation_id"} {
 			if _, ok := rec[k]; !ok {
 				t.Errorf("%q has no %s: %s", msg, k, line)
 			}

@@ -253,7 +253,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
+	owner := j.Owner()
 	if recorded && rec.Database != name {
 		return fmt.Errorf("%w: the ledger has tenant %q instance %d on database %q (name %q); this create asks for %q (name %q)",
 			provisioning.ErrConflict, j.Tenant, j.InstanceID, rec.Database, rec.Name, name, req.Name)
@@ -561,7 +561,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if err != nil || tg == nil {
 		return err
 	}
-	owner, log := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}, h.logger(d)
+	owner, log := j.Owner(), h.logger(d)
 	if moved != nil {
 		log.Warn("the rename failed after its database was renamed; the ledger and registration follow the database", "from", from, "database", moved.NewDatabase, "err", cause)
 		h.release(ctx, tg, from, owner, log)
@@ -653,7 +653,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	owner := provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID}
+	owner := j.Owner()
 	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	switch {
 	case errors.Is(err, provisioning.ErrNotRecorded) && inst.Status == adminapi.StatusDeleted:

@@ -9,6 +9,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // A message is a pointer, never an authority. Whoever can publish on
@@ -23,9 +24,9 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 	flavors(t, envOptions{allowDelete: true}, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		_, js := testenv.JetStream(t, e.natsURL)
-		template := "" // the request's template: Ed-Fi's Minimal under manage
+		template, line := "", provisioning.LineAdminConsole // the request's template: Ed-Fi's Minimal under manage
 		if e.manage {
-			template = "Minimal"
+			template, line = "Minimal", provisioning.LineManage
 		}
 		forged := 0
 		publish := func(subject string, j job.Job) {
@@ -51,10 +52,10 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 		id := e.create("", "District")
 		db := e.prefix + "_District"
 
-		evil := job.NewCreate(e.firstTenant, id, "Evil")
+		evil := job.NewCreate(e.firstTenant, id, "Evil").OnLine(line)
 		evil.Template = template
 		publish(evil.Subject(), evil)
-		own := job.NewCreate(e.firstTenant, id, "District")
+		own := job.NewCreate(e.firstTenant, id, "District").OnLine(line)
 		own.Template = template
 		publish(job.SubjectPrefix+".create."+job.SubjectToken(e.firstTenant)+".999999", own)
 		foreignLetters()
@@ -71,7 +72,7 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 			t.Fatalf("databases %v, want only %s", dbs, db)
 		}
 
-		rename := job.NewRename(e.firstTenant, id, "Evil", db, 0)
+		rename := job.NewRename(e.firstTenant, id, "Evil", db, 0).OnLine(line)
 		publish(rename.Subject(), rename)
 		foreignLetters()
 		if s := e.status("", id); s != adminapi.StatusCompleted {

@@ -103,7 +103,7 @@ func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
 	e.startBridge()
 	id := e.manageRequest(name, "Minimal")
 	letters := e.waitDeadLetters(1)
-	if letters[0].JobID != "create.default."+strconv.Itoa(id) || letters[0].Code != "conflict" {
+	if letters[0].JobID != "create.default.m"+strconv.Itoa(id) || letters[0].Code != "conflict" {
 		t.Errorf("dead letter %+v, want a conflict for request %d", letters[0], id)
 	}
 	// Ed-Fi's terminal status, and why where Ed-Fi keeps it: the Admin
@@ -113,7 +113,7 @@ func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
 	}
 	var why string
 	if err := e.admin.QueryRow(context.Background(), `SELECT errormessage FROM adminapi.jobstatuses WHERE jobid = $1 AND status = 'Error'`,
-		fmt.Sprintf("instancemgr-create.default.%d-%d", id, letters[0].StreamSequence)).Scan(&why); err != nil || !strings.Contains(why, db) {
+		fmt.Sprintf("instancemgr-create.default.m%d-%d", id, letters[0].StreamSequence)).Scan(&why); err != nil || !strings.Contains(why, db) {
 		t.Errorf("adminapi.jobstatuses says %q (%v); want the conflict naming %s", why, err, db)
 	}
 	if !e.databaseExists(db) || e.count(`SELECT count(*) FROM dbo.odsinstances`) != 0 {

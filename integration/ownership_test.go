@@ -115,7 +115,7 @@ func collidingNamesAreRefused(t *testing.T, e *env) {
 		dls := e.waitDeadLetters(i + 1)
 		last := dls[len(dls)-1]
 		owner := fmt.Sprintf("tenant %q instance %d", p[0][0], first)
-		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.HasSuffix(last.Subject, fmt.Sprintf(".%s.%d", p[1][0], second)) {
+		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.HasSuffix(last.Subject, "."+p[1][0]+"."+job.InstanceToken(e.cfg.Line(), second)) {
 			t.Fatalf("%v after %v: dead letter %+v; want a conflict naming %s", p[1], p[0], last, owner)
 		}
 		if st := e.status(p[1][0], second); st != e.endedCreate() {
@@ -147,7 +147,9 @@ func ledgerOfAnotherDatabaseIsAConflict(t *testing.T, e *env) {
 	reg.Close()
 	e.startReplica(app.ConsumerDeps{})
 	old := e.prefix + "_Old_District"
-	if _, err := e.admin.Exec(context.Background(), `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES ('default', 1, 999, $1, 'Old District')`, old); err != nil {
+	// The entry is the flavor's own line's: another line's instance 1 is
+	// another instance (TestUpgradeFromAdminConsoleToManage).
+	if _, err := e.admin.Exec(context.Background(), `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES ('default', 1, 999, $1, 'Old District', $2)`, old, e.cfg.Line().String()); err != nil {
 		t.Fatal(err)
 	}
 	e.startBridge()
@@ -331,7 +333,7 @@ func consumerRefusesDeleteWhenDisabled(t *testing.T, e *env) {
 	id := e.create("", "Kept")
 	e.waitStatus(id, adminapi.StatusCompleted)
 	e.remove("", id)
-	j := job.NewDelete("default", id, "Kept", e.prefix+"_Kept", 0)
+	j := job.NewDelete("default", id, "Kept", e.prefix+"_Kept", 0).OnLine(e.cfg.Line())
 	e.publish(j.Subject(), j)
 	dls := e.waitDeadLetters(1)
 	if dls[0].Code != "delete_disabled" || !strings.Contains(dls[0].Reason, "allowDelete") {

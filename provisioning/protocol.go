@@ -191,7 +191,11 @@ func CalibrationCopy(template string, i int) string {
 // published: the same for every delivery of the request that holds it,
 // and for no other request.
 func ScratchName(res Reservation) string {
-	h := sha256.Sum256([]byte(res.Database + "\x00" + res.Owner.Tenant + "\x00" + strconv.Itoa(res.Owner.InstanceID)))
+	key := res.Database + "\x00" + res.Owner.Tenant + "\x00" + strconv.Itoa(res.Owner.InstanceID)
+	if res.Owner.Line != LineAdminConsole { // adminconsole's names stay what they were
+		key += "\x00" + res.Owner.Line.String()
+	}
+	h := sha256.Sum256([]byte(key))
 	return ScratchPrefix + hex.EncodeToString(h[:12])
 }
 

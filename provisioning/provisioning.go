@@ -7,13 +7,20 @@ import (
 	"time"
 )
 
-// Owner is the request a database belongs to: one instance of one tenant.
+// Owner is the request a database belongs to: one instance of one tenant,
+// of one Admin API line.
 type Owner struct {
 	Tenant     string
 	InstanceID int
+	Line       Line
 }
 
-func (o Owner) String() string { return fmt.Sprintf("tenant %q instance %d", o.Tenant, o.InstanceID) }
+func (o Owner) String() string {
+	if o.Line == LineAdminConsole {
+		return fmt.Sprintf("tenant %q instance %d", o.Tenant, o.InstanceID)
+	}
+	return fmt.Sprintf("tenant %q instance %d (%s)", o.Tenant, o.InstanceID, o.Line)
+}
 
 // ReservationState says how far the system got with a reserved name.
 type ReservationState string
@@ -148,8 +155,10 @@ type RegisterResult struct {
 // Record is the system's own ledger entry for an instance it provisioned:
 // where its database is now, whatever the Admin API's name says.
 type Record struct {
-	Tenant        string
-	InstanceID    int
+	Tenant     string
+	InstanceID int
+	// Line is the Admin API line the instance was requested on.
+	Line          Line
 	OdsInstanceID int
 	Database      string
 	Name          string
@@ -160,7 +169,7 @@ type Record struct {
 }
 
 // Owner is the request the record belongs to.
-func (r Record) Owner() Owner { return Owner{Tenant: r.Tenant, InstanceID: r.InstanceID} }
+func (r Record) Owner() Owner { return Owner{Tenant: r.Tenant, InstanceID: r.InstanceID, Line: r.Line} }
 
 // Renaming is a rename's registration change.
 type Renaming struct {
@@ -187,9 +196,12 @@ var ErrStale = errors.New("stale job")
 // database. Every write takes a lock on the instance and calls its
 // completion inside the same transaction, after the writes and before the
 // commit; when the completion fails everything is rolled back.
+// Its lookups and writes are of one Admin API line, the deployment's
+// (adminApi.flavor): the ledger is keyed (line, tenant, instance id).
 type Registry interface {
 	Lookup(ctx context.Context, tenant string, instanceID int) (Record, error)
-	// Records lists the whole ledger (to import it as reservations).
+	// Records lists the whole ledger, every line's (to import it as
+	// reservations).
 	Records(ctx context.Context) ([]Record, error)
 	// Register writes the registration and the ledger entry. A ledger entry
 	// for the same instance is taken as an earlier delivery's only when it

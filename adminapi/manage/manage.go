@@ -82,7 +82,7 @@ type Statements struct {
 	Get      string // (id) → name, status, database template, ods instance id (NULL), database name ('')
 	Runs     string // (pattern, pattern) → job id, status of the first JobStatuses row matching either (LIKE, escape '!')
 	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
-	Complete string // (id, tenant, now) → ods instance id; Created from the ledger's entry, only from PendingCreate or CreateInProgress
+	Complete string // (id, tenant, now) → ods instance id; Created from the ledger's entry of the manage line, only from PendingCreate or CreateInProgress
 	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
 	Taken    string // (name) → whether a request not Deleted has the name, whether a dbo.OdsInstances row has it
 	Insert   string // (name, template, now) → id of a new PendingCreate request
@@ -121,7 +121,7 @@ WHERE id = $1 AND status = $5 RETURNING id`,
 	Complete: `UPDATE adminapi.odsinstancemanages m SET status = 'Created', odsinstanceid = l.ods_instance_id, odsinstancename = l.name,
     databasename = l.database_name, lastmodifieddate = $3, lastrefreshed = $3
 FROM instancemgr.instances l
-WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND m.status IN ('PendingCreate', 'CreateInProgress')
+WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND l.line = 'manage' AND m.status IN ('PendingCreate', 'CreateInProgress')
 RETURNING m.odsinstanceid`,
 	Settle: `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3, lastrefreshed = $3
 WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
@@ -153,7 +153,7 @@ OUTPUT INSERTED.Id WHERE Id = @p1 AND Status = @p5`,
 	Complete: `UPDATE m SET Status = N'Created', OdsInstanceId = l.ods_instance_id, OdsInstanceName = l.name,
     DatabaseName = l.database_name, LastModifiedDate = @p3, LastRefreshed = @p3
 OUTPUT INSERTED.OdsInstanceId
-FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id = m.Id AND l.tenant = @p2
+FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id = m.Id AND l.tenant = @p2 AND l.line = 'manage'
 WHERE m.Id = @p1 AND m.Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Settle: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, LastModifiedDate = @p3, LastRefreshed = @p3
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInProgress')`,

@@ -36,6 +36,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(reg.Close)
+	reg.Line = provisioning.LineManage // as the manage flavor opens it
 	open := func(context.Context, string) (manage.DB, error) {
 		return manage.DB{Conn: reg.Conn(), Statements: manage.Postgres}, nil
 	}
@@ -118,6 +119,40 @@ func TestARequestEdFisJobRanForIsAConflict(t *testing.T) {
 		if _, err := admin.Exec(ctx, `DELETE FROM adminapi.jobstatuses`); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A manage request completes from the manage line's ledger entry only: an
+// instance made under adminconsole with the same id (another table's id)
+// is neither taken for the request's nor touched.
+func TestCompletedTakesTheManageLinesEntryOnly(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	id := w.request("Three", "Minimal")
+	admin := testenv.Connect(t, w.admin)
+	if _, err := admin.Exec(ctx, `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES ('district', $1, 4242, 'EdFi_Ods_Old', 'Old', 'adminconsole')`, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_Three_Minimal"); err != nil {
+		t.Fatal(err)
+	}
+	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Three_Minimal", Name: "Three", InstanceType: "Minimal", ConnectionString: "x"}
+	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
+		return w.source.Completed(ctx, "district", id, "")
+	})
+	if err != nil {
+		t.Fatalf("register manage request %d beside adminconsole instance %d: %v", id, id, err)
+	}
+	if st, db := w.status(id); st != manage.Created || db != "EdFi_Ods_Three_Minimal" {
+		t.Fatalf("the request is %s on %q; want Created on its own database", st, db)
+	}
+	inst, err := w.source.Instance(ctx, "district", id)
+	if err != nil || inst.OdsInstanceID == nil || *inst.OdsInstanceID != res.OdsInstanceID {
+		t.Fatalf("the request names row %v, want %d: %v", inst.OdsInstanceID, res.OdsInstanceID, err)
+	}
+	var db string
+	if err := admin.QueryRow(ctx, `SELECT database_name FROM instancemgr.instances WHERE line = 'adminconsole' AND instance_id = $1`, id).Scan(&db); err != nil || db != "EdFi_Ods_Old" {
+		t.Fatalf("adminconsole's entry: %q, %v", db, err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/forwarded"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // Server serves the manage write routes in production. A reverse proxy in
@@ -242,7 +243,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *audit.Write
 		}
 		call.InstanceID, call.Name, call.Refusal = s.endpoints.Create(w, r, rt, tenant, s.origin(r))
 		if call.InstanceID > 0 {
-			call.RequestID = job.IDFor(job.OpCreate, tenant, call.InstanceID)
+			call.RequestID = job.IDFor(provisioning.LineManage, job.OpCreate, tenant, call.InstanceID)
 		}
 		if strings.HasPrefix(call.Refusal, limitRefusal) {
 			s.refused("instances")
@@ -250,7 +251,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *audit.Write
 		return
 	}
 	call.InstanceID = id
-	call.RequestID = job.IDFor(job.OpDelete, tenant, id)
+	call.RequestID = job.IDFor(provisioning.LineManage, job.OpDelete, tenant, id)
 	call.Refusal = s.endpoints.Delete(w, r, rt, tenant, id)
 }
 

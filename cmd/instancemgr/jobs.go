@@ -21,6 +21,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 const jobsUsage = `usage:
@@ -29,6 +30,8 @@ const jobsUsage = `usage:
   instancemgr jobs dead replay [flags] SEQ        put the original job back (-force: even when
                                                   the reason says its cause is not fixed)
   instancemgr jobs show        [flags] TENANT ID  every message of one instance, and its state
+                                                  (ID as in its subjects: 7, or m7 for the
+                                                  manage line's request 7)
 
 NATS is reached with -config (or INSTANCEMGR_CONFIG) as the roles reach it,
 or, as the nats CLI does, with -server / NATS_URL (also INSTANCEMGR_NATS_URL)
@@ -159,13 +162,13 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 	case len(pos) == 3 && pos[0] == "show":
-		id, err := strconv.Atoi(pos[2])
-		if err != nil || id <= 0 {
-			return fmt.Errorf("%q is not an instance id (a positive number)", pos[2])
+		line, id, err := job.ParseInstanceToken(pos[2])
+		if err != nil {
+			return err
 		}
 		tenant := pos[1]
 		cmd = func(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, _ *jobstream.ReplaySettings) error {
-			return jobShow(ctx, js, sc, tenant, id, *f.json, stdout)
+			return jobShow(ctx, js, sc, tenant, line, id, *f.json, stdout)
 		}
 	default:
 		f.fs.Usage()
@@ -192,22 +195,24 @@ type deadRow struct {
 	Op       string    `json:"op"`
 	Tenant   string    `json:"tenant"`
 	Instance int       `json:"instanceId"`
-	Code     string    `json:"code"`
-	Attempts uint64    `json:"attempts"`
-	Reason   string    `json:"reason"`
-	Subject  string    `json:"subject"`
+	// Line is the instance's Admin API line; absent for adminconsole.
+	Line     provisioning.Line `json:"line,omitempty"`
+	Code     string            `json:"code"`
+	Attempts uint64            `json:"attempts"`
+	Reason   string            `json:"reason"`
+	Subject  string            `json:"subject"`
 }
 
 func newDeadRow(d jobstream.StoredDead) deadRow {
 	r := deadRow{Seq: d.Seq, Stored: d.Stored, Code: d.Letter.Code, Attempts: d.Letter.Attempts, Reason: d.Letter.Reason, Subject: d.Subject}
 	// The job's own fields when it decodes; the subject's tokens otherwise.
 	if j, err := job.Decode(d.Body()); err == nil {
-		r.Op, r.Tenant, r.Instance = string(j.Operation), j.Tenant, j.InstanceID
+		r.Op, r.Tenant, r.Instance, r.Line = string(j.Operation), j.Tenant, j.InstanceID, j.Line
 	} else if s, ok := d.JobSubject(); ok {
 		tok := strings.Split(s, ".")
 		if len(tok) >= 4 {
 			r.Op, r.Tenant = tok[1], tok[2]
-			r.Instance, _ = strconv.Atoi(tok[3])
+			r.Line, r.Instance, _ = job.ParseInstanceToken(tok[3])
 		}
 	}
 	return r
@@ -248,7 +253,7 @@ func deadShow(ctx context.Context, js jetstream.JetStream, seq uint64, w io.Writ
 	}
 	r := newDeadRow(d)
 	fmt.Fprintf(w, "dead letter %d, stored %s (%s ago) on %s\n", d.Seq, d.Stored.UTC().Format(time.RFC3339), age(time.Since(d.Stored)), d.Subject)
-	fmt.Fprintf(w, "job:       %s %s tenant %q instance %d (job id %s)\n", r.Op, d.Letter.Subject, r.Tenant, r.Instance, d.Letter.JobID)
+	fmt.Fprintf(w, "job:       %s %s tenant %q instance %s (job id %s)\n", r.Op, d.Letter.Subject, r.Tenant, job.InstanceToken(r.Line, r.Instance), d.Letter.JobID)
 	fmt.Fprintf(w, "code:      %s after %d attempt(s), failed at %s\n", d.Letter.Code, d.Letter.Attempts, d.Letter.FailedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "job seq:   %d in the job stream\n", d.Letter.StreamSequence)
 	fmt.Fprintf(w, "reason:    %s\n", d.Letter.Reason)
@@ -288,7 +293,7 @@ func deadReplay(ctx context.Context, js jetstream.JetStream, sc jobstream.Config
 		return fmt.Errorf("dead letter %d is on %s: the message never named a job subject, so there is nothing to replay", seq, d.Subject)
 	}
 	r := newDeadRow(d)
-	h, err := jobstream.History(ctx, js, sc, r.Tenant, r.Instance)
+	h, err := jobstream.History(ctx, js, sc, r.Tenant, r.Line, r.Instance)
 	if err != nil {
 		return err
 	}
@@ -320,8 +325,8 @@ type showRow struct {
 	Note    string    `json:"note,omitempty"`
 }
 
-func jobShow(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, tenant string, id int, asJSON bool, w io.Writer) error {
-	h, err := jobstream.History(ctx, js, sc, tenant, id)
+func jobShow(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, tenant string, line provisioning.Line, id int, asJSON bool, w io.Writer) error {
+	h, err := jobstream.History(ctx, js, sc, tenant, line, id)
 	if err != nil {
 		return err
 	}

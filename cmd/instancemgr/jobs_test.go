@@ -22,6 +22,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 var natsLine = regexp.MustCompile(`NATS \(embedded\)\s+(nats://\S+)`)
@@ -295,5 +296,56 @@ func TestJobsWorkWithTheRunbooksOperatorPermissions(t *testing.T) {
 	}
 	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 2 {
 		t.Fatalf("the job stream holds %v messages (%v), want the job and one replay", info.State.Msgs, err)
+	}
+}
+
+// jobs show takes the instance as its subjects name it: 7 is adminconsole's
+// instance 7, m7 the manage line's request 7, and each shows only its own
+// messages; a manage dead letter lists with its line.
+func TestJobsShowTellsTheLinesApart(t *testing.T) {
+	natsURL := testenv.NATS(t)
+	ctx := context.Background()
+	_, js := testenv.JetStream(t, natsURL)
+	sc := jobstream.Config{}.WithDefaults()
+	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobstream.EnsureDeadStream(ctx, js, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []job.Job{job.NewCreate("default", 7, "Old"), job.NewCreate("default", 7, "New").OnLine(provisioning.LineManage)} {
+		body, err := job.Encode(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := js.Publish(ctx, j.Subject(), body, jetstream.WithMsgID(j.ID))
+		if err != nil {
+			t.Fatalf("publish %s: %v", j.Subject(), err)
+		}
+		if j.Line == provisioning.LineManage {
+			if err := jobstream.PublishDead(ctx, js, job.NewDeadLetter(body, j.Subject(), ack.Sequence, 1, j.ID, "conflict", "for the test")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	old := mustJobs(t, "show", "default", "7", "-server", natsURL)
+	if !strings.Contains(old, "instances.create.default.7") || strings.Contains(old, ".m7") {
+		t.Fatalf("jobs show default 7:\n%s", old)
+	}
+	manage := mustJobs(t, "show", "default", "m7", "-server", natsURL)
+	if !strings.Contains(manage, "instances.create.default.m7") || strings.Contains(manage, "instances.create.default.7 ") {
+		t.Fatalf("jobs show default m7:\n%s", manage)
+	}
+	var row struct {
+		Instance int    `json:"instanceId"`
+		Line     string `json:"line"`
+	}
+	if err := json.Unmarshal([]byte(mustJobs(t, "dead", "list", "-json", "-server", natsURL)), &row); err != nil || row.Instance != 7 || row.Line != "manage" {
+		t.Fatalf("dead list row %+v, %v", row, err)
+	}
+	for _, bad := range []string{"x7", "m", "m-7", "07"} {
+		if _, err := jobs("show", "default", bad, "-server", natsURL); err == nil {
+			t.Errorf("jobs show default %s was taken", bad)
+		}
 	}
 }

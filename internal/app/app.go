@@ -200,7 +200,12 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	}
 	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, TestSeams: d.TestSeams,
 		InstancesPerTenant: max(cfg.Limits.InstancesPerTenant, 0), Rate: limits.NewRate(cfg.Limits.CreatesPerMinute)}
-	handlers := map[job.Operation]consumer.Handler{job.OpCreate: ops.Create(), job.OpRename: ops.Rename(), job.OpDelete: ops.Delete()}
+	line := cfg.Line()
+	handlers := map[job.Operation]consumer.Handler{
+		job.OpCreate: consumer.OnLine(line, ops.Create()),
+		job.OpRename: consumer.OnLine(line, ops.Rename()),
+		job.OpDelete: consumer.OnLine(line, ops.Delete()),
+	}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{
 		DeadLetter:    func(ctx context.Context, dl job.DeadLetter) error { return jobstream.PublishDead(ctx, js, dl) },
@@ -238,6 +243,6 @@ func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, led
 	return bridge.New(api, ledger, js, bridge.Options{
 		Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log,
 		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics, Beat: beat,
-		Concurrency: cfg.Bridge.Concurrency,
+		Concurrency: cfg.Bridge.Concurrency, Line: cfg.Line(),
 	}), nil
 }

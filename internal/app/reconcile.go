@@ -228,7 +228,7 @@ func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, l
 // tenant is one tenant's share of what was read of its entry.
 func (e *entryInventory) tenant(cfg *config.Config, name string, instances []adminapi.WorkerInstance) reconcile.Tenant {
 	t := reconcile.Tenant{Name: name, Engine: e.engine, Instances: instances, Rows: e.rows, Databases: e.databases, Identities: e.identities,
-		AdminAPIRegisters: cfg.Provisioning.Registration == config.RegistrationAdminAPI, AllowDelete: cfg.Provisioning.AllowDelete}
+		AdminAPIRegisters: cfg.Provisioning.Registration == config.RegistrationAdminAPI, AllowDelete: cfg.Provisioning.AllowDelete, Line: cfg.Line()}
 	inLedger := map[string]bool{}
 	for _, r := range e.records {
 		inLedger[strings.ToLower(r.Database)] = true

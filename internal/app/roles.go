@@ -321,12 +321,14 @@ func (l *Ledgers) open(ctx context.Context, conns config.TenantConns) (ledger, e
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
 		}
+		r.Line = l.cfg.Line()
 		return r, nil
 	}
 	r, err := postgres.NewRegistry(ctx, conns.Admin.PgxConnString(), l.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", conns.Admin.Redacted(), err)
 	}
+	r.Line = l.cfg.Line()
 	return r, nil
 }
 

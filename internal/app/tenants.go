@@ -98,7 +98,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 			e.Close()
 			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
 		}
-		r.AdminAPIRegisters = adminAPI
+		r.AdminAPIRegisters, r.Line = adminAPI, t.cfg.Line()
 		registry, ct.Registry = r, r
 		ct.ODS = func(db string) string { return sc.ODS.ForDatabase(db).ADONet() }
 	} else {
@@ -125,7 +125,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 			e.Close()
 			return nil, fmt.Errorf("%s: %w", tg.Admin.Redacted(), err)
 		}
-		r.AdminAPIRegisters = adminAPI
+		r.AdminAPIRegisters, r.Line = adminAPI, t.cfg.Line()
 		registry, ct.Registry = r, r
 		ct.ODS = func(db string) string { return tg.ODS.ForDatabase(db).ADONet() }
 	}

@@ -28,8 +28,9 @@ func New(w io.Writer) *Logger {
 
 // Write is one call to a write route, as answered.
 type Write struct {
-	// RequestID is the job id the request's outcome will carry
-	// (create.<tenant>.<id>), when the call named or made a request.
+	// RequestID names the request and the operation asked for
+	// (create.<tenant>.m<id>): its job's outcome carries it too, when the
+	// call named or made a request.
 	RequestID string
 	// ClientID is the Admin API client the caller's token names, once the
 	// Admin API has accepted the token; "" when it is not known.
@@ -47,7 +48,10 @@ type Write struct {
 
 // Outcome is how a job ended.
 type Outcome struct {
+	// RequestID is the write's (the job id less a rename's or delete's
+	// generation); JobID the job's.
 	RequestID  string
+	JobID      string
 	Op, Tenant string
 	InstanceID int
 	Result     string // acked, terminated
@@ -75,7 +79,7 @@ func (l *Logger) Outcome(ctx context.Context, o Outcome) {
 	if l == nil {
 		return
 	}
-	attrs := []any{slog.String("event", "outcome"), slog.String("request_id", o.RequestID), slog.String("op", o.Op),
+	attrs := []any{slog.String("event", "outcome"), slog.String("request_id", o.RequestID), slog.String("job_id", o.JobID), slog.String("op", o.Op),
 		slog.String("tenant", o.Tenant), slog.Int("instance_id", o.InstanceID), slog.String("result", o.Result), slog.Uint64("attempt", o.Attempt)}
 	if o.Code != "" {
 		attrs = append(attrs, slog.String("code", o.Code), slog.String("reason", o.Reason))

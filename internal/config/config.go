@@ -472,6 +472,15 @@ const (
 // Manage reports whether the newest Admin API line serves the requests.
 func (c *Config) Manage() bool { return c.AdminAPI.Flavor == FlavorManage }
 
+// Line is the Admin API line of the configured flavor: what the ledger,
+// the reservations and the jobs of this deployment are keyed by.
+func (c *Config) Line() provisioning.Line {
+	if c.Manage() {
+		return provisioning.LineManage
+	}
+	return provisioning.LineAdminConsole
+}
+
 func (c *Config) applyDefaults() {
 	c.Limits = c.Limits.WithDefaults()
 	if c.AdminAPI.Flavor == "" {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // Version is the version of the Job message this code writes. Decode
@@ -62,20 +64,22 @@ type Job struct {
 	// which copies the tenant's configured template.
 	Template    string    `json:"template,omitempty"`
 	RequestedAt time.Time `json:"requestedAt"`
+	// Line is the Admin API line of the request (adminApi.flavor): absent
+	// for adminconsole, as in every message before lines, "manage" for
+	// the newest line, whose ids are another table's.
+	Line provisioning.Line `json:"line,omitempty"`
 }
 
 // NewCreate returns a create job with its deterministic ID.
 func NewCreate(tenant string, instanceID int, name string) Job {
 	j := Job{Version: Version, Operation: OpCreate, Tenant: tenant, InstanceID: instanceID, Name: name, RequestedAt: time.Now().UTC()}
-	j.ID = j.wantID()
-	return j
+	return j.OnLine(provisioning.LineAdminConsole)
 }
 
 // NewRename returns a rename job: database is renamed after newName.
 func NewRename(tenant string, instanceID int, newName, database string, generation int) Job {
 	j := Job{Version: Version, Operation: OpRename, Tenant: tenant, InstanceID: instanceID, Name: newName, Database: database, Generation: generation, RequestedAt: time.Now().UTC()}
-	j.ID = j.wantID()
-	return j
+	return j.OnLine(provisioning.LineAdminConsole)
 }
 
 // NewDelete returns a delete job for database. Like a rename, it carries the
@@ -83,22 +87,64 @@ func NewRename(tenant string, instanceID int, newName, database string, generati
 // delete requested again is a new job on a subject of its own.
 func NewDelete(tenant string, instanceID int, name, database string, generation int) Job {
 	j := Job{Version: Version, Operation: OpDelete, Tenant: tenant, InstanceID: instanceID, Name: name, Database: database, Generation: generation, RequestedAt: time.Now().UTC()}
+	return j.OnLine(provisioning.LineAdminConsole)
+}
+
+// OnLine returns j (made by NewCreate, NewRename or NewDelete) as a job of
+// the instance of line: its Line and the ID made for it, renames and
+// deletes with their generation.
+func (j Job) OnLine(line provisioning.Line) Job {
+	j.Line = line
 	j.ID = j.wantID()
 	return j
 }
 
-// IDFor is the job ID of an operation on an instance. It is deterministic so
-// that every poll that sees the same pending request produces the same ID,
-// which is also the JetStream message ID used for de-duplication.
-func IDFor(op Operation, tenant string, instanceID int) string {
-	return string(op) + "." + SubjectToken(tenant) + "." + strconv.Itoa(instanceID)
+// Owner is the request the job is for.
+func (j Job) Owner() provisioning.Owner {
+	return provisioning.Owner{Tenant: j.Tenant, InstanceID: j.InstanceID, Line: j.Line}
+}
+
+// IDFor is the job ID of an operation on an instance of line. It is
+// deterministic so that every poll that sees the same pending request
+// produces the same ID, which is also the JetStream message ID used for
+// de-duplication. The instance's token (InstanceToken) keeps the lines
+// apart: the stream keeps acknowledged jobs, and an adminconsole job on a
+// manage job's subject would stop it from being published.
+func IDFor(line provisioning.Line, op Operation, tenant string, instanceID int) string {
+	return string(op) + "." + SubjectToken(tenant) + "." + InstanceToken(line, instanceID)
+}
+
+// manageToken begins a manage instance's token; adminconsole's is the bare
+// number, as before lines existed.
+const manageToken = "m"
+
+// InstanceToken is the instance's token in job IDs and subjects: "5" for
+// adminconsole's instance 5, "m5" for the manage line's request 5.
+func InstanceToken(line provisioning.Line, instanceID int) string {
+	if line == provisioning.LineManage {
+		return manageToken + strconv.Itoa(instanceID)
+	}
+	return strconv.Itoa(instanceID)
+}
+
+// ParseInstanceToken reads an InstanceToken; the id must be positive.
+func ParseInstanceToken(tok string) (provisioning.Line, int, error) {
+	line, digits := provisioning.LineAdminConsole, tok
+	if rest, ok := strings.CutPrefix(tok, manageToken); ok {
+		line, digits = provisioning.LineManage, rest
+	}
+	id, err := strconv.Atoi(digits)
+	if err != nil || id <= 0 || strconv.Itoa(id) != digits {
+		return "", 0, fmt.Errorf("%q is not an instance token (a positive number, or m and one for the manage line)", tok)
+	}
+	return line, id, nil
 }
 
 // wantID is the ID the job's operation, tenant, instance and (for renames
 // and deletes) generation make: the only ID a job may carry, so that its
 // subject names the very request its fields do.
 func (j Job) wantID() string {
-	id := IDFor(j.Operation, j.Tenant, j.InstanceID)
+	id := IDFor(j.Line, j.Operation, j.Tenant, j.InstanceID)
 	if j.Operation != OpCreate {
 		id += "." + strconv.Itoa(j.Generation)
 	}
@@ -106,7 +152,7 @@ func (j Job) wantID() string {
 }
 
 // Subject is the subject the job is published on:
-// instances.<operation>.<tenant>.<instance id>[.<generation>] (renames and
+// instances.<operation>.<tenant>.<instance token>[.<generation>] (renames and
 // deletes carry the generation); it is
 // "instances." followed by the job ID. One subject per job lets the bridge
 // publish with "expected last subject sequence 0", so the stream itself

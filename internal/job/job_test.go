@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -97,5 +99,61 @@ func TestDeadLetterReasonIsCapped(t *testing.T) {
 	}
 	if short := NewDeadLetter(nil, "s", 1, 1, "", "failed", "short"); short.Reason != "short" {
 		t.Fatalf("a short reason changed: %q", short.Reason)
+	}
+}
+
+// A manage job's ID and subject can never be an adminconsole job's (the
+// stream keeps acknowledged jobs, and a subject that is taken is never
+// published again); adminconsole's stay as they were before lines, and
+// their messages carry no line, so old messages still decode as theirs.
+func TestLinesHaveTheirOwnIDsAndSubjects(t *testing.T) {
+	tests := []struct {
+		name    string
+		j       Job
+		subject string
+	}{
+		{"adminconsole create", NewCreate("t", 5, "n"), "instances.create.t.5"},
+		{"adminconsole delete", NewDelete("t", 5, "n", "db", 2), "instances.delete.t.5.2"},
+		{"manage create", NewCreate("t", 5, "n").OnLine(provisioning.LineManage), "instances.create.t.m5"},
+		{"manage delete", NewDelete("t", 5, "n", "db", 2).OnLine(provisioning.LineManage), "instances.delete.t.m5.2"},
+		{"manage rename", NewRename("t", 5, "n", "db", 0).OnLine(provisioning.LineManage), "instances.rename.t.m5.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.j.Subject(); got != tt.subject {
+				t.Fatalf("subject %q, want %q", got, tt.subject)
+			}
+			data, err := Encode(tt.j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hasLine := strings.Contains(string(data), `"line"`); hasLine != (tt.j.Line != provisioning.LineAdminConsole) {
+				t.Fatalf("message %s: line field present %v", data, hasLine)
+			}
+			got, err := Decode(data)
+			if err != nil || got.Line != tt.j.Line || got.Subject() != tt.subject || got.Owner() != tt.j.Owner() {
+				t.Fatalf("decoded %+v, %v", got, err)
+			}
+			line, id, err := ParseInstanceToken(strings.Split(tt.subject, ".")[3])
+			if err != nil || line != tt.j.Line || id != 5 {
+				t.Fatalf("the subject's instance token reads %s %d, %v", line, id, err)
+			}
+		})
+	}
+	old := `{"version":1,"jobId":"create.t.5","operation":"create","tenant":"t","instanceId":5,"name":"n","requestedAt":"2025-01-01T00:00:00Z"}`
+	if j, err := Decode([]byte(old)); err != nil || j.Line != provisioning.LineAdminConsole {
+		t.Fatalf("a message from before lines: %+v, %v", j, err)
+	}
+	explicit := strings.Replace(old, `"name":"n"`, `"name":"n","line":"adminconsole"`, 1)
+	if j, err := Decode([]byte(explicit)); err != nil || j.Line != provisioning.LineAdminConsole {
+		t.Fatalf("a message naming adminconsole: %+v, %v", j, err)
+	}
+	if _, err := Decode([]byte(strings.Replace(old, `"name":"n"`, `"name":"n","line":"other"`, 1))); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an unknown line: %v, want ErrMalformed", err)
+	}
+	for _, bad := range []string{"", "m", "0", "m0", "-5", "05", "m05", "x5", "5m"} {
+		if _, _, err := ParseInstanceToken(bad); err == nil {
+			t.Errorf("ParseInstanceToken(%q) took it", bad)
+		}
 	}
 }

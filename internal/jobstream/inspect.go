@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // Stored is one message as a stream keeps it.
@@ -134,11 +135,11 @@ func GetDead(ctx context.Context, js jetstream.JetStream, seq uint64) (StoredDea
 	return decodeDead(m.Sequence, m.Subject, m.Time, m.Data), nil
 }
 
-// InstanceFilters are the subjects of every message about one instance:
-// its jobs (with or without a generation) in the job stream, and their
-// dead letters.
-func InstanceFilters(tenant string, instanceID int) (jobs, dead []string) {
-	tail := job.SubjectToken(tenant) + "." + strconv.Itoa(instanceID)
+// InstanceFilters are the subjects of every message about one instance of
+// line: its jobs (with or without a generation) in the job stream, and
+// their dead letters.
+func InstanceFilters(tenant string, line provisioning.Line, instanceID int) (jobs, dead []string) {
+	tail := job.SubjectToken(tenant) + "." + job.InstanceToken(line, instanceID)
 	jobs = []string{job.SubjectPrefix + ".*." + tail, job.SubjectPrefix + ".*." + tail + ".>"}
 	dead = []string{job.DeadPrefix + ".*." + tail, job.DeadPrefix + ".*." + tail + ".>"}
 	return jobs, dead
@@ -178,12 +179,12 @@ type InstanceHistory struct {
 	Dead []StoredDead
 }
 
-// History returns every message of one instance in the job stream c.Stream,
+// History returns every message of one instance of line in the job stream c.Stream,
 // with its state with the durable consumer c.Consumer, and the dead letters
 // that go with them.
-func History(ctx context.Context, js jetstream.JetStream, c Config, tenant string, instanceID int) (InstanceHistory, error) {
+func History(ctx context.Context, js jetstream.JetStream, c Config, tenant string, line provisioning.Line, instanceID int) (InstanceHistory, error) {
 	c = c.WithDefaults()
-	jobSubjects, deadSubjects := InstanceFilters(tenant, instanceID)
+	jobSubjects, deadSubjects := InstanceFilters(tenant, line, instanceID)
 	msgs, err := ReadAll(ctx, js, c.Stream, jobSubjects...)
 	if err != nil {
 		return InstanceHistory{}, err

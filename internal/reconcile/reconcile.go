@@ -107,6 +107,11 @@ type Tenant struct {
 	AdminAPIRegisters bool
 	// AllowDelete is provisioning.allowDelete.
 	AllowDelete bool
+	// Line is the Admin API line Instances come from (adminApi.flavor).
+	// Ledger entries and reservations of the other line (instances made
+	// before the flavor changed) are checked against their databases, not
+	// against Instances, whose ids are another table's.
+	Line provisioning.Line
 }
 
 // JobState is the last job published on one subject.
@@ -141,11 +146,13 @@ type checker struct {
 	jobsErr error // JetStream could not be read: job-dependent checks skipped
 	dead    map[string]jobstream.StoredDead
 	inst    map[int]adminapi.WorkerInstance
-	ledger  map[int]provisioning.Record
-	dbs     map[string]bool // exact names
-	dbsCI   map[string]bool // lower case
-	byName  map[string]provisioning.Listed
-	out     []Difference
+	ledger  map[int]provisioning.Record // the tenant's entries of its line
+	// otherLine are the other line's entries, by lower-case database.
+	otherLine map[string]provisioning.Record
+	dbs       map[string]bool // exact names
+	dbsCI     map[string]bool // lower case
+	byName    map[string]provisioning.Listed
+	out       []Difference
 }
 
 // Check compares one tenant's records. dead are the dead letters read
@@ -157,7 +164,7 @@ func Check(ctx context.Context, t Tenant, jobs Jobs, dead []jobstream.StoredDead
 	}
 	c := &checker{t: t, o: o, jobs: jobs, jobsErr: deadErr, dead: map[string]jobstream.StoredDead{},
 		inst: map[int]adminapi.WorkerInstance{}, ledger: map[int]provisioning.Record{},
-		dbs: map[string]bool{}, dbsCI: map[string]bool{}, byName: map[string]provisioning.Listed{}}
+		dbs: map[string]bool{}, dbsCI: map[string]bool{}, byName: map[string]provisioning.Listed{}, otherLine: map[string]provisioning.Record{}}
 	for _, d := range dead {
 		// The subject the consumer derived from the delivery, not the
 		// body's, which anyone allowed to publish could have written.
@@ -173,7 +180,11 @@ func Check(ctx context.Context, t Tenant, jobs Jobs, dead []jobstream.StoredDead
 		c.inst[i.ID] = i
 	}
 	for _, r := range t.Ledger {
-		c.ledger[r.InstanceID] = r
+		if r.Line == t.Line {
+			c.ledger[r.InstanceID] = r
+		} else {
+			c.otherLine[strings.ToLower(r.Database)] = r
+		}
 	}
 	for _, d := range t.Databases {
 		c.dbs[d], c.dbsCI[strings.ToLower(d)] = true, true
@@ -224,7 +235,7 @@ func pending(status string) bool {
 // ("" when none is pending): the bridge's, with the ledger's generation.
 func (c *checker) subject(id int) string {
 	gen := strconv.Itoa(c.ledger[id].Generation)
-	base := job.SubjectPrefix + ".%s." + job.SubjectToken(c.t.Name) + "." + strconv.Itoa(id)
+	base := job.SubjectPrefix + ".%s." + job.SubjectToken(c.t.Name) + "." + c.token(id)
 	switch c.status(id) {
 	case adminapi.StatusPending, adminapi.StatusInProgress:
 		return fmt.Sprintf(base, job.OpCreate)
@@ -324,7 +335,7 @@ func (c *checker) requests(ctx context.Context) {
 			}
 			c.add(Difference{InstanceID: i.ID, Kind: StuckRequest, Database: rec.Database,
 				Detail:  fmt.Sprintf("%s for %s since its job (stream sequence %d) was published; the job is %s", i.Status, age.Round(time.Second), st.Seq, state),
-				Command: fmt.Sprintf("instancemgr jobs show %s %d; then look for job_id=%s in the consumers' logs (are any running?)", c.t.Name, i.ID, strings.TrimPrefix(c.subject(i.ID), job.SubjectPrefix+"."))})
+				Command: fmt.Sprintf("instancemgr jobs show %s %s; then look for job_id=%s in the consumers' logs (are any running?)", c.t.Name, c.token(i.ID), strings.TrimPrefix(c.subject(i.ID), job.SubjectPrefix+"."))})
 		}
 	}
 }
@@ -334,18 +345,19 @@ func (c *checker) requests(ctx context.Context) {
 func (c *checker) ledgerEntries(ctx context.Context) {
 	for _, rec := range c.t.Ledger {
 		i, known := c.inst[rec.InstanceID]
-		if !known || i.Status == adminapi.StatusDeleted {
+		ours := rec.Line == c.t.Line // another line's entry has no request here to compare
+		if ours && (!known || i.Status == adminapi.StatusDeleted) {
 			what := "the Admin API has no instance " + strconv.Itoa(rec.InstanceID)
 			cmd := "if database " + rec.Database + " is not needed, drop it by hand, then remove the registration: " + c.sqlUnregister(rec)
 			if known {
 				what = "the instance is Deleted"
-				cmd = fmt.Sprintf("the delete did not finish: find its job with instancemgr jobs show %s %d and put it back (instancemgr jobs dead replay SEQ for a dead letter); a delete delivered again while Deleted removes what is left", c.t.Name, rec.InstanceID)
+				cmd = fmt.Sprintf("the delete did not finish: find its job with instancemgr jobs show %s %s and put it back (instancemgr jobs dead replay SEQ for a dead letter); a delete delivered again while Deleted removes what is left", c.t.Name, c.token(rec.InstanceID))
 			}
 			c.add(Difference{InstanceID: rec.InstanceID, Kind: OrphanRegistration, Database: rec.Database,
 				Detail: "the ledger (and dbo.odsinstances, when the worker registers) still has it, but " + what, Command: cmd})
 		}
 		exists := c.dbs[rec.Database]
-		if !exists && !c.liveJob(ctx, rec.InstanceID) {
+		if !exists && (!ours || !c.liveJob(ctx, rec.InstanceID)) {
 			c.add(Difference{InstanceID: rec.InstanceID, Kind: MissingDatabase, Database: rec.Database,
 				Detail:  "the ledger names this database, which does not exist on the server",
 				Command: fmt.Sprintf("restore %s from a backup; or, if the instance is to go, request its delete (DELETE /adminconsole/odsInstances/%d): a delete of a missing database only unregisters it", rec.Database, rec.InstanceID)})
@@ -364,7 +376,7 @@ func (c *checker) ledgerEntries(ctx context.Context) {
 					Command: "decide whose it is: if it is the instance's (restored from a backup, say), record its identity by hand: " + c.sqlRecordIdentity(res)})
 			}
 		}
-		if !c.t.AdminAPIRegisters && known && i.Status == adminapi.StatusCompleted {
+		if ours && !c.t.AdminAPIRegisters && known && i.Status == adminapi.StatusCompleted {
 			row, ok := c.t.Rows[rec.OdsInstanceID]
 			switch {
 			case !ok:
@@ -392,6 +404,10 @@ func (c *checker) swapped(res provisioning.Listed) bool {
 func (c *checker) reservations(ctx context.Context) {
 	for _, res := range c.t.Reservations {
 		id := res.Owner.InstanceID
+		if res.Owner.Line != c.t.Line {
+			c.otherLineReservation(res)
+			continue
+		}
 		if rec, ok := c.ledger[id]; ok && strings.EqualFold(rec.Database, res.Database) {
 			continue // the instance's own database: checked with the ledger
 		}
@@ -429,7 +445,7 @@ func (c *checker) reservations(ctx context.Context) {
 				d.Command = replay(dl) + " (the job adopts the database it was making)"
 			case pending(status):
 				d.Detail = fmt.Sprintf("instancemgr made it (reservation %s) for instance %d, which is %s with no job to finish it", res.State, id, statusText)
-				d.Command = fmt.Sprintf("the bridge publishes each request once: find its job with instancemgr jobs show %s %d and put it back, so that it adopts this database", c.t.Name, id)
+				d.Command = fmt.Sprintf("the bridge publishes each request once: find its job with instancemgr jobs show %s %s and put it back, so that it adopts this database", c.t.Name, c.token(id))
 			default:
 				d.Detail = fmt.Sprintf("instancemgr made it (reservation %s) for instance %d, which is %s and registered elsewhere or not at all: left by a failed create or rename", res.State, id, statusText)
 				d.Command = "check it holds nothing needed, then drop it and its reservation by hand: " + c.sqlDrop(res)
@@ -465,6 +481,27 @@ func (c *checker) reservations(ctx context.Context) {
 				Command: "check the database was not renamed by hand; then remove the reservation: " + c.sqlRelease(res)})
 		}
 	}
+}
+
+// token is the instance's token in its jobs' subjects.
+func (c *checker) token(id int) string { return job.InstanceToken(c.t.Line, id) }
+
+// otherLineReservation checks a reservation of the other line's instance:
+// its ledger entry explains it (checked with the ledger), or nothing will
+// ever use it, since no bridge of this flavor publishes that line's jobs.
+func (c *checker) otherLineReservation(res provisioning.Listed) {
+	if rec, ok := c.otherLine[strings.ToLower(res.Database)]; ok && rec.Owner() == res.Owner {
+		return
+	}
+	d := Difference{InstanceID: res.Owner.InstanceID, Kind: StaleReservation, Database: res.Database,
+		Detail: fmt.Sprintf("reserved for the %s line's instance %d, which no ledger entry names; this deployment serves the %s line, so no job will use it", res.Owner.Line, res.Owner.InstanceID, c.t.Line)}
+	if c.dbsCI[strings.ToLower(res.Database)] {
+		d.Kind = OrphanDatabase
+		d.Command = "check it holds nothing needed, then drop it and its reservation by hand: " + c.sqlDrop(res)
+	} else {
+		d.Command = "remove the reservation: " + c.sqlRelease(res)
+	}
+	c.add(d)
 }
 
 func firstLine(s string) string {

@@ -219,3 +219,33 @@ func TestSwappedDatabasesAreForeign(t *testing.T) {
 		t.Fatalf("a swapped database under a reservation alone: %+v", got)
 	}
 }
+
+// After a move to the newest line, the instances made under adminconsole
+// are not the manage requests of the same ids: their entries and
+// reservations agree with their databases, so nothing is reported, while
+// the manage request of the same id is checked on its own (its job's
+// subject is the manage line's).
+func TestAnotherLinesInstancesAreNotTheRequestsOfTheirIDs(t *testing.T) {
+	console := provisioning.Owner{Tenant: "t1", InstanceID: 7}
+	manage := provisioning.Owner{Tenant: "t1", InstanceID: 7, Line: provisioning.LineManage}
+	tn := Tenant{Name: "t1", Engine: "postgres", Line: provisioning.LineManage,
+		Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}},
+		Ledger:    []provisioning.Record{{Tenant: "t1", InstanceID: 7, OdsInstanceID: 1, Database: "EdFi_Ods_Old", Name: "Old"}},
+		Rows:      map[int]provisioning.Row{1: {OdsInstanceID: 1, Name: "Old"}},
+		Reservations: []provisioning.Listed{
+			{Reservation: provisioning.Reservation{Database: "EdFi_Ods_Old", Owner: console, State: provisioning.StateMade, Identity: "1"}},
+			{Reservation: provisioning.Reservation{Database: "EdFi_Ods_New_Minimal", Owner: manage, State: provisioning.StateReserved}},
+		},
+		Databases: []string{"EdFi_Ods_Old"}, Identities: map[string]string{"EdFi_Ods_Old": "1"}}
+	jobs := jobsMap{"instances.create.t1.m7": {Seq: 3, Published: time.Now(), Live: true}}
+	got := Check(context.Background(), tn, jobs, nil, nil, Options{PendingAfter: time.Hour})
+	if len(got) != 0 {
+		t.Fatalf("got %s: %+v", kinds(got), got)
+	}
+	// The old entry's database gone is still reported, as for any entry.
+	tn.Databases, tn.Identities = nil, map[string]string{}
+	got = Check(context.Background(), tn, jobs, nil, nil, Options{PendingAfter: time.Hour})
+	if kinds(got) != "missing_database" || got[0].Database != "EdFi_Ods_Old" {
+		t.Fatalf("with the old database gone: %+v", got)
+	}
+}

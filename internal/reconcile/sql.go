@@ -23,7 +23,16 @@ func (c *checker) ident(name string) string {
 }
 
 func (c *checker) reservationWhere(res provisioning.Listed) string {
-	return fmt.Sprintf("database_name = %s AND tenant = %s AND instance_id = %d", sqlString(res.Database), sqlString(res.Owner.Tenant), res.Owner.InstanceID)
+	where := fmt.Sprintf("database_name = %s AND tenant = %s AND instance_id = %d", sqlString(res.Database), sqlString(res.Owner.Tenant), res.Owner.InstanceID)
+	if res.Owner.Line != provisioning.LineAdminConsole { // adminconsole's may be NULL: made before lines
+		where += " AND line = " + sqlString(res.Owner.Line.String())
+	}
+	return where
+}
+
+// ledgerWhere selects one ledger entry.
+func ledgerWhere(rec provisioning.Record) string {
+	return fmt.Sprintf("tenant = %s AND instance_id = %d AND line = %s", sqlString(rec.Tenant), rec.InstanceID, sqlString(rec.Line.String()))
 }
 
 // sqlRelease removes a reservation (in the server's maintenance database).
@@ -54,8 +63,7 @@ func (c *checker) sqlDrop(res provisioning.Listed) string {
 
 // sqlUnregister removes a ledger entry and its dbo rows (in EdFi_Admin).
 func (c *checker) sqlUnregister(rec provisioning.Record) string {
-	where := fmt.Sprintf("tenant = %s AND instance_id = %d", sqlString(rec.Tenant), rec.InstanceID)
-	ledger := "DELETE FROM instancemgr.instances WHERE " + where
+	ledger := "DELETE FROM instancemgr.instances WHERE " + ledgerWhere(rec)
 	if c.t.AdminAPIRegisters || rec.OdsInstanceID == 0 {
 		return ledger + " (in EdFi_Admin)"
 	}
@@ -68,7 +76,7 @@ func (c *checker) sqlUnregister(rec provisioning.Record) string {
 
 // sqlPointLedger points a ledger entry at a re-inserted row.
 func (c *checker) sqlPointLedger(rec provisioning.Record) string {
-	return fmt.Sprintf("UPDATE instancemgr.instances SET ods_instance_id = <new row id> WHERE tenant = %s AND instance_id = %d (in EdFi_Admin)", sqlString(rec.Tenant), rec.InstanceID)
+	return "UPDATE instancemgr.instances SET ods_instance_id = <new row id> WHERE " + ledgerWhere(rec) + " (in EdFi_Admin)"
 }
 
 // sqlInsertLedger restores a lost ledger entry.
@@ -77,5 +85,5 @@ func (c *checker) sqlInsertLedger(i adminapi.WorkerInstance) string {
 	if !c.t.AdminAPIRegisters {
 		ods = "<its dbo.odsinstances row id>"
 	}
-	return fmt.Sprintf("INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES (%s, %d, %s, '<its database>', %s) in EdFi_Admin, and reserve the database as made for it", sqlString(c.t.Name), i.ID, ods, sqlString(i.InstanceName))
+	return fmt.Sprintf("INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES (%s, %d, %s, '<its database>', %s, %s) in EdFi_Admin, and reserve the database as made for it", sqlString(c.t.Name), i.ID, ods, sqlString(i.InstanceName), sqlString(c.t.Line.String()))
 }

@@ -129,11 +129,12 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		}
 		// The scratch copies of the prefix's reservations (a create's copy
 		// before it is published) go too.
-		rows, err = pool.Query(ctx, `SELECT database_name, tenant, instance_id FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix)
+		// (A manage request's scratch name depends on its line.)
+		rows, err = pool.Query(ctx, `SELECT database_name, tenant, instance_id, coalesce(to_jsonb(r)->>'line', 'adminconsole') FROM instancemgr.reservations r WHERE starts_with(database_name, $1)`, prefix)
 		if err == nil {
 			reserved, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Reservation, error) {
 				var r provisioning.Reservation
-				err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID)
+				err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID, &r.Owner.Line)
 				return r, err
 			})
 			if err != nil {

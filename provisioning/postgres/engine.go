@@ -250,8 +250,8 @@ func (e *Engine) Publish(ctx context.Context, scratch, name string, owner provis
 				return err
 			}
 			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', database_identity = (`+identitySQL+`), updated_at = now()
-				WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
-				name, owner.Tenant, owner.InstanceID)
+				WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $4`,
+				name, owner.Tenant, owner.InstanceID, owner.Line.String())
 			if err != nil {
 				return err
 			}
@@ -357,8 +357,8 @@ func (e *Engine) RenameDatabase(ctx context.Context, old, new string, owner prov
 			if err := renameChecked(ctx, tx, stmt, old, new, identity, "the rename is undone"); err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND database_identity = $4`,
-				new, owner.Tenant, owner.InstanceID, identity)
+			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'made', updated_at = now() WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $5 AND database_identity = $4`,
+				new, owner.Tenant, owner.InstanceID, identity, owner.Line.String())
 			if err == nil && tag.RowsAffected() == 0 {
 				return backoff.Permanent(fmt.Errorf("%w: the reservation of %q for %s is gone or records another database; the rename is undone", provisioning.ErrConflict, new, owner))
 			}

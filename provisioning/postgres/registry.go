@@ -34,37 +34,74 @@ CREATE TABLE IF NOT EXISTS instancemgr.instances (
     name            text        NOT NULL,
     generation      integer     NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant, instance_id)
+    line            text        NOT NULL DEFAULT 'adminconsole',
+    PRIMARY KEY (line, tenant, instance_id)
 );
 -- NULL when the Admin API registers the instance: its row id is the Admin API's.
-ALTER TABLE instancemgr.instances ALTER COLUMN ods_instance_id DROP NOT NULL;`
+ALTER TABLE instancemgr.instances ALTER COLUMN ods_instance_id DROP NOT NULL;
+` + ledgerLineMigration
+
+// ledgerLineMigration gives a ledger from before lines its column line,
+// once: an entry is the manage line's when the manage request of its id
+// names its database (the manage flavor completes a request with the
+// ledger's database), else adminconsole's, the only line there was before
+// manage. The key becomes (line, tenant, instance_id). The default keeps
+// an adminconsole replica of an older version writing valid entries
+// during a rolling upgrade.
+const ledgerLineMigration = `
+ALTER TABLE instancemgr.instances ADD COLUMN IF NOT EXISTS line text;
+DO $migrate$
+DECLARE pk name;
+BEGIN
+    IF EXISTS (SELECT 1 FROM instancemgr.instances WHERE line IS NULL) THEN
+        IF to_regclass('adminapi.odsinstancemanages') IS NOT NULL THEN
+            UPDATE instancemgr.instances l SET line = 'manage'
+            WHERE l.line IS NULL AND EXISTS (
+                SELECT 1 FROM adminapi.odsinstancemanages m WHERE m.id = l.instance_id AND m.databasename = l.database_name);
+        END IF;
+        UPDATE instancemgr.instances SET line = 'adminconsole' WHERE line IS NULL;
+    END IF;
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+        WHERE c.conrelid = 'instancemgr.instances'::regclass AND c.contype = 'p' AND a.attname = 'line') THEN
+        SELECT conname INTO pk FROM pg_catalog.pg_constraint WHERE conrelid = 'instancemgr.instances'::regclass AND contype = 'p';
+        IF pk IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE instancemgr.instances DROP CONSTRAINT %I', pk);
+        END IF;
+        ALTER TABLE instancemgr.instances ALTER COLUMN line SET NOT NULL;
+        ALTER TABLE instancemgr.instances ADD PRIMARY KEY (line, tenant, instance_id);
+    END IF;
+END
+$migrate$;
+ALTER TABLE instancemgr.instances ALTER COLUMN line SET DEFAULT 'adminconsole';
+ALTER TABLE instancemgr.instances ALTER COLUMN line SET NOT NULL;`
 
 const ledgerColumns = `coalesce(ods_instance_id, 0), database_name, name, generation`
 
 // statements are PostgreSQL's registry statements.
 var statements = sqlregistry.Statements{
 	Lock:             `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-	Lookup:           `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`,
-	LookupForUpdate:  `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2 FOR UPDATE`,
-	Records:          `SELECT tenant, instance_id, ` + ledgerColumns + ` FROM instancemgr.instances ORDER BY tenant, instance_id`,
+	Lookup:           `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2 AND line = $3`,
+	LookupForUpdate:  `SELECT ` + ledgerColumns + ` FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2 AND line = $3 FOR UPDATE`,
+	Records:          `SELECT tenant, instance_id, ` + ledgerColumns + `, line FROM instancemgr.instances ORDER BY tenant, line, instance_id`,
 	Rows:             `SELECT odsinstanceid, name, coalesce(instancetype, '') FROM dbo.odsinstances ORDER BY odsinstanceid`,
 	RowName:          `SELECT name FROM dbo.odsinstances WHERE odsinstanceid = $1`,
 	InsertRow:        `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
 	InsertContext:    `INSERT INTO dbo.odsinstancecontexts (odsinstance_odsinstanceid, contextkey, contextvalue) VALUES ($1, $2, $3) ON CONFLICT (odsinstance_odsinstanceid, contextkey) DO NOTHING`,
 	InsertDerivative: `INSERT INTO dbo.odsinstancederivatives (odsinstance_odsinstanceid, derivativetype, connectionstring) VALUES ($1, $2, $3) ON CONFLICT (odsinstance_odsinstanceid, derivativetype) DO NOTHING`,
-	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name) VALUES ($1, $2, $3, $4, $5)`,
+	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES ($1, $2, $3, $4, $5, $6)`,
 	UpdateRow:        `UPDATE dbo.odsinstances SET name = $1, connectionstring = $2 WHERE odsinstanceid = $3`,
 	UpdateDerivative: `UPDATE dbo.odsinstancederivatives SET connectionstring = $1 WHERE odsinstance_odsinstanceid = $2`,
 	UpdateConnection: `UPDATE dbo.odsinstances SET connectionstring = $1 WHERE odsinstanceid = $2`,
-	MoveLedger:       `UPDATE instancemgr.instances SET database_name = $1, name = $2, generation = generation + 1, updated_at = now() WHERE tenant = $3 AND instance_id = $4`,
-	Advance:          `UPDATE instancemgr.instances SET generation = generation + 1, updated_at = now() WHERE tenant = $1 AND instance_id = $2`,
+	MoveLedger:       `UPDATE instancemgr.instances SET database_name = $1, name = $2, generation = generation + 1, updated_at = now() WHERE tenant = $3 AND instance_id = $4 AND line = $5`,
+	Advance:          `UPDATE instancemgr.instances SET generation = generation + 1, updated_at = now() WHERE tenant = $1 AND instance_id = $2 AND line = $3`,
 	DeleteRows: []string{
 		`DELETE FROM dbo.odsinstancecontexts WHERE odsinstance_odsinstanceid = $1`,
 		`DELETE FROM dbo.odsinstancederivatives WHERE odsinstance_odsinstanceid = $1`,
 		`DELETE FROM dbo.apiclientodsinstances WHERE odsinstance_odsinstanceid = $1`,
 		`DELETE FROM dbo.odsinstances WHERE odsinstanceid = $1`,
 	},
-	DeleteLedger: `DELETE FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2`,
+	DeleteLedger: `DELETE FROM instancemgr.instances WHERE tenant = $1 AND instance_id = $2 AND line = $3`,
 }
 
 // NewRegistry connects to the EdFi_Admin database and makes sure the ledger

@@ -27,7 +27,15 @@ CREATE TABLE IF NOT EXISTS instancemgr.reservations (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX IF NOT EXISTS reservations_name_ci ON instancemgr.reservations (lower(database_name));
-ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS database_identity text;`
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS database_identity text;
+-- The Admin API line of the owner (provisioning.Line). NULL on a row made
+-- before lines: it reads as adminconsole until Import, from a ledger, says
+-- whose it is.
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS line text;`
+
+// ownerLine is a reservation's line as it reads: a row from before lines
+// is adminconsole's.
+const ownerLine = `coalesce(line, 'adminconsole')`
 
 // identitySQL is a database's identity on PostgreSQL: its oid, which a
 // rename keeps and no other database has while it exists.
@@ -59,8 +67,8 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 	if err := checkIdent(name); err != nil {
 		return provisioning.Reservation{}, false, err
 	}
-	tag, err := e.lazy.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		name, owner.Tenant, owner.InstanceID)
+	tag, err := e.lazy.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, line) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+		name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	if err != nil {
 		return provisioning.Reservation{}, false, fmt.Errorf("reserve database name %q: %w", name, transient(err))
 	}
@@ -74,8 +82,8 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 // Reservation implements provisioning.Engine.
 func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
 	var res provisioning.Reservation
-	err := e.pool.QueryRow(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, '') FROM instancemgr.reservations WHERE lower(database_name) = lower($1)`, name).
-		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &res.State, &res.Identity)
+	err := e.pool.QueryRow(ctx, `SELECT database_name, tenant, instance_id, `+ownerLine+`, state, coalesce(database_identity, '') FROM instancemgr.reservations WHERE lower(database_name) = lower($1)`, name).
+		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, lineOf(&res.Owner), &res.State, &res.Identity)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, false, nil
 	}
@@ -104,8 +112,8 @@ func (e *Engine) Identity(ctx context.Context, name string) (string, bool, error
 // SetState implements provisioning.ReservationStore.
 func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState, identity string) error {
 	tag, err := e.pool.Exec(ctx, `UPDATE instancemgr.reservations SET state = $4, database_identity = coalesce(nullif($5, ''), database_identity), updated_at = now()
-		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3`,
-		name, owner.Tenant, owner.InstanceID, string(state), identity)
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $6`,
+		name, owner.Tenant, owner.InstanceID, string(state), identity, owner.Line.String())
 	if err != nil {
 		return fmt.Errorf("mark the reservation of %q %s: %w", name, state, transient(err))
 	}
@@ -118,8 +126,8 @@ func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.O
 // MarkMaking implements provisioning.Publisher.
 func (e *Engine) MarkMaking(ctx context.Context, name string, owner provisioning.Owner) error {
 	tag, err := e.lazy.Exec(ctx, `UPDATE instancemgr.reservations SET state = 'making', updated_at = now()
-		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND state = 'reserved'`,
-		name, owner.Tenant, owner.InstanceID)
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $4 AND state = 'reserved'`,
+		name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	if err != nil {
 		return fmt.Errorf("mark the reservation of %q making: %w", name, transient(err))
 	}
@@ -137,10 +145,10 @@ func (e *Engine) MarkMaking(ctx context.Context, name string, owner provisioning
 func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
 	scratch := provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: owner})
 	_, err := e.pool.Exec(ctx, `DELETE FROM instancemgr.reservations
-		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $5
 		  AND (state = 'reserved' OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1))
 		  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $4)`,
-		name, owner.Tenant, owner.InstanceID, scratch)
+		name, owner.Tenant, owner.InstanceID, scratch, owner.Line.String())
 	if err != nil {
 		return fmt.Errorf("release database name %q: %w", name, transient(err))
 	}
@@ -154,10 +162,15 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	}
 	// The ledger names the database an earlier version made: its identity
 	// is the one under the name now, as that version took it.
-	if _, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity)
-		VALUES ($1, $2, $3, 'made', (`+identitySQL+`)) ON CONFLICT DO NOTHING`,
-		name, owner.Tenant, owner.InstanceID); err != nil {
+	if _, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity, line)
+		VALUES ($1, $2, $3, 'made', (`+identitySQL+`), $4) ON CONFLICT DO NOTHING`,
+		name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
 		return fmt.Errorf("import the reservation of %q: %w", name, transient(err))
+	}
+	// A reservation from before lines, of this name, tenant and id: the
+	// ledger says which line made it.
+	if _, err := e.pool.Exec(ctx, settleLineSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
+		return fmt.Errorf("import the reservation of %q: settle its line: %w", name, transient(err))
 	}
 	_, err := provisioning.OwnedBy(ctx, e, name, owner)
 	return err
@@ -183,13 +196,13 @@ func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error
 	if e.noReservations {
 		return nil, nil
 	}
-	rows, err := e.pool.Query(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, ''), updated_at FROM instancemgr.reservations ORDER BY database_name`)
+	rows, err := e.pool.Query(ctx, `SELECT database_name, tenant, instance_id, `+ownerLine+`, state, coalesce(database_identity, ''), updated_at FROM instancemgr.reservations ORDER BY database_name`)
 	if err != nil {
 		return nil, fmt.Errorf("list reservations: %w", transient(err))
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Listed, error) {
 		var l provisioning.Listed
-		err := row.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &l.State, &l.Identity, &l.Updated)
+		err := row.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, lineOf(&l.Owner), &l.State, &l.Identity, &l.Updated)
 		return l, err
 	})
 	if err != nil {
@@ -201,7 +214,7 @@ func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error
 // releaseUnusedSQL deletes a reservation only while it is merely reserved
 // and its database does not exist, checked in the statement that deletes.
 const releaseUnusedSQL = `DELETE FROM instancemgr.reservations
-		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND state = 'reserved'
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND ` + ownerLine + ` = $4 AND state = 'reserved'
 		  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE lower(datname) = lower($1))`
 
 // ReleaseUnused implements provisioning.Inventory.
@@ -209,11 +222,19 @@ func (e *Engine) ReleaseUnused(ctx context.Context, name string, owner provision
 	if e.noReservations {
 		return false, nil
 	}
-	tag, err := e.pool.Exec(ctx, releaseUnusedSQL, name, owner.Tenant, owner.InstanceID)
+	tag, err := e.pool.Exec(ctx, releaseUnusedSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	if err != nil {
 		return false, fmt.Errorf("release database name %q: %w", name, transient(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// settleLineSQL gives a reservation from before lines the line of the
+// ledger entry that names it: same name, tenant and instance id.
+const settleLineSQL = `UPDATE instancemgr.reservations SET line = $4
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND line IS NULL`
+
+// lineOf scans a reservation's line (its name) into o.
+func lineOf(o *provisioning.Owner) *provisioning.Line { return &o.Line }
 
 var _ provisioning.Inventory = (*Engine)(nil)

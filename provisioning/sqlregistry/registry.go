@@ -48,25 +48,27 @@ type Rows interface {
 }
 
 // Statements are one engine's SQL for the registry, with its own
-// placeholders. The arguments of each are in the order given.
+// placeholders. The arguments of each are in the order given; line is the
+// registry's provisioning.Line, last so that the key reads (tenant,
+// instance id, line) wherever it is.
 type Statements struct {
 	Lock             string // (key): the instance's lock, held until the transaction ends
-	Lookup           string // (tenant, instance id) → ods instance id (0 for none), database, name, generation
+	Lookup           string // (tenant, instance id, line) → ods instance id (0 for none), database, name, generation
 	LookupForUpdate  string // the same, locking the entry
-	Records          string // () → tenant, instance id, ods instance id, database, name, generation
+	Records          string // () → tenant, instance id, ods instance id, database, name, generation, line
 	Rows             string // () → ods instance id, name, instance type ('' for none) of every dbo.odsinstances row
 	RowName          string // (ods instance id) → name of the instance row
 	InsertRow        string // (name, instance type or nil, connection string) → ods instance id
 	InsertContext    string // (ods instance id, key, value); nothing when the key is there
 	InsertDerivative string // (ods instance id, type, connection string); nothing when the type is there
-	InsertLedger     string // (tenant, instance id, ods instance id or nil, database, name)
+	InsertLedger     string // (tenant, instance id, ods instance id or nil, database, name, line)
 	UpdateRow        string // (name, connection string, ods instance id)
 	UpdateDerivative string // (connection string, ods instance id)
 	UpdateConnection string // (connection string, ods instance id): the instance row's alone
-	MoveLedger       string // (database, name, tenant, instance id): and the next generation
-	Advance          string // (tenant, instance id): the next generation
+	MoveLedger       string // (database, name, tenant, instance id, line): and the next generation
+	Advance          string // (tenant, instance id, line): the next generation
 	DeleteRows       []string
-	DeleteLedger     string // (tenant, instance id)
+	DeleteLedger     string // (tenant, instance id, line)
 }
 
 // Registry implements provisioning.Registry over an engine's statements.
@@ -82,6 +84,9 @@ type Registry struct {
 	// released): the registry then keeps only its ledger, in the same
 	// transaction around those calls.
 	AdminAPIRegisters bool
+	// Line is the Admin API line whose ledger entries the registry looks
+	// up and writes (adminApi.flavor); Records lists every line's.
+	Line provisioning.Line
 	// Absent is set by a read-only opening (reconcile) that found no
 	// ledger table: the system has not served this EdFi_Admin yet, so
 	// Records lists nothing rather than failing.
@@ -123,7 +128,7 @@ func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what
 		return fmt.Errorf("%s: begin: %w", what, r.classify(err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	if err := tx.Exec(ctx, r.st.Lock, fmt.Sprintf("instancemgr:%s:%d", tenant, instanceID)); err != nil {
+	if err := tx.Exec(ctx, r.st.Lock, r.lockKey(tenant, instanceID)); err != nil {
 		return fmt.Errorf("%s: lock: %w", what, r.classify(err))
 	}
 	if err := fn(context.WithValue(ctx, txKey{}, tx), tx); err != nil {
@@ -135,13 +140,22 @@ func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what
 	return nil
 }
 
+// lockKey names the instance's lock; adminconsole's is the one it always
+// was, so that versions before lines serialise with this one.
+func (r *Registry) lockKey(tenant string, instanceID int) string {
+	if r.Line == provisioning.LineAdminConsole {
+		return fmt.Sprintf("instancemgr:%s:%d", tenant, instanceID)
+	}
+	return fmt.Sprintf("instancemgr:%s:%s:%d", r.Line, tenant, instanceID)
+}
+
 func (r *Registry) lookup(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) Row
 }, sql, tenant string, instanceID int) (provisioning.Record, error) {
-	rec := provisioning.Record{Tenant: tenant, InstanceID: instanceID}
-	err := q.QueryRow(ctx, sql, tenant, instanceID).Scan(&rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation)
+	rec := provisioning.Record{Tenant: tenant, InstanceID: instanceID, Line: r.Line}
+	err := q.QueryRow(ctx, sql, tenant, instanceID, r.Line.String()).Scan(&rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation)
 	if errors.Is(err, ErrNoRows) {
-		return rec, fmt.Errorf("%w: tenant %q instance %d", provisioning.ErrNotRecorded, tenant, instanceID)
+		return rec, fmt.Errorf("%w: %s", provisioning.ErrNotRecorded, rec.Owner())
 	}
 	if err != nil {
 		return rec, fmt.Errorf("read the ledger for tenant %q instance %d: %w", tenant, instanceID, r.classify(err))
@@ -166,9 +180,16 @@ func (r *Registry) Records(ctx context.Context) ([]provisioning.Record, error) {
 	defer rows.Close()
 	var recs []provisioning.Record
 	for rows.Next() {
-		var rec provisioning.Record
-		if err := rows.Scan(&rec.Tenant, &rec.InstanceID, &rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation); err != nil {
+		var (
+			rec  provisioning.Record
+			line string
+		)
+		if err := rows.Scan(&rec.Tenant, &rec.InstanceID, &rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation, &line); err != nil {
 			return nil, fmt.Errorf("read the ledger: %w", r.classify(err))
+		}
+		var err error
+		if rec.Line, err = provisioning.ParseLine(line); err != nil {
+			return nil, fmt.Errorf("read the ledger: tenant %q instance %d: %w", rec.Tenant, rec.InstanceID, err)
 		}
 		recs = append(recs, rec)
 	}
@@ -230,7 +251,7 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 			}
 			odsID = res.OdsInstanceID
 		}
-		if err := tx.Exec(ctx, r.st.InsertLedger, reg.Tenant, reg.InstanceID, odsID, reg.Database, reg.Name); err != nil {
+		if err := tx.Exec(ctx, r.st.InsertLedger, reg.Tenant, reg.InstanceID, odsID, reg.Database, reg.Name, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: write the ledger: %w", what, r.classify(err))
 		}
 		return complete(ctx, res)
@@ -295,7 +316,7 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 				return fmt.Errorf("%s: update dbo.odsinstancederivatives: %w", what, r.classify(err))
 			}
 		}
-		if err := tx.Exec(ctx, r.st.MoveLedger, ren.NewDatabase, ren.NewName, ren.Tenant, ren.InstanceID); err != nil {
+		if err := tx.Exec(ctx, r.st.MoveLedger, ren.NewDatabase, ren.NewName, ren.Tenant, ren.InstanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: update the ledger: %w", what, r.classify(err))
 		}
 		return complete(ctx, before)
@@ -322,7 +343,7 @@ func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, 
 				return fmt.Errorf("%s: update dbo.odsinstancederivatives: %w", what, r.classify(err))
 			}
 		}
-		if err := tx.Exec(ctx, r.st.MoveLedger, moved.NewDatabase, moved.NewName, tenant, instanceID); err != nil {
+		if err := tx.Exec(ctx, r.st.MoveLedger, moved.NewDatabase, moved.NewName, tenant, instanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: update the ledger: %w", what, r.classify(err))
 		}
 		return complete(ctx)
@@ -350,7 +371,7 @@ func (r *Registry) advance(ctx context.Context, tenant string, instanceID, gener
 		if _, err := r.at(ctx, tx, tenant, instanceID, generation, what); err != nil {
 			return err
 		}
-		if err := tx.Exec(ctx, r.st.Advance, tenant, instanceID); err != nil {
+		if err := tx.Exec(ctx, r.st.Advance, tenant, instanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: %w", what, r.classify(err))
 		}
 		return complete(ctx)
@@ -373,7 +394,7 @@ func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int
 				}
 			}
 		}
-		if err := tx.Exec(ctx, r.st.DeleteLedger, tenant, instanceID); err != nil {
+		if err := tx.Exec(ctx, r.st.DeleteLedger, tenant, instanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: ledger: %w", what, r.classify(err))
 		}
 		return complete(ctx, before)

@@ -73,7 +73,9 @@ CREATE TABLE instancemgr.reservations (
     updated_at    datetime2     NOT NULL CONSTRAINT df_instancemgr_reservations_updated DEFAULT SYSUTCDATETIME()
 );
 IF COL_LENGTH(N'instancemgr.reservations', N'database_identity') IS NULL
-ALTER TABLE instancemgr.reservations ADD database_identity nvarchar(64) NULL;`
+ALTER TABLE instancemgr.reservations ADD database_identity nvarchar(64) NULL;
+IF COL_LENGTH(N'instancemgr.reservations', N'line') IS NULL
+ALTER TABLE instancemgr.reservations ADD line varchar(16) NULL;`
 
 // NewEngine connects with an ADO.NET (SqlClient) connection string.
 func NewEngine(ctx context.Context, connString string, log *slog.Logger) (*Engine, error) {
@@ -179,8 +181,7 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 	if _, err := quoteName(name); err != nil {
 		return provisioning.Reservation{}, false, err
 	}
-	_, err := e.db.ExecContext(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id) VALUES (@p1, @p2, @p3)`,
-		name, owner.Tenant, owner.InstanceID)
+	_, err := e.db.ExecContext(ctx, reserveSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	fresh := err == nil
 	if err != nil && !isUniqueViolation(err) {
 		return provisioning.Reservation{}, false, fmt.Errorf("reserve database name %q: %w", name, classify(err))
@@ -200,8 +201,8 @@ func (e *Engine) Reserve(ctx context.Context, name string, owner provisioning.Ow
 func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
 	var res provisioning.Reservation
 	var state string
-	err := e.db.QueryRowContext(ctx, `SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N'') FROM instancemgr.reservations WHERE database_name = @p1`, name).
-		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &state, &res.Identity)
+	err := e.db.QueryRowContext(ctx, reservationSQL, name).
+		Scan(&res.Database, &res.Owner.Tenant, &res.Owner.InstanceID, &res.Owner.Line, &state, &res.Identity)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, false, nil
 	}
@@ -214,7 +215,7 @@ func (e *Engine) Reservation(ctx context.Context, name string) (provisioning.Res
 
 // SetState implements provisioning.ReservationStore.
 func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.Owner, state provisioning.ReservationState, identity string) error {
-	r, err := e.db.ExecContext(ctx, setStateSQL, name, owner.Tenant, owner.InstanceID, string(state), identity)
+	r, err := e.db.ExecContext(ctx, setStateSQL, name, owner.Tenant, owner.InstanceID, string(state), identity, owner.Line.String())
 	if err != nil {
 		return fmt.Errorf("mark the reservation of %q %s: %w", name, state, classify(err))
 	}
@@ -226,7 +227,7 @@ func (e *Engine) SetState(ctx context.Context, name string, owner provisioning.O
 
 // MarkMaking implements provisioning.Scratcher.
 func (e *Engine) MarkMaking(ctx context.Context, name string, owner provisioning.Owner) error {
-	r, err := e.db.ExecContext(ctx, markMakingSQL, name, owner.Tenant, owner.InstanceID)
+	r, err := e.db.ExecContext(ctx, markMakingSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	if err != nil {
 		return fmt.Errorf("mark the reservation of %q making: %w", name, classify(err))
 	}
@@ -284,7 +285,7 @@ func (e *Engine) RenameScratch(ctx context.Context, scratch, name string) error 
 // is still there is kept with it.
 func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
 	scratch := provisioning.ScratchName(provisioning.Reservation{Database: name, Owner: owner})
-	_, err := e.db.ExecContext(ctx, releaseSQL, name, owner.Tenant, owner.InstanceID, scratch)
+	_, err := e.db.ExecContext(ctx, releaseSQL, name, owner.Tenant, owner.InstanceID, scratch, owner.Line.String())
 	if err != nil {
 		return fmt.Errorf("release database name %q: %w", name, classify(err))
 	}
@@ -296,9 +297,14 @@ func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Own
 	if _, err := quoteName(name); err != nil {
 		return err
 	}
-	_, err := e.db.ExecContext(ctx, importSQL, name, owner.Tenant, owner.InstanceID)
+	_, err := e.db.ExecContext(ctx, importSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	if err != nil && !isUniqueViolation(err) {
 		return fmt.Errorf("import the reservation of %q: %w", name, classify(err))
+	}
+	// A reservation from before lines, of this name, tenant and id: the
+	// ledger says which line made it.
+	if _, err := e.db.ExecContext(ctx, settleLineSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
+		return fmt.Errorf("import the reservation of %q: settle its line: %w", name, classify(err))
 	}
 	_, err = provisioning.OwnedBy(ctx, e, name, owner)
 	return err

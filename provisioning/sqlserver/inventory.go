@@ -11,9 +11,9 @@ import (
 const (
 	tableExistsSQL   = `SELECT CAST(CASE WHEN OBJECT_ID(@p1, N'U') IS NULL THEN 0 ELSE 1 END AS bit)`
 	identitiesSQL    = `SELECT name, ` + identityExpr + ` FROM sys.databases`
-	reservationsSQL  = `SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations ORDER BY database_name`
+	reservationsSQL  = `SELECT database_name, tenant, instance_id, ` + ownerLine + `, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations ORDER BY database_name`
 	releaseUnusedSQL = `DELETE FROM instancemgr.reservations
-WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND state = 'reserved'
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p4 AND state = 'reserved'
   AND DB_ID(@p1) IS NULL`
 )
 
@@ -54,7 +54,7 @@ func (e *Engine) Reservations(ctx context.Context) ([]provisioning.Listed, error
 	for rows.Next() {
 		var l provisioning.Listed
 		var state string
-		if err := rows.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &state, &l.Identity, &l.Updated); err != nil {
+		if err := rows.Scan(&l.Database, &l.Owner.Tenant, &l.Owner.InstanceID, &l.Owner.Line, &state, &l.Identity, &l.Updated); err != nil {
 			return nil, fmt.Errorf("list reservations: %w", classify(err))
 		}
 		l.State = provisioning.ReservationState(state)
@@ -73,7 +73,7 @@ func (e *Engine) ReleaseUnused(ctx context.Context, name string, owner provision
 	if e.noReservations {
 		return false, nil
 	}
-	r, err := e.db.ExecContext(ctx, releaseUnusedSQL, name, owner.Tenant, owner.InstanceID)
+	r, err := e.db.ExecContext(ctx, releaseUnusedSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
 	if err != nil {
 		return false, fmt.Errorf("release database name %q: %w", name, classify(err))
 	}

@@ -127,15 +127,24 @@ const (
 	guardSQL = `IF NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = @p1 AND ` + identityExpr + ` = @p2)
     THROW 51002, N'instancemgr: the database under this name is not the one it made', 1;
 `
-	setStateSQL = `UPDATE instancemgr.reservations SET state = @p4, database_identity = COALESCE(NULLIF(@p5, N''), database_identity), updated_at = SYSUTCDATETIME()
-WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3`
+	// ownerLine is a reservation's line as it reads: NULL, a row from
+	// before lines, is adminconsole's until Import settles it.
+	ownerLine      = `COALESCE(line, 'adminconsole')`
+	reserveSQL     = `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, line) VALUES (@p1, @p2, @p3, @p4)`
+	reservationSQL = `SELECT database_name, tenant, instance_id, ` + ownerLine + `, state, COALESCE(database_identity, N'') FROM instancemgr.reservations WHERE database_name = @p1`
+	setStateSQL    = `UPDATE instancemgr.reservations SET state = @p4, database_identity = COALESCE(NULLIF(@p5, N''), database_identity), updated_at = SYSUTCDATETIME()
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p6`
 	markMakingSQL = `UPDATE instancemgr.reservations SET state = 'making', updated_at = SYSUTCDATETIME()
-WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND state = 'reserved'`
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p4 AND state = 'reserved'`
 	releaseSQL = `DELETE FROM instancemgr.reservations
-WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p5
   AND (state = 'reserved' OR DB_ID(@p1) IS NULL) AND DB_ID(@p4) IS NULL`
-	importSQL = `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity)
-VALUES (@p1, @p2, @p3, 'made', (` + identitySQL + `))`
+	importSQL = `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity, line)
+VALUES (@p1, @p2, @p3, 'made', (` + identitySQL + `), @p4)`
+	// settleLineSQL gives a reservation from before lines the line of the
+	// ledger entry that names it: same name, tenant and instance id.
+	settleLineSQL = `UPDATE instancemgr.reservations SET line = @p4
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND line IS NULL`
 )
 
 // batch is the statements as one batch, run in one round trip.

@@ -185,7 +185,7 @@ func TestInventoryStatements(t *testing.T) {
 	if identitiesSQL != "SELECT name, CONCAT(database_id, N'@', CONVERT(nvarchar(33), create_date, 126)) FROM sys.databases" {
 		t.Errorf("databases: %s", identitiesSQL)
 	}
-	if !strings.HasPrefix(reservationsSQL, "SELECT database_name, tenant, instance_id, state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations") {
+	if !strings.HasPrefix(reservationsSQL, "SELECT database_name, tenant, instance_id, COALESCE(line, 'adminconsole'), state, COALESCE(database_identity, N''), updated_at FROM instancemgr.reservations") {
 		t.Errorf("reservations: %s", reservationsSQL)
 	}
 	for _, want := range []string{
@@ -221,6 +221,77 @@ func TestReservationStatements(t *testing.T) {
 	} {
 		if !strings.Contains(c.stmt, c.want) {
 			t.Errorf("%s lacks %q:\n%s", c.name, c.want, c.stmt)
+		}
+	}
+}
+
+// Every reservation statement that acts for an owner matches its line too
+// (a row from before lines, NULL, is adminconsole's), so a manage request
+// never acts on what the adminconsole request of the same id reserved.
+func TestReservationStatementsMatchTheLine(t *testing.T) {
+	for _, c := range []struct{ name, stmt, want string }{
+		{"reserve", reserveSQL, "(database_name, tenant, instance_id, line) VALUES (@p1, @p2, @p3, @p4)"},
+		{"reservation", reservationSQL, "tenant, instance_id, COALESCE(line, 'adminconsole'), state"},
+		{"set state", setStateSQL, "AND COALESCE(line, 'adminconsole') = @p6"},
+		{"mark making", markMakingSQL, "AND COALESCE(line, 'adminconsole') = @p4"},
+		{"release", releaseSQL, "AND COALESCE(line, 'adminconsole') = @p5"},
+		{"release unused", releaseUnusedSQL, "AND COALESCE(line, 'adminconsole') = @p4"},
+		{"import", importSQL, "database_identity, line)"},
+		{"import", importSQL, "), @p4)"},
+		{"settle line", settleLineSQL, "SET line = @p4"},
+		{"settle line", settleLineSQL, "database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND line IS NULL"},
+		{"schema", reservationSchema, "IF COL_LENGTH(N'instancemgr.reservations', N'line') IS NULL\nALTER TABLE instancemgr.reservations ADD line varchar(16) NULL;"},
+	} {
+		if !strings.Contains(c.stmt, c.want) {
+			t.Errorf("%s lacks %q:\n%s", c.name, c.want, c.stmt)
+		}
+	}
+}
+
+// The ledger is keyed (line, tenant, instance_id): every statement on one
+// entry names the line (the registry's, the last argument), a new ledger
+// has the key, and an old one is migrated in ensureSchema's transaction:
+// the column added, each entry given the manage line when the manage
+// request of its id names its database and adminconsole otherwise, then
+// NOT NULL, the key and the default. Statements that name the new column
+// are EXEC'd, as SQL Server compiles a batch before running it.
+func TestLedgerStatementsKeyTheLine(t *testing.T) {
+	for _, c := range []struct{ name, stmt, want string }{
+		{"lookup", statements.Lookup, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
+		{"lookup for update", statements.LookupForUpdate, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
+		{"records", statements.Records, "generation, line FROM instancemgr.instances"},
+		{"insert", statements.InsertLedger, "(tenant, instance_id, ods_instance_id, database_name, name, line) VALUES (@p1, @p2, @p3, @p4, @p5, @p6)"},
+		{"move", statements.MoveLedger, "WHERE tenant = @p3 AND instance_id = @p4 AND line = @p5"},
+		{"advance", statements.Advance, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
+		{"delete", statements.DeleteLedger, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
+		{"new table", ledgerSchema, "line            varchar(16)   NOT NULL CONSTRAINT df_instancemgr_instances_line DEFAULT 'adminconsole'"},
+		{"new table", ledgerSchema, "CONSTRAINT pk_instancemgr_instances PRIMARY KEY (line, tenant, instance_id)"},
+		{"migration", ledgerSchema, "IF COL_LENGTH(N'instancemgr.instances', N'line') IS NULL\nALTER TABLE instancemgr.instances ADD line varchar(16) NULL;"},
+		{"migration", ledgerSchema, "IF OBJECT_ID(N'adminapi.OdsInstanceManages', N'U') IS NOT NULL\nEXEC(N'UPDATE l SET line = ''manage'' FROM instancemgr.instances l\nWHERE l.line IS NULL AND EXISTS (SELECT 1 FROM adminapi.OdsInstanceManages m WHERE m.Id = l.instance_id AND m.DatabaseName = l.database_name)');"},
+		{"migration", ledgerSchema, "EXEC(N'UPDATE instancemgr.instances SET line = ''adminconsole'' WHERE line IS NULL');"},
+		{"migration", ledgerSchema, "EXEC(N'ALTER TABLE instancemgr.instances ALTER COLUMN line varchar(16) NOT NULL');"},
+		{"migration", ledgerSchema, "ALTER TABLE instancemgr.instances DROP CONSTRAINT pk_instancemgr_instances;\n    EXEC(N'ALTER TABLE instancemgr.instances ADD CONSTRAINT pk_instancemgr_instances PRIMARY KEY (line, tenant, instance_id)');"},
+		{"migration", ledgerSchema, "ADD CONSTRAINT df_instancemgr_instances_line DEFAULT ''adminconsole'' FOR line"},
+	} {
+		if !strings.Contains(c.stmt, c.want) {
+			t.Errorf("%s lacks %q:\n%s", c.name, c.want, c.stmt)
+		}
+	}
+	// The manage line is inferred before the rest default to adminconsole,
+	// and the key changes only once every entry has a line.
+	order := []string{"ADD line varchar(16) NULL", "''manage''", "''adminconsole'' WHERE line IS NULL", "ALTER COLUMN line varchar(16) NOT NULL", "PRIMARY KEY (line, tenant, instance_id)');"}
+	at := 0
+	for _, step := range order {
+		i := strings.Index(ledgerSchema[at:], step)
+		if i < 0 {
+			t.Fatalf("the migration does %q out of order:\n%s", step, ledgerSchema)
+		}
+		at += i
+	}
+	// Outside EXEC, the batch would not compile against an old table.
+	for _, stmt := range strings.Split(ledgerLineMigration, "\n") {
+		if strings.Contains(stmt, "SET line") && !strings.Contains(stmt, "EXEC(N'") {
+			t.Errorf("a statement naming the new column is not EXEC'd: %s", stmt)
 		}
 	}
 }
