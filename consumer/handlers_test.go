@@ -233,6 +233,46 @@ func TestCreateHandlerLimits(t *testing.T) {
 	})
 }
 
+// A rename between names that make one database ("Foo Bar" to "Foo_Bar")
+// renames nothing; when the Admin API heard renamed but the ledger's commit
+// failed, the redelivery finds the instance Completed and finishes the
+// ledger, rather than refusing its own job.
+func TestRenameToTheSameDatabaseFinishesAfterALostCommit(t *testing.T) {
+	const db = "EdFi_Ods_Foo_Bar"
+	b := setup(t)
+	id := b.instance(t, "Foo Bar", adminapi.StatusCompleted)
+	b.made(t, db, id)
+	b.recorded(t, id, "Foo Bar", db, 0)
+	if err := b.sim.SetName(id, "Foo_Bar"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: job.NewRename("default", id, "Foo_Bar", db, 0), Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := b.registry.Lookup(context.Background(), "default", id); rec.Generation != 1 || rec.Name != "Foo_Bar" || rec.Database != db {
+		t.Fatalf("ledger %+v, want Foo_Bar on %s at generation 1", rec, db)
+	}
+}
+
+// A stale rename (or a forged one at an old generation) that names a name
+// reserved for a rename under way gives nothing back: only a name whose
+// database the system made and that is gone is released.
+func TestStaleRenameReleasesNoNameUnderWay(t *testing.T) {
+	const old, next = "EdFi_Ods_Old", "EdFi_Ods_Next"
+	b := setup(t)
+	id := b.instance(t, "Old", adminapi.StatusCompleted)
+	b.made(t, old, id)
+	b.recorded(t, id, "Old", old, 1) // one rename settled since the job
+	b.reserve(t, next, id)           // the next rename has reserved its name
+	stale := job.NewRename("default", id, "Next", next, 0)
+	if err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: stale, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, _ := b.engine.Reservation(context.Background(), next); !held {
+		t.Fatal("a stale rename released the name a rename under way reserved")
+	}
+}
+
 func TestRenameHandler(t *testing.T) {
 	const old, new = "EdFi_Ods_Old", "EdFi_Ods_New"
 	tests := []struct {
@@ -377,6 +417,10 @@ func TestDeleteHandler(t *testing.T) {
 		{name: "not pending", status: adminapi.StatusCompleted, allowDelete: true,
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
 			engine:  []string{"create " + db}},
+		{name: "pending, published before the ledger had it (no database named)", status: adminapi.StatusPendingDelete, allowDelete: true,
+			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", "", 0) },
+			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
+			engine:  []string{"create " + db, "drop " + db}, unregister: true, deleted: 1},
 		{name: "pending, the message names another database", status: adminapi.StatusPendingDelete, allowDelete: true,
 			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", "EdFi_Ods_Other", 0) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },

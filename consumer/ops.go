@@ -99,6 +99,15 @@ func agree(j job.Job, field, inMessage, inSource string) error {
 	return nil
 }
 
+// agreeIfNamed is agree for a field the bridge leaves empty when it does
+// not know it.
+func agreeIfNamed(j job.Job, field, inMessage, inSource string) error {
+	if inMessage == "" {
+		return nil
+	}
+	return agree(j, field, inMessage, inSource)
+}
+
 // claim claims the job's request when the Admin API asks for claims.
 func (o *Handlers) claim(ctx context.Context, j job.Job, database string) error {
 	c, ok := o.API.(Claimer)
@@ -341,7 +350,7 @@ func (o *Handlers) withinLimits(ctx context.Context, tg *Tenant, j job.Job) erro
 		}
 		n := 0
 		for _, r := range recs {
-			if r.Tenant == j.Tenant {
+			if r.Tenant == j.Tenant && r.Line == j.Line {
 				n++
 			}
 		}
@@ -370,6 +379,22 @@ func (o *Handlers) name(tg *Tenant, tenant, name, template string) (string, erro
 	naming := o.Naming
 	naming.MaxBytes = tg.MaxNameBytes
 	return naming.NameFor(tenant, name, template)
+}
+
+// releaseGone gives back owner's reservation of name when it is one whose
+// database the system made and that no longer exists (renamed away or
+// dropped by an earlier delivery that died after its commit). A
+// reservation still reserved or making, someone else's, or one whose
+// database exists is left: a stale or forged message names it.
+func (o *Handlers) releaseGone(ctx context.Context, tg *Tenant, name string, owner provisioning.Owner, log *slog.Logger) {
+	res, held, err := tg.Engine.Reservation(ctx, name)
+	if err != nil || !held || res.Owner != owner || res.State != provisioning.StateMade {
+		return
+	}
+	if exists, err := tg.Engine.DatabaseExists(ctx, name); err != nil || exists {
+		return
+	}
+	o.release(ctx, tg, name, owner, log)
 }
 
 // place is where a job's database goes by the message's own fields: only
@@ -423,11 +448,12 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	case rec.Generation > j.Generation:
 		// A rename of this instance has finished (or failed) since the job
 		// was made: this one's, delivered again, or an older job's. A
-		// delivery that died after its commit left the old name reserved
-		// (the engine keeps a reservation whose database it made and that
-		// still exists, so a release is safe whatever the message says).
+		// delivery that died after its commit left the old name reserved;
+		// only a name whose database the system made and that is gone now
+		// goes, never one reserved for a rename under way, whatever the
+		// message says.
 		if j.Database != "" && j.Database != rec.Database {
-			h.release(ctx, tg, j.Database, owner, log)
+			h.releaseGone(ctx, tg, j.Database, owner, log)
 		}
 		log.Info("rename already settled", "database", rec.Database)
 		return nil
@@ -502,7 +528,9 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 // owner.
 func (h renameHandler) renamedFor(ctx context.Context, tg *Tenant, oldDB, newDB string, owner provisioning.Owner) (bool, error) {
 	if oldDB == newDB {
-		return false, nil
+		// Names that make one database ("Foo Bar" to "Foo_Bar"): there was
+		// nothing to rename, only the ledger to move.
+		return provisioning.Holds(ctx, tg.Engine, newDB, owner)
 	}
 	if oldExists, err := tg.Engine.DatabaseExists(ctx, oldDB); err != nil || oldExists {
 		return false, err
@@ -659,7 +687,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	case errors.Is(err, provisioning.ErrNotRecorded) && inst.Status == adminapi.StatusDeleted:
 		// Deleted and unregistered: at most the name is still held.
 		if j.Database != "" {
-			h.release(ctx, tg, j.Database, owner, log)
+			h.releaseGone(ctx, tg, j.Database, owner, log)
 		}
 		log.Info("already deleted", "database", j.Database)
 		return nil
@@ -673,8 +701,9 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	case rec.Generation < j.Generation:
 		return foreign("the message is delete %d of instance %d, but the ledger has had only %d", j.Generation, j.InstanceID, rec.Generation)
 	}
-	// The database to drop is the ledger's, never the message's.
-	if err := errors.Join(agree(j, "name", j.Name, inst.InstanceName), agree(j, "database", j.Database, rec.Database)); err != nil {
+	// The database to drop is the ledger's, never the message's. One that
+	// names none was published before the ledger had the instance.
+	if err := errors.Join(agree(j, "name", j.Name, inst.InstanceName), agreeIfNamed(j, "database", j.Database, rec.Database)); err != nil {
 		return err
 	}
 	if inst.Status == adminapi.StatusPendingDelete {

@@ -13,8 +13,9 @@ import (
 )
 
 // A message is a pointer, never an authority. Whoever can publish on
-// instances.> (a forged create naming another name, a rename nobody asked
-// for, a true job on another request's subject) changes nothing: each ends
+// instances.> (a forged create naming another name or template, a rename
+// nobody asked for, a true job on another request's subject) changes
+// nothing: each ends
 // as a "foreign" dead letter before any DDL, the request is neither made
 // nor reported failed, and the bridge publishes the request's own job
 // after a foreign message on its subject, which then completes under the
@@ -55,6 +56,12 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 		evil := job.NewCreate(e.firstTenant, id, "Evil").OnLine(line)
 		evil.Template = template
 		publish(evil.Subject(), evil)
+		// The request's own name with another template: the last message
+		// on the request's subject, which the bridge must not take for its
+		// job either.
+		other := job.NewCreate(e.firstTenant, id, "District").OnLine(line)
+		other.Template = "Sample"
+		publish(other.Subject(), other)
 		own := job.NewCreate(e.firstTenant, id, "District").OnLine(line)
 		own.Template = template
 		publish(job.SubjectPrefix+".create."+job.SubjectToken(e.firstTenant)+".999999", own)

@@ -113,7 +113,10 @@ func TestLimitsAtTheDoor(t *testing.T) {
 	}{
 		{"instances", func(e *manage.Endpoints, _ *manage.ServerOptions) { e.InstancesPerTenant = 1 }, http.StatusBadRequest, "limits.instancesPerTenant", "instances"},
 		{"tenant rate", func(_ *manage.Endpoints, o *manage.ServerOptions) { o.TenantRate = limits.NewRate(1) }, http.StatusTooManyRequests, "limits.createsPerMinute", "tenant_rate"},
-		{"client rate", func(_ *manage.Endpoints, o *manage.ServerOptions) { o.ClientRate = limits.NewRate(1) }, http.StatusTooManyRequests, "limits.createsPerMinutePerClient", "client_rate"},
+		// A client over its own rate is refused as such, before it can use
+		// up its tenant's rate, which the tenant's other clients share.
+		{"client rate", func(_ *manage.Endpoints, o *manage.ServerOptions) { o.ClientRate, o.TenantRate = limits.NewRate(1), limits.NewRate(1) },
+			http.StatusTooManyRequests, "limits.createsPerMinutePerClient", "client_rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf auditBuffer

@@ -202,8 +202,17 @@ func TestAWriteWithoutTenantNeedsTheOnlyTenant(t *testing.T) {
 		t.Fatalf("POST with a served Tenant: %d %q", a.status, a.body)
 	}
 
-	one := newGate(t, adminAPIAnswer, manage.ServerOptions{Tenants: []string{"district-a"}})
+	// The one tenant's write is authorized for that tenant: the Admin API
+	// lets a GET without Tenant through, and its yes would not be for it.
+	var tenantAsked atomic.Value
+	one := newGate(t, func(w http.ResponseWriter, r *http.Request) {
+		tenantAsked.Store(r.Header.Get("Tenant"))
+		adminAPIAnswer(w, r)
+	}, manage.ServerOptions{Tenants: []string{"district-a"}})
 	if a := one.call(one.url, http.MethodPost, "/v2/odsInstances/manage", `{"name":"Here","databaseTemplate":"Minimal"}`); a.status != http.StatusAccepted {
 		t.Fatalf("POST without Tenant, one tenant served: %d %q", a.status, a.body)
+	}
+	if got := tenantAsked.Load(); got != "district-a" {
+		t.Fatalf("the authorizing GET named tenant %q, want the one the call writes, district-a", got)
 	}
 }

@@ -190,18 +190,29 @@ func route(method, path string) (rt Route, id int, ok bool) {
 // accepted the token), from where, what, and the status.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
-	call := audit.Write{Source: s.proxies.ClientAddr(r), Method: r.Method, Route: r.URL.Path, Tenant: strings.TrimSpace(r.Header.Get("Tenant"))}
+	call := servedCall{Write: audit.Write{Source: s.proxies.ClientAddr(r), Method: r.Method, Route: r.URL.Path, Tenant: strings.TrimSpace(r.Header.Get("Tenant"))}}
 	s.serve(rec, r, &call)
 	call.Status = cmp.Or(rec.status, http.StatusOK)
-	s.audit.Write(r.Context(), call)
-	if call.Tenant != "" && call.ClientID != "" {
-		s.endpoints.auditRow(r.Context(), call)
+	s.audit.Write(r.Context(), call.Write)
+	if call.served && call.ClientID != "" {
+		// The answer goes first: the caller does not wait for the row.
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		s.endpoints.auditRow(r.Context(), call.Write)
 	}
+}
+
+// servedCall is a call's audit line, and whether its tenant is one this
+// server writes (whose EdFi_Admin gets the Admin API's audit row).
+type servedCall struct {
+	audit.Write
+	served bool
 }
 
 // serve answers the write routes; anything else is 404 or 405, since the
 // proxy sends nothing else here. It fills in call what it learns.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *audit.Write) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *servedCall) {
 	rt, id, ok := route(r.Method, r.URL.Path)
 	if !ok {
 		if _, _, post := route(http.MethodPost, r.URL.Path); post {
@@ -218,10 +229,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *audit.Write
 		// authentication, and lets the authorizing GET through without
 		// the header: instancemgr must answer it itself, and first.
 		rt.Validation(w, map[string][]string{"Tenant": {"Tenant header is missing (adminconsole)"}})
+		call.Refusal = "no Tenant header, and several tenants are served"
 		return
 	}
 	tenant, ok := s.tenant(header)
-	if !s.authorized(w, r, rt, id) {
+	asked := tenant
+	if !ok {
+		asked = header // the Admin API answers for a tenant it knows and instancemgr does not
+	}
+	if !s.authorized(w, r, rt, id, asked) {
 		call.Refusal = "not authorized by the Admin API"
 		return
 	}
@@ -230,12 +246,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *audit.Write
 	if !ok {
 		// The Admin API knows the tenant, instancemgr's configuration
 		// does not: a deployment error, not the caller's.
+		call.Refusal = "a tenant instancemgr is not configured for"
 		s.log.Error("a manage request names a tenant instancemgr is not configured for", "tenant", r.Header.Get("Tenant"))
 		respond.WriteProblem(w, http.StatusServiceUnavailable, "Service Unavailable",
 			fmt.Sprintf("instancemgr has no configuration entry for tenant %q.", r.Header.Get("Tenant")))
 		return
 	}
-	call.Tenant = tenant
+	call.Tenant, call.served = tenant, true
 	if id == 0 {
 		if why := s.overRate(w, tenant, call.ClientID); why != "" {
 			call.Refusal = why
@@ -263,7 +280,12 @@ func (s *Server) overRate(w http.ResponseWriter, tenant, client string) string {
 		rate        *limits.Rate
 		key, metric string
 		setting     string
-	}{{s.tenantRate, "tenant:" + tenant, "tenant_rate", "limits.createsPerMinute"}, {s.clientRate, "client:" + client, "client_rate", "limits.createsPerMinutePerClient"}} {
+	}{
+		// The client's first: a client over its own rate must not use up
+		// its tenant's, which every other client of the tenant shares.
+		{s.clientRate, "client:" + client, "client_rate", "limits.createsPerMinutePerClient"},
+		{s.tenantRate, "tenant:" + tenant, "tenant_rate", "limits.createsPerMinute"},
+	} {
 		if l.metric == "client_rate" && client == "" {
 			continue
 		}
@@ -301,7 +323,7 @@ func (s *Server) tenant(header string) (string, bool) {
 
 // authorized asks the Admin API whether the caller may read the resource
 // the call writes, and relays its answer when it is not 200.
-func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id int) bool {
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id int, tenant string) bool {
 	path := "/v2/odsInstances/manage"
 	if rt.V3 {
 		path = "/v3/dataStores/manage"
@@ -319,10 +341,13 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, rt Route, id
 		respond.WriteProblem(w, http.StatusInternalServerError, "Internal Server Error", "The call could not be authorized.")
 		return false
 	}
-	for _, h := range []string{"Authorization", "Tenant"} {
-		if v := r.Header.Get(h); v != "" {
-			req.Header.Set(h, v)
-		}
+	if v := r.Header.Get("Authorization"); v != "" {
+		req.Header.Set("Authorization", v)
+	}
+	// The tenant the call will write, also when the caller named none and
+	// it goes to the only one configured: the yes must be for that tenant.
+	if tenant != "" {
+		req.Header.Set("Tenant", tenant)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)

@@ -84,13 +84,14 @@ func (p Proxies) Trusts(addr string) bool {
 // X-Forwarded-Proto and X-Forwarded-Host; ok is false unless the request's
 // peer is a trusted proxy and both headers hold a value that can be one
 // (http or https; a host and optional port, nothing else). With several
-// values the first is the one the client's own proxy saw.
+// values (in one header or in several) the last is the one the trusted
+// proxy wrote: any before it may be the client's own.
 func (p Proxies) Origin(r *http.Request) (scheme, host string, ok bool) {
 	if !p.Trusts(r.RemoteAddr) {
 		return "", "", false
 	}
-	scheme = strings.ToLower(first(r.Header.Get("X-Forwarded-Proto")))
-	host = first(r.Header.Get("X-Forwarded-Host"))
+	scheme = strings.ToLower(last(r.Header.Values("X-Forwarded-Proto")))
+	host = last(r.Header.Values("X-Forwarded-Host"))
 	if (scheme != "http" && scheme != "https") || !validHost(host) {
 		return "", "", false
 	}
@@ -135,8 +136,15 @@ func parseAddr(s string) (netip.Addr, bool) {
 	return a.Unmap(), err == nil
 }
 
-func first(v string) string {
-	v, _, _ = strings.Cut(v, ",")
+// last is the last comma-separated value of a header's lines.
+func last(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	v := lines[len(lines)-1]
+	if i := strings.LastIndex(v, ","); i >= 0 {
+		v = v[i+1:]
+	}
 	return strings.TrimSpace(v)
 }
 

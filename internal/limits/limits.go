@@ -71,7 +71,8 @@ type bucket struct {
 // maxKeys bounds the keys a Rate remembers; past it, idle ones go first.
 const maxKeys = 10_000
 
-// NewRate returns a rate of perMinute a key; perMinute < 0 allows all.
+// NewRate returns a rate of perMinute a key; perMinute <= 0 allows all
+// (the configuration turns 0 into the default before it gets here).
 func NewRate(perMinute int) *Rate {
 	return &Rate{perMinute: perMinute, buckets: map[string]*bucket{}, now: time.Now}
 }
@@ -79,7 +80,7 @@ func NewRate(perMinute int) *Rate {
 // Take takes one create for key now. When the key is over its rate it
 // takes nothing and says how long until one is allowed.
 func (r *Rate) Take(key string) (ok bool, retryAfter time.Duration) {
-	if r == nil || r.perMinute < 0 {
+	if r == nil || r.perMinute <= 0 {
 		return true, 0
 	}
 	r.mu.Lock()
