@@ -115,7 +115,9 @@ func TestLimitsAtTheDoor(t *testing.T) {
 		{"tenant rate", func(_ *manage.Endpoints, o *manage.ServerOptions) { o.TenantRate = limits.NewRate(1) }, http.StatusTooManyRequests, "limits.createsPerMinute", "tenant_rate"},
 		// A client over its own rate is refused as such, before it can use
 		// up its tenant's rate, which the tenant's other clients share.
-		{"client rate", func(_ *manage.Endpoints, o *manage.ServerOptions) { o.ClientRate, o.TenantRate = limits.NewRate(1), limits.NewRate(1) },
+		{"client rate", func(_ *manage.Endpoints, o *manage.ServerOptions) {
+			o.ClientRate, o.TenantRate = limits.NewRate(1), limits.NewRate(1)
+		},
 			http.StatusTooManyRequests, "limits.createsPerMinutePerClient", "client_rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
