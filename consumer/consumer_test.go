@@ -1,14 +1,12 @@
 package consumer_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -334,7 +332,7 @@ func TestFailedHeartbeatCountsALockLoss(t *testing.T) {
 // of one that ended without success.
 func TestOutcomesAreAudited(t *testing.T) {
 	r := newRig(t, 5*time.Second)
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	stop := r.run(func(ctx context.Context, d consumer.Delivery) error {
 		if d.Job.InstanceID == 2 {
 			return consumer.Terminal(errors.New("no such template"))
@@ -371,22 +369,4 @@ func TestOutcomesAreAudited(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("audit lines %v, want %v", got, want)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the replica's workers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

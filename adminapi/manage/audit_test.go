@@ -1,13 +1,11 @@
 package manage_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,26 +14,14 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
-// auditBuffer collects audit lines.
-type auditBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *auditBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *auditBuffer) lines(t *testing.T) []map[string]any {
+// auditLines are the audit objects of the lines written to b.
+func auditLines(t *testing.T, b *testenv.SyncBuffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for line := range strings.Lines(b.buf.String()) {
+	for line := range strings.Lines(b.String()) {
 		var l struct {
 			Audit map[string]any `json:"audit"`
 		}
@@ -53,7 +39,7 @@ func (b *auditBuffer) lines(t *testing.T) []map[string]any {
 // Where the Admin API keeps its own audit table (adminapi.AuditLogs), the
 // call it would have recorded gets the same row there.
 func TestEveryWriteIsAuditedWithWhoAsked(t *testing.T) {
-	var buf auditBuffer
+	var buf testenv.SyncBuffer
 	f := newFrontWith(t, false, func(_ *manage.Endpoints, o *manage.ServerOptions) { o.Audit = audit.New(&buf) })
 	if _, err := f.admin.Exec(context.Background(), `CREATE TABLE adminapi.auditlogs (
     id BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY, eventtype VARCHAR(30) NOT NULL, timestamp TIMESTAMP NOT NULL,
@@ -72,7 +58,7 @@ func TestEveryWriteIsAuditedWithWhoAsked(t *testing.T) {
 		t.Fatalf("DELETE with a bad token: %d", refused.status)
 	}
 
-	lines := buf.lines(t)
+	lines := auditLines(t, &buf)
 	if len(lines) != 2 {
 		t.Fatalf("%d audit lines, want 2", len(lines))
 	}
@@ -86,7 +72,7 @@ func TestEveryWriteIsAuditedWithWhoAsked(t *testing.T) {
 	if lines[1]["status"] != float64(401) || lines[1]["client_id"] != "" || lines[1]["refusal"] == nil {
 		t.Errorf("the refused DELETE's audit line %v", lines[1])
 	}
-	if strings.Contains(buf.buf.String(), token) || strings.Contains(buf.buf.String(), "not-a-token") {
+	if strings.Contains(buf.String(), token) || strings.Contains(buf.String(), "not-a-token") {
 		t.Fatal("a token reached the audit log")
 	}
 	var client, verb, url string
@@ -121,7 +107,7 @@ func TestLimitsAtTheDoor(t *testing.T) {
 			http.StatusTooManyRequests, "limits.createsPerMinutePerClient", "client_rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var buf auditBuffer
+			var buf testenv.SyncBuffer
 			refusals := manage.NewRefusals(prometheus.NewRegistry())
 			f := newFrontWith(t, false, func(e *manage.Endpoints, o *manage.ServerOptions) {
 				tc.set(e, o)
@@ -145,7 +131,7 @@ func TestLimitsAtTheDoor(t *testing.T) {
 			if n := testutil.ToFloat64(refusals.WithLabelValues(tc.limit)); n != 1 {
 				t.Fatalf("refusals{limit=%q} = %v, want 1", tc.limit, n)
 			}
-			lines := buf.lines(t)
+			lines := auditLines(t, &buf)
 			if last := lines[len(lines)-1]; last["status"] != float64(tc.status) || !strings.Contains(last["refusal"].(string), tc.says) {
 				t.Fatalf("the refusal's audit line %v", last)
 			}

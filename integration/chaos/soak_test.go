@@ -593,9 +593,12 @@ func (s *soak) setStatus(id int, status string) {
 	}
 }
 
-// pendingStatus is the operation each pending status waits for.
+// pendingStatus is the operation each pending status waits for, and the
+// one a create that ended is left in (Error: the newest line's
+// CreateError; 2.2.2's stays Pending): each has a dead letter that says why.
 var pendingStatus = map[string]job.Operation{
 	adminapi.StatusPending:       job.OpCreate,
+	adminapi.StatusError:         job.OpCreate,
 	adminapi.StatusPendingRename: job.OpRename,
 	adminapi.StatusPendingDelete: job.OpDelete,
 }

@@ -1,7 +1,6 @@
 package httpserve_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,7 +78,7 @@ func TestWithDefaults(t *testing.T) {
 func TestCertificateReloadsWhenTheFilesChange(t *testing.T) {
 	dir := t.TempDir()
 	first, certFile, keyFile := httpservetest.WriteCert(t, dir)
-	var logged lockedBuffer
+	var logged testenv.SyncBuffer
 	cert, err := httpserve.LoadCertificateEvery(certFile, keyFile, slog.New(slog.NewJSONHandler(&logged, nil)), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -129,21 +127,4 @@ func trusting(leaf *x509.Certificate) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
