@@ -44,6 +44,9 @@ type WorkerInstance struct {
 	ClientID      string `json:"clientId"`
 	ClientSecret  string `json:"clientSecret"`
 	Status        string `json:"status"`
+	// DatabaseTemplate is the template a manage request names, read with
+	// the list (the newest line's rows); Admin API 2.2.2 has none.
+	DatabaseTemplate string `json:"databaseTemplate,omitempty"`
 }
 
 // OdsInstance is the console's view of an instance request

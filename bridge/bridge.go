@@ -481,8 +481,21 @@ func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint
 
 // publishJob publishes j unless the stream holds a job on its subject.
 func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance, j job.Job) (queuedState, error) {
-	stored, err := stream.GetLastMsgForSubject(ctx, j.Subject())
-	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	// Cheap check first, so a long-pending request costs no detail call.
+	// Only this request's job counts as queued: a message someone else put
+	// on the subject, or one naming what the request no longer does (a
+	// name changed while pending), is followed by the job itself, and the
+	// consumer ends the other as foreign.
+	var last uint64
+	if stored, err := stream.GetLastMsgForSubject(ctx, j.Subject()); err == nil {
+		want := j
+		want.Template = inst.DatabaseTemplate
+		if sameRequest(stored.Data, want) {
+			return inStream, nil
+		}
+		last = stored.Sequence
+		b.log.Warn("the job's subject holds a message that is not this request's job; publishing the job after it", "subject", j.Subject(), "stream_seq", last)
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return notQueued, fmt.Errorf("look up %s: %w", j.Subject(), err)
 	}
 	if op != job.OpDelete {
@@ -501,19 +514,6 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 		for _, d := range details.OdsInstanceDerivatives {
 			j.Derivatives = append(j.Derivatives, d.DerivativeType)
 		}
-	}
-	// Only this request's job counts as queued: a message someone else put
-	// on the subject, or one naming what the request no longer does (a
-	// name changed while pending), is followed by the job itself, and the
-	// consumer ends the other as foreign. (The bridge's memory spares a
-	// long-pending request these reads on most polls.)
-	var last uint64
-	if stored != nil {
-		if sameRequest(stored.Data, j) {
-			return inStream, nil
-		}
-		last = stored.Sequence
-		b.log.Warn("the job's subject holds a message that is not this request's job; publishing the job after it", "subject", j.Subject(), "stream_seq", last)
 	}
 	data, err := job.Encode(j)
 	if err != nil {
@@ -542,7 +542,8 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 // sameRequest says whether a stored message is the job j as the bridge
 // would publish it now: the same job (its ID names line, operation,
 // tenant, instance and generation), with every field the consumer checks
-// against the request the same.
+// against the request the same (the template as the request list gives
+// it: the manage rows', none under 2.2.2).
 func sameRequest(stored []byte, j job.Job) bool {
 	got, err := job.Decode(stored)
 	return err == nil && got.ID == j.ID && got.Name == j.Name && got.Database == j.Database && got.Template == j.Template

@@ -78,7 +78,7 @@ func BridgeStatus(status string) string {
 // Statements are one engine's SQL for the manage rows, with its own
 // placeholders; the arguments of each are in the order given.
 type Statements struct {
-	List     string // () → id, name, status of every pending or claimed request
+	List     string // () → id, name, status, database template of every pending or claimed request
 	Get      string // (id) → name, status, database template, ods instance id (NULL), database name ('')
 	Runs     string // (pattern, pattern) → job id, status of the first JobStatuses row matching either (LIKE, escape '!')
 	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
@@ -112,7 +112,7 @@ type Statements struct {
 // Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
 // lower case).
 var Postgres = Statements{
-	List: `SELECT id, name, status FROM adminapi.odsinstancemanages
+	List: `SELECT id, name, status, databasetemplate FROM adminapi.odsinstancemanages
 WHERE status IN ('PendingCreate', 'CreateInProgress', 'PendingDelete', 'DeleteInProgress') ORDER BY id`,
 	Get:  `SELECT name, status, databasetemplate, odsinstanceid, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE id = $1`,
 	Runs: `SELECT jobid, status FROM adminapi.jobstatuses WHERE jobid LIKE $1 ESCAPE '!' OR jobid LIKE $2 ESCAPE '!' ORDER BY id LIMIT 1`,
@@ -144,7 +144,7 @@ UNION ALL SELECT true, name, coalesce(instancetype, ''), '' FROM dbo.odsinstance
 
 // SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
 var SQLServer = Statements{
-	List: `SELECT Id, Name, Status FROM adminapi.OdsInstanceManages
+	List: `SELECT Id, Name, Status, DatabaseTemplate FROM adminapi.OdsInstanceManages
 WHERE Status IN (N'PendingCreate', N'CreateInProgress', N'PendingDelete', N'DeleteInProgress') ORDER BY Id`,
 	Get:  `SELECT Name, Status, DatabaseTemplate, OdsInstanceId, COALESCE(DatabaseName, N'') FROM adminapi.OdsInstanceManages WHERE Id = @p1`,
 	Runs: `SELECT TOP (1) JobId, Status FROM adminapi.JobStatuses WHERE JobId LIKE @p1 ESCAPE '!' OR JobId LIKE @p2 ESCAPE '!' ORDER BY Id`,
@@ -239,13 +239,13 @@ func (s *Source) Instances(ctx context.Context, tenant, _ string) ([]adminapi.Wo
 	var out []adminapi.WorkerInstance
 	for rows.Next() {
 		var (
-			id           int
-			name, status string
+			id                     int
+			name, status, template string
 		)
-		if err := rows.Scan(&id, &name, &status); err != nil {
+		if err := rows.Scan(&id, &name, &status, &template); err != nil {
 			return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
 		}
-		out = append(out, adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: name, Status: BridgeStatus(status)})
+		out = append(out, adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: name, Status: BridgeStatus(status), DatabaseTemplate: template})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
