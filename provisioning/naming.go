@@ -66,6 +66,9 @@ func (n Naming) Validate() error {
 	if err := checkChars(rest); err != nil {
 		return fmt.Errorf("naming pattern %q: %w", p, err)
 	}
+	if fixed, _, _ := strings.Cut(p, "{"); SystemName(fixed) {
+		return fmt.Errorf("naming pattern %q begins like the system's own databases (%s)", p, SystemPrefix)
+	}
 	return nil
 }
 
@@ -94,6 +97,25 @@ func (n Naming) pattern() string {
 // (a manage request's Minimal or Sample; "" for none). Ed-Fi's rule needs
 // the template; the pattern ignores it. Every error wraps ErrInvalidName.
 func (n Naming) NameFor(tenant, instanceName, template string) (string, error) {
+	name, err := n.nameFor(tenant, instanceName, template)
+	if err == nil && SystemName(name) {
+		err = fmt.Errorf("%w: %q gives database name %q, under the prefix of the system's own databases (%s)", ErrInvalidName, instanceName, name, SystemPrefix)
+	}
+	return name, err
+}
+
+// SystemPrefix begins the names of the system's own databases and
+// reservations (scratch copies, a measurement's copies): no request's
+// database may have one, whatever the naming pattern makes of its name
+// ({name}0 of "instancemgr_copy_…").
+const SystemPrefix = "instancemgr_"
+
+// SystemName reports whether name is under SystemPrefix, in any case.
+func SystemName(name string) bool {
+	return len(name) >= len(SystemPrefix) && strings.EqualFold(name[:len(SystemPrefix)], SystemPrefix)
+}
+
+func (n Naming) nameFor(tenant, instanceName, template string) (string, error) {
 	if n.Rule != RuleAdminAPI {
 		return n.DatabaseName(tenant, instanceName)
 	}

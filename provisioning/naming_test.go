@@ -46,7 +46,7 @@ func TestDatabaseName(t *testing.T) {
 }
 
 func TestNamingValidate(t *testing.T) {
-	for pattern, ok := range map[string]bool{"": true, "EdFi_Ods_{name}": true, "{tenant}-{name}": true, "no_placeholder": false, "bad name {name}": false, `x"{name}`: false, "{name}": false, "{tenant}{name}": false} {
+	for pattern, ok := range map[string]bool{"": true, "EdFi_Ods_{name}": true, "{tenant}-{name}": true, "no_placeholder": false, "bad name {name}": false, `x"{name}`: false, "{name}": false, "{tenant}{name}": false, "instancemgr_x_{name}": false, "INSTANCEMGR_{name}": false} {
 		if err := (Naming{Pattern: pattern}).Validate(); (err == nil) != ok {
 			t.Errorf("Validate(%q) = %v, want ok=%v", pattern, err, ok)
 		}
@@ -134,5 +134,24 @@ func TestNamingLengthFollowsTheEngine(t *testing.T) {
 	}
 	if _, err := ms.DatabaseName("t", strings.Repeat("n", 120)); err == nil {
 		t.Error("a 129-byte name accepted under SQL Server's limit")
+	}
+}
+
+// No request's database falls under the system's own prefix, whatever the
+// pattern makes of its name: a scratch copy or a measurement's copy must
+// never be a name a request can ask for.
+func TestNoNameUnderTheSystemsPrefix(t *testing.T) {
+	for _, tc := range []struct{ pattern, name string }{
+		{"{name}0", "instancemgr_copy_0123456789abcdef01234567"},
+		{"{name}", "INSTANCEMGR_calibrate_x"},
+		{"instancemgr_{name}", "District"},
+	} {
+		n := Naming{Pattern: tc.pattern}
+		if got, err := n.NameFor("t", tc.name, ""); !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), SystemPrefix) {
+			t.Errorf("pattern %q, name %q: %q, %v; want refused under %s", tc.pattern, tc.name, got, err, SystemPrefix)
+		}
+	}
+	if got, err := (Naming{Pattern: "{name}0"}).NameFor("t", "instancemgr", ""); err != nil || got != "instancemgr0" {
+		t.Errorf("a name that only starts like the prefix: %q, %v", got, err)
 	}
 }

@@ -140,7 +140,7 @@ var ErrScratchGone = errors.New("scratch copy not found")
 
 // ScratchPrefix begins every scratch name: they are the system's own, apart
 // from any naming pattern an ODS database follows.
-const ScratchPrefix = "instancemgr_copy_"
+const ScratchPrefix = SystemPrefix + "copy_"
 
 // CalibrationOwner holds the reservations a copy strategy measurement
 // copies under (copyStrategy auto): no tenant is called this.
@@ -178,7 +178,7 @@ var MaxCalibrationNames = CalibrationRoundCopies(MaxCalibrationCopies, 0)
 // its scratch name.
 func CalibrationReservation(template string, i int) string {
 	h := sha256.Sum256([]byte(template))
-	return fmt.Sprintf("instancemgr_calibrate_%s_%d", hex.EncodeToString(h[:8]), i)
+	return fmt.Sprintf("%scalibrate_%s_%d", SystemPrefix, hex.EncodeToString(h[:8]), i)
 }
 
 // CalibrationCopy is the name the i-th copy of a measurement of template
