@@ -143,7 +143,7 @@ var ErrScratchGone = errors.New("scratch copy not found")
 const ScratchPrefix = SystemPrefix + "copy_"
 
 // CalibrationOwner holds the reservations a copy strategy measurement
-// copies under (copyStrategy auto): no tenant is called this.
+// copies under (instancemgr calibrate): no tenant is called this.
 var CalibrationOwner = Owner{Tenant: "instancemgr:calibrate", InstanceID: 0}
 
 // MaxCalibrationCopies bounds how many copies a measurement makes at once.

@@ -6,18 +6,21 @@ import (
 	"io"
 
 	"github.com/edfi-tools/instancemgr/internal/app"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
-const calibrateUsage = `usage: instancemgr calibrate -config F [-template T]
+const calibrateUsage = `usage: instancemgr calibrate -config F [-template T] [-max-bytes N] [-dry-run]
 
-Measures, on each tenant's PostgreSQL server, consumer.concurrency copies
-at once of each tenant's template (or of T) with CREATE DATABASE ...
-STRATEGY FILE_COPY and as many with WAL_LOG, each into the system's own
-scratch name and dropped at once;
-prints both figures and what copyStrategy auto will use, and stores the
-decision, which auto uses from then on. Tenants sharing a server are
-measured once. Run it on a quiet server: the figures are the server's
-under its present load.
+Measures, on each tenant's PostgreSQL server, copies of each tenant's
+template (or of T) with CREATE DATABASE ... STRATEGY FILE_COPY and with
+WAL_LOG, provisioning.copiesAtOnce at a time, each into the system's own
+scratch name and dropped as soon as its round ends, and prints both
+figures and which strategy they recommend for provisioning.copyStrategy.
+It stores nothing and no job ever measures: copies use the configured
+strategy. Before it writes, it prints what it will write (copies, WAL, the
+most on the disk at once) and refuses a plan over -max-bytes. Tenants
+sharing a server are measured once. Run it on a quiet server: the figures
+are the server's under its present load, and the copies load it.
 
 Flags:
 `
@@ -26,6 +29,8 @@ func runCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("calibrate", stderr)
 	load := configFlags(fs)
 	template := fs.String("template", "", "measure this template instead of the configured ones")
+	maxBytes := fs.Int64("max-bytes", postgres.DefaultCalibrationBudget, "the most a measurement of one template may write, copies and WAL together; a smaller one makes fewer copies")
+	dryRun := fs.Bool("dry-run", false, "print what each measurement would write, and measure nothing")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), calibrateUsage)
 		fs.PrintDefaults()
@@ -40,7 +45,12 @@ func runCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	cs, err := app.Calibrate(ctx, cfg, *template, newLogger(stderr, cfg.LogLevel, cfg.LogFormat))
-	app.PrintCalibrations(stdout, cfg, cs)
+	if *maxBytes <= 0 {
+		return fmt.Errorf("calibrate: -max-bytes %d is not a budget", *maxBytes)
+	}
+	cs, err := app.Calibrate(ctx, cfg, *template, *maxBytes, *dryRun, stdout, newLogger(stderr, cfg.LogLevel, cfg.LogFormat))
+	if !*dryRun {
+		app.PrintCalibrations(stdout, cfg, cs)
+	}
 	return err
 }

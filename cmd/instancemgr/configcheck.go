@@ -7,15 +7,11 @@ import (
 	"io"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // runConfig checks a configuration without running anything: every
 // problem with its key, or the effective configuration (file, environment
-// and defaults) with its secrets redacted, and with copyStrategy auto the
-// decision stored on each server (read, never written).
+// and defaults) with its secrets redacted.
 func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
 		fmt.Fprintln(stderr, "usage: instancemgr config check -config F")
@@ -35,11 +31,5 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "# valid; the effective configuration, secrets %s:\n%s", "redacted", out)
-	if cfg.Provisioning.CopyStrategy == string(postgres.CopyAuto) {
-		fmt.Fprintln(stdout, "# copyStrategy auto, as decided on each server:")
-		for _, line := range app.StoredCalibrations(ctx, cfg) {
-			fmt.Fprintln(stdout, "#   "+line)
-		}
-	}
 	return nil
 }

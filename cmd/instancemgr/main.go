@@ -100,7 +100,7 @@ func usage(w io.Writer) {
   config check  validate a configuration and print it, secrets redacted
   jobs       inspect dead letters and an instance's jobs; replay a dead letter
   reconcile  compare Admin API, ledger, registrations and databases; exit 3 on differences
-  calibrate  measure FILE_COPY against WAL_LOG on each server; print what copyStrategy auto uses
+  calibrate  measure FILE_COPY against WAL_LOG on each server, within a budget; print what they recommend
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.

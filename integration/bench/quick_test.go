@@ -29,10 +29,11 @@ type quickCase struct {
 
 // The headline ratios of issue 20, in a few minutes (`task bench:quick`,
 // INSTANCEMGR_BENCH=quick; a tiny run otherwise, to keep the harness
-// working): copyStrategy auto against both strategies on two servers that
-// disagree (the shared one and a private cluster on memory), the system
-// against the faster raw strategy at the same concurrency, and `instancemgr
-// dev` with its defaults against the faster sequential copy. It prints
+// working): both strategies, and what `instancemgr calibrate` measures
+// and recommends, on two servers that disagree (the shared one and a
+// private cluster on memory), the system with its default (the server's,
+// WAL_LOG) against the faster raw strategy at the same concurrency, and
+// `instancemgr dev` with its defaults against the faster sequential copy. It prints
 // figures and whether each target is met; it fails only when a run did
 // not measure what it reports.
 func TestBenchQuick(t *testing.T) {
@@ -67,17 +68,20 @@ func TestBenchQuick(t *testing.T) {
 		t.Cleanup(engine.Close)
 		return &server{label: label, world: w, engine: engine, templates: map[string]bench.Template{}, faster: map[string]time.Duration{}, decided: map[string]postgres.Calibration{}}
 	}
-	// decide is the server's stored decision for a template measured at
-	// copies at once, measured now when the last one was at another
-	// count: as instancemgr calibrate would, so that no timed run shares
-	// the server with a measurement.
+	// decide is what instancemgr calibrate measures and recommends for a
+	// template at copies at once, measured once per count, outside every
+	// timed run.
 	decide := func(sv *server, tmpl bench.Template, copies int) postgres.Calibration {
 		if d, ok := sv.decided[tmpl.Name]; ok && d.Copies == min(copies, provisioning.MaxCalibrationCopies) {
 			return d
 		}
 		sv.engine.CalibrationConcurrency = copies
 		clean(t, sv.world)
-		cal, err := sv.engine.Calibrate(context.Background(), tmpl.Name)
+		plan, err := sv.engine.PlanCalibration(context.Background(), tmpl.Name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cal, err := sv.engine.Calibrate(context.Background(), plan)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,27 +105,27 @@ func TestBenchQuick(t *testing.T) {
 	// would push the shared server's template out of the page cache.
 	privateServer := newServer(label, itest.NewWorld(t, private.URL))
 
-	autoTable := bench.Table{
-		Title: fmt.Sprintf("copyStrategy auto on two servers: N creates with each strategy one after another in one session and %d at once, and what auto measured (rounds of twice as many copies, at most 1 GiB, %d at once) and picked",
+	strategyTable := bench.Table{
+		Title: fmt.Sprintf("The copy strategies on two servers: N creates with each strategy one after another in one session and %d at once, and what instancemgr calibrate measured (rounds of twice as many copies, at most 1 GiB, %d at once) and recommends",
 			perReplica, perReplica),
 		Header: []string{"server", "template", "size", "N", "sequential FILE_COPY s", "sequential WAL_LOG s", "faster sequential",
-			"FILE_COPY s", "WAL_LOG s", "faster", "by", "auto: file_copy s a round", "auto: wal_log s a round", "auto picks", "same"},
+			"FILE_COPY s", "WAL_LOG s", "faster", "by", "calibrate: file_copy s a round", "calibrate: wal_log s a round", "calibrate recommends", "same"},
 	}
 	// The shared server's figures at a replica's copies at once are the
 	// system table's raw runs at one replica (filled in there): the same
 	// runs, not run twice.
-	atOnce := map[string]int{} // server and template label -> its row in autoTable, to fill in
+	atOnce := map[string]int{} // server and template label -> its row in strategyTable, to fill in
 	fill := func(row []string, together map[string]time.Duration, cal postgres.Calibration) {
 		faster := fasterOf(together)
 		slow, fast := max(together["file_copy"], together["wal_log"]), min(together["file_copy"], together["wal_log"])
 		row[7], row[8], row[9], row[10] = bench.Secs(together["file_copy"]), bench.Secs(together["wal_log"]), faster, fmt.Sprintf("%.0f %%", 100*(1-fast.Seconds()/slow.Seconds()))
-		// auto keeps WAL_LOG unless FILE_COPY is faster by its margin.
+		// calibrate recommends WAL_LOG unless FILE_COPY is faster by its margin.
 		row[14] = yesNo(string(cal.Strategy) == faster)
 		if string(cal.Strategy) != faster && cal.Strategy == postgres.CopyWALLog && fast.Seconds() > (1-postgres.FileCopyMargin)*slow.Seconds() {
 			row[14] = "within margin"
 		}
 	}
-	autoRows := func(sv *server, concurrent bool) {
+	strategyRows := func(sv *server, concurrent bool) {
 		_, adminDB := sv.world.AdminDatabase(t, "admin_quick")
 		for _, c := range cases {
 			tmpl := bench.MakeTemplate(t, sv.world.PG, sv.world.Master, sv.world.Prefix+"_q_"+c.spec.Label, c.spec)
@@ -138,26 +142,24 @@ func TestBenchQuick(t *testing.T) {
 				}
 			}
 			sv.faster[c.spec.Label] = seq[fasterOf(seq)]
-			// What auto picks for a replica's jobs at once, against the
-			// runs at that concurrency: the decision the system's runs
-			// with one replica use.
+			// What calibrate recommends for a replica's jobs at once,
+			// against the runs at that concurrency.
 			cal := decide(sv, tmpl, perReplica)
 			row := []string{sv.label, c.spec.Label, bench.MB(tmpl.Bytes), fmt.Sprint(c.n), bench.Secs(seq["file_copy"]), bench.Secs(seq["wal_log"]), fasterOf(seq),
 				"", "", "", "", bench.Secs(cal.FileCopy), bench.Secs(cal.WALLog), string(cal.Strategy), ""}
 			if concurrent {
 				fill(row, together, cal)
 			} else {
-				atOnce[sv.label+"/"+c.spec.Label] = len(autoTable.Rows)
+				atOnce[sv.label+"/"+c.spec.Label] = len(strategyTable.Rows)
 			}
-			autoTable.Rows = append(autoTable.Rows, row)
+			strategyTable.Rows = append(strategyTable.Rows, row)
 		}
-		lap("auto on " + sv.label)
+		lap("strategies on " + sv.label)
 	}
-	autoRows(shared, false)
+	strategyRows(shared, false)
 
-	// The system on the shared server, with its default (auto, decided
-	// at the replicas' copies at once), against both raw strategies at the
-	// same concurrency, in rounds that interleave the three: the shared
+	// The system on the shared server, with its default (the server's:
+	// WAL_LOG), against both raw strategies at the same concurrency, in rounds that interleave the three: the shared
 	// disk's speed moves within a minute, so the ratio is of medians, and
 	// each round's own ratio is shown beside it.
 	rounds := 1
@@ -169,10 +171,10 @@ func TestBenchQuick(t *testing.T) {
 		rounds = n
 	}
 	systemTable := bench.Table{
-		Title: fmt.Sprintf("The system (copyStrategy auto) against the faster raw strategy at the same concurrency (%d jobs per replica at once; medians of %d rounds), on the shared server and on the private one in memory, where no disk's noise hides the system's own overhead", perReplica, rounds),
-		Header: []string{"server", "template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "auto picks", "the system copied with", "system s", "system/faster raw", "each round", "target", "met",
+		Title: fmt.Sprintf("The system (the server's default strategy, WAL_LOG) against the faster raw strategy at the same concurrency (%d jobs per replica at once; medians of %d rounds), on the shared server and on the private one in memory, where no disk's noise hides the system's own overhead", perReplica, rounds),
+		Header: []string{"server", "template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "calibrate recommends", "the system copied with", "system s", "system/faster raw", "each round", "target", "met",
 			"faster raw ms a copy", "job ms", "database ms", "of it copy ms", "registration ms", "adminapi ms", "pickup p50 ms",
-			"server CPU ms a job, raw (auto's strategy)", "server CPU ms a job, system", "system's processes CPU ms a job"},
+			"server CPU ms a job, raw WAL_LOG", "server CPU ms a job, system", "system's processes CPU ms a job"},
 	}
 	var headline [][]string
 	systemRow := func(sv *server, c quickCase, r int) {
@@ -199,10 +201,10 @@ func TestBenchQuick(t *testing.T) {
 			sys := bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: c.n, Replicas: r, Concurrency: perReplica,
 				Poll: time.Second, NamePrefix: fmt.Sprintf("%s_sys_%s_%d_%d", world.Prefix, c.spec.Label, r, round)})
 			checkSystem(t, sys)
-			// The system copies with the decision stored for it, or the
-			// run does not measure what its row says.
-			if sys.CopiedWith[string(cal.Strategy)] != c.n {
-				t.Errorf("%s, %s, %d replica(s): the system's copies by strategy %v, want all %d with %s, the stored decision", sv.label, c.spec.Label, r, sys.CopiedWith, c.n, cal.Strategy)
+			// The system copies with the server's default, whatever a
+			// measurement recommends: no job measures or chooses.
+			if sys.CopiedWith["default"] != c.n {
+				t.Errorf("%s, %s, %d replica(s): the system's copies by strategy %v, want all %d with the server's default", sv.label, c.spec.Label, r, sys.CopiedWith, c.n)
 			}
 			systems = append(systems, sys)
 			each = append(each, fmt.Sprintf("%.2f", sys.Elapsed.Seconds()/raw[fasterOf(raw)].Seconds()))
@@ -212,14 +214,14 @@ func TestBenchQuick(t *testing.T) {
 		raw := map[string]time.Duration{"file_copy": median(raws["file_copy"], itself), "wal_log": median(raws["wal_log"], itself)}
 		ratio := sys.Elapsed.Seconds() / raw[fasterOf(raw)].Seconds()
 		if i, ok := atOnce[sv.label+"/"+c.spec.Label]; ok && r*perReplica == perReplica {
-			fill(autoTable.Rows[i], raw, cal)
+			fill(strategyTable.Rows[i], raw, cal)
 		}
 		p := sys.PerJob
 		// Processor time a job: the server's in raw's run with the same
 		// strategy and in the system's, and the system's own processes'
 		// (consumers, bridge, and the harness's NATS and Admin API).
 		perJob := func(d time.Duration) string { return bench.Ms1(d / time.Duration(c.n)) }
-		cpu := []string{perJob(median(rawCPU[string(cal.Strategy)], itself)), perJob(sys.ServerCPU), perJob(sys.ProcessCPU + sys.HarnessCPU)}
+		cpu := []string{perJob(median(rawCPU["wal_log"], itself)), perJob(sys.ServerCPU), perJob(sys.ProcessCPU + sys.HarnessCPU)}
 		systemTable.Rows = append(systemTable.Rows, []string{sv.label, c.spec.Label, fmt.Sprint(c.n), fmt.Sprint(r), bench.Secs(raw["file_copy"]), bench.Secs(raw["wal_log"]), string(cal.Strategy), copiedWith(sys.CopiedWith),
 			bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", ratio), strings.Join(each, " "), "≤ 1.05", yesNo(ratio <= 1.05),
 			bench.Ms1(raw[fasterOf(raw)] * time.Duration(r*perReplica) / time.Duration(c.n)), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["copy"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]), bench.Ms(sys.PickupP50), cpu[0], cpu[1], cpu[2]})
@@ -230,8 +232,8 @@ func TestBenchQuick(t *testing.T) {
 	// instancemgr dev with its defaults, on the shared server.
 	devCopies := app.DefaultDevOptions().CopiesAtOnce()
 	devTable := bench.Table{
-		Title: fmt.Sprintf("instancemgr dev with its defaults (auto measured at its %d copies at once): N creates asked for at once (shared server)", devCopies),
-		Header: []string{"template", "N", "poll s", "faster sequential s", "auto picks", "first publish to last completion s", "ratio", "target", "met", "POST to last completion s", "poll + sequential + 0.2 s", "met",
+		Title: fmt.Sprintf("instancemgr dev with its defaults (the server's default strategy; calibrate measured at its %d copies at once): N creates asked for at once (shared server)", devCopies),
+		Header: []string{"template", "N", "poll s", "faster sequential s", "calibrate recommends", "first publish to last completion s", "ratio", "target", "met", "POST to last completion s", "poll + sequential + 0.2 s", "met",
 			"first to last publish s", "pickup p50 ms", "pickup max ms", "job ms", "database ms", "of it copy ms", "registration ms", "adminapi ms"},
 	}
 	var devHeadline [][]string
@@ -254,9 +256,9 @@ func TestBenchQuick(t *testing.T) {
 			[]string{fmt.Sprintf("dev, %d %s: POST to last completion", c.n, c.spec.Label), bench.Secs(d.PostToDone) + " s", "≤ " + bench.Secs(e2eLimit) + " s", yesNo(d.PostToDone <= e2eLimit)})
 		lap("dev, " + c.spec.Label)
 	}
-	// Per template, the runs at one replica's copies at once (the
-	// decision auto's table measured) first, dev's next, then the rest:
-	// each decision is measured once.
+	// Per template, the runs at one replica's copies at once (what the
+	// strategies' table measured) first, dev's next, then the rest: each
+	// count is measured once.
 	for _, c := range cases {
 		byCopies := slices.Clone(replicas)
 		slices.SortStableFunc(byCopies, func(a, b int) int { return cmp.Compare(abs(a*perReplica-devCopies), abs(b*perReplica-devCopies)) })
@@ -266,7 +268,7 @@ func TestBenchQuick(t *testing.T) {
 			systemRow(shared, c, r)
 		}
 	}
-	autoRows(privateServer, true)
+	strategyRows(privateServer, true)
 	for _, c := range cases {
 		for _, r := range replicas {
 			systemRow(privateServer, c, r)
@@ -275,13 +277,13 @@ func TestBenchQuick(t *testing.T) {
 	headline = append(headline, devHeadline...)
 	heads := bench.Table{Title: "Headline ratios (issue 20's targets)", Header: []string{"what", "measured", "target", "met"}, Rows: headline}
 	fmt.Printf("\nRun %s on %s; the private cluster at %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine, redacted(private.URL))
-	for _, tb := range []bench.Table{autoTable, systemTable, devTable, heads} {
+	for _, tb := range []bench.Table{strategyTable, systemTable, devTable, heads} {
 		tb.Print(os.Stdout)
 	}
 	if doc := os.Getenv("INSTANCEMGR_BENCH_QUICK_DOC"); doc != "" {
 		var md strings.Builder
 		fmt.Fprintf(&md, "Run %s on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine)
-		for _, tb := range []bench.Table{autoTable, systemTable, devTable, heads} {
+		for _, tb := range []bench.Table{strategyTable, systemTable, devTable, heads} {
 			tb.Markdown(&md)
 		}
 		if err := os.WriteFile(doc, []byte(md.String()), 0o644); err != nil {

@@ -833,16 +833,17 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 		}
 	}
 	// The soak's own scratch copies only: those of its tenants'
-	// reservations and of measurements of its template (the shared
-	// server holds other tests' copies in flight).
+	// reservations (the shared server holds other tests' copies in
+	// flight), and any measurement copy of its template: no job measures,
+	// so there must be none.
 	for _, server := range []*pgxpool.Pool{s.tenants[0].server, s.tenants[2].server} {
-		rows, err := server.Query(ctx, `SELECT database_name, tenant, instance_id FROM instancemgr.reservations WHERE tenant = ANY($1)`, []string{"t1", "t2", "t3"})
+		rows, err := server.Query(ctx, `SELECT database_name, tenant, instance_id, coalesce(to_jsonb(r)->>'line', 'adminconsole') FROM instancemgr.reservations r WHERE tenant = ANY($1)`, []string{"t1", "t2", "t3"})
 		if err != nil {
 			s.t.Fatal(err)
 		}
 		res, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Reservation, error) {
 			var r provisioning.Reservation
-			err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID)
+			err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID, &r.Owner.Line)
 			return r, err
 		})
 		if err != nil {
@@ -852,33 +853,8 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 		for _, r := range res {
 			names = append(names, provisioning.ScratchName(r))
 		}
-		// A copy strategy measurement killed with its consumer leaves its
-		// copies under reservations it still holds; the next engine to
-		// copy the template sweeps them (docs: README, copyStrategy).
-		// Such a copy is accounted for; one with no held reservation is
-		// not.
-		measuring := map[string]bool{}
 		for i := range provisioning.MaxCalibrationNames {
-			copyName := provisioning.CalibrationCopy(s.world.Template, i)
-			var held bool
-			if err := server.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM instancemgr.reservations WHERE database_name = $1 AND tenant = $2)`,
-				provisioning.CalibrationReservation(s.world.Template, i), provisioning.CalibrationOwner.Tenant).Scan(&held); err != nil {
-				s.t.Fatal(err)
-			}
-			if held {
-				measuring[copyName] = true
-			} else {
-				names = append(names, copyName)
-			}
-		}
-		for name := range measuring {
-			var exists bool
-			if err := server.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
-				s.t.Fatal(err)
-			}
-			if exists {
-				info["measurement copies held for the next sweep"]++
-			}
+			names = append(names, provisioning.CalibrationCopy(s.world.Template, i))
 		}
 		var left []string
 		rows, err = server.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)

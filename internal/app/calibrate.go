@@ -8,17 +8,18 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
-	"time"
 
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
-// Calibration is one tenant's template measured on its server.
+// Calibration is one tenant's template planned, and measured unless it was
+// a dry run, on its server.
 type Calibration struct {
 	Tenant, Server string
+	Plan           postgres.CalibrationPlan
 	postgres.Calibration
+	Measured bool
 }
 
 // templates are the templates copies of cfg are made from: the manage
@@ -32,15 +33,19 @@ func templates(cfg *config.Config) []string {
 
 // Calibrate measures both copy strategies of each tenant's templates (or
 // only template) on the tenant's PostgreSQL server, once per server and
-// template, and stores each decision, which copyStrategy auto then uses.
-// SQL Server tenants have no strategy to choose and are left out.
-func Calibrate(ctx context.Context, cfg *config.Config, template string, log *slog.Logger) ([]Calibration, error) {
+// template, each within budget bytes (data and WAL; the default when 0).
+// Before each measurement it writes to w what it will write; with dryRun
+// it measures nothing. It stores nothing: the operator sets
+// provisioning.copyStrategy from the figures. SQL Server tenants have no
+// strategy to choose and are left out. A plan over the budget stops it
+// before anything is written.
+func Calibrate(ctx context.Context, cfg *config.Config, template string, budget int64, dryRun bool, w io.Writer, log *slog.Logger) ([]Calibration, error) {
 	tmpls := templates(cfg)
 	if template != "" {
 		tmpls = []string{template}
 	}
 	type key struct{ server, template string }
-	done := map[key]postgres.Calibration{}
+	done := map[key]Calibration{}
 	var out []Calibration
 	for _, tenant := range slices.Sorted(maps.Keys(cfg.Tenants)) {
 		tg, err := cfg.TenantConns(tenant)
@@ -63,68 +68,47 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, log *sl
 					defer engine.Close()
 					engine.CalibrationConcurrency = cfg.Provisioning.CopiesAtOnce
 				}
-				if c, err = engine.Calibrate(ctx, tmpl); err != nil {
+				if c.Plan, err = engine.PlanCalibration(ctx, tmpl, budget); err != nil {
 					return out, fmt.Errorf("tenant %q, template %q on %s: %w", tenant, tmpl, server, err)
+				}
+				printPlan(w, server, c.Plan)
+				if !dryRun {
+					if c.Calibration, err = engine.Calibrate(ctx, c.Plan); err != nil {
+						return out, fmt.Errorf("tenant %q, template %q on %s: %w", tenant, tmpl, server, err)
+					}
+					c.Measured = true
 				}
 				done[key{server, tmpl}] = c
 			}
-			out = append(out, Calibration{Tenant: tenant, Server: server, Calibration: c})
+			c.Tenant, c.Server = tenant, server
+			out = append(out, c)
 		}
 	}
 	return out, nil
 }
 
-// PrintCalibrations writes the figures as a table, and what copies use.
-func PrintCalibrations(w io.Writer, cfg *config.Config, cs []Calibration) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tat once\tcopies a round\tfile_copy a round\twal_log a round\tauto uses")
-	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%d\t%d\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.Copies,
-			provisioning.CalibrationRoundCopies(c.Copies, c.TemplateBytes), c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
-	}
-	tw.Flush()
-	if s := cfg.Provisioning.CopyStrategy; s != string(postgres.CopyAuto) {
-		fmt.Fprintf(w, "provisioning.copyStrategy is %s: copies use it, not the figures (stored for when it is auto)\n", s)
-	}
+// printPlan says what a measurement will write, before it writes.
+func printPlan(w io.Writer, server string, p postgres.CalibrationPlan) {
+	fmt.Fprintf(w, "%s %s (%.1f MB): %d rounds of %d copies, %d at once: %.1f MB of copies and %.1f MB of WAL, at most %.1f MB on the disk at once\n",
+		server, p.Template, float64(p.TemplateBytes)/1e6, p.Rounds, p.RoundCopies, p.AtOnce, float64(p.DataBytes)/1e6, float64(p.WALBytes)/1e6, float64(p.PeakBytes)/1e6)
 }
 
-// StoredCalibrations describes, a line per tenant and template, the copy
-// strategy decision stored on the tenant's PostgreSQL server, reading
-// without writing: for config check.
-func StoredCalibrations(ctx context.Context, cfg *config.Config) []string {
-	var out []string
-	for _, tenant := range slices.Sorted(maps.Keys(cfg.Tenants)) {
-		tg, err := cfg.TenantConns(tenant)
-		if err != nil || tg.Engine != config.EnginePostgres {
+// PrintCalibrations writes the figures as a table, what they recommend,
+// and what copies use now.
+func PrintCalibrations(w io.Writer, cfg *config.Config, cs []Calibration) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "tenant\tserver\ttemplate\tsize\tat once\tcopies a round\tfile_copy a round\twal_log a round\trecommends")
+	for _, c := range cs {
+		if !c.Measured {
 			continue
 		}
-		server := serverLabel(tg)
-		lines := func() []string {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			e, err := postgres.OpenEngine(ctx, tg.Master.PgxConnString(), nil)
-			if err != nil {
-				return []string{fmt.Sprintf("tenant %s: %s: not read (%v)", tenant, server, err)}
-			}
-			defer e.Close()
-			e.CalibrationMaxAge, e.CalibrationConcurrency = cfg.Provisioning.CopyStrategyMaxAge.D(), cfg.Provisioning.CopiesAtOnce
-			var lines []string
-			for _, tmpl := range templates(cfg) {
-				c, stored, fresh, err := e.StoredCalibration(ctx, tmpl)
-				switch {
-				case err != nil:
-					lines = append(lines, fmt.Sprintf("tenant %s: %s %s: not read (%v)", tenant, server, tmpl, err))
-				case !stored:
-					lines = append(lines, fmt.Sprintf("tenant %s: %s %s: not measured yet (the first copy measures it, or instancemgr calibrate)", tenant, server, tmpl))
-				case !fresh:
-					lines = append(lines, fmt.Sprintf("tenant %s: %s, to be measured again on the next copy (the template, the server or the age changed)", tenant, DescribeCalibration(server, c)))
-				default:
-					lines = append(lines, fmt.Sprintf("tenant %s: %s", tenant, DescribeCalibration(server, c)))
-				}
-			}
-			return lines
-		}()
-		out = append(out, lines...)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\t%d\t%d\t%.3f s\t%.3f s\t%s\n", c.Tenant, c.Server, c.Template, float64(c.TemplateBytes)/1e6, c.Copies,
+			c.RoundCopies, c.FileCopy.Seconds(), c.WALLog.Seconds(), c.Strategy)
 	}
-	return out
+	tw.Flush()
+	now := cfg.Provisioning.CopyStrategy
+	if now == "" {
+		now = "the server's default (WAL_LOG on PostgreSQL 15 and later)"
+	}
+	fmt.Fprintf(w, "copies use provisioning.copyStrategy: %s; FILE_COPY is recommended only when it measures %.0f%% faster (its checkpoints cost every tenant on the server)\n", now, 100*postgres.FileCopyMargin)
 }

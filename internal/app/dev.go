@@ -63,8 +63,8 @@ type DevOptions struct {
 // devWorkers is each dev replica's consumer.concurrency.
 const devWorkers = 2
 
-// CopiesAtOnce is how many copies dev's replicas make at once: what its
-// copy strategy is measured at.
+// CopiesAtOnce is how many copies dev's replicas make at once: what
+// `instancemgr calibrate` measures at for it.
 func (o DevOptions) CopiesAtOnce() int { return max(o.Replicas, 1) * devWorkers }
 
 // DefaultDevOptions are dev's defaults.
@@ -141,8 +141,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		Bridge:   config.Bridge{PollInterval: config.Duration(o.PollInterval)},
 		Consumer: config.Consumer{Concurrency: devWorkers},
 		// dev is a sandbox: deletion is on, and the banner says so. Its
-		// replicas share the one server, so the copy strategy is measured
-		// at all their copies at once.
+		// replicas share the one server: all their copies are at once.
 		Provisioning: config.Provisioning{Template: o.Template, NamePattern: o.NamePattern, AllowDelete: true, Registration: o.Registration,
 			CopiesAtOnce: o.CopiesAtOnce()},
 		Tenants: map[string]config.Tenant{config.DefaultTenant: {
@@ -198,7 +197,6 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	}
 	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
 	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
-	tenants.OnCalibrated = CopyStrategyReport(reg, checks)
 	tenants.OnCopied = CopyReport(reg)
 	// Served until dev has stopped, so they answer while it drains.
 	sc := cfg.StreamConfig().WithDefaults()

@@ -108,7 +108,6 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seams consumer.TestSeams) error {
 	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
 		tenants := NewTenantPool(cfg, log)
-		tenants.OnCalibrated = CopyStrategyReport(r.metrics, r.checks)
 		tenants.OnCopied = CopyReport(r.metrics)
 		defer tenants.Close()
 		sc := cfg.StreamConfig().WithDefaults()

@@ -19,9 +19,6 @@ import (
 // TenantPool opens each tenant's database connections on first use and keeps
 // them. Tenants that share a configuration entry share its connections.
 type TenantPool struct {
-	// OnCalibrated hears each copy strategy measurement of a PostgreSQL
-	// server ("host:port") made through the pool (copyStrategy auto).
-	OnCalibrated func(server string, c postgres.Calibration)
 	// OnCopied hears how long each job's copy of a template took on a
 	// PostgreSQL server, and with which strategy.
 	OnCopied func(server string, strategy postgres.CopyStrategy, took time.Duration)
@@ -109,12 +106,7 @@ func (t *TenantPool) open(ctx context.Context, tg config.TenantConns) (*consumer
 		e.Guard = t.cfg.Guard()
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
-		e.CalibrationMaxAge = t.cfg.Provisioning.CopyStrategyMaxAge.D()
-		e.CalibrationConcurrency = t.cfg.Provisioning.CopiesAtOnce
 		server := serverLabel(tg)
-		if t.OnCalibrated != nil {
-			e.OnCalibrated = func(c postgres.Calibration) { t.OnCalibrated(server, c) }
-		}
 		if t.OnCopied != nil {
 			e.OnCopied = func(s postgres.CopyStrategy, took time.Duration) { t.OnCopied(server, s, took) }
 		}

@@ -239,25 +239,23 @@ type Provisioning struct {
 	// AllowDelete enables delete jobs. Off by default: dropping databases
 	// is destructive, and Ed-Fi's own design asks for this switch.
 	AllowDelete bool `yaml:"allowDelete"`
-	// CopyStrategy is how PostgreSQL copies the template: auto (the
-	// default: measured on each server for each template, rounds of
-	// copies with each strategy at CopiesAtOnce at a time, remembered in
-	// the server's instancemgr schema and measured again when the
-	// template's size, the server's version or CopiesAtOnce changes or
-	// after CopyStrategyMaxAge; docs/performance.md says why a
-	// fixed choice is wrong on some servers), file_copy or wal_log
-	// (PostgreSQL 15 and later; no checkpoint per copy). Before PostgreSQL
-	// 15 every copy is a file copy, auto included.
+	// CopyStrategy is how PostgreSQL copies the template: unset for the
+	// server's default (WAL_LOG on PostgreSQL 15 and later, which forces
+	// no checkpoint on a server every tenant shares), wal_log, or
+	// file_copy (two checkpoints a copy, no WAL for the data: faster on
+	// some servers for a large template; `instancemgr calibrate` measures
+	// both on a server, when an operator asks). Before PostgreSQL 15 every
+	// copy is a file copy.
 	CopyStrategy string `yaml:"copyStrategy,omitempty"`
-	// CopyStrategyMaxAge is how long a measured decision holds (default
-	// 168h).
+	// CopyStrategyMaxAge was how long auto's measured decision held; auto
+	// is gone, and a configuration that sets it is told so.
 	CopyStrategyMaxAge Duration `yaml:"copyStrategyMaxAge,omitempty"`
 	// CopiesAtOnce is how many copies the server makes at once: replicas
 	// × consumer.concurrency, when every replica serves the server (the
-	// default is consumer.concurrency, one replica). auto measures each
-	// strategy at this many copies at once (at most 8): which strategy is
-	// faster depends on it, since FILE_COPY's checkpoints are shared by
-	// the copies that wait on them.
+	// default is consumer.concurrency, one replica). `instancemgr
+	// calibrate` measures each strategy at this many copies at once (at
+	// most 8): which strategy is faster depends on it, since FILE_COPY's
+	// checkpoints are shared by the copies that wait on them.
 	CopiesAtOnce int `yaml:"copiesAtOnce,omitempty"`
 	// Sessions is what a rename does with sessions on the old database:
 	// "terminate" (default) or "wait" up to SessionWait, then fail.
@@ -546,12 +544,6 @@ func (c *Config) applyDefaults() {
 	if c.Provisioning.NamePattern == "" {
 		c.Provisioning.NamePattern = provisioning.DefaultNamePattern
 	}
-	if c.Provisioning.CopyStrategy == "" {
-		c.Provisioning.CopyStrategy = "auto"
-	}
-	if c.Provisioning.CopyStrategyMaxAge == 0 {
-		c.Provisioning.CopyStrategyMaxAge = Duration(7 * 24 * time.Hour)
-	}
 	if c.Provisioning.CopiesAtOnce == 0 {
 		c.Provisioning.CopiesAtOnce = c.Consumer.Concurrency
 	}
@@ -696,12 +688,14 @@ func (c *Config) Validate() error {
 		bad("provisioning.template", "%v", err)
 	}
 	switch c.Provisioning.CopyStrategy {
-	case "", "auto", "wal_log", "file_copy":
+	case "", "wal_log", "file_copy":
+	case "auto":
+		bad("provisioning.copyStrategy", "auto is gone: no job measures copies any more (each measurement wrote copies of the template on a server every tenant shares). Leave it unset for the server's default (WAL_LOG), or set wal_log or file_copy; `instancemgr calibrate` measures both when you ask")
 	default:
-		bad("provisioning.copyStrategy", "%q is not auto, wal_log or file_copy", c.Provisioning.CopyStrategy)
+		bad("provisioning.copyStrategy", "%q is not wal_log or file_copy (or unset: the server's default)", c.Provisioning.CopyStrategy)
 	}
-	if c.Provisioning.CopyStrategyMaxAge < 0 {
-		bad("provisioning.copyStrategyMaxAge", "must be positive")
+	if c.Provisioning.CopyStrategyMaxAge != 0 {
+		bad("provisioning.copyStrategyMaxAge", "went with copyStrategy auto: nothing is measured on its own any more; remove it")
 	}
 	if c.Provisioning.CopiesAtOnce < 1 || c.Provisioning.CopiesAtOnce > 1024 {
 		bad("provisioning.copiesAtOnce", "must be between 1 and 1024 (replicas × consumer.concurrency)")

@@ -50,13 +50,29 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Bridge.Concurrency != 16 || c.Bridge.PollInterval.D() != 10*time.Second {
 		t.Errorf("bridge defaults %+v", c.Bridge)
 	}
-	if c.Provisioning.CopyStrategy != "auto" || c.Provisioning.CopiesAtOnce != c.Consumer.Concurrency {
-		t.Errorf("copy defaults: strategy %q, %d copies at once with consumer.concurrency %d", c.Provisioning.CopyStrategy, c.Provisioning.CopiesAtOnce, c.Consumer.Concurrency)
+	if c.Provisioning.CopyStrategy != "" || c.Provisioning.CopiesAtOnce != c.Consumer.Concurrency {
+		t.Errorf("copy defaults: strategy %q (want the server's default), %d copies at once with consumer.concurrency %d", c.Provisioning.CopyStrategy, c.Provisioning.CopiesAtOnce, c.Consumer.Concurrency)
 	}
 }
 
-// copiesAtOnce is the replicas' copies together, what auto measures at; by
-// default one replica's.
+// copyStrategy auto, and its maximum age, are refused with what to do
+// instead: no job measures copies any more.
+func TestCopyStrategyAutoIsGone(t *testing.T) {
+	for _, body := range []string{"provisioning: {copyStrategy: auto}\n", "provisioning: {copyStrategy: wal_log, copyStrategyMaxAge: 24h}\n"} {
+		_, err := Load(write(t, valid+body), noEnv)
+		if err == nil || !strings.Contains(err.Error(), "calibrate") && !strings.Contains(err.Error(), "remove it") {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+	for _, ok := range []string{"wal_log", "file_copy"} {
+		if _, err := Load(write(t, valid+"provisioning: {copyStrategy: "+ok+"}\n"), noEnv); err != nil {
+			t.Errorf("copyStrategy %s: %v", ok, err)
+		}
+	}
+}
+
+// copiesAtOnce is the replicas' copies together, what calibrate measures
+// at; by default one replica's.
 func TestCopiesAtOnce(t *testing.T) {
 	c, err := Load(write(t, valid+"consumer: {concurrency: 3}\n"), noEnv)
 	if err != nil {

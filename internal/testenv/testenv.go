@@ -117,16 +117,6 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 			t.Errorf("list test databases: %v", err)
 			return
 		}
-		// A copy strategy measurement of one of the test's templates,
-		// killed with its process, may still be copying: the server ends
-		// each CREATE DATABASE before it notices. Each copying session
-		// holds the template's copies lock shared, so taking it waits for
-		// them, and the copies they make are listed below with the rest.
-		for _, n := range names {
-			if _, err := pool.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0)), pg_advisory_unlock(hashtextextended($1, 0))`, postgres.CalibrationCopiesLock(n)); err != nil {
-				t.Errorf("wait for a measurement's copies of %s: %v", n, err)
-			}
-		}
 		// The scratch copies of the prefix's reservations (a create's copy
 		// before it is published) go too.
 		// (A manage request's scratch name depends on its line.)
@@ -146,15 +136,6 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		} else if !isUndefinedTable(err) {
 			t.Errorf("list test reservations: %v", err)
 		}
-		// A copy strategy measurement of one of the test's templates, cut
-		// short when the test's engines closed, leaves nothing either.
-		var calibrations []string
-		for _, n := range names {
-			for i := range provisioning.MaxCalibrationNames {
-				calibrations = append(calibrations, provisioning.CalibrationReservation(n, i))
-				names = append(names, provisioning.CalibrationCopy(n, i))
-			}
-		}
 		rows, err = pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)
 		if err == nil {
 			names, err = pgx.CollectRows(rows, pgx.RowTo[string])
@@ -168,11 +149,8 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 				t.Errorf("drop test database %q: %v", n, err)
 			}
 		}
-		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1) OR database_name = ANY($2)`, prefix, calibrations); err != nil && !isUndefinedTable(err) {
+		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix); err != nil && !isUndefinedTable(err) {
 			t.Errorf("remove test reservations: %v", err)
-		}
-		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.copy_strategies WHERE starts_with(template, $1)`, prefix); err != nil && !isUndefinedTable(err) {
-			t.Errorf("remove test copy strategy decisions: %v", err)
 		}
 	})
 }

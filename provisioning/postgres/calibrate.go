@@ -14,81 +14,47 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
-// copyStrategy auto: which of FILE_COPY and WAL_LOG copies a template
-// faster depends on the server (its disk, its checkpoint settings, the
-// template's size) and on how many copies run at once, and a figure from
-// one server does not hold on another (docs/performance.md). So the
-// engine measures, on the server it runs against, copies made as many at
-// once as the server makes for jobs (CalibrationConcurrency: the
-// replicas' workers together) with each strategy, into the system's own
-// scratch names, dropped at once, and remembers the
-// decision in the server's instancemgr schema with the template's size and
-// the server's version. It measures again when either changes, when the
-// number of copies at once does, or when the decision is older than
-// CalibrationMaxAge.
+// Measuring the copy strategies is an operator's tool (`instancemgr
+// calibrate`), never a job's: it writes copies of a template on a server
+// every tenant shares, so it runs only when asked, within a budget, and
+// its figures are printed for the operator to choose
+// provisioning.copyStrategy by. Which of FILE_COPY and WAL_LOG copies a
+// template faster depends on the server (its disk, its checkpoint
+// settings, the template's size) and on how many copies run at once
+// (docs/performance.md); WAL_LOG, PostgreSQL's default, forces no
+// checkpoint on a busy shared server.
 //
-// A job never waits for a measurement: a job that finds no decision (or
-// a stale one) copies with the last decision or the server's default
-// (WAL_LOG) and starts the measurement in the background. Measurements of
-// one template never run at once, in this process or across replicas (a
-// session advisory lock on the server), and copy only under the scratch
-// name of the engine's own reservation, so they never touch a database
-// the system did not make.
+// A measurement copies only under the scratch names of the engine's own
+// reservations, records each copy's identity, drops a copy only when it is
+// still the database it made, and leaves nothing behind however it ends
+// (what a killed one left, the next one removes, under the same lock).
 
-// codeUndefinedTable: a server where nothing was measured yet, read by a
-// command that creates nothing (config check).
-const codeUndefinedTable = "42P01"
-
-// CopyAuto is the measured choice between CopyFileCopy and CopyWALLog.
-const CopyAuto CopyStrategy = "auto"
-
-// DefaultCalibrationMaxAge is how long a measured decision holds when
-// nothing about the template or the server changed.
-const DefaultCalibrationMaxAge = 7 * 24 * time.Hour
-
-// calibrationSchema keeps the decisions, beside the reservations.
-const calibrationSchema = `
-CREATE TABLE IF NOT EXISTS instancemgr.copy_strategies (
-    template          text             PRIMARY KEY,
-    template_bytes    bigint           NOT NULL,
-    server_version    text             NOT NULL,
-    strategy          text             NOT NULL CHECK (strategy IN ('file_copy', 'wal_log')),
-    file_copy_seconds double precision NOT NULL,
-    wal_log_seconds   double precision NOT NULL,
-    measured_at       timestamptz      NOT NULL DEFAULT now()
-);
-ALTER TABLE instancemgr.copy_strategies ADD COLUMN IF NOT EXISTS copies integer NOT NULL DEFAULT 1;`
-
-// Calibration is one measured decision for a template on a server.
+// Calibration is one measurement of a template on a server.
 type Calibration struct {
 	Template      string
-	Measured      bool // measured by this engine just now, not read
 	TemplateBytes int64
 	ServerVersion string
-	Strategy      CopyStrategy // what auto uses: Choose(FileCopy, WALLog)
-	// Copies is how many copies were made at once with each strategy: the
-	// server's jobs at once. FILE_COPY's two checkpoints a copy are
-	// shared by copies made together and WAL_LOG's WAL is not, so the
-	// faster one alone is not always the faster of several.
-	Copies int
-	// FileCopy is a round of provisioning.CalibrationRoundCopies(Copies,
-	// TemplateBytes) copies with FILE_COPY, from the first start to the
-	// last end (the mean of two rounds); WALLog the same with WAL_LOG.
+	// Strategy is what the figures recommend: Choose(FileCopy, WALLog).
+	Strategy CopyStrategy
+	// Copies is how many copies were made at once with each strategy (the
+	// server's jobs at once), and RoundCopies how many a round made.
+	Copies, RoundCopies int
+	// FileCopy is a round of RoundCopies copies with FILE_COPY, from the
+	// first start to the last end (the mean of its rounds); WALLog the
+	// same with WAL_LOG.
 	FileCopy   time.Duration
 	WALLog     time.Duration
 	MeasuredAt time.Time
 }
 
-// FileCopyMargin is how much faster FILE_COPY must measure for auto to
-// choose it. Its two checkpoints a copy are paid by the whole server
+// FileCopyMargin is how much faster FILE_COPY must measure to be
+// recommended. Its two checkpoints a copy are paid by the whole server
 // (every database's dirty pages written at once, the other sessions' I/O
 // behind them), which WAL_LOG's spread writes are not; and on a shared
-// disk two measurements this close are noise: the short rounds of a
-// measurement favour FILE_COPY's synchronous writes over what the same
-// strategies do through a long burst of jobs (docs/performance.md).
+// disk two measurements this close are noise.
 const FileCopyMargin = 0.15
 
-// Choose is what auto uses for the measured figures: FILE_COPY when it is
+// Choose is the strategy the figures recommend: FILE_COPY when it is
 // faster by FileCopyMargin or more, WAL_LOG (the server's default)
 // otherwise.
 func Choose(fileCopy, walLog time.Duration) CopyStrategy {
@@ -98,218 +64,92 @@ func Choose(fileCopy, walLog time.Duration) CopyStrategy {
 	return CopyWALLog
 }
 
-// retryMeasurementAfter is how long an engine waits after a failed
-// measurement before it tries the template again (a failure is logged).
-const retryMeasurementAfter = 5 * time.Minute
+// DefaultCalibrationBudget is what a measurement may write unless told
+// otherwise: data and WAL together. A template of a few hundred MB fits
+// it at full size; a populated ODS of gigabytes is refused until the
+// operator asks for more, knowing the figure.
+const DefaultCalibrationBudget int64 = 4 << 30
 
-// ErrCalibrating says another session measures the template now.
-var ErrCalibrating = errors.New("another session is measuring this template's copy strategies")
-
-// calibration is the engine's state for CopyAuto.
-type calibration struct {
-	mu       sync.Mutex
-	known    map[string]cachedCalibration // by template
-	running  map[string]bool
-	swept    map[string]bool      // templates this engine has cleaned up after
-	failed   map[string]time.Time // when a measurement of the template last failed
-	wg       sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelFunc
-	cacheFor time.Duration
+// CalibrationPlan is what a measurement of a template will write, before
+// it writes anything.
+type CalibrationPlan struct {
+	Template      string
+	TemplateBytes int64
+	// AtOnce copies at a time, RoundCopies a round, Rounds rounds (each
+	// strategy Rounds/2 times, in the order F W W F, or F W).
+	AtOnce, RoundCopies, Rounds int
+	// PeakBytes is the most its copies hold on the disk at once (a
+	// round's, dropped when the round ends); DataBytes what its copies
+	// write; WALBytes the WAL its WAL_LOG rounds write (a FILE_COPY writes
+	// little WAL but forces two checkpoints a copy).
+	PeakBytes, DataBytes, WALBytes int64
 }
 
-type cachedCalibration struct {
-	c       Calibration
-	ok      bool // a decision is stored
-	fresh   bool
-	checked time.Time
-}
+// Bytes is what the plan writes in all: data and WAL.
+func (p CalibrationPlan) Bytes() int64 { return p.DataBytes + p.WALBytes }
 
-func (e *Engine) cal() *calibration {
-	e.calOnce.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		recheck := e.CalibrationRecheck
-		if recheck <= 0 {
-			recheck = 30 * time.Second
-		}
-		e.calState = &calibration{known: map[string]cachedCalibration{}, running: map[string]bool{}, swept: map[string]bool{}, failed: map[string]time.Time{}, ctx: ctx, cancel: cancel, cacheFor: recheck}
-	})
-	return e.calState
-}
+// ErrOverBudget refuses a measurement that would write more than its
+// budget.
+var ErrOverBudget = errors.New("the measurement would write more than its budget")
 
-// stopCalibrations ends background measurements and waits for them.
-func (e *Engine) stopCalibrations() {
-	if e.calState != nil {
-		e.calState.cancel()
-		e.calState.wg.Wait()
+// PlanCalibration is the measurement of template that fits in budget
+// bytes (DefaultCalibrationBudget when 0): four rounds of
+// provisioning.CalibrationRoundCopies copies when they fit, else fewer
+// copies a round, else two rounds; ErrOverBudget with the figures when
+// not even two rounds of one copy fit.
+func (e *Engine) PlanCalibration(ctx context.Context, template string, budget int64) (CalibrationPlan, error) {
+	if budget <= 0 {
+		budget = DefaultCalibrationBudget
 	}
-}
-
-// autoStrategy is the strategy a copy of template uses under CopyAuto on
-// a server of version: the stored decision when there is one (stale or
-// not), else WAL_LOG, the server's default. A missing or stale decision
-// starts a measurement in the background.
-func (e *Engine) autoStrategy(ctx context.Context, template, version string) CopyStrategy {
-	st := e.cal()
-	st.mu.Lock()
-	cached, ok := st.known[template]
-	st.mu.Unlock()
-	if !ok || time.Since(cached.checked) > st.cacheFor {
-		c, stored, fresh, err := e.storedCalibration(ctx, template, version)
-		if err != nil {
-			e.log.Warn("could not read the copy strategy decision; copying with the last one known", "template", template, "err", err)
-		} else {
-			cached = cachedCalibration{c: c, ok: stored, fresh: fresh, checked: time.Now()}
-			st.mu.Lock()
-			st.known[template] = cached
-			st.mu.Unlock()
-			if stored && e.OnCalibrated != nil {
-				e.OnCalibrated(c)
+	p := CalibrationPlan{Template: template, AtOnce: e.calibrationCopies()}
+	if err := checkIdent(template); err != nil {
+		return p, err
+	}
+	if err := e.pool.QueryRow(ctx, `SELECT pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = $1`, template).Scan(&p.TemplateBytes); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return p, fmt.Errorf("%w: template %q does not exist", provisioning.ErrRejected, template)
+		}
+		return p, fmt.Errorf("read the size of %q: %w", template, transient(err))
+	}
+	full := provisioning.CalibrationRoundCopies(p.AtOnce, p.TemplateBytes)
+	for _, rounds := range []int{4, 2} {
+		for m := full; m >= 1; m-- {
+			p.Rounds, p.RoundCopies = rounds, m
+			p.AtOnce = min(p.AtOnce, m)
+			p.PeakBytes = int64(m) * p.TemplateBytes
+			p.DataBytes = int64(rounds) * p.PeakBytes
+			p.WALBytes = int64(rounds/2) * p.PeakBytes
+			if p.Bytes() <= budget {
+				return p, nil
 			}
 		}
 	}
-	st.mu.Lock()
-	first := !st.swept[template]
-	st.swept[template] = true
-	st.mu.Unlock()
-	if !cached.fresh || first {
-		// Also on this engine's first copy of the template: the
-		// measurement's lock held, what a killed one left is removed.
-		e.calibrateLater(template)
-	}
-	if cached.ok {
-		return cached.c.Strategy
-	}
-	return CopyWALLog
+	return p, fmt.Errorf("%w: even two copies of %q (%.1f MB), one with each strategy, write %.1f MB with their WAL, more than the budget of %.1f MB; raise it (-max-bytes) if the server can take it",
+		ErrOverBudget, template, mb(p.TemplateBytes), mb(p.Bytes()), mb(budget))
 }
 
-// calibrateLater measures template in the background unless this engine
-// measures it already.
-func (e *Engine) calibrateLater(template string) {
-	st := e.cal()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.running[template] || st.ctx.Err() != nil || time.Since(st.failed[template]) < retryMeasurementAfter {
-		return
-	}
-	st.running[template] = true
-	st.wg.Go(func() {
-		defer func() {
-			st.mu.Lock()
-			delete(st.running, template)
-			st.mu.Unlock()
-		}()
-		ctx, cancel := context.WithTimeout(st.ctx, 30*time.Minute)
-		defer cancel()
-		c, measured, err := e.calibrate(ctx, template, false)
-		switch {
-		case errors.Is(err, ErrCalibrating):
-			e.log.Debug("another replica measures the copy strategies", "template", template)
-		case st.ctx.Err() != nil:
-			e.log.Debug("copy strategy measurement stopped: the engine is closing", "template", template)
-		case err != nil:
-			e.log.Warn("could not measure the copy strategies; copies keep the last decision or WAL_LOG, and it is measured again later", "template", template, "err", err, "retry_after", retryMeasurementAfter)
-			st.mu.Lock()
-			st.failed[template] = time.Now()
-			st.mu.Unlock()
-		case measured:
-			st.mu.Lock()
-			st.known[template] = cachedCalibration{c: c, ok: true, fresh: true, checked: time.Now()}
-			st.mu.Unlock()
-		}
-	})
-}
+func mb(b int64) float64 { return float64(b) / 1e6 }
 
-// Calibrate measures both strategies for template now, stores the
-// decision and returns it; it waits for a measurement another session
-// runs, then measures again. For `instancemgr calibrate`.
-func (e *Engine) Calibrate(ctx context.Context, template string) (Calibration, error) {
-	c, _, err := e.calibrate(ctx, template, true)
-	return c, err
-}
-
-// StoredCalibration is the decision stored for template, whether there is
-// one, and whether it still holds on this server.
-func (e *Engine) StoredCalibration(ctx context.Context, template string) (c Calibration, stored, fresh bool, err error) {
-	version, err := e.serverVersion(ctx)
-	if err != nil {
-		return c, false, false, err
-	}
-	return e.storedCalibration(ctx, template, version)
-}
-
-func (e *Engine) storedCalibration(ctx context.Context, template, version string) (c Calibration, stored, fresh bool, err error) {
-	var bytes int64
-	var fileCopy, walLog float64
-	err = e.pool.QueryRow(ctx, `SELECT c.template_bytes, c.server_version, c.strategy, c.copies, c.file_copy_seconds, c.wal_log_seconds, c.measured_at,
-		    coalesce((SELECT pg_database_size(d.oid) FROM pg_catalog.pg_database d WHERE d.datname = c.template), -1)
-		FROM instancemgr.copy_strategies c WHERE c.template = $1`, template).
-		Scan(&c.TemplateBytes, &c.ServerVersion, &c.Strategy, &c.Copies, &fileCopy, &walLog, &c.MeasuredAt, &bytes)
-	var pgErr *pgconn.PgError
-	if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == codeUndefinedTable) {
-		return Calibration{Template: template}, false, false, nil // nothing measured on this server yet
-	}
-	if err != nil {
-		return c, false, false, fmt.Errorf("read the copy strategy of %q: %w", template, transient(err))
-	}
-	c.Template, c.FileCopy, c.WALLog = template, seconds(fileCopy), seconds(walLog)
-	maxAge := e.CalibrationMaxAge
-	if maxAge <= 0 {
-		maxAge = DefaultCalibrationMaxAge
-	}
-	fresh = c.ServerVersion == version && sameSize(c.TemplateBytes, bytes) && time.Since(c.MeasuredAt) < maxAge && c.Copies == e.calibrationCopies()
-	return c, true, fresh, nil
-}
-
-// sameSize reports whether a template's size is what it was when
-// measured, give or take 1% or 1 MiB (a vacuum moves a few pages).
-func sameSize(then, now int64) bool {
-	d := now - then
-	if d < 0 {
-		d = -d
-	}
-	return now >= 0 && (d <= 1<<20 || d*100 <= then)
-}
-
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-func (e *Engine) serverVersion(ctx context.Context) (string, error) {
-	c, err := e.pool.Acquire(ctx)
-	if err != nil {
-		return "", fmt.Errorf("read the server's version: %w", transient(err))
-	}
-	defer c.Release()
-	return c.Conn().PgConn().ParameterStatus("server_version"), nil
-}
-
-// calibrate measures template under the server's advisory lock for it.
-// Without wait, it returns ErrCalibrating when another session holds the
-// lock, and measured=false when, once it holds the lock, the stored
-// decision holds (another replica measured meanwhile).
-func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c Calibration, measured bool, err error) {
+// Calibrate measures both strategies for template as plan says (from
+// PlanCalibration) and returns the figures; it stores nothing and waits for
+// a measurement another session runs.
+func (e *Engine) Calibrate(ctx context.Context, plan CalibrationPlan) (Calibration, error) {
+	template := plan.Template
 	if err := checkIdent(template); err != nil {
-		return c, false, err
+		return Calibration{}, err
 	}
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
-		return c, false, fmt.Errorf("measure the copy strategies: %w", transient(err))
+		return Calibration{}, fmt.Errorf("measure the copy strategies: %w", transient(err))
 	}
 	defer conn.Release()
 	version := conn.Conn().PgConn().ParameterStatus("server_version")
 	if _, err := strategyFor(version, CopyWALLog); err != nil {
-		return c, false, fmt.Errorf("%w: copyStrategy auto measures STRATEGY WAL_LOG against FILE_COPY, which PostgreSQL %s does not have: every copy there is a file copy", provisioning.ErrRejected, version)
+		return Calibration{}, fmt.Errorf("%w: the measurement compares STRATEGY WAL_LOG with FILE_COPY, which PostgreSQL %s does not have: every copy there is a file copy", provisioning.ErrRejected, version)
 	}
 	key := "instancemgr:calibrate:" + template
-	if wait {
-		_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key)
-	} else {
-		var got bool
-		if err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&got); err == nil && !got {
-			return c, false, ErrCalibrating
-		}
-	}
-	if err != nil {
-		return c, false, fmt.Errorf("lock the measurement of %q: %w", template, transient(err))
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
+		return Calibration{}, fmt.Errorf("lock the measurement of %q: %w", template, transient(err))
 	}
 	defer func() {
 		// A session lock outlives a failed statement; the connection goes
@@ -320,28 +160,28 @@ func (e *Engine) calibrate(ctx context.Context, template string, wait bool) (c C
 	// Holding the lock, nobody measures the template: what a measurement
 	// killed with its process left (copies, reservations) can go.
 	if err := e.sweepCalibration(ctx, conn, template); err != nil {
-		return c, false, err
+		return Calibration{}, err
 	}
-	if !wait {
-		if stored, _, fresh, err := e.storedCalibration(ctx, template, version); err == nil && fresh {
-			return stored, false, nil
-		}
-	}
-	c, err = e.measure(ctx, template, version)
+	c, err := e.measure(ctx, plan, version)
 	if err != nil {
-		return c, false, err
+		return c, err
 	}
-	c.Measured = true
-	e.log.Info("copy strategy measured", "template", template, "strategy", c.Strategy, "file_copy_seconds", c.FileCopy.Seconds(),
+	e.log.Info("copy strategies measured", "template", template, "recommends", c.Strategy, "file_copy_seconds", c.FileCopy.Seconds(),
 		"wal_log_seconds", c.WALLog.Seconds(), "template_bytes", c.TemplateBytes, "server_version", version)
-	if e.OnCalibrated != nil {
-		e.OnCalibrated(c)
-	}
-	return c, true, nil
+	return c, nil
 }
 
-// calibrationCopies is how many copies a measurement makes at once: a
-// replica's jobs at once, at most provisioning.MaxCalibrationCopies.
+func (e *Engine) serverVersion(ctx context.Context) (string, error) {
+	c, err := e.pool.Acquire(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the server's version: %w", transient(err))
+	}
+	defer c.Release()
+	return c.Conn().PgConn().ParameterStatus("server_version"), nil
+}
+
+// calibrationCopies is how many copies a measurement makes at once: the
+// server's jobs at once, at most provisioning.MaxCalibrationCopies.
 func (e *Engine) calibrationCopies() int {
 	return min(max(e.CalibrationConcurrency, 1), provisioning.MaxCalibrationCopies)
 }
@@ -448,20 +288,13 @@ func dropCopyOn(ctx context.Context, q session, name, id string) error {
 	return dropScratchOn(ctx, q, name)
 }
 
-// measure copies template with each strategy, in two rounds of
-// provisioning.CalibrationRoundCopies copies made calibrationCopies at a
-// time, each under the scratch name of a reservation of the engine's own,
-// drops each round's copies at once, and stores the decision with the
-// mean round of each.
-func (e *Engine) measure(ctx context.Context, template, version string) (Calibration, error) {
-	n := e.calibrationCopies()
-	c := Calibration{Template: template, ServerVersion: version, Copies: n}
-	if err := e.pool.QueryRow(ctx, `SELECT pg_database_size(oid) FROM pg_catalog.pg_database WHERE datname = $1`, template).Scan(&c.TemplateBytes); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return c, fmt.Errorf("%w: template %q does not exist", provisioning.ErrRejected, template)
-		}
-		return c, fmt.Errorf("read the size of %q: %w", template, transient(err))
-	}
+// measure copies the plan's template with each strategy, in the plan's
+// rounds of its copies made AtOnce at a time, each under the scratch name
+// of a reservation of the engine's own, drops each round's copies at once,
+// and returns the mean round of each.
+func (e *Engine) measure(ctx context.Context, plan CalibrationPlan, version string) (Calibration, error) {
+	template, n := plan.Template, max(plan.AtOnce, 1)
+	c := Calibration{Template: template, ServerVersion: version, Copies: n, RoundCopies: plan.RoundCopies, TemplateBytes: plan.TemplateBytes}
 	// The copies, each under the scratch name of a reservation of the
 	// engine's own, with the identity of the database it made (while it
 	// exists).
@@ -514,7 +347,7 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			}
 		}
 	}()
-	m := provisioning.CalibrationRoundCopies(n, c.TemplateBytes)
+	m := max(plan.RoundCopies, 1)
 	for i := range m {
 		name := provisioning.CalibrationReservation(template, i)
 		res, _, err := e.Reserve(ctx, name, provisioning.CalibrationOwner) // ErrConflict if anyone else holds the name
@@ -578,7 +411,11 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 	// (a cloud disk's burst spent) slows both strategies alike. A round
 	// is m copies queued to n copiers, each taking the next when its last
 	// is made, as a replica's workers take jobs.
-	for _, s := range []CopyStrategy{CopyFileCopy, CopyWALLog, CopyWALLog, CopyFileCopy} {
+	order := []CopyStrategy{CopyFileCopy, CopyWALLog, CopyWALLog, CopyFileCopy}
+	if plan.Rounds == 2 {
+		order = order[:2]
+	}
+	for _, s := range order {
 		errs := make([]error, m)
 		all := make([]int, m)
 		for i := range all {
@@ -615,19 +452,11 @@ func (e *Engine) measure(ctx context.Context, template, version string) (Calibra
 			return c, err
 		}
 		if s == CopyFileCopy {
-			c.FileCopy += took / 2
+			c.FileCopy += took / time.Duration(len(order)/2)
 		} else {
-			c.WALLog += took / 2
+			c.WALLog += took / time.Duration(len(order)/2)
 		}
 	}
-	c.Strategy = Choose(c.FileCopy, c.WALLog)
-	err = e.pool.QueryRow(ctx, `INSERT INTO instancemgr.copy_strategies (template, template_bytes, server_version, strategy, copies, file_copy_seconds, wal_log_seconds)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (template) DO UPDATE SET template_bytes = EXCLUDED.template_bytes, server_version = EXCLUDED.server_version, strategy = EXCLUDED.strategy,
-		    copies = EXCLUDED.copies, file_copy_seconds = EXCLUDED.file_copy_seconds, wal_log_seconds = EXCLUDED.wal_log_seconds, measured_at = now()
-		RETURNING measured_at`, template, c.TemplateBytes, version, string(c.Strategy), n, c.FileCopy.Seconds(), c.WALLog.Seconds()).Scan(&c.MeasuredAt)
-	if err != nil {
-		return c, fmt.Errorf("store the copy strategy of %q: %w", template, transient(err))
-	}
+	c.Strategy, c.MeasuredAt = Choose(c.FileCopy, c.WALLog), time.Now()
 	return c, nil
 }

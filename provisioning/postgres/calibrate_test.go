@@ -3,12 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,76 +14,16 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
-// warnings counts the records at warning level and above.
-type warnings struct {
-	slog.Handler
-	n *atomic.Int64
-}
-
-func (w warnings) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
-		w.n.Add(1)
-	}
-	return w.Handler.Handle(ctx, r)
-}
-
-func (w warnings) WithAttrs(a []slog.Attr) slog.Handler { return warnings{w.Handler.WithAttrs(a), w.n} }
-
-// autoEngine is an engine with copyStrategy auto that reads the stored
-// decision on every copy, and counts the measurements it makes and the
-// warnings it logs (a measurement that failed).
-func autoEngine(t *testing.T) (*postgres.Engine, *atomic.Int64) {
+// plan is the measurement of template at atOnce copies at a time, within
+// the default budget.
+func plan(t *testing.T, e *postgres.Engine, template string, atOnce int) postgres.CalibrationPlan {
 	t.Helper()
-	var warned atomic.Int64
-	log := slog.New(warnings{slog.NewTextHandler(io.Discard, nil), &warned})
-	t.Cleanup(func() {
-		if n := warned.Load(); n > 0 {
-			t.Errorf("%d warnings: a measurement failed", n)
-		}
-	})
-	e, err := postgres.NewEngine(context.Background(), testenv.ConnString(t, "postgres"), log)
+	e.CalibrationConcurrency = atOnce
+	p, err := e.PlanCalibration(context.Background(), template, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Close)
-	var measured atomic.Int64
-	e.CopyStrategy, e.CalibrationRecheck, e.CalibrationConcurrency = postgres.CopyAuto, time.Nanosecond, 2
-	e.OnCalibrated = func(c postgres.Calibration) {
-		if c.Measured {
-			measured.Add(1)
-		}
-	}
-	return e, &measured
-}
-
-// waitMeasured waits until the engine has heard of want measurements of
-// its own (the decision is stored, and so readable, a moment before).
-func waitMeasured(t *testing.T, measured *atomic.Int64, want int64) {
-	t.Helper()
-	testenv.Eventually(t, time.Minute, fmt.Sprintf("%d measurements", want), func() bool { return measured.Load() >= want })
-	if n := measured.Load(); n != want {
-		t.Fatalf("%d measurements, want %d", n, want)
-	}
-}
-
-// waitDecision asks for template's strategy until a decision that holds
-// is stored, and returns it.
-func waitDecision(t *testing.T, e *postgres.Engine, template string, newerThan time.Time) postgres.Calibration {
-	t.Helper()
-	var c postgres.Calibration
-	testenv.Eventually(t, 2*time.Minute, "a copy strategy decision for "+template, func() bool {
-		if _, err := e.Strategy(context.Background(), template); err != nil {
-			t.Fatal(err)
-		}
-		var stored, fresh bool
-		var err error
-		c, stored, fresh, err = e.StoredCalibration(context.Background(), template)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return stored && fresh && c.MeasuredAt.After(newerThan)
-	})
-	return c
+	return p
 }
 
 // noCalibrationLeft asserts that the measurement left no copy and no
@@ -109,132 +44,59 @@ func noCalibrationLeft(t *testing.T, template string) {
 	}
 }
 
-// On first use of a template a copy goes ahead at once with the server's
-// default, the two strategies are measured in the background on this
-// server, and the faster is stored with both figures, the template's size
-// and the server's version; copies then use it, and the measurement's own
-// copy is gone.
-func TestAutoMeasuresOnFirstUseAndCopiesWithTheFaster(t *testing.T) {
+// A measurement copies the template with each strategy, in rounds of its
+// copies made atOnce at a time, returns both figures and what they
+// recommend, stores nothing, and leaves no copy and no reservation behind;
+// copies keep the strategy the configuration names.
+func TestCalibrateMeasuresBothAndLeavesNothing(t *testing.T) {
 	t.Parallel()
-	_, prefix := newEngine(t)
+	e, prefix := newEngine(t)
 	template := prefix + "_tmpl"
-	e, measured := autoEngine(t)
-	ctx := context.Background()
-	if _, stored, _, err := e.StoredCalibration(ctx, template); err != nil || stored {
-		t.Fatalf("a decision before any copy: %v, %v", stored, err)
+	p := plan(t, e, template, 2)
+	if p.Rounds != 4 || p.AtOnce != 2 || p.RoundCopies != provisioning.CalibrationRoundCopies(2, p.TemplateBytes) || p.PeakBytes != int64(p.RoundCopies)*p.TemplateBytes {
+		t.Fatalf("plan %+v", p)
 	}
-	if s, err := e.Strategy(ctx, template); err != nil || s != postgres.CopyWALLog {
-		t.Fatalf("first copy: %q, %v; want wal_log (the server's default) while measuring", s, err)
+	c, err := e.Calibrate(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := waitDecision(t, e, template, time.Time{})
-	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != postgres.Choose(c.FileCopy, c.WALLog) || c.TemplateBytes <= 0 || c.ServerVersion == "" || c.Copies != 2 {
-		t.Fatalf("decision %+v", c)
+	if c.FileCopy <= 0 || c.WALLog <= 0 || c.Strategy != postgres.Choose(c.FileCopy, c.WALLog) || c.TemplateBytes != p.TemplateBytes || c.Copies != 2 {
+		t.Fatalf("calibration %+v", c)
 	}
-	var size int64
-	if err := testenv.Postgres(t).QueryRow(ctx, `SELECT pg_database_size($1)`, template).Scan(&size); err != nil || size != c.TemplateBytes {
-		t.Fatalf("stored size %d, the template's %d (%v)", c.TemplateBytes, size, err)
-	}
-	if s, err := e.Strategy(ctx, template); err != nil || s != c.Strategy {
-		t.Fatalf("after the decision: %q, %v; want %q", s, err, c.Strategy)
-	}
-	name := prefix + "_Auto"
-	if created, err := create(t, e, name, template); err != nil || !created {
-		t.Fatalf("create with auto: %v, %v", created, err)
-	}
-	waitMeasured(t, measured, 1)
 	noCalibrationLeft(t, template)
+	if created, err := create(t, e, prefix+"_after", template); err != nil || !created {
+		t.Fatalf("a copy after the measurement: %v, %v", created, err)
+	}
 }
 
-// The decision is measured again when the template grows, when the server
-// reports another version, when it is older than the set age, and when a
-// replica runs another number of jobs at once; until then copies keep the
-// old decision.
-func TestAutoMeasuresAgainWhenSomethingChanged(t *testing.T) {
+// The budget bounds what a measurement writes, data and WAL together: a
+// template that fits gets fewer copies a round, then two rounds; one too
+// large for even two copies is refused with the figures, before anything
+// is written.
+func TestCalibrationPlanKeepsToItsBudget(t *testing.T) {
 	t.Parallel()
-	_, prefix := newEngine(t)
+	e, prefix := newEngine(t)
 	template := prefix + "_tmpl"
-	e, measured := autoEngine(t)
-	ctx := context.Background()
-	first := waitDecision(t, e, template, time.Time{})
-	pool := testenv.Postgres(t)
-
-	// One connection, closed at once: a session on the template makes
-	// every copy of it wait.
-	conn, err := pgx.Connect(ctx, testenv.ConnString(t, template))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, `CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 8000) g`)
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grown := waitDecision(t, e, template, first.MeasuredAt)
-	if grown.TemplateBytes <= first.TemplateBytes+1<<20 {
-		t.Fatalf("after the template grew: %d bytes stored, before %d", grown.TemplateBytes, first.TemplateBytes)
-	}
-
-	for what, change := range map[string]string{
-		"another server version": `UPDATE instancemgr.copy_strategies SET server_version = '14.9' WHERE template = $1`,
-		"an old decision":        `UPDATE instancemgr.copy_strategies SET measured_at = now() - interval '8 days' WHERE template = $1`,
+	full := plan(t, e, template, 2)
+	size := full.TemplateBytes
+	for _, tc := range []struct {
+		budget        int64
+		rounds, round int
+	}{
+		{full.Bytes(), 4, full.RoundCopies},
+		{6 * size, 4, 1}, // four rounds of one copy: 4 data, 2 WAL
+		{5 * size, 2, 1}, // then two rounds of one
 	} {
-		before, _, _, err := e.StoredCalibration(ctx, template)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(ctx, change, template); err != nil {
-			t.Fatal(err)
-		}
-		again := waitDecision(t, e, template, before.MeasuredAt)
-		if again.ServerVersion == "14.9" || time.Since(again.MeasuredAt) > time.Hour {
-			t.Fatalf("after %s: %+v", what, again)
+		p, err := e.PlanCalibration(context.Background(), template, tc.budget)
+		if err != nil || p.Rounds != tc.rounds || p.RoundCopies != tc.round || p.Bytes() > tc.budget {
+			t.Errorf("budget %d: %+v, %v; want %d rounds of %d", tc.budget, p, err, tc.rounds, tc.round)
 		}
 	}
-	waitMeasured(t, measured, 4) // first use, growth, version, age
-	// A replica that runs more jobs at once measures that many copies.
-	wider, widerMeasured := autoEngine(t)
-	wider.CalibrationConcurrency = 3
-	before, _, _, err := wider.StoredCalibration(ctx, template)
-	if err != nil {
-		t.Fatal(err)
+	_, err := e.PlanCalibration(context.Background(), template, 3*size-1)
+	if !errors.Is(err, postgres.ErrOverBudget) || !strings.Contains(err.Error(), "MB") {
+		t.Fatalf("a budget under two copies and their WAL: %v", err)
 	}
-	if c := waitDecision(t, wider, template, before.MeasuredAt); c.Copies != 3 {
-		t.Fatalf("after a change of copies at once: %+v", c)
-	}
-	waitMeasured(t, widerMeasured, 1)
 	noCalibrationLeft(t, template)
-}
-
-// Two replicas that meet a template without a decision at once measure it
-// once between them, and neither fails: one measures under the server's
-// lock, the other copies with the default meanwhile and then reads the
-// decision.
-func TestTwoReplicasMeasureOnce(t *testing.T) {
-	t.Parallel()
-	_, prefix := newEngine(t)
-	template := prefix + "_tmpl"
-	a, measuredA := autoEngine(t)
-	b, measuredB := autoEngine(t)
-	var wg sync.WaitGroup
-	for _, e := range []*postgres.Engine{a, b, a, b} {
-		wg.Go(func() {
-			if _, err := e.Strategy(context.Background(), template); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	ca := waitDecision(t, a, template, time.Time{})
-	cb := waitDecision(t, b, template, time.Time{})
-	if ca.MeasuredAt != cb.MeasuredAt || ca.Strategy != cb.Strategy {
-		t.Fatalf("the replicas read different decisions: %+v, %+v", ca, cb)
-	}
-	testenv.Eventually(t, time.Minute, "the measurement to be heard", func() bool { return measuredA.Load()+measuredB.Load() >= 1 })
-	a.Close()
-	b.Close() // every measurement either started has ended
-	if n := measuredA.Load() + measuredB.Load(); n != 1 {
-		t.Fatalf("%d measurements between two replicas, want 1", n)
-	}
 }
 
 // A measurement killed with its process leaves its copies and reservations;
@@ -280,7 +142,7 @@ func TestWhatAKilledMeasurementLeftGoes(t *testing.T) {
 		}
 		return ok
 	}
-	_, err = e.Calibrate(ctx, template)
+	_, err = e.Calibrate(ctx, plan(t, e, template, 2))
 	if !errors.Is(err, provisioning.ErrConflict) || !strings.Contains(err.Error(), foreign) {
 		t.Fatalf("a measurement beside a database it did not make: %v", err)
 	}
@@ -293,7 +155,7 @@ func TestWhatAKilledMeasurementLeftGoes(t *testing.T) {
 	if _, err := pool.Exec(ctx, "DROP DATABASE "+pgx.Identifier{foreign}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := e.Calibrate(ctx, template); err != nil || c.Copies != 2 {
+	if c, err := e.Calibrate(ctx, plan(t, e, template, 2)); err != nil || c.Copies != 2 {
 		t.Fatalf("once the name is free: %+v, %v", c, err)
 	}
 	noCalibrationLeft(t, template)
@@ -332,7 +194,8 @@ func TestSweepWaitsForAKilledMeasurementsCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { _, err := e.Calibrate(ctx, template); done <- err }()
+	p := plan(t, e, template, 1)
+	go func() { _, err := e.Calibrate(ctx, p); done <- err }()
 	select {
 	case err := <-done:
 		t.Fatalf("the measurement did not wait for the copying session: %v", err)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -53,29 +52,18 @@ type Engine struct {
 	// them to go and then fails the attempt (it is retried later).
 	Sessions SessionPolicy
 	// CopyStrategy is CREATE DATABASE's STRATEGY (PostgreSQL 15 and later):
-	// CopyWALLog, CopyFileCopy, CopyAuto (measured on this server:
-	// calibrate.go), or "" for the server's default (WAL_LOG).
+	// CopyWALLog, CopyFileCopy, or "" for the server's default (WAL_LOG).
 	CopyStrategy CopyStrategy
-	// CalibrationMaxAge is how long a measured decision holds
-	// (DefaultCalibrationMaxAge when 0).
-	CalibrationMaxAge time.Duration
-	// CalibrationConcurrency is how many copies a measurement makes at
-	// once with each strategy (1 when 0; at most 8): the copies the
-	// server makes at once for jobs (provisioning.copiesAtOnce).
+	// CalibrationConcurrency is how many copies a measurement (`instancemgr
+	// calibrate`) makes at once with each strategy (1 when 0; at most 8):
+	// the copies the server makes at once for jobs
+	// (provisioning.copiesAtOnce).
 	CalibrationConcurrency int
-	// CalibrationRecheck is how often a copy reads the stored decision
-	// again (30s when 0): another replica may have measured.
-	CalibrationRecheck time.Duration
-	// OnCalibrated hears every decision of CopyAuto this engine measures or
-	// reads (metrics).
-	OnCalibrated func(Calibration)
 	// OnCopied hears how long each copy of a job took with the strategy
 	// it used ("" for the server's default): the CREATE DATABASE alone,
 	// without the protocol's statements around it (metrics).
 	OnCopied    func(strategy CopyStrategy, took time.Duration)
 	SessionWait time.Duration
-	calOnce     sync.Once
-	calState    *calibration
 	// noReservations is set by OpenEngine when the server has no
 	// reservations table: nothing has been reserved there yet.
 	noReservations bool
@@ -117,7 +105,7 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 	if warm {
 		minConns = int32(o.jobs)
 	}
-	pool, err := open(ctx, pgxConnString, int32(o.jobs+2), minConns, "the PostgreSQL maintenance database", reservationSchema+calibrationSchema, "the instancemgr reservations")
+	pool, err := open(ctx, pgxConnString, int32(o.jobs+2), minConns, "the PostgreSQL maintenance database", reservationSchema, "the instancemgr reservations")
 	if err != nil {
 		return nil, err
 	}
@@ -192,9 +180,8 @@ func newPool(ctx context.Context, connString string, maxConns, minConns int32) (
 	return pool, nil
 }
 
-// Close ends the engine's measurements and releases its connections.
+// Close releases the engine's connections.
 func (e *Engine) Close() {
-	e.stopCalibrations()
 	if e.lazy != e.pool {
 		e.lazy.Close()
 	}
@@ -216,7 +203,7 @@ func (e *Engine) CreateDatabase(ctx context.Context, name, template string, owne
 	if err := errors.Join(checkIdent(name), checkIdent(template)); err != nil {
 		return false, err
 	}
-	strategy, err := e.strategy(ctx, template)
+	strategy, err := e.strategy(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -498,12 +485,11 @@ func checkIdent(name string) error {
 // CopyStrategy is how PostgreSQL 15 and later copy the template.
 type CopyStrategy string
 
-// strategy is the STRATEGY to give CREATE DATABASE for a copy of template
-// on this server: before PostgreSQL 15 there is none to give, and every
-// copy is a file copy (auto included). The version is the one the server
-// reported when the pool's connection started (server_version), so
-// finding it costs no round trip.
-func (e *Engine) strategy(ctx context.Context, template string) (CopyStrategy, error) {
+// strategy is the STRATEGY to give CREATE DATABASE for a copy on this
+// server: before PostgreSQL 15 there is none to give, and every copy is a
+// file copy. The version is the one the server reported when the pool's
+// connection started (server_version), so finding it costs no round trip.
+func (e *Engine) strategy(ctx context.Context) (CopyStrategy, error) {
 	if e.CopyStrategy == "" {
 		return "", nil
 	}
@@ -511,18 +497,7 @@ func (e *Engine) strategy(ctx context.Context, template string) (CopyStrategy, e
 	if err != nil {
 		return "", err
 	}
-	s, err := strategyFor(version, e.CopyStrategy)
-	if s == CopyAuto {
-		return e.autoStrategy(ctx, template, version), nil
-	}
-	return s, err
-}
-
-// Strategy is the STRATEGY a copy of template gets now ("" for the
-// server's only way, before PostgreSQL 15); with CopyAuto it may start a
-// measurement.
-func (e *Engine) Strategy(ctx context.Context, template string) (CopyStrategy, error) {
-	return e.strategy(ctx, template)
+	return strategyFor(version, e.CopyStrategy)
 }
 
 // strategyFor is the rule of strategy, for a server reporting version as
@@ -536,7 +511,7 @@ func strategyFor(version string, want CopyStrategy) (CopyStrategy, error) {
 		return "", fmt.Errorf("the server reports version %q, which is not a PostgreSQL version", version)
 	case major >= 15:
 		return want, nil
-	case want == CopyFileCopy, want == CopyAuto:
+	case want == CopyFileCopy:
 		return "", nil // the only way before 15: nothing to choose from
 	}
 	return "", fmt.Errorf("%w: provisioning.copyStrategy %s needs PostgreSQL 15 or later; this server is %s (use file_copy)", provisioning.ErrRejected, want, version)

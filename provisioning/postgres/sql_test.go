@@ -130,8 +130,6 @@ func TestStrategyForServerVersion(t *testing.T) {
 		{"14.9", "", "", false},
 		{"9.6.24", CopyFileCopy, "", false},
 		{"13.12", CopyWALLog, "", true},
-		{"15.4", CopyAuto, CopyAuto, false}, // then measured (calibrate.go)
-		{"14.9", CopyAuto, "", false},       // nothing to measure: a file copy
 	} {
 		got, err := strategyFor(tc.version, tc.want)
 		if got != tc.got || (err != nil) != tc.refused || (err != nil && !errors.Is(err, provisioning.ErrRejected)) {
