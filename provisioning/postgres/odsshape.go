@@ -128,12 +128,12 @@ func (e *Engine) EnsureODSShapedTemplate(ctx context.Context, name string, conne
 	return nil
 }
 
-// odsBuildName is the name a template is built under: name's beginning and
-// a hash of all of it, within PostgreSQL's 63 bytes.
+// odsBuildName is the name a template is built under: name's first 40
+// bytes (whole characters) and a hash of all of it, within PostgreSQL's 63.
 func odsBuildName(name string) string {
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	return fmt.Sprintf("%.40s_building_%08x", name, h.Sum32())
+	return fmt.Sprintf("%s_building_%08x", strings.ToValidUTF8(name[:min(len(name), 40)], ""), h.Sum32())
 }
 
 // fillODSShape creates the generated schemas in the database at connString,

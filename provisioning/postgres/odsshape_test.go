@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -180,5 +181,14 @@ func assertNoBuilds(t *testing.T, pool *pgxpool.Pool, prefix string) {
 	}
 	if len(builds) > 0 {
 		t.Errorf("builds left behind: %v", builds)
+	}
+}
+
+func TestODSBuildName(t *testing.T) {
+	for _, name := range []string{"Ods_Minimal_Template", strings.Repeat("é", 31) + "x", strings.Repeat("a", 63)} {
+		b := postgres.ODSBuildName(name)
+		if len(b) > 63 || !utf8.ValidString(b) || b == name || !strings.Contains(b, "_building_") {
+			t.Errorf("the build name of %q is %q", name, b)
+		}
 	}
 }
