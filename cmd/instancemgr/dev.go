@@ -25,7 +25,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&o.NATSPort, "nats-port", o.NATSPort, "port of the embedded NATS server (0: a free one)")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "where the simulator's instances and JetStream's jobs are kept between runs")
 	fs.StringVar(&o.Template, "template", o.Template, "template database (created if absent, as -template-shape says)")
-	fs.StringVar(&o.TemplateShape, "template-shape", o.TemplateShape, "what the templates dev creates hold: minimal (one small table) or ods (the schemas, tables, keys, indexes and foreign keys of Ed-Fi's DS 6.1 ODS, generated, about 56 MB); an existing template is used as it is")
+	fs.StringVar(&o.TemplateShape, "template-shape", o.TemplateShape, "what the templates dev creates hold: minimal (one small table) or ods (the schemas, tables, keys, indexes and foreign keys of Ed-Fi's DS 6.1 ODS, generated, about 58 MB); an existing template is used as it is")
 	fs.StringVar(&o.AdminDatabase, "admin-database", o.AdminDatabase, "EdFi_Admin database (created with its tables if absent)")
 	fs.StringVar(&o.NamePattern, "name-pattern", o.NamePattern, "database naming pattern")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often the bridge polls the simulator")

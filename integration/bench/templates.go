@@ -26,7 +26,7 @@ type TemplateSpec struct {
 const ShapeODS = "ods"
 
 // The templates of a full run: a few MB, about 100 MB (an ODS with some
-// data), and the ODS's own shape (about 56 MB in 3,800 relations, as Ed-Fi's
+// data), and the ODS's own shape (about 58 MB in 4,500 relation files, as Ed-Fi's
 // minimal template). The small run uses Tiny.
 var (
 	Small = TemplateSpec{Label: "small", Tables: 60, Rows: 400}

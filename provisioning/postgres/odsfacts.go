@@ -40,6 +40,7 @@ const (
 	ODSSequences          = 181                                                                   // 180 with the entities, 1 on its own schema
 	ODSViews              = 9                                                                     // 8 authorization, 1 interoperability
 	ODSColumns            = 8559                                                                  // of tables
+	ODSToastTables        = 347                                                                   // tables whose rows may be long enough for TOAST: a file and an index more each
 	ODSAllIndexes         = ODSPrimaryKeys + ODSUniqueConstraints + ODSUniqueIndexes + ODSIndexes // 2646 in pg_index
 	odsForeignKeysMain    = 1671
 	odsForeignKeysInterop = 6
@@ -51,6 +52,8 @@ const (
 	odsColumnsChanges     = 2715
 	odsColumnsInterop     = 23
 	odsColumnsAuth        = 2
+	odsToastMain          = 241
+	odsToastChanges       = 106
 	// The entity tables whose names end in "descriptor": those Ed-Fi's
 	// minimal template fills.
 	odsDescriptorTables = 281

@@ -11,7 +11,7 @@ import (
 )
 
 // DefaultODSShapeRows is the rows of each filled table of an ODS-shaped
-// template when the caller gives none: about 56 MB in all on PostgreSQL
+// template when the caller gives none: about 58 MB in all on PostgreSQL
 // 15, as Ed-Fi's structure (52 MB empty) with its descriptors.
 const DefaultODSShapeRows = 40
 
@@ -28,6 +28,7 @@ type odsSchema struct {
 	indexes                int // on foreign-key columns first, then on code
 	sequences              int // the roots' key defaults, or alone when there is no table
 	views                  int // over the first schema's tables
+	long                   int // the first tables, which get a description long enough for a TOAST table
 	filled                 int // the first tables, which get rows
 }
 
@@ -36,8 +37,8 @@ type odsSchema struct {
 // schema of functions (empty here). As in Ed-Fi's minimal template, only
 // as many tables as it has descriptor tables hold rows.
 var odsSchemas = []odsSchema{
-	{tables: ODSTablesMain, columns: odsColumnsMain, roots: odsSequencesMain, fks: odsForeignKeysMain, uniqueIDs: ODSUniqueIndexes, uniqueCodes: ODSUniqueConstraints, indexes: ODSIndexes - odsIndexesAuth, sequences: odsSequencesMain, filled: odsDescriptorTables},
-	{tables: ODSTablesChanges, columns: odsColumnsChanges, roots: ODSTablesChanges},
+	{tables: ODSTablesMain, columns: odsColumnsMain, roots: odsSequencesMain, fks: odsForeignKeysMain, uniqueIDs: ODSUniqueIndexes, uniqueCodes: ODSUniqueConstraints, indexes: ODSIndexes - odsIndexesAuth, sequences: odsSequencesMain, filled: odsDescriptorTables, long: odsToastMain},
+	{tables: ODSTablesChanges, columns: odsColumnsChanges, roots: ODSTablesChanges, long: odsToastChanges},
 	{tables: ODSTablesInterop, columns: odsColumnsInterop, fks: odsForeignKeysInterop, views: odsViewsInterop},
 	{tables: ODSTablesAuth, columns: odsColumnsAuth, indexes: odsIndexesAuth, views: odsViewsAuth},
 	{sequences: ODSSequences - odsSequencesMain},
@@ -46,12 +47,14 @@ var odsSchemas = []odsSchema{
 
 // odsFiller are the types of the columns beyond the keys, in the ODS's
 // mix (character varying most, then integers, timestamps, dates), with the
-// value each row gets from g, its number, and {i}, the column's.
+// value each row gets from g, its number, and {i}, the column's. Their
+// widths together stay under the size that gives a table a TOAST table
+// (2 kB a row at most), so that only the long tables have one.
 var odsFiller = []struct{ typ, value string }{
-	{"varchar(75)", "left(md5(g::text || '{i}'), 30)"},
+	{"varchar(50)", "left(md5(g::text || '{i}'), 30)"},
 	{"integer", "(g * 7 + {i}) % 100000"},
 	{"timestamp", "timestamp '2024-07-01' + g * interval '1 hour'"},
-	{"varchar(255)", "repeat(md5(g::text || '{i}'), 2)"},
+	{"varchar(100)", "repeat(md5(g::text || '{i}'), 2)"},
 	{"date", "date '2024-08-01' + g % 365"},
 	{"bigint", "g * 1000 + {i}"},
 	{"varchar(60)", "'n' || g"},
@@ -218,6 +221,10 @@ func odsShapeSQL(rows int) []string {
 			for x := range extraOf[t] {
 				if !root && x == 0 {
 					col("createdate", "timestamp NOT NULL DEFAULT now()", "now()")
+					continue
+				}
+				if t < sc.long && (x == 0 || !root && x == 1) {
+					col("description", "varchar(1024)", "'Description ' || g || ' ' || md5(g::text)")
 					continue
 				}
 				f := odsFiller[(t+x)%len(odsFiller)]

@@ -16,8 +16,8 @@ import (
 // odsCatalog is what a database holds outside PostgreSQL's own schemas and
 // public, counted the way odsfacts.go's counts were.
 type odsCatalog struct {
-	Schemas, Tables, PrimaryKeys, UniqueConstraints, UniqueIndexes, Indexes, ForeignKeys, Sequences, Views, Columns int
-	TablesPerSchema                                                                                                 string
+	Schemas, Tables, PrimaryKeys, UniqueConstraints, UniqueIndexes, Indexes, ForeignKeys, Sequences, Views, Columns, ToastTables int
+	TablesPerSchema                                                                                                              string
 }
 
 func countODSCatalog(t *testing.T, db string) odsCatalog {
@@ -44,9 +44,10 @@ SELECT
   (SELECT count(*) FROM pg_views v JOIN pg_namespace n ON n.nspname = v.schemaname WHERE n.oid IN (SELECT oid FROM ns)),
   (SELECT count(*) FROM pg_attribute a JOIN pg_class x ON x.oid = a.attrelid
      WHERE x.relkind IN ('r', 'p') AND x.relnamespace IN (SELECT oid FROM ns) AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'p') AND relnamespace IN (SELECT oid FROM ns) AND reltoastrelid <> 0),
   (SELECT string_agg(n::text, ',' ORDER BY n DESC) FROM (SELECT count(*) AS n FROM pg_class
      WHERE relkind IN ('r', 'p') AND relnamespace IN (SELECT oid FROM ns) GROUP BY relnamespace) per)`).Scan(
-		&c.Schemas, &c.Tables, &c.PrimaryKeys, &c.UniqueConstraints, &c.UniqueIndexes, &c.Indexes, &c.ForeignKeys, &c.Sequences, &c.Views, &c.Columns, &c.TablesPerSchema)
+		&c.Schemas, &c.Tables, &c.PrimaryKeys, &c.UniqueConstraints, &c.UniqueIndexes, &c.Indexes, &c.ForeignKeys, &c.Sequences, &c.Views, &c.Columns, &c.ToastTables, &c.TablesPerSchema)
 	if err != nil {
 		t.Fatalf("count the catalog of %s: %v", db, err)
 	}
@@ -57,7 +58,7 @@ SELECT
 var odsFacts = odsCatalog{
 	Schemas: postgres.ODSSchemas, Tables: postgres.ODSTables, PrimaryKeys: postgres.ODSPrimaryKeys, UniqueConstraints: postgres.ODSUniqueConstraints,
 	UniqueIndexes: postgres.ODSUniqueIndexes, Indexes: postgres.ODSIndexes, ForeignKeys: postgres.ODSForeignKeys, Sequences: postgres.ODSSequences,
-	Views: postgres.ODSViews, Columns: postgres.ODSColumns, TablesPerSchema: "829,176,5,1",
+	Views: postgres.ODSViews, Columns: postgres.ODSColumns, ToastTables: postgres.ODSToastTables, TablesPerSchema: "829,176,5,1",
 }
 
 // identity is what a second build would change: the database's oid and
