@@ -95,8 +95,16 @@ func TestEnsureODSShapedTemplate(t *testing.T) {
 	connectTo := func(db string) string { return testenv.ConnString(t, db) }
 	name := prefix + "_ods"
 
-	if err := e.EnsureODSShapedTemplate(ctx, name, connectTo, 3); err != nil {
-		t.Fatal(err)
+	// Two at once, as two processes starting together: one builds, the
+	// other waits and finds it made.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- e.EnsureODSShapedTemplate(ctx, name, connectTo, 3) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := countODSCatalog(t, name); got != odsFacts {
 		t.Errorf("the template's catalog:\n got %+v\nwant %+v", got, odsFacts)
