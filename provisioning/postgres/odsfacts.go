@@ -7,12 +7,12 @@ package postgres
 // Source: github.com/Ed-Fi-Alliance-OSS/Ed-Fi-ODS, main at commit
 // 24fe66cfc04459ad6d6cac09d635d3c149b24669 (2026-06-25), folder
 // Application/EdFi.Ods.Standard/Standard/6.1.0/Artifacts/PgSql/Structure/Ods:
-// its 49 scripts 0010-Schemas.sql … 1520-UpdateEdFiStandardVersionTo61.sql
+// its 47 scripts 0010-Schemas.sql … 1520-UpdateEdFiStandardVersionTo61.sql
 // (tables, foreign keys, id indexes, auth views, aggregate-id sequences)
-// and the 14 of its Changes/ folder (change queries: the tracked-changes
+// and the 15 of its Changes/ folder (change queries: the tracked-changes
 // tables, the change-version sequence, columns and indexes), run in name
 // order into an empty PostgreSQL 15 database and counted in the catalog
-// (pg_namespace, pg_class, pg_constraint, pg_index, pg_views,
+// (pg_namespace, pg_class with reltoastrelid, pg_constraint, pg_index, pg_views,
 // pg_attribute), so that what later scripts drop or replace is not
 // counted. RecordOwnership/ (an optional feature adding one column per
 // table) is not counted. Without Changes/ (change queries off) they are:
