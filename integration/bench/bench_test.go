@@ -30,18 +30,18 @@ type size struct {
 func benchSize(t *testing.T) size {
 	sz := size{templates: []bench.TemplateSpec{bench.Tiny}, n: 4, replicas: []int{1, 2}, repeat: 1}
 	if os.Getenv("INSTANCEMGR_BENCH") == "full" {
-		sz = size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large}, n: 80, replicas: []int{1, 2, 4}, repeat: 5}
+		sz = size{full: true, templates: []bench.TemplateSpec{bench.Small, bench.Large, bench.ODS}, n: 80, replicas: []int{1, 2, 4}, repeat: 5}
 	}
 	// A part of a run, to look into one figure:
 	// INSTANCEMGR_BENCH_TEMPLATES=large INSTANCEMGR_BENCH_REPLICAS=1,2 INSTANCEMGR_BENCH_N=40.
 	if v := os.Getenv("INSTANCEMGR_BENCH_TEMPLATES"); v != "" {
 		sz.templates = nil
 		for _, label := range strings.Split(v, ",") {
-			i := slices.IndexFunc([]bench.TemplateSpec{bench.Tiny, bench.Small, bench.Large}, func(s bench.TemplateSpec) bool { return s.Label == label })
+			i := slices.IndexFunc(bench.Templates, func(s bench.TemplateSpec) bool { return s.Label == label })
 			if i < 0 {
-				t.Fatalf("INSTANCEMGR_BENCH_TEMPLATES: no template %q (tiny, small, large)", label)
+				t.Fatalf("INSTANCEMGR_BENCH_TEMPLATES: no template %q (tiny, small, large, ods)", label)
 			}
-			sz.templates = append(sz.templates, []bench.TemplateSpec{bench.Tiny, bench.Small, bench.Large}[i])
+			sz.templates = append(sz.templates, bench.Templates[i])
 		}
 	}
 	if v := os.Getenv("INSTANCEMGR_BENCH_REPLICAS"); v != "" {

@@ -41,7 +41,7 @@ func TestBenchQuick(t *testing.T) {
 	cases := []quickCase{{bench.Tiny, 3}}
 	replicas := []int{1}
 	if quick {
-		cases = []quickCase{{bench.Small, 20}, {bench.Large, 10}}
+		cases = []quickCase{{bench.Small, 20}, {bench.Large, 10}, {bench.ODS, 10}}
 		replicas = []int{1, 2}
 	}
 	world := itest.NewWorld(t, "")

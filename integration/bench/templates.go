@@ -9,23 +9,34 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edfi-tools/instancemgr/internal/connstr"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // TemplateSpec says how to generate a template: many tables, as an ODS has,
-// each with rows of some width.
+// each with rows of some width; or, with Shape ShapeODS, the shape of Ed-Fi's
+// DS 6.1 ODS (postgres.EnsureODSShapedTemplate), Rows in each filled table.
 type TemplateSpec struct {
-	Label  string // "small", "large"
+	Label  string // "small", "large", "ods"
+	Shape  string // "" (Tables tables of Rows rows) or ShapeODS
 	Tables int
 	Rows   int // per table
 }
 
-// The templates of a full run: a few MB, and about 100 MB (an ODS with
-// some data). The small run uses Tiny.
+// ShapeODS is a TemplateSpec's Shape for a template of the ODS's shape.
+const ShapeODS = "ods"
+
+// The templates of a full run: a few MB, about 100 MB (an ODS with some
+// data), and the ODS's own shape (about 58 MB in 4,500 relation files, as Ed-Fi's
+// minimal template). The small run uses Tiny.
 var (
 	Small = TemplateSpec{Label: "small", Tables: 60, Rows: 400}
 	Large = TemplateSpec{Label: "large", Tables: 400, Rows: 800}
+	ODS   = TemplateSpec{Label: "ods", Shape: ShapeODS, Tables: postgres.ODSTables, Rows: postgres.DefaultODSShapeRows}
 	Tiny  = TemplateSpec{Label: "tiny", Tables: 10, Rows: 50}
 )
+
+// Templates are the templates a run can be asked for by label.
+var Templates = []TemplateSpec{Tiny, Small, Large, ODS}
 
 // Template is a generated template database.
 type Template struct {
@@ -39,6 +50,10 @@ type Template struct {
 func MakeTemplate(t testing.TB, pg *pgxpool.Pool, master connstr.Conn, name string, spec TemplateSpec) Template {
 	t.Helper()
 	ctx := context.Background()
+	if spec.Shape == ShapeODS {
+		makeODSShaped(t, master, name, spec.Rows)
+		return measured(t, pg, name, spec)
+	}
 	if _, err := pg.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("create template %s: %v", name, err)
 	}
@@ -62,6 +77,27 @@ END $$;`, spec.Tables, spec.Rows)
 		t.Fatalf("fill template %s: %v", name, err)
 	}
 	conn.Close(ctx)
+	return measured(t, pg, name, spec)
+}
+
+// makeODSShaped builds the ODS-shaped template name on master, as dev does.
+func makeODSShaped(t testing.TB, master connstr.Conn, name string, rows int) {
+	t.Helper()
+	ctx := context.Background()
+	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	if err := engine.EnsureODSShapedTemplate(ctx, name, func(db string) string { return master.WithDatabase(db).PgxConnString() }, rows); err != nil {
+		t.Fatalf("make the ODS-shaped template %s: %v", name, err)
+	}
+}
+
+// measured is the template name once on disk: its size, after a checkpoint.
+func measured(t testing.TB, pg *pgxpool.Pool, name string, spec TemplateSpec) Template {
+	t.Helper()
+	ctx := context.Background()
 	var size int64
 	if err := pg.QueryRow(ctx, `SELECT pg_database_size($1)`, name).Scan(&size); err != nil {
 		t.Fatal(err)

@@ -36,11 +36,14 @@ import (
 
 // DevOptions are dev's flags.
 type DevOptions struct {
-	Postgres      string // maintenance database, URL or Npgsql form
-	Listen        string // the simulator's address
-	NATSPort      int    // 0 picks a free port
-	DataDir       string // the simulator's instances and JetStream's jobs, kept between runs
-	Template      string
+	Postgres string // maintenance database, URL or Npgsql form
+	Listen   string // the simulator's address
+	NATSPort int    // 0 picks a free port
+	DataDir  string // the simulator's instances and JetStream's jobs, kept between runs
+	Template string
+	// TemplateShape is what the templates dev creates when absent hold:
+	// TemplateShapeMinimal or TemplateShapeODS.
+	TemplateShape string
 	AdminDatabase string
 	NamePattern   string
 	PollInterval  time.Duration
@@ -60,6 +63,13 @@ type DevOptions struct {
 	AllowNonLoopback bool
 }
 
+// The shapes of the templates dev creates: one small table, or the
+// counts of Ed-Fi's Data Standard 6.1 ODS (postgres.EnsureODSShapedTemplate).
+const (
+	TemplateShapeMinimal = "minimal"
+	TemplateShapeODS     = "ods"
+)
+
 // devWorkers is each dev replica's consumer.concurrency.
 const devWorkers = 2
 
@@ -71,7 +81,7 @@ func (o DevOptions) CopiesAtOnce() int { return max(o.Replicas, 1) * devWorkers 
 func DefaultDevOptions() DevOptions {
 	return DevOptions{
 		Postgres: "postgres://postgres@127.0.0.1:5432/postgres", Listen: "127.0.0.1:8089", DataDir: defaultDevDataDir(),
-		Template: "Ods_Minimal_Template", AdminDatabase: "EdFi_Admin", NamePattern: provisioning.DefaultNamePattern,
+		Template: "Ods_Minimal_Template", TemplateShape: TemplateShapeMinimal, AdminDatabase: "EdFi_Admin", NamePattern: provisioning.DefaultNamePattern,
 		PollInterval: 2 * time.Second, Replicas: 2, Registration: config.RegistrationWorker, Flavor: config.FlavorAdminConsole, LogLevel: "info", HTTP: "127.0.0.1:8090",
 	}
 }
@@ -82,6 +92,9 @@ func DefaultDevOptions() DevOptions {
 func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logger) error {
 	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
 		return err
+	}
+	if o.TemplateShape != TemplateShapeMinimal && o.TemplateShape != TemplateShapeODS {
+		return fmt.Errorf("template-shape: %q is neither %s nor %s", o.TemplateShape, TemplateShapeMinimal, TemplateShapeODS)
 	}
 	master, err := connstr.ParsePostgres(o.Postgres)
 	if err != nil {
@@ -168,7 +181,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	for _, key := range slices.Sorted(maps.Keys(cfg.Provisioning.Templates)) {
 		templates = append(templates, cfg.Provisioning.Templates[key])
 	}
-	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, templates, manageFlavor); err != nil {
+	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, templates, o.TemplateShape, manageFlavor); err != nil {
 		return err
 	}
 
@@ -242,9 +255,9 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 }
 
 // prepareDevDatabases creates EdFi_Admin with the registration tables (and
-// the newest Admin API's manage tables, with manage) and small templates,
-// when they are absent.
-func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB string, templates []string, manage bool) error {
+// the newest Admin API's manage tables, with manage) and templates of
+// shape, when they are absent.
+func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB string, templates []string, shape string, manage bool) error {
 	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
@@ -253,8 +266,15 @@ func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB strin
 	if err := engine.EnsureDatabase(ctx, adminDB); err != nil {
 		return err
 	}
+	connectTo := func(db string) string { return master.WithDatabase(db).PgxConnString() }
 	for _, template := range templates {
-		if err := engine.EnsureMinimalTemplate(ctx, template, func(db string) string { return master.WithDatabase(db).PgxConnString() }); err != nil {
+		var err error
+		if shape == TemplateShapeODS {
+			err = engine.EnsureODSShapedTemplate(ctx, template, connectTo, 0)
+		} else {
+			err = engine.EnsureMinimalTemplate(ctx, template, connectTo)
+		}
+		if err != nil {
 			return err
 		}
 	}
