@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // DefaultODSShapeRows is the rows of each filled table of an ODS-shaped
@@ -131,12 +133,14 @@ func (e *Engine) EnsureODSShapedTemplate(ctx context.Context, name string, conne
 	return nil
 }
 
-// odsBuildName is the name a template is built under: name's first 40
-// bytes (whole characters) and a hash of all of it, within PostgreSQL's 63.
+// odsBuildName is the name a template is built under: under the system's
+// own prefix, which no request's database can have (provisioning.Naming),
+// so that dropping a build left by a killed process can only drop the
+// system's own; a hash of the template's name keeps builds apart.
 func odsBuildName(name string) string {
-	h := fnv.New32a()
+	h := fnv.New64a()
 	h.Write([]byte(name))
-	return fmt.Sprintf("%s_building_%08x", strings.ToValidUTF8(name[:min(len(name), 40)], ""), h.Sum32())
+	return fmt.Sprintf("%sbuilding_%016x", provisioning.SystemPrefix, h.Sum64())
 }
 
 // fillODSShape creates the generated schemas in the database at connString,

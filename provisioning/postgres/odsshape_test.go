@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -196,7 +197,7 @@ func assertNoBuilds(t *testing.T, pool *pgxpool.Pool, prefix string) {
 func TestODSBuildName(t *testing.T) {
 	for _, name := range []string{"Ods_Minimal_Template", strings.Repeat("é", 31) + "x", strings.Repeat("a", 63)} {
 		b := postgres.ODSBuildName(name)
-		if len(b) > 63 || !utf8.ValidString(b) || b == name || !strings.Contains(b, "_building_") {
+		if len(b) > 63 || !utf8.ValidString(b) || b == name || !provisioning.SystemName(b) || b == postgres.ODSBuildName(name+"2") {
 			t.Errorf("the build name of %q is %q", name, b)
 		}
 	}
