@@ -174,7 +174,7 @@ func TestBenchQuick(t *testing.T) {
 		Title: fmt.Sprintf("The system (the server's default strategy, WAL_LOG) against the faster raw strategy at the same concurrency (%d jobs per replica at once; medians of %d rounds), on the shared server and on the private one in memory, where no disk's noise hides the system's own overhead", perReplica, rounds),
 		Header: []string{"server", "template", "N", "replicas", "raw FILE_COPY s", "raw WAL_LOG s", "calibrate recommends", "the system copied with", "system s", "system/faster raw", "each round", "target", "met",
 			"faster raw ms a copy", "job ms", "database ms", "of it copy ms", "registration ms", "adminapi ms", "pickup p50 ms",
-			"server CPU ms a job, raw WAL_LOG", "server CPU ms a job, system", "system's processes CPU ms a job"},
+			"server CPU ms a job, raw WAL_LOG", "server CPU ms a job, system", "system's processes CPU ms a job", "copies beyond the requests' (MB)"},
 	}
 	var headline [][]string
 	systemRow := func(sv *server, c quickCase, r int) {
@@ -216,6 +216,16 @@ func TestBenchQuick(t *testing.T) {
 		if i, ok := atOnce[sv.label+"/"+c.spec.Label]; ok && r*perReplica == perReplica {
 			fill(strategyTable.Rows[i], raw, cal)
 		}
+		// Every copy the system's jobs made (each one timed): none beyond
+		// the requests' own databases, or a job wrote scratch copies
+		// nobody asked for.
+		copies := 0
+		for _, n := range sys.CopiedWith {
+			copies += n
+		}
+		if copies != c.n {
+			t.Errorf("%s, %s, %d replica(s): the system made %d copies for %d requests", sv.label, c.spec.Label, r, copies, c.n)
+		}
 		p := sys.PerJob
 		// Processor time a job: the server's in raw's run with the same
 		// strategy and in the system's, and the system's own processes'
@@ -224,7 +234,8 @@ func TestBenchQuick(t *testing.T) {
 		cpu := []string{perJob(median(rawCPU["wal_log"], itself)), perJob(sys.ServerCPU), perJob(sys.ProcessCPU + sys.HarnessCPU)}
 		systemTable.Rows = append(systemTable.Rows, []string{sv.label, c.spec.Label, fmt.Sprint(c.n), fmt.Sprint(r), bench.Secs(raw["file_copy"]), bench.Secs(raw["wal_log"]), string(cal.Strategy), copiedWith(sys.CopiedWith),
 			bench.Secs(sys.Elapsed), fmt.Sprintf("%.2f", ratio), strings.Join(each, " "), "≤ 1.05", yesNo(ratio <= 1.05),
-			bench.Ms1(raw[fasterOf(raw)] * time.Duration(r*perReplica) / time.Duration(c.n)), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["copy"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]), bench.Ms(sys.PickupP50), cpu[0], cpu[1], cpu[2]})
+			bench.Ms1(raw[fasterOf(raw)] * time.Duration(r*perReplica) / time.Duration(c.n)), bench.Ms1(p["job"]), bench.Ms1(p["database"]), bench.Ms1(p["copy"]), bench.Ms1(p["registration"]), bench.Ms1(p["adminapi"]), bench.Ms(sys.PickupP50), cpu[0], cpu[1], cpu[2],
+			fmt.Sprintf("%d (%s)", copies-c.n, bench.MB(int64(copies-c.n)*tmpl.Bytes))})
 		headline = append(headline, []string{fmt.Sprintf("system/faster raw, %s, %d replica(s), %s", c.spec.Label, r, sv.label), fmt.Sprintf("%.2f", ratio), "≤ 1.05", yesNo(ratio <= 1.05)})
 		lap(fmt.Sprintf("system, %s, %d replica(s), %s", c.spec.Label, r, sv.label))
 	}
