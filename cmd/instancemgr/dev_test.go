@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,4 +262,41 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A data directory and its EdFi_Admin belong together: the simulator in one
+// numbers instances on from its state, and the ledger in the other holds
+// what those numbers made. A run with another data directory on the same
+// EdFi_Admin (it would number its first instance where the ledger already
+// has one: a conflict, and a request pending for ever) stops before
+// anything runs, saying which directory the database belongs to; the first
+// directory goes on as before.
+func TestDevDataDirectoryBelongsToItsEdFiAdmin(t *testing.T) {
+	t.Parallel()
+	_, prefix, args := devWorld(t, "warn")
+	first := ""
+	for i, a := range args {
+		if a == "-data-dir" {
+			first = args[i+1]
+		}
+	}
+	_, _, stop := startDev(t, args)
+	stop()
+
+	other := slices.Clone(args)
+	second := t.TempDir()
+	other[slices.Index(other, "-data-dir")+1] = second
+	var out, errOut testenv.SyncBuffer
+	// Bounded: a dev that starts anyway runs until its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := runDev(ctx, other, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), prefix+"_admin belongs to the data directory "+first) || !strings.Contains(err.Error(), "-data-dir "+first) {
+		t.Fatalf("dev with another data directory on the same EdFi_Admin: %v", err)
+	}
+	if strings.Contains(out.String(), "instancemgr dev is running") {
+		t.Fatal("dev started anyway")
+	}
+	_, _, stop = startDev(t, args)
+	stop()
 }

@@ -105,6 +105,8 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	// so two runs behave like one long run: the simulator numbers new
 	// instances after the old ones, as the real Admin API would.
 	store := filepath.Join(o.DataDir, "jetstream")
+	_, err = os.Stat(filepath.Join(o.DataDir, "simulator.json"))
+	freshDataDir := errors.Is(err, os.ErrNotExist)
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -181,7 +183,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	for _, key := range slices.Sorted(maps.Keys(cfg.Provisioning.Templates)) {
 		templates = append(templates, cfg.Provisioning.Templates[key])
 	}
-	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, templates, o.TemplateShape, manageFlavor); err != nil {
+	if err := prepareDevDatabases(ctx, master, o.AdminDatabase, templates, o.TemplateShape, manageFlavor, devDataDir{path: o.DataDir, fresh: freshDataDir}); err != nil {
 		return err
 	}
 
@@ -257,7 +259,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 // prepareDevDatabases creates EdFi_Admin with the registration tables (and
 // the newest Admin API's manage tables, with manage) and templates of
 // shape, when they are absent.
-func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB string, templates []string, shape string, manage bool) error {
+func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB string, templates []string, shape string, manage bool, dir devDataDir) error {
 	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), nil)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
@@ -286,6 +288,9 @@ func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB strin
 	if err := reg.EnsureAdminSchema(ctx); err != nil {
 		return err
 	}
+	if err := dir.claim(ctx, master.WithDatabase(adminDB).PgxConnString(), adminDB); err != nil {
+		return err
+	}
 	if !manage {
 		return nil
 	}
@@ -297,6 +302,75 @@ func prepareDevDatabases(ctx context.Context, master connstr.Conn, adminDB strin
 	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, simulator.ManageSchema); err != nil {
 		return fmt.Errorf("create the manage tables in %s: %w", adminDB, err)
+	}
+	return nil
+}
+
+// devDataDir is dev's data directory, and whether this run found it new
+// (no simulator state in it yet).
+type devDataDir struct {
+	path  string
+	fresh bool
+}
+
+// claim binds the data directory and EdFi_Admin to each other: the
+// simulator in one numbers instances on from its state, and the ledger in
+// the other holds what those numbers made, so a data directory meeting
+// another's EdFi_Admin would reuse ids the ledger holds (a conflict, and a
+// request pending for ever). The directory keeps a random id (dev.id);
+// EdFi_Admin keeps the id and path of the one directory it belongs to. A
+// mismatch stops dev before anything runs, saying what to do.
+func (d devDataDir) claim(ctx context.Context, adminConn, adminDB string) error {
+	idFile := filepath.Join(d.path, "dev.id")
+	b, err := os.ReadFile(idFile)
+	id := strings.TrimSpace(string(b))
+	switch {
+	case errors.Is(err, os.ErrNotExist) || err == nil && id == "":
+		id = randomHex(16)
+		if err := os.WriteFile(idFile, []byte(id+"\n"), 0o600); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("data directory: %w", err)
+	}
+	conn, err := pgx.Connect(ctx, adminConn)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", adminDB, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS instancemgr.dev_data_directory (
+    one        boolean     PRIMARY KEY DEFAULT true CHECK (one),
+    id         text        NOT NULL,
+    path       text        NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("bind %s to the data directory: %w", adminDB, err)
+	}
+	var owner, ownerPath string
+	err = conn.QueryRow(ctx, `SELECT id, path FROM instancemgr.dev_data_directory`).Scan(&owner, &ownerPath)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if d.fresh {
+			// Made by a dev run from before directories were bound, with
+			// another directory: its instances' ids are not this one's.
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM instancemgr.instances`).Scan(&n); err != nil {
+				return fmt.Errorf("read the ledger of %s: %w", adminDB, err)
+			}
+			if n > 0 {
+				return fmt.Errorf("dev: %s holds %d instances made with another data directory, and %s is new: their ids would collide. Run dev with that run's -data-dir, or with -admin-database and a new name, or drop %s and its instance databases to start clean", adminDB, n, d.path, adminDB)
+			}
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO instancemgr.dev_data_directory (id, path) VALUES ($1, $2) ON CONFLICT (one) DO NOTHING`, id, d.path); err != nil {
+			return fmt.Errorf("bind %s to the data directory: %w", adminDB, err)
+		}
+		if err := conn.QueryRow(ctx, `SELECT id, path FROM instancemgr.dev_data_directory`).Scan(&owner, &ownerPath); err != nil {
+			return fmt.Errorf("bind %s to the data directory: %w", adminDB, err)
+		}
+	case err != nil:
+		return fmt.Errorf("read which data directory %s belongs to: %w", adminDB, err)
+	}
+	if owner != id {
+		return fmt.Errorf("dev: %s belongs to the data directory %s, not to %s: their instance ids would collide. Run dev with -data-dir %s, or with -admin-database and a new name, or drop %s and its instance databases to start clean", adminDB, ownerPath, d.path, ownerPath, adminDB)
 	}
 	return nil
 }
