@@ -24,6 +24,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&o.AllowNonLoopback, "allow-non-loopback-for-tests", false, "let -listen be an address other machines reach: anyone who reaches the simulator can register a client with full access")
 	fs.IntVar(&o.NATSPort, "nats-port", o.NATSPort, "port of the embedded NATS server (0: a free one)")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "where the simulator's instances and JetStream's jobs are kept between runs")
+	fs.BoolVar(&o.Reset, "reset", false, "start clean: drop the instance databases the data directory's EdFi_Admin records, that EdFi_Admin and the data directory (nothing dev did not make), then run")
 	fs.StringVar(&o.Template, "template", o.Template, "template database (created if absent, as -template-shape says)")
 	fs.StringVar(&o.TemplateShape, "template-shape", o.TemplateShape, "what the templates dev creates hold: minimal (one small table) or ods (the schemas, tables, keys, indexes and foreign keys of Ed-Fi's DS 6.1 ODS, generated, about 58 MB); an existing template is used as it is")
 	fs.StringVar(&o.AdminDatabase, "admin-database", o.AdminDatabase, "EdFi_Admin database (created with its tables if absent)")

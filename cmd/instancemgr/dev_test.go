@@ -300,3 +300,43 @@ func TestDevDataDirectoryBelongsToItsEdFiAdmin(t *testing.T) {
 	_, _, stop = startDev(t, args)
 	stop()
 }
+
+// dev -reset starts clean: the instance databases its EdFi_Admin records
+// and that EdFi_Admin are dropped, the data directory is emptied, and the
+// next instance is numbered 1 again; a database dev did not make (another
+// data directory's EdFi_Admin) is never touched.
+func TestDevResetStartsClean(t *testing.T) {
+	t.Parallel()
+	pg, prefix, args := devWorld(t, "warn")
+	simURL, _, stop := startDev(t, args)
+	ctx := context.Background()
+	req := adminapi.InstanceRequest{TenantID: 1, TenantName: "default", Name: "Kept", InstanceType: "enterprise"}
+	inst, err := console(t, simURL).CreateOdsInstance(ctx, "", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, "the instance made", func() bool {
+		var ok bool
+		_ = pg.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, prefix+"_Kept").Scan(&ok)
+		return ok
+	})
+	stop()
+
+	// Another data directory's reset leaves this EdFi_Admin alone.
+	other := slices.Clone(args)
+	other[slices.Index(other, "-data-dir")+1] = t.TempDir()
+	if err := runDev(ctx, append(other, "-reset"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "does not belong to the data directory") {
+		t.Fatalf("a reset with another data directory: %v", err)
+	}
+
+	simURL, _, stop = startDev(t, append(slices.Clone(args), "-reset"))
+	defer stop()
+	var exists bool
+	if err := pg.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, prefix+"_Kept").Scan(&exists); err != nil || exists {
+		t.Fatalf("the instance database is still there after -reset (%v)", err)
+	}
+	again, err := console(t, simURL).CreateOdsInstance(ctx, "", req)
+	if err != nil || again.ID != inst.ID {
+		t.Fatalf("after -reset the first instance is %d (%v), want %d again", again.ID, err, inst.ID)
+	}
+}

@@ -58,6 +58,11 @@ type DevOptions struct {
 	Templates map[string]string
 	LogLevel  string
 	HTTP      string // where /healthz and /readyz are served
+	// Reset starts clean: the instance databases this data directory's
+	// EdFi_Admin records (each dropped only while it is the database the
+	// system made), that EdFi_Admin (only when it belongs to this data
+	// directory), and the data directory; nothing dev did not make.
+	Reset bool
 	// AllowNonLoopback lets Listen be an address other machines reach
 	// (CheckSimulatorListen).
 	AllowNonLoopback bool
@@ -99,6 +104,11 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	master, err := connstr.ParsePostgres(o.Postgres)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
+	}
+	if o.Reset {
+		if err := resetDev(ctx, o, master, log); err != nil {
+			return err
+		}
 	}
 
 	// Everything dev keeps lives in the data directory and in PostgreSQL,
@@ -370,7 +380,75 @@ func (d devDataDir) claim(ctx context.Context, adminConn, adminDB string) error 
 		return fmt.Errorf("read which data directory %s belongs to: %w", adminDB, err)
 	}
 	if owner != id {
-		return fmt.Errorf("dev: %s belongs to the data directory %s, not to %s: their instance ids would collide. Run dev with -data-dir %s, or with -admin-database and a new name, or drop %s and its instance databases to start clean", adminDB, ownerPath, d.path, ownerPath, adminDB)
+		return fmt.Errorf("dev: %s belongs to the data directory %s, not to %s: their instance ids would collide. Run dev with -data-dir %s (add -reset to start clean), or with -admin-database and a new name", adminDB, ownerPath, d.path, ownerPath)
+	}
+	return nil
+}
+
+// resetDev removes what dev made with o's data directory: the instance
+// databases its EdFi_Admin's ledger records (each through the engine's
+// drop, which drops only the very database the system made and refuses a
+// protected one), that EdFi_Admin once they are gone, and the data
+// directory. An EdFi_Admin that does not belong to this data directory is
+// never touched: dev says so and stops.
+func resetDev(ctx context.Context, o DevOptions, master connstr.Conn, log *slog.Logger) error {
+	id, _ := os.ReadFile(filepath.Join(o.DataDir, "dev.id"))
+	adminConn := master.WithDatabase(o.AdminDatabase).PgxConnString()
+	engine, err := postgres.NewEngine(ctx, master.PgxConnString(), log)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
+	}
+	defer engine.Close()
+	exists, err := engine.DatabaseExists(ctx, o.AdminDatabase)
+	if err != nil {
+		return err
+	}
+	if exists {
+		conn, err := pgx.Connect(ctx, adminConn)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", o.AdminDatabase, err)
+		}
+		var owner, ownerPath string
+		err = conn.QueryRow(ctx, `SELECT id, path FROM instancemgr.dev_data_directory`).Scan(&owner, &ownerPath)
+		conn.Close(context.WithoutCancel(ctx))
+		if err != nil || owner != strings.TrimSpace(string(id)) {
+			return fmt.Errorf("dev -reset: %s does not belong to the data directory %s (it belongs to %q), so dev did not make it there; nothing was removed", o.AdminDatabase, o.DataDir, ownerPath)
+		}
+		naming := provisioning.Naming{Pattern: o.NamePattern}
+		if o.Flavor == config.FlavorManage {
+			naming = provisioning.Naming{Rule: provisioning.RuleAdminAPI}
+		}
+		engine.Guard = &provisioning.Guard{Naming: naming, Protected: append([]string{o.Template, o.AdminDatabase}, slices.Collect(maps.Values(o.Templates))...)}
+		reg, err := postgres.NewRegistry(ctx, adminConn, log)
+		if err != nil {
+			return err
+		}
+		recs, err := reg.Records(ctx)
+		reg.Close()
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if _, err := engine.DropDatabase(ctx, rec.Database, rec.Owner()); err != nil {
+				return fmt.Errorf("dev -reset: %w; %s is kept, so that nothing is lost track of", err, o.AdminDatabase)
+			}
+			if err := engine.Release(ctx, rec.Database, rec.Owner()); err != nil {
+				return err
+			}
+			log.Info("dev -reset: dropped", "database", rec.Database)
+		}
+		conn, err = pgx.Connect(ctx, master.PgxConnString())
+		if err != nil {
+			return fmt.Errorf("PostgreSQL at %s: %w", master.Redacted(), err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{o.AdminDatabase}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("dev -reset: drop %s: %w", o.AdminDatabase, err)
+		}
+		log.Info("dev -reset: dropped", "database", o.AdminDatabase)
+	}
+	if err := os.RemoveAll(o.DataDir); err != nil {
+		return fmt.Errorf("dev -reset: %w", err)
 	}
 	return nil
 }
