@@ -20,8 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
@@ -30,6 +32,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
 // Config is the whole configuration.
@@ -496,14 +499,15 @@ func (c *Config) applyDefaults() {
 	if c.AdminAPI.TokenURL == "" && c.AdminAPI.BaseURL != "" {
 		c.AdminAPI.TokenURL = strings.TrimRight(c.AdminAPI.BaseURL, "/") + "/connect/token"
 	}
+	// The components' own defaults, stated once, there.
 	if c.AdminAPI.Timeout == 0 {
-		c.AdminAPI.Timeout = Duration(10 * time.Second)
+		c.AdminAPI.Timeout = Duration(adminapi.DefaultTimeout)
 	}
 	if c.AdminAPI.MaxAttempts == 0 {
-		c.AdminAPI.MaxAttempts = 4
+		c.AdminAPI.MaxAttempts = adminapi.DefaultMaxAttempts
 	}
 	if c.NATS.URL == "" {
-		c.NATS.URL = "nats://127.0.0.1:4222"
+		c.NATS.URL = nats.DefaultURL
 	}
 	sc := c.StreamConfig().WithDefaults()
 	c.NATS.Stream, c.NATS.Consumer, c.NATS.Replicas = sc.Stream, sc.Consumer, sc.Replicas
@@ -513,7 +517,6 @@ func (c *Config) applyDefaults() {
 	for _, d := range sc.BackOff {
 		c.NATS.BackOff = append(c.NATS.BackOff, Duration(d))
 	}
-	// The components' own defaults, stated once, there.
 	if c.Bridge.PollInterval == 0 {
 		c.Bridge.PollInterval = Duration(bridge.DefaultInterval)
 	}
@@ -536,10 +539,10 @@ func (c *Config) applyDefaults() {
 		c.Consumer.Heartbeat = Duration(consumer.DefaultHeartbeat(c.NATS.AckWait.D()))
 	}
 	if c.Provisioning.Engine == "" {
-		c.Provisioning.Engine = "postgres"
+		c.Provisioning.Engine = EnginePostgres
 	}
 	if c.Provisioning.Template == "" {
-		c.Provisioning.Template = "Ods_Minimal_Template"
+		c.Provisioning.Template = provisioning.ManageTemplates["Minimal"] // Ed-Fi's minimal template
 	}
 	if c.Provisioning.NamePattern == "" {
 		c.Provisioning.NamePattern = provisioning.DefaultNamePattern
@@ -548,10 +551,10 @@ func (c *Config) applyDefaults() {
 		c.Provisioning.CopiesAtOnce = c.Consumer.Concurrency
 	}
 	if c.Provisioning.Sessions == "" {
-		c.Provisioning.Sessions = "terminate"
+		c.Provisioning.Sessions = string(postgres.SessionsTerminate)
 	}
 	if c.Provisioning.SessionWait == 0 {
-		c.Provisioning.SessionWait = Duration(30 * time.Second)
+		c.Provisioning.SessionWait = Duration(postgres.DefaultSessionWait)
 	}
 	if c.Provisioning.Registration == "" {
 		c.Provisioning.Registration = RegistrationWorker

@@ -122,7 +122,7 @@ func NewEngine(ctx context.Context, pgxConnString string, log *slog.Logger, opts
 		pool.Close()
 		return nil, fmt.Errorf("connect to the PostgreSQL maintenance database: %w", err)
 	}
-	return &Engine{pool: pool, lazy: lazy, log: orDiscard(log), TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: 30 * time.Second}, nil
+	return &Engine{pool: pool, lazy: lazy, log: orDiscard(log), TemplateBusyWait: 30 * time.Second, Sessions: SessionsTerminate, SessionWait: DefaultSessionWait}, nil
 }
 
 // OpenEngine connects to the server's maintenance database like NewEngine
@@ -481,6 +481,10 @@ func checkIdent(name string) error {
 	}
 	return nil
 }
+
+// DefaultSessionWait is how long a rename waits for sessions on the old
+// database to go (SessionsWait), or retries while they are in the way.
+const DefaultSessionWait = 30 * time.Second
 
 // CopyStrategy is how PostgreSQL 15 and later copy the template.
 type CopyStrategy string
