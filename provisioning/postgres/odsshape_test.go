@@ -138,7 +138,7 @@ func TestEnsureODSShapedTemplate(t *testing.T) {
 	if got := countODSCatalog(t, copyName); got != odsFacts {
 		t.Errorf("the copy's catalog:\n got %+v\nwant %+v", got, odsFacts)
 	}
-	assertNoBuilds(t, pool, prefix)
+	assertNoBuild(t, pool, name)
 }
 
 // A build that fails leaves neither the template nor its build, and a
@@ -163,34 +163,29 @@ func TestEnsureODSShapedTemplateLeavesNothingHalfMade(t *testing.T) {
 	if ok, err := e.DatabaseExists(ctx, name); err != nil || ok {
 		t.Errorf("after a failed build the template exists: %v, %v", ok, err)
 	}
-	assertNoBuilds(t, pool, prefix)
+	assertNoBuild(t, pool, name)
 
 	// What a killed build leaves: its database, half filled.
 	testenv.CreateDatabase(t, pool, postgres.ODSBuildName(name))
 	if err := e.EnsureODSShapedTemplate(ctx, name, func(db string) string { return testenv.ConnString(t, db) }, 1); err != nil {
 		t.Fatalf("build over a killed build's leftover: %v", err)
 	}
-	assertNoBuilds(t, pool, prefix)
+	assertNoBuild(t, pool, name)
 }
 
-func assertNoBuilds(t *testing.T, pool *pgxpool.Pool, prefix string) {
+// assertNoBuild fails when the build of template name is left on the
+// server: it has the system's own name (ODSBuildName), not the test's
+// prefix.
+func assertNoBuild(t *testing.T, pool *pgxpool.Pool, name string) {
 	t.Helper()
-	var builds []string
-	rows, err := pool.Query(context.Background(), `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, prefix)
-	if err != nil {
+	build := postgres.ODSBuildName(name)
+	var left bool
+	if err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, build).Scan(&left); err != nil {
 		t.Fatal(err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if strings.Contains(n, "_building_") {
-			builds = append(builds, n)
-		}
-	}
-	if len(builds) > 0 {
-		t.Errorf("builds left behind: %v", builds)
+	if left {
+		t.Errorf("the build %s is left behind", build)
+		_, _ = pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{build}.Sanitize()+" WITH (FORCE)")
 	}
 }
 
