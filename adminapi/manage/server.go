@@ -418,9 +418,10 @@ func notTheResource(status int, contentType string, body []byte, id int) string 
 	return ""
 }
 
+// truncate is cutTo, marked when it cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	return cutTo(s, n) + "…"
 }
