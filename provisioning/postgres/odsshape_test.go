@@ -84,14 +84,8 @@ func identity(t *testing.T, pool *pgxpool.Pool, db string) string {
 
 func TestEnsureODSShapedTemplate(t *testing.T) {
 	t.Parallel()
+	e, prefix := newEngine(t)
 	pool := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pool, prefix)
-	e, err := postgres.NewEngine(context.Background(), testenv.ConnString(t, "postgres"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	ctx := context.Background()
 	connectTo := func(db string) string { return testenv.ConnString(t, db) }
 	name := prefix + "_ods"
@@ -145,14 +139,8 @@ func TestEnsureODSShapedTemplate(t *testing.T) {
 // build a killed process left is replaced.
 func TestEnsureODSShapedTemplateLeavesNothingHalfMade(t *testing.T) {
 	t.Parallel()
+	e, prefix := newEngine(t)
 	pool := testenv.Postgres(t)
-	prefix := testenv.Prefix()
-	testenv.DropDatabasesWithPrefix(t, pool, prefix)
-	e, err := postgres.NewEngine(context.Background(), testenv.ConnString(t, "postgres"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
 	ctx := context.Background()
 	name := prefix + "_ods"
 
