@@ -14,8 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -116,7 +115,7 @@ func New(api AdminAPI, ledger Ledger, js jetstream.JetStream, opts Options) *Bri
 		opts.Interval = DefaultInterval
 	}
 	if opts.Stream == "" {
-		opts.Stream = jobstream.DefaultStream
+		opts.Stream = jobs.DefaultStream
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -189,16 +188,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 // statusOps maps the Admin API statuses the bridge acts on to operations.
 var statusOps = []struct {
 	status string
-	op     job.Operation
+	op     jobs.Operation
 }{
-	{adminapi.StatusPending, job.OpCreate},
-	{adminapi.StatusPendingRename, job.OpRename},
-	{adminapi.StatusPendingDelete, job.OpDelete},
+	{adminapi.StatusPending, jobs.OpCreate},
+	{adminapi.StatusPendingRename, jobs.OpRename},
+	{adminapi.StatusPendingDelete, jobs.OpDelete},
 }
 
 // opOf is the operation a status asks for, if any. Statuses match
 // case-insensitively, as the Admin API matches them.
-func opOf(status string) (job.Operation, bool) {
+func opOf(status string) (jobs.Operation, bool) {
 	for _, so := range statusOps {
 		if strings.EqualFold(status, so.status) {
 			return so.op, true
@@ -298,7 +297,7 @@ func (b *Bridge) pollTenant(ctx context.Context, stream jetstream.Stream, poll u
 		// console sent it, unchecked, and it must not route a job
 		// to another tenant's server.
 		inst.TenantName = tenant
-		if op == job.OpDelete && !b.opts.AllowDelete {
+		if op == jobs.OpDelete && !b.opts.AllowDelete {
 			st.DeleteSkipped++
 			b.warnDeleteOnce(inst)
 			continue
@@ -401,7 +400,7 @@ func (b *Bridge) count(op, result string) {
 }
 
 func (b *Bridge) warnDeleteOnce(inst adminapi.WorkerInstance) {
-	b.count(string(job.OpDelete), "skipped_disabled")
+	b.count(string(jobs.OpDelete), "skipped_disabled")
 	key := inst.TenantName + "/" + strconv.Itoa(inst.ID)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -414,21 +413,21 @@ func (b *Bridge) warnDeleteOnce(inst adminapi.WorkerInstance) {
 }
 
 // buildJob makes the job for a pending request.
-func (b *Bridge) buildJob(ctx context.Context, op job.Operation, inst adminapi.WorkerInstance) (job.Job, error) {
+func (b *Bridge) buildJob(ctx context.Context, op jobs.Operation, inst adminapi.WorkerInstance) (jobs.Job, error) {
 	tenant := inst.TenantName
 	switch op {
-	case job.OpCreate:
-		return job.NewCreate(tenant, inst.ID, inst.InstanceName).OnLine(b.opts.Line), nil
+	case jobs.OpCreate:
+		return jobs.NewCreate(tenant, inst.ID, inst.InstanceName).OnLine(b.opts.Line), nil
 	}
 	// Renames and deletes act on the database the system recorded.
 	rec, err := b.lookup(ctx, tenant, inst.ID)
 	if err != nil {
-		return job.Job{}, err
+		return jobs.Job{}, err
 	}
-	if op == job.OpRename {
-		return job.NewRename(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation).OnLine(b.opts.Line), nil
+	if op == jobs.OpRename {
+		return jobs.NewRename(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation).OnLine(b.opts.Line), nil
 	}
-	return job.NewDelete(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation).OnLine(b.opts.Line), nil
+	return jobs.NewDelete(tenant, inst.ID, inst.InstanceName, rec.Database, rec.Generation).OnLine(b.opts.Line), nil
 }
 
 // lookup reads the ledger. An instance the ledger does not know still gets
@@ -460,7 +459,7 @@ const (
 // publish publishes the job for inst unless the stream holds it already,
 // which it reports as queued; id is the job's ID, also its message ID and
 // so the correlation ID of every log line about it.
-func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint64, op job.Operation, inst adminapi.WorkerInstance) (id string, queued queuedState, err error) {
+func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint64, op jobs.Operation, inst adminapi.WorkerInstance) (id string, queued queuedState, err error) {
 	j, err := b.buildJob(ctx, op, inst)
 	if err != nil {
 		return "", notQueued, err
@@ -480,7 +479,7 @@ func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint
 }
 
 // publishJob publishes j unless the stream holds a job on its subject.
-func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job.Operation, inst adminapi.WorkerInstance, j job.Job) (queuedState, error) {
+func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op jobs.Operation, inst adminapi.WorkerInstance, j jobs.Job) (queuedState, error) {
 	// Cheap check first, so a long-pending request costs no detail call.
 	// Only this request's job counts as queued: a message someone else put
 	// on the subject, or one naming what the request no longer does (a
@@ -498,7 +497,7 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return notQueued, fmt.Errorf("look up %s: %w", j.Subject(), err)
 	}
-	if op != job.OpDelete {
+	if op != jobs.OpDelete {
 		details, err := b.api.OdsInstance(ctx, j.Tenant, inst.ID)
 		if err != nil {
 			return notQueued, fmt.Errorf("read details of instance %d: %w", inst.ID, err)
@@ -509,13 +508,13 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 		j.InstanceType = details.InstanceType
 		j.Template = details.DatabaseTemplate
 		for _, c := range details.OdsInstanceContexts {
-			j.Contexts = append(j.Contexts, job.Context{Key: c.ContextKey, Value: c.ContextValue})
+			j.Contexts = append(j.Contexts, jobs.Context{Key: c.ContextKey, Value: c.ContextValue})
 		}
 		for _, d := range details.OdsInstanceDerivatives {
 			j.Derivatives = append(j.Derivatives, d.DerivativeType)
 		}
 	}
-	data, err := job.Encode(j)
+	data, err := jobs.Encode(j)
 	if err != nil {
 		return notQueued, err
 	}
@@ -544,7 +543,7 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 // tenant, instance and generation), with every field the consumer checks
 // against the request the same (the template as the request list gives
 // it: the manage rows', none under 2.2.2).
-func sameRequest(stored []byte, j job.Job) bool {
-	got, err := job.Decode(stored)
+func sameRequest(stored []byte, j jobs.Job) bool {
+	got, err := jobs.Decode(stored)
 	return err == nil && got.ID == j.ID && got.Name == j.Name && got.Database == j.Database && got.Template == j.Template
 }

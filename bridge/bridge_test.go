@@ -20,9 +20,8 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 func client(t *testing.T, s *simulatortest.Server) *adminapi.Client {
@@ -65,7 +64,7 @@ func TestJobEntersTheStreamOnceBeyondTheDuplicateWindow(t *testing.T) {
 	request(t, sim, "t2", 2)
 	_, js := testenv.JetStream(t, testenv.NATS(t))
 	window := 200 * time.Millisecond
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{DuplicateWindow: window}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{DuplicateWindow: window}); err != nil {
 		t.Fatal(err)
 	}
 	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
@@ -90,11 +89,11 @@ func TestJobEntersTheStreamOnceBeyondTheDuplicateWindow(t *testing.T) {
 
 	s, _ := js.Stream(context.Background(), "INSTANCES")
 	rec := sim.Instances()[0]
-	raw, err := s.GetLastMsgForSubject(context.Background(), job.NewCreate(rec.TenantName, rec.ID, "").Subject())
+	raw, err := s.GetLastMsgForSubject(context.Background(), jobs.NewCreate(rec.TenantName, rec.ID, "").Subject())
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := job.Decode(raw.Data)
+	j, err := jobs.Decode(raw.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +112,7 @@ func TestRacingBridgesPublishOnce(t *testing.T) {
 	request(t, sim, "default", 40)
 	url := testenv.NATS(t)
 	_, js := testenv.JetStream(t, url)
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -161,7 +160,7 @@ func TestFailedPublishIsRetriedNextPoll(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
@@ -197,7 +196,7 @@ func TestJobTenantIsThePolledTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := bridge.New(client(t, sim), nil, js, bridge.Options{}).Poll(context.Background()); err != nil || st.Published != 1 {
@@ -208,7 +207,7 @@ func TestJobTenantIsThePolledTenant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j, err := job.Decode(raw.Data); err != nil || j.Tenant != "t1" {
+	if j, err := jobs.Decode(raw.Data); err != nil || j.Tenant != "t1" {
 		t.Fatalf("job for tenant %q (%v), want t1", j.Tenant, err)
 	}
 }
@@ -220,7 +219,7 @@ func TestJobTenantIsThePolledTenant(t *testing.T) {
 func TestPollFailuresCountedByReason(t *testing.T) {
 	sim := simulatortest.Start(t, simulator.Options{})
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	closed := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
@@ -330,7 +329,7 @@ func TestOneListPerTenant(t *testing.T) {
 		}
 	}
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	api := &counting{AdminAPI: client(t, sim), lists: map[string]int{}}
@@ -361,7 +360,7 @@ func TestTenantsPolledConcurrentlyWithinTheBound(t *testing.T) {
 		request(t, sim, tenant, 1)
 	}
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	api := &counting{AdminAPI: client(t, sim), lists: map[string]int{}, gate: make(chan struct{})}
@@ -397,7 +396,7 @@ func TestRecreatedStreamIsFilledAgain(t *testing.T) {
 	sim := simulatortest.Start(t, simulator.Options{})
 	request(t, sim, "default", 3)
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	b := bridge.New(client(t, sim), nil, js, bridge.Options{})
@@ -409,8 +408,8 @@ func TestRecreatedStreamIsFilledAgain(t *testing.T) {
 	}
 	// Made again as the app makes it, through Retry: a create right after
 	// a delete can race the server's clean-up of the old directories.
-	if err := jobstream.Retry(context.Background(), nil, "the job stream", func() error {
-		_, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{})
+	if err := jobs.Retry(context.Background(), nil, "the job stream", func() error {
+		_, err := jobs.EnsureStream(context.Background(), js, jobs.Config{})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -429,7 +428,7 @@ func TestRememberedJobsExpire(t *testing.T) {
 	sim := simulatortest.Start(t, simulator.Options{})
 	request(t, sim, "default", 2)
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	b := bridge.New(client(t, sim), nil, js, bridge.Options{RememberFor: time.Nanosecond})
@@ -447,7 +446,7 @@ func TestPollsAgainAtOnceAfterNewWork(t *testing.T) {
 	sim := simulatortest.Start(t, simulator.Options{})
 	request(t, sim, "default", 2)
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	if _, err := jobstream.EnsureStream(context.Background(), js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

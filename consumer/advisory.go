@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // maxDeliveriesAdvisory is the part of JetStream's max-deliveries advisory
@@ -28,7 +28,7 @@ const maxAdvisoryWorkers = 4
 // letters. A job normally ends on its last delivery (settle terminates it
 // with a dead letter); the advisory covers the case where the replica
 // holding that last delivery died or froze, so no replica could. The
-// advisories are kept in a stream (jobstream.EnsureExhausted) and taken
+// advisories are kept in a stream (jobs.EnsureExhausted) and taken
 // from its durable consumer exhausted: the server emits one when the last
 // delivery's lock runs out, connected replicas or not, and it waits there
 // for the next replica, which holds it (the ack wait) until the dead letter
@@ -106,7 +106,7 @@ func (c *Consumer) confirm(ctx context.Context, js jetstream.JetStream, durable 
 	if err != nil {
 		return nil, fmt.Errorf("read message %d: %w", adv.StreamSeq, err)
 	}
-	if job.DeadSubject(raw.Subject) == job.DeadPrefix+".malformed" {
+	if jobs.DeadSubject(raw.Subject) == jobs.DeadPrefix+".malformed" {
 		return nil, fmt.Errorf("%w: message %d is on %q, not a job subject", errNotConfirmed, adv.StreamSeq, raw.Subject)
 	}
 	return raw, nil
@@ -129,11 +129,11 @@ func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, dura
 	if err != nil {
 		return fmt.Errorf("max deliveries reached, but the consumer or message cannot be read for the dead letter: %w", err)
 	}
-	j, decodeErr := job.Decode(raw.Data)
+	j, decodeErr := jobs.Decode(raw.Data)
 	cause := fmt.Errorf("retries exhausted: %d deliveries ended without a result (the replica holding the last one died or froze)", adv.Deliveries)
 	code := "exhausted"
 	if decodeErr != nil {
-		cause, code, j = decodeErr, "malformed", job.Job{}
+		cause, code, j = decodeErr, "malformed", jobs.Job{}
 	}
 	d := Delivery{Job: j, Attempt: adv.Deliveries, Subject: raw.Subject, StreamSeq: adv.StreamSeq, CorrelationID: raw.Header.Get(jetstream.MsgIDHeader)}
 	if err := c.finish(ctx, d, raw.Data, code, cause, false); err != nil {

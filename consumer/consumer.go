@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/internal/audit"
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // Handler carries out one operation.
@@ -31,7 +31,7 @@ func (f HandlerFunc) Handle(ctx context.Context, d Delivery) error { return f(ct
 // Delivery is one delivery of a job. It is built once, when the message
 // arrives, and passed to every step as an argument.
 type Delivery struct {
-	Job job.Job
+	Job jobs.Job
 	// Attempt counts deliveries of this job, from 1.
 	Attempt uint64
 	// Subject and StreamSeq locate the message in the job stream.
@@ -113,7 +113,7 @@ type Options struct {
 	// DeadLetter stores a job that ended without success. It must return
 	// only once the letter is safe; on error the job is retried instead of
 	// being terminated, so nothing is lost.
-	DeadLetter func(ctx context.Context, d job.DeadLetter) error
+	DeadLetter func(ctx context.Context, d jobs.DeadLetter) error
 	// Metrics, if set, are updated after every delivery.
 	Metrics *Metrics
 	// Beat, if set, is called on every turn of the pull loops and every
@@ -214,13 +214,13 @@ func ExponentialDelay(base, max time.Duration) func(attempt uint64) time.Duratio
 // Consumer is one replica.
 type Consumer struct {
 	cons     jetstream.Consumer
-	handlers map[job.Operation]Handler
+	handlers map[jobs.Operation]Handler
 	opts     Options
 	log      *slog.Logger
 }
 
 // New builds a replica that pulls from cons.
-func New(cons jetstream.Consumer, handlers map[job.Operation]Handler, opts Options) *Consumer {
+func New(cons jetstream.Consumer, handlers map[jobs.Operation]Handler, opts Options) *Consumer {
 	opts = opts.withDefaults()
 	return &Consumer{cons: cons, handlers: handlers, opts: opts, log: opts.Logger}
 }
@@ -292,7 +292,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt, d.StreamSeq = md.NumDelivered, md.Sequence.Stream
 	}
-	j, err := job.Decode(msg.Data())
+	j, err := jobs.Decode(msg.Data())
 	if err == nil && d.Subject != j.Subject() {
 		d.Job, d = j, d.withLogger(c.log)
 		err = foreign("it came on %s, but its job %s is published on %s", d.Subject, j.ID, j.Subject())
@@ -536,7 +536,7 @@ func (c *Consumer) end(ctx context.Context, msg jetstream.Msg, d Delivery, cause
 		}
 		return Terminated // left un-acked: MaxDeliver stops redelivery, the stream keeps it
 	}
-	if terr := msg.TermWithReason(job.CapReason(code + ": " + cause.Error())); terr != nil {
+	if terr := msg.TermWithReason(jobs.CapReason(code + ": " + cause.Error())); terr != nil {
 		log.Warn("term failed", "err", terr)
 	}
 	return Terminated
@@ -560,7 +560,7 @@ func (c *Consumer) finish(ctx context.Context, d Delivery, body []byte, code str
 		}
 	}
 	if c.opts.DeadLetter != nil {
-		dl := job.NewDeadLetter(body, d.Subject, d.StreamSeq, d.Attempt, d.Job.ID, code, cause.Error())
+		dl := jobs.NewDeadLetter(body, d.Subject, d.StreamSeq, d.Attempt, d.Job.ID, code, cause.Error())
 		if err := c.opts.DeadLetter(ctx, dl); err != nil {
 			return fmt.Errorf("write the dead letter: %w", err)
 		}
@@ -576,9 +576,9 @@ func (c *Consumer) finish(ctx context.Context, d Delivery, body []byte, code str
 // outcome is d's audit line: its request id is the one the write route's
 // line carries.
 func (c *Consumer) outcome(d Delivery, r Result, code string, cause error) audit.Outcome {
-	o := audit.Outcome{RequestID: job.IDFor(d.Job.Line, d.Job.Operation, d.Job.Tenant, d.Job.InstanceID), JobID: d.Job.ID, Op: string(d.Job.Operation), Tenant: d.Job.Tenant, InstanceID: d.Job.InstanceID, Result: string(r), Code: code, Attempt: d.Attempt}
+	o := audit.Outcome{RequestID: jobs.IDFor(d.Job.Line, d.Job.Operation, d.Job.Tenant, d.Job.InstanceID), JobID: d.Job.ID, Op: string(d.Job.Operation), Tenant: d.Job.Tenant, InstanceID: d.Job.InstanceID, Result: string(r), Code: code, Attempt: d.Attempt}
 	if cause != nil {
-		o.Reason = job.CapReason(cause.Error())
+		o.Reason = jobs.CapReason(cause.Error())
 	}
 	return o
 }

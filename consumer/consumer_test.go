@@ -17,9 +17,8 @@ import (
 
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/audit"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 type rig struct {
@@ -32,7 +31,7 @@ type rig struct {
 func newRig(t *testing.T, ackWait time.Duration) *rig {
 	t.Helper()
 	_, js := testenv.JetStream(t, testenv.NATS(t))
-	cons, err := jobstream.Ensure(context.Background(), js, jobstream.Config{AckWait: ackWait, MaxDeliver: 5})
+	cons, err := jobs.Ensure(context.Background(), js, jobs.Config{AckWait: ackWait, MaxDeliver: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +40,8 @@ func newRig(t *testing.T, ackWait time.Duration) *rig {
 
 func (r *rig) publish(id int) {
 	r.t.Helper()
-	j := job.NewCreate("default", id, "n")
-	data, err := job.Encode(j)
+	j := jobs.NewCreate("default", id, "n")
+	data, err := jobs.Encode(j)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -58,7 +57,7 @@ func (r *rig) run(h consumer.HandlerFunc, o consumer.Options) (stop func()) {
 	if o.RetryDelay == nil {
 		o.RetryDelay = func(uint64) time.Duration { return 10 * time.Millisecond }
 	}
-	c := consumer.New(r.cons, map[job.Operation]consumer.Handler{job.OpCreate: h}, o)
+	c := consumer.New(r.cons, map[jobs.Operation]consumer.Handler{jobs.OpCreate: h}, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
@@ -208,7 +207,7 @@ func TestMalformedMessagesAreTerminated(t *testing.T) {
 			t.Fatal(err)
 		}
 		o := r.next()
-		if o.Result != consumer.Terminated || !errors.Is(o.Err, job.ErrMalformed) {
+		if o.Result != consumer.Terminated || !errors.Is(o.Err, jobs.ErrMalformed) {
 			t.Fatalf("%s: outcome %s (%v), want terminated as malformed", body, o.Result, o.Err)
 		}
 	}
@@ -297,7 +296,7 @@ func TestLateHeartbeatCountsALockLoss(t *testing.T) {
 func TestFailedHeartbeatCountsALockLoss(t *testing.T) {
 	url := testenv.NATS(t)
 	nc, js := testenv.JetStream(t, url)
-	cons, err := jobstream.Ensure(context.Background(), js, jobstream.Config{AckWait: time.Second, MaxDeliver: 5})
+	cons, err := jobs.Ensure(context.Background(), js, jobs.Config{AckWait: time.Second, MaxDeliver: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +337,7 @@ func TestOutcomesAreAudited(t *testing.T) {
 			return consumer.Terminal(errors.New("no such template"))
 		}
 		return nil
-	}, consumer.Options{Audit: audit.New(&buf), DeadLetter: func(context.Context, job.DeadLetter) error { return nil }})
+	}, consumer.Options{Audit: audit.New(&buf), DeadLetter: func(context.Context, jobs.DeadLetter) error { return nil }})
 	r.publish(1)
 	r.publish(2)
 	r.next()

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -58,7 +58,7 @@ var failureClasses = []struct {
 	code     string
 	terminal bool
 }{
-	{job.ErrMalformed, "malformed", true},
+	{jobs.ErrMalformed, "malformed", true},
 	{ErrForeign, "foreign", true},
 	{ErrLimit, "limit", true},
 	{provisioning.ErrInvalidName, "invalid_name", true},

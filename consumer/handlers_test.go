@@ -12,8 +12,8 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/provisioningtest"
 )
@@ -121,7 +121,7 @@ func TestCreateHandler(t *testing.T) {
 		status  string
 		prepare func(t *testing.T, b *bundle, id int)
 		// job is the message delivered; the bridge's by default.
-		job  func(id int) job.Job
+		job  func(id int) jobs.Job
 		want error
 		// what the delivery did
 		engine    []string
@@ -158,9 +158,9 @@ func TestCreateHandler(t *testing.T) {
 		// A message is a pointer: one naming what the request does not is
 		// not its job, and nothing is made, registered or reported.
 		{name: "pending, the message names another name", status: adminapi.StatusPending,
-			job: func(id int) job.Job { return job.NewCreate("default", id, "Evil") }, want: consumer.ErrForeign},
+			job: func(id int) jobs.Job { return jobs.NewCreate("default", id, "Evil") }, want: consumer.ErrForeign},
 		{name: "pending, the message names a template the request does not", status: adminapi.StatusPending,
-			job: func(id int) job.Job { j := job.NewCreate("default", id, "District"); j.Template = "Sample"; return j }, want: consumer.ErrForeign},
+			job: func(id int) jobs.Job { j := jobs.NewCreate("default", id, "District"); j.Template = "Sample"; return j }, want: consumer.ErrForeign},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +169,7 @@ func TestCreateHandler(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, b, id)
 			}
-			j := job.NewCreate("default", id, "District")
+			j := jobs.NewCreate("default", id, "District")
 			if tt.job != nil {
 				j = tt.job(id)
 			}
@@ -201,7 +201,7 @@ func TestCreateHandlerLimits(t *testing.T) {
 		b.handlers.InstancesPerTenant = 1
 		b.recorded(t, 99, "Other", "EdFi_Ods_Other", 0)
 		id := b.instance(t, "District", adminapi.StatusPending)
-		err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 1})
+		err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", id, "District"), Attempt: 1})
 		if !errors.Is(err, consumer.ErrLimit) || !consumer.IsTerminal(err) || consumer.ReasonCode(err) != "limit" {
 			t.Fatalf("err = %v, want a terminal limit", err)
 		}
@@ -216,18 +216,18 @@ func TestCreateHandlerLimits(t *testing.T) {
 		b := setup(t)
 		b.handlers.Rate = limits.NewRate(1)
 		first := b.instance(t, "First", adminapi.StatusPending)
-		if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", first, "First"), Attempt: 1}); err != nil {
+		if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", first, "First"), Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
 		id := b.instance(t, "District", adminapi.StatusPending)
-		err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 1})
+		err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", id, "District"), Attempt: 1})
 		if !errors.Is(err, consumer.ErrRateLimited) || consumer.IsTerminal(err) {
 			t.Fatalf("err = %v, want a retry once the rate allows", err)
 		}
 		// A create whose name is reserved already (made by an earlier
 		// delivery) finishes whatever the rate.
 		b.made(t, db, id)
-		if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "District"), Attempt: 2}); err != nil {
+		if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", id, "District"), Attempt: 2}); err != nil {
 			t.Fatalf("a create under way was held back: %v", err)
 		}
 	})
@@ -246,7 +246,7 @@ func TestRenameToTheSameDatabaseFinishesAfterALostCommit(t *testing.T) {
 	if err := b.sim.SetName(id, "Foo_Bar"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: job.NewRename("default", id, "Foo_Bar", db, 0), Attempt: 2}); err != nil {
+	if err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: jobs.NewRename("default", id, "Foo_Bar", db, 0), Attempt: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if rec, _ := b.registry.Lookup(context.Background(), "default", id); rec.Generation != 1 || rec.Name != "Foo_Bar" || rec.Database != db {
@@ -264,7 +264,7 @@ func TestStaleRenameReleasesNoNameUnderWay(t *testing.T) {
 	b.made(t, old, id)
 	b.recorded(t, id, "Old", old, 1) // one rename settled since the job
 	b.reserve(t, next, id)           // the next rename has reserved its name
-	stale := job.NewRename("default", id, "Next", next, 0)
+	stale := jobs.NewRename("default", id, "Next", next, 0)
 	if err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: stale, Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestRenameHandler(t *testing.T) {
 		status   string
 		gen      int // the job's generation; the ledger is at 0
 		prepare  func(t *testing.T, b *bundle, id int)
-		job      func(id int) job.Job // the message delivered; the bridge's by default
+		job      func(id int) jobs.Job // the message delivered; the bridge's by default
 		want     error
 		engine   []string
 		registry []string
@@ -316,19 +316,19 @@ func TestRenameHandler(t *testing.T) {
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
 			engine:  []string{"create " + old}},
 		{name: "pending, the message names another new name", status: adminapi.StatusPendingRename,
-			job:     func(id int) job.Job { return job.NewRename("default", id, "Evil", old, 0) },
+			job:     func(id int) jobs.Job { return jobs.NewRename("default", id, "Evil", old, 0) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
 			want:    consumer.ErrForeign, engine: []string{"create " + old}},
 		{name: "pending, the message names another database to rename", status: adminapi.StatusPendingRename,
-			job:     func(id int) job.Job { return job.NewRename("default", id, "New", "EdFi_Ods_Other", 0) },
+			job:     func(id int) jobs.Job { return jobs.NewRename("default", id, "New", "EdFi_Ods_Other", 0) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
 			want:    consumer.ErrForeign, engine: []string{"create " + old}},
 		{name: "pending, the message is a rename the ledger never had", status: adminapi.StatusPendingRename,
-			job:     func(id int) job.Job { return job.NewRename("default", id, "New", old, 1) },
+			job:     func(id int) jobs.Job { return jobs.NewRename("default", id, "New", old, 1) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
 			want:    consumer.ErrForeign, engine: []string{"create " + old}},
 		{name: "completed: a rename nobody asked for", status: adminapi.StatusCompleted,
-			job:     func(id int) job.Job { return job.NewRename("default", id, "New", old, 0) },
+			job:     func(id int) jobs.Job { return jobs.NewRename("default", id, "New", old, 0) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, old, id) },
 			want:    consumer.ErrForeign, engine: []string{"create " + old}},
 	}
@@ -346,7 +346,7 @@ func TestRenameHandler(t *testing.T) {
 			if err := b.sim.SetName(id, "New"); err != nil {
 				t.Fatal(err)
 			}
-			j := job.NewRename("default", id, "New", old, 0)
+			j := jobs.NewRename("default", id, "New", old, 0)
 			if tt.job != nil {
 				j = tt.job(id)
 			}
@@ -387,7 +387,7 @@ func TestDeleteHandler(t *testing.T) {
 		status      string
 		allowDelete bool
 		prepare     func(t *testing.T, b *bundle, id int)
-		job         func(id int) job.Job // the message delivered; the bridge's by default
+		job         func(id int) jobs.Job // the message delivered; the bridge's by default
 		want        error
 		engine      []string
 		unregister  bool
@@ -418,15 +418,15 @@ func TestDeleteHandler(t *testing.T) {
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
 			engine:  []string{"create " + db}},
 		{name: "pending, published before the ledger had it (no database named)", status: adminapi.StatusPendingDelete, allowDelete: true,
-			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", "", 0) },
+			job:     func(id int) jobs.Job { return jobs.NewDelete("default", id, "Gone", "", 0) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
 			engine:  []string{"create " + db, "drop " + db}, unregister: true, deleted: 1},
 		{name: "pending, the message names another database", status: adminapi.StatusPendingDelete, allowDelete: true,
-			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", "EdFi_Ods_Other", 0) },
+			job:     func(id int) jobs.Job { return jobs.NewDelete("default", id, "Gone", "EdFi_Ods_Other", 0) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
 			want:    consumer.ErrForeign, engine: []string{"create " + db}},
 		{name: "pending, the message is a delete the ledger never had", status: adminapi.StatusPendingDelete, allowDelete: true,
-			job:     func(id int) job.Job { return job.NewDelete("default", id, "Gone", db, 4) },
+			job:     func(id int) jobs.Job { return jobs.NewDelete("default", id, "Gone", db, 4) },
 			prepare: func(t *testing.T, b *bundle, id int) { b.made(t, db, id); b.recorded(t, id, "Gone", db, 0) },
 			want:    consumer.ErrForeign, engine: []string{"create " + db}},
 	}
@@ -438,7 +438,7 @@ func TestDeleteHandler(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, b, id)
 			}
-			j := job.NewDelete("default", id, "Gone", db, 0)
+			j := jobs.NewDelete("default", id, "Gone", db, 0)
 			if tt.job != nil {
 				j = tt.job(id)
 			}
@@ -488,7 +488,7 @@ func TestCreateHandlerEveryStatusAndDatabase(t *testing.T) {
 				case "foreign":
 					b.engine.MakeForeign(db)
 				}
-				err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: job.NewCreate("default", id, "Matrix"), Attempt: 1})
+				err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", id, "Matrix"), Attempt: 1})
 				pending := status == adminapi.StatusPending || status == adminapi.StatusInProgress || status == adminapi.StatusError
 				var want error
 				registered := false
@@ -552,7 +552,7 @@ func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
 					t.Fatal(err)
 				}
 				before := b.engine.Databases()
-				err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: job.NewRename("default", id, "After", old, 0), Attempt: 1})
+				err := b.handlers.Rename().Handle(context.Background(), consumer.Delivery{Job: jobs.NewRename("default", id, "After", old, 0), Attempt: 1})
 				// Completed only finishes a rename whose database was
 				// renamed for it; anything else there is not this job's.
 				acts := status == adminapi.StatusPendingRename || status == adminapi.StatusCompleted && state == "new only"
@@ -595,7 +595,7 @@ func TestDeleteHandlerEveryStatusAndDatabase(t *testing.T) {
 				if existing == "there" {
 					b.made(t, db, id)
 				}
-				err := b.handlers.Delete().Handle(context.Background(), consumer.Delivery{Job: job.NewDelete("default", id, "Doomed", db, 0), Attempt: 1})
+				err := b.handlers.Delete().Handle(context.Background(), consumer.Delivery{Job: jobs.NewDelete("default", id, "Doomed", db, 0), Attempt: 1})
 				if err != nil {
 					t.Fatalf("err = %v", err)
 				}

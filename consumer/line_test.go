@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -26,13 +26,13 @@ func TestOnLineRefusesAnotherLinesJobs(t *testing.T) {
 	tests := []struct {
 		name   string
 		serves provisioning.Line
-		job    job.Job
+		job    jobs.Job
 		ours   bool
 	}{
-		{"adminconsole job, adminconsole consumer", provisioning.LineAdminConsole, job.NewCreate("t", 5, "n"), true},
-		{"manage job, manage consumer", provisioning.LineManage, job.NewDelete("t", 5, "n", "db", 0).OnLine(provisioning.LineManage), true},
-		{"adminconsole job, manage consumer", provisioning.LineManage, job.NewDelete("t", 5, "n", "db", 0), false},
-		{"manage job, adminconsole consumer", provisioning.LineAdminConsole, job.NewRename("t", 5, "n", "db", 0).OnLine(provisioning.LineManage), false},
+		{"adminconsole job, adminconsole consumer", provisioning.LineAdminConsole, jobs.NewCreate("t", 5, "n"), true},
+		{"manage job, manage consumer", provisioning.LineManage, jobs.NewDelete("t", 5, "n", "db", 0).OnLine(provisioning.LineManage), true},
+		{"adminconsole job, manage consumer", provisioning.LineManage, jobs.NewDelete("t", 5, "n", "db", 0), false},
+		{"manage job, adminconsole consumer", provisioning.LineAdminConsole, jobs.NewRename("t", 5, "n", "db", 0).OnLine(provisioning.LineManage), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

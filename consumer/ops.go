@@ -7,8 +7,8 @@ import (
 	"log/slog"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -73,18 +73,18 @@ func (t *Tenant) template(key string) (string, error) {
 // finds the claim of an earlier delivery of the same job. It fails with
 // provisioning.ErrConflict when another executor holds the request.
 type Claimer interface {
-	Claim(ctx context.Context, tenant string, id int, op job.Operation, database string) error
+	Claim(ctx context.Context, tenant string, id int, op jobs.Operation, database string) error
 }
 
 // Operations is an Admin API line that has only some of the operations
 // (the newest line has no rename of a managed instance). A job for one it
 // lacks is refused before anything is read or changed.
 type Operations interface {
-	Has(op job.Operation) bool
+	Has(op jobs.Operation) bool
 }
 
 // has refuses a job whose operation the Admin API line does not have.
-func (o *Handlers) has(j job.Job) error {
+func (o *Handlers) has(j jobs.Job) error {
 	if ops, ok := o.API.(Operations); ok && !ops.Has(j.Operation) {
 		return foreign("this Admin API line has no %s of an instance", j.Operation)
 	}
@@ -92,7 +92,7 @@ func (o *Handlers) has(j job.Job) error {
 }
 
 // agree checks one field of the message against the source's value.
-func agree(j job.Job, field, inMessage, inSource string) error {
+func agree(j jobs.Job, field, inMessage, inSource string) error {
 	if inMessage != inSource {
 		return foreign("the message names %s %q for %s request %d of tenant %q; the request names %q", field, inMessage, j.Operation, j.InstanceID, j.Tenant, inSource)
 	}
@@ -101,7 +101,7 @@ func agree(j job.Job, field, inMessage, inSource string) error {
 
 // agreeIfNamed is agree for a field the bridge leaves empty when it does
 // not know it.
-func agreeIfNamed(j job.Job, field, inMessage, inSource string) error {
+func agreeIfNamed(j jobs.Job, field, inMessage, inSource string) error {
 	if inMessage == "" {
 		return nil
 	}
@@ -109,7 +109,7 @@ func agreeIfNamed(j job.Job, field, inMessage, inSource string) error {
 }
 
 // claim claims the job's request when the Admin API asks for claims.
-func (o *Handlers) claim(ctx context.Context, j job.Job, database string) error {
+func (o *Handlers) claim(ctx context.Context, j jobs.Job, database string) error {
 	c, ok := o.API.(Claimer)
 	if !ok {
 		return nil
@@ -342,7 +342,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 // (terminal) or create rate (retried when the rate allows). Concurrent
 // creates of one tenant may pass the instance limit by the jobs running
 // at once: each counts the ledger before the others commit.
-func (o *Handlers) withinLimits(ctx context.Context, tg *Tenant, j job.Job) error {
+func (o *Handlers) withinLimits(ctx context.Context, tg *Tenant, j jobs.Job) error {
 	if o.InstancesPerTenant > 0 {
 		recs, err := tg.Registry.Records(ctx)
 		if err != nil {
@@ -400,7 +400,7 @@ func (o *Handlers) releaseGone(ctx context.Context, tg *Tenant, name string, own
 // place is where a job's database goes by the message's own fields: only
 // for settling a job that failed (Fail), never for making a change, which
 // reads the request first.
-func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error) {
+func (o *Handlers) place(ctx context.Context, j jobs.Job) (string, *Tenant, error) {
 	tg, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return "", nil, err
@@ -410,7 +410,7 @@ func (o *Handlers) place(ctx context.Context, j job.Job) (string, *Tenant, error
 }
 
 // instance reads the job's instance from the Admin API.
-func (o *Handlers) instance(ctx context.Context, j job.Job) (adminapi.WorkerInstance, error) {
+func (o *Handlers) instance(ctx context.Context, j jobs.Job) (adminapi.WorkerInstance, error) {
 	inst, err := o.api().Instance(ctx, j.Tenant, j.InstanceID)
 	if err != nil {
 		return inst, fmt.Errorf("look up instance %d of tenant %q: %w", j.InstanceID, j.Tenant, err)
@@ -607,7 +607,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 // job's new name holds the very database the system made for the
 // instance; nil when the database is where the ledger says, or the job
 // cannot be placed (a refused name: nothing was renamed).
-func (h renameHandler) moved(ctx context.Context, j job.Job) (moved *provisioning.Renaming, from string, err error) {
+func (h renameHandler) moved(ctx context.Context, j jobs.Job) (moved *provisioning.Renaming, from string, err error) {
 	newDB, tg, err := h.place(ctx, j)
 	if err != nil {
 		return nil, "", nil
@@ -636,7 +636,7 @@ func (h renameHandler) moved(ctx context.Context, j job.Job) (moved *provisionin
 // is the registry's RenameFailed or DeleteFailed), or alone when there is
 // no ledger entry. A stale job (the ledger has moved on) reports nothing.
 // It returns the tenant's target when the ledger moved.
-func (o *Handlers) recordFailure(ctx context.Context, j job.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Tenant, error) {
+func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Tenant, error) {
 	tg, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return nil, report(ctx)

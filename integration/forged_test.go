@@ -7,8 +7,8 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -30,9 +30,9 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 			template, line = "Minimal", provisioning.LineManage
 		}
 		forged := 0
-		publish := func(subject string, j job.Job) {
+		publish := func(subject string, j jobs.Job) {
 			t.Helper()
-			data, err := job.Encode(j)
+			data, err := jobs.Encode(j)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,18 +53,18 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 		id := e.create("", "District")
 		db := e.prefix + "_District"
 
-		evil := job.NewCreate(e.firstTenant, id, "Evil").OnLine(line)
+		evil := jobs.NewCreate(e.firstTenant, id, "Evil").OnLine(line)
 		evil.Template = template
 		publish(evil.Subject(), evil)
 		// The request's own name with another template: the last message
 		// on the request's subject, which the bridge must not take for its
 		// job either.
-		other := job.NewCreate(e.firstTenant, id, "District").OnLine(line)
+		other := jobs.NewCreate(e.firstTenant, id, "District").OnLine(line)
 		other.Template = "Sample"
 		publish(other.Subject(), other)
-		own := job.NewCreate(e.firstTenant, id, "District").OnLine(line)
+		own := jobs.NewCreate(e.firstTenant, id, "District").OnLine(line)
 		own.Template = template
-		publish(job.SubjectPrefix+".create."+job.SubjectToken(e.firstTenant)+".999999", own)
+		publish(jobs.SubjectPrefix+".create."+jobs.SubjectToken(e.firstTenant)+".999999", own)
 		foreignLetters()
 		if dbs := e.databases(); len(dbs) != 0 {
 			t.Fatalf("forged creates made %v", dbs)
@@ -79,7 +79,7 @@ func TestForgedMessagesChangeNothing(t *testing.T) {
 			t.Fatalf("databases %v, want only %s", dbs, db)
 		}
 
-		rename := job.NewRename(e.firstTenant, id, "Evil", db, 0).OnLine(line)
+		rename := jobs.NewRename(e.firstTenant, id, "Evil", db, 0).OnLine(line)
 		publish(rename.Subject(), rename)
 		foreignLetters()
 		if s := e.status("", id); s != adminapi.StatusCompleted {

@@ -24,9 +24,9 @@ import (
 	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -376,16 +376,16 @@ func (e *env) countIn(tenant, sql string, args ...any) int {
 }
 
 // deadLetters reads every dead letter stored so far.
-func (e *env) deadLetters() []job.DeadLetter {
+func (e *env) deadLetters() []jobs.DeadLetter {
 	e.t.Helper()
 	_, js := testenv.JetStream(e.t, e.natsURL)
 	return itest.DeadLetters(e.t, js)
 }
 
 // waitDeadLetters waits until n dead letters are stored and returns them.
-func (e *env) waitDeadLetters(n int) []job.DeadLetter {
+func (e *env) waitDeadLetters(n int) []jobs.DeadLetter {
 	e.t.Helper()
-	var got []job.DeadLetter
+	var got []jobs.DeadLetter
 	testenv.Eventually(e.t, time.Minute, fmt.Sprintf("%d dead letters", n), func() bool {
 		got = e.deadLetters()
 		return len(got) >= n

@@ -13,8 +13,8 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // The manage flavor's requests are created through the simulator's v2
@@ -126,11 +126,11 @@ func TestManageCreateOverAForeignDatabaseIsAConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, js := testenv.JetStream(t, e.natsURL)
-	dead, err := jobstream.ListDead(context.Background(), js)
+	dead, err := jobs.ListDead(context.Background(), js)
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("dead letters %v, %v", dead, err)
 	}
-	if _, err := jobstream.Replay(context.Background(), js, e.cfg.StreamConfig(), dead[0]); err != nil {
+	if _, err := jobs.Replay(context.Background(), js, e.cfg.StreamConfig(), dead[0]); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, time.Minute, "the replayed request Created", func() bool { return e.manageStatus(id) == "Created" })

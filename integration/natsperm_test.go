@@ -21,8 +21,8 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // documentedUsers reads the NATS users and permissions that
@@ -147,7 +147,7 @@ func TestDocumentedNATSPermissionsSuffice(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, time.Minute, "the refused job dead-lettered", func() bool {
-		st, err := js.Stream(ctx, jobstream.DeadStream)
+		st, err := js.Stream(ctx, jobs.DeadStream)
 		return err == nil && st.CachedInfo().State.Msgs == 1
 	})
 	if out := logs.String(); strings.Contains(strings.ToLower(out), "permissions violation") {

@@ -17,9 +17,8 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -38,7 +37,7 @@ func (e *env) holder(database string) string {
 
 // publish puts a job on the stream by hand, as a second bridge, a replayed
 // dead letter or `nats pub` would.
-func (e *env) publish(subject string, j job.Job) {
+func (e *env) publish(subject string, j jobs.Job) {
 	e.t.Helper()
 	data, err := json.Marshal(j)
 	if err != nil {
@@ -128,7 +127,7 @@ func collidingNamesAreRefused(t *testing.T, e *env) {
 		dls := e.waitDeadLetters(i + 1 - refusedAtTheDoor)
 		last := dls[len(dls)-1]
 		owner := fmt.Sprintf("tenant %q instance %d", p[0][0], first)
-		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.HasSuffix(last.Subject, "."+p[1][0]+"."+job.InstanceToken(e.cfg.Line(), second)) {
+		if last.Code != "conflict" || !strings.Contains(last.Reason, owner) || !strings.HasSuffix(last.Subject, "."+p[1][0]+"."+jobs.InstanceToken(e.cfg.Line(), second)) {
 			t.Fatalf("%v after %v: dead letter %+v; want a conflict naming %s", p[1], p[0], last, owner)
 		}
 		if st := e.status(p[1][0], second); st != e.endedCreate() {
@@ -198,7 +197,7 @@ func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
 	var once atomic.Bool
 	e.startReplica(app.ConsumerDeps{TestSeams: consumer.TestSeams{DisableHeartbeat: true,
 		AfterDatabase: func(ctx context.Context, d consumer.Delivery) error {
-			if d.Job.Operation != job.OpRename || !once.CompareAndSwap(false, true) {
+			if d.Job.Operation != jobs.OpRename || !once.CompareAndSwap(false, true) {
 				return nil
 			}
 			close(paused)
@@ -217,7 +216,7 @@ func TestStaleRenameNeverOverwritesANewerOne(t *testing.T) {
 		for {
 			select {
 			case o := <-e.outcomes:
-				if o.Delivery.Job.Operation == job.OpRename && o.Delivery.Job.Generation == 0 && o.Delivery.Attempt == 1 {
+				if o.Delivery.Job.Operation == jobs.OpRename && o.Delivery.Job.Generation == 0 && o.Delivery.Attempt == 1 {
 					return true
 				}
 			default:
@@ -321,7 +320,7 @@ func TestDeleteRequestedAgainIsANewJob(t *testing.T) {
 	}
 
 	// The failed job, replayed, finds a newer request settled.
-	var failed job.Job
+	var failed jobs.Job
 	if err := json.Unmarshal(first.Message, &failed); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +345,7 @@ func consumerRefusesDeleteWhenDisabled(t *testing.T, e *env) {
 	id := e.create("", "Kept")
 	e.waitStatus(id, adminapi.StatusCompleted)
 	e.remove("", id)
-	j := job.NewDelete("default", id, "Kept", e.prefix+"_Kept", 0).OnLine(e.cfg.Line())
+	j := jobs.NewDelete("default", id, "Kept", e.prefix+"_Kept", 0).OnLine(e.cfg.Line())
 	e.publish(j.Subject(), j)
 	dls := e.waitDeadLetters(1)
 	if dls[0].Code != "delete_disabled" || !strings.Contains(dls[0].Reason, "allowDelete") {
@@ -372,7 +371,7 @@ func TestReplayedCreateAfterRenameMakesNothing(t *testing.T) {
 	e.rename("", id, "After")
 	e.waitRenamed(id, 1)
 	e.waitSettled()
-	j := job.NewCreate("default", id, "Before")
+	j := jobs.NewCreate("default", id, "Before")
 	e.publish(j.Subject(), j)
 	e.waitSettled()
 	if e.databaseExists(e.prefix + "_Before") {
@@ -425,7 +424,7 @@ func TestDataErrorsEndAtOnce(t *testing.T) {
 		t.Fatalf("dead letter %+v", dls[0])
 	}
 	_, js := testenv.JetStream(t, e.natsURL)
-	s, err := js.Stream(context.Background(), jobstream.DeadStream)
+	s, err := js.Stream(context.Background(), jobs.DeadStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +474,7 @@ func TestForgedAdvisoriesAreIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	subject := jobstream.AdvisorySubject(e.cfg.NATS.Stream, e.cfg.NATS.Consumer)
+	subject := jobs.AdvisorySubject(e.cfg.NATS.Stream, e.cfg.NATS.Consumer)
 	forged := []map[string]any{
 		{"stream": "OTHER", "consumer": e.cfg.NATS.Consumer, "stream_seq": 1, "deliveries": 5},
 		{"stream": e.cfg.NATS.Stream, "consumer": e.cfg.NATS.Consumer, "stream_seq": 1, "deliveries": 2},

@@ -12,9 +12,9 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/app"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/reconcile"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -109,7 +109,7 @@ func TestReconcileReportsEachDifferenceAndFixesOnlyWhatIsSafe(t *testing.T) {
 
 	deadSeq := func() uint64 {
 		_, js := testenv.JetStream(t, e.natsURL)
-		all, err := jobstream.ListDead(ctx, js)
+		all, err := jobs.ListDead(ctx, js)
 		if err != nil || len(all) != 1 {
 			t.Fatalf("dead letters: %v, %v", all, err)
 		}

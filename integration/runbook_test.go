@@ -19,9 +19,8 @@ import (
 	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // runbookReadOnly are the nats commands that only read; every other command
@@ -88,11 +87,11 @@ func TestRunbookNATSCommands(t *testing.T) {
 
 	ctx := context.Background()
 	_, js := testenv.JetStream(t, e.natsURL)
-	dead, err := js.Stream(ctx, jobstream.DeadStream)
+	dead, err := js.Stream(ctx, jobs.DeadStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadMsg, err := dead.GetLastMsgForSubject(ctx, job.DeadSubject(dl.Subject))
+	deadMsg, err := dead.GetLastMsgForSubject(ctx, jobs.DeadSubject(dl.Subject))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +144,7 @@ func TestRunbookNATSCommands(t *testing.T) {
 				if !consumerInfo().Paused {
 					t.Fatal("the consumer is not paused")
 				}
-				if _, err := jobstream.EnsureConsumer(ctx, js, e.cfg.StreamConfig()); err != nil {
+				if _, err := jobs.EnsureConsumer(ctx, js, e.cfg.StreamConfig()); err != nil {
 					t.Fatal(err)
 				}
 				if !consumerInfo().Paused {

@@ -13,11 +13,11 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
-func codes(dls []job.DeadLetter) map[string]int {
+func codes(dls []jobs.DeadLetter) map[string]int {
 	m := map[string]int{}
 	for _, d := range dls {
 		m[d.Code]++

@@ -1,6 +1,6 @@
 // Package provisioning holds what the consumer needs to act on a database
 // server, behind small interfaces with one implementation per engine
-// (provisioning/postgres now, provisioning/sqlserver later): checking and
+// (provisioning/postgres and provisioning/sqlserver): checking and
 // creating ODS databases, and registering them in EdFi_Admin.
 //
 // It must never run a destructive statement on a database the system did not

@@ -28,7 +28,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/consumer"
-	"github.com/edfi-tools/instancemgr/internal/job"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 )
@@ -351,20 +351,20 @@ func likePrefix(s string) string {
 // statement, then checks that Ed-Fi's executor has not run for it. A
 // request already claimed counts as this job's own only when it names the
 // same database: a redelivery finds its own claim.
-func (s *Source) Claim(ctx context.Context, tenant string, id int, op job.Operation, database string) error {
+func (s *Source) Claim(ctx context.Context, tenant string, id int, op jobs.Operation, database string) error {
 	db, err := s.open(ctx, tenant)
 	if err != nil {
 		return err
 	}
 	from, to := PendingCreate, CreateInProgress
-	if op == job.OpDelete {
+	if op == jobs.OpDelete {
 		from, to = PendingDelete, DeleteInProgress
-	} else if op != job.OpCreate {
+	} else if op != jobs.OpCreate {
 		return fmt.Errorf("%w: %s", ErrNoRename, op)
 	}
 	var claimed int
 	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), from).Scan(&claimed)
-	if errors.Is(err, sqlregistry.ErrNoRows) && op == job.OpCreate {
+	if errors.Is(err, sqlregistry.ErrNoRows) && op == jobs.OpCreate {
 		// A create that ended in CreateError is taken up again by its
 		// job's replay, once the cause is fixed.
 		err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), CreateError).Scan(&claimed)
@@ -382,7 +382,7 @@ func (s *Source) Claim(ctx context.Context, tenant string, id int, op job.Operat
 	switch {
 	case r.database != database:
 		return fmt.Errorf("%w: manage request %d of tenant %q names database %q, this job %q", provisioning.ErrConflict, id, tenant, r.database, database)
-	case r.status == to, op == job.OpCreate && r.status == Created:
+	case r.status == to, op == jobs.OpCreate && r.status == Created:
 		return nil
 	}
 	return fmt.Errorf("%w: manage request %d of tenant %q is %s, not %s", provisioning.ErrConflict, id, tenant, r.status, from)
@@ -554,7 +554,7 @@ func cutTo(s string, n int) string {
 // Has says which operations this line has: no rename of a managed
 // instance, so the consumer refuses a rename job before it changes
 // anything (consumer.Operations).
-func (s *Source) Has(op job.Operation) bool { return op != job.OpRename }
+func (s *Source) Has(op jobs.Operation) bool { return op != jobs.OpRename }
 
 // Renamed and RenameFailed are never called: the bridge publishes no
 // rename for this line, and the consumer refuses one (Has).

@@ -9,8 +9,8 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -72,16 +72,16 @@ func TestClaimIsConditionalAndRecognisesItsOwn(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	id := w.request("One", "Minimal")
-	if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_One_Minimal"); err != nil {
+	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_One_Minimal"); err != nil {
 		t.Fatal(err)
 	}
 	if st, db := w.status(id); st != manage.CreateInProgress || db != "EdFi_Ods_One_Minimal" {
 		t.Fatalf("after the claim: %s %q", st, db)
 	}
-	if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_One_Minimal"); err != nil {
+	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_One_Minimal"); err != nil {
 		t.Fatalf("a redelivery's claim: %v", err)
 	}
-	if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_Other_Minimal"); !errors.Is(err, provisioning.ErrConflict) {
+	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_Other_Minimal"); !errors.Is(err, provisioning.ErrConflict) {
 		t.Fatalf("a claim for another database: %v, want ErrConflict", err)
 	}
 	inst, err := w.source.Instance(ctx, "district", id)
@@ -113,7 +113,7 @@ func TestARequestEdFisJobRanForIsAConflict(t *testing.T) {
 		if _, err := w.source.Instance(ctx, "district", id); !errors.Is(err, provisioning.ErrConflict) {
 			t.Errorf("%s: Instance: %v, want ErrConflict", form, err)
 		}
-		if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_Row_Minimal"); !errors.Is(err, provisioning.ErrConflict) {
+		if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_Row_Minimal"); !errors.Is(err, provisioning.ErrConflict) {
 			t.Errorf("%s: Claim: %v, want ErrConflict", form, err)
 		}
 		if _, err := admin.Exec(ctx, `DELETE FROM adminapi.jobstatuses`); err != nil {
@@ -133,7 +133,7 @@ func TestCompletedTakesTheManageLinesEntryOnly(t *testing.T) {
 	if _, err := admin.Exec(ctx, `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES ('district', $1, 4242, 'EdFi_Ods_Old', 'Old', 'adminconsole')`, id); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_Three_Minimal"); err != nil {
+	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_Three_Minimal"); err != nil {
 		t.Fatal(err)
 	}
 	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Three_Minimal", Name: "Three", InstanceType: "Minimal", ConnectionString: "x"}
@@ -165,7 +165,7 @@ func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	if err := w.source.Completed(ctx, "district", id, ""); !errors.Is(err, manage.ErrOutsideTransaction) {
 		t.Fatalf("Completed outside a transaction: %v", err)
 	}
-	if err := w.source.Claim(ctx, "district", id, job.OpCreate, "EdFi_Ods_Two_Sample"); err != nil {
+	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_Two_Sample"); err != nil {
 		t.Fatal(err)
 	}
 	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Two_Sample", Name: "Two", InstanceType: "Sample", ConnectionString: "x"}

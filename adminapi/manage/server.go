@@ -18,8 +18,8 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
 	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/forwarded"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -260,7 +260,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *servedCall)
 		}
 		call.InstanceID, call.Name, call.Refusal = s.endpoints.Create(w, r, rt, tenant, s.origin(r))
 		if call.InstanceID > 0 {
-			call.RequestID = job.IDFor(provisioning.LineManage, job.OpCreate, tenant, call.InstanceID)
+			call.RequestID = jobs.IDFor(provisioning.LineManage, jobs.OpCreate, tenant, call.InstanceID)
 		}
 		if strings.HasPrefix(call.Refusal, limitRefusal) {
 			s.refused("instances")
@@ -268,7 +268,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, call *servedCall)
 		return
 	}
 	call.InstanceID = id
-	call.RequestID = job.IDFor(provisioning.LineManage, job.OpDelete, tenant, id)
+	call.RequestID = jobs.IDFor(provisioning.LineManage, jobs.OpDelete, tenant, id)
 	call.Refusal = s.endpoints.Delete(w, r, rt, tenant, id)
 }
 

@@ -19,8 +19,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -89,17 +88,17 @@ func (f *jobsFlags) parse(args []string) ([]string, error) {
 // is given, else as the nats CLI would, with -server winning over both. It
 // also returns the stream settings and, with a configuration, what
 // CheckReplay needs from it.
-func (f *jobsFlags) natsConfig(environ []string) (config.NATS, jobstream.Config, *jobstream.ReplaySettings, error) {
+func (f *jobsFlags) natsConfig(environ []string) (config.NATS, jobs.Config, *jobs.ReplaySettings, error) {
 	var n config.NATS
-	var sc jobstream.Config
-	var settings *jobstream.ReplaySettings
+	var sc jobs.Config
+	var settings *jobs.ReplaySettings
 	if *f.config != "" {
 		cfg, err := config.LoadEnviron(*f.config, environ)
 		if err != nil {
 			return n, sc, nil, err
 		}
 		n, sc = cfg.NATS, cfg.StreamConfig()
-		settings = &jobstream.ReplaySettings{AllowDelete: cfg.Provisioning.AllowDelete}
+		settings = &jobs.ReplaySettings{AllowDelete: cfg.Provisioning.AllowDelete}
 		for name := range cfg.Tenants {
 			settings.Tenants = append(settings.Tenants, name)
 		}
@@ -139,12 +138,12 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var cmd func(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, settings *jobstream.ReplaySettings) error
+	var cmd func(ctx context.Context, js jetstream.JetStream, sc jobs.Config, settings *jobs.ReplaySettings) error
 	switch {
 	case len(pos) == 3 && pos[0] == "dead" && pos[1] == "list":
 		return errors.New("jobs dead list takes no argument")
 	case len(pos) == 2 && pos[0] == "dead" && pos[1] == "list":
-		cmd = func(ctx context.Context, js jetstream.JetStream, _ jobstream.Config, _ *jobstream.ReplaySettings) error {
+		cmd = func(ctx context.Context, js jetstream.JetStream, _ jobs.Config, _ *jobs.ReplaySettings) error {
 			return deadList(ctx, js, *f.json, stdout)
 		}
 	case len(pos) == 3 && pos[0] == "dead" && (pos[1] == "show" || pos[1] == "replay"):
@@ -153,21 +152,21 @@ func runJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%q is not a dead letter's sequence (a positive number, as jobs dead list shows)", pos[2])
 		}
 		if pos[1] == "show" {
-			cmd = func(ctx context.Context, js jetstream.JetStream, _ jobstream.Config, _ *jobstream.ReplaySettings) error {
+			cmd = func(ctx context.Context, js jetstream.JetStream, _ jobs.Config, _ *jobs.ReplaySettings) error {
 				return deadShow(ctx, js, seq, stdout)
 			}
 		} else {
-			cmd = func(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, s *jobstream.ReplaySettings) error {
+			cmd = func(ctx context.Context, js jetstream.JetStream, sc jobs.Config, s *jobs.ReplaySettings) error {
 				return deadReplay(ctx, js, sc, s, seq, *f.force, stdout)
 			}
 		}
 	case len(pos) == 3 && pos[0] == "show":
-		line, id, err := job.ParseInstanceToken(pos[2])
+		line, id, err := jobs.ParseInstanceToken(pos[2])
 		if err != nil {
 			return err
 		}
 		tenant := pos[1]
-		cmd = func(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, _ *jobstream.ReplaySettings) error {
+		cmd = func(ctx context.Context, js jetstream.JetStream, sc jobs.Config, _ *jobs.ReplaySettings) error {
 			return jobShow(ctx, js, sc, tenant, line, id, *f.json, stdout)
 		}
 	default:
@@ -203,23 +202,23 @@ type deadRow struct {
 	Subject  string            `json:"subject"`
 }
 
-func newDeadRow(d jobstream.StoredDead) deadRow {
+func newDeadRow(d jobs.StoredDead) deadRow {
 	r := deadRow{Seq: d.Seq, Stored: d.Stored, Code: d.Letter.Code, Attempts: d.Letter.Attempts, Reason: d.Letter.Reason, Subject: d.Subject}
 	// The job's own fields when it decodes; the subject's tokens otherwise.
-	if j, err := job.Decode(d.Body()); err == nil {
+	if j, err := jobs.Decode(d.Body()); err == nil {
 		r.Op, r.Tenant, r.Instance, r.Line = string(j.Operation), j.Tenant, j.InstanceID, j.Line
 	} else if s, ok := d.JobSubject(); ok {
 		tok := strings.Split(s, ".")
 		if len(tok) >= 4 {
 			r.Op, r.Tenant = tok[1], tok[2]
-			r.Line, r.Instance, _ = job.ParseInstanceToken(tok[3])
+			r.Line, r.Instance, _ = jobs.ParseInstanceToken(tok[3])
 		}
 	}
 	return r
 }
 
 func deadList(ctx context.Context, js jetstream.JetStream, asJSON bool, w io.Writer) error {
-	dead, err := jobstream.ListDead(ctx, js)
+	dead, err := jobs.ListDead(ctx, js)
 	if err != nil {
 		return err
 	}
@@ -247,13 +246,13 @@ func deadList(ctx context.Context, js jetstream.JetStream, asJSON bool, w io.Wri
 }
 
 func deadShow(ctx context.Context, js jetstream.JetStream, seq uint64, w io.Writer) error {
-	d, err := jobstream.GetDead(ctx, js, seq)
+	d, err := jobs.GetDead(ctx, js, seq)
 	if err != nil {
 		return err
 	}
 	r := newDeadRow(d)
 	fmt.Fprintf(w, "dead letter %d, stored %s (%s ago) on %s\n", d.Seq, d.Stored.UTC().Format(time.RFC3339), age(time.Since(d.Stored)), d.Subject)
-	fmt.Fprintf(w, "job:       %s %s tenant %q instance %s (job id %s)\n", r.Op, d.Letter.Subject, r.Tenant, job.InstanceToken(r.Line, r.Instance), d.Letter.JobID)
+	fmt.Fprintf(w, "job:       %s %s tenant %q instance %s (job id %s)\n", r.Op, d.Letter.Subject, r.Tenant, jobs.InstanceToken(r.Line, r.Instance), d.Letter.JobID)
 	fmt.Fprintf(w, "code:      %s after %d attempt(s), failed at %s\n", d.Letter.Code, d.Letter.Attempts, d.Letter.FailedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "job seq:   %d in the job stream\n", d.Letter.StreamSequence)
 	fmt.Fprintf(w, "reason:    %s\n", d.Letter.Reason)
@@ -283,8 +282,8 @@ func indentJSON(b *strings.Builder, raw []byte) error {
 	return nil
 }
 
-func deadReplay(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, s *jobstream.ReplaySettings, seq uint64, force bool, w io.Writer) error {
-	d, err := jobstream.GetDead(ctx, js, seq)
+func deadReplay(ctx context.Context, js jetstream.JetStream, sc jobs.Config, s *jobs.ReplaySettings, seq uint64, force bool, w io.Writer) error {
+	d, err := jobs.GetDead(ctx, js, seq)
 	if err != nil {
 		return err
 	}
@@ -293,17 +292,17 @@ func deadReplay(ctx context.Context, js jetstream.JetStream, sc jobstream.Config
 		return fmt.Errorf("dead letter %d is on %s: the message never named a job subject, so there is nothing to replay", seq, d.Subject)
 	}
 	r := newDeadRow(d)
-	h, err := jobstream.History(ctx, js, sc, r.Tenant, r.Line, r.Instance)
+	h, err := jobs.History(ctx, js, sc, r.Tenant, r.Line, r.Instance)
 	if err != nil {
 		return err
 	}
-	if why := jobstream.CheckReplay(d, h, s); why != nil {
+	if why := jobs.CheckReplay(d, h, s); why != nil {
 		if !force {
 			return fmt.Errorf("not replayed: %w\n(fix the cause, then replay with -force if the tool cannot see the fix)", why)
 		}
 		fmt.Fprintf(w, "replaying despite: %v\n", why)
 	}
-	out, err := jobstream.Replay(ctx, js, sc, d)
+	out, err := jobs.Replay(ctx, js, sc, d)
 	if err != nil {
 		return err
 	}
@@ -325,15 +324,15 @@ type showRow struct {
 	Note    string    `json:"note,omitempty"`
 }
 
-func jobShow(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, tenant string, line provisioning.Line, id int, asJSON bool, w io.Writer) error {
-	h, err := jobstream.History(ctx, js, sc, tenant, line, id)
+func jobShow(ctx context.Context, js jetstream.JetStream, sc jobs.Config, tenant string, line provisioning.Line, id int, asJSON bool, w io.Writer) error {
+	h, err := jobs.History(ctx, js, sc, tenant, line, id)
 	if err != nil {
 		return err
 	}
 	var rows []showRow
 	for _, m := range h.Jobs {
 		row := showRow{Stream: sc.Stream, Seq: m.Seq, Stored: m.Time, Subject: m.Subject, State: string(m.State)}
-		if of := m.Header.Get(jobstream.ReplayHeader); of != "" {
+		if of := m.Header.Get(jobs.ReplayHeader); of != "" {
 			row.Note = "replay of dead letter " + of
 		}
 		if m.Dead != nil {
@@ -342,7 +341,7 @@ func jobShow(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, t
 		rows = append(rows, row)
 	}
 	for _, d := range h.Dead {
-		rows = append(rows, showRow{Stream: jobstream.DeadStream, Seq: d.Seq, Stored: d.Stored, Subject: d.Subject, State: string(jobstream.StateDead),
+		rows = append(rows, showRow{Stream: jobs.DeadStream, Seq: d.Seq, Stored: d.Stored, Subject: d.Subject, State: string(jobs.StateDead),
 			Note: oneLine(d.Letter.Code+": "+d.Letter.Reason, 80) + fmt.Sprintf(" (job seq %d no longer stored)", d.Letter.StreamSequence)})
 	}
 	if asJSON {

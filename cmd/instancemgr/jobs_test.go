@@ -19,16 +19,15 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 var natsLine = regexp.MustCompile(`NATS \(embedded\)\s+(nats://\S+)`)
 
-// jobs runs `instancemgr jobs args...` and returns what it printed.
-func jobs(args ...string) (string, error) {
+// jobsCmd runs `instancemgr jobs args...` and returns what it printed.
+func jobsCmd(args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	err := run(append([]string{"jobs"}, args...), &out, &errOut)
 	if err != nil {
@@ -39,7 +38,7 @@ func jobs(args ...string) (string, error) {
 
 func mustJobs(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := jobs(args...)
+	out, err := jobsCmd(args...)
 	if err != nil {
 		t.Fatalf("jobs %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -119,7 +118,7 @@ func TestJobsToolsListShowAndReplayADeadLetter(t *testing.T) {
 	}
 
 	// Not replayed while the cause may stand; nothing is stored.
-	out, err := jobs("dead", "replay", seq, "-server", natsURL)
+	out, err := jobsCmd("dead", "replay", seq, "-server", natsURL)
 	if err == nil || !strings.Contains(err.Error(), "code conflict") {
 		t.Fatalf("replay of a conflict: %v\n%s", err, out)
 	}
@@ -147,7 +146,7 @@ func TestJobsToolsListShowAndReplayADeadLetter(t *testing.T) {
 	if !regexp.MustCompile(`\s(done|delivered)\s+replay of dead letter ` + seq).MatchString(history) {
 		t.Fatalf("jobs show after the replay:\n%s", history)
 	}
-	out, err = jobs("dead", "replay", seq, "-server", natsURL)
+	out, err = jobsCmd("dead", "replay", seq, "-server", natsURL)
 	if err == nil || !strings.Contains(err.Error(), "already put back") {
 		t.Fatalf("a second replay: %v\n%s", err, out)
 	}
@@ -214,7 +213,7 @@ func TestJobsArguments(t *testing.T) {
 		{"show", "default"},
 		{"dead", "purge", "1"},
 	} {
-		out, err := jobs(append(args, "-server", "nats://127.0.0.1:1")...)
+		out, err := jobsCmd(append(args, "-server", "nats://127.0.0.1:1")...)
 		if err == nil || strings.Contains(out, "connect to NATS") {
 			t.Errorf("jobs %v: %v\n%s", args, err, out)
 		}
@@ -239,17 +238,17 @@ func TestJobsWorkWithTheRunbooksOperatorPermissions(t *testing.T) {
 	as := func(u *server.User) string { return itest.UserURL(srv.ClientURL(), u) }
 	ctx := context.Background()
 	_, js := testenv.JetStream(t, as(system))
-	sc := jobstream.Config{}.WithDefaults()
-	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
+	sc := jobs.Config{}.WithDefaults()
+	if _, err := jobs.Ensure(ctx, js, sc); err != nil {
 		t.Fatal(err)
 	}
-	if err := jobstream.EnsureDeadStream(ctx, js, 1, 0); err != nil {
+	if err := jobs.EnsureDeadStream(ctx, js, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	// A create the bridge published, whose last delivery failed with an
 	// error that heals (the Admin API was down): its dead letter.
-	j := job.NewCreate("district 9", 7, "Prod")
-	body, err := job.Encode(j)
+	j := jobs.NewCreate("district 9", 7, "Prod")
+	body, err := jobs.Encode(j)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,8 +256,8 @@ func TestJobsWorkWithTheRunbooksOperatorPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl := job.NewDeadLetter(body, j.Subject(), ack.Sequence, 10, j.ID, "exhausted", "retries exhausted after 10 deliveries: the Admin API answered 503")
-	if err := jobstream.PublishDead(ctx, js, dl); err != nil {
+	dl := jobs.NewDeadLetter(body, j.Subject(), ack.Sequence, 10, j.ID, "exhausted", "retries exhausted after 10 deliveries: the Admin API answered 503")
+	if err := jobs.PublishDead(ctx, js, dl); err != nil {
 		t.Fatal(err)
 	}
 
@@ -284,10 +283,10 @@ func TestJobsWorkWithTheRunbooksOperatorPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Subject != j.Subject() || string(m.Data) != string(body) || m.Header.Get(jetstream.MsgIDHeader) != "replay.1" || m.Header.Get(jobstream.ReplayHeader) != "1" {
+	if m.Subject != j.Subject() || string(m.Data) != string(body) || m.Header.Get(jetstream.MsgIDHeader) != "replay.1" || m.Header.Get(jobs.ReplayHeader) != "1" {
 		t.Fatalf("the replayed job: %s %q %v", m.Subject, m.Data, m.Header)
 	}
-	if _, err := jobs("dead", "replay", "1", "-server", op); err == nil || !strings.Contains(err.Error(), "already put back: stream sequence 2") {
+	if _, err := jobsCmd("dead", "replay", "1", "-server", op); err == nil || !strings.Contains(err.Error(), "already put back: stream sequence 2") {
 		t.Fatalf("a second replay: %v", err)
 	}
 	// Forced within the duplicate window: JetStream keeps the one copy.
@@ -306,15 +305,15 @@ func TestJobsShowTellsTheLinesApart(t *testing.T) {
 	natsURL := testenv.NATS(t)
 	ctx := context.Background()
 	_, js := testenv.JetStream(t, natsURL)
-	sc := jobstream.Config{}.WithDefaults()
-	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
+	sc := jobs.Config{}.WithDefaults()
+	if _, err := jobs.Ensure(ctx, js, sc); err != nil {
 		t.Fatal(err)
 	}
-	if err := jobstream.EnsureDeadStream(ctx, js, 1, 0); err != nil {
+	if err := jobs.EnsureDeadStream(ctx, js, 1, 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, j := range []job.Job{job.NewCreate("default", 7, "Old"), job.NewCreate("default", 7, "New").OnLine(provisioning.LineManage)} {
-		body, err := job.Encode(j)
+	for _, j := range []jobs.Job{jobs.NewCreate("default", 7, "Old"), jobs.NewCreate("default", 7, "New").OnLine(provisioning.LineManage)} {
+		body, err := jobs.Encode(j)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +322,7 @@ func TestJobsShowTellsTheLinesApart(t *testing.T) {
 			t.Fatalf("publish %s: %v", j.Subject(), err)
 		}
 		if j.Line == provisioning.LineManage {
-			if err := jobstream.PublishDead(ctx, js, job.NewDeadLetter(body, j.Subject(), ack.Sequence, 1, j.ID, "conflict", "for the test")); err != nil {
+			if err := jobs.PublishDead(ctx, js, jobs.NewDeadLetter(body, j.Subject(), ack.Sequence, 1, j.ID, "conflict", "for the test")); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -344,7 +343,7 @@ func TestJobsShowTellsTheLinesApart(t *testing.T) {
 		t.Fatalf("dead list row %+v, %v", row, err)
 	}
 	for _, bad := range []string{"x7", "m", "m-7", "07"} {
-		if _, err := jobs("show", "default", bad, "-server", natsURL); err == nil {
+		if _, err := jobsCmd("show", "default", bad, "-server", natsURL); err == nil {
 			t.Errorf("jobs show default %s was taken", bad)
 		}
 	}

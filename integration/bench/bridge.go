@@ -22,7 +22,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/bridge"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -170,7 +170,7 @@ func BridgeScale(ctx context.Context, o BridgeScaleOptions) (BridgeScaleResult, 
 	if err != nil {
 		return res, err
 	}
-	stream, err := jobstream.EnsureStream(ctx, js, jobstream.Config{})
+	stream, err := jobs.EnsureStream(ctx, js, jobs.Config{})
 	if err != nil {
 		return res, err
 	}

@@ -29,9 +29,8 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // MessagingOptions size the messaging benchmark.
@@ -252,7 +251,7 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		return res, err
 	}
 	defer nc.Close()
-	if _, err := jobstream.Ensure(ctx, js, sc); err != nil {
+	if _, err := jobs.Ensure(ctx, js, sc); err != nil {
 		return res, err
 	}
 	stream, err := js.Stream(ctx, sc.Stream)
@@ -287,14 +286,14 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		if err != nil {
 			return res, fmt.Errorf("request the round's instances: %w", err)
 		}
-		jobs := make([]job.Job, o.Jobs)
+		batch := make([]jobs.Job, o.Jobs)
 		names := make(map[int]string, len(insts))
 		for i, inst := range insts {
-			jobs[i] = job.NewCreate("default", inst.ID, reqs[i].Name)
+			batch[i] = jobs.NewCreate("default", inst.ID, reqs[i].Name)
 			names[inst.ID] = reqs[i].Name
 		}
 		start := time.Now()
-		if err := publish(ctx, js, jobs); err != nil {
+		if err := publish(ctx, js, batch); err != nil {
 			return res, err
 		}
 		res.PublishSeconds = max(res.PublishSeconds, time.Since(start).Seconds())
@@ -407,10 +406,10 @@ func connect(url string) (*nats.Conn, jetstream.JetStream, error) {
 
 // publish stores every job as the bridge publishes it (message ID, on its
 // own subject, expecting it to be the subject's first), asynchronously.
-func publish(ctx context.Context, js jetstream.JetStream, jobs []job.Job) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(jobs))
-	for _, j := range jobs {
-		data, err := job.Encode(j)
+func publish(ctx context.Context, js jetstream.JetStream, batch []jobs.Job) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, j := range batch {
+		data, err := jobs.Encode(j)
 		if err != nil {
 			return err
 		}
@@ -490,14 +489,14 @@ func (t *tally) wait(ctx context.Context, what string) error {
 // runPlain is the baseline: workers that each pull one message (Next),
 // ack it (Ack, or DoubleAck and wait for the server's answer) and pull
 // again. No decoding, no handler, no heartbeats.
-func runPlain(ctx context.Context, url string, sc jobstream.Config, o MessagingOptions, round int, name string, double bool) (MessagingRun, error) {
+func runPlain(ctx context.Context, url string, sc jobs.Config, o MessagingOptions, round int, name string, double bool) (MessagingRun, error) {
 	run := MessagingRun{Name: name, Durable: sc.Consumer}
 	nc, js, err := connect(url)
 	if err != nil {
 		return run, err
 	}
 	defer nc.Close()
-	cons, err := jobstream.EnsureConsumer(ctx, js, sc)
+	cons, err := jobs.EnsureConsumer(ctx, js, sc)
 	if err != nil {
 		return run, err
 	}
@@ -600,7 +599,7 @@ func runFramework(ctx context.Context, cfg *config.Config, o MessagingOptions, r
 }
 
 // serverView records what the server says of the run's durable.
-func serverView(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, run *MessagingRun) error {
+func serverView(ctx context.Context, js jetstream.JetStream, sc jobs.Config, run *MessagingRun) error {
 	cons, err := js.Consumer(ctx, sc.Stream, sc.Consumer)
 	if err != nil {
 		return err

@@ -23,8 +23,8 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // bins are the binaries under test, built once for the package.
@@ -472,7 +472,7 @@ func (s *sys) effects(ids []int) effects {
 			e.Deliveries = info.Delivered.Consumer
 		}
 	}
-	if st, err := js.Stream(ctx, jobstream.DeadStream); err == nil {
+	if st, err := js.Stream(ctx, jobs.DeadStream); err == nil {
 		if info, err := st.Info(ctx); err == nil {
 			e.DeadLetters = int(info.State.Msgs)
 		}

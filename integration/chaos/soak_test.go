@@ -29,9 +29,9 @@ import (
 	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -596,18 +596,18 @@ func (s *soak) setStatus(id int, status string) {
 // pendingStatus is the operation each pending status waits for, and the
 // one a create that ended is left in (Error: the newest line's
 // CreateError; 2.2.2's stays Pending): each has a dead letter that says why.
-var pendingStatus = map[string]job.Operation{
-	adminapi.StatusPending:       job.OpCreate,
-	adminapi.StatusError:         job.OpCreate,
-	adminapi.StatusPendingRename: job.OpRename,
-	adminapi.StatusPendingDelete: job.OpDelete,
+var pendingStatus = map[string]jobs.Operation{
+	adminapi.StatusPending:       jobs.OpCreate,
+	adminapi.StatusError:         jobs.OpCreate,
+	adminapi.StatusPendingRename: jobs.OpRename,
+	adminapi.StatusPendingDelete: jobs.OpDelete,
 }
 
 // deadLetters are the dead letters by (tenant, instance, operation).
-func (s *soak) deadLetters(js jetstream.JetStream) map[string][]job.DeadLetter {
-	out := map[string][]job.DeadLetter{}
+func (s *soak) deadLetters(js jetstream.JetStream) map[string][]jobs.DeadLetter {
+	out := map[string][]jobs.DeadLetter{}
 	for _, dl := range itest.DeadLetters(s.t, js) {
-		var j job.Job
+		var j jobs.Job
 		if err := json.Unmarshal(dl.Message, &j); err != nil {
 			continue
 		}
@@ -808,7 +808,7 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			res, reserved := reservations[name]
 			switch {
 			case accounted[name], handMade[name]:
-			case reserved && res.tenant == tn.name && pendingStatus[recs[res.id].Status] == job.OpCreate:
+			case reserved && res.tenant == tn.name && pendingStatus[recs[res.id].Status] == jobs.OpCreate:
 				info["databases left by dead-lettered creates"]++
 			default:
 				bad("unaccounted_database", "%s: %q (reservation %+v)", tn.name, name, res)

@@ -15,9 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/internal/connstr"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -110,10 +109,10 @@ func Count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
 }
 
 // DeadLetters reads every dead letter stored so far.
-func DeadLetters(t testing.TB, js jetstream.JetStream) []job.DeadLetter {
+func DeadLetters(t testing.TB, js jetstream.JetStream) []jobs.DeadLetter {
 	t.Helper()
 	ctx := context.Background()
-	s, err := js.Stream(ctx, jobstream.DeadStream)
+	s, err := js.Stream(ctx, jobs.DeadStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +120,13 @@ func DeadLetters(t testing.TB, js jetstream.JetStream) []job.DeadLetter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []job.DeadLetter
+	var out []jobs.DeadLetter
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		raw, err := s.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d job.DeadLetter
+		var d jobs.DeadLetter
 		if err := json.Unmarshal(raw.Data, &d); err != nil {
 			t.Fatalf("dead letter %d: %v", seq, err)
 		}

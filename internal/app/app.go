@@ -24,9 +24,8 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // AdminClient builds the Admin API client from the configuration.
@@ -201,14 +200,14 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	ops := &consumer.Handlers{API: d.API, Tenants: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, TestSeams: d.TestSeams,
 		InstancesPerTenant: max(cfg.Limits.InstancesPerTenant, 0), Rate: limits.NewRate(cfg.Limits.CreatesPerMinute)}
 	line := cfg.Line()
-	handlers := map[job.Operation]consumer.Handler{
-		job.OpCreate: consumer.OnLine(line, ops.Create()),
-		job.OpRename: consumer.OnLine(line, ops.Rename()),
-		job.OpDelete: consumer.OnLine(line, ops.Delete()),
+	handlers := map[jobs.Operation]consumer.Handler{
+		jobs.OpCreate: consumer.OnLine(line, ops.Create()),
+		jobs.OpRename: consumer.OnLine(line, ops.Rename()),
+		jobs.OpDelete: consumer.OnLine(line, ops.Delete()),
 	}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{
-		DeadLetter:    func(ctx context.Context, dl job.DeadLetter) error { return jobstream.PublishDead(ctx, js, dl) },
+		DeadLetter:    func(ctx context.Context, dl jobs.DeadLetter) error { return jobs.PublishDead(ctx, js, dl) },
 		Metrics:       d.Metrics,
 		Concurrency:   cfg.Consumer.Concurrency,
 		Heartbeat:     cfg.Consumer.Heartbeat.D(),
@@ -233,8 +232,8 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
 // it finds the databases of renames and deletes (Ledgers in production).
 func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics, beat func()) (*bridge.Bridge, error) {
-	err := jobstream.Retry(ctx, log, "the job stream", func() error {
-		_, err := jobstream.EnsureStream(ctx, js, cfg.StreamConfig())
+	err := jobs.Retry(ctx, log, "the job stream", func() error {
+		_, err := jobs.EnsureStream(ctx, js, cfg.StreamConfig())
 		return err
 	})
 	if err != nil {

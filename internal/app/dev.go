@@ -29,7 +29,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/health"
 	"github.com/edfi-tools/instancemgr/internal/httpserve"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -225,7 +225,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	tenants.OnCopied = CopyReport(reg)
 	// Served until dev has stopped, so they answer while it drains.
 	sc := cfg.StreamConfig().WithDefaults()
-	reg.MustRegister(jobstream.NewLagCollector(js, sc.Stream, sc.Consumer))
+	reg.MustRegister(jobs.NewLagCollector(js, sc.Stream, sc.Consumer))
 	consumerMetrics := consumer.NewMetrics(reg)
 	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, metricsAndProbes(reg, checks), httpserve.Options{})
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/config"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/reconcile"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
@@ -66,15 +66,15 @@ func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log 
 		return rep, err
 	}
 
-	var jobs reconcile.Jobs = unreadableJobs{}
-	var dead []jobstream.StoredDead
+	var stream reconcile.Jobs = unreadableJobs{}
+	var dead []jobs.StoredDead
 	nc, js, jsErr := DialNATS(cfg.NATS, "instancemgr reconcile")
 	if jsErr == nil {
 		defer nc.Close()
 		var sj *reconcile.StreamJobs
 		if sj, jsErr = reconcile.NewStreamJobs(ctx, js, cfg.StreamConfig()); jsErr == nil {
-			jobs = sj
-			dead, jsErr = jobstream.ListDead(ctx, js)
+			stream = sj
+			dead, jsErr = jobs.ListDead(ctx, js)
 		}
 	}
 	if jsErr != nil {
@@ -117,7 +117,7 @@ func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log 
 		}
 		releasers[tenant] = e.inv
 		t := e.tenant(cfg, tenant, instances)
-		rep.Differences = append(rep.Differences, reconcile.Check(ctx, t, jobs, dead, jsErr, opts)...)
+		rep.Differences = append(rep.Differences, reconcile.Check(ctx, t, stream, dead, jsErr, opts)...)
 	}
 	if !o.Fix {
 		return rep, nil

@@ -24,7 +24,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/health"
 	"github.com/edfi-tools/instancemgr/internal/httpserve"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
@@ -111,7 +111,7 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 		tenants.OnCopied = CopyReport(r.metrics)
 		defer tenants.Close()
 		sc := cfg.StreamConfig().WithDefaults()
-		r.metrics.MustRegister(jobstream.NewLagCollector(r.js, sc.Stream, sc.Consumer))
+		r.metrics.MustRegister(jobs.NewLagCollector(r.js, sc.Stream, sc.Consumer))
 		deps := ConsumerDeps{JS: r.js, API: ConsumerAPI(cfg, r.api, tenants, log), Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
 			Beat: ConsumerProbes(r.checks, cfg, r.js, tenants)}
 		c, err := NewConsumer(ctx, cfg, deps)
@@ -136,24 +136,24 @@ func Setup(ctx context.Context, cfg *config.Config, log *slog.Logger) (string, e
 	if _, _, err := setUpStreams(ctx, js, sc, log); err != nil {
 		return "", err
 	}
-	log.Info("streams and durable consumer in place", "stream", sc.Stream, "consumer", sc.Consumer, "dead_letters", jobstream.DeadStream)
+	log.Info("streams and durable consumer in place", "stream", sc.Stream, "consumer", sc.Consumer, "dead_letters", jobs.DeadStream)
 	return fmt.Sprintf("stream %s (subjects %s, replicas %d, max age %s), durable consumer %s (ack wait %s, max deliver %d, backoff %v), advisory stream %s with consumer %s and dead-letter stream %s are in place",
-		sc.Stream, strings.Join(jobstream.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, sc.ExhaustedStream(), sc.ExhaustedConsumer(), jobstream.DeadStream), nil
+		sc.Stream, strings.Join(jobs.Subjects(), " "), sc.Replicas, sc.MaxAge, sc.Consumer, sc.AckWait, sc.MaxDeliver, sc.BackOff, sc.ExhaustedStream(), sc.ExhaustedConsumer(), jobs.DeadStream), nil
 }
 
 // setUpStreams ensures the job stream, its durable consumer, the stream
 // that keeps its max-deliveries advisories with their consumer, and the
 // dead-letter stream, retrying while JetStream is not ready.
-func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobstream.Config, log *slog.Logger) (cons, exhausted jetstream.Consumer, err error) {
-	err = jobstream.Retry(ctx, log, "the job stream and consumer", func() error {
+func setUpStreams(ctx context.Context, js jetstream.JetStream, sc jobs.Config, log *slog.Logger) (cons, exhausted jetstream.Consumer, err error) {
+	err = jobs.Retry(ctx, log, "the job stream and consumer", func() error {
 		var err error
-		if cons, err = jobstream.Ensure(ctx, js, sc); err != nil {
+		if cons, err = jobs.Ensure(ctx, js, sc); err != nil {
 			return err
 		}
-		if exhausted, err = jobstream.EnsureExhausted(ctx, js, sc); err != nil {
+		if exhausted, err = jobs.EnsureExhausted(ctx, js, sc); err != nil {
 			return err
 		}
-		return jobstream.EnsureDeadStream(ctx, js, sc.Replicas, 0)
+		return jobs.EnsureDeadStream(ctx, js, sc.Replicas, 0)
 	})
 	return cons, exhausted, err
 }

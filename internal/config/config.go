@@ -28,9 +28,9 @@ import (
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/forwarded"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -568,8 +568,8 @@ func (c *Config) applyDefaults() {
 }
 
 // StreamConfig is the job stream's set-up.
-func (c *Config) StreamConfig() jobstream.Config {
-	sc := jobstream.Config{
+func (c *Config) StreamConfig() jobs.Config {
+	sc := jobs.Config{
 		Stream: c.NATS.Stream, Consumer: c.NATS.Consumer, Replicas: c.NATS.Replicas,
 		AckWait: c.NATS.AckWait.D(), MaxDeliver: c.NATS.MaxDeliver, MaxAckPending: c.NATS.MaxAckPending,
 		DuplicateWindow: c.NATS.DuplicateWindow.D(), MaxAge: c.NATS.MaxAge.D(),

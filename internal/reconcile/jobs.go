@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // StreamJobs reads jobs from the job stream, and where each stands from the
@@ -19,7 +19,7 @@ type StreamJobs struct {
 }
 
 // NewStreamJobs opens the job stream and reads its durable consumer.
-func NewStreamJobs(ctx context.Context, js jetstream.JetStream, c jobstream.Config) (*StreamJobs, error) {
+func NewStreamJobs(ctx context.Context, js jetstream.JetStream, c jobs.Config) (*StreamJobs, error) {
 	c = c.WithDefaults()
 	s, err := js.Stream(ctx, c.Stream)
 	if err != nil {

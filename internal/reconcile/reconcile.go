@@ -20,8 +20,7 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -144,7 +143,7 @@ type checker struct {
 	o       Options
 	jobs    Jobs
 	jobsErr error // JetStream could not be read: job-dependent checks skipped
-	dead    map[string]jobstream.StoredDead
+	dead    map[string]jobs.StoredDead
 	inst    map[int]adminapi.WorkerInstance
 	ledger  map[int]provisioning.Record // the tenant's entries of its line
 	// otherLine are the other line's entries, by lower-case database.
@@ -158,11 +157,11 @@ type checker struct {
 // Check compares one tenant's records. dead are the dead letters read
 // (nil with deadErr when JetStream could not be read; jobs may then fail
 // too, and the checks that need it are left out and said so).
-func Check(ctx context.Context, t Tenant, jobs Jobs, dead []jobstream.StoredDead, deadErr error, o Options) []Difference {
+func Check(ctx context.Context, t Tenant, stream Jobs, dead []jobs.StoredDead, deadErr error, o Options) []Difference {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &checker{t: t, o: o, jobs: jobs, jobsErr: deadErr, dead: map[string]jobstream.StoredDead{},
+	c := &checker{t: t, o: o, jobs: stream, jobsErr: deadErr, dead: map[string]jobs.StoredDead{},
 		inst: map[int]adminapi.WorkerInstance{}, ledger: map[int]provisioning.Record{},
 		dbs: map[string]bool{}, dbsCI: map[string]bool{}, byName: map[string]provisioning.Listed{}, otherLine: map[string]provisioning.Record{}}
 	for _, d := range dead {
@@ -235,14 +234,14 @@ func pending(status string) bool {
 // ("" when none is pending): the bridge's, with the ledger's generation.
 func (c *checker) subject(id int) string {
 	gen := strconv.Itoa(c.ledger[id].Generation)
-	base := job.SubjectPrefix + ".%s." + job.SubjectToken(c.t.Name) + "." + c.token(id)
+	base := jobs.SubjectPrefix + ".%s." + jobs.SubjectToken(c.t.Name) + "." + c.token(id)
 	switch c.status(id) {
 	case adminapi.StatusPending, adminapi.StatusInProgress:
-		return fmt.Sprintf(base, job.OpCreate)
+		return fmt.Sprintf(base, jobs.OpCreate)
 	case adminapi.StatusPendingRename:
-		return fmt.Sprintf(base, job.OpRename) + "." + gen
+		return fmt.Sprintf(base, jobs.OpRename) + "." + gen
 	case adminapi.StatusPendingDelete:
-		return fmt.Sprintf(base, job.OpDelete) + "." + gen
+		return fmt.Sprintf(base, jobs.OpDelete) + "." + gen
 	}
 	return ""
 }
@@ -273,7 +272,7 @@ func (c *checker) liveJob(ctx context.Context, id int) bool {
 
 // deadLetter is the dead letter of the instance's current job, unless a
 // later copy of the job (a replay) was published after it.
-func (c *checker) deadLetter(ctx context.Context, id int) (jobstream.StoredDead, bool) {
+func (c *checker) deadLetter(ctx context.Context, id int) (jobs.StoredDead, bool) {
 	subject := c.subject(id)
 	d, ok := c.dead[subject]
 	if !ok {
@@ -286,7 +285,7 @@ func (c *checker) deadLetter(ctx context.Context, id int) (jobstream.StoredDead,
 }
 
 // replay is the command that re-submits a dead letter.
-func replay(d jobstream.StoredDead) string {
+func replay(d jobs.StoredDead) string {
 	return fmt.Sprintf("instancemgr jobs dead show %d; after fixing the cause: instancemgr jobs dead replay %d", d.Seq, d.Seq)
 }
 
@@ -335,7 +334,7 @@ func (c *checker) requests(ctx context.Context) {
 			}
 			c.add(Difference{InstanceID: i.ID, Kind: StuckRequest, Database: rec.Database,
 				Detail:  fmt.Sprintf("%s for %s since its job (stream sequence %d) was published; the job is %s", i.Status, age.Round(time.Second), st.Seq, state),
-				Command: fmt.Sprintf("instancemgr jobs show %s %s; then look for job_id=%s in the consumers' logs (are any running?)", c.t.Name, c.token(i.ID), strings.TrimPrefix(c.subject(i.ID), job.SubjectPrefix+"."))})
+				Command: fmt.Sprintf("instancemgr jobs show %s %s; then look for job_id=%s in the consumers' logs (are any running?)", c.t.Name, c.token(i.ID), strings.TrimPrefix(c.subject(i.ID), jobs.SubjectPrefix+"."))})
 		}
 	}
 }
@@ -484,7 +483,7 @@ func (c *checker) reservations(ctx context.Context) {
 }
 
 // token is the instance's token in its jobs' subjects.
-func (c *checker) token(id int) string { return job.InstanceToken(c.t.Line, id) }
+func (c *checker) token(id int) string { return jobs.InstanceToken(c.t.Line, id) }
 
 // otherLineReservation checks a reservation of the other line's instance:
 // its ledger entry explains it (checked with the ledger), or nothing will

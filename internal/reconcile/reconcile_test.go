@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -63,23 +62,23 @@ func TestUnreadableJetStreamIsReportedNotGuessed(t *testing.T) {
 // subject) no longer makes the request dead; the replay is its job now.
 func TestReplayedDeadLetterIsNotReported(t *testing.T) {
 	subject := "instances.create.t1.7"
-	dl := jobstream.StoredDead{Seq: 4, Subject: job.DeadSubject(subject), Letter: job.DeadLetter{Subject: subject, StreamSequence: 10, Code: "conflict", Reason: "x"}}
+	dl := jobs.StoredDead{Seq: 4, Subject: jobs.DeadSubject(subject), Letter: jobs.DeadLetter{Subject: subject, StreamSequence: 10, Code: "conflict", Reason: "x"}}
 	tn := Tenant{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}}}
 	now := time.Now()
 	o := Options{PendingAfter: time.Hour, Now: func() time.Time { return now }}
-	got := Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobstream.StoredDead{dl}, nil, o)
+	got := Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobs.StoredDead{dl}, nil, o)
 	if kinds(got) != "dead_request" || !strings.Contains(got[0].Command, "instancemgr jobs dead replay 4") {
 		t.Fatalf("dead: %+v", got)
 	}
-	got = Check(context.Background(), tn, jobsMap{subject: {Seq: 12, Published: now, Live: true}}, []jobstream.StoredDead{dl}, nil, o)
+	got = Check(context.Background(), tn, jobsMap{subject: {Seq: 12, Published: now, Live: true}}, []jobs.StoredDead{dl}, nil, o)
 	if len(got) != 0 {
 		t.Fatalf("replayed: %+v", got)
 	}
 	// A body naming another subject does not count: only the dead
 	// letter's own subject does.
 	forged := dl
-	forged.Subject = job.DeadSubject("instances.create.t1.8")
-	got = Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobstream.StoredDead{forged}, nil, o)
+	forged.Subject = jobs.DeadSubject("instances.create.t1.8")
+	got = Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobs.StoredDead{forged}, nil, o)
 	if len(got) != 0 {
 		t.Fatalf("a dead letter of another subject counted: %+v", got)
 	}

@@ -1,4 +1,4 @@
-package jobstream
+package jobs
 
 import (
 	"cmp"
@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edfi-tools/instancemgr/internal/job"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -33,7 +32,7 @@ type StoredDead struct {
 	Stored time.Time
 	// Subject is the dead letter's own subject (instances.dead.…).
 	Subject string
-	Letter  job.DeadLetter
+	Letter  DeadLetter
 }
 
 // JobSubject is the subject the dead letter's job was delivered on, read
@@ -41,11 +40,11 @@ type StoredDead struct {
 // delivery; the body's Subject field is only what someone wrote. ok is false
 // for instances.dead.malformed, which has no job subject.
 func (d StoredDead) JobSubject() (subject string, ok bool) {
-	rest, found := strings.CutPrefix(d.Subject, job.DeadPrefix+".")
+	rest, found := strings.CutPrefix(d.Subject, DeadPrefix+".")
 	if !found || rest == "malformed" {
 		return "", false
 	}
-	return job.SubjectPrefix + "." + rest, true
+	return SubjectPrefix + "." + rest, true
 }
 
 // Body is the original job message.
@@ -114,7 +113,7 @@ func listDead(ctx context.Context, js jetstream.JetStream, subjects ...string) (
 func decodeDead(seq uint64, subject string, stored time.Time, data []byte) StoredDead {
 	d := StoredDead{Seq: seq, Subject: subject, Stored: stored}
 	if err := json.Unmarshal(data, &d.Letter); err != nil {
-		d.Letter = job.DeadLetter{Code: "unreadable", Reason: "the dead letter is not JSON: " + err.Error(), Raw: data}
+		d.Letter = DeadLetter{Code: "unreadable", Reason: "the dead letter is not JSON: " + err.Error(), Raw: data}
 	}
 	return d
 }
@@ -139,9 +138,9 @@ func GetDead(ctx context.Context, js jetstream.JetStream, seq uint64) (StoredDea
 // line: its jobs (with or without a generation) in the job stream, and
 // their dead letters.
 func InstanceFilters(tenant string, line provisioning.Line, instanceID int) (jobs, dead []string) {
-	tail := job.SubjectToken(tenant) + "." + job.InstanceToken(line, instanceID)
-	jobs = []string{job.SubjectPrefix + ".*." + tail, job.SubjectPrefix + ".*." + tail + ".>"}
-	dead = []string{job.DeadPrefix + ".*." + tail, job.DeadPrefix + ".*." + tail + ".>"}
+	tail := SubjectToken(tenant) + "." + InstanceToken(line, instanceID)
+	jobs = []string{SubjectPrefix + ".*." + tail, SubjectPrefix + ".*." + tail + ".>"}
+	dead = []string{DeadPrefix + ".*." + tail, DeadPrefix + ".*." + tail + ".>"}
 	return jobs, dead
 }
 
@@ -311,7 +310,7 @@ func CheckReplay(d StoredDead, h InstanceHistory, s *ReplaySettings) error {
 	case "foreign":
 		return fmt.Errorf("code %s: the message is not its request's job (another subject, name, database or generation, or an operation that Admin API line lacks), and a replay sends the same message; find who published it. A request still pending gets its own job from the bridge", code)
 	case "unknown_tenant":
-		j, _ := job.Decode(d.Body())
+		j, _ := Decode(d.Body())
 		if s != nil && j.Tenant != "" && slices.Contains(s.Tenants, j.Tenant) {
 			return nil
 		}

@@ -1,4 +1,4 @@
-package jobstream
+package jobs
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
 // DeadStream is the stream that keeps dead letters.
@@ -25,7 +23,7 @@ func EnsureDeadStream(ctx context.Context, js jetstream.JetStream, replicas int,
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        DeadStream,
 		Description: "instancemgr jobs that ended without success, with the reason",
-		Subjects:    []string{job.DeadPrefix + ".>"},
+		Subjects:    []string{DeadPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
@@ -38,15 +36,15 @@ func EnsureDeadStream(ctx context.Context, js jetstream.JetStream, replicas int,
 	return nil
 }
 
-// PublishDead stores a dead letter on job.DeadSubject(d.Subject) and returns
+// PublishDead stores a dead letter on DeadSubject(d.Subject) and returns
 // once JetStream has it. The message ID is the original's stream sequence,
 // so a dead letter written twice for the same delivery is kept once.
-func PublishDead(ctx context.Context, js jetstream.JetStream, d job.DeadLetter) error {
+func PublishDead(ctx context.Context, js jetstream.JetStream, d DeadLetter) error {
 	data, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: job.DeadSubject(d.Subject), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: DeadSubject(d.Subject), Data: data, Header: nats.Header{}}
 	id := "dead." + strconv.FormatUint(d.StreamSequence, 10) + "." + strconv.FormatUint(d.Attempts, 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("publish dead letter to %s: %w", msg.Subject, err)

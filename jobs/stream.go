@@ -1,8 +1,8 @@
-// Package jobstream sets up the JetStream side of the job message: the job
-// stream and its durable pull consumer (whose ack wait is the job lock), and
-// the dead-letter stream. It never decides what a job means; that is
-// internal/job's.
-package jobstream
+package jobs
+
+// The JetStream side of the job message: the job stream and its durable
+// pull consumer (whose ack wait is the job lock), and the dead-letter
+// stream.
 
 import (
 	"context"
@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
 // Config says how the job stream and its durable consumer are set up.
@@ -118,9 +116,9 @@ func (c Config) Validate() error {
 // Subjects are the subjects the job stream captures.
 func Subjects() []string {
 	return []string{
-		job.SubjectPrefix + "." + string(job.OpCreate) + ".>",
-		job.SubjectPrefix + "." + string(job.OpRename) + ".>",
-		job.SubjectPrefix + "." + string(job.OpDelete) + ".>",
+		SubjectPrefix + "." + string(OpCreate) + ".>",
+		SubjectPrefix + "." + string(OpRename) + ".>",
+		SubjectPrefix + "." + string(OpDelete) + ".>",
 	}
 }
 

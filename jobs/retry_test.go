@@ -1,4 +1,4 @@
-package jobstream_test
+package jobs_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // A configuration the server refuses is reported at once, not retried for
@@ -16,13 +16,13 @@ import (
 func TestRetryGivesUpAtOnceOnARefusal(t *testing.T) {
 	_, js := testenv.JetStream(t, testenv.NATS(t))
 	ctx := context.Background()
-	if _, err := jobstream.EnsureStream(ctx, js, jobstream.Config{}); err != nil {
+	if _, err := jobs.EnsureStream(ctx, js, jobs.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	calls := 0
-	err := jobstream.Retry(ctx, nil, "a rival stream", func() error {
+	err := jobs.Retry(ctx, nil, "a rival stream", func() error {
 		calls++
-		_, err := jobstream.EnsureStream(ctx, js, jobstream.Config{Stream: "RIVAL"})
+		_, err := jobs.EnsureStream(ctx, js, jobs.Config{Stream: "RIVAL"})
 		return err
 	})
 	var apiErr *jetstream.APIError

@@ -1,4 +1,4 @@
-package jobstream_test
+package jobs_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // lag gathers the collector's values by metric name.
@@ -31,13 +31,13 @@ func lag(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	_, js := testenv.JetStream(t, testenv.NATS(t))
 	ctx := context.Background()
-	cfg := jobstream.Config{AckWait: time.Minute}.WithDefaults()
-	cons, err := jobstream.Ensure(ctx, js, cfg)
+	cfg := jobs.Config{AckWait: time.Minute}.WithDefaults()
+	cons, err := jobs.Ensure(ctx, js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(jobstream.NewLagCollector(js, cfg.Stream, cfg.Consumer))
+	reg.MustRegister(jobs.NewLagCollector(js, cfg.Stream, cfg.Consumer))
 	// want waits for the figures: the server counts a stored message into
 	// its consumers' pending in the background, so a scrape just after a
 	// publish may not see it yet.
@@ -123,8 +123,8 @@ func TestLagFollowsTheDurableConsumer(t *testing.T) {
 	}
 	// Through Retry, as the app does: a create right after a delete can
 	// race the server's clean-up of the old directories.
-	if err := jobstream.Retry(ctx, nil, "the job stream", func() error {
-		_, err := jobstream.Ensure(ctx, js, cfg)
+	if err := jobs.Retry(ctx, nil, "the job stream", func() error {
+		_, err := jobs.Ensure(ctx, js, cfg)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -1,22 +1,20 @@
-package jobstream
+package jobs
 
 import (
 	"strings"
 	"testing"
-
-	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
 // A replay goes ahead only when the code says the cause can heal or the
 // configuration shows it fixed, and never twice.
 func TestCheckReplay(t *testing.T) {
-	body, err := job.Encode(job.NewDelete("district9", 7, "Old", "EdFi_Ods_Old", 1))
+	body, err := Encode(NewDelete("district9", 7, "Old", "EdFi_Ods_Old", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	letter := func(code string) StoredDead {
 		return StoredDead{Seq: 3, Subject: "instances.dead.delete.district9.7.1",
-			Letter: job.DeadLetter{Code: code, Reason: "why", Subject: "instances.delete.district9.7.1", StreamSequence: 10, Message: body}}
+			Letter: DeadLetter{Code: code, Reason: "why", Subject: "instances.delete.district9.7.1", StreamSequence: 10, Message: body}}
 	}
 	fixed := &ReplaySettings{Tenants: []string{"district9"}, AllowDelete: true}
 	unfixed := &ReplaySettings{Tenants: []string{"other"}}
@@ -62,7 +60,7 @@ func TestCheckReplay(t *testing.T) {
 	if err := CheckReplay(d, back, nil); err != nil {
 		t.Errorf("a replay that failed again: %v", err)
 	}
-	d.Subject = job.DeadPrefix + ".malformed"
+	d.Subject = DeadPrefix + ".malformed"
 	if err := CheckReplay(d, InstanceHistory{}, nil); err == nil || !strings.Contains(err.Error(), "nothing to replay") {
 		t.Errorf("a letter with no job subject: %v", err)
 	}

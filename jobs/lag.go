@@ -1,4 +1,4 @@
-package jobstream
+package jobs
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/edfi-tools/instancemgr/internal/job"
 )
 
 // LagCollector exports the durable consumer's backlog as JetStream reports
@@ -83,7 +81,7 @@ func (l *LagCollector) oldestUnfinished(ctx context.Context, info *jetstream.Con
 	if err != nil {
 		return 0, false
 	}
-	m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(job.SubjectPrefix+".>"))
+	m, err := s.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(SubjectPrefix+".>"))
 	if err != nil {
 		l.mu.Lock()
 		l.streamHandle = nil

@@ -1,4 +1,4 @@
-package jobstream_test
+package jobs_test
 
 import (
 	"context"
@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edfi-tools/instancemgr/internal/job"
-	"github.com/edfi-tools/instancemgr/internal/jobstream"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // A dead letter is written by whoever may publish on instances.dead.>, so
@@ -19,13 +18,13 @@ import (
 func TestReplaySendsTheStreamsOriginalNeverTheLettersCopy(t *testing.T) {
 	_, js := testenv.JetStream(t, testenv.NATS(t))
 	ctx := context.Background()
-	cfg := jobstream.Config{AckWait: time.Minute}.WithDefaults()
-	if _, err := jobstream.Ensure(ctx, js, cfg); err != nil {
+	cfg := jobs.Config{AckWait: time.Minute}.WithDefaults()
+	if _, err := jobs.Ensure(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	publish := func(j job.Job) uint64 {
+	publish := func(j jobs.Job) uint64 {
 		t.Helper()
-		data, err := job.Encode(j)
+		data, err := jobs.Encode(j)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,21 +34,21 @@ func TestReplaySendsTheStreamsOriginalNeverTheLettersCopy(t *testing.T) {
 		}
 		return ack.Sequence
 	}
-	orig := job.NewCreate("default", 7, "District")
+	orig := jobs.NewCreate("default", 7, "District")
 	origSeq := publish(orig)
-	otherSeq := publish(job.NewCreate("default", 8, "Other"))
+	otherSeq := publish(jobs.NewCreate("default", 8, "Other"))
 
-	forged := job.NewCreate("default", 7, "Evil")
-	body, err := job.Encode(forged)
+	forged := jobs.NewCreate("default", 7, "Evil")
+	body, err := jobs.Encode(forged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	letter := func(seq uint64) jobstream.StoredDead {
-		return jobstream.StoredDead{Seq: 1, Subject: job.DeadSubject(orig.Subject()),
-			Letter: job.NewDeadLetter(body, orig.Subject(), seq, 1, orig.ID, "exhausted", "tampered")}
+	letter := func(seq uint64) jobs.StoredDead {
+		return jobs.StoredDead{Seq: 1, Subject: jobs.DeadSubject(orig.Subject()),
+			Letter: jobs.NewDeadLetter(body, orig.Subject(), seq, 1, orig.ID, "exhausted", "tampered")}
 	}
 
-	out, err := jobstream.Replay(ctx, js, cfg, letter(origSeq))
+	out, err := jobs.Replay(ctx, js, cfg, letter(origSeq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +60,7 @@ func TestReplaySendsTheStreamsOriginalNeverTheLettersCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var replayed job.Job
+	var replayed jobs.Job
 	if err := json.Unmarshal(got.Data, &replayed); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +72,7 @@ func TestReplaySendsTheStreamsOriginalNeverTheLettersCopy(t *testing.T) {
 		seq  uint64
 		want string
 	}{
-		"a sequence holding another subject's message": {otherSeq, "holds a message on " + job.NewCreate("default", 8, "").Subject()},
+		"a sequence holding another subject's message": {otherSeq, "holds a message on " + jobs.NewCreate("default", 8, "").Subject()},
 		"a sequence holding nothing":                   {otherSeq + 100, "no longer in the stream"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -81,7 +80,7 @@ func TestReplaySendsTheStreamsOriginalNeverTheLettersCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := jobstream.Replay(ctx, js, cfg, letter(tc.seq)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := jobs.Replay(ctx, js, cfg, letter(tc.seq)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("replay: %v; want an error saying %q", err, tc.want)
 			}
 			after, err := stream.Info(ctx)

@@ -1,4 +1,4 @@
-package jobstream
+package jobs
 
 import (
 	"context"
