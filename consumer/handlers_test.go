@@ -33,9 +33,9 @@ type bundle struct {
 	handlers *consumer.Handlers
 }
 
-type oneTenant struct{ t *consumer.Tenant }
+type oneTenant struct{ t *consumer.Placement }
 
-func (o oneTenant) Tenant(context.Context, string) (*consumer.Tenant, error) { return o.t, nil }
+func (o oneTenant) Placement(context.Context, string) (*consumer.Placement, error) { return o.t, nil }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
@@ -53,8 +53,8 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant := &consumer.Tenant{Engine: b.engine, Registry: b.registry, ODS: func(db string) string { return ods.ForDatabase(db).ADONet() }, Template: template}
-	b.handlers = &consumer.Handlers{API: api, Tenants: oneTenant{tenant}, Naming: naming, AllowDelete: true}
+	tenant := &consumer.Placement{Engine: b.engine, Registry: b.registry, ODS: func(db string) string { return ods.ForDatabase(db).ADONet() }, Template: template}
+	b.handlers = &consumer.Handlers{API: api, Placements: oneTenant{tenant}, Naming: naming, AllowDelete: true}
 	return b
 }
 

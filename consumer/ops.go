@@ -25,8 +25,9 @@ type AdminAPI interface {
 	DeleteFailed(ctx context.Context, tenant string, id int) error
 }
 
-// Tenant is where a tenant's instances live.
-type Tenant struct {
+// Placement is a tenant's placement: the servers its instances live on,
+// opened (the engine and registry pools), and the templates it copies.
+type Placement struct {
 	Engine provisioning.Engine
 	// Registry keeps the ledger, and the dbo rows too when the worker
 	// registers (provisioning.registration: worker).
@@ -47,7 +48,7 @@ type Tenant struct {
 	Seal func(plain string) (string, error)
 }
 
-func (t *Tenant) seal(plain string) (string, error) {
+func (t *Placement) seal(plain string) (string, error) {
 	if t.Seal == nil {
 		return plain, nil
 	}
@@ -56,7 +57,7 @@ func (t *Tenant) seal(plain string) (string, error) {
 
 // template is the database a request's copy starts from: the template
 // database of the key it names, or the tenant's when it names none.
-func (t *Tenant) template(key string) (string, error) {
+func (t *Placement) template(key string) (string, error) {
 	if key == "" {
 		return t.Template, nil
 	}
@@ -120,19 +121,19 @@ func (o *Handlers) claim(ctx context.Context, j jobs.Job, database string) error
 	return nil
 }
 
-// Tenants resolves a tenant to its target. A tenant with no mapping is a
+// Placements resolves a tenant to its placement. A tenant with no mapping is a
 // terminal error.
-type Tenants interface {
-	Tenant(ctx context.Context, tenant string) (*Tenant, error)
+type Placements interface {
+	Placement(ctx context.Context, tenant string) (*Placement, error)
 }
 
 // Handlers carries out the three operations. Each first checks what already
 // exists (Admin API status, databases, registration) and does only what is
 // missing, so a job delivered twice has the effect of one.
 type Handlers struct {
-	API     AdminAPI
-	Tenants Tenants
-	Naming  provisioning.Naming
+	API        AdminAPI
+	Placements Placements
+	Naming     provisioning.Naming
 	// AllowDelete is provisioning.allowDelete, enforced here too: a delete
 	// job that reaches a consumer with deletion off drops nothing.
 	AllowDelete bool
@@ -158,12 +159,12 @@ func (o *Handlers) logger(d Delivery) *slog.Logger {
 func (o *Handlers) api() AdminAPI { return timedAPI{o.API} }
 
 // tenant resolves a tenant, its server and EdFi_Admin timed by phase.
-func (o *Handlers) tenant(ctx context.Context, name string) (*Tenant, error) {
-	tg, err := o.Tenants.Tenant(ctx, name)
+func (o *Handlers) tenant(ctx context.Context, name string) (*Placement, error) {
+	placement, err := o.Placements.Placement(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return tg.timed(), nil
+	return placement.timed(), nil
 }
 
 // Create returns the create handler; it reports terminal failures to an
@@ -233,11 +234,11 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		log.Info("create already done; the instance has moved on", "status", inst.Status)
 		return nil
 	}
-	tg, err := o.tenant(ctx, j.Tenant)
+	placement, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
-	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	rec, err := placement.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	recorded := err == nil
 	if err != nil && !errors.Is(err, provisioning.ErrNotRecorded) {
 		return err
@@ -258,7 +259,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err := errors.Join(agree(j, "name", j.Name, req.Name), agree(j, "database template", j.Template, req.DatabaseTemplate)); err != nil {
 		return err
 	}
-	name, err := o.name(tg, j.Tenant, req.Name, req.DatabaseTemplate)
+	name, err := o.name(placement, j.Tenant, req.Name, req.DatabaseTemplate)
 	if err != nil {
 		return err
 	}
@@ -270,32 +271,32 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err := o.claim(ctx, j, name); err != nil {
 		return err
 	}
-	template, err := tg.template(req.DatabaseTemplate)
+	template, err := placement.template(req.DatabaseTemplate)
 	if err != nil {
 		return err
 	}
-	_, fresh, err := tg.Engine.Reserve(ctx, name, owner)
+	_, fresh, err := placement.Engine.Reserve(ctx, name, owner)
 	if err != nil {
 		return err
 	}
 	if fresh && inst.Status != adminapi.StatusCompleted {
-		if err := o.withinLimits(ctx, tg, j); err != nil {
-			o.release(ctx, tg, name, owner, log)
+		if err := o.withinLimits(ctx, placement, j); err != nil {
+			o.release(ctx, placement, name, owner, log)
 			return err
 		}
 	}
 	if fresh && inst.Status == adminapi.StatusCompleted {
-		o.release(ctx, tg, name, owner, log)
+		o.release(ctx, placement, name, owner, log)
 		return fmt.Errorf("%w: instance %d is already Completed, but instancemgr never reserved %q for it (another worker completed it?)",
 			provisioning.ErrConflict, j.InstanceID, name)
 	}
 	if err := o.TestSeams.run(o.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
-	created, err := tg.Engine.CreateDatabase(ctx, name, template, owner)
+	created, err := placement.Engine.CreateDatabase(ctx, name, template, owner)
 	if err != nil {
 		if errors.Is(err, provisioning.ErrConflict) {
-			o.release(ctx, tg, name, owner, log)
+			o.release(ctx, placement, name, owner, log)
 		}
 		return err
 	}
@@ -304,7 +305,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return err
 	}
 
-	plain := tg.ODS(name)
+	plain := placement.ODS(name)
 	complete := func(ctx context.Context, alreadyRegistered bool) error {
 		if alreadyRegistered && o.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
@@ -314,7 +315,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		}
 		return nil
 	}
-	stored, err := tg.seal(plain)
+	stored, err := placement.seal(plain)
 	if err != nil {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))
 	}
@@ -328,7 +329,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	for _, dv := range req.OdsInstanceDerivatives {
 		reg.Derivatives = append(reg.Derivatives, dv.DerivativeType)
 	}
-	res, err := tg.Registry.Register(ctx, reg, func(ctx context.Context, res provisioning.RegisterResult) error {
+	res, err := placement.Registry.Register(ctx, reg, func(ctx context.Context, res provisioning.RegisterResult) error {
 		return complete(ctx, res.Existed)
 	})
 	if err != nil {
@@ -342,9 +343,9 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 // (terminal) or create rate (retried when the rate allows). Concurrent
 // creates of one tenant may pass the instance limit by the jobs running
 // at once: each counts the ledger before the others commit.
-func (o *Handlers) withinLimits(ctx context.Context, tg *Tenant, j jobs.Job) error {
+func (o *Handlers) withinLimits(ctx context.Context, placement *Placement, j jobs.Job) error {
 	if o.InstancesPerTenant > 0 {
-		recs, err := tg.Registry.Records(ctx)
+		recs, err := placement.Registry.Records(ctx)
 		if err != nil {
 			return fmt.Errorf("count the instances of tenant %q: %w", j.Tenant, err)
 		}
@@ -367,17 +368,17 @@ func (o *Handlers) withinLimits(ctx context.Context, tg *Tenant, j jobs.Job) err
 // release gives a reservation back; the engine keeps any whose database the
 // system made and that still exists. A failure only leaves the name held,
 // which an operator can see and clear, so it is logged, not returned.
-func (o *Handlers) release(ctx context.Context, tg *Tenant, name string, owner provisioning.Owner, log *slog.Logger) {
-	if err := tg.Engine.Release(ctx, name, owner); err != nil {
+func (o *Handlers) release(ctx context.Context, placement *Placement, name string, owner provisioning.Owner, log *slog.Logger) {
+	if err := placement.Engine.Release(ctx, name, owner); err != nil {
 		log.Warn("could not release a database name; it stays reserved", "database", name, "err", err)
 	}
 }
 
 // name is the database a request's name and template key give on the
 // tenant's server, by the naming rule within the engine's limit.
-func (o *Handlers) name(tg *Tenant, tenant, name, template string) (string, error) {
+func (o *Handlers) name(placement *Placement, tenant, name, template string) (string, error) {
 	naming := o.Naming
-	naming.MaxBytes = tg.MaxNameBytes
+	naming.MaxBytes = placement.MaxNameBytes
 	return naming.NameFor(tenant, name, template)
 }
 
@@ -386,27 +387,27 @@ func (o *Handlers) name(tg *Tenant, tenant, name, template string) (string, erro
 // dropped by an earlier delivery that died after its commit). A
 // reservation still reserved or making, someone else's, or one whose
 // database exists is left: a stale or forged message names it.
-func (o *Handlers) releaseGone(ctx context.Context, tg *Tenant, name string, owner provisioning.Owner, log *slog.Logger) {
-	res, held, err := tg.Engine.Reservation(ctx, name)
+func (o *Handlers) releaseGone(ctx context.Context, placement *Placement, name string, owner provisioning.Owner, log *slog.Logger) {
+	res, held, err := placement.Engine.Reservation(ctx, name)
 	if err != nil || !held || res.Owner != owner || res.State != provisioning.StateMade {
 		return
 	}
-	if exists, err := tg.Engine.DatabaseExists(ctx, name); err != nil || exists {
+	if exists, err := placement.Engine.DatabaseExists(ctx, name); err != nil || exists {
 		return
 	}
-	o.release(ctx, tg, name, owner, log)
+	o.release(ctx, placement, name, owner, log)
 }
 
 // place is where a job's database goes by the message's own fields: only
 // for settling a job that failed (Fail), never for making a change, which
 // reads the request first.
-func (o *Handlers) place(ctx context.Context, j jobs.Job) (string, *Tenant, error) {
-	tg, err := o.tenant(ctx, j.Tenant)
+func (o *Handlers) place(ctx context.Context, j jobs.Job) (string, *Placement, error) {
+	placement, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return "", nil, err
 	}
-	name, err := o.name(tg, j.Tenant, j.Name, j.Template)
-	return name, tg, err
+	name, err := o.name(placement, j.Tenant, j.Name, j.Template)
+	return name, placement, err
 }
 
 // instance reads the job's instance from the Admin API.
@@ -435,11 +436,11 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	tg, err := h.tenant(ctx, j.Tenant)
+	placement, err := h.tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
-	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	rec, err := placement.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	if err != nil {
 		return err
 	}
@@ -453,7 +454,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		// goes, never one reserved for a rename under way, whatever the
 		// message says.
 		if j.Database != "" && j.Database != rec.Database {
-			h.releaseGone(ctx, tg, j.Database, owner, log)
+			h.releaseGone(ctx, placement, j.Database, owner, log)
 		}
 		log.Info("rename already settled", "database", rec.Database)
 		return nil
@@ -470,7 +471,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		return err
 	}
 	oldDB := rec.Database
-	newDB, err := h.name(tg, j.Tenant, inst.InstanceName, "")
+	newDB, err := h.name(placement, j.Tenant, inst.InstanceName, "")
 	if err != nil {
 		return err
 	}
@@ -479,27 +480,27 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		// generation is one whose renamed the Admin API heard while the
 		// ledger's commit failed: the database must already be the one
 		// renamed for it, and only the ledger is left to finish.
-		if moved, err := h.renamedFor(ctx, tg, oldDB, newDB, owner); err != nil || !moved {
+		if moved, err := h.renamedFor(ctx, placement, oldDB, newDB, owner); err != nil || !moved {
 			if err != nil {
 				return err
 			}
 			return foreign("instance %d is Completed and its database %q was never renamed to %q; a rename runs only from Pending_Rename", j.InstanceID, oldDB, newDB)
 		}
 	} else if oldDB != newDB {
-		if err := h.renameDatabase(ctx, d, tg, oldDB, newDB, owner, log); err != nil {
+		if err := h.renameDatabase(ctx, d, placement, oldDB, newDB, owner, log); err != nil {
 			return err
 		}
 	}
 	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
-	plain := tg.ODS(newDB)
-	stored, err := tg.seal(plain)
+	plain := placement.ODS(newDB)
+	stored, err := placement.seal(plain)
 	if err != nil {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))
 	}
 	ren := provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: inst.InstanceName, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}
-	err = tg.Registry.Rename(ctx, ren, func(ctx context.Context, before provisioning.Record) error {
+	err = placement.Registry.Rename(ctx, ren, func(ctx context.Context, before provisioning.Record) error {
 		if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
@@ -517,7 +518,7 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		return err
 	}
 	if oldDB != newDB {
-		h.release(ctx, tg, oldDB, owner, log)
+		h.release(ctx, placement, oldDB, owner, log)
 	}
 	log.Info("instance renamed", "database", newDB)
 	return nil
@@ -526,33 +527,33 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 // renamedFor says whether the rename from oldDB to newDB is done on the
 // server: oldDB gone, and newDB the very database the system made for
 // owner.
-func (h renameHandler) renamedFor(ctx context.Context, tg *Tenant, oldDB, newDB string, owner provisioning.Owner) (bool, error) {
+func (h renameHandler) renamedFor(ctx context.Context, placement *Placement, oldDB, newDB string, owner provisioning.Owner) (bool, error) {
 	if oldDB == newDB {
 		// Names that make one database ("Foo Bar" to "Foo_Bar"): there was
 		// nothing to rename, only the ledger to move.
-		return provisioning.Holds(ctx, tg.Engine, newDB, owner)
+		return provisioning.Holds(ctx, placement.Engine, newDB, owner)
 	}
-	if oldExists, err := tg.Engine.DatabaseExists(ctx, oldDB); err != nil || oldExists {
+	if oldExists, err := placement.Engine.DatabaseExists(ctx, oldDB); err != nil || oldExists {
 		return false, err
 	}
-	return provisioning.Holds(ctx, tg.Engine, newDB, owner)
+	return provisioning.Holds(ctx, placement.Engine, newDB, owner)
 }
 
 // renameDatabase reserves the new name, then renames, or finds the rename
 // done by an earlier delivery of this job. The engine decides which (only
 // the very database the system made counts as renamed); a conflict gives
 // the new name back unless the system made a database under it.
-func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, tg *Tenant, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
-	if _, _, err := tg.Engine.Reserve(ctx, newDB, owner); err != nil {
+func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, placement *Placement, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
+	if _, _, err := placement.Engine.Reserve(ctx, newDB, owner); err != nil {
 		return err
 	}
 	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
-	renamed, err := tg.Engine.RenameDatabase(ctx, oldDB, newDB, owner)
+	renamed, err := placement.Engine.RenameDatabase(ctx, oldDB, newDB, owner)
 	switch {
 	case errors.Is(err, provisioning.ErrConflict):
-		h.release(ctx, tg, newDB, owner, log)
+		h.release(ctx, placement, newDB, owner, log)
 	case err == nil && renamed:
 		log.Info("database renamed", "from", oldDB, "to", newDB)
 	case err == nil:
@@ -585,19 +586,19 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	advance := func(reg provisioning.Registry, ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
 		return reg.RenameFailed(ctx, tenant, id, gen, moved, complete)
 	}
-	tg, err := h.recordFailure(ctx, j, advance, report)
-	if err != nil || tg == nil {
+	placement, err := h.recordFailure(ctx, j, advance, report)
+	if err != nil || placement == nil {
 		return err
 	}
 	owner, log := j.Owner(), h.logger(d)
 	if moved != nil {
 		log.Warn("the rename failed after its database was renamed; the ledger and registration follow the database", "from", from, "database", moved.NewDatabase, "err", cause)
-		h.release(ctx, tg, from, owner, log)
+		h.release(ctx, placement, from, owner, log)
 		return nil
 	}
 	// The new name goes back, unless the system made a database under it.
 	if newDB, _, nerr := h.place(ctx, j); nerr == nil {
-		h.release(ctx, tg, newDB, owner, log)
+		h.release(ctx, placement, newDB, owner, log)
 	}
 	return nil
 }
@@ -608,11 +609,11 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 // instance; nil when the database is where the ledger says, or the job
 // cannot be placed (a refused name: nothing was renamed).
 func (h renameHandler) moved(ctx context.Context, j jobs.Job) (moved *provisioning.Renaming, from string, err error) {
-	newDB, tg, err := h.place(ctx, j)
+	newDB, placement, err := h.place(ctx, j)
 	if err != nil {
 		return nil, "", nil
 	}
-	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	rec, err := placement.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	switch {
 	case errors.Is(err, provisioning.ErrNotRecorded):
 		return nil, "", nil // recordFailure reports it alone
@@ -621,10 +622,10 @@ func (h renameHandler) moved(ctx context.Context, j jobs.Job) (moved *provisioni
 	case rec.Generation != j.Generation || rec.Database == newDB:
 		return nil, "", nil // stale, or nothing moved: recordFailure settles it
 	}
-	if held, err := h.renamedFor(ctx, tg, rec.Database, newDB, rec.Owner()); err != nil || !held {
+	if held, err := h.renamedFor(ctx, placement, rec.Database, newDB, rec.Owner()); err != nil || !held {
 		return nil, "", err
 	}
-	stored, err := tg.seal(tg.ODS(newDB))
+	stored, err := placement.seal(placement.ODS(newDB))
 	if err != nil {
 		return nil, "", fmt.Errorf("encrypt the connection string: %w", err)
 	}
@@ -636,12 +637,12 @@ func (h renameHandler) moved(ctx context.Context, j jobs.Job) (moved *provisioni
 // is the registry's RenameFailed or DeleteFailed), or alone when there is
 // no ledger entry. A stale job (the ledger has moved on) reports nothing.
 // It returns the tenant's target when the ledger moved.
-func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Tenant, error) {
-	tg, err := o.tenant(ctx, j.Tenant)
+func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Placement, error) {
+	placement, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
 		return nil, report(ctx)
 	}
-	err = advance(tg.Registry, ctx, j.Tenant, j.InstanceID, j.Generation, report)
+	err = advance(placement.Registry, ctx, j.Tenant, j.InstanceID, j.Generation, report)
 	switch {
 	case errors.Is(err, provisioning.ErrNotRecorded):
 		return nil, report(ctx)
@@ -650,7 +651,7 @@ func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(p
 	case err != nil:
 		return nil, err
 	}
-	return tg, nil
+	return placement, nil
 }
 
 // ErrDeletionDisabled ends a delete job that reached a consumer while
@@ -677,17 +678,17 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		log.Info("nothing to delete", "status", inst.Status)
 		return nil
 	}
-	tg, err := h.tenant(ctx, j.Tenant)
+	placement, err := h.tenant(ctx, j.Tenant)
 	if err != nil {
 		return err
 	}
 	owner := j.Owner()
-	rec, err := tg.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
+	rec, err := placement.Registry.Lookup(ctx, j.Tenant, j.InstanceID)
 	switch {
 	case errors.Is(err, provisioning.ErrNotRecorded) && inst.Status == adminapi.StatusDeleted:
 		// Deleted and unregistered: at most the name is still held.
 		if j.Database != "" {
-			h.releaseGone(ctx, tg, j.Database, owner, log)
+			h.releaseGone(ctx, placement, j.Database, owner, log)
 		}
 		log.Info("already deleted", "database", j.Database)
 		return nil
@@ -716,7 +717,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
-	dropped, err := tg.Engine.DropDatabase(ctx, rec.Database, owner)
+	dropped, err := placement.Engine.DropDatabase(ctx, rec.Database, owner)
 	if err != nil {
 		return err
 	}
@@ -724,7 +725,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
-	err = tg.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, _ provisioning.Record) error {
+	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, _ provisioning.Record) error {
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard
 			// deleted: only what is left in EdFi_Admin goes.
@@ -738,7 +739,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return err
 	}
-	h.release(ctx, tg, rec.Database, owner, log)
+	h.release(ctx, placement, rec.Database, owner, log)
 	log.Info("instance deleted", "database", rec.Database, "status_was", inst.Status)
 	return nil
 }

@@ -183,7 +183,7 @@ func (r timedRegistry) Unregister(ctx context.Context, tenant string, id int, co
 }
 
 // timed is t with its server and EdFi_Admin timed by phase.
-func (t *Tenant) timed() *Tenant {
+func (t *Placement) timed() *Placement {
 	c := *t
 	c.Engine, c.Registry = timedEngine{t.Engine}, timedRegistry{t.Registry}
 	return &c

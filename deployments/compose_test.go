@@ -335,7 +335,7 @@ func TestComposeConfigValidatesWithTheServiceEnvironment(t *testing.T) {
 		if cfg.AdminAPI.ClientSecret == "" || cfg.AdminAPI.ClientSecret != env(s)("INSTANCEMGR_ADMINAPI_CLIENT_SECRET") {
 			t.Errorf("%s: the Admin API client secret does not come from the environment", name)
 		}
-		tc, err := cfg.TenantConns(config.DefaultTenant)
+		tc, err := cfg.Servers(config.DefaultTenant)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -596,7 +596,7 @@ func TestPostgresInitCreatesWhatTheConfigNeeds(t *testing.T) {
 	if vars["TEMPLATE_DB"] != cfg.Provisioning.Template {
 		t.Errorf("init script creates template %q, provisioning.template is %q", vars["TEMPLATE_DB"], cfg.Provisioning.Template)
 	}
-	tc, err := cfg.TenantConns(config.DefaultTenant)
+	tc, err := cfg.Servers(config.DefaultTenant)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -265,8 +265,8 @@ func dashboardQueries(t *testing.T) []string {
 	t.Helper()
 	var exprs []string
 	for _, p := range readDashboard(t).Panels {
-		for _, tg := range p.Targets {
-			exprs = append(exprs, tg.Expr)
+		for _, target := range p.Targets {
+			exprs = append(exprs, target.Expr)
 		}
 	}
 	if len(exprs) == 0 {
@@ -302,8 +302,8 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
 		}
-		for _, tg := range p.Targets {
-			exprs = append(exprs, tg.Expr)
+		for _, target := range p.Targets {
+			exprs = append(exprs, target.Expr)
 		}
 	}
 	used := 0

@@ -120,7 +120,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.prefix, e.pg = e.world.Prefix, e.world.PG
 	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	master, template := e.world.Master, e.world.Template
-	mapping := map[string]config.Tenant{}
+	mapping := map[string]config.TenantEntry{}
 	adminDBs := map[string]string{}
 	e.admins = map[string]*pgxpool.Pool{}
 	for _, tenant := range o.tenants {
@@ -131,7 +131,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		pool, adminDB := e.world.AdminDatabase(t, suffix)
 		e.admins[tenant] = pool
 		adminDBs[tenant] = master.WithDatabase(adminDB).PgxConnString()
-		mapping[tenant] = config.Tenant{
+		mapping[tenant] = config.TenantEntry{
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(adminDB).ADONet(),
 			ODS:    master.WithDatabase("{0}").ADONet(),
@@ -246,11 +246,11 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	targets := app.NewTenantPool(e.cfg, e.log)
+	placements := app.NewPlacements(e.cfg, e.log)
 	if deps.API == nil {
-		deps.API = app.ConsumerAPI(e.cfg, api, targets, e.log)
+		deps.API = app.ConsumerAPI(e.cfg, api, placements, e.log)
 	}
-	deps.JS, deps.Tenants = js, targets
+	deps.JS, deps.Tenants = js, placements
 	if deps.Log == nil {
 		deps.Log = e.log
 	}
@@ -263,7 +263,7 @@ func (e *env) startReplica(deps app.ConsumerDeps) *replica {
 	r := &replica{nc: nc, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		defer targets.Close()
+		defer placements.Close()
 		if err := c.Run(ctx); err != nil {
 			e.t.Errorf("consumer: %v", err)
 		}

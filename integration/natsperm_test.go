@@ -96,7 +96,7 @@ func TestDocumentedNATSPermissionsSuffice(t *testing.T) {
 			NATS:         config.NATS{URL: ns.ClientURL(), User: user, Password: users[user].Password, AckWait: config.Duration(5 * time.Second)},
 			Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 			Provisioning: config.Provisioning{Template: world.Template, NamePattern: world.Prefix + "_{name}"},
-			Tenants: map[string]config.Tenant{config.DefaultTenant: {
+			Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 				Master: world.Master.ADONet(),
 				Admin:  world.Master.WithDatabase(adminDB).ADONet(),
 				ODS:    world.Master.WithDatabase("{0}").ADONet(),

@@ -54,7 +54,7 @@ func TestLifecycleOnSQLServer(t *testing.T) {
 		NATS:         config.NATS{URL: natsURL, AckWait: config.Duration(5 * time.Second), BackOff: []config.Duration{config.Duration(5 * time.Second)}},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 		Provisioning: config.Provisioning{Engine: config.EngineSQLServer, Template: template, NamePattern: prefix + "_{name}", AllowDelete: true},
-		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+		Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 			Engine: config.EngineSQLServer, Backup: bak,
 			Master: s.For(prefix + "_im"), Admin: s.For(prefix + "_admin"), ODS: s.For("{0}"),
 		}},
@@ -70,9 +70,9 @@ func TestLifecycleOnSQLServer(t *testing.T) {
 	_, js := testenv.JetStream(t, natsURL)
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
-	tenants := app.NewTenantPool(cfg, log)
-	t.Cleanup(tenants.Close)
-	c, err := app.NewConsumer(runCtx, cfg, app.ConsumerDeps{JS: js, API: api, Tenants: tenants, Log: log})
+	placements := app.NewPlacements(cfg, log)
+	t.Cleanup(placements.Close)
+	c, err := app.NewConsumer(runCtx, cfg, app.ConsumerDeps{JS: js, API: api, Tenants: placements, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,7 @@ func Messaging(ctx context.Context, o MessagingOptions) (MessagingResult, error)
 		Limits: limits.Limits{InstancesPerTenant: -1, CreatesPerMinute: -1, CreatesPerMinutePerClient: -1},
 		// Required by the configuration; never connected to: the tenant's
 		// engine and registry are the benchmark-only no-ops.
-		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+		Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 			Master: "host=127.0.0.1;port=5432;username=bench;database=postgres",
 			Admin:  "host=127.0.0.1;port=5432;username=bench;database=EdFi_Admin",
 			ODS:    "host=127.0.0.1;port=5432;username=bench;database={0}",

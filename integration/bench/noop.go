@@ -86,10 +86,10 @@ func (benchOnlyRegistry) Unregister(context.Context, string, int, func(context.C
 }
 
 // benchOnlyTenants maps every tenant to the no-op engine and registry.
-type benchOnlyTenants struct{ t *consumer.Tenant }
+type benchOnlyTenants struct{ t *consumer.Placement }
 
 func newBenchOnlyTenants() benchOnlyTenants {
-	return benchOnlyTenants{&consumer.Tenant{
+	return benchOnlyTenants{&consumer.Placement{
 		Engine:   benchOnlyEngine{},
 		Registry: benchOnlyRegistry{},
 		// An Npgsql string the simulator's completed accepts; nothing
@@ -99,7 +99,9 @@ func newBenchOnlyTenants() benchOnlyTenants {
 	}}
 }
 
-func (b benchOnlyTenants) Tenant(context.Context, string) (*consumer.Tenant, error) { return b.t, nil }
+func (b benchOnlyTenants) Placement(context.Context, string) (*consumer.Placement, error) {
+	return b.t, nil
+}
 
 // benchOnlyAdminAPI answers the worker calls without a network: every
 // instance is Pending and every call succeeds. With it the framework's

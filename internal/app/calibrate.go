@@ -48,22 +48,22 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, budget 
 	done := map[key]Calibration{}
 	var out []Calibration
 	for _, tenant := range slices.Sorted(maps.Keys(cfg.Tenants)) {
-		tg, err := cfg.TenantConns(tenant)
+		servers, err := cfg.Servers(tenant)
 		if err != nil {
 			return out, err
 		}
-		if tg.Engine != config.EnginePostgres {
+		if servers.Engine != config.EnginePostgres {
 			log.Info("no copy strategy to measure on SQL Server", "tenant", tenant)
 			continue
 		}
-		server := serverLabel(tg)
+		server := serverLabel(servers)
 		var engine *postgres.Engine
 		for _, tmpl := range tmpls {
 			c, ok := done[key{server, tmpl}]
 			if !ok {
 				if engine == nil {
-					if engine, err = postgres.NewEngine(ctx, tg.Master.PgxConnString(), log); err != nil {
-						return out, fmt.Errorf("tenant %q (%s): %w", tenant, tg.Master.Redacted(), err)
+					if engine, err = postgres.NewEngine(ctx, servers.Master.PgxConnString(), log); err != nil {
+						return out, fmt.Errorf("tenant %q (%s): %w", tenant, servers.Master.Redacted(), err)
 					}
 					defer engine.Close()
 					engine.CalibrationConcurrency = cfg.Provisioning.CopiesAtOnce

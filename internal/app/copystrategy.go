@@ -31,6 +31,6 @@ func CopyReport(reg prometheus.Registerer) func(server string, s postgres.CopySt
 
 // serverLabel names a PostgreSQL tenant's server in metrics, probes and
 // the calibrate table: host and port, nothing of the connection string.
-func serverLabel(tg config.TenantConns) string {
-	return fmt.Sprintf("%s:%d", tg.Master.Host, tg.Master.Port)
+func serverLabel(servers config.Servers) string {
+	return fmt.Sprintf("%s:%d", servers.Master.Host, servers.Master.Port)
 }

@@ -169,7 +169,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		// replicas share the one server: all their copies are at once.
 		Provisioning: config.Provisioning{Template: o.Template, NamePattern: o.NamePattern, AllowDelete: true, Registration: o.Registration,
 			CopiesAtOnce: o.CopiesAtOnce()},
-		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+		Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(o.AdminDatabase).ADONet(),
 			ODS:    master.WithDatabase("{0}").ADONet(),
@@ -211,8 +211,8 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		return err
 	}
 	defer nc.Close()
-	tenants := NewTenantPool(cfg, log)
-	defer tenants.Close()
+	placements := NewPlacements(cfg, log)
+	defer placements.Close()
 	ledgers := NewLedgers(cfg, log)
 	defer ledgers.Close()
 	checks := health.New(0)
@@ -221,8 +221,8 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		checks.Ready("admin api", api.CheckToken)
 	}
 	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
-	consumerBeat := ConsumerProbes(checks, cfg, js, tenants)
-	tenants.OnCopied = CopyReport(reg)
+	consumerBeat := ConsumerProbes(checks, cfg, js, placements)
+	placements.OnCopied = CopyReport(reg)
 	// Served until dev has stopped, so they answer while it drains.
 	sc := cfg.StreamConfig().WithDefaults()
 	reg.MustRegister(jobs.NewLagCollector(js, sc.Stream, sc.Consumer))
@@ -240,7 +240,7 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	var wg sync.WaitGroup
 	errc := make(chan error, o.Replicas+1)
 	for i := range o.Replicas {
-		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: ConsumerAPI(cfg, api, tenants, log), Tenants: tenants, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
+		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: ConsumerAPI(cfg, api, placements, log), Tenants: placements, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
 		if err != nil {
 			return err
 		}

@@ -39,7 +39,7 @@ func BridgeAPI(cfg *config.Config, api *adminapi.Client, ledgers *Ledgers, log *
 
 // ConsumerAPI is what the handlers read and settle: api, or with the
 // manage flavor the manage rows through tenants' registries.
-func ConsumerAPI(cfg *config.Config, api *adminapi.Client, tenants *TenantPool, log *slog.Logger) consumer.AdminAPI {
+func ConsumerAPI(cfg *config.Config, api *adminapi.Client, tenants *Placements, log *slog.Logger) consumer.AdminAPI {
 	if cfg.Manage() {
 		return manageSource(cfg, tenants.ManageDB, log)
 	}
@@ -62,8 +62,8 @@ func manageDB(reg interface{ Conn() sqlregistry.Conn }) manage.DB {
 
 // ManageDB is the tenant's EdFi_Admin, through the consumer's registry: a
 // completion then runs in that registry's transaction.
-func (t *TenantPool) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
-	ct, err := t.Tenant(ctx, tenant)
+func (t *Placements) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
+	ct, err := t.Placement(ctx, tenant)
 	if err != nil {
 		return manage.DB{}, err
 	}

@@ -31,7 +31,7 @@ func TestEveryListenerWithstandsTheAttacks(t *testing.T) {
 	manageConfig := func(t *testing.T, addr string) *config.Config {
 		return &config.Config{
 			AdminAPI: config.AdminAPI{Flavor: config.FlavorManage, ManageListen: addr, BaseURL: "http://127.0.0.1:1"},
-			Tenants:  map[string]config.Tenant{config.DefaultTenant: {}},
+			Tenants:  map[string]config.TenantEntry{config.DefaultTenant: {}},
 		}
 	}
 	serveManage := func(t *testing.T, cfg *config.Config, l httpserve.Limits) {

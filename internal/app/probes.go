@@ -38,7 +38,7 @@ func entries(cfg *config.Config) []string {
 // ConsumerProbes registers what a consumer replica needs to be ready (its
 // durable consumer on the job stream, and every tenant entry's server and
 // EdFi_Admin answering) and returns the beat of its loops.
-func ConsumerProbes(checks *health.Checks, cfg *config.Config, js jetstream.JetStream, tenants *TenantPool) func() {
+func ConsumerProbes(checks *health.Checks, cfg *config.Config, js jetstream.JetStream, tenants *Placements) func() {
 	sc := cfg.StreamConfig().WithDefaults()
 	checks.Ready("jetstream", func(ctx context.Context) error {
 		_, err := js.Consumer(ctx, sc.Stream, sc.Consumer)
@@ -77,13 +77,13 @@ func answered(_ provisioning.Record, err error) error {
 }
 
 // Check reports whether a tenant's server and EdFi_Admin answer.
-func (t *TenantPool) Check(ctx context.Context, tenant string) error {
-	tg, err := t.Tenant(ctx, tenant)
+func (t *Placements) Check(ctx context.Context, tenant string) error {
+	placement, err := t.Placement(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	if _, err := tg.Engine.DatabaseExists(ctx, tg.Template); err != nil {
+	if _, err := placement.Engine.DatabaseExists(ctx, placement.Template); err != nil {
 		return err
 	}
-	return answered(tg.Registry.Lookup(ctx, "", 0))
+	return answered(placement.Registry.Lookup(ctx, "", 0))
 }

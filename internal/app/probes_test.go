@@ -46,7 +46,7 @@ func probeConfig(t *testing.T, natsURL, addr string, sim *simulatortest.Server, 
 		AdminAPI:     config.AdminAPI{BaseURL: sim.URL, TokenURL: sim.TokenURL, ClientID: sim.ClientID, ClientSecret: sim.ClientSecret},
 		NATS:         config.NATS{URL: natsURL},
 		Provisioning: config.Provisioning{Template: "edfi_ods_template", NamePattern: "probe_{name}"},
-		Tenants: map[string]config.Tenant{config.DefaultTenant: {
+		Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(adminDB).ADONet(),
 			ODS:    master.WithDatabase("{0}").ADONet(),

@@ -96,7 +96,7 @@ func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log 
 		if err != nil {
 			return rep, fmt.Errorf("tenant %q: %w", tenant, err)
 		}
-		tg, err := cfg.TenantConns(tenant)
+		servers, err := cfg.Servers(tenant)
 		if errors.Is(err, provisioning.ErrUnknownTenant) {
 			if len(instances) > 0 {
 				rep.Differences = append(rep.Differences, reconcile.Difference{Tenant: tenant, Kind: reconcile.Unchecked,
@@ -108,12 +108,12 @@ func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log 
 		if err != nil {
 			return rep, err
 		}
-		e, ok := entries[tg.Entry]
+		e, ok := entries[servers.Entry]
 		if !ok {
-			if e, err = readEntry(ctx, cfg, tg, log); err != nil {
+			if e, err = readEntry(ctx, cfg, servers, log); err != nil {
 				return rep, fmt.Errorf("tenant %q: %w", tenant, err)
 			}
-			entries[tg.Entry] = e
+			entries[servers.Entry] = e
 		}
 		releasers[tenant] = e.inv
 		t := e.tenant(cfg, tenant, instances)
@@ -172,10 +172,10 @@ func reconcileTenants(ctx context.Context, cfg *config.Config, api *adminapi.Cli
 
 // readEntry opens a tenant entry's server and EdFi_Admin without creating
 // anything and reads what reconcile compares.
-func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, log *slog.Logger) (*entryInventory, error) {
-	e := &entryInventory{engine: tg.Engine, guard: cfg.Guard()}
+func readEntry(ctx context.Context, cfg *config.Config, servers config.Servers, log *slog.Logger) (*entryInventory, error) {
+	e := &entryInventory{engine: servers.Engine, guard: cfg.Guard()}
 	var reg provisioning.RegistryInventory
-	if sc := tg.SQLServer; sc != nil {
+	if sc := servers.SQLServer; sc != nil {
 		eng, err := sqlserver.OpenEngine(ctx, sc.Master.ADONet(), log)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sc.Master.Redacted(), err)
@@ -190,15 +190,15 @@ func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, l
 		reg = r
 		e.guard.Naming.MaxBytes = sqlserver.MaxNameChars
 	} else {
-		eng, err := postgres.OpenEngine(ctx, tg.Master.PgxConnString(), log)
+		eng, err := postgres.OpenEngine(ctx, servers.Master.PgxConnString(), log)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", tg.Master.Redacted(), err)
+			return nil, fmt.Errorf("%s: %w", servers.Master.Redacted(), err)
 		}
 		e.inv = eng
-		r, err := postgres.OpenRegistry(ctx, tg.Admin.PgxConnString())
+		r, err := postgres.OpenRegistry(ctx, servers.Admin.PgxConnString())
 		if err != nil {
 			eng.Close()
-			return nil, fmt.Errorf("%s: %w", tg.Admin.Redacted(), err)
+			return nil, fmt.Errorf("%s: %w", servers.Admin.Redacted(), err)
 		}
 		defer r.Close()
 		reg = r
@@ -226,8 +226,8 @@ func readEntry(ctx context.Context, cfg *config.Config, tg config.TenantConns, l
 }
 
 // tenant is one tenant's share of what was read of its entry.
-func (e *entryInventory) tenant(cfg *config.Config, name string, instances []adminapi.WorkerInstance) reconcile.Tenant {
-	t := reconcile.Tenant{Name: name, Engine: e.engine, Instances: instances, Rows: e.rows, Databases: e.databases, Identities: e.identities,
+func (e *entryInventory) tenant(cfg *config.Config, name string, instances []adminapi.WorkerInstance) reconcile.Snapshot {
+	t := reconcile.Snapshot{Name: name, Engine: e.engine, Instances: instances, Rows: e.rows, Databases: e.databases, Identities: e.identities,
 		AdminAPIRegisters: cfg.Provisioning.Registration == config.RegistrationAdminAPI, AllowDelete: cfg.Provisioning.AllowDelete, Line: cfg.Line()}
 	inLedger := map[string]bool{}
 	for _, r := range e.records {

@@ -107,13 +107,13 @@ func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 // seams are zero except under the binary's test switches.
 func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seams consumer.TestSeams) error {
 	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
-		tenants := NewTenantPool(cfg, log)
-		tenants.OnCopied = CopyReport(r.metrics)
-		defer tenants.Close()
+		placements := NewPlacements(cfg, log)
+		placements.OnCopied = CopyReport(r.metrics)
+		defer placements.Close()
 		sc := cfg.StreamConfig().WithDefaults()
 		r.metrics.MustRegister(jobs.NewLagCollector(r.js, sc.Stream, sc.Consumer))
-		deps := ConsumerDeps{JS: r.js, API: ConsumerAPI(cfg, r.api, tenants, log), Tenants: tenants, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
-			Beat: ConsumerProbes(r.checks, cfg, r.js, tenants)}
+		deps := ConsumerDeps{JS: r.js, API: ConsumerAPI(cfg, r.api, placements, log), Tenants: placements, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
+			Beat: ConsumerProbes(r.checks, cfg, r.js, placements)}
 		c, err := NewConsumer(ctx, cfg, deps)
 		if err != nil {
 			return err
@@ -297,8 +297,8 @@ func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 }
 
 // registry is the tenant's entry's registry, opened on first use.
-func (l *Ledgers) registry(ctx context.Context, tenant string) (config.TenantConns, ledger, error) {
-	conns, err := l.cfg.TenantConns(tenant)
+func (l *Ledgers) registry(ctx context.Context, tenant string) (config.Servers, ledger, error) {
+	conns, err := l.cfg.Servers(tenant)
 	if err != nil {
 		return conns, nil, err
 	}
@@ -314,7 +314,7 @@ func (l *Ledgers) registry(ctx context.Context, tenant string) (config.TenantCon
 	return conns, reg, nil
 }
 
-func (l *Ledgers) open(ctx context.Context, conns config.TenantConns) (ledger, error) {
+func (l *Ledgers) open(ctx context.Context, conns config.Servers) (ledger, error) {
 	if sc := conns.SQLServer; sc != nil {
 		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), l.log)
 		if err != nil {

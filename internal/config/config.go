@@ -37,12 +37,12 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
-	AdminAPI     AdminAPI          `yaml:"adminApi"`
-	NATS         NATS              `yaml:"nats"`
-	Bridge       Bridge            `yaml:"bridge"`
-	Consumer     Consumer          `yaml:"consumer"`
-	Provisioning Provisioning      `yaml:"provisioning"`
-	Tenants      map[string]Tenant `yaml:"tenants"`
+	AdminAPI     AdminAPI               `yaml:"adminApi"`
+	NATS         NATS                   `yaml:"nats"`
+	Bridge       Bridge                 `yaml:"bridge"`
+	Consumer     Consumer               `yaml:"consumer"`
+	Provisioning Provisioning           `yaml:"provisioning"`
+	Tenants      map[string]TenantEntry `yaml:"tenants"`
 	// Limits bound what one tenant or client may ask of a shared server
 	// (limits.Limits: instances per tenant, creates a minute per tenant and
 	// per client; 0 for the default, -1 for none).
@@ -274,9 +274,10 @@ type Provisioning struct {
 	ProtectedDatabases []string `yaml:"protectedDatabases"`
 }
 
-// Tenant maps a tenant to its database server. The entry named "default"
+// TenantEntry is a tenant entry of the configuration (tenants.NAME): it maps
+// a tenant to its database server. The entry named "default"
 // serves every tenant without an entry of its own.
-type Tenant struct {
+type TenantEntry struct {
 	// Engine is "postgres" or "sqlserver"; provisioning.engine by default.
 	// Tenants of both engines are served by the same consumers.
 	Engine string `yaml:"engine"`
@@ -303,7 +304,7 @@ const (
 )
 
 // engine is the tenant's engine, the provisioning default when unset.
-func (c *Config) engine(t Tenant) string {
+func (c *Config) engine(t TenantEntry) string {
 	if t.Engine != "" {
 		return t.Engine
 	}
@@ -873,8 +874,9 @@ func serverKey(c connstr.Conn) string {
 	return fmt.Sprintf("%s:%d", strings.ToLower(c.Host), port)
 }
 
-// TenantConns is a tenant's resolved connections.
-type TenantConns struct {
+// Servers are a tenant's servers: the connections its entry resolves to,
+// which a placement opens.
+type Servers struct {
 	Tenant string // the tenant asked for
 	Entry  string // the configuration entry that serves it
 	Engine string // EnginePostgres or EngineSQLServer
@@ -924,45 +926,45 @@ func (c *Config) Key() (*odscrypt.Key, error) {
 	return &k, nil
 }
 
-// TenantConns resolves a tenant to its entry, or the default entry.
-func (c *Config) TenantConns(tenant string) (TenantConns, error) {
+// Servers resolves a tenant to its entry, or the default entry.
+func (c *Config) Servers(tenant string) (Servers, error) {
 	entry := tenant
 	t, ok := c.Tenants[tenant]
 	if !ok {
 		entry = DefaultTenant
 		if t, ok = c.Tenants[DefaultTenant]; !ok {
-			return TenantConns{}, fmt.Errorf("%w: %q (no tenants.%s and no tenants.%s entry)", provisioning.ErrUnknownTenant, tenant, tenant, DefaultTenant)
+			return Servers{}, fmt.Errorf("%w: %q (no tenants.%s and no tenants.%s entry)", provisioning.ErrUnknownTenant, tenant, tenant, DefaultTenant)
 		}
 	}
-	tg := TenantConns{Tenant: tenant, Entry: entry, Engine: c.engine(t)}
+	servers := Servers{Tenant: tenant, Entry: entry, Engine: c.engine(t)}
 	var err error
-	if tg.Engine == EngineSQLServer {
+	if servers.Engine == EngineSQLServer {
 		sc := &SQLServerConns{Create: t.Create, Backup: t.Backup}
 		for _, f := range []struct {
 			key, val string
 			dst      *connstr.SQLServerConn
 		}{{"master", t.Master, &sc.Master}, {"admin", t.Admin, &sc.Admin}, {"ods", t.ODS, &sc.ODS}} {
 			if *f.dst, err = connstr.ParseSQLServer(f.val); err != nil {
-				return TenantConns{}, fmt.Errorf("tenants.%s.%s: %w", entry, f.key, err)
+				return Servers{}, fmt.Errorf("tenants.%s.%s: %w", entry, f.key, err)
 			}
 		}
 		sc.Master, sc.Admin = secureSQLServer(sc.Master), secureSQLServer(sc.Admin)
-		tg.SQLServer = sc
-		return tg, nil
+		servers.SQLServer = sc
+		return servers, nil
 	}
-	if tg.Master, err = connstr.ParsePostgres(t.Master); err != nil {
-		return TenantConns{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
+	if servers.Master, err = connstr.ParsePostgres(t.Master); err != nil {
+		return Servers{}, fmt.Errorf("tenants.%s.master: %w", entry, err)
 	}
-	if tg.Admin, err = connstr.ParsePostgres(t.Admin); err != nil {
-		return TenantConns{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
+	if servers.Admin, err = connstr.ParsePostgres(t.Admin); err != nil {
+		return Servers{}, fmt.Errorf("tenants.%s.admin: %w", entry, err)
 	}
 	// The ODS string is handed to the ODS/API as configured; the worker's
 	// own connections get the secure default.
-	tg.Master, tg.Admin = secure(tg.Master), secure(tg.Admin)
-	if tg.ODS, err = connstr.ParsePostgres(t.ODS); err != nil {
-		return TenantConns{}, fmt.Errorf("tenants.%s.ods: %w", entry, err)
+	servers.Master, servers.Admin = secure(servers.Master), secure(servers.Admin)
+	if servers.ODS, err = connstr.ParsePostgres(t.ODS); err != nil {
+		return Servers{}, fmt.Errorf("tenants.%s.ods: %w", entry, err)
 	}
-	return tg, nil
+	return servers, nil
 }
 
 // IsLoopback reports whether host (a name, an address, or a Unix socket
@@ -1040,11 +1042,11 @@ func (c *Config) TransportNotes() (notes, warnings []string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		tg, err := c.TenantConns(name)
+		servers, err := c.Servers(name)
 		if err != nil {
 			continue
 		}
-		if sc := tg.SQLServer; sc != nil {
+		if sc := servers.SQLServer; sc != nil {
 			for _, conn := range []struct {
 				key  string
 				conn connstr.SQLServerConn
@@ -1061,7 +1063,7 @@ func (c *Config) TransportNotes() (notes, warnings []string) {
 		for _, conn := range []struct {
 			key  string
 			conn connstr.Conn
-		}{{"master", tg.Master}, {"admin", tg.Admin}} {
+		}{{"master", servers.Master}, {"admin", servers.Admin}} {
 			mode := conn.conn.SSLMode()
 			line := fmt.Sprintf("tenants.%s.%s (%s): sslmode %s", name, conn.key, conn.conn.Host, mode)
 			if mode == "" {

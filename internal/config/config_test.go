@@ -152,12 +152,12 @@ tenants:
 	if c.AdminAPI.ClientSecret != "from-env" {
 		t.Errorf("client secret not taken from the environment")
 	}
-	tg, err := c.TenantConns("tenant-one")
+	servers, err := c.Servers("tenant-one")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tg.ODS.Username != "ods" {
-		t.Errorf("tenant ODS string not taken from the environment: %s", tg.ODS.Redacted())
+	if servers.ODS.Username != "ods" {
+		t.Errorf("tenant ODS string not taken from the environment: %s", servers.ODS.Redacted())
 	}
 }
 
@@ -166,13 +166,13 @@ func TestTargetFallsBackToDefaultOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := c.TenantConns("anyone")
-	if err != nil || tg.Entry != DefaultTenant || tg.Admin.Database != "EdFi_Admin" {
-		t.Fatalf("Target(anyone) = %+v, %v", tg, err)
+	servers, err := c.Servers("anyone")
+	if err != nil || servers.Entry != DefaultTenant || servers.Admin.Database != "EdFi_Admin" {
+		t.Fatalf("Target(anyone) = %+v, %v", servers, err)
 	}
 	delete(c.Tenants, DefaultTenant)
-	c.Tenants["t1"] = Tenant{Master: "host=h;database=p", Admin: "host=h;database=a", ODS: "host=h;database={0}"}
-	if _, err := c.TenantConns("t2"); err == nil || !strings.Contains(err.Error(), `"t2"`) {
+	c.Tenants["t1"] = TenantEntry{Master: "host=h;database=p", Admin: "host=h;database=a", ODS: "host=h;database={0}"}
+	if _, err := c.Servers("t2"); err == nil || !strings.Contains(err.Error(), `"t2"`) {
 		t.Fatalf("unknown tenant resolved: %v", err)
 	}
 }
@@ -292,14 +292,14 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, _ := c.TenantConns("default")
-	if tg.Master.SSLMode() != "verify-full" || !strings.Contains(tg.Master.PgxConnString(), "sslmode='verify-full'") {
-		t.Errorf("master off loopback with no SSL mode: %q, want verify-full", tg.Master.SSLMode())
+	servers, _ := c.Servers("default")
+	if servers.Master.SSLMode() != "verify-full" || !strings.Contains(servers.Master.PgxConnString(), "sslmode='verify-full'") {
+		t.Errorf("master off loopback with no SSL mode: %q, want verify-full", servers.Master.SSLMode())
 	}
-	if tg.Admin.SSLMode() != "disable" || tg.ODS.SSLMode() != "require" {
-		t.Errorf("explicit modes not kept: admin %q, ods %q", tg.Admin.SSLMode(), tg.ODS.SSLMode())
+	if servers.Admin.SSLMode() != "disable" || servers.ODS.SSLMode() != "require" {
+		t.Errorf("explicit modes not kept: admin %q, ods %q", servers.Admin.SSLMode(), servers.ODS.SSLMode())
 	}
-	local, _ := c.TenantConns("local")
+	local, _ := c.Servers("local")
 	if local.Master.SSLMode() != "" || local.Admin.SSLMode() != "verify-ca" {
 		t.Errorf("loopback: master %q admin %q", local.Master.SSLMode(), local.Admin.SSLMode())
 	}
@@ -384,14 +384,14 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := c.TenantConns("ms")
+	ms, err := c.Servers("ms")
 	if err != nil || ms.Engine != EngineSQLServer || ms.SQLServer == nil || ms.SQLServer.Backup == "" {
 		t.Fatalf("sql server tenant: %+v, %v", ms, err)
 	}
 	if got := ms.SQLServer.ODS.ForDatabase("EdFi_Ods_X").ADONet(); !strings.Contains(got, "Database=EdFi_Ods_X") || !strings.Contains(got, "Server=sql1") {
 		t.Fatalf("ODS string %q", got)
 	}
-	if pg, _ := c.TenantConns("pg"); pg.Engine != EnginePostgres || pg.SQLServer != nil {
+	if pg, _ := c.Servers("pg"); pg.Engine != EnginePostgres || pg.SQLServer != nil {
 		t.Fatalf("postgres tenant: %+v", pg)
 	}
 	if err := c.Guard().CheckDestructive("EdFi_Admin_ms"); err == nil {
@@ -423,11 +423,11 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, _ := c.TenantConns("default")
-	if tg.SQLServer.Master.Encrypt() != "true" || tg.SQLServer.Admin.Encrypt() != "false" || tg.SQLServer.ODS.Encrypt() != "" {
-		t.Fatalf("encrypt: master %q admin %q ods %q", tg.SQLServer.Master.Encrypt(), tg.SQLServer.Admin.Encrypt(), tg.SQLServer.ODS.Encrypt())
+	servers, _ := c.Servers("default")
+	if servers.SQLServer.Master.Encrypt() != "true" || servers.SQLServer.Admin.Encrypt() != "false" || servers.SQLServer.ODS.Encrypt() != "" {
+		t.Fatalf("encrypt: master %q admin %q ods %q", servers.SQLServer.Master.Encrypt(), servers.SQLServer.Admin.Encrypt(), servers.SQLServer.ODS.Encrypt())
 	}
-	if local, _ := c.TenantConns("local"); local.SQLServer.Master.Encrypt() != "" {
+	if local, _ := c.Servers("local"); local.SQLServer.Master.Encrypt() != "" {
 		t.Fatalf("loopback got %q", local.SQLServer.Master.Encrypt())
 	}
 	_, warnings := c.TransportNotes()
@@ -467,12 +467,12 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := c.TenantConns("tenant-one")
+	servers, err := c.Servers("tenant-one")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminAPI.ClientSecret != "from-a-file" || c.NATS.Password != "nats-pass" || tg.ODS.Username != "ods" || c.Provisioning.EncryptionKey != key {
-		t.Errorf("secrets from files: client %q, nats %q, ods user %q, key %q", c.AdminAPI.ClientSecret, c.NATS.Password, tg.ODS.Username, c.Provisioning.EncryptionKey)
+	if c.AdminAPI.ClientSecret != "from-a-file" || c.NATS.Password != "nats-pass" || servers.ODS.Username != "ods" || c.Provisioning.EncryptionKey != key {
+		t.Errorf("secrets from files: client %q, nats %q, ods user %q, key %q", c.AdminAPI.ClientSecret, c.NATS.Password, servers.ODS.Username, c.Provisioning.EncryptionKey)
 	}
 
 	env["INSTANCEMGR_ADMINAPI_CLIENT_SECRET"] = "also-set"
@@ -512,11 +512,11 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d9, err := c.TenantConns("district9")
+	d9, err := c.Servers("district9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, err := c.TenantConns("default")
+	def, err := c.Servers("default")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func (c *Config) Redacted() *Config {
 	r.NATS.URL = RedactURL(r.NATS.URL)
 	r.NATS.BackOff = append([]Duration(nil), c.NATS.BackOff...)
 	r.Provisioning.ProtectedDatabases = append([]string(nil), c.Provisioning.ProtectedDatabases...)
-	r.Tenants = make(map[string]Tenant, len(c.Tenants))
+	r.Tenants = make(map[string]TenantEntry, len(c.Tenants))
 	for name, t := range c.Tenants {
 		engine := c.engine(t)
 		t.Master, t.Admin, t.ODS = redactConn(engine, t.Master), redactConn(engine, t.Admin), redactConn(engine, t.ODS)

@@ -80,8 +80,8 @@ type Difference struct {
 	owner provisioning.Owner // of the reservation Fix releases
 }
 
-// Tenant is everything read about one tenant.
-type Tenant struct {
+// Snapshot is everything read about one Admin API tenant.
+type Snapshot struct {
 	Name string
 	// Engine is "postgres" or "sqlserver": the SQL of suggested commands.
 	Engine string
@@ -139,7 +139,7 @@ type Options struct {
 
 // checker holds one tenant's indexes while it is checked.
 type checker struct {
-	t       Tenant
+	t       Snapshot
 	o       Options
 	jobs    Jobs
 	jobsErr error // JetStream could not be read: job-dependent checks skipped
@@ -157,7 +157,7 @@ type checker struct {
 // Check compares one tenant's records. dead are the dead letters read
 // (nil with deadErr when JetStream could not be read; jobs may then fail
 // too, and the checks that need it are left out and said so).
-func Check(ctx context.Context, t Tenant, stream Jobs, dead []jobs.StoredDead, deadErr error, o Options) []Difference {
+func Check(ctx context.Context, t Snapshot, stream Jobs, dead []jobs.StoredDead, deadErr error, o Options) []Difference {
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -39,7 +39,7 @@ var owner7 = provisioning.Owner{Tenant: "t1", InstanceID: 7}
 // With JetStream unreadable, nothing is reported stale or stuck on a guess:
 // the run says what it could not check.
 func TestUnreadableJetStreamIsReportedNotGuessed(t *testing.T) {
-	tn := Tenant{Name: "t1", Engine: "postgres",
+	tn := Snapshot{Name: "t1", Engine: "postgres",
 		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}},
 		Reservations: []provisioning.Listed{{Reservation: provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateReserved}}}}
 	got := Check(context.Background(), tn, failingJobs{}, nil, nil, Options{PendingAfter: time.Nanosecond})
@@ -63,7 +63,7 @@ func TestUnreadableJetStreamIsReportedNotGuessed(t *testing.T) {
 func TestReplayedDeadLetterIsNotReported(t *testing.T) {
 	subject := "instances.create.t1.7"
 	dl := jobs.StoredDead{Seq: 4, Subject: jobs.DeadSubject(subject), Letter: jobs.DeadLetter{Subject: subject, StreamSequence: 10, Code: "conflict", Reason: "x"}}
-	tn := Tenant{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}}}
+	tn := Snapshot{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}}}
 	now := time.Now()
 	o := Options{PendingAfter: time.Hour, Now: func() time.Time { return now }}
 	got := Check(context.Background(), tn, jobsMap{subject: {Seq: 10, Published: now}}, []jobs.StoredDead{dl}, nil, o)
@@ -88,7 +88,7 @@ func TestReplayedDeadLetterIsNotReported(t *testing.T) {
 // stuck however young; with deletion on and its job just published, it is
 // not.
 func TestPendingDeleteWithDeletionOff(t *testing.T) {
-	tn := Tenant{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPendingDelete}},
+	tn := Snapshot{Name: "t1", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPendingDelete}},
 		Ledger: []provisioning.Record{{Tenant: "t1", InstanceID: 7, Database: "EdFi_Ods_x", Generation: 2}}, Databases: []string{"EdFi_Ods_x"},
 		Reservations: []provisioning.Listed{{Reservation: provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateMade}}},
 		Rows:         map[int]provisioning.Row{}}
@@ -106,7 +106,7 @@ func TestPendingDeleteWithDeletionOff(t *testing.T) {
 // A name reserved but made by someone else is foreign, never an orphan to
 // drop; a made orphan on SQL Server gets T-SQL.
 func TestReservedButExistingIsForeignAndSQLServerSpelling(t *testing.T) {
-	tn := Tenant{Name: "t1", Engine: "sqlserver", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusCompleted}, {ID: 8, Status: adminapi.StatusDeleted}},
+	tn := Snapshot{Name: "t1", Engine: "sqlserver", Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusCompleted}, {ID: 8, Status: adminapi.StatusDeleted}},
 		Ledger: []provisioning.Record{{Tenant: "t1", InstanceID: 7, Database: "EdFi_Ods_a", OdsInstanceID: 1, Name: "a"}}, Databases: []string{"EdFi_Ods_a", "EdFi_Ods_b", "EdFi_Ods_c"},
 		Rows: map[int]provisioning.Row{1: {OdsInstanceID: 1, Name: "a"}},
 		Reservations: []provisioning.Listed{
@@ -161,7 +161,7 @@ func TestFixReleasesOnlyFixable(t *testing.T) {
 // under its scratch name is reported with what to do about it.
 func TestMakingReservationsOnPostgres(t *testing.T) {
 	res := provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateMaking}
-	tn := Tenant{Name: "t1", Engine: "postgres",
+	tn := Snapshot{Name: "t1", Engine: "postgres",
 		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}},
 		Reservations: []provisioning.Listed{{Reservation: res}},
 		Databases:    []string{"EdFi_Ods_x"}}
@@ -199,7 +199,7 @@ func TestMakingReservationsOnPostgres(t *testing.T) {
 // for a reservation no ledger entry explains, never as the system's.
 func TestSwappedDatabasesAreForeign(t *testing.T) {
 	res := provisioning.Reservation{Database: "EdFi_Ods_x", Owner: owner7, State: provisioning.StateMade, Identity: "100"}
-	tn := Tenant{Name: "t1", Engine: "postgres", AdminAPIRegisters: true,
+	tn := Snapshot{Name: "t1", Engine: "postgres", AdminAPIRegisters: true,
 		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusCompleted}},
 		Ledger:       []provisioning.Record{{Tenant: "t1", InstanceID: 7, Database: "EdFi_Ods_x"}},
 		Reservations: []provisioning.Listed{{Reservation: res}},
@@ -227,7 +227,7 @@ func TestSwappedDatabasesAreForeign(t *testing.T) {
 func TestAnotherLinesInstancesAreNotTheRequestsOfTheirIDs(t *testing.T) {
 	console := provisioning.Owner{Tenant: "t1", InstanceID: 7}
 	manage := provisioning.Owner{Tenant: "t1", InstanceID: 7, Line: provisioning.LineManage}
-	tn := Tenant{Name: "t1", Engine: "postgres", Line: provisioning.LineManage,
+	tn := Snapshot{Name: "t1", Engine: "postgres", Line: provisioning.LineManage,
 		Instances: []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusPending}},
 		Ledger:    []provisioning.Record{{Tenant: "t1", InstanceID: 7, OdsInstanceID: 1, Database: "EdFi_Ods_Old", Name: "Old"}},
 		Rows:      map[int]provisioning.Row{1: {OdsInstanceID: 1, Name: "Old"}},
