@@ -197,7 +197,7 @@ func Check(ctx context.Context, t Snapshot, stream Jobs, dead []jobs.StoredDead,
 	for _, name := range t.Foreign {
 		c.add(Difference{Kind: ForeignDatabase, Database: name,
 			Detail:  "matches the naming pattern but instancemgr never reserved it: not the system's, left alone",
-			Command: "none needed; if it should become an instance's database, reserve it by hand as made for that request (README, \"Resolving a conflict\")"})
+			Command: "none needed; if it should become an instance's database, reserve it by hand as made for that request (docs/behaviour.md, \"Resolving a conflict\")"})
 	}
 	if c.jobsErr != nil {
 		c.add(Difference{Kind: Unchecked, Detail: "JetStream could not be read, so dead letters, stuck requests and live jobs were not checked: " + c.jobsErr.Error(),
@@ -368,7 +368,7 @@ func (c *checker) ledgerEntries(ctx context.Context) {
 			case err != nil:
 				c.add(Difference{InstanceID: rec.InstanceID, Kind: UnreservedDatabase, Database: rec.Database,
 					Detail:  "the ledger names this database, but " + strings.TrimPrefix(err.Error(), provisioning.ErrConflict.Error()+": "),
-					Command: "start a consumer: on first use of the tenant it reserves every ledger database as made; if another request holds the name, resolve it by hand (README, \"Resolving a conflict\")"})
+					Command: "start a consumer: on first use of the tenant it reserves every ledger database as made; if another request holds the name, resolve it by hand (docs/behaviour.md, \"Resolving a conflict\")"})
 			case c.swapped(res):
 				c.add(Difference{InstanceID: rec.InstanceID, Kind: ForeignDatabase, Database: rec.Database,
 					Detail:  fmt.Sprintf("the ledger names this database, but it is not the one instancemgr made (identity %s, instancemgr made %s): it was dropped and another made under its name; every job refuses to touch it", c.t.Identities[rec.Database], res.Identity),
