@@ -1,0 +1,71 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// copyStrategy auto, and its maximum age, are refused with what to do
+// instead: no job measures copies any more.
+func TestCopyStrategyAutoIsGone(t *testing.T) {
+	for _, body := range []string{"provisioning: {copyStrategy: auto}\n", "provisioning: {copyStrategy: wal_log, copyStrategyMaxAge: 24h}\n"} {
+		_, err := Load(write(t, valid+body), noEnv)
+		if err == nil || !strings.Contains(err.Error(), "calibrate") && !strings.Contains(err.Error(), "remove it") {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+	for _, ok := range []string{"wal_log", "file_copy"} {
+		if _, err := Load(write(t, valid+"provisioning: {copyStrategy: "+ok+"}\n"), noEnv); err != nil {
+			t.Errorf("copyStrategy %s: %v", ok, err)
+		}
+	}
+}
+
+// copiesAtOnce is the replicas' copies together, what calibrate measures
+// at; by default one replica's.
+func TestCopiesAtOnce(t *testing.T) {
+	c, err := Load(write(t, valid+"consumer: {concurrency: 3}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Provisioning.CopiesAtOnce != 3 {
+		t.Errorf("copiesAtOnce default %d, want consumer.concurrency 3", c.Provisioning.CopiesAtOnce)
+	}
+	c, err = Load(write(t, valid+"consumer: {concurrency: 3}\nprovisioning: {copiesAtOnce: 12}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Provisioning.CopiesAtOnce != 12 {
+		t.Errorf("copiesAtOnce %d, want 12", c.Provisioning.CopiesAtOnce)
+	}
+	for _, bad := range []string{"-1", "5000"} {
+		_, err := Load(write(t, valid+"provisioning: {copiesAtOnce: "+bad+"}\n"), noEnv)
+		if err == nil || !strings.Contains(err.Error(), "provisioning.copiesAtOnce") {
+			t.Errorf("copiesAtOnce %s: %v", bad, err)
+		}
+	}
+}
+
+// The guard protects every tenant's master and EdFi_Admin databases, not
+// only those of the tenant a job is for.
+func TestGuardProtectsEveryTenantsDatabases(t *testing.T) {
+	c, err := Load(write(t, `
+adminApi: {baseUrl: "http://127.0.0.1:8089", clientId: w, clientSecret: s}
+provisioning: {namePattern: "{name}_ods", template: Tmpl_ods, protectedDatabases: [Keep_ods]}
+tenants:
+  t1: {master: "host=db1;database=postgres", admin: "host=db1;database=Admin_one_ods", ods: "host=db1;database={0}"}
+  t2: {master: "host=db2;database=Master_two_ods", admin: "host=db2;database=Admin_two_ods", ods: "host=db2;database={0}"}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Guard()
+	for _, db := range []string{"Admin_one_ods", "Admin_two_ods", "Master_two_ods", "Keep_ods", "Tmpl_ods"} {
+		if err := g.CheckDestructive(db); err == nil {
+			t.Errorf("%q is not protected", db)
+		}
+	}
+	if err := g.CheckDestructive("District_ods"); err != nil {
+		t.Errorf("an instance database is refused: %v", err)
+	}
+}
