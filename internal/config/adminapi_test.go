@@ -6,8 +6,37 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
+
+// adminApi's blanks take the client's own defaults and the Admin API's
+// own token endpoint; a timeout below zero or no attempt is refused with
+// its key.
+func TestAdminAPISection(t *testing.T) {
+	c, err := Load(write(t, strings.Replace(valid, `"http://127.0.0.1:8089"`, `"http://127.0.0.1:8089/adminapi/"`, 1)), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.AdminAPI
+	if a.Flavor != FlavorAdminConsole || c.Manage() || c.Line() != provisioning.LineAdminConsole {
+		t.Errorf("flavor %q, line %q, want adminconsole", a.Flavor, c.Line())
+	}
+	if a.TokenURL != "http://127.0.0.1:8089/adminapi"+adminapi.TokenPath || a.Timeout.D() != adminapi.DefaultTimeout || a.MaxAttempts != adminapi.DefaultMaxAttempts {
+		t.Errorf("adminApi defaults: token URL %q, timeout %s, attempts %d, want the client's", a.TokenURL, a.Timeout.D(), a.MaxAttempts)
+	}
+	const creds = "clientId: w, clientSecret: s"
+	testLoad(t, "tenants: {default: {master: \"host=h;database=postgres\", admin: \"host=h;database=a\", ods: \"host=h;database={0}\"}}\n", []loadCase{
+		{"https", "adminApi: {baseUrl: https://admin, timeout: 1m, maxAttempts: 1, " + creds + "}", ""},
+		{"no base URL", "adminApi: {" + creds + "}", "adminApi.baseUrl: is required"},
+		{"not http", "adminApi: {baseUrl: ftp://admin, " + creds + "}", "adminApi.baseUrl: must be an http(s) URL"},
+		{"token URL not http", "adminApi: {baseUrl: https://admin, tokenUrl: keycloak, " + creds + "}", "adminApi.tokenUrl: must be an http(s) URL"},
+		{"no client", "adminApi: {baseUrl: https://admin, clientSecret: s}", "adminApi.clientId: is required"},
+		{"no secret", "adminApi: {baseUrl: https://admin, clientId: w}", "adminApi.clientSecret: is required"},
+		{"negative timeout", "adminApi: {baseUrl: https://admin, timeout: -1s, " + creds + "}", "adminApi.timeout: must be positive"},
+		{"no attempt", "adminApi: {baseUrl: https://admin, maxAttempts: -1, " + creds + "}", "adminApi.maxAttempts: must be at least 1"},
+	})
+}
 
 // adminApi.flavor manage needs no Admin API URL or credentials, but a key
 // and the worker registering; it names with Ed-Fi's rule and protects

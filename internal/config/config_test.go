@@ -103,3 +103,23 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 		t.Fatalf("error shows a password: %v", err)
 	}
 }
+
+// loadCase is what a section adds to a configuration, and what Load must
+// say of it: "" for valid, else a text its error holds.
+type loadCase struct{ name, yaml, want string }
+
+// testLoad loads base with each case's YAML added.
+func testLoad(t *testing.T, base string, cases []loadCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, base+tt.yaml+"\n"), noEnv)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}

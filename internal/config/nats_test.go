@@ -3,9 +3,40 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/edfi-tools/instancemgr/jobs"
 )
+
+// nats's blanks take the NATS client's URL and the stream set-up the jobs
+// package fills in, the back-off following ackWait; a URL of another
+// scheme, or a set-up the jobs package refuses, is refused with its key.
+func TestNATSSection(t *testing.T) {
+	c, err := Load(write(t, valid), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (jobs.Config{}).WithDefaults(); c.NATS.URL != nats.DefaultURL || !reflect.DeepEqual(c.StreamConfig(), want) {
+		t.Errorf("nats defaults: URL %q, stream %+v, want %q and %+v", c.NATS.URL, c.StreamConfig(), nats.DefaultURL, want)
+	}
+	c, err = Load(write(t, valid+"nats: {ackWait: 45s}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.StreamConfig().BackOff, jobs.DefaultBackOff(45*time.Second); !reflect.DeepEqual(got, want) {
+		t.Errorf("back-off %v, want %v after ackWait 45s", got, want)
+	}
+	testLoad(t, valid, []loadCase{
+		{"several servers", `nats: {url: "nats://a:4222, tls://b:4222"}`, ""},
+		{"another scheme", `nats: {url: "nats://a:4222,http://b"}`, "nats.url: must start with nats:// or tls://"},
+		{"a set-up the stream refuses", "nats: {maxDeliver: -1}", "nats: maxDeliver"},
+	})
+}
 
 func TestNATSAuthAndTLSSettings(t *testing.T) {
 	dir := t.TempDir()

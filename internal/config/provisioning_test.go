@@ -3,7 +3,43 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
+
+// provisioning's blanks take the engine's and the naming's own defaults;
+// each setting that cannot work is refused with its key.
+func TestProvisioningSection(t *testing.T) {
+	c, err := Load(write(t, valid), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Provisioning
+	if p.Engine != EnginePostgres || p.Template != provisioning.ManageTemplates["Minimal"] || p.NamePattern != provisioning.DefaultNamePattern ||
+		p.Naming != provisioning.RulePattern || p.Templates != nil || p.Registration != RegistrationWorker ||
+		p.Sessions != string(postgres.SessionsTerminate) || p.SessionWait.D() != postgres.DefaultSessionWait || p.AllowDelete {
+		t.Errorf("provisioning defaults %+v", p)
+	}
+	if k, err := c.Key(); k != nil || err != nil {
+		t.Errorf("no key configured: %v, %v", k, err)
+	}
+	const key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	testLoad(t, valid, []loadCase{
+		{"set", "provisioning: {sessions: wait, sessionWait: 1m, registration: adminapi, allowDelete: true, protectedDatabases: [EdFi_Security]}", ""},
+		{"an unknown engine", "provisioning: {engine: oracle}", `provisioning.engine: "oracle" is neither postgres nor sqlserver`},
+		{"a key", "provisioning: {encryptionKey: " + key + "}", ""},
+		{"a key that is not one", "provisioning: {encryptionKey: c2hvcnQ=}", "provisioning.encryptionKey: "},
+		{"a key the Admin API would not use", "provisioning: {registration: adminapi, encryptionKey: " + key + "}", "provisioning.encryptionKey: is for registration: worker"},
+		{"an unknown registration", "provisioning: {registration: both}", `provisioning.registration: "both" is neither worker nor adminapi`},
+		{"the old switch", "provisioning: {register: true}", "provisioning.register: is replaced by provisioning.registration"},
+		{"sessions", "provisioning: {sessions: kill}", `provisioning.sessions: "kill" is neither terminate nor wait`},
+		{"session wait", "provisioning: {sessionWait: -1s}", "provisioning.sessionWait: must be positive"},
+		{"copy strategy", "provisioning: {copyStrategy: clone}", `provisioning.copyStrategy: "clone" is not wal_log or file_copy`},
+		{"templates of the other flavor", "provisioning: {templates: {Minimal: Ods_Minimal_Template}}", "provisioning.templates: is for adminApi.flavor manage"},
+		{"an unknown naming rule", "provisioning: {naming: random}", "provisioning.naming: "},
+	})
+}
 
 // copyStrategy auto, and its maximum age, are refused with what to do
 // instead: no job measures copies any more.

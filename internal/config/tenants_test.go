@@ -5,6 +5,20 @@ import (
 	"testing"
 )
 
+// A configuration needs a tenant entry, and each entry its three
+// connection strings in its engine's syntax.
+func TestTenantsSection(t *testing.T) {
+	base := `adminApi: {baseUrl: "https://a", clientId: w, clientSecret: s}` + "\n"
+	testLoad(t, base, []loadCase{
+		{"none", "", `tenants: at least one tenant (or "default") is required`},
+		{"an empty list", "tenants: {}", "tenants: at least one tenant"},
+		{"a named tenant alone", `tenants: {d9: {master: "host=h;database=postgres", admin: "host=h;database=a", ods: "postgres://h/{0}"}}`, ""},
+		{"no master", `tenants: {d9: {admin: "host=h;database=a", ods: "host=h;database={0}"}}`, "tenants.d9.master: is required"},
+		{"a master that does not parse", `tenants: {d9: {master: "host=h;port=x", admin: "host=h;database=a", ods: "host=h;database={0}"}}`, "tenants.d9.master: "},
+		{"SQL Server settings on PostgreSQL", `tenants: {d9: {create: copy, master: "host=h;database=postgres", admin: "host=h;database=a", ods: "host=h;database={0}"}}`, "tenants.d9.create: create and backup are for SQL Server tenants"},
+	})
+}
+
 // Tenant entries on one server need {tenant} in the pattern and one
 // maintenance database; entries on different servers need neither.
 func TestTenantsSharingAServer(t *testing.T) {
