@@ -66,7 +66,7 @@ func parseConn(engine, s string) (server, database string, template bool, err er
 func serverKey(c connstr.Conn) string {
 	port := c.Port
 	if port == 0 {
-		port = 5432
+		port = connstr.DefaultPort
 	}
 	return fmt.Sprintf("%s:%d", strings.ToLower(c.Host), port)
 }
