@@ -7,22 +7,13 @@ import (
 	"strings"
 )
 
-// Environment overrides: secrets belong in the environment, not the file.
-//
-//	INSTANCEMGR_ADMINAPI_CLIENT_ID, INSTANCEMGR_ADMINAPI_CLIENT_SECRET,
-//	INSTANCEMGR_NATS_URL, INSTANCEMGR_NATS_CREDS_FILE, INSTANCEMGR_NATS_NKEY_FILE,
-//	INSTANCEMGR_NATS_USER, INSTANCEMGR_NATS_PASSWORD, INSTANCEMGR_NATS_TOKEN,
-//	INSTANCEMGR_NATS_TLS_CA_FILE, _CERT_FILE, _KEY_FILE,
-//	INSTANCEMGR_ADMINAPI_MANAGE_TLS_CERT_FILE, _KEY_FILE,
-//	INSTANCEMGR_LOG_LEVEL, INSTANCEMGR_LOG_FORMAT,
-//	INSTANCEMGR_TENANT_<NAME>_MASTER, _ADMIN, _ODS (NAME upper-cased, other
-//	characters than letters and digits as '_').
-//
-// Each secret (the client secret, the NATS password and token, the
-// encryption key, the tenants' connection strings) may instead come from a
-// file named by the same variable with _FILE appended (Docker and
-// Kubernetes secrets mounted as files); a trailing newline is dropped. The
-// encryption key also comes from Ed-Fi's own ODS_CONNECTION_STRING_ENCRYPTION_KEY.
+// applyEnv applies the environment overrides: secrets belong in the
+// environment, not the file. docs/configuration.md, "Environment", lists
+// the variables (reference_test holds it to this function). Each secret
+// (the client secret, the NATS password and token, the encryption key, the
+// tenants' connection strings) may instead come from a file named by the
+// same variable with _FILE appended (Docker and Kubernetes secrets mounted
+// as files); a trailing newline is dropped.
 func (c *Config) applyEnv(env func(string) string) error {
 	var errs []error
 	set := func(dst *string, key string) {

@@ -18,7 +18,7 @@ const reference = "../../docs/configuration.md"
 // default it writes as a value (`10s`) is the one applyDefaults gives; a
 // key whose default is a value must say it as one.
 func TestReferenceMatchesTheStructs(t *testing.T) {
-	rows := referenceRows(t)
+	rows := referenceTable(t, "| key | default | what it does |")
 	var defaults Config
 	defaults.applyDefaults()
 	seen := map[string]bool{}
@@ -96,15 +96,81 @@ func checkDefault(cell string, v reflect.Value) string {
 	return ""
 }
 
-// referenceRows are the rows of the reference's key tables (those headed
-// "| key | default | what it does |"): each key with its default cell.
-func referenceRows(t *testing.T) map[string]string {
+// The reference's environment table names every variable applyEnv reads
+// (a secret's _FILE form aside, which it describes once), each with the
+// key it sets.
+func TestReferenceMatchesTheEnvironment(t *testing.T) {
+	rows := referenceTable(t, "| variable | key |")
+	asked := map[string]bool{}
+	c := Config{Tenants: map[string]TenantEntry{"NAME": {}}}
+	if err := c.applyEnv(func(k string) string { asked[k] = true; return "" }); err != nil {
+		t.Fatal(err)
+	}
+	const tenant, documented = "_TENANT_NAME_", "_TENANT_<NAME>_"
+	for v := range asked {
+		doc := strings.Replace(v, tenant, documented, 1)
+		if _, ok := rows[doc]; ok {
+			continue
+		}
+		if secret, ok := strings.CutSuffix(doc, "_FILE"); ok && rows[secret] != "" {
+			continue
+		}
+		t.Errorf("%s is not in %s", doc, reference)
+	}
+	for doc, cell := range rows {
+		v := strings.Replace(doc, documented, tenant, 1)
+		if !asked[v] {
+			t.Errorf("%s names %s, which is not read", reference, doc)
+			continue
+		}
+		key, _, _ := strings.Cut(cell, " ")
+		c := Config{Tenants: map[string]TenantEntry{"NAME": {}}}
+		if err := c.applyEnv(func(k string) string { return map[string]string{v: "from " + v}[k] }); err != nil {
+			t.Fatal(err)
+		}
+		if got := valueAt(reflect.ValueOf(c), strings.Split(key, ".")); got != "from "+v {
+			t.Errorf("%s does not set %s, as %s says", doc, key, reference)
+		}
+	}
+}
+
+// valueAt is the text at a key's path below v, "" when there is none.
+func valueAt(v reflect.Value, segs []string) string {
+	for _, seg := range segs {
+		switch v.Kind() {
+		case reflect.Struct:
+			field := reflect.Value{}
+			for i := range v.NumField() {
+				if name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ","); name == seg {
+					field = v.Field(i)
+				}
+			}
+			v = field
+		case reflect.Map:
+			v = v.MapIndex(reflect.ValueOf(seg))
+		default:
+			return ""
+		}
+		if !v.IsValid() {
+			return ""
+		}
+	}
+	if v.Kind() != reflect.String {
+		return ""
+	}
+	return v.String()
+}
+
+// referenceTable is a table of the reference (those headed by header):
+// each row's first cell, a name in backticks, with its second.
+func referenceTable(t *testing.T, header string) map[string]string {
 	t.Helper()
 	f, err := os.Open(reference)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	columns := strings.Count(header, "|") - 1
 	rows := map[string]string{}
 	inTable := false
 	sc := bufio.NewScanner(f)
@@ -113,27 +179,27 @@ func referenceRows(t *testing.T) map[string]string {
 		switch {
 		case !strings.HasPrefix(line, "|"):
 			inTable = false
-		case strings.HasPrefix(line, "| key | default |"):
+		case line == header:
 			inTable = true
 		case inTable && !strings.HasPrefix(line, "|---"):
-			cells := strings.Split(line, " | ")
-			key := strings.TrimPrefix(cells[0], "| ")
-			if len(cells) != 3 || !strings.HasPrefix(key, "`") || !strings.HasSuffix(key, "`") {
-				t.Errorf("%s: a row of a key table is not | `key` | default | what it does |: %s", reference, line)
+			cells := strings.Split(strings.Trim(line, "| "), " | ")
+			name := cells[0]
+			if len(cells) != columns || !strings.HasPrefix(name, "`") || !strings.HasSuffix(name, "`") {
+				t.Errorf("%s: a row of a table headed %s does not fit it: %s", reference, header, line)
 				continue
 			}
-			key = strings.Trim(key, "`")
-			if _, dup := rows[key]; dup {
-				t.Errorf("%s names %s twice", reference, key)
+			name = strings.Trim(name, "`")
+			if _, dup := rows[name]; dup {
+				t.Errorf("%s names %s twice", reference, name)
 			}
-			rows[key] = cells[1]
+			rows[name] = cells[1]
 		}
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if len(rows) == 0 {
-		t.Fatalf("%s has no key table", reference)
+		t.Fatalf("%s has no table headed %s", reference, header)
 	}
 	return rows
 }
