@@ -8,7 +8,8 @@
 // limits.go). docs/configuration.md is the reference, tested against the
 // structs.
 //
-// It never prints a secret: String and errors name keys, not values.
+// It never prints a secret: errors name keys, not values, and Redacted
+// hides every secret of what it shows.
 package config
 
 import (
