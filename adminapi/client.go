@@ -27,6 +27,11 @@ const (
 	DefaultRetryMaxDelay  = 5 * time.Second
 )
 
+// TokenPath is the Admin API's own token endpoint below its base URL,
+// where TokenURL points unless a separate identity provider (Keycloak)
+// issues the tokens.
+const TokenPath = "/connect/token"
+
 const (
 	// maxResponseBody bounds what a successful answer may hold.
 	maxResponseBody = 32 << 20

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -55,13 +54,6 @@ func (c *Config) applyPathEnv(vars map[string]string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// readValueFile reads a value given as a file (a mounted secret), without
-// the trailing newline editors and `echo` leave.
-func readValueFile(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	return strings.TrimRight(string(data), "\r\n"), err
 }
 
 var durationType = reflect.TypeOf(Duration(0))

@@ -36,7 +36,7 @@ func (c *Config) Redacted() *Config {
 	r.Provisioning.ProtectedDatabases = append([]string(nil), c.Provisioning.ProtectedDatabases...)
 	r.Tenants = make(map[string]TenantEntry, len(c.Tenants))
 	for name, t := range c.Tenants {
-		engine := c.engine(t)
+		engine := t.engine(c.Provisioning.Engine)
 		t.Master, t.Admin, t.ODS = redactConn(engine, t.Master), redactConn(engine, t.Admin), redactConn(engine, t.ODS)
 		r.Tenants[name] = t
 	}

@@ -28,6 +28,9 @@ type Option struct{ Key, Value string }
 // Placeholder marks the database name in an ODS connection string template.
 const Placeholder = "{0}"
 
+// DefaultPort is PostgreSQL's port, the one a Conn with Port 0 reaches.
+const DefaultPort = 5432
+
 // ParsePostgres parses an Npgsql ADO.NET connection string
 // (host=...;port=...;username=...;password=...;database=...) or a PostgreSQL
 // URL (postgres://user:pass@host:5432/db?sslmode=disable).
