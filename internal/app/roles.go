@@ -26,9 +26,6 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
-	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
-	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
 // role is what every role is built on: the Admin API client (nil with the
@@ -324,23 +321,17 @@ type Ledgers struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	mu      sync.Mutex
-	byEntry map[string]ledger
-}
-
-type ledger interface {
-	Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error)
-	Conn() sqlregistry.Conn
-	Close()
+	byEntry map[string]registry
 }
 
 // NewLedgers returns a reader over cfg.Tenants.
 func NewLedgers(cfg *config.Config, log *slog.Logger) *Ledgers {
-	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]ledger{}}
+	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]registry{}}
 }
 
 // Lookup implements bridge.Ledger.
 func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
-	_, reg, err := l.registry(ctx, tenant)
+	reg, err := l.registry(ctx, tenant)
 	if err != nil {
 		return provisioning.Record{}, err
 	}
@@ -348,38 +339,21 @@ func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 }
 
 // registry is the tenant's entry's registry, opened on first use.
-func (l *Ledgers) registry(ctx context.Context, tenant string) (config.Servers, ledger, error) {
-	conns, err := l.cfg.Servers(tenant)
+func (l *Ledgers) registry(ctx context.Context, tenant string) (registry, error) {
+	servers, err := l.cfg.Servers(tenant)
 	if err != nil {
-		return conns, nil, err
+		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	reg, ok := l.byEntry[conns.Entry]
+	reg, ok := l.byEntry[servers.Entry]
 	if !ok {
-		if reg, err = l.open(ctx, conns); err != nil {
-			return conns, nil, fmt.Errorf("tenant %q: %w", tenant, err)
+		if reg, err = openRegistry(ctx, l.cfg, servers, l.log); err != nil {
+			return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 		}
-		l.byEntry[conns.Entry] = reg
+		l.byEntry[servers.Entry] = reg
 	}
-	return conns, reg, nil
-}
-
-func (l *Ledgers) open(ctx context.Context, conns config.Servers) (ledger, error) {
-	if sc := conns.SQLServer; sc != nil {
-		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), l.log)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
-		}
-		r.Line = l.cfg.Line()
-		return r, nil
-	}
-	r, err := postgres.NewRegistry(ctx, conns.Admin.PgxConnString(), l.log)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", conns.Admin.Redacted(), err)
-	}
-	r.Line = l.cfg.Line()
-	return r, nil
+	return reg, nil
 }
 
 // Close closes every connection opened.
