@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,7 +22,6 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -132,27 +130,15 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	if o.Registration != config.RegistrationAdminAPI && !manageFlavor {
 		simOpts.AdminDatabases = nil
 	}
-	if err := simOpts.Validate(); err != nil {
-		return fmt.Errorf("registration: %w", err)
-	}
-	sim := simulator.New(simOpts)
-	defer sim.Close()
-	if err := sim.Persist(filepath.Join(o.DataDir, "simulator.json")); err != nil {
-		return err
-	}
 	workerID, workerSecret := "instancemgr-dev-worker", randomHex(16)
-	if err := sim.RegisterClient(workerID, workerSecret); err != nil {
+	// Served until dev has stopped, so that its replicas can settle their
+	// jobs while they drain.
+	simURL, stopSim, err := startSimulator(context.WithoutCancel(ctx), SimulatorOptions{Listen: o.Listen, AllowNonLoopback: o.AllowNonLoopback, Simulator: simOpts,
+		ClientID: workerID, ClientSecret: workerSecret, State: filepath.Join(o.DataDir, "simulator.json")})
+	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("listen for the simulator: %w", err)
-	}
-	simURL := "http://" + ln.Addr().String()
-	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
-	simDone := make(chan error, 1)
-	go func() { simDone <- httpserve.Serve(simCtx, ln, sim, httpserve.Options{}) }()
-	defer func() { stopSim(); <-simDone }()
+	defer stopSim()
 
 	cfg := &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},

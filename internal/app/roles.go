@@ -215,29 +215,53 @@ type SimulatorOptions struct {
 	ClientID         string // registered at start, with ClientSecret, when set
 	ClientSecret     string
 	Limits           httpserve.Limits // zero: the defaults
+	// State is the file the simulator keeps its instances in between
+	// runs (dev's); "" keeps them in memory only.
+	State string
 }
 
 // RunSimulator serves the Admin API simulator until ctx ends.
 func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) error {
-	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
-		return err
-	}
-	if err := o.Simulator.Validate(); err != nil {
-		return err
-	}
-	sim := simulator.New(o.Simulator)
-	defer sim.Close()
-	if o.ClientID != "" {
-		if err := sim.RegisterClient(o.ClientID, o.ClientSecret); err != nil {
-			return err
-		}
-	}
-	ln, err := net.Listen("tcp", o.Listen)
+	url, stop, err := startSimulator(ctx, o)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
-	return httpserve.Serve(ctx, ln, sim, httpserve.Options{Limits: o.Limits})
+	defer stop()
+	fmt.Fprintf(stdout, "Admin API simulator on %s\n", url)
+	<-ctx.Done()
+	return nil
+}
+
+// startSimulator builds the simulator o describes and serves it at
+// o.Listen until stop is called or ctx ends; it returns the URL served.
+func startSimulator(ctx context.Context, o SimulatorOptions) (url string, stop func(), err error) {
+	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
+		return "", nil, err
+	}
+	if err := o.Simulator.Validate(); err != nil {
+		return "", nil, err
+	}
+	sim := simulator.New(o.Simulator)
+	defer func() {
+		if err != nil {
+			sim.Close()
+		}
+	}()
+	if o.State != "" {
+		if err := sim.Persist(o.State); err != nil {
+			return "", nil, err
+		}
+	}
+	if o.ClientID != "" {
+		if err := sim.RegisterClient(o.ClientID, o.ClientSecret); err != nil {
+			return "", nil, err
+		}
+	}
+	bound, stopServing, err := serve(ctx, o.Listen, sim, httpserve.Options{Limits: o.Limits})
+	if err != nil {
+		return "", nil, fmt.Errorf("listen for the simulator: %w", err)
+	}
+	return "http://" + bound, func() { stopServing(); sim.Close() }, nil
 }
 
 // CheckSimulatorListen refuses an address other machines can reach unless
