@@ -43,6 +43,8 @@ type role struct {
 	closers []func()
 }
 
+// startRole connects what every role needs and serves its metrics and
+// probes.
 func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (*role, error) {
 	LogTransport(cfg, log)
 	r := &role{cfg: cfg, metrics: newRegistry(), checks: health.New(0)}
@@ -51,7 +53,6 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 		if r.api, err = adminClient(cfg, log, r.metrics); err != nil {
 			return nil, err
 		}
-		r.checks.Ready("admin api", r.api.CheckToken)
 	}
 	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-"+name, log)
 	if err != nil {
@@ -60,6 +61,9 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	r.js = js
 	r.onClose(nc.Close)
 	r.checks.Ready("nats", natsReady(nc))
+	if r.api != nil {
+		r.checks.Ready("admin api", r.api.CheckToken)
+	}
 	// Served until the role has stopped, so they answer while it drains.
 	probes, stop, err := ServeHTTP(context.WithoutCancel(ctx), cfg.MetricsAddr, cfg.Pprof, r.metrics, r.checks, log, httpserve.Limits{})
 	if err != nil {
