@@ -87,6 +87,7 @@ func DefaultDevOptions() DevOptions {
 // NATS, the Admin API simulator, the bridge and the consumer replicas,
 // against a local PostgreSQL. The banner goes to stdout.
 func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logger) error {
+	// Refused before -reset removes anything.
 	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
 		return err
 	}

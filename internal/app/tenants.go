@@ -128,23 +128,21 @@ type registry interface {
 // openRegistry connects to the EdFi_Admin of a tenant entry's servers with
 // its engine, for the consumer's placements and the bridge's ledgers alike.
 func openRegistry(ctx context.Context, cfg *config.Config, servers config.Servers, log *slog.Logger) (registry, error) {
-	var reg registry
-	var shared *sqlregistry.Registry
+	adminAPI := cfg.Provisioning.Registration == config.RegistrationAdminAPI
 	if sc := servers.SQLServer; sc != nil {
 		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), log)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
 		}
-		reg, shared = r, r.Registry
-	} else {
-		r, err := postgres.NewRegistry(ctx, servers.Admin.PgxConnString(), log)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", servers.Admin.Redacted(), err)
-		}
-		reg, shared = r, r.Registry
+		r.AdminAPIRegisters, r.Line = adminAPI, cfg.Line()
+		return r, nil
 	}
-	shared.AdminAPIRegisters, shared.Line = cfg.Provisioning.Registration == config.RegistrationAdminAPI, cfg.Line()
-	return reg, nil
+	r, err := postgres.NewRegistry(ctx, servers.Admin.PgxConnString(), log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", servers.Admin.Redacted(), err)
+	}
+	r.AdminAPIRegisters, r.Line = adminAPI, cfg.Line()
+	return r, nil
 }
 
 // importLedger reserves, as made, every database in the ledger of an
