@@ -1,14 +1,11 @@
 // Package app is the composition root: the only place that builds the
 // system's components from the configuration (the Admin API client, NATS,
 // the per-tenant database connections, the bridge, the consumer, the
-// simulator, the dev mode) and runs each role. Each is built in one place:
-// startRole the parts every role has (client, NATS, metrics, probes),
-// role.bridge the bridge with its ledgers and manage write routes,
-// role.consumerDeps and NewConsumer a consumer replica, startSimulator the
-// simulator. dev runs the same builders on embedded NATS, the simulator
-// and a local PostgreSQL, and adds only what dev alone has.
-// cmd/instancemgr only parses flags and calls it; the integration tests
-// build the system through it too, so they run what production runs.
+// simulator, the dev mode) and runs each role, each in one place
+// (startRole, role.bridge, role.consumerDeps and NewConsumer,
+// startSimulator) that dev reuses on its embedded parts. cmd/instancemgr
+// only parses flags and calls it; the integration tests build the system
+// through it too, so they run what production runs.
 package app
 
 import (
