@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +16,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if v := os.Getenv("INSTANCEMGR_DEV_POSTGRES"); v != "" {
 		o.Postgres = v
 	}
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dev", stderr)
 	fs.StringVar(&o.Postgres, "postgres", o.Postgres, "PostgreSQL maintenance database (URL or Npgsql form; or INSTANCEMGR_DEV_POSTGRES)")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "address of the Admin API simulator: loopback only, unless -allow-non-loopback-for-tests")
 	fs.BoolVar(&o.AllowNonLoopback, "allow-non-loopback-for-tests", false, "let -listen be an address other machines reach: anyone who reaches the simulator can register a client with full access")

@@ -154,10 +154,14 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseConfig parses a role that takes -config alone, and loads it.
-func parseConfig(name string, args []string, stderr io.Writer) (*config.Config, *slog.Logger, error) {
+// parseConfig parses a role's -config and the flags more adds, and loads
+// the configuration.
+func parseConfig(name string, args []string, stderr io.Writer, more ...func(*flag.FlagSet)) (*config.Config, *slog.Logger, error) {
 	fs := newFlagSet(name, stderr)
 	load := configFlags(fs)
+	for _, add := range more {
+		add(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -177,18 +181,14 @@ func runBridge(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func runConsumer(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("consumer", stderr)
-	load := configFlags(fs)
-	enable := fs.Bool("enable-test-switches", false, "honour the INSTANCEMGR_TEST_* switches (fault injection for the chaos suite; never in production)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := load()
+	var enable bool
+	cfg, log, err := parseConfig("consumer", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&enable, "enable-test-switches", false, "honour the INSTANCEMGR_TEST_* switches (fault injection for the chaos suite; never in production)")
+	})
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat).With("role", "consumer")
-	seams, err := testSwitches(os.Getenv, *enable, log)
+	seams, err := testSwitches(os.Getenv, enable, log)
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,14 @@
 // Package app is the composition root: the only place that builds the
 // system's components from the configuration (the Admin API client, NATS,
 // the per-tenant database connections, the bridge, the consumer, the
-// simulator, the dev mode) and runs each role. cmd/instancemgr only parses
-// flags and calls it; the integration tests build the system through it
-// too, so they run what production runs.
+// simulator, the dev mode) and runs each role, each in one place
+// (startRole, role.bridge, role.consumerDeps and NewConsumer,
+// startSimulator) that dev reuses on its embedded parts. cmd/instancemgr
+// only parses flags and calls it; the integration tests build the system
+// through it too, so they run what production runs.
 package app
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -183,8 +184,6 @@ type ConsumerDeps struct {
 	Metrics *consumer.Metrics
 	// Beat is the replica's liveness (ConsumerProbes); nil for none.
 	Beat func()
-	// Audit writes each job's outcome (nil: to standard error).
-	Audit *audit.Logger
 	// TestSeams are for tests and the test switches only.
 	TestSeams consumer.TestSeams
 }
@@ -217,7 +216,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		BackOff:       sc.BackOff,
 		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
 		Logger:        d.Log,
-		Audit:         cmp.Or(d.Audit, audit.New(os.Stderr)),
+		Audit:         audit.New(os.Stderr),
 		TestSeams:     d.TestSeams,
 		Beat:          d.Beat,
 	})

@@ -10,26 +10,18 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
-	"github.com/edfi-tools/instancemgr/bridge"
-	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
-	"github.com/edfi-tools/instancemgr/internal/health"
-	"github.com/edfi-tools/instancemgr/internal/httpserve"
-	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -95,6 +87,7 @@ func DefaultDevOptions() DevOptions {
 // NATS, the Admin API simulator, the bridge and the consumer replicas,
 // against a local PostgreSQL. The banner goes to stdout.
 func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logger) error {
+	// Refused before -reset removes anything.
 	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
 		return err
 	}
@@ -138,27 +131,15 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 	if o.Registration != config.RegistrationAdminAPI && !manageFlavor {
 		simOpts.AdminDatabases = nil
 	}
-	if err := simOpts.Validate(); err != nil {
-		return fmt.Errorf("registration: %w", err)
-	}
-	sim := simulator.New(simOpts)
-	defer sim.Close()
-	if err := sim.Persist(filepath.Join(o.DataDir, "simulator.json")); err != nil {
-		return err
-	}
 	workerID, workerSecret := "instancemgr-dev-worker", randomHex(16)
-	if err := sim.RegisterClient(workerID, workerSecret); err != nil {
+	// Served until dev has stopped, so that its replicas can settle their
+	// jobs while they drain.
+	simURL, stopSim, err := startSimulator(context.WithoutCancel(ctx), SimulatorOptions{Listen: o.Listen, AllowNonLoopback: o.AllowNonLoopback, Simulator: simOpts,
+		ClientID: workerID, ClientSecret: workerSecret, State: filepath.Join(o.DataDir, "simulator.json")})
+	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("listen for the simulator: %w", err)
-	}
-	simURL := "http://" + ln.Addr().String()
-	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
-	simDone := make(chan error, 1)
-	go func() { simDone <- httpserve.Serve(simCtx, ln, sim, httpserve.Options{}) }()
-	defer func() { stopSim(); <-simDone }()
+	defer stopSim()
 
 	cfg := &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: simURL, ClientID: workerID, ClientSecret: workerSecret},
@@ -174,7 +155,8 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 			Admin:  master.WithDatabase(o.AdminDatabase).ADONet(),
 			ODS:    master.WithDatabase("{0}").ADONet(),
 		}},
-		LogLevel: o.LogLevel,
+		LogLevel:    o.LogLevel,
+		MetricsAddr: o.HTTP,
 	}
 	if manageFlavor {
 		// That Admin API encrypts every connection string; dev keeps its key
@@ -197,73 +179,32 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		return err
 	}
 
-	// One registry for every part: the metrics a bridge and a consumer
-	// replica export, the replicas' added up.
-	reg := newRegistry()
-	var api *adminapi.Client
-	if !manageFlavor {
-		if api, err = adminClient(cfg, log, reg); err != nil {
-			return err
-		}
-	}
-	nc, js, err := ConnectNATS(ctx, cfg, "instancemgr-dev", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	placements := NewPlacements(cfg, log)
-	defer placements.Close()
-	ledgers := NewLedgers(cfg, log)
-	defer ledgers.Close()
-	checks := health.New(0)
-	checks.Ready("nats", natsReady(nc))
-	if api != nil {
-		checks.Ready("admin api", api.CheckToken)
-	}
-	bridgeBeat := BridgeProbes(checks, cfg, js, ledgers)
-	consumerBeat := ConsumerProbes(checks, cfg, js, placements)
-	placements.OnCopied = CopyReport(reg)
-	// Served until dev has stopped, so they answer while it drains.
-	sc := cfg.StreamConfig().WithDefaults()
-	reg.MustRegister(jobs.NewLagCollector(js, sc.Stream, sc.Consumer))
-	consumerMetrics := consumer.NewMetrics(reg)
-	probesAddr, stopProbes, err := serve(context.WithoutCancel(ctx), o.HTTP, metricsAndProbes(reg, checks), httpserve.Options{})
-	if err != nil {
-		return fmt.Errorf("listen for the probes: %w", err)
-	}
-	defer stopProbes()
-	b, err := NewBridge(ctx, cfg, BridgeAPI(cfg, api, ledgers, log), ledgers, js, log.With("role", "bridge"), bridge.NewMetrics(reg), bridgeBeat)
-	if err != nil {
-		return err
-	}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, o.Replicas+1)
-	for i := range o.Replicas {
-		c, err := NewConsumer(ctx, cfg, ConsumerDeps{JS: js, API: ConsumerAPI(cfg, api, placements, log), Tenants: placements, Log: log.With("role", "consumer", "replica", i+1), Beat: consumerBeat, Metrics: consumerMetrics})
+	// dev builds the bridge and its replicas as their roles do, on one
+	// role: one NATS connection and one set of metrics and probes for all.
+	return runRole(ctx, cfg, "dev", log, func(r *role) ([]func(context.Context) error, error) {
+		b, err := r.bridge(ctx, log.With("role", "bridge"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		wg.Go(func() { errc <- c.Run(ctx) })
-	}
-	wg.Go(func() { errc <- b.Run(ctx) })
-
-	banner := devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: "http://" + probesAddr}
-	if manageFlavor {
-		banner.template = strings.Join(templates[1:], ", ")
-		printManageBanner(stdout, banner)
-	} else {
-		printDevBanner(stdout, banner)
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		if err != nil {
-			return err
+		loops := []func(context.Context) error{b.Run}
+		deps := r.consumerDeps(log.With("role", "consumer"))
+		for i := range o.Replicas {
+			deps.Log = log.With("role", "consumer", "replica", i+1)
+			c, err := NewConsumer(ctx, cfg, deps)
+			if err != nil {
+				return nil, err
+			}
+			loops = append(loops, c.Run)
 		}
-	}
-	log.Info("dev stopped")
-	return nil
+		banner := devBanner{simURL: simURL, natsURL: ns.ClientURL(), master: master, adminDB: o.AdminDatabase, template: o.Template, dataDir: o.DataDir, poll: o.PollInterval, replicas: o.Replicas, registration: o.Registration, probes: r.probes}
+		if manageFlavor {
+			banner.template = strings.Join(templates[1:], ", ")
+			printManageBanner(stdout, banner)
+		} else {
+			printDevBanner(stdout, banner)
+		}
+		return loops, nil
+	})
 }
 
 // prepareDevDatabases creates EdFi_Admin with the registration tables (and

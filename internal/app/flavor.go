@@ -76,7 +76,7 @@ func (t *Placements) ManageDB(ctx context.Context, tenant string) (manage.DB, er
 
 // ManageDB is the tenant's EdFi_Admin, through the bridge's ledger.
 func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
-	_, reg, err := l.registry(ctx, tenant)
+	reg, err := l.registry(ctx, tenant)
 	if err != nil {
 		return manage.DB{}, err
 	}

@@ -50,7 +50,7 @@ func TestEveryListenerWithstandsTheAttacks(t *testing.T) {
 	}{
 		{"metrics and probes", func(t *testing.T, l httpserve.Limits) httpservetest.Dial {
 			addr := freeAddr(t)
-			stop, err := app.ServeHTTP(context.Background(), addr, true, prometheus.NewRegistry(), health.New(0), discard, l)
+			_, stop, err := app.ServeHTTP(context.Background(), addr, true, prometheus.NewRegistry(), health.New(0), discard, l)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,7 +20,7 @@ import (
 func TestProfilesOnlyWhenAskedFor(t *testing.T) {
 	for _, profiles := range []bool{false, true} {
 		var logged bytes.Buffer
-		stop, err := app.ServeHTTP(context.Background(), "127.0.0.1:0", profiles, prometheus.NewRegistry(), health.New(time.Second), slog.New(slog.NewJSONHandler(&logged, nil)), httpserve.Limits{})
+		_, stop, err := app.ServeHTTP(context.Background(), "127.0.0.1:0", profiles, prometheus.NewRegistry(), health.New(time.Second), slog.New(slog.NewJSONHandler(&logged, nil)), httpserve.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}

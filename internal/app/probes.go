@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -25,16 +26,6 @@ func natsReady(nc *nats.Conn) func(context.Context) error {
 	}
 }
 
-// entries are the configuration's tenant entries, in order.
-func entries(cfg *config.Config) []string {
-	names := make([]string, 0, len(cfg.Tenants))
-	for name := range cfg.Tenants {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // ConsumerProbes registers what a consumer replica needs to be ready (its
 // durable consumer on the job stream, and every tenant entry's server and
 // EdFi_Admin answering) and returns the beat of its loops.
@@ -44,7 +35,7 @@ func ConsumerProbes(checks *health.Checks, cfg *config.Config, js jetstream.JetS
 		_, err := js.Consumer(ctx, sc.Stream, sc.Consumer)
 		return err
 	})
-	for _, entry := range entries(cfg) {
+	for _, entry := range slices.Sorted(maps.Keys(cfg.Tenants)) {
 		checks.Ready("tenant "+entry, func(ctx context.Context) error { return tenants.Check(ctx, entry) })
 	}
 	// An idle worker turns every pull (at most 5 s), a busy one renews its
@@ -61,7 +52,7 @@ func BridgeProbes(checks *health.Checks, cfg *config.Config, js jetstream.JetStr
 		_, err := js.Stream(ctx, stream)
 		return err
 	})
-	for _, entry := range entries(cfg) {
+	for _, entry := range slices.Sorted(maps.Keys(cfg.Tenants)) {
 		checks.Ready("tenant "+entry, func(ctx context.Context) error { return answered(ledgers.Lookup(ctx, entry, 0)) })
 	}
 	return checks.Beat("bridge", 10*cfg.Bridge.PollInterval.D()+2*time.Minute)

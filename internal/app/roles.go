@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 	"sync"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,30 +26,31 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
-	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
-	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
-// role is what the bridge and the consumer both start from.
+// role is what every role is built on: the Admin API client (nil with the
+// manage flavor, which reads EdFi_Admin instead), NATS, one metrics
+// registry and one set of probes, served at metricsAddr. The bridge and
+// the consumer are each built on one by the builders below; dev builds
+// both on one.
 type role struct {
 	cfg     *config.Config
-	log     *slog.Logger
 	api     *adminapi.Client
-	nc      *nats.Conn
 	js      jetstream.JetStream
 	metrics *prometheus.Registry
 	checks  *health.Checks
-	close   func()
+	probes  string // the URL metrics and probes are served at; "" for none
+	closers []func()
 }
 
+// startRole connects what every role needs and serves its metrics and
+// probes.
 func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (*role, error) {
 	LogTransport(cfg, log)
-	reg := newRegistry()
-	var api *adminapi.Client
-	if !cfg.Manage() { // the manage flavor reads EdFi_Admin, not the Admin API
+	r := &role{cfg: cfg, metrics: newRegistry(), checks: health.New(0)}
+	if !cfg.Manage() {
 		var err error
-		if api, err = adminClient(cfg, log, reg); err != nil {
+		if r.api, err = adminClient(cfg, log, r.metrics); err != nil {
 			return nil, err
 		}
 	}
@@ -57,70 +58,120 @@ func startRole(ctx context.Context, cfg *config.Config, name string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
-	checks := health.New(0)
-	checks.Ready("nats", natsReady(nc))
-	if api != nil {
-		checks.Ready("admin api", api.CheckToken)
+	r.js = js
+	r.onClose(nc.Close)
+	r.checks.Ready("nats", natsReady(nc))
+	if r.api != nil {
+		r.checks.Ready("admin api", r.api.CheckToken)
 	}
-	stopHTTP, err := ServeHTTP(ctx, cfg.MetricsAddr, cfg.Pprof, reg, checks, log, httpserve.Limits{})
+	// Served until the role has stopped, so they answer while it drains.
+	probes, stop, err := ServeHTTP(context.WithoutCancel(ctx), cfg.MetricsAddr, cfg.Pprof, r.metrics, r.checks, log, httpserve.Limits{})
 	if err != nil {
-		nc.Close()
+		r.close()
 		return nil, err
 	}
-	return &role{cfg: cfg, log: log, api: api, nc: nc, js: js, metrics: reg, checks: checks, close: func() { stopHTTP(); nc.Close() }}, nil
+	r.probes = probes
+	r.onClose(stop)
+	return r, nil
 }
 
-// runRole starts the parts every role needs, runs the role and closes them.
-func runRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger, run func(r *role) error) error {
+// onClose adds f to what close runs.
+func (r *role) onClose(f func()) { r.closers = append(r.closers, f) }
+
+// close closes what the role opened, the last first.
+func (r *role) close() {
+	for _, f := range slices.Backward(r.closers) {
+		f()
+	}
+}
+
+// bridge builds the bridge on r: the tenants' ledgers, the manage flavor's
+// write routes when adminApi.manageListen is set, and the bridge with its
+// metrics and probes.
+func (r *role) bridge(ctx context.Context, log *slog.Logger) (*bridge.Bridge, error) {
+	ledgers := NewLedgers(r.cfg, log)
+	r.onClose(ledgers.Close)
+	stopManage, err := serveManage(ctx, r.cfg, ledgers, log, r.metrics, httpserve.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	r.onClose(stopManage)
+	return NewBridge(ctx, r.cfg, BridgeAPI(r.cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, r.cfg, r.js, ledgers))
+}
+
+// consumerDeps builds what the consumer replicas on r share: the tenants'
+// placements, whose copies are measured, the metrics, the stream's lag and
+// the probes. NewConsumer builds each replica from them.
+func (r *role) consumerDeps(log *slog.Logger) ConsumerDeps {
+	placements := NewPlacements(r.cfg, log)
+	placements.OnCopied = CopyReport(r.metrics)
+	r.onClose(placements.Close)
+	sc := r.cfg.StreamConfig().WithDefaults()
+	r.metrics.MustRegister(jobs.NewLagCollector(r.js, sc.Stream, sc.Consumer))
+	return ConsumerDeps{JS: r.js, API: ConsumerAPI(r.cfg, r.api, placements, log), Tenants: placements, Log: log, Metrics: consumer.NewMetrics(r.metrics),
+		Beat: ConsumerProbes(r.checks, r.cfg, r.js, placements)}
+}
+
+// runRole starts a role, builds its loops on it with build, runs them
+// until ctx ends and closes what the role opened. A role stopped, perhaps
+// while still setting up, has not failed.
+func runRole(ctx context.Context, cfg *config.Config, name string, log *slog.Logger, build func(r *role) ([]func(context.Context) error, error)) error {
 	r, err := startRole(ctx, cfg, name, log)
 	if err != nil {
 		return err
 	}
 	defer r.close()
-	if err := run(r); err != nil && !(ctx.Err() != nil && errors.Is(err, ctx.Err())) {
-		return err
+	loops, err := build(r)
+	if err != nil {
+		return failed(ctx, err)
 	}
-	// Stopped, perhaps while still setting up: not a failure.
+	errs := make([]error, len(loops))
+	var wg sync.WaitGroup
+	for i, loop := range loops {
+		wg.Go(func() { errs[i] = loop(ctx) })
+	}
+	wg.Wait()
+	log.Info(name + " stopped")
+	for _, err := range errs {
+		if err := failed(ctx, err); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// failed is err unless it only says that ctx has ended.
+func failed(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
 }
 
 // RunBridge runs the bridge role until ctx ends.
 func RunBridge(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	return runRole(ctx, cfg, "bridge", log, func(r *role) error {
-		ledgers := NewLedgers(cfg, log)
-		defer ledgers.Close()
-		stopManage, err := serveManage(ctx, cfg, ledgers, log, r.metrics, httpserve.Limits{})
+	return runRole(ctx, cfg, "bridge", log, func(r *role) ([]func(context.Context) error, error) {
+		b, err := r.bridge(ctx, log)
 		if err != nil {
-			return err
-		}
-		defer stopManage()
-		b, err := NewBridge(ctx, cfg, BridgeAPI(cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, cfg, r.js, ledgers))
-		if err != nil {
-			return err
+			return nil, err
 		}
 		log.Info("bridge started", "poll_interval", cfg.Bridge.PollInterval.D(), "allow_delete", cfg.Provisioning.AllowDelete)
-		return b.Run(ctx)
+		return []func(context.Context) error{b.Run}, nil
 	})
 }
 
 // RunConsumer runs one consumer replica until ctx ends, then drains.
 // seams are zero except under the binary's test switches.
 func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seams consumer.TestSeams) error {
-	return runRole(ctx, cfg, "consumer", log, func(r *role) error {
-		placements := NewPlacements(cfg, log)
-		placements.OnCopied = CopyReport(r.metrics)
-		defer placements.Close()
-		sc := cfg.StreamConfig().WithDefaults()
-		r.metrics.MustRegister(jobs.NewLagCollector(r.js, sc.Stream, sc.Consumer))
-		deps := ConsumerDeps{JS: r.js, API: ConsumerAPI(cfg, r.api, placements, log), Tenants: placements, Log: log, Metrics: consumer.NewMetrics(r.metrics), TestSeams: seams,
-			Beat: ConsumerProbes(r.checks, cfg, r.js, placements)}
+	return runRole(ctx, cfg, "consumer", log, func(r *role) ([]func(context.Context) error, error) {
+		deps := r.consumerDeps(log)
+		deps.TestSeams = seams
 		c, err := NewConsumer(ctx, cfg, deps)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
-		defer log.Info("consumer stopped")
-		return c.Run(ctx)
+		return []func(context.Context) error{c.Run}, nil
 	})
 }
 
@@ -168,29 +219,53 @@ type SimulatorOptions struct {
 	ClientID         string // registered at start, with ClientSecret, when set
 	ClientSecret     string
 	Limits           httpserve.Limits // zero: the defaults
+	// State is the file the simulator keeps its instances in between
+	// runs (dev's); "" keeps them in memory only.
+	State string
 }
 
 // RunSimulator serves the Admin API simulator until ctx ends.
 func RunSimulator(ctx context.Context, o SimulatorOptions, stdout io.Writer) error {
-	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
-		return err
-	}
-	if err := o.Simulator.Validate(); err != nil {
-		return err
-	}
-	sim := simulator.New(o.Simulator)
-	defer sim.Close()
-	if o.ClientID != "" {
-		if err := sim.RegisterClient(o.ClientID, o.ClientSecret); err != nil {
-			return err
-		}
-	}
-	ln, err := net.Listen("tcp", o.Listen)
+	url, stop, err := startSimulator(ctx, o)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Admin API simulator on http://%s\n", ln.Addr())
-	return httpserve.Serve(ctx, ln, sim, httpserve.Options{Limits: o.Limits})
+	defer stop()
+	fmt.Fprintf(stdout, "Admin API simulator on %s\n", url)
+	<-ctx.Done()
+	return nil
+}
+
+// startSimulator builds the simulator o describes and serves it at
+// o.Listen until stop is called or ctx ends; it returns the URL served.
+func startSimulator(ctx context.Context, o SimulatorOptions) (url string, stop func(), err error) {
+	if err := CheckSimulatorListen(o.Listen, o.AllowNonLoopback); err != nil {
+		return "", nil, err
+	}
+	if err := o.Simulator.Validate(); err != nil {
+		return "", nil, err
+	}
+	sim := simulator.New(o.Simulator)
+	defer func() {
+		if err != nil {
+			sim.Close()
+		}
+	}()
+	if o.State != "" {
+		if err := sim.Persist(o.State); err != nil {
+			return "", nil, err
+		}
+	}
+	if o.ClientID != "" {
+		if err := sim.RegisterClient(o.ClientID, o.ClientSecret); err != nil {
+			return "", nil, err
+		}
+	}
+	bound, stopServing, err := serve(ctx, o.Listen, sim, httpserve.Options{Limits: o.Limits})
+	if err != nil {
+		return "", nil, fmt.Errorf("listen for the simulator: %w", err)
+	}
+	return "http://" + bound, func() { stopServing(); sim.Close() }, nil
 }
 
 // CheckSimulatorListen refuses an address other machines can reach unless
@@ -212,11 +287,11 @@ func CheckSimulatorListen(addr string, allowNonLoopback bool) error {
 }
 
 // ServeHTTP serves reg at addr/metrics and the probes at /healthz and
-// /readyz until the returned stop is called; an empty addr serves nothing.
-// Zero limits are the defaults.
-func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger, limits httpserve.Limits) (stop func(), err error) {
+// /readyz until the returned stop is called, and returns their base URL;
+// an empty addr serves nothing. Zero limits are the defaults.
+func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.Registry, checks *health.Checks, log *slog.Logger, limits httpserve.Limits) (url string, stop func(), err error) {
 	if addr == "" {
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	h, paths := metricsAndProbes(reg, checks), "/metrics /healthz /readyz"
 	if profiles {
@@ -224,10 +299,11 @@ func ServeHTTP(ctx context.Context, addr string, profiles bool, reg *prometheus.
 	}
 	bound, stop, err := serve(ctx, addr, h, httpserve.Options{Limits: limits})
 	if err != nil {
-		return nil, fmt.Errorf("metricsAddr: %w", err)
+		return "", nil, fmt.Errorf("serve metrics and probes: %w", err)
 	}
-	log.Info("metrics and probes served", "url", "http://"+bound, "paths", paths)
-	return stop, nil
+	url = "http://" + bound
+	log.Info("metrics and probes served", "url", url, "paths", paths)
+	return url, stop, nil
 }
 
 // withProfiles adds net/http/pprof's handlers under /debug/pprof/ to h.
@@ -273,23 +349,17 @@ type Ledgers struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	mu      sync.Mutex
-	byEntry map[string]ledger
-}
-
-type ledger interface {
-	Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error)
-	Conn() sqlregistry.Conn
-	Close()
+	byEntry map[string]registry
 }
 
 // NewLedgers returns a reader over cfg.Tenants.
 func NewLedgers(cfg *config.Config, log *slog.Logger) *Ledgers {
-	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]ledger{}}
+	return &Ledgers{cfg: cfg, log: log, byEntry: map[string]registry{}}
 }
 
 // Lookup implements bridge.Ledger.
 func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (provisioning.Record, error) {
-	_, reg, err := l.registry(ctx, tenant)
+	reg, err := l.registry(ctx, tenant)
 	if err != nil {
 		return provisioning.Record{}, err
 	}
@@ -297,38 +367,21 @@ func (l *Ledgers) Lookup(ctx context.Context, tenant string, instanceID int) (pr
 }
 
 // registry is the tenant's entry's registry, opened on first use.
-func (l *Ledgers) registry(ctx context.Context, tenant string) (config.Servers, ledger, error) {
-	conns, err := l.cfg.Servers(tenant)
+func (l *Ledgers) registry(ctx context.Context, tenant string) (registry, error) {
+	servers, err := l.cfg.Servers(tenant)
 	if err != nil {
-		return conns, nil, err
+		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	reg, ok := l.byEntry[conns.Entry]
+	reg, ok := l.byEntry[servers.Entry]
 	if !ok {
-		if reg, err = l.open(ctx, conns); err != nil {
-			return conns, nil, fmt.Errorf("tenant %q: %w", tenant, err)
+		if reg, err = openRegistry(ctx, l.cfg, servers, l.log); err != nil {
+			return nil, fmt.Errorf("tenant %q: %w", tenant, err)
 		}
-		l.byEntry[conns.Entry] = reg
+		l.byEntry[servers.Entry] = reg
 	}
-	return conns, reg, nil
-}
-
-func (l *Ledgers) open(ctx context.Context, conns config.Servers) (ledger, error) {
-	if sc := conns.SQLServer; sc != nil {
-		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), l.log)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
-		}
-		r.Line = l.cfg.Line()
-		return r, nil
-	}
-	r, err := postgres.NewRegistry(ctx, conns.Admin.PgxConnString(), l.log)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", conns.Admin.Redacted(), err)
-	}
-	r.Line = l.cfg.Line()
-	return r, nil
+	return reg, nil
 }
 
 // Close closes every connection opened.

@@ -13,6 +13,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
 
@@ -74,8 +75,7 @@ type closer interface{ Close() }
 // open connects to a tenant's server and EdFi_Admin with its engine.
 func (t *Placements) open(ctx context.Context, servers config.Servers) (*consumer.Placement, error) {
 	placement := &consumer.Placement{Template: t.cfg.Provisioning.Template}
-	adminAPI := t.cfg.Provisioning.Registration == config.RegistrationAdminAPI
-	var engine, registry closer
+	var engine closer
 	if sc := servers.SQLServer; sc != nil {
 		e, err := sqlserver.NewEngine(ctx, sc.Master.ADONet(), t.log)
 		if err != nil {
@@ -90,13 +90,6 @@ func (t *Placements) open(ctx context.Context, servers config.Servers) (*consume
 			e.Mode = sqlserver.CreateCopy
 		}
 		engine, placement.Engine = e, e
-		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), t.log)
-		if err != nil {
-			e.Close()
-			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
-		}
-		r.AdminAPIRegisters, r.Line = adminAPI, t.cfg.Line()
-		registry, placement.Registry = r, r
 		placement.ODS = func(db string) string { return sc.ODS.ForDatabase(db).ADONet() }
 	} else {
 		e, err := postgres.NewEngine(ctx, servers.Master.PgxConnString(), t.log, postgres.WithJobs(t.cfg.Consumer.Concurrency))
@@ -112,17 +105,44 @@ func (t *Placements) open(ctx context.Context, servers config.Servers) (*consume
 		}
 		e.SessionWait = t.cfg.Provisioning.SessionWait.D()
 		engine, placement.Engine = e, e
-		r, err := postgres.NewRegistry(ctx, servers.Admin.PgxConnString(), t.log)
-		if err != nil {
-			e.Close()
-			return nil, fmt.Errorf("%s: %w", servers.Admin.Redacted(), err)
-		}
-		r.AdminAPIRegisters, r.Line = adminAPI, t.cfg.Line()
-		registry, placement.Registry = r, r
 		placement.ODS = func(db string) string { return servers.ODS.ForDatabase(db).ADONet() }
 	}
-	t.closers = append(t.closers, engine.Close, registry.Close)
+	r, err := openRegistry(ctx, t.cfg, servers, t.log)
+	if err != nil {
+		engine.Close()
+		return nil, err
+	}
+	placement.Registry = r
+	t.closers = append(t.closers, engine.Close, r.Close)
 	return placement, nil
+}
+
+// registry is a tenant entry's EdFi_Admin: its ledger and registrations,
+// and the manage flavor's rows through Conn.
+type registry interface {
+	provisioning.Registry
+	Conn() sqlregistry.Conn
+	Close()
+}
+
+// openRegistry connects to the EdFi_Admin of a tenant entry's servers with
+// its engine, for the consumer's placements and the bridge's ledgers alike.
+func openRegistry(ctx context.Context, cfg *config.Config, servers config.Servers, log *slog.Logger) (registry, error) {
+	adminAPI := cfg.Provisioning.Registration == config.RegistrationAdminAPI
+	if sc := servers.SQLServer; sc != nil {
+		r, err := sqlserver.NewRegistry(ctx, sc.Admin.ADONet(), log)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.Admin.Redacted(), err)
+		}
+		r.AdminAPIRegisters, r.Line = adminAPI, cfg.Line()
+		return r, nil
+	}
+	r, err := postgres.NewRegistry(ctx, servers.Admin.PgxConnString(), log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", servers.Admin.Redacted(), err)
+	}
+	r.AdminAPIRegisters, r.Line = adminAPI, cfg.Line()
+	return r, nil
 }
 
 // importLedger reserves, as made, every database in the ledger of an
