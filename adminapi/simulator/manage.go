@@ -12,7 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -25,16 +26,16 @@ import (
 
 // The manage statuses (OdsInstanceManageStatus).
 const (
-	ManagePendingCreate    = manage.PendingCreate
-	ManageCreateInProgress = manage.CreateInProgress
-	ManageCreated          = manage.Created
-	ManageCreateFailed     = manage.CreateFailed
-	ManageCreateError      = manage.CreateError
-	ManagePendingDelete    = manage.PendingDelete
-	ManageDeleteInProgress = manage.DeleteInProgress
-	ManageDeleted          = manage.Deleted
-	ManageDeleteFailed     = manage.DeleteFailed
-	ManageDeleteError      = manage.DeleteError
+	ManagePendingCreate    = managerows.PendingCreate
+	ManageCreateInProgress = managerows.CreateInProgress
+	ManageCreated          = managerows.Created
+	ManageCreateFailed     = managerows.CreateFailed
+	ManageCreateError      = managerows.CreateError
+	ManagePendingDelete    = managerows.PendingDelete
+	ManageDeleteInProgress = managerows.DeleteInProgress
+	ManageDeleted          = managerows.Deleted
+	ManageDeleteFailed     = managerows.DeleteFailed
+	ManageDeleteError      = managerows.DeleteError
 )
 
 // ManageSchema is the part of that Admin API's EdFi_Admin schema the manage
@@ -64,8 +65,8 @@ CREATE TABLE IF NOT EXISTS adminapi.jobstatuses (
     finishedat   TIMESTAMP
 );`
 
-// manageAPI is one of the two routes to the same rows (manage.Route).
-type manageAPI = manage.Route
+// manageAPI is one of the two routes to the same rows (managewrite.Route).
+type manageAPI = managewrite.Route
 
 // manageRow is one row of adminapi.odsinstancemanages.
 type manageRow struct {
@@ -165,7 +166,7 @@ func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*
 }
 
 // The write side is the code instancemgr serves in production
-// (manage.Endpoints), on the simulator's pools.
+// (managewrite.Endpoints), on the simulator's pools.
 func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
 	// Ed-Fi's Location is absolute, from the request's scheme and Host
 	// (ResourceUrlHelper); the simulator answers as Ed-Fi does.
@@ -182,15 +183,15 @@ func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *ht
 
 // manageEndpoints are the write side on the tenants' pools, logging with
 // the call's operation.
-func (s *Simulator) manageEndpoints(c *call) *manage.Endpoints {
-	open := func(ctx context.Context, tenant string) (manage.DB, error) {
+func (s *Simulator) manageEndpoints(c *call) *managewrite.Endpoints {
+	open := func(ctx context.Context, tenant string) (managewrite.DB, error) {
 		p, err := s.manageDBs.pool(ctx, tenant)
 		if err != nil {
-			return manage.DB{}, err
+			return managewrite.DB{}, err
 		}
-		return manage.DB{Conn: postgres.Conn(p), Statements: manage.Postgres}, nil
+		return managewrite.DB{Conn: postgres.Conn(p), Statements: managewrite.Postgres}, nil
 	}
-	return manage.NewEndpoints(open, s.log.With("op", c.op), s.now)
+	return managewrite.NewEndpoints(open, s.log.With("op", c.op), s.now)
 }
 
 func (s *Simulator) handleManageList(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
