@@ -54,8 +54,8 @@ func (rt Route) Noun() string {
 	return "OdsInstanceManage"
 }
 
-// V3Problem is the v3 problem body (V3ProblemDetailsFactory).
-type V3Problem struct {
+// v3Problem is the v3 problem body (v3ProblemDetailsFactory).
+type v3Problem struct {
 	Type             string              `json:"type"`
 	Title            string              `json:"title"`
 	Status           int                 `json:"status"`
@@ -70,7 +70,7 @@ func (rt Route) Validation(w http.ResponseWriter, errs map[string][]string) {
 		respond.WriteValidation(w, errs)
 		return
 	}
-	respond.JSON(w, http.StatusBadRequest, V3Problem{Type: "urn:ed-fi:management-api:bad-request:validation", Title: "Validation failed",
+	respond.JSON(w, http.StatusBadRequest, v3Problem{Type: "urn:ed-fi:management-api:bad-request:validation", Title: "Validation failed",
 		Status: http.StatusBadRequest, Detail: "Validation failed", ValidationErrors: errs, Errors: errs})
 }
 
@@ -85,21 +85,12 @@ func (rt Route) NotFound(w http.ResponseWriter, id int) {
 		respond.JSON(w, http.StatusNotFound, respond.Problem{ProblemDetails: adminapi.ProblemDetails{Title: msg, Status: http.StatusNotFound}})
 		return
 	}
-	respond.JSON(w, http.StatusNotFound, V3Problem{Type: "urn:ed-fi:management-api:not-found", Title: msg, Status: http.StatusNotFound, Detail: msg})
+	respond.JSON(w, http.StatusNotFound, v3Problem{Type: "urn:ed-fi:management-api:not-found", Title: msg, Status: http.StatusNotFound, Detail: msg})
 }
 
-// Disabled answers the 400 of EnableDataStoreManagement false.
-func (rt Route) Disabled(w http.ResponseWriter) {
-	key := "OdsInstance"
-	if rt.V3 {
-		key = "dataStore"
-	}
-	rt.Validation(w, map[string][]string{key: {"This endpoint has been disabled on application settings."}})
-}
-
-// Blocked is why a request in status cannot be deleted
+// blocked is why a request in status cannot be deleted
 // (DeleteOdsInstanceManage.GetBlockingStatusMessage); "" for Created.
-func Blocked(noun, status string) string {
+func blocked(noun, status string) string {
 	switch status {
 	case managerows.PendingCreate:
 		return noun + " is being provisioned. Wait for creation to complete."
@@ -386,7 +377,7 @@ func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, ten
 		e.failed(w, tenant, "read the manage row", "read", err)
 		return "EdFi_Admin read failed"
 	}
-	if msg := Blocked(rt.Noun(), req.Status); msg != "" {
+	if msg := blocked(rt.Noun(), req.Status); msg != "" {
 		rt.Validation(w, map[string][]string{"id": {msg}})
 		return "status " + req.Status
 	}
