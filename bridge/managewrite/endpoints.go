@@ -30,7 +30,6 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/respond"
 	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/managerows"
-	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 )
 
 // Route is one of the two routes to the same rows: v2 and v3 differ in
@@ -308,7 +307,7 @@ func NameLockKey(database string) string {
 // sameDatabase finds a request or instance whose database is req's: the
 // one its request was claimed with, else the one the naming rule makes of
 // its name and template.
-func sameDatabase(ctx context.Context, tx sqlregistry.Tx, st Statements, req createRequest) (*clash, error) {
+func sameDatabase(ctx context.Context, tx provisioning.Tx, st Statements, req createRequest) (*clash, error) {
 	rows, err := tx.Query(ctx, st.Names)
 	if err != nil {
 		return nil, fmt.Errorf("read the names of manage requests and instances: %w", err)
@@ -386,7 +385,7 @@ func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, ten
 	var moved int
 	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, managerows.PendingDelete, nil, e.now(), managerows.Created).Scan(&moved)
 	switch {
-	case errors.Is(err, sqlregistry.ErrNoRows):
+	case errors.Is(err, provisioning.ErrNoRows):
 		rt.Validation(w, map[string][]string{"id": {rt.Noun() + " changed while it was being deleted; read it again."}})
 		return "changed meanwhile"
 	case err != nil:

@@ -222,14 +222,14 @@ type Request struct {
 
 // Querier is a connection or a transaction of the registry.
 type Querier interface {
-	QueryRow(context.Context, string, ...any) sqlregistry.Row
+	QueryRow(context.Context, string, ...any) provisioning.ResultRow
 }
 
 // Get reads request id of tenant; adminapi.ErrNotFound when there is none.
 func Get(ctx context.Context, q Querier, st Statements, tenant string, id int) (Request, error) {
 	var r Request
 	err := q.QueryRow(ctx, st.Get, id).Scan(&r.Name, &r.Status, &r.Template, &r.OdsInstanceID, &r.Database)
-	if errors.Is(err, sqlregistry.ErrNoRows) {
+	if errors.Is(err, provisioning.ErrNoRows) {
 		return r, fmt.Errorf("%w: manage request %d of tenant %q", adminapi.ErrNotFound, id, tenant)
 	}
 	if err != nil {
@@ -291,7 +291,7 @@ func (s *Source) checkRuns(ctx context.Context, db DB, tenant string, id int) er
 		var jobID, status string
 		err := db.Conn.QueryRow(ctx, db.Statements.Runs, plain, withTenant).Scan(&jobID, &status)
 		switch {
-		case errors.Is(err, sqlregistry.ErrNoRows):
+		case errors.Is(err, provisioning.ErrNoRows):
 			continue
 		case err != nil:
 			return fmt.Errorf("read adminapi.JobStatuses for manage request %d of tenant %q: %w", id, tenant, err)
@@ -325,12 +325,12 @@ func (s *Source) Claim(ctx context.Context, tenant string, id int, op jobs.Opera
 	}
 	var claimed int
 	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), from).Scan(&claimed)
-	if errors.Is(err, sqlregistry.ErrNoRows) && op == jobs.OpCreate {
+	if errors.Is(err, provisioning.ErrNoRows) && op == jobs.OpCreate {
 		// A create that ended in CreateError is taken up again by its
 		// job's replay, once the cause is fixed.
 		err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), CreateError).Scan(&claimed)
 	}
-	if err != nil && !errors.Is(err, sqlregistry.ErrNoRows) {
+	if err != nil && !errors.Is(err, provisioning.ErrNoRows) {
 		return fmt.Errorf("claim manage request %d of tenant %q: %w", id, tenant, err)
 	}
 	if err := s.checkRuns(ctx, db, tenant, id); err != nil {
@@ -349,12 +349,19 @@ func (s *Source) Claim(ctx context.Context, tenant string, id int, op jobs.Opera
 	return fmt.Errorf("%w: manage request %d of tenant %q is %s, not %s", provisioning.ErrConflict, id, tenant, r.Status, from)
 }
 
-// Completed marks the request Created with the dbo.OdsInstances row and the
-// database the ledger has for it; it must run inside the registration's
-// transaction (sqlregistry.TxFrom), after the ledger entry is written. A
-// request already Created with the ledger's row is done.
-func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string) error {
-	tx, db, err := s.inTx(ctx, tenant)
+var _ consumer.TxCompleter = (*Source)(nil)
+
+// Completed is CompletedTx outside a transaction: ErrOutsideTransaction.
+func (s *Source) Completed(ctx context.Context, tenant string, id int, connectionString string) error {
+	return s.CompletedTx(ctx, nil, tenant, id, connectionString)
+}
+
+// CompletedTx marks the request Created with the dbo.OdsInstances row and
+// the database the ledger has for it, in the registration's transaction
+// tx, after the ledger entry is written (ErrOutsideTransaction without
+// one). A request already Created with the ledger's row is done.
+func (s *Source) CompletedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int, _ string) error {
+	db, err := s.inTx(ctx, tx, tenant)
 	if err != nil {
 		return err
 	}
@@ -364,7 +371,7 @@ func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string)
 		s.log.Info("manage request created", "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
 		return nil
 	}
-	if !errors.Is(err, sqlregistry.ErrNoRows) {
+	if !errors.Is(err, provisioning.ErrNoRows) {
 		return fmt.Errorf("mark manage request %d of tenant %q created: %w", id, tenant, err)
 	}
 	r, err := Get(ctx, tx, db.Statements, tenant, id)
@@ -377,26 +384,36 @@ func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string)
 	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.Status)
 }
 
-// Deleted marks the request Deleted, inside the transaction that
-// unregisters the instance.
+// Deleted is DeletedTx outside a transaction: ErrOutsideTransaction.
 func (s *Source) Deleted(ctx context.Context, tenant string, id int) error {
-	tx, db, err := s.inTx(ctx, tenant)
+	return s.DeletedTx(ctx, nil, tenant, id)
+}
+
+// DeletedTx marks the request Deleted, in the transaction tx that
+// unregisters the instance.
+func (s *Source) DeletedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int) error {
+	db, err := s.inTx(ctx, tx, tenant)
 	if err != nil {
 		return err
 	}
 	return s.settle(ctx, tx, db, tenant, id, Deleted)
 }
 
-// DeleteFailed marks the request DeleteError: the system does not retry a
-// delete that ended, and a DeleteFailed row would say it does. In the
-// registry's transaction when there is one.
+// DeleteFailed is DeleteFailedTx without a transaction.
 func (s *Source) DeleteFailed(ctx context.Context, tenant string, id int) error {
+	return s.DeleteFailedTx(ctx, nil, tenant, id)
+}
+
+// DeleteFailedTx marks the request DeleteError: the system does not retry
+// a delete that ended, and a DeleteFailed row would say it does. In the
+// registry's transaction tx when there is one (nil: on its own).
+func (s *Source) DeleteFailedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int) error {
 	db, err := s.open(ctx, tenant)
 	if err != nil {
 		return err
 	}
 	var q Querier = db.Conn
-	if tx, ok := sqlregistry.TxFrom(ctx); ok {
+	if tx != nil {
 		q = tx
 	}
 	return s.settle(ctx, q, db, tenant, id, DeleteError)
@@ -409,7 +426,7 @@ func (s *Source) settle(ctx context.Context, q Querier, db DB, tenant string, id
 		s.log.Info("manage request settled", "tenant", tenant, "manage_id", id, "status", status)
 		return nil
 	}
-	if !errors.Is(err, sqlregistry.ErrNoRows) {
+	if !errors.Is(err, provisioning.ErrNoRows) {
 		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, status, err)
 	}
 	r, err := Get(ctx, q, db.Statements, tenant, id)
@@ -449,7 +466,7 @@ func (s *Source) CreateFailed(ctx context.Context, tenant string, id int, why Fa
 	var failed int
 	err = tx.QueryRow(ctx, db.Statements.Fail, id, s.now()).Scan(&failed)
 	switch {
-	case errors.Is(err, sqlregistry.ErrNoRows):
+	case errors.Is(err, provisioning.ErrNoRows):
 		return nil
 	case err != nil:
 		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, CreateError, err)
@@ -493,7 +510,7 @@ const (
 // names the job and the delivery's stream sequence, so that it is written
 // once per ending and is never taken for a run of Ed-Fi's executor
 // (checkRuns).
-func (s *Source) note(ctx context.Context, tx sqlregistry.Tx, db DB, tenant string, id int, why Failure) error {
+func (s *Source) note(ctx context.Context, tx provisioning.Tx, db DB, tenant string, id int, why Failure) error {
 	key := "instancemgr-" + why.JobID + "-" + strconv.FormatUint(why.StreamSeq, 10)
 	if err := tx.Exec(ctx, db.Statements.Note, cutTo(key, maxJobID), cutTo(why.Reason, maxErrorMessage), s.now()); err != nil {
 		return fmt.Errorf("record why manage request %d of tenant %q failed: %w", id, tenant, err)
@@ -524,13 +541,13 @@ func (s *Source) Renamed(context.Context, string, int, string) error { return Er
 // RenameFailed: see Renamed.
 func (s *Source) RenameFailed(context.Context, string, int) error { return ErrNoRename }
 
-func (s *Source) inTx(ctx context.Context, tenant string) (sqlregistry.Tx, DB, error) {
-	tx, ok := sqlregistry.TxFrom(ctx)
-	if !ok {
-		return nil, DB{}, ErrOutsideTransaction
+// inTx opens the tenant's EdFi_Admin for a completion that must run in
+// the registration's transaction tx.
+func (s *Source) inTx(ctx context.Context, tx provisioning.Tx, tenant string) (DB, error) {
+	if tx == nil {
+		return DB{}, ErrOutsideTransaction
 	}
-	db, err := s.open(ctx, tenant)
-	return tx, db, err
+	return s.open(ctx, tenant)
 }
 
 func deref(p *int) int {

@@ -137,8 +137,8 @@ func TestCompletedTakesTheManageLinesEntryOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Three_Minimal", Name: "Three", InstanceType: "Minimal", ConnectionString: "x"}
-	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
-		return w.source.Completed(ctx, "district", id, "")
+	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, _ provisioning.RegisterResult) error {
+		return w.source.CompletedTx(ctx, tx, "district", id, "")
 	})
 	if err != nil {
 		t.Fatalf("register manage request %d beside adminconsole instance %d: %v", id, id, err)
@@ -156,7 +156,7 @@ func TestCompletedTakesTheManageLinesEntryOnly(t *testing.T) {
 	}
 }
 
-// Completed runs only inside the registration's transaction, and commits
+// CompletedTx runs only in the registration's transaction, and commits
 // or rolls back with it: Created names the registry's dbo.odsinstances row.
 func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	w := newWorld(t)
@@ -170,8 +170,8 @@ func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	}
 	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Two_Sample", Name: "Two", InstanceType: "Sample", ConnectionString: "x"}
 	boom := errors.New("the commit's last step failed")
-	_, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
-		if err := w.source.Completed(ctx, "district", id, ""); err != nil {
+	_, err := w.reg.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, _ provisioning.RegisterResult) error {
+		if err := w.source.CompletedTx(ctx, tx, "district", id, ""); err != nil {
 			return err
 		}
 		return boom
@@ -182,8 +182,8 @@ func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	if st, _ := w.status(id); st != managerows.CreateInProgress {
 		t.Fatalf("a rolled-back registration left the request %s", st)
 	}
-	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
-		return w.source.Completed(ctx, "district", id, "")
+	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, _ provisioning.RegisterResult) error {
+		return w.source.CompletedTx(ctx, tx, "district", id, "")
 	})
 	if err != nil {
 		t.Fatal(err)
