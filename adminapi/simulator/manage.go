@@ -239,9 +239,8 @@ const maxManageName = 46
 // validateManage is AddOdsInstanceManage's validator without its database
 // checks: FluentValidation runs every rule of a property and reports each
 // that fails, so an empty name is both empty and not of the pattern.
-// ok is whether every rule passed, when the database checks run.
-func validateManage(name, template *string) (errs map[string][]string, ok bool) {
-	errs = map[string][]string{}
+func validateManage(name, template *string) map[string][]string {
+	errs := map[string][]string{}
 	add := func(key, msg string) { errs[key] = append(errs[key], msg) }
 	if name == nil || strings.TrimSpace(*name) == "" {
 		add("Name", "'Name' must not be empty.")
@@ -265,7 +264,7 @@ func validateManage(name, template *string) (errs map[string][]string, ok bool) 
 	if !slices.Contains(manageTemplates, t) {
 		add("DatabaseTemplate", fmt.Sprintf("'%s' is not a valid database template. Allowed values are: %s.", t, strings.Join(manageTemplates, ", ")))
 	}
-	return errs, len(errs) == 0
+	return errs
 }
 
 // handleManageCreate is AddOdsInstanceManage.Handle: the body bound, the
@@ -279,7 +278,7 @@ func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *ht
 	if !decodeJSONBody(w, r, &req) || s.manageDisabled(a, w) {
 		return
 	}
-	if errs, ok := validateManage(req.Name, req.DatabaseTemplate); !ok {
+	if errs := validateManage(req.Name, req.DatabaseTemplate); len(errs) > 0 {
 		a.invalid(w, errs)
 		return
 	}
@@ -287,7 +286,8 @@ func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *ht
 	if !ok {
 		return
 	}
-	name, template := strings.TrimSpace(*req.Name), strings.TrimSpace(*req.DatabaseTemplate)
+	// The command trims both; a valid template has nothing to trim.
+	name, template := strings.TrimSpace(*req.Name), *req.DatabaseTemplate
 	var requested, registered bool
 	err := db.QueryRow(r.Context(), `SELECT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages WHERE name = $1 AND status <> 'Deleted'),
 		EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`, name).Scan(&requested, &registered)
