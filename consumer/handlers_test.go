@@ -91,11 +91,11 @@ func (b *bundle) recorded(t *testing.T, id int, name, db string, gen int) {
 	t.Helper()
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "default", InstanceID: id, Database: db, Name: name, InstanceType: "enterprise", ConnectionString: "host=db;database=" + db}
-	if _, err := b.registry.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+	if _, err := b.registry.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for g := range gen {
-		if err := b.registry.RenameFailed(ctx, "default", id, g, nil, func(context.Context) error { return nil }); err != nil {
+		if err := b.registry.RenameFailed(ctx, "default", id, g, nil, func(context.Context, provisioning.Tx) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -352,7 +352,7 @@ func TestRenameHandler(t *testing.T) {
 			}
 			if tt.gen < 0 {
 				// The ledger is a generation past the job.
-				if err := b.registry.RenameFailed(context.Background(), "default", id, 0, nil, func(context.Context) error { return nil }); err != nil {
+				if err := b.registry.RenameFailed(context.Background(), "default", id, 0, nil, func(context.Context, provisioning.Tx) error { return nil }); err != nil {
 					t.Fatal(err)
 				}
 			}

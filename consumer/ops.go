@@ -306,11 +306,11 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	}
 
 	plain := placement.ODS(name)
-	complete := func(ctx context.Context, alreadyRegistered bool) error {
+	complete := func(ctx context.Context, tx provisioning.Tx, alreadyRegistered bool) error {
 		if alreadyRegistered && o.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
-		if err := o.api().Completed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
+		if err := o.inTx(tx).Completed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
 			return fmt.Errorf("mark instance %d completed: %w", j.InstanceID, err)
 		}
 		return nil
@@ -329,8 +329,8 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	for _, dv := range req.OdsInstanceDerivatives {
 		reg.Derivatives = append(reg.Derivatives, dv.DerivativeType)
 	}
-	res, err := placement.Registry.Register(ctx, reg, func(ctx context.Context, res provisioning.RegisterResult) error {
-		return complete(ctx, res.Existed)
+	res, err := placement.Registry.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, res provisioning.RegisterResult) error {
+		return complete(ctx, tx, res.Existed)
 	})
 	if err != nil {
 		return err
@@ -500,11 +500,11 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))
 	}
 	ren := provisioning.Renaming{Tenant: j.Tenant, InstanceID: j.InstanceID, NewName: inst.InstanceName, NewDatabase: newDB, ConnectionString: stored, Generation: j.Generation}
-	err = placement.Registry.Rename(ctx, ren, func(ctx context.Context, before provisioning.Record) error {
+	err = placement.Registry.Rename(ctx, ren, func(ctx context.Context, tx provisioning.Tx, before provisioning.Record) error {
 		if before.Database == newDB && h.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
 			return nil
 		}
-		if err := h.api().Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
+		if err := h.inTx(tx).Renamed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
 			return fmt.Errorf("mark instance %d renamed: %w", j.InstanceID, err)
 		}
 		return nil
@@ -572,8 +572,8 @@ func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, placement
 // A stale job (the ledger has moved on) reports nothing.
 func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error {
 	j := d.Job
-	report := func(ctx context.Context) error {
-		err := h.api().RenameFailed(ctx, j.Tenant, j.InstanceID)
+	report := func(ctx context.Context, tx provisioning.Tx) error {
+		err := h.inTx(tx).RenameFailed(ctx, j.Tenant, j.InstanceID)
 		if errors.Is(err, adminapi.ErrConflict) || errors.Is(err, adminapi.ErrNotFound) {
 			return nil // no longer Pending_Rename: nothing to report
 		}
@@ -583,7 +583,7 @@ func (h renameHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if err != nil {
 		return err
 	}
-	advance := func(reg provisioning.Registry, ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+	advance := func(reg provisioning.Registry, ctx context.Context, tenant string, id, gen int, complete func(context.Context, provisioning.Tx) error) error {
 		return reg.RenameFailed(ctx, tenant, id, gen, moved, complete)
 	}
 	placement, err := h.recordFailure(ctx, j, advance, report)
@@ -634,18 +634,19 @@ func (h renameHandler) moved(ctx context.Context, j jobs.Job) (moved *provisioni
 
 // recordFailure reports a rename's or delete's failure to the Admin API in
 // one transaction with the ledger's move to the next generation (advance
-// is the registry's RenameFailed or DeleteFailed), or alone when there is
-// no ledger entry. A stale job (the ledger has moved on) reports nothing.
+// is the registry's RenameFailed or DeleteFailed, which hands report its
+// transaction), or alone, with no transaction, when there is no ledger
+// entry. A stale job (the ledger has moved on) reports nothing.
 // It returns the tenant's target when the ledger moved.
-func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context) error) error, report func(context.Context) error) (*Placement, error) {
+func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(provisioning.Registry, context.Context, string, int, int, func(context.Context, provisioning.Tx) error) error, report func(context.Context, provisioning.Tx) error) (*Placement, error) {
 	placement, err := o.tenant(ctx, j.Tenant)
 	if err != nil {
-		return nil, report(ctx)
+		return nil, report(ctx, nil)
 	}
 	err = advance(placement.Registry, ctx, j.Tenant, j.InstanceID, j.Generation, report)
 	switch {
 	case errors.Is(err, provisioning.ErrNotRecorded):
-		return nil, report(ctx)
+		return nil, report(ctx, nil)
 	case errors.Is(err, provisioning.ErrStale):
 		return nil, nil
 	case err != nil:
@@ -725,13 +726,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
 		return err
 	}
-	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, _ provisioning.Record) error {
+	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, _ provisioning.Record) error {
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard
 			// deleted: only what is left in EdFi_Admin goes.
 			return nil
 		}
-		if err := h.api().Deleted(ctx, j.Tenant, j.InstanceID); err != nil {
+		if err := h.inTx(tx).Deleted(ctx, j.Tenant, j.InstanceID); err != nil {
 			return fmt.Errorf("mark instance %d deleted: %w", j.InstanceID, err)
 		}
 		return nil
@@ -764,8 +765,8 @@ func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 		return nil
 	}
 	reported := false
-	report := func(ctx context.Context) error {
-		err := h.api().DeleteFailed(ctx, j.Tenant, j.InstanceID)
+	report := func(ctx context.Context, tx provisioning.Tx) error {
+		err := h.inTx(tx).DeleteFailed(ctx, j.Tenant, j.InstanceID)
 		if errors.Is(err, adminapi.ErrNotFound) {
 			return nil
 		}

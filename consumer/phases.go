@@ -157,27 +157,27 @@ func (r timedRegistry) Lookup(ctx context.Context, tenant string, id int) (provi
 	return r.Registry.Lookup(ctx, tenant, id)
 }
 
-func (r timedRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
+func (r timedRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.Tx, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
 	defer startPhase(ctx, PhaseRegistration)()
 	return r.Registry.Register(ctx, reg, complete)
 }
 
-func (r timedRegistry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
+func (r timedRegistry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	defer startPhase(ctx, PhaseRegistration)()
 	return r.Registry.Rename(ctx, ren, complete)
 }
 
-func (r timedRegistry) RenameFailed(ctx context.Context, tenant string, id, gen int, moved *provisioning.Renaming, complete func(context.Context) error) error {
+func (r timedRegistry) RenameFailed(ctx context.Context, tenant string, id, gen int, moved *provisioning.Renaming, complete func(context.Context, provisioning.Tx) error) error {
 	defer startPhase(ctx, PhaseRegistration)()
 	return r.Registry.RenameFailed(ctx, tenant, id, gen, moved, complete)
 }
 
-func (r timedRegistry) DeleteFailed(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+func (r timedRegistry) DeleteFailed(ctx context.Context, tenant string, id, gen int, complete func(context.Context, provisioning.Tx) error) error {
 	defer startPhase(ctx, PhaseRegistration)()
 	return r.Registry.DeleteFailed(ctx, tenant, id, gen, complete)
 }
 
-func (r timedRegistry) Unregister(ctx context.Context, tenant string, id int, complete func(context.Context, provisioning.Record) error) error {
+func (r timedRegistry) Unregister(ctx context.Context, tenant string, id int, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	defer startPhase(ctx, PhaseRegistration)()
 	return r.Registry.Unregister(ctx, tenant, id, complete)
 }

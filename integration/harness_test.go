@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/bridge"
@@ -28,6 +27,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 )
 
 // env is one test's private world: its own template, EdFi_Admin (loaded
@@ -418,7 +418,7 @@ func (e *env) status(tenant string, id int) string {
 	if err := e.admins[tenant].QueryRow(context.Background(), `SELECT status FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status); err != nil {
 		return ""
 	}
-	return manage.BridgeStatus(status)
+	return managerows.BridgeStatus(status)
 }
 
 // endedCreate is the status (in the /adminconsole/ words) of a request

@@ -192,10 +192,39 @@ var ErrNotRecorded = errors.New("instance not recorded by instancemgr")
 // left to do; it is not an error to report.
 var ErrStale = errors.New("stale job")
 
+// Tx is a registry's transaction, through the engine's driver. A registry
+// hands it to each completion as an argument, as River's
+// JobCompleteTx(ctx, tx, job) takes the caller's: what a completion writes
+// in it (the newest Admin API's request status) commits or rolls back with
+// the registration. The registry alone commits or rolls it back.
+type Tx interface {
+	Exec(ctx context.Context, sql string, args ...any) error
+	QueryRow(ctx context.Context, sql string, args ...any) ResultRow
+	Query(ctx context.Context, sql string, args ...any) (ResultRows, error)
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// ResultRow is one result row; Scan returns ErrNoRows when there is none.
+type ResultRow interface{ Scan(dest ...any) error }
+
+// ResultRows is a result set.
+type ResultRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// ErrNoRows is what a driver's ResultRow.Scan returns when there is no row.
+var ErrNoRows = errors.New("no rows")
+
 // Registry writes registrations and the system's ledger in an EdFi_Admin
 // database. Every write takes a lock on the instance and calls its
-// completion inside the same transaction, after the writes and before the
-// commit; when the completion fails everything is rolled back.
+// completion inside the same transaction, with it (tx), after the writes
+// and before the commit; when the completion fails everything is rolled
+// back. A registry with no SQL transaction (the in-memory one of the
+// tests) passes a nil tx.
 // Its lookups and writes are of one Admin API line, the deployment's
 // (adminApi.flavor): the ledger is keyed (line, tenant, instance id).
 type Registry interface {
@@ -207,10 +236,10 @@ type Registry interface {
 	// for the same instance is taken as an earlier delivery's only when it
 	// names the same database and name and its dbo.odsinstances row is
 	// still there under that name; anything else is ErrConflict.
-	Register(ctx context.Context, reg Registration, complete func(ctx context.Context, res RegisterResult) error) (RegisterResult, error)
+	Register(ctx context.Context, reg Registration, complete func(ctx context.Context, tx Tx, res RegisterResult) error) (RegisterResult, error)
 	// Rename moves the registration and the ledger to the new database, or
 	// returns ErrStale when the ledger is past ren.Generation.
-	Rename(ctx context.Context, ren Renaming, complete func(ctx context.Context, before Record) error) error
+	Rename(ctx context.Context, ren Renaming, complete func(ctx context.Context, tx Tx, before Record) error) error
 	// RenameFailed and DeleteFailed advance the generation, so that the
 	// next request is a new job; both return ErrStale when the ledger is
 	// past generation. A rename that failed after its database was renamed
@@ -219,11 +248,11 @@ type Registry interface {
 	// derivatives follow the database to moved.NewDatabase, so nothing
 	// names a database that is gone; the instance row keeps its name.
 	// moved nil changes nothing else.
-	RenameFailed(ctx context.Context, tenant string, instanceID, generation int, moved *Renaming, complete func(ctx context.Context) error) error
-	DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(ctx context.Context) error) error
+	RenameFailed(ctx context.Context, tenant string, instanceID, generation int, moved *Renaming, complete func(ctx context.Context, tx Tx) error) error
+	DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(ctx context.Context, tx Tx) error) error
 	// Unregister removes the instance's rows (contexts, derivatives, API
 	// client links, the instance) and its ledger entry.
-	Unregister(ctx context.Context, tenant string, instanceID int, complete func(ctx context.Context, before Record) error) error
+	Unregister(ctx context.Context, tenant string, instanceID int, complete func(ctx context.Context, tx Tx, before Record) error) error
 }
 
 // ErrUnknownTenant marks a tenant with no database mapping: no entry of its

@@ -64,6 +64,14 @@
 //   - GET /v2/odsInstances lists every instance that has an odsInstanceId and
 //     is not Deleted (the EdFi_Admin row exists until the delete), under the
 //     name it had when last completed or renamed.
+//   - With Options.Manage, the newest line's /v2/odsInstances/manage and
+//     /v3/dataStores/manage are that line's handlers, written from Ed-Fi's
+//     (manage.go), never instancemgr's own write routes
+//     (bridge/managewrite), which are tested against them: FluentValidation
+//     reports every failing rule of a property, names are unique among the
+//     requests not Deleted and the dbo.OdsInstances rows (as stored, case
+//     and all), a request is inserted PendingCreate with no database name,
+//     and a delete moves only a Created request to PendingDelete.
 //   - Integer ids below 1 are unknown (404); ids that are not integers are
 //     400. GET /adminconsole/tenants reports edfiApiDiscoveryUrl as
 //     scheme://host/api/ of the request; nothing is served there.
@@ -94,5 +102,5 @@
 // everything in memory, accepts any client that registers, and its fault
 // endpoints are unauthenticated. It never logs a client secret, a token or a
 // connection string, and touches no database but the EdFi_Admin it is
-// given with RegistrationAdminAPI.
+// given with RegistrationAdminAPI or Manage.
 package simulator

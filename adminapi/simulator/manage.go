@@ -2,18 +2,21 @@ package simulator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
-	"github.com/edfi-tools/instancemgr/provisioning/postgres"
+	"github.com/edfi-tools/instancemgr/adminapi"
 )
 
 // The newest Admin API's instance management (Ed-Fi-Alliance-OSS/ODS-Admin-API;
@@ -21,20 +24,24 @@ import (
 // and /v3/dataStores/manage, on rows of adminapi.OdsInstanceManages in each
 // tenant's EdFi_Admin, which is where that Admin API keeps them and where an
 // executor moves them. The simulator is no executor: a row stays as the
-// endpoints leave it until something else moves it.
+// endpoints leave it until something else moves it. The handlers are
+// written from Ed-Fi's (AddOdsInstanceManage.cs, DeleteOdsInstanceManage.cs,
+// ReadOdsInstanceManage.cs and their v3 twins under DataStores/Manage), not
+// from instancemgr's write routes, so that those are tested against the
+// Admin API's behaviour and not against themselves.
 
 // The manage statuses (OdsInstanceManageStatus).
 const (
-	ManagePendingCreate    = manage.PendingCreate
-	ManageCreateInProgress = manage.CreateInProgress
-	ManageCreated          = manage.Created
-	ManageCreateFailed     = manage.CreateFailed
-	ManageCreateError      = manage.CreateError
-	ManagePendingDelete    = manage.PendingDelete
-	ManageDeleteInProgress = manage.DeleteInProgress
-	ManageDeleted          = manage.Deleted
-	ManageDeleteFailed     = manage.DeleteFailed
-	ManageDeleteError      = manage.DeleteError
+	ManagePendingCreate    = "PendingCreate"
+	ManageCreateInProgress = "CreateInProgress"
+	ManageCreated          = "Created"
+	ManageCreateFailed     = "CreateFailed"
+	ManageCreateError      = "CreateError"
+	ManagePendingDelete    = "PendingDelete"
+	ManageDeleteInProgress = "DeleteInProgress"
+	ManageDeleted          = "Deleted"
+	ManageDeleteFailed     = "DeleteFailed"
+	ManageDeleteError      = "DeleteError"
 )
 
 // ManageSchema is the part of that Admin API's EdFi_Admin schema the manage
@@ -64,8 +71,58 @@ CREATE TABLE IF NOT EXISTS adminapi.jobstatuses (
     finishedat   TIMESTAMP
 );`
 
-// manageAPI is one of the two routes to the same rows (manage.Route).
-type manageAPI = manage.Route
+// manageAPI is one of the two versions of the routes to the same rows: v2
+// and v3 differ in paths, words and problem bodies.
+type manageAPI struct{ v3 bool }
+
+// base is the version's collection path.
+func (a manageAPI) base() string {
+	if a.v3 {
+		return "/v3/dataStores/manage"
+	}
+	return "/v2/odsInstances/manage"
+}
+
+// v3Problem is v3's problem body (V3ProblemDetailsFactory, written by
+// V3RequestErrorMiddleware).
+type v3Problem struct {
+	Type             string              `json:"type"`
+	Title            string              `json:"title"`
+	Status           int                 `json:"status"`
+	Detail           string              `json:"detail"`
+	ValidationErrors map[string][]string `json:"validationErrors,omitempty"`
+	Errors           map[string][]string `json:"errors,omitempty"`
+}
+
+func writeV3Problem(w http.ResponseWriter, p v3Problem) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// invalid answers a FluentValidation ValidationException: 400 with errs.
+func (a manageAPI) invalid(w http.ResponseWriter, errs map[string][]string) {
+	if !a.v3 {
+		writeValidation(w, errs)
+		return
+	}
+	writeV3Problem(w, v3Problem{Type: "urn:ed-fi:management-api:bad-request:validation", Title: "Validation failed",
+		Status: http.StatusBadRequest, Detail: "Validation failed", ValidationErrors: errs, Errors: errs})
+}
+
+// notFound answers NotFoundException<int>: 404 for request id.
+func (a manageAPI) notFound(w http.ResponseWriter, id int) {
+	what := "odsInstanceManage"
+	if a.v3 {
+		what = "dataStoreManage"
+	}
+	msg := fmt.Sprintf("Not found: %s with ID %d. It may have been recently deleted.", what, id)
+	if !a.v3 {
+		writeJSON(w, http.StatusNotFound, problem{ProblemDetails: adminapi.ProblemDetails{Title: msg}})
+		return
+	}
+	writeV3Problem(w, v3Problem{Type: "urn:ed-fi:management-api:not-found", Title: msg, Status: http.StatusNotFound, Detail: msg})
+}
 
 // manageRow is one row of adminapi.odsinstancemanages.
 type manageRow struct {
@@ -93,7 +150,7 @@ func scanManage(row pgx.CollectableRow) (manageRow, error) {
 func view(a manageAPI, m manageRow) map[string]any {
 	v := map[string]any{"id": m.ID, "name": m.Name, "status": m.Status, "databaseTemplate": m.DatabaseTemplate,
 		"databaseName": m.DatabaseName, "lastRefreshed": m.LastRefreshed, "lastModifiedDate": m.LastModifiedDate}
-	if a.V3 {
+	if a.v3 {
 		v["dataStoreId"], v["dataStoreName"] = m.OdsInstanceID, m.OdsInstanceName
 	} else {
 		v["odsInstanceId"], v["odsInstanceName"] = m.OdsInstanceID, m.OdsInstanceName
@@ -127,9 +184,10 @@ func (m *manageDatabases) pool(ctx context.Context, tenant string) (*pgxpool.Poo
 
 func (s *Simulator) manageRoutes() []route {
 	var out []route
-	for _, a := range []manageAPI{{V3: false}, {V3: true}} {
-		base := a.Base()
-		// Every route answers the flag first, as each of Ed-Fi's handlers does.
+	for _, a := range []manageAPI{{v3: false}, {v3: true}} {
+		base := a.base()
+		// Every handler answers the flag first, as each of Ed-Fi's does;
+		// POST's body is bound before its handler runs (handleManageCreate).
 		with := func(h func(manageAPI, http.ResponseWriter, *http.Request, *call)) func(http.ResponseWriter, *http.Request, *call) {
 			return func(w http.ResponseWriter, r *http.Request, c *call) {
 				if !s.manageDisabled(a, w) {
@@ -138,7 +196,7 @@ func (s *Simulator) manageRoutes() []route {
 			}
 		}
 		out = append(out,
-			route{method: http.MethodPost, pattern: segments(base), op: "manage_create", handle: with(s.handleManageCreate)},
+			route{method: http.MethodPost, pattern: segments(base), op: "manage_create", handle: func(w http.ResponseWriter, r *http.Request, c *call) { s.handleManageCreate(a, w, r, c) }},
 			route{method: http.MethodGet, pattern: segments(base), op: "manage_list", handle: with(s.handleManageList)},
 			route{method: http.MethodGet, pattern: segments(base + "/{id}"), op: "manage_get", handle: with(s.handleManageGet)},
 			route{method: http.MethodDelete, pattern: segments(base + "/{id}"), op: "manage_delete", handle: with(s.handleManageDelete)},
@@ -147,10 +205,15 @@ func (s *Simulator) manageRoutes() []route {
 	return out
 }
 
-// disabled answers the 400 of EnableDataStoreManagement false, when it is.
+// manageDisabled answers the 400 of EnableDataStoreManagement false, when
+// it is.
 func (s *Simulator) manageDisabled(a manageAPI, w http.ResponseWriter) bool {
 	if s.manageOff {
-		a.Disabled(w)
+		key := "OdsInstance" // nameof(OdsInstance)
+		if a.v3 {
+			key = "dataStore"
+		}
+		a.invalid(w, map[string][]string{key: {"This endpoint has been disabled on application settings."}})
 	}
 	return s.manageOff
 }
@@ -164,39 +227,174 @@ func (s *Simulator) manageDB(w http.ResponseWriter, r *http.Request, c *call) (*
 	return p, true
 }
 
-// The write side is the code instancemgr serves in production
-// (manage.Endpoints), on the simulator's pools.
+// The name and template rules of AddOdsInstanceManage's validator. Its
+// pattern is .NET's, where $ also matches before a final line feed.
+var (
+	manageName      = regexp.MustCompile(`^[A-Za-z0-9 _]+\n?$`)
+	manageTemplates = []string{"Minimal", "Sample"} // Enum.GetNames<SandboxType>()
+)
+
+const maxManageName = 46
+
+// validateManage is AddOdsInstanceManage's validator without its database
+// checks: FluentValidation runs every rule of a property and reports each
+// that fails, so an empty name is both empty and not of the pattern.
+func validateManage(name, template *string) map[string][]string {
+	errs := map[string][]string{}
+	add := func(key, msg string) { errs[key] = append(errs[key], msg) }
+	if name == nil || strings.TrimSpace(*name) == "" {
+		add("Name", "'Name' must not be empty.")
+	}
+	if name != nil && utf16Len(*name) > maxManageName {
+		add("Name", fmt.Sprintf("'Name' must be %d characters or fewer so the generated database name fits within the 63-character portable limit.", maxManageName))
+	}
+	if name != nil && !manageName.MatchString(*name) {
+		add("Name", "'Name' may only contain letters, numbers, spaces, and underscores.")
+	}
+	var t string
+	if template != nil {
+		t = *template
+	}
+	if strings.TrimSpace(t) == "" {
+		add("DatabaseTemplate", "'Database Template' must not be empty.")
+	}
+	if n := utf16Len(t); n > 100 {
+		add("DatabaseTemplate", fmt.Sprintf("The length of 'Database Template' must be 100 characters or fewer. You entered %d characters.", n))
+	}
+	if !slices.Contains(manageTemplates, t) {
+		add("DatabaseTemplate", fmt.Sprintf("'%s' is not a valid database template. Allowed values are: %s.", t, strings.Join(manageTemplates, ", ")))
+	}
+	return errs
+}
+
+// handleManageCreate is AddOdsInstanceManage.Handle: the body bound, the
+// flag, the validator (then the name, trimmed, must be no request's but a
+// Deleted one's and no dbo.OdsInstances row's), a PendingCreate row with
+// no database name, 202 with the Location. The generated database name's
+// length is never over the limit once the name is 46 characters at most,
+// so that check of Ed-Fi's is not repeated here.
 func (s *Simulator) handleManageCreate(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	// Ed-Fi's Location is absolute, from the request's scheme and Host
-	// (ResourceUrlHelper); the simulator answers as Ed-Fi does.
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	var req struct{ Name, DatabaseTemplate *string }
+	if !decodeJSONBody(w, r, &req) || s.manageDisabled(a, w) {
+		return
 	}
-	s.manageEndpoints(c).Create(w, r, a, s.tenantName(consoleTenant(c)), scheme+"://"+r.Host)
-}
-
-func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
-	s.manageEndpoints(c).Delete(w, r, a, s.tenantName(consoleTenant(c)), c.id)
-}
-
-// manageEndpoints are the write side on the tenants' pools, logging with
-// the call's operation.
-func (s *Simulator) manageEndpoints(c *call) *manage.Endpoints {
-	open := func(ctx context.Context, tenant string) (manage.DB, error) {
-		p, err := s.manageDBs.pool(ctx, tenant)
-		if err != nil {
-			return manage.DB{}, err
+	if errs := validateManage(req.Name, req.DatabaseTemplate); len(errs) > 0 {
+		a.invalid(w, errs)
+		return
+	}
+	db, ok := s.manageDB(w, r, c)
+	if !ok {
+		return
+	}
+	// The command trims both; a valid template has nothing to trim.
+	name, template := strings.TrimSpace(*req.Name), *req.DatabaseTemplate
+	var requested, registered bool
+	err := db.QueryRow(r.Context(), `SELECT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages WHERE name = $1 AND status <> 'Deleted'),
+		EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`, name).Scan(&requested, &registered)
+	if err != nil {
+		s.manageFailed(w, c, "check the manage request's name", "read", err)
+		return
+	}
+	if requested || registered {
+		article, noun := "An", "OdsInstanceManage"
+		switch {
+		case a.v3 && requested:
+			article, noun = "A", "DataStoreManage"
+		case a.v3:
+			article, noun = "A", "DataStore"
+		case registered && !requested:
+			noun = "OdsInstance"
 		}
-		return manage.DB{Conn: postgres.Conn(p), Statements: manage.Postgres}, nil
+		a.invalid(w, map[string][]string{"Name": {fmt.Sprintf("%s %s named '%s' already exists.", article, noun, name)}})
+		return
 	}
-	return manage.NewEndpoints(open, s.log.With("op", c.op), s.now)
+	now := s.now().UTC()
+	var id int
+	err = db.QueryRow(r.Context(), `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
+		VALUES ($1, $2, $3, $4, $4) RETURNING id`, name, template, ManagePendingCreate, now).Scan(&id)
+	if err != nil {
+		s.manageFailed(w, c, "insert the manage row", "written", err)
+		return
+	}
+	// v2's Location is relative and without /v2; v3's is absolute
+	// (ResourceUrlHelper.BuildAbsoluteResourceUrl: scheme, host, /v3, path).
+	location := "/odsinstances/manage/" + strconv.Itoa(id)
+	if a.v3 {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		location = scheme + "://" + r.Host + "/v3/dataStores/manage/" + strconv.Itoa(id)
+	}
+	w.Header().Set("Location", location)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// manageBlocked is DeleteOdsInstanceManage.GetBlockingStatusMessage: why
+// a request in status cannot be deleted, "" when nothing blocks it.
+func manageBlocked(a manageAPI, status string) string {
+	noun := "OdsInstanceManage"
+	if a.v3 {
+		noun = "DataStoreManage"
+	}
+	switch status {
+	case ManagePendingCreate:
+		return noun + " is being provisioned. Wait for creation to complete."
+	case ManageCreateInProgress:
+		return noun + " is currently being provisioned. Wait for creation to complete."
+	case ManageCreateFailed:
+		return noun + " creation failed. It will be retried automatically by the background job."
+	case ManageCreateError:
+		return noun + " creation failed permanently. Manual database intervention required before deleting."
+	case ManagePendingDelete:
+		return noun + " is already queued for deletion."
+	case ManageDeleteInProgress:
+		return noun + " is currently being deleted."
+	case ManageDeleteFailed:
+		return noun + " deletion failed. It will be retried automatically by the background job."
+	case ManageDeleteError:
+		return noun + " deletion failed permanently. Manual database intervention required."
+	}
+	return ""
+}
+
+// handleManageDelete is DeleteOdsInstanceManage.Handle: 404 for a row
+// that is not there or Deleted, 400 for a status that blocks it, and
+// DeleteOdsInstanceManageCommand, which moves only a Created row to
+// PendingDelete (any other status is 404) and sets LastModifiedDate.
+func (s *Simulator) handleManageDelete(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
+	db, ok := s.manageDB(w, r, c)
+	if !ok {
+		return
+	}
+	m, ok := s.manageRowOf(a, w, r, c, db)
+	if !ok {
+		return
+	}
+	if m.Status == ManageDeleted {
+		a.notFound(w, c.id)
+		return
+	}
+	if msg := manageBlocked(a, m.Status); msg != "" {
+		a.invalid(w, map[string][]string{"id": {msg}})
+		return
+	}
+	tag, err := db.Exec(r.Context(), `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3 WHERE id = $1 AND status = $4`,
+		c.id, ManagePendingDelete, s.now().UTC(), ManageCreated)
+	switch {
+	case err != nil:
+		s.manageFailed(w, c, "mark the manage row for deletion", "written", err)
+	case tag.RowsAffected() == 0:
+		a.notFound(w, c.id)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 func (s *Simulator) handleManageList(a manageAPI, w http.ResponseWriter, r *http.Request, c *call) {
 	offset, limit, bad := paging(r)
 	if len(bad) > 0 {
-		a.Validation(w, bad)
+		a.invalid(w, bad)
 		return
 	}
 	db, ok := s.manageDB(w, r, c)
@@ -257,7 +455,7 @@ func (s *Simulator) manageRowOf(a manageAPI, w http.ResponseWriter, r *http.Requ
 		var m manageRow
 		m, err = pgx.CollectExactlyOneRow(rows, scanManage)
 		if errors.Is(err, pgx.ErrNoRows) {
-			a.NotFound(w, c.id)
+			a.notFound(w, c.id)
 			return m, false
 		}
 		if err == nil {

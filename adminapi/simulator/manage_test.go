@@ -171,3 +171,60 @@ func TestManageDisabled(t *testing.T) {
 		t.Fatalf("a disabled simulator touched EdFi_Admin: %d tables, %v", n, err)
 	}
 }
+
+// The create validator is FluentValidation's: every failing rule of a
+// property is reported (an empty name is empty and not of the pattern),
+// the pattern's $ is .NET's (a final line feed matches, and the stored
+// name is trimmed), and a missing template is reported as the empty
+// value it binds to. A delete of a row in a status Ed-Fi does not know
+// is the command's 404; the v2 not-found body is only a title. A body
+// that cannot be bound is refused before the flag is read.
+func TestManageAnswersAsEdFiDoes(t *testing.T) {
+	e, admin := manageEnv(t, false)
+	ctx := context.Background()
+	for _, c := range []struct {
+		body  map[string]any
+		field string
+		want  []string
+	}{
+		{map[string]any{"name": "", "databaseTemplate": "Minimal"}, "Name",
+			[]string{"'Name' must not be empty.", "'Name' may only contain letters, numbers, spaces, and underscores."}},
+		{map[string]any{"name": "Fine"}, "DatabaseTemplate",
+			[]string{"'Database Template' must not be empty.", "'' is not a valid database template. Allowed values are: Minimal, Sample."}},
+		{map[string]any{"name": "Fine", "databaseTemplate": "minimal"}, "DatabaseTemplate",
+			[]string{"'minimal' is not a valid database template. Allowed values are: Minimal, Sample."}},
+		{map[string]any{"name": strings.Repeat("x", 47) + "-", "databaseTemplate": "Sample"}, "Name",
+			[]string{"'Name' must be 46 characters or fewer so the generated database name fits within the 63-character portable limit.", "'Name' may only contain letters, numbers, spaces, and underscores."}},
+	} {
+		got := errorsOf(t, e.expect(t, http.StatusBadRequest, http.MethodPost, "/v2/odsInstances/manage", c.body))
+		if strings.Join(got[c.field], "|") != strings.Join(c.want, "|") || len(got) != 1 {
+			t.Errorf("%v: errors %v, want %s %q", c.body, got, c.field, c.want)
+		}
+	}
+
+	r := e.expect(t, http.StatusAccepted, http.MethodPost, "/v2/odsInstances/manage", map[string]string{"name": " Line Fed\n", "databaseTemplate": "Sample"})
+	var id int
+	if _, err := fmt.Sscanf(r.header.Get("Location"), "/odsinstances/manage/%d", &id); err != nil {
+		t.Fatalf("Location %q: %v", r.header.Get("Location"), err)
+	}
+	var name string
+	if err := admin.QueryRow(ctx, `SELECT name FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&name); err != nil || name != "Line Fed" {
+		t.Fatalf("stored name %q, %v", name, err)
+	}
+
+	if _, err := admin.Exec(ctx, `UPDATE adminapi.odsinstancemanages SET status = 'Archived' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	r = e.expect(t, http.StatusNotFound, http.MethodDelete, fmt.Sprintf("/v2/odsInstances/manage/%d", id), nil)
+	var body map[string]any
+	decode(t, r, &body)
+	if len(body) != 1 || body["title"] != fmt.Sprintf("Not found: odsInstanceManage with ID %d. It may have been recently deleted.", id) {
+		t.Fatalf("v2 not found: %s", r)
+	}
+
+	off, _ := manageEnv(t, true)
+	r = off.expect(t, http.StatusBadRequest, http.MethodPost, "/v3/dataStores/manage", `{"name": `)
+	if got := errorsOf(t, r); len(got) != 0 {
+		t.Fatalf("an unreadable body was answered as the flag: %s", r)
+	}
+}

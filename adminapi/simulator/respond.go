@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
+	"github.com/edfi-tools/instancemgr/internal/respond"
 )
 
 // The simulator answers as the Admin API's ASP.NET Core endpoints do, with

@@ -64,24 +64,24 @@ func (benchOnlyRegistry) Lookup(_ context.Context, tenant string, id int) (provi
 
 func (benchOnlyRegistry) Records(context.Context) ([]provisioning.Record, error) { return nil, nil }
 
-func (benchOnlyRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
+func (benchOnlyRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.Tx, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
 	res := provisioning.RegisterResult{OdsInstanceID: reg.InstanceID}
-	return res, complete(ctx, res)
+	return res, complete(ctx, nil, res)
 }
 
-func (benchOnlyRegistry) Rename(context.Context, provisioning.Renaming, func(context.Context, provisioning.Record) error) error {
+func (benchOnlyRegistry) Rename(context.Context, provisioning.Renaming, func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	return errBenchOnly
 }
 
-func (benchOnlyRegistry) RenameFailed(context.Context, string, int, int, *provisioning.Renaming, func(context.Context) error) error {
+func (benchOnlyRegistry) RenameFailed(context.Context, string, int, int, *provisioning.Renaming, func(context.Context, provisioning.Tx) error) error {
 	return errBenchOnly
 }
 
-func (benchOnlyRegistry) DeleteFailed(context.Context, string, int, int, func(context.Context) error) error {
+func (benchOnlyRegistry) DeleteFailed(context.Context, string, int, int, func(context.Context, provisioning.Tx) error) error {
 	return errBenchOnly
 }
 
-func (benchOnlyRegistry) Unregister(context.Context, string, int, func(context.Context, provisioning.Record) error) error {
+func (benchOnlyRegistry) Unregister(context.Context, string, int, func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	return errBenchOnly
 }
 

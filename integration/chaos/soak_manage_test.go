@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 )
 
 // The soak's manage flavor: the Admin Console's calls go to the bridges'
@@ -119,7 +119,7 @@ func (s *soak) records() map[int]simulator.InstanceState {
 			if err := rows.Scan(&r.ID, &r.Name, &status); err != nil {
 				s.t.Fatal(err)
 			}
-			r.TenantName, r.Status = tn.name, manage.BridgeStatus(status)
+			r.TenantName, r.Status = tn.name, managerows.BridgeStatus(status)
 			out[r.ID] = r
 		}
 		rows.Close()

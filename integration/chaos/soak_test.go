@@ -24,7 +24,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/internal/config"
@@ -33,6 +32,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -410,7 +410,7 @@ func (s *soak) operate() {
 			return
 		}
 		if s.manage {
-			s.setManageStatus(s.tenantOf(r), r.ID, manage.Created)
+			s.setManageStatus(s.tenantOf(r), r.ID, managerows.Created)
 			s.ops["delete asked again"+s.manageDelete(s.tenantOf(r), r.ID)]++
 			return
 		}

@@ -13,13 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/bridge"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/httpserve"
 	"github.com/edfi-tools/instancemgr/internal/limits"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlserver"
 )
@@ -46,62 +47,73 @@ func ConsumerAPI(cfg *config.Config, api *adminapi.Client, tenants *Placements, 
 	return api
 }
 
-func manageSource(cfg *config.Config, open manage.Databases, log *slog.Logger) *manage.Source {
-	return manage.New(slices.Collect(maps.Keys(cfg.Tenants)), open, log)
+func manageSource(cfg *config.Config, open managerows.Databases, log *slog.Logger) *managerows.Source {
+	return managerows.New(slices.Collect(maps.Keys(cfg.Tenants)), open, log)
 }
 
 // manageDB is a registry's EdFi_Admin for the manage rows, in its engine's
 // SQL.
-func manageDB(reg interface{ Conn() sqlregistry.Conn }) manage.DB {
-	st := manage.Postgres
+func manageDB(reg interface{ Conn() sqlregistry.Conn }) managerows.DB {
+	st := managerows.Postgres
 	if _, ok := reg.(*sqlserver.Registry); ok {
-		st = manage.SQLServer
+		st = managerows.SQLServer
 	}
-	return manage.DB{Conn: reg.Conn(), Statements: st}
+	return managerows.DB{Conn: reg.Conn(), Statements: st}
 }
 
 // ManageDB is the tenant's EdFi_Admin, through the consumer's registry: a
 // completion then runs in that registry's transaction.
-func (t *Placements) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
+func (t *Placements) ManageDB(ctx context.Context, tenant string) (managerows.DB, error) {
 	ct, err := t.Placement(ctx, tenant)
 	if err != nil {
-		return manage.DB{}, err
+		return managerows.DB{}, err
 	}
 	reg, ok := ct.Registry.(interface{ Conn() sqlregistry.Conn })
 	if !ok {
-		return manage.DB{}, fmt.Errorf("tenant %q: its registry is not an EdFi_Admin database", tenant)
+		return managerows.DB{}, fmt.Errorf("tenant %q: its registry is not an EdFi_Admin database", tenant)
 	}
 	return manageDB(reg), nil
 }
 
 // ManageDB is the tenant's EdFi_Admin, through the bridge's ledger.
-func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (manage.DB, error) {
+func (l *Ledgers) ManageDB(ctx context.Context, tenant string) (managerows.DB, error) {
 	reg, err := l.registry(ctx, tenant)
 	if err != nil {
-		return manage.DB{}, err
+		return managerows.DB{}, err
 	}
 	return manageDB(reg), nil
+}
+
+// doorDB is the tenant's EdFi_Admin as the write routes write it, through
+// the bridge's ledger.
+func (l *Ledgers) doorDB(ctx context.Context, tenant string) (managewrite.DB, error) {
+	db, err := l.ManageDB(ctx, tenant)
+	st := managewrite.Postgres
+	if db.Statements == managerows.SQLServer {
+		st = managewrite.SQLServer
+	}
+	return managewrite.DB{Conn: db.Conn, Statements: st}, err
 }
 
 // ManageServer is the manage flavor's write routes over the tenants'
 // EdFi_Admin databases, through the bridge's ledgers, each call authorized
 // by the Admin API at adminApi.baseUrl.
-func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg prometheus.Registerer) (*manage.Server, error) {
+func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg prometheus.Registerer) (*managewrite.Server, error) {
 	log = log.With("component", "manage-routes")
-	endpoints := manage.NewEndpoints(ledgers.ManageDB, log, nil)
+	endpoints := managewrite.NewEndpoints(ledgers.doorDB, log, nil)
 	endpoints.InstancesPerTenant = max(cfg.Limits.InstancesPerTenant, 0)
-	return manage.NewServer(endpoints, manage.ServerOptions{
+	return managewrite.NewServer(endpoints, managewrite.ServerOptions{
 		AdminAPI: cfg.AdminAPI.BaseURL,
 		// A redirect is the Admin API's (or its gateway's) refusal, relayed
 		// to the caller; it is never followed to a page that answers 200.
-		Client:        manage.NoRedirects(&http.Client{Timeout: cfg.AdminAPI.Timeout.D()}),
+		Client:        managewrite.NoRedirects(&http.Client{Timeout: cfg.AdminAPI.Timeout.D()}),
 		Tenants:       slices.Sorted(maps.Keys(cfg.Tenants)),
 		PublicBaseURL: cfg.AdminAPI.PublicBaseURL, TrustedProxies: cfg.AdminAPI.Proxies(),
 		Log:        log,
 		Audit:      audit.New(os.Stderr),
 		TenantRate: limits.NewRate(cfg.Limits.CreatesPerMinute),
 		ClientRate: limits.NewRate(cfg.Limits.CreatesPerMinutePerClient),
-		Refusals:   manage.NewRefusals(reg),
+		Refusals:   managewrite.NewRefusals(reg),
 	})
 }
 

@@ -112,10 +112,10 @@ INSERT INTO adminapi.odsinstancemanages (id, name, status, databasename) VALUES
 	// Manage request 1 is another instance than adminconsole's 1: both
 	// live in the ledger, and one's writes leave the other alone.
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 1, Database: "EdFi_Ods_Fresh_Minimal", Name: "Fresh"}
-	if _, err := manage.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+	if _, err := manage.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
 		t.Fatalf("register manage request 1 beside adminconsole's instance 1: %v", err)
 	}
-	if err := manage.Unregister(ctx, "t", 1, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+	if err := manage.Unregister(ctx, "t", 1, func(context.Context, provisioning.Tx, provisioning.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := console.Lookup(ctx, "t", 1); err != nil || rec.Database != "EdFi_Ods_One" {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 )
 
@@ -152,16 +153,16 @@ func isUniqueViolation(err error) bool {
 // conn adapts a pgx pool to sqlregistry.Conn.
 type conn struct{ pool *pgxpool.Pool }
 
-func (c conn) Begin(ctx context.Context) (sqlregistry.Tx, error) {
+func (c conn) Begin(ctx context.Context) (provisioning.Tx, error) {
 	t, err := c.pool.Begin(ctx)
 	return tx{t}, err
 }
 
-func (c conn) QueryRow(ctx context.Context, sql string, args ...any) sqlregistry.Row {
+func (c conn) QueryRow(ctx context.Context, sql string, args ...any) provisioning.ResultRow {
 	return row{c.pool.QueryRow(ctx, sql, args...)}
 }
 
-func (c conn) Query(ctx context.Context, sql string, args ...any) (sqlregistry.Rows, error) {
+func (c conn) Query(ctx context.Context, sql string, args ...any) (provisioning.ResultRows, error) {
 	return c.pool.Query(ctx, sql, args...)
 }
 
@@ -172,11 +173,11 @@ func (t tx) Exec(ctx context.Context, sql string, args ...any) error {
 	return err
 }
 
-func (t tx) QueryRow(ctx context.Context, sql string, args ...any) sqlregistry.Row {
+func (t tx) QueryRow(ctx context.Context, sql string, args ...any) provisioning.ResultRow {
 	return row{t.tx.QueryRow(ctx, sql, args...)}
 }
 
-func (t tx) Query(ctx context.Context, sql string, args ...any) (sqlregistry.Rows, error) {
+func (t tx) Query(ctx context.Context, sql string, args ...any) (provisioning.ResultRows, error) {
 	return t.tx.Query(ctx, sql, args...)
 }
 
@@ -188,12 +189,12 @@ type row struct{ row pgx.Row }
 func (r row) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return sqlregistry.ErrNoRows
+		return provisioning.ErrNoRows
 	}
 	return err
 }
 
 // Conn is pool as the registry's connection: for code that runs the SQL of
-// sqlregistry-shaped statements on a pool of its own (the simulator's
-// manage rows).
+// sqlregistry-shaped statements on a pool of its own (the tests of the
+// manage write routes).
 func Conn(pool *pgxpool.Pool) sqlregistry.Conn { return conn{pool} }

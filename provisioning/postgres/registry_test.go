@@ -39,11 +39,11 @@ func TestRegistryLifecycle(t *testing.T) {
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 7, Database: "EdFi_Ods_A", Name: "A", InstanceType: "enterprise",
 		ConnectionString: "host=h;database=EdFi_Ods_A", Contexts: []provisioning.Context{{Key: "k", Value: "v"}}, Derivatives: []string{"ReadReplica"}}
-	ok := func(context.Context, provisioning.RegisterResult) error { return nil }
+	ok := func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }
 
 	// A failing completion rolls everything back.
 	boom := errors.New("admin api down")
-	if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return boom }); !errors.Is(err, boom) {
+	if _, err := r.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("register with a failing completion: %v", err)
 	}
 	if n := count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM dbo.odsinstancecontexts) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
@@ -78,7 +78,7 @@ func TestRegistryLifecycle(t *testing.T) {
 	}
 
 	ren := provisioning.Renaming{Tenant: "t", InstanceID: 7, NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
-	if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+	if err := r.Rename(ctx, ren, func(context.Context, provisioning.Tx, provisioning.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// The same job again is stale: the ledger is past its generation, and
@@ -87,7 +87,7 @@ func TestRegistryLifecycle(t *testing.T) {
 	stale := ren
 	stale.NewName, stale.NewDatabase = "Z", "EdFi_Ods_Z"
 	for _, again := range []provisioning.Renaming{ren, stale} {
-		if err := r.Rename(ctx, again, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
+		if err := r.Rename(ctx, again, func(context.Context, provisioning.Tx, provisioning.Record) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
 			t.Fatalf("rename for generation 0 at generation 1: %v, want ErrStale", err)
 		}
 	}
@@ -99,7 +99,7 @@ func TestRegistryLifecycle(t *testing.T) {
 		t.Fatal("the derivative did not follow the rename")
 	}
 
-	if err := r.RenameFailed(ctx, "t", 7, 1, nil, func(context.Context) error { return nil }); err != nil {
+	if err := r.RenameFailed(ctx, "t", 7, 1, nil, func(context.Context, provisioning.Tx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 2 || rec.Database != "EdFi_Ods_B" {
@@ -108,7 +108,7 @@ func TestRegistryLifecycle(t *testing.T) {
 	// A rename that failed after its DDL: the ledger and the connection
 	// strings follow the database; the row keeps the name it had.
 	after := &provisioning.Renaming{NewName: "C", NewDatabase: "EdFi_Ods_C", ConnectionString: "host=h;database=EdFi_Ods_C"}
-	if err := r.RenameFailed(ctx, "t", 7, 2, after, func(context.Context) error { return nil }); err != nil {
+	if err := r.RenameFailed(ctx, "t", 7, 2, after, func(context.Context, provisioning.Tx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 3 || rec.Database != "EdFi_Ods_C" || rec.Name != "C" {
@@ -120,14 +120,14 @@ func TestRegistryLifecycle(t *testing.T) {
 	if n := count(`SELECT count(*) FROM dbo.odsinstancederivatives WHERE connectionstring = 'host=h;database=EdFi_Ods_C'`); n != 1 {
 		t.Fatal("the derivative does not point at the database as it is")
 	}
-	if err := r.DeleteFailed(ctx, "t", 7, 3, func(context.Context) error { return nil }); err != nil {
+	if err := r.DeleteFailed(ctx, "t", 7, 3, func(context.Context, provisioning.Tx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	renameFailed := func(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+	renameFailed := func(ctx context.Context, tenant string, id, gen int, complete func(context.Context, provisioning.Tx) error) error {
 		return r.RenameFailed(ctx, tenant, id, gen, nil, complete)
 	}
-	for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{renameFailed, r.DeleteFailed} {
-		if err := fail(ctx, "t", 7, 2, func(context.Context) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
+	for _, fail := range []func(context.Context, string, int, int, func(context.Context, provisioning.Tx) error) error{renameFailed, r.DeleteFailed} {
+		if err := fail(ctx, "t", 7, 2, func(context.Context, provisioning.Tx) error { return boom }); !errors.Is(err, provisioning.ErrStale) {
 			t.Fatalf("a failure reported for a past generation: %v, want ErrStale", err)
 		}
 	}
@@ -142,13 +142,13 @@ func TestRegistryLifecycle(t *testing.T) {
 	if _, err := admin.Exec(ctx, `INSERT INTO dbo.apiclientodsinstances (apiclient_apiclientid, odsinstance_odsinstanceid) VALUES (1, $1)`, first.OdsInstanceID); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
+	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Tx, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("unregister with a failing completion: %v", err)
 	}
 	if n := count(`SELECT count(*) FROM dbo.odsinstances`); n != 1 {
 		t.Fatal("a rolled-back unregister removed the instance")
 	}
-	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+	if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Tx, provisioning.Record) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(`SELECT (SELECT count(*) FROM dbo.odsinstances) + (SELECT count(*) FROM dbo.odsinstancecontexts) + (SELECT count(*) FROM dbo.odsinstancederivatives) + (SELECT count(*) FROM dbo.apiclientodsinstances) + (SELECT count(*) FROM instancemgr.instances)`); n != 0 {
@@ -166,7 +166,7 @@ func TestRegisterChecksTheRowItFinds(t *testing.T) {
 	r, _, admin := newRegistry(t)
 	ctx := context.Background()
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 3, Database: "EdFi_Ods_C", Name: "C", ConnectionString: "host=h;database=EdFi_Ods_C"}
-	ok := func(context.Context, provisioning.RegisterResult) error { return nil }
+	ok := func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }
 	res, err := r.Register(ctx, reg, ok)
 	if err != nil {
 		t.Fatal(err)

@@ -310,7 +310,8 @@ func (e *MemoryEngine) Import(_ context.Context, name string, owner provisioning
 // AdminAPIRegisters, the dbo.odsinstances rows, held to the PostgreSQL
 // registry's rules. Each operation holds one lock from its first read to
 // the end of its completion, and a failed completion undoes the operation,
-// as the transaction does.
+// as the transaction does; having no SQL transaction, it hands its
+// completions a nil tx.
 type MemoryRegistry struct {
 	// AdminAPIRegisters leaves the rows to the Admin API and keeps only
 	// the ledger (provisioning.registration: adminapi).
@@ -405,7 +406,7 @@ func (r *MemoryRegistry) Records(context.Context) ([]provisioning.Record, error)
 }
 
 // Register implements provisioning.Registry.
-func (r *MemoryRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
+func (r *MemoryRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.Tx, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
 	var res provisioning.RegisterResult
 	owner := provisioning.Owner{Tenant: reg.Tenant, InstanceID: reg.InstanceID}
 	what := fmt.Sprintf("register %q", reg.Name)
@@ -443,13 +444,13 @@ func (r *MemoryRegistry) Register(ctx context.Context, reg provisioning.Registra
 		default:
 			return "", err
 		}
-		return "register " + key(owner) + " " + reg.Database, complete(ctx, res)
+		return "register " + key(owner) + " " + reg.Database, complete(ctx, nil, res)
 	})
 	return res, err
 }
 
 // Rename implements provisioning.Registry.
-func (r *MemoryRegistry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
+func (r *MemoryRegistry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	owner := provisioning.Owner{Tenant: ren.Tenant, InstanceID: ren.InstanceID}
 	return r.inTx(func() (string, error) {
 		before, err := r.lookup(ren.Tenant, ren.InstanceID)
@@ -466,12 +467,12 @@ func (r *MemoryRegistry) Rename(ctx context.Context, ren provisioning.Renaming, 
 		after := before
 		after.Database, after.Name, after.Generation = ren.NewDatabase, ren.NewName, before.Generation+1
 		r.ledger[owner] = after
-		return "rename " + key(owner) + " " + ren.NewDatabase, complete(ctx, before)
+		return "rename " + key(owner) + " " + ren.NewDatabase, complete(ctx, nil, before)
 	})
 }
 
 // RenameFailed implements provisioning.Registry.
-func (r *MemoryRegistry) RenameFailed(ctx context.Context, tenant string, id, generation int, moved *provisioning.Renaming, complete func(context.Context) error) error {
+func (r *MemoryRegistry) RenameFailed(ctx context.Context, tenant string, id, generation int, moved *provisioning.Renaming, complete func(context.Context, provisioning.Tx) error) error {
 	if moved == nil {
 		return r.advance(ctx, "rename-failed", tenant, id, generation, complete)
 	}
@@ -489,16 +490,16 @@ func (r *MemoryRegistry) RenameFailed(ctx context.Context, tenant string, id, ge
 		}
 		rec.Database, rec.Name, rec.Generation = moved.NewDatabase, moved.NewName, rec.Generation+1
 		r.ledger[rec.Owner()] = rec
-		return "rename-failed " + key(rec.Owner()) + " " + moved.NewDatabase, complete(ctx)
+		return "rename-failed " + key(rec.Owner()) + " " + moved.NewDatabase, complete(ctx, nil)
 	})
 }
 
 // DeleteFailed implements provisioning.Registry.
-func (r *MemoryRegistry) DeleteFailed(ctx context.Context, tenant string, id, generation int, complete func(context.Context) error) error {
+func (r *MemoryRegistry) DeleteFailed(ctx context.Context, tenant string, id, generation int, complete func(context.Context, provisioning.Tx) error) error {
 	return r.advance(ctx, "delete-failed", tenant, id, generation, complete)
 }
 
-func (r *MemoryRegistry) advance(ctx context.Context, what, tenant string, id, generation int, complete func(context.Context) error) error {
+func (r *MemoryRegistry) advance(ctx context.Context, what, tenant string, id, generation int, complete func(context.Context, provisioning.Tx) error) error {
 	return r.inTx(func() (string, error) {
 		rec, err := r.lookup(tenant, id)
 		if err != nil {
@@ -509,12 +510,12 @@ func (r *MemoryRegistry) advance(ctx context.Context, what, tenant string, id, g
 		}
 		rec.Generation++
 		r.ledger[rec.Owner()] = rec
-		return what + " " + key(rec.Owner()), complete(ctx)
+		return what + " " + key(rec.Owner()), complete(ctx, nil)
 	})
 }
 
 // Unregister implements provisioning.Registry.
-func (r *MemoryRegistry) Unregister(ctx context.Context, tenant string, id int, complete func(context.Context, provisioning.Record) error) error {
+func (r *MemoryRegistry) Unregister(ctx context.Context, tenant string, id int, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	return r.inTx(func() (string, error) {
 		before, err := r.lookup(tenant, id)
 		if err != nil {
@@ -524,6 +525,6 @@ func (r *MemoryRegistry) Unregister(ctx context.Context, tenant string, id int, 
 			delete(r.rows, before.OdsInstanceID)
 		}
 		delete(r.ledger, before.Owner())
-		return "unregister " + key(before.Owner()), complete(ctx, before)
+		return "unregister " + key(before.Owner()), complete(ctx, nil, before)
 	})
 }

@@ -239,23 +239,23 @@ func mustExist(t *testing.T, e provisioning.Engine, name string, want bool) {
 func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 	ctx := context.Background()
 	boom := errors.New("the Admin API said no")
-	ok := func(context.Context) error { return nil }
+	ok := func(context.Context, provisioning.Tx) error { return nil }
 	reg := provisioning.Registration{Tenant: "t", InstanceID: 7, Database: "EdFi_Ods_A", Name: "A", InstanceType: "enterprise",
 		ConnectionString: "host=h;database=EdFi_Ods_A", Contexts: []provisioning.Context{{Key: "k", Value: "v"}}, Derivatives: []string{"ReadReplica"}}
 
 	t.Run("register commits with its completion, once", func(t *testing.T) {
 		r := setup(t)
-		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return boom }); !errors.Is(err, boom) {
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("register with a failing completion: %v", err)
 		}
 		if _, err := r.Lookup(ctx, "t", 7); !errors.Is(err, provisioning.ErrNotRecorded) {
 			t.Fatalf("a rolled-back registration left a ledger entry: %v", err)
 		}
-		first, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil })
+		first, err := r.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil })
 		if err != nil || first.Existed {
 			t.Fatalf("register: %+v, %v", first, err)
 		}
-		again, err := r.Register(ctx, reg, func(_ context.Context, res provisioning.RegisterResult) error {
+		again, err := r.Register(ctx, reg, func(_ context.Context, _ provisioning.Tx, res provisioning.RegisterResult) error {
 			if !res.Existed {
 				return errors.New("the completion was not told it existed")
 			}
@@ -270,7 +270,7 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 		}
 		moved := reg
 		moved.Database, moved.Name = "EdFi_Ods_Other", "Other"
-		if _, err := r.Register(ctx, moved, func(context.Context, provisioning.RegisterResult) error { return nil }); !errors.Is(err, provisioning.ErrConflict) ||
+		if _, err := r.Register(ctx, moved, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); !errors.Is(err, provisioning.ErrConflict) ||
 			!strings.Contains(err.Error(), "EdFi_Ods_A") || !strings.Contains(err.Error(), "EdFi_Ods_Other") {
 			t.Fatalf("the same instance on another database: %v", err)
 		}
@@ -281,24 +281,24 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 
 	t.Run("renames and failures move the generation once", func(t *testing.T) {
 		r := setup(t)
-		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 		ren := provisioning.Renaming{Tenant: "t", InstanceID: 7, NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
-		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
+		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Tx, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("rename with a failing completion: %v", err)
 		}
 		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 0 || rec.Database != "EdFi_Ods_A" {
 			t.Fatalf("a rolled-back rename moved the ledger: %+v", rec)
 		}
 		var before provisioning.Record
-		if err := r.Rename(ctx, ren, func(_ context.Context, b provisioning.Record) error { before = b; return nil }); err != nil {
+		if err := r.Rename(ctx, ren, func(_ context.Context, _ provisioning.Tx, b provisioning.Record) error { before = b; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if before.Database != "EdFi_Ods_A" || before.Generation != 0 {
 			t.Fatalf("the completion saw %+v, want the ledger before the rename", before)
 		}
-		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
+		if err := r.Rename(ctx, ren, func(context.Context, provisioning.Tx, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
 			t.Fatalf("the same rename again: %v, want ErrStale", err)
 		}
 		if err := r.RenameFailed(ctx, "t", 7, 1, nil, ok); err != nil {
@@ -307,10 +307,10 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 		if err := r.DeleteFailed(ctx, "t", 7, 2, ok); err != nil {
 			t.Fatal(err)
 		}
-		renameFailed := func(ctx context.Context, tenant string, id, gen int, complete func(context.Context) error) error {
+		renameFailed := func(ctx context.Context, tenant string, id, gen int, complete func(context.Context, provisioning.Tx) error) error {
 			return r.RenameFailed(ctx, tenant, id, gen, nil, complete)
 		}
-		for _, fail := range []func(context.Context, string, int, int, func(context.Context) error) error{renameFailed, r.DeleteFailed} {
+		for _, fail := range []func(context.Context, string, int, int, func(context.Context, provisioning.Tx) error) error{renameFailed, r.DeleteFailed} {
 			if err := fail(ctx, "t", 7, 2, ok); !errors.Is(err, provisioning.ErrStale) {
 				t.Fatalf("a failure for a past generation: %v, want ErrStale", err)
 			}
@@ -318,7 +318,7 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 				t.Fatalf("a failure for an unknown instance: %v", err)
 			}
 		}
-		if err := r.DeleteFailed(ctx, "t", 7, 3, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		if err := r.DeleteFailed(ctx, "t", 7, 3, func(context.Context, provisioning.Tx) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("a failure whose report fails: %v", err)
 		}
 		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 3 || rec.Database != "EdFi_Ods_B" || rec.Name != "B" {
@@ -328,45 +328,45 @@ func Registry(t *testing.T, setup func(t *testing.T) provisioning.Registry) {
 
 	t.Run("a rename that failed after its database moved leaves the ledger on the database as it is", func(t *testing.T) {
 		r := setup(t)
-		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 		moved := &provisioning.Renaming{NewName: "B", NewDatabase: "EdFi_Ods_B", ConnectionString: "host=h;database=EdFi_Ods_B"}
-		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context, provisioning.Tx) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("with a failing report: %v", err)
 		}
 		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 0 || rec.Database != "EdFi_Ods_A" {
 			t.Fatalf("a rolled-back failure moved the ledger: %+v", rec)
 		}
-		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context) error { return nil }); err != nil {
+		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context, provisioning.Tx) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if rec, _ := r.Lookup(ctx, "t", 7); rec.Generation != 1 || rec.Database != "EdFi_Ods_B" || rec.Name != "B" {
 			t.Fatalf("ledger %+v, want generation 1 on EdFi_Ods_B", rec)
 		}
-		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
+		if err := r.RenameFailed(ctx, "t", 7, 0, moved, func(context.Context, provisioning.Tx) error { return nil }); !errors.Is(err, provisioning.ErrStale) {
 			t.Fatalf("the same failure again: %v, want ErrStale", err)
 		}
 	})
 
 	t.Run("unregister commits with its completion", func(t *testing.T) {
 		r := setup(t)
-		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.RegisterResult) error { return nil }); err != nil {
+		if _, err := r.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
+		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Tx, provisioning.Record) error { return boom }); !errors.Is(err, boom) {
 			t.Fatalf("unregister with a failing completion: %v", err)
 		}
 		if _, err := r.Lookup(ctx, "t", 7); err != nil {
 			t.Fatalf("a rolled-back unregister removed the entry: %v", err)
 		}
-		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return nil }); err != nil {
+		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Tx, provisioning.Record) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := r.Lookup(ctx, "t", 7); !errors.Is(err, provisioning.ErrNotRecorded) {
 			t.Fatalf("lookup after unregister: %v", err)
 		}
-		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrNotRecorded) {
+		if err := r.Unregister(ctx, "t", 7, func(context.Context, provisioning.Tx, provisioning.Record) error { return nil }); !errors.Is(err, provisioning.ErrNotRecorded) {
 			t.Fatalf("unregister again: %v", err)
 		}
 	})

@@ -17,34 +17,11 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
-// ErrNoRows is what an adapter's Row.Scan returns when there is no row.
-var ErrNoRows = errors.New("no rows")
-
 // Conn is a database the registry writes, through the engine's driver.
 type Conn interface {
-	Begin(ctx context.Context) (Tx, error)
-	QueryRow(ctx context.Context, sql string, args ...any) Row
-	Query(ctx context.Context, sql string, args ...any) (Rows, error)
-}
-
-// Tx is a transaction of Conn.
-type Tx interface {
-	Exec(ctx context.Context, sql string, args ...any) error
-	QueryRow(ctx context.Context, sql string, args ...any) Row
-	Query(ctx context.Context, sql string, args ...any) (Rows, error)
-	Commit(ctx context.Context) error
-	Rollback(ctx context.Context) error
-}
-
-// Row is one result row; Scan returns ErrNoRows when there is none.
-type Row interface{ Scan(dest ...any) error }
-
-// Rows is a result set.
-type Rows interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-	Close()
+	Begin(ctx context.Context) (provisioning.Tx, error)
+	QueryRow(ctx context.Context, sql string, args ...any) provisioning.ResultRow
+	Query(ctx context.Context, sql string, args ...any) (provisioning.ResultRows, error)
 }
 
 // Statements are one engine's SQL for the registry, with its own
@@ -107,22 +84,10 @@ func New(conn Conn, st Statements, classify func(error) error, isUnique func(err
 // system keeps there (the newest Admin API's manage rows).
 func (r *Registry) Conn() Conn { return r.conn }
 
-type txKey struct{}
-
-// TxFrom is the registry transaction a completion runs in: Register,
-// Rename, RenameFailed, DeleteFailed and Unregister call their completion
-// with a context that carries it, so that a completion which writes
-// EdFi_Admin itself (the manage flavor's status change) commits or rolls
-// back with the registration. ok is false outside a completion.
-func TxFrom(ctx context.Context) (tx Tx, ok bool) {
-	tx, ok = ctx.Value(txKey{}).(Tx)
-	return tx, ok
-}
-
 // inTx runs fn in a transaction that holds the instance's lock, so every
 // change to one instance (create, rename, delete, by any delivery) runs one
-// after the other. fn's context carries the transaction (TxFrom).
-func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what string, fn func(context.Context, Tx) error) error {
+// after the other.
+func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what string, fn func(provisioning.Tx) error) error {
 	tx, err := r.conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, r.classify(err))
@@ -131,7 +96,7 @@ func (r *Registry) inTx(ctx context.Context, tenant string, instanceID int, what
 	if err := tx.Exec(ctx, r.st.Lock, r.lockKey(tenant, instanceID)); err != nil {
 		return fmt.Errorf("%s: lock: %w", what, r.classify(err))
 	}
-	if err := fn(context.WithValue(ctx, txKey{}, tx), tx); err != nil {
+	if err := fn(tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -150,11 +115,11 @@ func (r *Registry) lockKey(tenant string, instanceID int) string {
 }
 
 func (r *Registry) lookup(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) Row
+	QueryRow(context.Context, string, ...any) provisioning.ResultRow
 }, sql, tenant string, instanceID int) (provisioning.Record, error) {
 	rec := provisioning.Record{Tenant: tenant, InstanceID: instanceID, Line: r.Line}
 	err := q.QueryRow(ctx, sql, tenant, instanceID, r.Line.String()).Scan(&rec.OdsInstanceID, &rec.Database, &rec.Name, &rec.Generation)
-	if errors.Is(err, ErrNoRows) {
+	if errors.Is(err, provisioning.ErrNoRows) {
 		return rec, fmt.Errorf("%w: %s", provisioning.ErrNotRecorded, rec.Owner())
 	}
 	if err != nil {
@@ -223,10 +188,10 @@ func (r *Registry) Rows(ctx context.Context) ([]provisioning.Row, error) {
 // Register implements provisioning.Registry. The ledger says whether this
 // instance was registered before; a dbo.odsinstances row of the same name
 // and type that the ledger does not know is someone else's, and a conflict.
-func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
+func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.Tx, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
 	var res provisioning.RegisterResult
 	what := fmt.Sprintf("register %q", reg.Name)
-	err := r.inTx(ctx, reg.Tenant, reg.InstanceID, what, func(ctx context.Context, tx Tx) error {
+	err := r.inTx(ctx, reg.Tenant, reg.InstanceID, what, func(tx provisioning.Tx) error {
 		rec, err := r.lookup(ctx, tx, r.st.LookupForUpdate, reg.Tenant, reg.InstanceID)
 		switch {
 		case err == nil:
@@ -240,7 +205,7 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 					return err
 				}
 			}
-			return complete(ctx, res)
+			return complete(ctx, tx, res)
 		case !errors.Is(err, provisioning.ErrNotRecorded):
 			return err
 		}
@@ -254,17 +219,17 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 		if err := tx.Exec(ctx, r.st.InsertLedger, reg.Tenant, reg.InstanceID, odsID, reg.Database, reg.Name, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: write the ledger: %w", what, r.classify(err))
 		}
-		return complete(ctx, res)
+		return complete(ctx, tx, res)
 	})
 	return res, err
 }
 
 // checkRow is a ledger entry's row still there, under the same name?
-func (r *Registry) checkRow(ctx context.Context, tx Tx, what string, odsID int, name string) error {
+func (r *Registry) checkRow(ctx context.Context, tx provisioning.Tx, what string, odsID int, name string) error {
 	var rowName string
 	err := tx.QueryRow(ctx, r.st.RowName, odsID).Scan(&rowName)
 	switch {
-	case errors.Is(err, ErrNoRows):
+	case errors.Is(err, provisioning.ErrNoRows):
 		return fmt.Errorf("%s: %w: the ledger names dbo.odsinstances row %d, which someone else removed", what, provisioning.ErrConflict, odsID)
 	case err != nil:
 		return fmt.Errorf("%s: read dbo.odsinstances: %w", what, r.classify(err))
@@ -275,7 +240,7 @@ func (r *Registry) checkRow(ctx context.Context, tx Tx, what string, odsID int, 
 }
 
 // insertRows writes the instance row, its contexts and derivatives.
-func (r *Registry) insertRows(ctx context.Context, tx Tx, what string, reg provisioning.Registration, res *provisioning.RegisterResult) error {
+func (r *Registry) insertRows(ctx context.Context, tx provisioning.Tx, what string, reg provisioning.Registration, res *provisioning.RegisterResult) error {
 	err := tx.QueryRow(ctx, r.st.InsertRow, reg.Name, nullIfEmpty(reg.InstanceType), reg.ConnectionString).Scan(&res.OdsInstanceID)
 	if err != nil && r.isUnique(err) {
 		return fmt.Errorf("%s: %w: dbo.odsinstances already has an instance of this name and type that instancemgr did not register", what, provisioning.ErrConflict)
@@ -301,9 +266,9 @@ func (r *Registry) insertRows(ctx context.Context, tx Tx, what string, reg provi
 // Rename implements provisioning.Registry. The ledger moves to the new
 // database and the next generation; with the worker registering, the
 // instance row and its derivatives follow.
-func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Record) error) error {
+func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	what := fmt.Sprintf("rename registration of instance %d to %q", ren.InstanceID, ren.NewName)
-	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(ctx context.Context, tx Tx) error {
+	return r.inTx(ctx, ren.Tenant, ren.InstanceID, what, func(tx provisioning.Tx) error {
 		before, err := r.at(ctx, tx, ren.Tenant, ren.InstanceID, ren.Generation, what)
 		if err != nil {
 			return err
@@ -319,18 +284,18 @@ func (r *Registry) Rename(ctx context.Context, ren provisioning.Renaming, comple
 		if err := tx.Exec(ctx, r.st.MoveLedger, ren.NewDatabase, ren.NewName, ren.Tenant, ren.InstanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: update the ledger: %w", what, r.classify(err))
 		}
-		return complete(ctx, before)
+		return complete(ctx, tx, before)
 	})
 }
 
 // RenameFailed implements provisioning.Registry.
-func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, generation int, moved *provisioning.Renaming, complete func(context.Context) error) error {
+func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, generation int, moved *provisioning.Renaming, complete func(context.Context, provisioning.Tx) error) error {
 	what := fmt.Sprintf("record the failed rename of instance %d", instanceID)
 	if moved == nil {
 		return r.advance(ctx, tenant, instanceID, generation, what, complete)
 	}
 	what += fmt.Sprintf(", its database now %q", moved.NewDatabase)
-	return r.inTx(ctx, tenant, instanceID, what, func(ctx context.Context, tx Tx) error {
+	return r.inTx(ctx, tenant, instanceID, what, func(tx provisioning.Tx) error {
 		before, err := r.at(ctx, tx, tenant, instanceID, generation, what)
 		if err != nil {
 			return err
@@ -346,18 +311,18 @@ func (r *Registry) RenameFailed(ctx context.Context, tenant string, instanceID, 
 		if err := tx.Exec(ctx, r.st.MoveLedger, moved.NewDatabase, moved.NewName, tenant, instanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: update the ledger: %w", what, r.classify(err))
 		}
-		return complete(ctx)
+		return complete(ctx, tx)
 	})
 }
 
 // DeleteFailed implements provisioning.Registry.
-func (r *Registry) DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(context.Context) error) error {
+func (r *Registry) DeleteFailed(ctx context.Context, tenant string, instanceID, generation int, complete func(context.Context, provisioning.Tx) error) error {
 	return r.advance(ctx, tenant, instanceID, generation, fmt.Sprintf("record the failed delete of instance %d", instanceID), complete)
 }
 
 // at reads the instance's ledger entry for update, ErrStale when it is
 // past generation.
-func (r *Registry) at(ctx context.Context, tx Tx, tenant string, instanceID, generation int, what string) (provisioning.Record, error) {
+func (r *Registry) at(ctx context.Context, tx provisioning.Tx, tenant string, instanceID, generation int, what string) (provisioning.Record, error) {
 	before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
 	if err == nil && before.Generation != generation {
 		err = fmt.Errorf("%s: %w: the ledger is at generation %d, the job was made for %d", what, provisioning.ErrStale, before.Generation, generation)
@@ -366,23 +331,23 @@ func (r *Registry) at(ctx context.Context, tx Tx, tenant string, instanceID, gen
 }
 
 // advance moves the ledger from generation to the next one.
-func (r *Registry) advance(ctx context.Context, tenant string, instanceID, generation int, what string, complete func(context.Context) error) error {
-	return r.inTx(ctx, tenant, instanceID, what, func(ctx context.Context, tx Tx) error {
+func (r *Registry) advance(ctx context.Context, tenant string, instanceID, generation int, what string, complete func(context.Context, provisioning.Tx) error) error {
+	return r.inTx(ctx, tenant, instanceID, what, func(tx provisioning.Tx) error {
 		if _, err := r.at(ctx, tx, tenant, instanceID, generation, what); err != nil {
 			return err
 		}
 		if err := tx.Exec(ctx, r.st.Advance, tenant, instanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: %w", what, r.classify(err))
 		}
-		return complete(ctx)
+		return complete(ctx, tx)
 	})
 }
 
 // Unregister implements provisioning.Registry. Children go before the
 // instance: the ODS/API's foreign keys do not cascade.
-func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int, complete func(context.Context, provisioning.Record) error) error {
+func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
 	what := fmt.Sprintf("unregister instance %d", instanceID)
-	return r.inTx(ctx, tenant, instanceID, what, func(ctx context.Context, tx Tx) error {
+	return r.inTx(ctx, tenant, instanceID, what, func(tx provisioning.Tx) error {
 		before, err := r.lookup(ctx, tx, r.st.LookupForUpdate, tenant, instanceID)
 		if err != nil {
 			return err
@@ -397,7 +362,7 @@ func (r *Registry) Unregister(ctx context.Context, tenant string, instanceID int
 		if err := tx.Exec(ctx, r.st.DeleteLedger, tenant, instanceID, r.Line.String()); err != nil {
 			return fmt.Errorf("%s: ledger: %w", what, r.classify(err))
 		}
-		return complete(ctx, before)
+		return complete(ctx, tx, before)
 	})
 }
 

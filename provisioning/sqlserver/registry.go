@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/edfi-tools/instancemgr/provisioning"
 	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
 )
 
@@ -127,16 +128,16 @@ func (r *Registry) Close() { r.db.Close() }
 // conn adapts database/sql to sqlregistry.Conn.
 type conn struct{ db *sql.DB }
 
-func (c conn) Begin(ctx context.Context) (sqlregistry.Tx, error) {
+func (c conn) Begin(ctx context.Context) (provisioning.Tx, error) {
 	t, err := c.db.BeginTx(ctx, nil)
 	return tx{t}, err
 }
 
-func (c conn) QueryRow(ctx context.Context, query string, args ...any) sqlregistry.Row {
+func (c conn) QueryRow(ctx context.Context, query string, args ...any) provisioning.ResultRow {
 	return row{c.db.QueryRowContext(ctx, query, args...)}
 }
 
-func (c conn) Query(ctx context.Context, query string, args ...any) (sqlregistry.Rows, error) {
+func (c conn) Query(ctx context.Context, query string, args ...any) (provisioning.ResultRows, error) {
 	r, err := c.db.QueryContext(ctx, query, args...)
 	return rows{r}, err
 }
@@ -148,11 +149,11 @@ func (t tx) Exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
-func (t tx) QueryRow(ctx context.Context, query string, args ...any) sqlregistry.Row {
+func (t tx) QueryRow(ctx context.Context, query string, args ...any) provisioning.ResultRow {
 	return row{t.tx.QueryRowContext(ctx, query, args...)}
 }
 
-func (t tx) Query(ctx context.Context, query string, args ...any) (sqlregistry.Rows, error) {
+func (t tx) Query(ctx context.Context, query string, args ...any) (provisioning.ResultRows, error) {
 	r, err := t.tx.QueryContext(ctx, query, args...)
 	return rows{r}, err
 }
@@ -165,7 +166,7 @@ type row struct{ row *sql.Row }
 func (r row) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return sqlregistry.ErrNoRows
+		return provisioning.ErrNoRows
 	}
 	return err
 }

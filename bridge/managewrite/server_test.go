@@ -1,4 +1,4 @@
-package manage_test
+package managewrite_test
 
 import (
 	"context"
@@ -13,10 +13,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -36,7 +37,7 @@ func newFront(t *testing.T, disabled bool) *front {
 }
 
 // newFrontWith is newFront with its options set by with (nil: none).
-func newFrontWith(t *testing.T, disabled bool, with func(*manage.Endpoints, *manage.ServerOptions)) *front {
+func newFrontWith(t *testing.T, disabled bool, with func(*managewrite.Endpoints, *managewrite.ServerOptions)) *front {
 	t.Helper()
 	db := testenv.FreshAdminDatabase(t)
 	admin := testenv.Connect(t, db)
@@ -45,14 +46,14 @@ func newFrontWith(t *testing.T, disabled bool, with func(*manage.Endpoints, *man
 	}
 	api := simulatortest.Start(t, simulator.Options{Tenants: []string{"default", "unmapped"}, Manage: true, ManageDisabled: disabled,
 		AdminDatabases: map[string]string{"*": testenv.ConnString(t, db)}})
-	open := func(context.Context, string) (manage.DB, error) {
-		return manage.DB{Conn: postgres.Conn(admin), Statements: manage.Postgres}, nil
+	open := func(context.Context, string) (managewrite.DB, error) {
+		return managewrite.DB{Conn: postgres.Conn(admin), Statements: managewrite.Postgres}, nil
 	}
-	endpoints, opts := manage.NewEndpoints(open, nil, nil), manage.ServerOptions{AdminAPI: api.URL, Tenants: []string{"default"}}
+	endpoints, opts := managewrite.NewEndpoints(open, nil, nil), managewrite.ServerOptions{AdminAPI: api.URL, Tenants: []string{"default"}}
 	if with != nil {
 		with(endpoints, &opts)
 	}
-	srv, err := manage.NewServer(endpoints, opts)
+	srv, err := managewrite.NewServer(endpoints, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func (f *front) call(base, method, path, body string, headers ...string) answer 
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := manage.NoRedirects(nil).Do(req) // a redirect is an answer to check
+	resp, err := managewrite.NoRedirects(nil).Do(req) // a redirect is an answer to check
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestServerWritesWhatTheAdminAPIAuthorizes(t *testing.T) {
 		}
 		got := f.call(f.api.URL, http.MethodGet, "/v2/odsInstances/manage/"+strconv.Itoa(id), "", "Authorization", bearer)
 		var row struct{ Name, Status, DatabaseTemplate string }
-		if err := json.Unmarshal([]byte(got.body), &row); err != nil || row.Status != manage.PendingCreate || row.DatabaseTemplate != "Sample" {
+		if err := json.Unmarshal([]byte(got.body), &row); err != nil || row.Status != managerows.PendingCreate || row.DatabaseTemplate != "Sample" {
 			t.Fatalf("the Admin API reads request %d as %d %q", id, got.status, got.body)
 		}
 	}
@@ -167,7 +168,7 @@ func TestServerWritesWhatTheAdminAPIAuthorizes(t *testing.T) {
 		t.Fatalf("DELETE of a Created request: %d %q", a.status, a.body)
 	}
 	var status string
-	if err := f.admin.QueryRow(context.Background(), `SELECT status FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status); err != nil || status != manage.PendingDelete {
+	if err := f.admin.QueryRow(context.Background(), `SELECT status FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status); err != nil || status != managerows.PendingDelete {
 		t.Fatalf("after DELETE: %s, %v", status, err)
 	}
 	missing := f.call(f.url, http.MethodDelete, "/v3/dataStores/manage/999", "", "Authorization", bearer)
@@ -203,9 +204,9 @@ func TestServerRefusesWhatItCannotAuthorize(t *testing.T) {
 	}
 	gone := "http://" + ln.Addr().String()
 	ln.Close()
-	srv, err := manage.NewServer(manage.NewEndpoints(func(context.Context, string) (manage.DB, error) {
-		return manage.DB{Conn: postgres.Conn(f.admin), Statements: manage.Postgres}, nil
-	}, nil, nil), manage.ServerOptions{AdminAPI: gone, Tenants: []string{"default"}})
+	srv, err := managewrite.NewServer(managewrite.NewEndpoints(func(context.Context, string) (managewrite.DB, error) {
+		return managewrite.DB{Conn: postgres.Conn(f.admin), Statements: managewrite.Postgres}, nil
+	}, nil, nil), managewrite.ServerOptions{AdminAPI: gone, Tenants: []string{"default"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestServerRefusesWhatItCannotAuthorize(t *testing.T) {
 	if n := off.rows() + f.rows(); n != 0 {
 		t.Fatalf("%d rows written by refused calls", n)
 	}
-	if _, err := manage.NewServer(nil, manage.ServerOptions{AdminAPI: "ftp://admin"}); err == nil {
+	if _, err := managewrite.NewServer(nil, managewrite.ServerOptions{AdminAPI: "ftp://admin"}); err == nil {
 		t.Fatal("an Admin API URL that is not http(s) was accepted")
 	}
 }

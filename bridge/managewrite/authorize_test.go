@@ -1,4 +1,4 @@
-package manage_test
+package managewrite_test
 
 import (
 	"context"
@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -26,7 +27,7 @@ type gate struct {
 
 // newGate starts the routes with o (Tenants: "default" when none); the
 // Admin API is api.
-func newGate(t *testing.T, api http.HandlerFunc, o manage.ServerOptions) *gate {
+func newGate(t *testing.T, api http.HandlerFunc, o managewrite.ServerOptions) *gate {
 	t.Helper()
 	db := testenv.FreshAdminDatabase(t)
 	admin := testenv.Connect(t, db)
@@ -45,10 +46,10 @@ VALUES ('Standing', 'Minimal', 'Created') RETURNING id`).Scan(&created); err != 
 		o.Tenants = []string{"default"}
 	}
 	o.AdminAPI = upstream.URL
-	open := func(context.Context, string) (manage.DB, error) {
-		return manage.DB{Conn: postgres.Conn(admin), Statements: manage.Postgres}, nil
+	open := func(context.Context, string) (managewrite.DB, error) {
+		return managewrite.DB{Conn: postgres.Conn(admin), Statements: managewrite.Postgres}, nil
 	}
-	srv, err := manage.NewServer(manage.NewEndpoints(open, nil, nil), o)
+	srv, err := managewrite.NewServer(managewrite.NewEndpoints(open, nil, nil), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func (g *gate) untouched() {
 	var status string
 	err := g.admin.QueryRow(context.Background(),
 		`SELECT count(*), min(status) FROM adminapi.odsinstancemanages`).Scan(&n, &status)
-	if err != nil || n != 1 || status != manage.Created {
+	if err != nil || n != 1 || status != managerows.Created {
 		g.t.Fatalf("a refused call wrote: %d rows, status %q, %v", n, status, err)
 	}
 }
@@ -137,7 +138,7 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGate(t, tt.api, manage.ServerOptions{})
+			g := newGate(t, tt.api, managewrite.ServerOptions{})
 			for _, c := range []struct{ method, path, body string }{
 				{http.MethodPost, "/v2/odsInstances/manage", `{"name":"Sneaky","databaseTemplate":"Minimal"}`},
 				{http.MethodPost, "/v3/dataStores/manage", `{"name":"Sneaky","databaseTemplate":"Minimal"}`},
@@ -156,7 +157,7 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 
 	// The same routes through an Admin API that says yes as the Admin API
 	// does: the checks refuse nothing they should let through.
-	g := newGate(t, adminAPIAnswer, manage.ServerOptions{})
+	g := newGate(t, adminAPIAnswer, managewrite.ServerOptions{})
 	if a := g.call(g.url, http.MethodPost, "/v3/dataStores/manage", `{"name":"Fine","databaseTemplate":"Minimal"}`); a.status != http.StatusAccepted {
 		t.Fatalf("POST with the Admin API's yes: %d %q", a.status, a.body)
 	}
@@ -172,7 +173,7 @@ func TestAuthorizationTakesOnlyTheAdminAPIsYes(t *testing.T) {
 func TestAWriteWithoutTenantNeedsTheOnlyTenant(t *testing.T) {
 	var asked atomic.Int32
 	api := func(w http.ResponseWriter, r *http.Request) { asked.Add(1); adminAPIAnswer(w, r) }
-	several := newGate(t, api, manage.ServerOptions{Tenants: []string{"district-a", "district-b"}})
+	several := newGate(t, api, managewrite.ServerOptions{Tenants: []string{"district-a", "district-b"}})
 	for _, c := range []struct {
 		method, path, body string
 		v3                 bool
@@ -208,7 +209,7 @@ func TestAWriteWithoutTenantNeedsTheOnlyTenant(t *testing.T) {
 	one := newGate(t, func(w http.ResponseWriter, r *http.Request) {
 		tenantAsked.Store(r.Header.Get("Tenant"))
 		adminAPIAnswer(w, r)
-	}, manage.ServerOptions{Tenants: []string{"district-a"}})
+	}, managewrite.ServerOptions{Tenants: []string{"district-a"}})
 	if a := one.call(one.url, http.MethodPost, "/v2/odsInstances/manage", `{"name":"Here","databaseTemplate":"Minimal"}`); a.status != http.StatusAccepted {
 		t.Fatalf("POST without Tenant, one tenant served: %d %q", a.status, a.body)
 	}

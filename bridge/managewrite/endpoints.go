@@ -1,4 +1,17 @@
-package manage
+// Package managewrite is the door where the newest Admin API line's
+// requests enter: POST and DELETE of /v2/odsInstances/manage and
+// /v3/dataStores/manage, each authorized by the Admin API (Server), with
+// the Admin API's validation, status codes and bodies
+// (AddOdsInstanceManage.cs, DeleteOdsInstanceManage.cs and their v3 twins)
+// and instancemgr's limits and audit. A request becomes a row of
+// adminapi.OdsInstanceManages in the tenant's EdFi_Admin, which the bridge
+// then reads (provisioning/managerows). instancemgr serves these routes so
+// that the Admin API's handler never schedules its own Quartz job for a
+// request (docs/adminapi-newest.md, "The decision, first").
+//
+// It must never write a request the Admin API has not authorized, nor two
+// requests that make one database.
+package managewrite
 
 import (
 	"context"
@@ -10,21 +23,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
 	"github.com/edfi-tools/instancemgr/internal/audit"
+	"github.com/edfi-tools/instancemgr/internal/respond"
 	"github.com/edfi-tools/instancemgr/provisioning"
-	"github.com/edfi-tools/instancemgr/provisioning/sqlregistry"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 )
-
-// The write side of the manage routes: POST and DELETE of
-// /v2/odsInstances/manage and /v3/dataStores/manage, with the Admin API's
-// validation, status codes and bodies (AddOdsInstanceManage.cs,
-// DeleteOdsInstanceManage.cs and their v3 twins). instancemgr serves them
-// so that the Admin API's handler never schedules its own Quartz job for a
-// request (docs/adminapi-newest.md, "The decision, first"); the simulator
-// serves them with the same code.
 
 // Route is one of the two routes to the same rows: v2 and v3 differ in
 // paths, words and problem bodies.
@@ -47,8 +53,8 @@ func (rt Route) Noun() string {
 	return "OdsInstanceManage"
 }
 
-// V3Problem is the v3 problem body (V3ProblemDetailsFactory).
-type V3Problem struct {
+// v3Problem is the v3 problem body (v3ProblemDetailsFactory).
+type v3Problem struct {
 	Type             string              `json:"type"`
 	Title            string              `json:"title"`
 	Status           int                 `json:"status"`
@@ -63,7 +69,7 @@ func (rt Route) Validation(w http.ResponseWriter, errs map[string][]string) {
 		respond.WriteValidation(w, errs)
 		return
 	}
-	respond.JSON(w, http.StatusBadRequest, V3Problem{Type: "urn:ed-fi:management-api:bad-request:validation", Title: "Validation failed",
+	respond.JSON(w, http.StatusBadRequest, v3Problem{Type: "urn:ed-fi:management-api:bad-request:validation", Title: "Validation failed",
 		Status: http.StatusBadRequest, Detail: "Validation failed", ValidationErrors: errs, Errors: errs})
 }
 
@@ -78,37 +84,28 @@ func (rt Route) NotFound(w http.ResponseWriter, id int) {
 		respond.JSON(w, http.StatusNotFound, respond.Problem{ProblemDetails: adminapi.ProblemDetails{Title: msg, Status: http.StatusNotFound}})
 		return
 	}
-	respond.JSON(w, http.StatusNotFound, V3Problem{Type: "urn:ed-fi:management-api:not-found", Title: msg, Status: http.StatusNotFound, Detail: msg})
+	respond.JSON(w, http.StatusNotFound, v3Problem{Type: "urn:ed-fi:management-api:not-found", Title: msg, Status: http.StatusNotFound, Detail: msg})
 }
 
-// Disabled answers the 400 of EnableDataStoreManagement false.
-func (rt Route) Disabled(w http.ResponseWriter) {
-	key := "OdsInstance"
-	if rt.V3 {
-		key = "dataStore"
-	}
-	rt.Validation(w, map[string][]string{key: {"This endpoint has been disabled on application settings."}})
-}
-
-// Blocked is why a request in status cannot be deleted
+// blocked is why a request in status cannot be deleted
 // (DeleteOdsInstanceManage.GetBlockingStatusMessage); "" for Created.
-func Blocked(noun, status string) string {
+func blocked(noun, status string) string {
 	switch status {
-	case PendingCreate:
+	case managerows.PendingCreate:
 		return noun + " is being provisioned. Wait for creation to complete."
-	case CreateInProgress:
+	case managerows.CreateInProgress:
 		return noun + " is currently being provisioned. Wait for creation to complete."
-	case CreateFailed:
+	case managerows.CreateFailed:
 		return noun + " creation failed. It will be retried automatically by the background job."
-	case CreateError:
+	case managerows.CreateError:
 		return noun + " creation failed permanently. Manual database intervention required before deleting."
-	case PendingDelete:
+	case managerows.PendingDelete:
 		return noun + " is already queued for deletion."
-	case DeleteInProgress:
+	case managerows.DeleteInProgress:
 		return noun + " is currently being deleted."
-	case DeleteFailed:
+	case managerows.DeleteFailed:
 		return noun + " deletion failed. It will be retried automatically by the background job."
-	case DeleteError:
+	case managerows.DeleteError:
 		return noun + " deletion failed permanently. Manual database intervention required."
 	}
 	return ""
@@ -310,7 +307,7 @@ func NameLockKey(database string) string {
 // sameDatabase finds a request or instance whose database is req's: the
 // one its request was claimed with, else the one the naming rule makes of
 // its name and template.
-func sameDatabase(ctx context.Context, tx sqlregistry.Tx, st Statements, req createRequest) (*clash, error) {
+func sameDatabase(ctx context.Context, tx provisioning.Tx, st Statements, req createRequest) (*clash, error) {
 	rows, err := tx.Query(ctx, st.Names)
 	if err != nil {
 		return nil, fmt.Errorf("read the names of manage requests and instances: %w", err)
@@ -370,25 +367,25 @@ func (e *Endpoints) Delete(w http.ResponseWriter, r *http.Request, rt Route, ten
 		return "EdFi_Admin unreachable"
 	}
 	ctx := r.Context()
-	req, err := get(ctx, db.Conn, db.Statements, tenant, id)
+	req, err := managerows.Get(ctx, db.Conn, db.Statements.Statements, tenant, id)
 	switch {
-	case errors.Is(err, adminapi.ErrNotFound), err == nil && req.status == Deleted:
+	case errors.Is(err, adminapi.ErrNotFound), err == nil && req.Status == managerows.Deleted:
 		rt.NotFound(w, id)
 		return "not found"
 	case err != nil:
 		e.failed(w, tenant, "read the manage row", "read", err)
 		return "EdFi_Admin read failed"
 	}
-	if msg := Blocked(rt.Noun(), req.status); msg != "" {
+	if msg := blocked(rt.Noun(), req.Status); msg != "" {
 		rt.Validation(w, map[string][]string{"id": {msg}})
-		return "status " + req.status
+		return "status " + req.Status
 	}
 	// Only from Created, in the statement that moves it: a delete racing
 	// another change is refused rather than applied over it.
 	var moved int
-	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, PendingDelete, nil, e.now(), Created).Scan(&moved)
+	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, managerows.PendingDelete, nil, e.now(), managerows.Created).Scan(&moved)
 	switch {
-	case errors.Is(err, sqlregistry.ErrNoRows):
+	case errors.Is(err, provisioning.ErrNoRows):
 		rt.Validation(w, map[string][]string{"id": {rt.Noun() + " changed while it was being deleted; read it again."}})
 		return "changed meanwhile"
 	case err != nil:
@@ -441,4 +438,15 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// cutTo cuts s to at most n bytes on a character boundary.
+func cutTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

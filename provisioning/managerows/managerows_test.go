@@ -1,4 +1,4 @@
-package manage_test
+package managerows_test
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"testing"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -21,7 +21,7 @@ type world struct {
 	t      *testing.T
 	admin  string
 	reg    *postgres.Registry
-	source *manage.Source
+	source *managerows.Source
 }
 
 func newWorld(t *testing.T) *world {
@@ -37,10 +37,10 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(reg.Close)
 	reg.Line = provisioning.LineManage // as the manage flavor opens it
-	open := func(context.Context, string) (manage.DB, error) {
-		return manage.DB{Conn: reg.Conn(), Statements: manage.Postgres}, nil
+	open := func(context.Context, string) (managerows.DB, error) {
+		return managerows.DB{Conn: reg.Conn(), Statements: managerows.Postgres}, nil
 	}
-	return &world{t: t, admin: admin, reg: reg, source: manage.New([]string{"district"}, open, nil)}
+	return &world{t: t, admin: admin, reg: reg, source: managerows.New([]string{"district"}, open, nil)}
 }
 
 // request inserts a manage row as POST does and returns its id.
@@ -75,7 +75,7 @@ func TestClaimIsConditionalAndRecognisesItsOwn(t *testing.T) {
 	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_One_Minimal"); err != nil {
 		t.Fatal(err)
 	}
-	if st, db := w.status(id); st != manage.CreateInProgress || db != "EdFi_Ods_One_Minimal" {
+	if st, db := w.status(id); st != managerows.CreateInProgress || db != "EdFi_Ods_One_Minimal" {
 		t.Fatalf("after the claim: %s %q", st, db)
 	}
 	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_One_Minimal"); err != nil {
@@ -137,13 +137,13 @@ func TestCompletedTakesTheManageLinesEntryOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Three_Minimal", Name: "Three", InstanceType: "Minimal", ConnectionString: "x"}
-	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
-		return w.source.Completed(ctx, "district", id, "")
+	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, _ provisioning.RegisterResult) error {
+		return w.source.CompletedTx(ctx, tx, "district", id, "")
 	})
 	if err != nil {
 		t.Fatalf("register manage request %d beside adminconsole instance %d: %v", id, id, err)
 	}
-	if st, db := w.status(id); st != manage.Created || db != "EdFi_Ods_Three_Minimal" {
+	if st, db := w.status(id); st != managerows.Created || db != "EdFi_Ods_Three_Minimal" {
 		t.Fatalf("the request is %s on %q; want Created on its own database", st, db)
 	}
 	inst, err := w.source.Instance(ctx, "district", id)
@@ -156,13 +156,13 @@ func TestCompletedTakesTheManageLinesEntryOnly(t *testing.T) {
 	}
 }
 
-// Completed runs only inside the registration's transaction, and commits
+// CompletedTx runs only in the registration's transaction, and commits
 // or rolls back with it: Created names the registry's dbo.odsinstances row.
 func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	id := w.request("Two", "Sample")
-	if err := w.source.Completed(ctx, "district", id, ""); !errors.Is(err, manage.ErrOutsideTransaction) {
+	if err := w.source.Completed(ctx, "district", id, ""); !errors.Is(err, managerows.ErrOutsideTransaction) {
 		t.Fatalf("Completed outside a transaction: %v", err)
 	}
 	if err := w.source.Claim(ctx, "district", id, jobs.OpCreate, "EdFi_Ods_Two_Sample"); err != nil {
@@ -170,8 +170,8 @@ func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	}
 	reg := provisioning.Registration{Tenant: "district", InstanceID: id, Database: "EdFi_Ods_Two_Sample", Name: "Two", InstanceType: "Sample", ConnectionString: "x"}
 	boom := errors.New("the commit's last step failed")
-	_, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
-		if err := w.source.Completed(ctx, "district", id, ""); err != nil {
+	_, err := w.reg.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, _ provisioning.RegisterResult) error {
+		if err := w.source.CompletedTx(ctx, tx, "district", id, ""); err != nil {
 			return err
 		}
 		return boom
@@ -179,11 +179,11 @@ func TestCompletedCommitsWithTheRegistration(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatal(err)
 	}
-	if st, _ := w.status(id); st != manage.CreateInProgress {
+	if st, _ := w.status(id); st != managerows.CreateInProgress {
 		t.Fatalf("a rolled-back registration left the request %s", st)
 	}
-	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, _ provisioning.RegisterResult) error {
-		return w.source.Completed(ctx, "district", id, "")
+	res, err := w.reg.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, _ provisioning.RegisterResult) error {
+		return w.source.CompletedTx(ctx, tx, "district", id, "")
 	})
 	if err != nil {
 		t.Fatal(err)

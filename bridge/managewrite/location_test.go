@@ -1,4 +1,4 @@
-package manage_test
+package managewrite_test
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 	"github.com/edfi-tools/instancemgr/internal/forwarded"
 )
 
@@ -29,19 +29,19 @@ func TestLocationNamesThePublicAdminAPI(t *testing.T) {
 	spoofed := []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example"}
 	tests := []struct {
 		name    string
-		opts    manage.ServerOptions
+		opts    managewrite.ServerOptions
 		headers []string
 		want    string // the Location up to the id
 	}{
-		{"nothing configured", manage.ServerOptions{}, spoofed, "/v3/dataStores/manage/"},
-		{"spoofed by a peer that is not a trusted proxy", manage.ServerOptions{TrustedProxies: proxies(t, "10.0.0.0/8", "192.0.2.7")}, spoofed, "/v3/dataStores/manage/"},
-		{"forwarded by a trusted proxy", manage.ServerOptions{TrustedProxies: proxies(t, "127.0.0.0/8")},
+		{"nothing configured", managewrite.ServerOptions{}, spoofed, "/v3/dataStores/manage/"},
+		{"spoofed by a peer that is not a trusted proxy", managewrite.ServerOptions{TrustedProxies: proxies(t, "10.0.0.0/8", "192.0.2.7")}, spoofed, "/v3/dataStores/manage/"},
+		{"forwarded by a trusted proxy", managewrite.ServerOptions{TrustedProxies: proxies(t, "127.0.0.0/8")},
 			[]string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "admin.example.org"}, "https://admin.example.org/v3/dataStores/manage/"},
-		{"forwarded by a trusted proxy, a host with a path", manage.ServerOptions{TrustedProxies: proxies(t, "127.0.0.1")},
+		{"forwarded by a trusted proxy, a host with a path", managewrite.ServerOptions{TrustedProxies: proxies(t, "127.0.0.1")},
 			[]string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "evil.example/phish?"}, "/v3/dataStores/manage/"},
-		{"forwarded by a trusted proxy, no scheme", manage.ServerOptions{TrustedProxies: proxies(t, "127.0.0.1")},
+		{"forwarded by a trusted proxy, no scheme", managewrite.ServerOptions{TrustedProxies: proxies(t, "127.0.0.1")},
 			[]string{"X-Forwarded-Host", "admin.example.org"}, "/v3/dataStores/manage/"},
-		{"public base URL", manage.ServerOptions{PublicBaseURL: "https://admin.example.org/adminapi/", TrustedProxies: proxies(t, "127.0.0.0/8")},
+		{"public base URL", managewrite.ServerOptions{PublicBaseURL: "https://admin.example.org/adminapi/", TrustedProxies: proxies(t, "127.0.0.0/8")},
 			spoofed, "https://admin.example.org/adminapi/v3/dataStores/manage/"},
 	}
 	for _, tt := range tests {
@@ -72,7 +72,7 @@ func TestLocationNamesThePublicAdminAPI(t *testing.T) {
 			}
 		})
 	}
-	if _, err := manage.NewServer(nil, manage.ServerOptions{AdminAPI: "http://admin", PublicBaseURL: "https://admin.example.org/?next=x"}); err == nil {
+	if _, err := managewrite.NewServer(nil, managewrite.ServerOptions{AdminAPI: "http://admin", PublicBaseURL: "https://admin.example.org/?next=x"}); err == nil {
 		t.Error("a public base URL with a query was accepted")
 	}
 }

@@ -1,19 +1,22 @@
-// Package manage is the Admin API of the newest line
-// (Ed-Fi-Alliance-OSS/ODS-Admin-API) to the bridge and the consumer, beside
-// adminapi.Client for Admin API 2.2.2's /adminconsole/ endpoints; the
+// Package managerows is the newest Admin API line
+// (Ed-Fi-Alliance-OSS/ODS-Admin-API) as the bridge and the consumer read it,
+// beside adminapi.Client for Admin API 2.2.2's /adminconsole/ endpoints; the
 // configuration chooses one (adminApi.flavor). In that line a request for an
 // instance is a row of adminapi.OdsInstanceManages in the tenant's
 // EdFi_Admin, written by POST and DELETE of /v2/odsInstances/manage and
-// /v3/dataStores/manage; this package reads those rows, claims them, and
-// moves them to Created or Deleted inside the registry's transaction, so
-// that the row, the dbo.OdsInstances row and the ledger commit together
+// /v3/dataStores/manage (bridge/managewrite); this package reads those rows,
+// claims them, and moves them to Created or Deleted inside the registry's
+// transaction, handed to it as an argument, so that the row, the
+// dbo.OdsInstances row and the ledger commit together
 // (docs/adminapi-newest.md says why the Admin API's own jobs must be off,
 // and what the claim and the JobStatuses check guarantee).
 //
 // It speaks the vocabulary of the /adminconsole/ worker endpoints to its
 // callers (Pending, Completed, Pending_Delete, ...), so the bridge and the
-// handlers run one protocol for both lines.
-package manage
+// handlers run one protocol for both lines. It must never move a request
+// but by one conditional statement, nor mark one Created or Deleted
+// outside the registration's transaction.
+package managerows
 
 import (
 	"context"
@@ -84,8 +87,6 @@ type Statements struct {
 	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
 	Complete string // (id, tenant, now) → ods instance id; Created from the ledger's entry of the manage line, only from PendingCreate or CreateInProgress
 	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
-	Taken    string // (name) → whether a request not Deleted has the name, whether a dbo.OdsInstances row has it
-	Insert   string // (name, template, now) → id of a new PendingCreate request
 	// Fail (id, now) → id: CreateError, only from PendingCreate or
 	// CreateInProgress.
 	Fail string
@@ -93,20 +94,6 @@ type Statements struct {
 	// adminapi.JobStatuses, where Ed-Fi keeps why a request failed; once
 	// per job id.
 	Note string
-	// Count () → the requests that hold or will hold a database: not
-	// Deleted, CreateError or CreateFailed.
-	Count string
-	// AuditTable () → whether adminapi.AuditLogs exists (Ed-Fi added it in
-	// a later pre-release); Audit (client id, source address, verb, URL,
-	// status, now) → id writes Ed-Fi's audit row of a call there.
-	AuditTable, Audit string
-	// NameLock (key) takes a lock on a generated database name, held until
-	// the transaction ends: POST checks and inserts under it.
-	NameLock string
-	// Names () → whether it is an instance, name, template ('' for none),
-	// database name ('' for none) of every request not Deleted and every
-	// dbo.OdsInstances row (its instance type as the template).
-	Names string
 }
 
 // Postgres is PostgreSQL's SQL (Ed-Fi's PgSql migrations: unquoted, so
@@ -125,21 +112,10 @@ WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND l.line = 'manage'
 RETURNING m.odsinstanceid`,
 	Settle: `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3, lastrefreshed = $3
 WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
-	Taken: `SELECT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages WHERE name = $1 AND status <> 'Deleted'),
-    EXISTS (SELECT 1 FROM dbo.odsinstances WHERE name = $1)`,
-	Insert: `INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status, lastrefreshed, lastmodifieddate)
-VALUES ($1, $2, 'PendingCreate', $3, $3) RETURNING id`,
 	Fail: `UPDATE adminapi.odsinstancemanages SET status = 'CreateError', lastmodifieddate = $2, lastrefreshed = $2
 WHERE id = $1 AND status IN ('PendingCreate', 'CreateInProgress') RETURNING id`,
 	Note: `INSERT INTO adminapi.jobstatuses (jobid, status, errormessage, createdat, finishedat) VALUES ($1, 'Error', $2, $3, $3)
 ON CONFLICT (jobid) DO NOTHING`,
-	Count:      `SELECT count(*) FROM adminapi.odsinstancemanages WHERE status NOT IN ('Deleted', 'CreateError', 'CreateFailed')`,
-	AuditTable: `SELECT to_regclass('adminapi.auditlogs') IS NOT NULL`,
-	Audit: `INSERT INTO adminapi.auditlogs (eventtype, timestamp, clientid, sourceipaddress, httpverb, httpurl, statuscode)
-VALUES ('Action', $6, $1, $2, $3, $4, $5) RETURNING id`,
-	NameLock: `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-	Names: `SELECT false, name, databasetemplate, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE status <> 'Deleted'
-UNION ALL SELECT true, name, coalesce(instancetype, ''), '' FROM dbo.odsinstances`,
 }
 
 // SQLServer is SQL Server's SQL (Ed-Fi's MsSql migrations).
@@ -157,25 +133,10 @@ FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id
 WHERE m.Id = @p1 AND m.Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Settle: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, LastModifiedDate = @p3, LastRefreshed = @p3
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInProgress')`,
-	Taken: `SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM adminapi.OdsInstanceManages WHERE Name = @p1 AND Status <> N'Deleted') THEN 1 ELSE 0 END AS bit),
-    CAST(CASE WHEN EXISTS (SELECT 1 FROM dbo.OdsInstances WHERE Name = @p1) THEN 1 ELSE 0 END AS bit)`,
-	Insert: `INSERT INTO adminapi.OdsInstanceManages (Name, DatabaseTemplate, Status, LastRefreshed, LastModifiedDate)
-OUTPUT INSERTED.Id VALUES (@p1, @p2, N'PendingCreate', @p3, @p3)`,
 	Fail: `UPDATE adminapi.OdsInstanceManages SET Status = N'CreateError', LastModifiedDate = @p2, LastRefreshed = @p2
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Note: `IF NOT EXISTS (SELECT 1 FROM adminapi.JobStatuses WHERE JobId = @p1)
 INSERT INTO adminapi.JobStatuses (JobId, Status, ErrorMessage, CreatedAt, FinishedAt) VALUES (@p1, N'Error', @p2, @p3, @p3)`,
-	// An application lock owned by the transaction, as the registry's
-	// instance lock; not granted in 30 s is an error, not a wait forever.
-	Count:      `SELECT COUNT(*) FROM adminapi.OdsInstanceManages WHERE Status NOT IN (N'Deleted', N'CreateError', N'CreateFailed')`,
-	AuditTable: `SELECT CAST(CASE WHEN OBJECT_ID(N'adminapi.AuditLogs', N'U') IS NOT NULL THEN 1 ELSE 0 END AS bit)`,
-	Audit: `INSERT INTO adminapi.AuditLogs (EventType, Timestamp, ClientId, SourceIpAddress, HttpVerb, HttpUrl, StatusCode)
-OUTPUT INSERTED.Id VALUES (N'Action', @p6, @p1, @p2, @p3, @p4, @p5)`,
-	NameLock: `DECLARE @r int;
-EXEC @r = sp_getapplock @Resource = @p1, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = 30000;
-IF @r < 0 THROW 51000, 'instancemgr: the database name lock was not granted', 1;`,
-	Names: `SELECT CAST(0 AS bit), Name, DatabaseTemplate, COALESCE(DatabaseName, N'') FROM adminapi.OdsInstanceManages WHERE Status <> N'Deleted'
-UNION ALL SELECT CAST(1 AS bit), Name, COALESCE(InstanceType, N''), N'' FROM dbo.OdsInstances`,
 }
 
 // DB is a tenant's EdFi_Admin: the registry's connection, so a completion
@@ -253,22 +214,22 @@ func (s *Source) Instances(ctx context.Context, tenant, _ string) ([]adminapi.Wo
 	return out, nil
 }
 
-// row is one manage request.
-type row struct {
-	name, status, template, database string
-	odsInstanceID                    *int
+// Request is one manage request, as Get reads it.
+type Request struct {
+	Name, Status, Template, Database string
+	OdsInstanceID                    *int
 }
 
-// querier is a connection or a transaction of the registry.
-type querier interface {
-	QueryRow(context.Context, string, ...any) sqlregistry.Row
+// Querier is a connection or a transaction of the registry.
+type Querier interface {
+	QueryRow(context.Context, string, ...any) provisioning.ResultRow
 }
 
-// get reads one request; adminapi.ErrNotFound when there is none.
-func get(ctx context.Context, q querier, st Statements, tenant string, id int) (row, error) {
-	var r row
-	err := q.QueryRow(ctx, st.Get, id).Scan(&r.name, &r.status, &r.template, &r.odsInstanceID, &r.database)
-	if errors.Is(err, sqlregistry.ErrNoRows) {
+// Get reads request id of tenant; adminapi.ErrNotFound when there is none.
+func Get(ctx context.Context, q Querier, st Statements, tenant string, id int) (Request, error) {
+	var r Request
+	err := q.QueryRow(ctx, st.Get, id).Scan(&r.Name, &r.Status, &r.Template, &r.OdsInstanceID, &r.Database)
+	if errors.Is(err, provisioning.ErrNoRows) {
 		return r, fmt.Errorf("%w: manage request %d of tenant %q", adminapi.ErrNotFound, id, tenant)
 	}
 	if err != nil {
@@ -278,12 +239,12 @@ func get(ctx context.Context, q querier, st Statements, tenant string, id int) (
 }
 
 // read opens the tenant's EdFi_Admin and reads one request.
-func (s *Source) read(ctx context.Context, tenant string, id int) (DB, row, error) {
+func (s *Source) read(ctx context.Context, tenant string, id int) (DB, Request, error) {
 	db, err := s.open(ctx, tenant)
 	if err != nil {
-		return db, row{}, err
+		return db, Request{}, err
 	}
-	r, err := get(ctx, db.Conn, db.Statements, tenant, id)
+	r, err := Get(ctx, db.Conn, db.Statements, tenant, id)
 	return db, r, err
 }
 
@@ -295,7 +256,7 @@ func (s *Source) OdsInstance(ctx context.Context, tenant string, id int) (admina
 	if err != nil {
 		return adminapi.OdsInstance{}, err
 	}
-	return adminapi.OdsInstance{ID: id, Name: r.name, InstanceType: r.template, DatabaseTemplate: r.template, Status: workerStatus[r.status],
+	return adminapi.OdsInstance{ID: id, Name: r.Name, InstanceType: r.Template, DatabaseTemplate: r.Template, Status: workerStatus[r.Status],
 		OdsInstanceContexts: []adminapi.OdsInstanceContext{}, OdsInstanceDerivatives: []adminapi.OdsInstanceDerivative{}}, nil
 }
 
@@ -310,11 +271,11 @@ func (s *Source) Instance(ctx context.Context, tenant string, id int) (adminapi.
 	if err := s.checkRuns(ctx, db, tenant, id); err != nil {
 		return adminapi.WorkerInstance{}, err
 	}
-	ws, ok := workerStatus[r.status]
+	ws, ok := workerStatus[r.Status]
 	if !ok {
-		return adminapi.WorkerInstance{}, fmt.Errorf("%w: manage request %d of tenant %q has status %q, which this version does not know", provisioning.ErrConflict, id, tenant, r.status)
+		return adminapi.WorkerInstance{}, fmt.Errorf("%w: manage request %d of tenant %q has status %q, which this version does not know", provisioning.ErrConflict, id, tenant, r.Status)
 	}
-	return adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: r.name, Status: ws, OdsInstanceID: r.odsInstanceID}, nil
+	return adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: r.Name, Status: ws, OdsInstanceID: r.OdsInstanceID}, nil
 }
 
 // checkRuns fails with provisioning.ErrConflict when adminapi.JobStatuses
@@ -330,7 +291,7 @@ func (s *Source) checkRuns(ctx context.Context, db DB, tenant string, id int) er
 		var jobID, status string
 		err := db.Conn.QueryRow(ctx, db.Statements.Runs, plain, withTenant).Scan(&jobID, &status)
 		switch {
-		case errors.Is(err, sqlregistry.ErrNoRows):
+		case errors.Is(err, provisioning.ErrNoRows):
 			continue
 		case err != nil:
 			return fmt.Errorf("read adminapi.JobStatuses for manage request %d of tenant %q: %w", id, tenant, err)
@@ -364,36 +325,43 @@ func (s *Source) Claim(ctx context.Context, tenant string, id int, op jobs.Opera
 	}
 	var claimed int
 	err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), from).Scan(&claimed)
-	if errors.Is(err, sqlregistry.ErrNoRows) && op == jobs.OpCreate {
+	if errors.Is(err, provisioning.ErrNoRows) && op == jobs.OpCreate {
 		// A create that ended in CreateError is taken up again by its
 		// job's replay, once the cause is fixed.
 		err = db.Conn.QueryRow(ctx, db.Statements.Claim, id, to, database, s.now(), CreateError).Scan(&claimed)
 	}
-	if err != nil && !errors.Is(err, sqlregistry.ErrNoRows) {
+	if err != nil && !errors.Is(err, provisioning.ErrNoRows) {
 		return fmt.Errorf("claim manage request %d of tenant %q: %w", id, tenant, err)
 	}
 	if err := s.checkRuns(ctx, db, tenant, id); err != nil {
 		return err
 	}
-	r, err := get(ctx, db.Conn, db.Statements, tenant, id)
+	r, err := Get(ctx, db.Conn, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}
 	switch {
-	case r.database != database:
-		return fmt.Errorf("%w: manage request %d of tenant %q names database %q, this job %q", provisioning.ErrConflict, id, tenant, r.database, database)
-	case r.status == to, op == jobs.OpCreate && r.status == Created:
+	case r.Database != database:
+		return fmt.Errorf("%w: manage request %d of tenant %q names database %q, this job %q", provisioning.ErrConflict, id, tenant, r.Database, database)
+	case r.Status == to, op == jobs.OpCreate && r.Status == Created:
 		return nil
 	}
-	return fmt.Errorf("%w: manage request %d of tenant %q is %s, not %s", provisioning.ErrConflict, id, tenant, r.status, from)
+	return fmt.Errorf("%w: manage request %d of tenant %q is %s, not %s", provisioning.ErrConflict, id, tenant, r.Status, from)
 }
 
-// Completed marks the request Created with the dbo.OdsInstances row and the
-// database the ledger has for it; it must run inside the registration's
-// transaction (sqlregistry.TxFrom), after the ledger entry is written. A
-// request already Created with the ledger's row is done.
-func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string) error {
-	tx, db, err := s.inTx(ctx, tenant)
+var _ consumer.TxCompleter = (*Source)(nil)
+
+// Completed is CompletedTx outside a transaction: ErrOutsideTransaction.
+func (s *Source) Completed(ctx context.Context, tenant string, id int, connectionString string) error {
+	return s.CompletedTx(ctx, nil, tenant, id, connectionString)
+}
+
+// CompletedTx marks the request Created with the dbo.OdsInstances row and
+// the database the ledger has for it, in the registration's transaction
+// tx, after the ledger entry is written (ErrOutsideTransaction without
+// one). A request already Created with the ledger's row is done.
+func (s *Source) CompletedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int, _ string) error {
+	db, err := s.inTx(ctx, tx, tenant)
 	if err != nil {
 		return err
 	}
@@ -403,62 +371,72 @@ func (s *Source) Completed(ctx context.Context, tenant string, id int, _ string)
 		s.log.Info("manage request created", "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
 		return nil
 	}
-	if !errors.Is(err, sqlregistry.ErrNoRows) {
+	if !errors.Is(err, provisioning.ErrNoRows) {
 		return fmt.Errorf("mark manage request %d of tenant %q created: %w", id, tenant, err)
 	}
-	r, err := get(ctx, tx, db.Statements, tenant, id)
+	r, err := Get(ctx, tx, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}
-	if r.status == Created {
+	if r.Status == Created {
 		return nil
 	}
-	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.status)
+	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.Status)
 }
 
-// Deleted marks the request Deleted, inside the transaction that
-// unregisters the instance.
+// Deleted is DeletedTx outside a transaction: ErrOutsideTransaction.
 func (s *Source) Deleted(ctx context.Context, tenant string, id int) error {
-	tx, db, err := s.inTx(ctx, tenant)
+	return s.DeletedTx(ctx, nil, tenant, id)
+}
+
+// DeletedTx marks the request Deleted, in the transaction tx that
+// unregisters the instance.
+func (s *Source) DeletedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int) error {
+	db, err := s.inTx(ctx, tx, tenant)
 	if err != nil {
 		return err
 	}
 	return s.settle(ctx, tx, db, tenant, id, Deleted)
 }
 
-// DeleteFailed marks the request DeleteError: the system does not retry a
-// delete that ended, and a DeleteFailed row would say it does. In the
-// registry's transaction when there is one.
+// DeleteFailed is DeleteFailedTx without a transaction.
 func (s *Source) DeleteFailed(ctx context.Context, tenant string, id int) error {
+	return s.DeleteFailedTx(ctx, nil, tenant, id)
+}
+
+// DeleteFailedTx marks the request DeleteError: the system does not retry
+// a delete that ended, and a DeleteFailed row would say it does. In the
+// registry's transaction tx when there is one (nil: on its own).
+func (s *Source) DeleteFailedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int) error {
 	db, err := s.open(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	var q querier = db.Conn
-	if tx, ok := sqlregistry.TxFrom(ctx); ok {
+	var q Querier = db.Conn
+	if tx != nil {
 		q = tx
 	}
 	return s.settle(ctx, q, db, tenant, id, DeleteError)
 }
 
-func (s *Source) settle(ctx context.Context, q querier, db DB, tenant string, id int, status string) error {
+func (s *Source) settle(ctx context.Context, q Querier, db DB, tenant string, id int, status string) error {
 	var settled int
 	err := q.QueryRow(ctx, db.Statements.Settle, id, status, s.now()).Scan(&settled)
 	if err == nil {
 		s.log.Info("manage request settled", "tenant", tenant, "manage_id", id, "status", status)
 		return nil
 	}
-	if !errors.Is(err, sqlregistry.ErrNoRows) {
+	if !errors.Is(err, provisioning.ErrNoRows) {
 		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, status, err)
 	}
-	r, err := get(ctx, q, db.Statements, tenant, id)
+	r, err := Get(ctx, q, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}
-	if r.status == status {
+	if r.Status == status {
 		return nil
 	}
-	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a delete pending or under way becomes %s", adminapi.ErrConflict, id, tenant, r.status, status)
+	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a delete pending or under way becomes %s", adminapi.ErrConflict, id, tenant, r.Status, status)
 }
 
 // Failure is consumer.Failure: why a job ended without success, as its
@@ -488,7 +466,7 @@ func (s *Source) CreateFailed(ctx context.Context, tenant string, id int, why Fa
 	var failed int
 	err = tx.QueryRow(ctx, db.Statements.Fail, id, s.now()).Scan(&failed)
 	switch {
-	case errors.Is(err, sqlregistry.ErrNoRows):
+	case errors.Is(err, provisioning.ErrNoRows):
 		return nil
 	case err != nil:
 		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, CreateError, err)
@@ -532,7 +510,7 @@ const (
 // names the job and the delivery's stream sequence, so that it is written
 // once per ending and is never taken for a run of Ed-Fi's executor
 // (checkRuns).
-func (s *Source) note(ctx context.Context, tx sqlregistry.Tx, db DB, tenant string, id int, why Failure) error {
+func (s *Source) note(ctx context.Context, tx provisioning.Tx, db DB, tenant string, id int, why Failure) error {
 	key := "instancemgr-" + why.JobID + "-" + strconv.FormatUint(why.StreamSeq, 10)
 	if err := tx.Exec(ctx, db.Statements.Note, cutTo(key, maxJobID), cutTo(why.Reason, maxErrorMessage), s.now()); err != nil {
 		return fmt.Errorf("record why manage request %d of tenant %q failed: %w", id, tenant, err)
@@ -563,11 +541,18 @@ func (s *Source) Renamed(context.Context, string, int, string) error { return Er
 // RenameFailed: see Renamed.
 func (s *Source) RenameFailed(context.Context, string, int) error { return ErrNoRename }
 
-func (s *Source) inTx(ctx context.Context, tenant string) (sqlregistry.Tx, DB, error) {
-	tx, ok := sqlregistry.TxFrom(ctx)
-	if !ok {
-		return nil, DB{}, ErrOutsideTransaction
+// inTx opens the tenant's EdFi_Admin for a completion that must run in
+// the registration's transaction tx.
+func (s *Source) inTx(ctx context.Context, tx provisioning.Tx, tenant string) (DB, error) {
+	if tx == nil {
+		return DB{}, ErrOutsideTransaction
 	}
-	db, err := s.open(ctx, tenant)
-	return tx, db, err
+	return s.open(ctx, tenant)
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

@@ -1,4 +1,4 @@
-package manage_test
+package managewrite_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 )
 
 // Concurrent POSTs that make one database write one request: of 8 at once,
@@ -29,7 +29,7 @@ func TestConcurrentPostsOfOneDatabaseWriteOneRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newGate(t, adminAPIAnswer, manage.ServerOptions{})
+			g := newGate(t, adminAPIAnswer, managewrite.ServerOptions{})
 			for round := range rounds {
 				names := tt.names(round)
 				var (
@@ -78,7 +78,7 @@ WHERE lower(replace(trim(name), ' ', '_')) IN (lower($1), lower($2))`, fmt.Sprin
 // database, and the answer names what has it; a Deleted request holds
 // nothing, and another template is another database.
 func TestAPostWhoseDatabaseIsTakenIsADuplicate(t *testing.T) {
-	g := newGate(t, adminAPIAnswer, manage.ServerOptions{})
+	g := newGate(t, adminAPIAnswer, managewrite.ServerOptions{})
 	ctx := context.Background()
 	for _, q := range []string{
 		`INSERT INTO adminapi.odsinstancemanages (name, databasetemplate, status) VALUES ('Gone Away', 'Minimal', 'Deleted')`,
@@ -131,7 +131,7 @@ func (g *gate) post(path, body string) answer {
 
 // The lock key is one for names that differ only in case.
 func TestNameLockKeyIgnoresCase(t *testing.T) {
-	if manage.NameLockKey("EdFi_Ods_A_Minimal") != manage.NameLockKey("edfi_ods_a_minimal") {
+	if managewrite.NameLockKey("EdFi_Ods_A_Minimal") != managewrite.NameLockKey("edfi_ods_a_minimal") {
 		t.Fatal("two keys for one database")
 	}
 }

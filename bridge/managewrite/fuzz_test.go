@@ -1,4 +1,4 @@
-package manage
+package managewrite
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edfi-tools/instancemgr/adminapi/internal/respond"
+	"github.com/edfi-tools/instancemgr/internal/respond"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -17,7 +17,7 @@ import (
 // makes a database of; one it refuses gets the route's 400 (or 413), a
 // JSON problem. A plain `go test` runs the seeds below and the corpus in
 // testdata/fuzz; `go test -run=^$ -fuzz=FuzzCreateBodyV3 -fuzztime=10s
-// ./adminapi/manage/` searches further.
+// ./bridge/managewrite/` searches further.
 func FuzzCreateBodyV2(f *testing.F) { fuzzCreateBody(f, Route{V3: false}) }
 
 // FuzzCreateBodyV3: see FuzzCreateBodyV2.

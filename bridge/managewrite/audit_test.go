@@ -1,4 +1,4 @@
-package manage_test
+package managewrite_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/edfi-tools/instancemgr/adminapi/manage"
+	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 	"github.com/edfi-tools/instancemgr/internal/audit"
 	"github.com/edfi-tools/instancemgr/internal/limits"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -40,7 +40,7 @@ func auditLines(t *testing.T, b *testenv.SyncBuffer) []map[string]any {
 // call it would have recorded gets the same row there.
 func TestEveryWriteIsAuditedWithWhoAsked(t *testing.T) {
 	var buf testenv.SyncBuffer
-	f := newFrontWith(t, false, func(_ *manage.Endpoints, o *manage.ServerOptions) { o.Audit = audit.New(&buf) })
+	f := newFrontWith(t, false, func(_ *managewrite.Endpoints, o *managewrite.ServerOptions) { o.Audit = audit.New(&buf) })
 	if _, err := f.admin.Exec(context.Background(), `CREATE TABLE adminapi.auditlogs (
     id BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY PRIMARY KEY, eventtype VARCHAR(30) NOT NULL, timestamp TIMESTAMP NOT NULL,
     clientid VARCHAR(256), sourceipaddress VARCHAR(45), httpverb VARCHAR(10), httpurl VARCHAR(2048), statuscode INT)`); err != nil {
@@ -92,24 +92,24 @@ func TestLimitsAtTheDoor(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		set    func(*manage.Endpoints, *manage.ServerOptions)
+		set    func(*managewrite.Endpoints, *managewrite.ServerOptions)
 		status int
 		says   string
 		limit  string
 	}{
-		{"instances", func(e *manage.Endpoints, _ *manage.ServerOptions) { e.InstancesPerTenant = 1 }, http.StatusBadRequest, "limits.instancesPerTenant", "instances"},
-		{"tenant rate", func(_ *manage.Endpoints, o *manage.ServerOptions) { o.TenantRate = limits.NewRate(1) }, http.StatusTooManyRequests, "limits.createsPerMinute", "tenant_rate"},
+		{"instances", func(e *managewrite.Endpoints, _ *managewrite.ServerOptions) { e.InstancesPerTenant = 1 }, http.StatusBadRequest, "limits.instancesPerTenant", "instances"},
+		{"tenant rate", func(_ *managewrite.Endpoints, o *managewrite.ServerOptions) { o.TenantRate = limits.NewRate(1) }, http.StatusTooManyRequests, "limits.createsPerMinute", "tenant_rate"},
 		// A client over its own rate is refused as such, before it can use
 		// up its tenant's rate, which the tenant's other clients share.
-		{"client rate", func(_ *manage.Endpoints, o *manage.ServerOptions) {
+		{"client rate", func(_ *managewrite.Endpoints, o *managewrite.ServerOptions) {
 			o.ClientRate, o.TenantRate = limits.NewRate(1), limits.NewRate(1)
 		},
 			http.StatusTooManyRequests, "limits.createsPerMinutePerClient", "client_rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf testenv.SyncBuffer
-			refusals := manage.NewRefusals(prometheus.NewRegistry())
-			f := newFrontWith(t, false, func(e *manage.Endpoints, o *manage.ServerOptions) {
+			refusals := managewrite.NewRefusals(prometheus.NewRegistry())
+			f := newFrontWith(t, false, func(e *managewrite.Endpoints, o *managewrite.ServerOptions) {
 				tc.set(e, o)
 				o.Audit, o.Refusals = audit.New(&buf), refusals
 			})
