@@ -139,9 +139,7 @@ func (c *Consumer) onExhausted(ctx context.Context, js jetstream.JetStream, dura
 	if err := c.finish(ctx, d, raw.Data, code, cause, false); err != nil {
 		return err
 	}
-	if c.opts.TestSeams.Observe != nil {
-		c.opts.TestSeams.Observe(Outcome{Delivery: d, Result: Terminated, Err: cause})
-	}
+	c.opts.TestSeams.observe(Outcome{Delivery: d, Result: Terminated, Err: cause})
 	return nil
 }
 

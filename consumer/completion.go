@@ -25,10 +25,14 @@ type TxCompleter interface {
 // tx calls it: a TxCompleter's completions write in tx, every other call
 // is the API's own; all are timed as PhaseAdminAPI.
 func (o *Handlers) inTx(tx provisioning.Tx) AdminAPI {
+	api := o.API
 	if c, ok := o.API.(TxCompleter); ok {
-		return timedAPI{txAPI{AdminAPI: o.API, c: c, tx: tx}}
+		api = txAPI{AdminAPI: o.API, c: c, tx: tx}
 	}
-	return o.api()
+	if o.d.phases == nil {
+		return api
+	}
+	return timedAPI{api, o.d.phases}
 }
 
 // txAPI binds a TxCompleter's completions to one transaction.

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -44,6 +42,11 @@ type Delivery struct {
 	// log is the replica's logger with the fields above, made once when
 	// the message arrives: slog's With formats them, and every step logs.
 	log *deliveryLogger
+	// phases adds up the delivery's time by phase, and seams are the test
+	// seams around its changes: set by their middleware (phases.go,
+	// seams.go), nil outside it.
+	phases *phaseClock
+	seams  *TestSeams
 }
 
 // deliveryLogger is a logger with a delivery's fields, and the logger it
@@ -125,30 +128,6 @@ type Options struct {
 	TestSeams TestSeams
 }
 
-// TestSeams are the only places where tests reach into a running replica:
-// to stop a job between its steps, to hear how each delivery ended, or to
-// let a lock expire under a running job. Production code leaves them zero;
-// the binary sets them only from its test switches, which it refuses
-// without --enable-test-switches.
-type TestSeams struct {
-	// AfterCheck runs after a handler's existence checks, before any
-	// change; AfterDatabase after the database change, before the
-	// registration. An error fails the delivery with it.
-	AfterCheck    func(ctx context.Context, d Delivery) error
-	AfterDatabase func(ctx context.Context, d Delivery) error
-	// Observe hears the outcome of every delivery.
-	Observe func(Outcome)
-	// DisableHeartbeat stops running jobs from renewing their lock.
-	DisableHeartbeat bool
-}
-
-func (t TestSeams) run(f func(context.Context, Delivery) error, ctx context.Context, d Delivery) error {
-	if f == nil {
-		return nil
-	}
-	return f(ctx, d)
-}
-
 // Failer is implemented by handlers whose operation has a failure status in
 // the Admin API (renameFailed, deleteFailed). Fail is called once a job
 // ends for good, before its dead letter is written.
@@ -215,14 +194,20 @@ func ExponentialDelay(base, max time.Duration) func(attempt uint64) time.Duratio
 type Consumer struct {
 	cons     jetstream.Consumer
 	handlers map[jobs.Operation]Handler
-	opts     Options
-	log      *slog.Logger
+	// chains are the handlers in their middleware (chain), built once.
+	chains map[jobs.Operation]Handler
+	opts   Options
+	log    *slog.Logger
 }
 
 // New builds a replica that pulls from cons.
 func New(cons jetstream.Consumer, handlers map[jobs.Operation]Handler, opts Options) *Consumer {
 	opts = opts.withDefaults()
-	return &Consumer{cons: cons, handlers: handlers, opts: opts, log: opts.Logger}
+	c := &Consumer{cons: cons, handlers: handlers, chains: map[jobs.Operation]Handler{}, opts: opts, log: opts.Logger}
+	for op, h := range handlers {
+		c.chains[op] = c.chain(h)
+	}
+	return c
 }
 
 // Run pulls and handles jobs until ctx ends, then drains: it stops pulling,
@@ -306,60 +291,14 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	c.settle(ctx, msg, d, err)
 }
 
-// run passes d to its operation's handler through Watermill's middleware:
-// panic recovery, then metrics and outcome logging. The handler does only
-// the operation.
+// run passes d to its operation's handler, in its middleware (chain). The
+// handler does only the operation.
 func (c *Consumer) run(ctx context.Context, d Delivery) error {
-	h, ok := c.handlers[d.Job.Operation]
+	h, ok := c.chains[d.Job.Operation]
 	if !ok {
 		return Terminal(fmt.Errorf("no handler for operation %q", d.Job.Operation))
 	}
-	wm := message.NewMessage(d.CorrelationID, nil)
-	middleware.SetCorrelationID(d.CorrelationID, wm)
-	wm.SetContext(ctx)
-	handle := func(wm *message.Message) ([]*message.Message, error) { return nil, h.Handle(wm.Context(), d) }
-	_, err := middleware.Recoverer(c.observe(d)(handle))(wm)
-	return c.panicMessage(err, d)
-}
-
-// observe is the middleware that measures and logs each run of a handler.
-func (c *Consumer) observe(d Delivery) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(wm *message.Message) ([]*message.Message, error) {
-			start := time.Now()
-			ctx, clock := withPhaseClock(wm.Context())
-			wm.SetContext(ctx)
-			if m := c.opts.Metrics; m != nil {
-				m.InFlight.Inc()
-				defer m.InFlight.Dec()
-				defer func() {
-					op := string(d.Job.Operation)
-					m.Duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-					clock.mu.Lock()
-					defer clock.mu.Unlock()
-					for p, spent := range clock.spent {
-						m.Phases.WithLabelValues(op, string(p)).Observe(spent.Seconds())
-					}
-				}()
-			}
-			out, err := h(wm)
-			if c.log.Enabled(ctx, slog.LevelDebug) {
-				d.logger(c.log).Debug("handler finished", "took", time.Since(start), "err", err)
-			}
-			return out, err
-		}
-	}
-}
-
-// panicMessage turns a recovered panic into an error that says what the
-// panic said: the stack goes to the log, not into the dead letter's reason.
-func (c *Consumer) panicMessage(err error, d Delivery) error {
-	var p middleware.RecoveredPanicError
-	if !errors.As(err, &p) {
-		return err
-	}
-	d.logger(c.log).Error("handler panicked", "panic", fmt.Sprint(p.V), "stack", p.Stacktrace)
-	return fmt.Errorf("the handler panicked: %v", p.V)
+	return h.Handle(ctx, d)
 }
 
 // heartbeat renews the lock until the returned stop is called. A renewal
@@ -508,9 +447,7 @@ func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, d Delivery, er
 	if m := c.opts.Metrics; m != nil {
 		m.Jobs.WithLabelValues(string(d.Job.Operation), string(result)).Inc()
 	}
-	if c.opts.TestSeams.Observe != nil {
-		c.opts.TestSeams.Observe(Outcome{Delivery: d, Result: result, Err: err})
-	}
+	c.opts.TestSeams.observe(Outcome{Delivery: d, Result: result, Err: err})
 }
 
 func (c *Consumer) nak(msg jetstream.Msg, d Delivery, delay time.Duration, log *slog.Logger) {

@@ -9,18 +9,23 @@
 //
 // One job's path, in consumer.go from top to bottom: work pulls a message
 // when a worker is free; process builds the Delivery once (job, attempt,
-// subject, stream sequence, correlation ID = the bridge's message ID) and
-// passes it on as an argument; run sends it through Watermill middleware
-// (panic recovery, metrics and outcome logging) to the operation's handler
-// (Handlers in ops.go), which does only the operation; settle acks, naks
-// with a delay, releases on shutdown, or ends the job through finish, the
-// one path that reports a failure and writes a dead letter (also used by
-// the max-deliveries advisory in advisory.go). errors.go holds the one
-// table that says which failures are terminal and their reason codes.
+// subject, stream sequence, correlation ID = the bridge's message ID, and
+// a logger with them all) and passes it on as an argument; run sends it
+// through the operation's middleware chain, built once (middleware.go:
+// recoverer.go, observe.go, phases.go, seams.go, a file and a test each),
+// to the operation's handler (Handlers in ops.go), which does only the
+// operation; settle acks, naks with a delay, releases on shutdown, or ends
+// the job through finish, the one path that reports a failure and writes
+// a dead letter (also used by the max-deliveries advisory in advisory.go).
+// errors.go holds the one table that says which failures are terminal and
+// their reason codes.
 //
-// Watermill's router and its NATS subscriber are not used: the subscriber
-// buffers pulled messages, gives up on a message after its own timer
-// without renewing the lock, and has no InProgress, so fetching,
+// The middleware is Watermill's idea over a typed Delivery, not
+// Watermill's code: its handlers take a message whose context would have
+// to carry the delivery, its phase clock and its seams, which pass here as
+// arguments. Its router and NATS subscriber do not fit either: the
+// subscriber buffers pulled messages, gives up on a message after its own
+// timer without renewing the lock, and has no InProgress, so fetching,
 // heartbeats, ack, nak with delay and term go through nats.go's jetstream
 // package directly. Tests reach into a replica only through TestSeams.
 //

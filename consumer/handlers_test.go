@@ -7,6 +7,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
@@ -612,6 +615,28 @@ func TestDeleteHandlerEveryStatusAndDatabase(t *testing.T) {
 					t.Errorf("deleted called %d times, want %d", n, want)
 				}
 			})
+		}
+	}
+}
+
+// A create run in its middleware has its time split by what it waited on:
+// the Admin API, the tenant's server and EdFi_Admin, once each per
+// delivery.
+func TestCreateTimeIsSplitByPhase(t *testing.T) {
+	b := setup(t)
+	m := consumer.NewMetrics(prometheus.NewRegistry())
+	id := b.instance(t, "District", adminapi.StatusPending)
+	h := consumer.InMiddleware(b.handlers.Create(), consumer.Options{Metrics: m})
+	if err := h.Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", id, "District"), Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range consumer.Phases {
+		var s dto.Metric
+		if err := m.Phases.WithLabelValues("create", string(p)).(prometheus.Metric).Write(&s); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.GetHistogram().GetSampleCount(); n != 1 {
+			t.Errorf("%s observed %d times, want once", p, n)
 		}
 	}
 }

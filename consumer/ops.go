@@ -144,7 +144,9 @@ type Handlers struct {
 	InstancesPerTenant int
 	Rate               *limits.Rate
 	Log                *slog.Logger
-	TestSeams          TestSeams
+
+	// d is the delivery this copy serves (at).
+	d Delivery
 }
 
 func (o *Handlers) logger(d Delivery) *slog.Logger {
@@ -155,16 +157,35 @@ func (o *Handlers) logger(d Delivery) *slog.Logger {
 	return d.logger(l)
 }
 
-// api is the Admin API, each call timed as PhaseAdminAPI.
-func (o *Handlers) api() AdminAPI { return timedAPI{o.API} }
+// at is o for delivery d: what the middleware set on d (phase timing,
+// test seams) wraps the Admin API, servers and EdFi_Admin that api and
+// tenant hand the handler.
+func (o *Handlers) at(d Delivery) *Handlers {
+	if d.phases == nil && d.seams == nil {
+		return o
+	}
+	c := *o
+	c.d = d
+	return &c
+}
 
-// tenant resolves a tenant, its server and EdFi_Admin timed by phase.
+// api is the Admin API, each call timed as PhaseAdminAPI in a timed
+// delivery.
+func (o *Handlers) api() AdminAPI {
+	if o.d.phases == nil {
+		return o.API
+	}
+	return timedAPI{o.API, o.d.phases}
+}
+
+// tenant resolves a tenant to its placement as the delivery uses it
+// (Placement.at).
 func (o *Handlers) tenant(ctx context.Context, name string) (*Placement, error) {
 	placement, err := o.Placements.Placement(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return placement.timed(), nil
+	return placement.at(o.d), nil
 }
 
 // Create returns the create handler; it reports terminal failures to an
@@ -173,7 +194,7 @@ func (o *Handlers) Create() Handler { return createHandler{o} }
 
 type createHandler struct{ *Handlers }
 
-func (h createHandler) Handle(ctx context.Context, d Delivery) error { return h.create(ctx, d) }
+func (h createHandler) Handle(ctx context.Context, d Delivery) error { return h.at(d).create(ctx, d) }
 
 // CreateFailer is an Admin API line with a terminal failed state for a
 // create, and a place for why (the newest line: CreateError, and an Error
@@ -290,9 +311,6 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("%w: instance %d is already Completed, but instancemgr never reserved %q for it (another worker completed it?)",
 			provisioning.ErrConflict, j.InstanceID, name)
 	}
-	if err := o.TestSeams.run(o.TestSeams.AfterCheck, ctx, d); err != nil {
-		return err
-	}
 	created, err := placement.Engine.CreateDatabase(ctx, name, template, owner)
 	if err != nil {
 		if errors.Is(err, provisioning.ErrConflict) {
@@ -301,9 +319,6 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 		return err
 	}
 	log.Info("database ready", "database", name, "created", created)
-	if err := o.TestSeams.run(o.TestSeams.AfterDatabase, ctx, d); err != nil {
-		return err
-	}
 
 	plain := placement.ODS(name)
 	complete := func(ctx context.Context, tx provisioning.Tx, alreadyRegistered bool) error {
@@ -428,6 +443,7 @@ func (o *Handlers) statusIs(ctx context.Context, tenant string, id int, status s
 type renameHandler struct{ *Handlers }
 
 func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
+	h.Handlers = h.at(d)
 	j, log := d.Job, h.logger(d)
 	if err := h.has(j); err != nil {
 		return err
@@ -487,12 +503,9 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 			return foreign("instance %d is Completed and its database %q was never renamed to %q; a rename runs only from Pending_Rename", j.InstanceID, oldDB, newDB)
 		}
 	} else if oldDB != newDB {
-		if err := h.renameDatabase(ctx, d, placement, oldDB, newDB, owner, log); err != nil {
+		if err := h.renameDatabase(ctx, placement, oldDB, newDB, owner, log); err != nil {
 			return err
 		}
-	}
-	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
-		return err
 	}
 	plain := placement.ODS(newDB)
 	stored, err := placement.seal(plain)
@@ -543,11 +556,8 @@ func (h renameHandler) renamedFor(ctx context.Context, placement *Placement, old
 // done by an earlier delivery of this job. The engine decides which (only
 // the very database the system made counts as renamed); a conflict gives
 // the new name back unless the system made a database under it.
-func (h renameHandler) renameDatabase(ctx context.Context, d Delivery, placement *Placement, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
+func (h renameHandler) renameDatabase(ctx context.Context, placement *Placement, oldDB, newDB string, owner provisioning.Owner, log *slog.Logger) error {
 	if _, _, err := placement.Engine.Reserve(ctx, newDB, owner); err != nil {
-		return err
-	}
-	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
 		return err
 	}
 	renamed, err := placement.Engine.RenameDatabase(ctx, oldDB, newDB, owner)
@@ -664,6 +674,7 @@ var ErrDeletionDisabled = errors.New("deletion is switched off (provisioning.all
 type deleteHandler struct{ *Handlers }
 
 func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
+	h.Handlers = h.at(d)
 	j, log := d.Job, h.logger(d)
 	if !h.AllowDelete {
 		return ErrDeletionDisabled
@@ -715,17 +726,11 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			return err
 		}
 	}
-	if err := h.TestSeams.run(h.TestSeams.AfterCheck, ctx, d); err != nil {
-		return err
-	}
 	dropped, err := placement.Engine.DropDatabase(ctx, rec.Database, owner)
 	if err != nil {
 		return err
 	}
 	log.Info("database gone", "database", rec.Database, "dropped_now", dropped)
-	if err := h.TestSeams.run(h.TestSeams.AfterDatabase, ctx, d); err != nil {
-		return err
-	}
 	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, _ provisioning.Record) error {
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard

@@ -24,6 +24,23 @@ const (
 // Phases lists every phase, for metrics that export each from the start.
 var Phases = []Phase{PhaseAdminAPI, PhaseDatabase, PhaseRegistration}
 
+// phases adds up each delivery's time by phase and observes it when the
+// handler returns. The handler's Admin API, server and EdFi_Admin are
+// timed through the delivery's clock (Handlers.at, Placement.at): time
+// goes to what a job waited on, wherever in the handler it waited.
+func phases(m *Metrics) middleware {
+	return func(next Handler) Handler {
+		if m == nil {
+			return next
+		}
+		return HandlerFunc(func(ctx context.Context, d Delivery) error {
+			d.phases = &phaseClock{spent: map[Phase]time.Duration{}, now: time.Now}
+			defer d.phases.observe(m, string(d.Job.Operation))
+			return next.Handle(ctx, d)
+		})
+	}
+}
+
 // phaseClock adds up one delivery's time by phase.
 type phaseClock struct {
 	mu    sync.Mutex
@@ -38,20 +55,8 @@ type phaseFrame struct {
 	inner time.Duration // spent in phases started inside this one
 }
 
-type phaseClockKey struct{}
-
-func withPhaseClock(ctx context.Context) (context.Context, *phaseClock) {
-	c := &phaseClock{spent: map[Phase]time.Duration{}, now: time.Now}
-	return context.WithValue(ctx, phaseClockKey{}, c), c
-}
-
-// startPhase starts timing p for the delivery of ctx; the returned func
-// stops it. Without a clock in ctx it does nothing.
-func startPhase(ctx context.Context, p Phase) (stop func()) {
-	c, _ := ctx.Value(phaseClockKey{}).(*phaseClock)
-	if c == nil {
-		return func() {}
-	}
+// start starts timing p; the returned func stops it.
+func (c *phaseClock) start(p Phase) (stop func()) {
 	c.mu.Lock()
 	c.stack = append(c.stack, phaseFrame{phase: p, start: c.now()})
 	depth := len(c.stack)
@@ -72,119 +77,130 @@ func startPhase(ctx context.Context, p Phase) (stop func()) {
 	}
 }
 
+// observe records the time of each phase the delivery spent time in.
+func (c *phaseClock) observe(m *Metrics, op string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, spent := range c.spent {
+		m.Phases.WithLabelValues(op, string(p)).Observe(spent.Seconds())
+	}
+}
+
 // timedAPI times every Admin API call as PhaseAdminAPI.
-type timedAPI struct{ AdminAPI }
+type timedAPI struct {
+	AdminAPI
+	c *phaseClock
+}
 
 func (a timedAPI) Instance(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.Instance(ctx, tenant, id)
 }
 
 func (a timedAPI) OdsInstance(ctx context.Context, tenant string, id int) (adminapi.OdsInstance, error) {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.OdsInstance(ctx, tenant, id)
 }
 
 func (a timedAPI) Completed(ctx context.Context, tenant string, id int, cs string) error {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.Completed(ctx, tenant, id, cs)
 }
 
 func (a timedAPI) Renamed(ctx context.Context, tenant string, id int, cs string) error {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.Renamed(ctx, tenant, id, cs)
 }
 
 func (a timedAPI) RenameFailed(ctx context.Context, tenant string, id int) error {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.RenameFailed(ctx, tenant, id)
 }
 
 func (a timedAPI) Deleted(ctx context.Context, tenant string, id int) error {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.Deleted(ctx, tenant, id)
 }
 
 func (a timedAPI) DeleteFailed(ctx context.Context, tenant string, id int) error {
-	defer startPhase(ctx, PhaseAdminAPI)()
+	defer a.c.start(PhaseAdminAPI)()
 	return a.AdminAPI.DeleteFailed(ctx, tenant, id)
 }
 
 // timedEngine times the tenant's server as PhaseDatabase.
-type timedEngine struct{ provisioning.Engine }
+type timedEngine struct {
+	provisioning.Engine
+	c *phaseClock
+}
 
 func (e timedEngine) DatabaseExists(ctx context.Context, name string) (bool, error) {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.DatabaseExists(ctx, name)
 }
 
 func (e timedEngine) Reserve(ctx context.Context, name string, owner provisioning.Owner) (provisioning.Reservation, bool, error) {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.Reserve(ctx, name, owner)
 }
 
 func (e timedEngine) Reservation(ctx context.Context, name string) (provisioning.Reservation, bool, error) {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.Reservation(ctx, name)
 }
 
 func (e timedEngine) Release(ctx context.Context, name string, owner provisioning.Owner) error {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.Release(ctx, name, owner)
 }
 
 func (e timedEngine) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.CreateDatabase(ctx, name, template, owner)
 }
 
 func (e timedEngine) RenameDatabase(ctx context.Context, oldName, newName string, owner provisioning.Owner) (bool, error) {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.RenameDatabase(ctx, oldName, newName, owner)
 }
 
 func (e timedEngine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
-	defer startPhase(ctx, PhaseDatabase)()
+	defer e.c.start(PhaseDatabase)()
 	return e.Engine.DropDatabase(ctx, name, owner)
 }
 
 // timedRegistry times EdFi_Admin as PhaseRegistration; the Admin API calls
 // its transactions make are timed as their own phase.
-type timedRegistry struct{ provisioning.Registry }
+type timedRegistry struct {
+	provisioning.Registry
+	c *phaseClock
+}
 
 func (r timedRegistry) Lookup(ctx context.Context, tenant string, id int) (provisioning.Record, error) {
-	defer startPhase(ctx, PhaseRegistration)()
+	defer r.c.start(PhaseRegistration)()
 	return r.Registry.Lookup(ctx, tenant, id)
 }
 
 func (r timedRegistry) Register(ctx context.Context, reg provisioning.Registration, complete func(context.Context, provisioning.Tx, provisioning.RegisterResult) error) (provisioning.RegisterResult, error) {
-	defer startPhase(ctx, PhaseRegistration)()
+	defer r.c.start(PhaseRegistration)()
 	return r.Registry.Register(ctx, reg, complete)
 }
 
 func (r timedRegistry) Rename(ctx context.Context, ren provisioning.Renaming, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
-	defer startPhase(ctx, PhaseRegistration)()
+	defer r.c.start(PhaseRegistration)()
 	return r.Registry.Rename(ctx, ren, complete)
 }
 
 func (r timedRegistry) RenameFailed(ctx context.Context, tenant string, id, gen int, moved *provisioning.Renaming, complete func(context.Context, provisioning.Tx) error) error {
-	defer startPhase(ctx, PhaseRegistration)()
+	defer r.c.start(PhaseRegistration)()
 	return r.Registry.RenameFailed(ctx, tenant, id, gen, moved, complete)
 }
 
 func (r timedRegistry) DeleteFailed(ctx context.Context, tenant string, id, gen int, complete func(context.Context, provisioning.Tx) error) error {
-	defer startPhase(ctx, PhaseRegistration)()
+	defer r.c.start(PhaseRegistration)()
 	return r.Registry.DeleteFailed(ctx, tenant, id, gen, complete)
 }
 
 func (r timedRegistry) Unregister(ctx context.Context, tenant string, id int, complete func(context.Context, provisioning.Tx, provisioning.Record) error) error {
-	defer startPhase(ctx, PhaseRegistration)()
+	defer r.c.start(PhaseRegistration)()
 	return r.Registry.Unregister(ctx, tenant, id, complete)
-}
-
-// timed is t with its server and EdFi_Admin timed by phase.
-func (t *Placement) timed() *Placement {
-	c := *t
-	c.Engine, c.Registry = timedEngine{t.Engine}, timedRegistry{t.Registry}
-	return &c
 }

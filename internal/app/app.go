@@ -196,7 +196,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	if err != nil {
 		return nil, err
 	}
-	ops := &consumer.Handlers{API: d.API, Placements: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log, TestSeams: d.TestSeams,
+	ops := &consumer.Handlers{API: d.API, Placements: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log,
 		InstancesPerTenant: max(cfg.Limits.InstancesPerTenant, 0), Rate: limits.NewRate(cfg.Limits.CreatesPerMinute)}
 	line := cfg.Line()
 	handlers := map[jobs.Operation]consumer.Handler{
