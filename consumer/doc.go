@@ -20,14 +20,14 @@
 // errors.go holds the one table that says which failures are terminal and
 // their reason codes.
 //
-// The middleware is Watermill's idea over a typed Delivery, not
-// Watermill's code: its handlers take a message whose context would have
-// to carry the delivery, its phase clock and its seams, which pass here as
-// arguments. Its router and NATS subscriber do not fit either: the
-// subscriber buffers pulled messages, gives up on a message after its own
-// timer without renewing the lock, and has no InProgress, so fetching,
-// heartbeats, ack, nak with delay and term go through nats.go's jetstream
-// package directly. Tests reach into a replica only through TestSeams.
+// The chain is Watermill's: each layer is a message.HandlerMiddleware
+// (the recoverer is Watermill's Recoverer), made for one delivery with the
+// delivery as its argument, so the delivery, its phase clock and its seams
+// never ride in a context. Watermill's router and NATS subscriber do not
+// fit: the subscriber buffers pulled messages, gives up on a message after
+// its own timer without renewing the lock, and has no InProgress, so
+// fetching, heartbeats, ack, nak with delay and term go through nats.go's
+// jetstream package directly. Tests reach into a replica only through TestSeams.
 //
 // It must never ack a job whose effect has not committed.
 package consumer

@@ -1,10 +1,19 @@
 package consumer
 
-// middleware wraps a handler in one cross-cutting concern, the way
-// Watermill's handler middleware does, but over a Delivery: the handler
-// and every layer take the delivery as an argument, typed, rather than a
-// message whose context would have to carry it.
-type middleware func(next Handler) Handler
+import (
+	"context"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+)
+
+// layer is one layer of the handler chain: Watermill handler
+// middleware, made for one delivery. Watermill's handler takes only a
+// message, so a layer gets the delivery as an argument when the chain is
+// built for it, rather than from the message's context; a layer may add to
+// what the delivery carries (its phase clock, its seams) before the
+// handler runs, and the handler gets the delivery as they left it.
+type layer func(d *Delivery) message.HandlerMiddleware
 
 // chain wraps h in the middleware every delivery runs through, outermost
 // first: a panic becomes the delivery's error (recoverer.go); the run is
@@ -12,11 +21,27 @@ type middleware func(next Handler) Handler
 // (phases.go); tests stop it between its steps (seams.go). The consumer
 // builds each operation's chain once, in New.
 func (c *Consumer) chain(h Handler) Handler {
-	layers := []middleware{recoverer(c.log), observe(c.log, c.opts.Metrics), phases(c.opts.Metrics), seams(c.opts.TestSeams)}
-	for i := len(layers) - 1; i >= 0; i-- {
-		h = layers[i](h)
-	}
-	return h
+	return wrap(h, recoverer(c.log), observe(c.log, c.opts.Metrics), phases(c.opts.Metrics), seams(c.opts.TestSeams))
+}
+
+// wrap runs h inside layers, outermost first, on a Watermill message that
+// carries the delivery's correlation ID (the bridge's message ID) and ctx.
+func wrap(h Handler, layers ...layer) Handler {
+	return HandlerFunc(func(ctx context.Context, d Delivery) error {
+		var run message.HandlerFunc = func(msg *message.Message) ([]*message.Message, error) {
+			return nil, h.Handle(msg.Context(), d)
+		}
+		for i := len(layers) - 1; i >= 0; i-- {
+			if mw := layers[i](&d); mw != nil {
+				run = mw(run)
+			}
+		}
+		msg := message.NewMessage(d.CorrelationID, nil)
+		middleware.SetCorrelationID(d.CorrelationID, msg)
+		msg.SetContext(ctx)
+		_, err := run(msg)
+		return err
+	})
 }
 
 // at is t as delivery d uses it: its server and EdFi_Admin timed by d's

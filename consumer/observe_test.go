@@ -32,7 +32,7 @@ func TestObserveMeasuresAndLogsEachRun(t *testing.T) {
 			level = slog.LevelDebug
 		}
 		log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
-		if err := observe(log, m)(handler).Handle(context.Background(), d); err != failed {
+		if err := wrapIn(observe(log, m), handler).Handle(context.Background(), d); err != failed {
 			t.Fatalf("err = %v, want the handler's", err)
 		}
 		if inFlight != 1 {
@@ -54,7 +54,7 @@ func TestObserveMeasuresAndLogsEachRun(t *testing.T) {
 	// Without metrics the run is still logged.
 	var out testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if err := observe(log, nil)(handler).Handle(context.Background(), d); err != failed || !strings.Contains(out.String(), "handler finished") {
+	if err := wrapIn(observe(log, nil), handler).Handle(context.Background(), d); err != failed || !strings.Contains(out.String(), "handler finished") {
 		t.Errorf("without metrics: err %v, log %q", err, out.String())
 	}
 }

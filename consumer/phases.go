@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
@@ -28,16 +30,18 @@ var Phases = []Phase{PhaseAdminAPI, PhaseDatabase, PhaseRegistration}
 // handler returns. The handler's Admin API, server and EdFi_Admin are
 // timed through the delivery's clock (Handlers.at, Placement.at): time
 // goes to what a job waited on, wherever in the handler it waited.
-func phases(m *Metrics) middleware {
-	return func(next Handler) Handler {
+func phases(m *Metrics) layer {
+	return func(d *Delivery) message.HandlerMiddleware {
 		if m == nil {
-			return next
+			return nil
 		}
-		return HandlerFunc(func(ctx context.Context, d Delivery) error {
-			d.phases = &phaseClock{spent: map[Phase]time.Duration{}, now: time.Now}
-			defer d.phases.observe(m, string(d.Job.Operation))
-			return next.Handle(ctx, d)
-		})
+		return func(next message.HandlerFunc) message.HandlerFunc {
+			return func(msg *message.Message) ([]*message.Message, error) {
+				d.phases = &phaseClock{spent: map[Phase]time.Duration{}, now: time.Now}
+				defer d.phases.observe(m, string(d.Job.Operation))
+				return next(msg)
+			}
+		}
 	}
 }
 

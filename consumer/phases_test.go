@@ -83,7 +83,7 @@ func TestPhasesMiddlewareTimesWhatTheHandlerWaitsOn(t *testing.T) {
 	})
 	d := Delivery{Job: jobs.NewRename("default", 1, "X", "EdFi_Ods_Y", 0)}
 	for range 2 {
-		if err := phases(m)(handler).Handle(context.Background(), d); err != nil {
+		if err := wrapIn(phases(m), handler).Handle(context.Background(), d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -92,7 +92,7 @@ func TestPhasesMiddlewareTimesWhatTheHandlerWaitsOn(t *testing.T) {
 			t.Errorf("%s observed %d times, want %d", p, n, want)
 		}
 	}
-	if err := phases(nil)(handler).Handle(context.Background(), d); err != nil {
+	if err := wrapIn(phases(nil), handler).Handle(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	if want := []bool{true, true, false}; len(timed) != 3 || timed[0] != want[0] || timed[1] != want[1] || timed[2] != want[2] {

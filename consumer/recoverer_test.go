@@ -18,7 +18,7 @@ func TestRecovererTurnsAPanicIntoTheDeliverysError(t *testing.T) {
 	var out testenv.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&out, nil))
 	failed := errors.New("database unreachable")
-	h := recoverer(log)(HandlerFunc(func(_ context.Context, d Delivery) error {
+	h := wrapIn(recoverer(log), HandlerFunc(func(_ context.Context, d Delivery) error {
 		if d.Attempt == 1 {
 			panic("bug")
 		}

@@ -3,6 +3,8 @@ package consumer
 import (
 	"context"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
@@ -28,16 +30,18 @@ type TestSeams struct {
 // rename or drop the database), AfterDatabase as it asks EdFi_Admin for
 // the registration (register, rename, unregister). Handlers do not call
 // them; the wrapped server and EdFi_Admin do (Placement.at). With neither
-// set, as in production, the layer is not there.
-func seams(s TestSeams) middleware {
-	return func(next Handler) Handler {
+// set, as in production, the layer is left out.
+func seams(s TestSeams) layer {
+	return func(d *Delivery) message.HandlerMiddleware {
 		if s.AfterCheck == nil && s.AfterDatabase == nil {
-			return next
+			return nil
 		}
-		return HandlerFunc(func(ctx context.Context, d Delivery) error {
-			d.seams = &s
-			return next.Handle(ctx, d)
-		})
+		return func(next message.HandlerFunc) message.HandlerFunc {
+			return func(msg *message.Message) ([]*message.Message, error) {
+				d.seams = &s
+				return next(msg)
+			}
+		}
 	}
 }
 
