@@ -46,6 +46,7 @@ type env struct {
 	cfg         *config.Config
 	console     *adminapi.Client // what the Admin Console would use
 	manage      bool             // the newest Admin API's flavor
+	doorURL     string           // with manage: instancemgr's write routes (door)
 	key         odscrypt.Key     // with manage: the connection strings' key
 	log         *slog.Logger
 	outcomes    chan consumer.Outcome

@@ -30,7 +30,7 @@ func (e *env) request(tenant, name string) adminapi.InstanceRequest {
 func (e *env) create(tenant, name string) int {
 	e.t.Helper()
 	if e.manage {
-		return e.manageRequestAt(e.sim.URL, tenant, name, "Minimal")
+		return e.manageRequestAt(e.door(), tenant, name, "Minimal")
 	}
 	inst, err := e.console.CreateOdsInstance(context.Background(), tenant, e.request(tenant, name))
 	if err != nil {
@@ -49,7 +49,7 @@ func (e *env) rename(tenant string, id int, name string) {
 func (e *env) remove(tenant string, id int) {
 	e.t.Helper()
 	if e.manage {
-		e.manageDeleteAt(e.sim.URL, tenant, id)
+		e.manageDeleteAt(e.door(), tenant, id)
 		return
 	}
 	if err := e.console.DeleteOdsInstance(context.Background(), tenant, id); err != nil {

@@ -17,14 +17,33 @@ import (
 	"github.com/edfi-tools/instancemgr/jobs"
 )
 
-// The manage flavor's requests are created through the simulator's v2
-// route and settled by the system; these helpers speak that route.
+// The manage flavor's requests are created through instancemgr's write
+// routes (the door), authorized by the simulator in the Admin API's
+// place, as a reverse proxy sends them in production, and settled by the
+// system; these helpers speak those routes.
 
-// manageRequest asks the simulator for a managed instance and returns its
-// id.
+// door is the URL of instancemgr's write routes over the env's tenants,
+// started on first use.
+func (e *env) door() string {
+	e.t.Helper()
+	if e.doorURL == "" {
+		ledgers := app.NewLedgers(e.cfg, e.log)
+		e.t.Cleanup(ledgers.Close)
+		srv, err := app.ManageServer(e.cfg, ledgers, e.log, nil)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		routes := httptest.NewServer(srv)
+		e.t.Cleanup(routes.Close)
+		e.doorURL = routes.URL
+	}
+	return e.doorURL
+}
+
+// manageRequest asks the door for a managed instance and returns its id.
 func (e *env) manageRequest(name, template string) int {
 	e.t.Helper()
-	return e.manageRequestAt(e.sim.URL, "", name, template)
+	return e.manageRequestAt(e.door(), "", name, template)
 }
 
 // manageCall sends a manage call to base for tenant ("": no Tenant

@@ -113,7 +113,7 @@ func collidingNamesAreRefused(t *testing.T, e *env) {
 			// The newest line's POST checks the database name under a lock
 			// in the tenant's EdFi_Admin: the collision is refused at the
 			// door, as Ed-Fi's duplicate, and nothing reaches a consumer.
-			resp := e.manageCall(e.sim.URL, p[1][0], http.MethodPost, "/v2/odsInstances/manage", `{"name":"`+p[1][1]+`","databaseTemplate":"Minimal"}`)
+			resp := e.manageCall(e.door(), p[1][0], http.MethodPost, "/v2/odsInstances/manage", `{"name":"`+p[1][1]+`","databaseTemplate":"Minimal"}`)
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Fatalf("%v after %v: POST answered %d, want Ed-Fi's duplicate 400", p[1], p[0], resp.StatusCode)
 			}

@@ -128,7 +128,7 @@ func TestUpgradeFromAdminConsoleToManage(t *testing.T) {
 	// the same id.
 	gone := newIDs[0]
 	goneDB := after["manage/"+strconv.Itoa(gone)].database
-	e.manageDeleteAt(e.sim.URL, "", gone)
+	e.manageDeleteAt(e.door(), "", gone)
 	e.waitManage(gone, "Deleted")
 	e.waitSettled()
 	final := e.ledgerEntries()
