@@ -27,6 +27,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/manage"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/integration/systest"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
@@ -113,8 +114,7 @@ type soak struct {
 	rng        *rand.Rand
 	naming     provisioning.Naming
 	tenants    []*soakTenant
-	private    *testenv.PrivatePostgres
-	bridges    []*proc
+	bridges    []*systest.Proc
 	handMade   []handMade
 	ops        map[string]int
 	injected   map[string]int
@@ -122,9 +122,9 @@ type soak struct {
 	// renames back.
 	prevName map[int]string
 	// stopped are processes frozen by SIGSTOP, with when they resume.
-	stopped map[*proc]time.Time
+	stopped map[*systest.Proc]time.Time
 	// down are NATS nodes killed, with when they restart.
-	down  map[*proc]time.Time
+	down  map[*systest.Proc]time.Time
 	names int
 }
 
@@ -189,13 +189,13 @@ func runSoak(t *testing.T, flavor string) {
 
 func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	ctx := context.Background()
-	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, "")}
+	s := &sys{t: t, h: systest.New(t), world: itest.NewWorld(t, "")}
 	s.prefix, s.pg = s.world.Prefix, s.world.PG
-	pg := testenv.StartPrivatePostgres(t)
-	privateWorld := itest.NewWorld(t, pg.URL)
+	s.private = s.h.Postgres("")
+	privateWorld := itest.NewWorld(t, s.private.URL)
 	template := s.world.Template
 	// The private server needs the same template under the same name.
-	priv, err := connstr.ParsePostgres(pg.URL)
+	priv, err := connstr.ParsePostgres(s.private.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +208,10 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	}
 	engine.Close()
 
-	so := &soak{sys: s, manage: flavor == config.FlavorManage, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), private: pg,
+	so := &soak{sys: s, manage: flavor == config.FlavorManage, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		naming: provisioning.Naming{Pattern: s.prefix + "_{tenant}_{name}"},
 		ops:    map[string]int{}, injected: map[string]int{}, prevName: map[int]string{},
-		stopped: map[*proc]time.Time{}, down: map[*proc]time.Time{}}
+		stopped: map[*systest.Proc]time.Time{}, down: map[*systest.Proc]time.Time{}}
 	var tenantCfg strings.Builder
 	for i, name := range []string{"t1", "t2", "t3"} {
 		w, master := s.world, s.world.Master
@@ -231,7 +231,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	}
 	s.admin = so.tenants[0].admin
 
-	s.startCluster()
+	s.natsURL, s.nats = s.h.NATS(bins.NATSServer, 3)
 	simPort := testenv.FreePort(t)
 	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
 	secret := "soak-" + s.prefix
@@ -251,9 +251,9 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 			t.Fatal(err)
 		}
 	}
-	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret}, simArgs...)
+	s.sim = s.h.Start("simulator", bins.Instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret}, simArgs...)
 	s.env = []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}
-	s.cfgPath = s.dir + "/instancemgr.yaml"
+	s.cfgPath = s.h.Dir() + "/instancemgr.yaml"
 	cfg := fmt.Sprintf(adminAPI+`
 nats: {url: %q, replicas: 3, ackWait: 2s, maxDeliver: 8, backoff: [2s, 4s]}
 bridge: {pollInterval: 300ms}
@@ -279,13 +279,13 @@ tenants:
 			// Each bridge serves the manage routes on a port of its own.
 			listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 			so.manageURLs = append(so.manageURLs, "http://"+listen)
-			path = fmt.Sprintf("%s/bridge-%d.yaml", s.dir, i+1)
+			path = fmt.Sprintf("%s/bridge-%d.yaml", s.h.Dir(), i+1)
 			withListen := strings.Replace(cfg, "adminApi: {flavor: manage,", fmt.Sprintf("adminApi: {flavor: manage, manageListen: %q,", listen), 1)
 			if err := os.WriteFile(path, []byte(withListen), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
-		so.bridges = append(so.bridges, s.spawn(fmt.Sprintf("bridge-%d", i+1), bins.instancemgr, s.env, "bridge", "-config", path))
+		so.bridges = append(so.bridges, s.h.Start(fmt.Sprintf("bridge-%d", i+1), bins.Instancemgr, s.env, "bridge", "-config", path))
 	}
 	return so
 }
@@ -473,15 +473,15 @@ func (s *soak) fault() {
 			return
 		}
 		p := consumers[s.rng.IntN(len(consumers))]
-		p.kill9()
-		p.restart()
+		p.Kill()
+		p.Restart()
 		s.injected["SIGKILL consumer"]++
 	case 2:
 		if len(consumers) == 0 {
 			return
 		}
 		p := consumers[s.rng.IntN(len(consumers))]
-		p.signal(syscall.SIGSTOP)
+		p.Signal(syscall.SIGSTOP)
 		s.stopped[p] = time.Now().Add(5 * time.Second) // past its lock
 		s.injected["SIGSTOP consumer"]++
 	case 3:
@@ -491,11 +491,11 @@ func (s *soak) fault() {
 		}
 		p := bridges[s.rng.IntN(len(bridges))]
 		if s.rng.IntN(2) == 0 {
-			p.kill9()
-			p.restart()
+			p.Kill()
+			p.Restart()
 			s.injected["SIGKILL bridge"]++
 		} else {
-			p.signal(syscall.SIGSTOP)
+			p.Signal(syscall.SIGSTOP)
 			s.stopped[p] = time.Now().Add(3 * time.Second)
 			s.injected["SIGSTOP bridge"]++
 		}
@@ -511,7 +511,7 @@ func (s *soak) fault() {
 			return // one node at a time: the cluster keeps its quorum
 		}
 		leader := s.natsNode(s.streamLeader())
-		leader.kill9()
+		leader.Kill()
 		s.down[leader] = time.Now().Add(3 * time.Second)
 		s.injected["NATS stream leader killed and restarted"]++
 	case 6:
@@ -536,10 +536,10 @@ func (s *soak) fault() {
 	}
 }
 
-func (s *soak) running(ps []*proc) []*proc {
-	var out []*proc
+func (s *soak) running(ps []*systest.Proc) []*systest.Proc {
+	var out []*systest.Proc
 	for _, p := range ps {
-		if _, frozen := s.stopped[p]; !frozen && p.alive() {
+		if _, frozen := s.stopped[p]; !frozen && p.Alive() {
 			out = append(out, p)
 		}
 	}
@@ -550,13 +550,13 @@ func (s *soak) running(ps []*proc) []*proc {
 func (s *soak) resume(now time.Time) {
 	for p, at := range s.stopped {
 		if !now.Before(at) {
-			p.signal(syscall.SIGCONT)
+			p.Signal(syscall.SIGCONT)
 			delete(s.stopped, p)
 		}
 	}
 	for p, at := range s.down {
 		if !now.Before(at) {
-			p.restart()
+			p.Restart()
 			delete(s.down, p)
 		}
 	}
