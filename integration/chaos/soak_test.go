@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,9 +30,11 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
 	"github.com/edfi-tools/instancemgr/integration/systest"
+	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
+	"github.com/edfi-tools/instancemgr/internal/reconcile"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -643,8 +647,11 @@ func (s *soak) drain() time.Duration {
 	return time.Since(start)
 }
 
-// check compares every source of truth and returns the violations by kind,
-// and what it counted.
+// check runs reconcile's comparison of the Admin API, the ledgers, the
+// dbo rows, the reservations and the databases, as instancemgr reconcile
+// does: each difference must be one the soak caused on purpose (explained
+// says which); then the invariants reconcile cannot see. It returns the
+// violations by kind, and what it counted.
 func (s *soak) check() (violations map[string][]string, info map[string]int) {
 	ctx := context.Background()
 	violations, info = map[string][]string{}, map[string]int{}
@@ -659,162 +666,165 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 	js, _ := jetstream.New(nc)
 	dead := s.deadLetters(js)
 	recs := s.records()
-	handMade := map[string]bool{}
-	for _, h := range s.handMade {
-		handMade[h.database] = true
+	for _, r := range recs {
+		info["requests "+r.Status]++
+	}
+	for _, d := range s.reconcile(ctx) {
+		if why := s.explained(d, recs, dead); why != "" {
+			info[fmt.Sprintf("reconcile: %s, %s", d.Kind, why)]++
+			continue
+		}
+		bad(string(d.Kind), "%s/%d %s: %s", d.Tenant, d.InstanceID, d.Database, d.Detail)
+	}
+
+	// Reconcile reports a request whose job is a dead letter, not whether
+	// the letter says why: an operator must learn it from the letter.
+	for _, r := range recs {
+		op, pending := pendingStatus[r.Status]
+		dls := dead[fmt.Sprintf("%s/%d/%s", r.TenantName, r.ID, op)]
+		if !pending || len(dls) == 0 {
+			continue
+		}
+		last := dls[len(dls)-1]
+		if last.Reason == "" || last.Code == "" {
+			bad("dead_letter_without_reason", "%s/%d: %+v", r.TenantName, r.ID, last)
+		}
+		info["dead letters "+last.Code]++
 	}
 	for _, tn := range s.tenants {
-		ledger := map[int]string{}
-		rows, err := tn.admin.Query(ctx, `SELECT instance_id, database_name FROM instancemgr.instances WHERE tenant = $1`, tn.name)
-		if err != nil {
+		s.checkRegistrations(ctx, tn, recs, bad)
+	}
+	s.checkHandMade(ctx, bad)
+	s.checkScratch(ctx, bad)
+	return violations, info
+}
+
+// reconcile runs instancemgr reconcile's comparison over the soak's
+// configuration, read-only. A request still pending after the drain is
+// reported at once (pending-after 0) unless its job is a dead letter. The
+// manage line's requests, which the Admin API's /adminconsole/ endpoints
+// do not list, are read from the tenants' manage rows.
+func (s *soak) reconcile(ctx context.Context) []reconcile.Difference {
+	cfg, err := config.Load(s.cfgPath, func(k string) string {
+		if k == "INSTANCEMGR_ADMINAPI_CLIENT_SECRET" {
+			return s.secret
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o := app.ReconcileOptions{}
+	var rep app.ReconcileReport
+	if s.manage {
+		rep, err = app.ReconcileRequests(ctx, cfg, manageRequests{s}, o, log)
+	} else {
+		rep, err = app.Reconcile(ctx, cfg, o, log)
+	}
+	if err != nil {
+		s.t.Fatalf("reconcile: %v", err)
+	}
+	return rep.Differences
+}
+
+// explained says which of the soak's own doings a difference reconcile
+// reports comes from, or "" when none does (a violation).
+func (s *soak) explained(d reconcile.Difference, recs map[int]simulator.InstanceState, dead map[string][]jobs.DeadLetter) string {
+	r, known := recs[d.InstanceID]
+	deadLettered := false
+	if op, pending := pendingStatus[r.Status]; known && pending {
+		deadLettered = len(dead[fmt.Sprintf("%s/%d/%s", d.Tenant, d.InstanceID, op)]) > 0
+	}
+	switch {
+	case d.Kind == reconcile.DeadRequest && deadLettered:
+		return "a request the soak drove into a conflict or past its deliveries"
+	case (d.Kind == reconcile.OrphanDatabase || d.Kind == reconcile.StaleReservation) && deadLettered:
+		return "what a dead-lettered job left, for its replay to adopt"
+	case d.Kind == reconcile.ForeignDatabase && slices.ContainsFunc(s.handMade, func(h handMade) bool { return h.database == d.Database }):
+		return "a database made by hand at a requested name"
+	case d.Kind == reconcile.MissingDatabase && known && r.Status == adminapi.StatusDeleteFailed:
+		return "Delete_Failed after the drop: the Admin API refused \"deleted\", the delete is to be asked again"
+	}
+	return ""
+}
+
+// checkRegistrations checks what reconcile cannot see of one tenant's
+// ledger: it follows each entry to its own dbo row and database, so it
+// sees neither a Completed request whose ledger names a database other
+// than the one its name maps to (the Admin API's name is not compared),
+// nor a second dbo row registering the same database, nor a row of the
+// soak's databases that no ledger entry names.
+func (s *soak) checkRegistrations(ctx context.Context, tn *soakTenant, recs map[int]simulator.InstanceState, bad func(kind, format string, args ...any)) {
+	rows, err := tn.admin.Query(ctx, `SELECT instance_id, database_name FROM instancemgr.instances WHERE tenant = $1`, tn.name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ledger := map[int]string{}
+	for rows.Next() {
+		var id int
+		var db string
+		if err := rows.Scan(&id, &db); err != nil {
 			s.t.Fatal(err)
 		}
-		for rows.Next() {
-			var id int
-			var db string
-			if err := rows.Scan(&id, &db); err != nil {
-				s.t.Fatal(err)
-			}
-			ledger[id] = db
-		}
-		rows.Close()
-		registered := map[string]int{} // database -> dbo rows naming it
-		var css []string
-		rows, err = tn.admin.Query(ctx, `SELECT connectionstring FROM dbo.odsinstances`)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		css, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		for _, cs := range css {
-			if s.manage {
-				if cs, err = s.key.Decrypt(cs); err != nil {
-					bad("registration_unreadable", "%s: %v", tn.name, err)
-					continue
-				}
-			}
-			c, err := connstr.ParsePostgres(cs)
-			if err != nil {
+		ledger[id] = db
+	}
+	rows.Close()
+	rows, err = tn.admin.Query(ctx, `SELECT connectionstring FROM dbo.odsinstances`)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	css, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	registered := map[string]int{} // database -> dbo rows naming it
+	for _, cs := range css {
+		if s.manage {
+			if cs, err = s.key.Decrypt(cs); err != nil {
 				bad("registration_unreadable", "%s: %v", tn.name, err)
 				continue
 			}
-			registered[c.Database]++
 		}
-		oids := map[string]uint32{}
-		rows, err = tn.server.Query(ctx, `SELECT datname, oid FROM pg_database WHERE starts_with(datname, $1)`, s.prefix+"_"+tn.name+"_")
+		c, err := connstr.ParsePostgres(cs)
 		if err != nil {
-			s.t.Fatal(err)
+			bad("registration_unreadable", "%s: %v", tn.name, err)
+			continue
 		}
-		for rows.Next() {
-			var name string
-			var oid uint32
-			if err := rows.Scan(&name, &oid); err != nil {
-				s.t.Fatal(err)
-			}
-			oids[name] = oid
-		}
-		rows.Close()
-		type resv struct {
-			tenant   string
-			id       int
-			state    string
-			identity string
-		}
-		reservations := map[string]resv{}
-		rows, err = tn.server.Query(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, '') FROM instancemgr.reservations`)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		for rows.Next() {
-			var name string
-			var r resv
-			if err := rows.Scan(&name, &r.tenant, &r.id, &r.state, &r.identity); err != nil {
-				s.t.Fatal(err)
-			}
-			reservations[name] = r
-		}
-		rows.Close()
-
-		accounted := map[string]bool{}
-		for _, r := range recs {
-			if r.TenantName != tn.name {
-				continue
-			}
-			info["requests "+r.Status]++
-			switch r.Status {
-			case adminapi.StatusCompleted:
-				want, err := s.naming.DatabaseName(tn.name, r.Name)
-				if err != nil {
-					bad("completed_bad_name", "%s/%d %q: %v", tn.name, r.ID, r.Name, err)
-					continue
-				}
-				accounted[want] = true
-				oid, ok := oids[want]
-				res := reservations[want]
-				switch {
-				case !ok:
-					bad("completed_without_database", "%s/%d: %q is missing", tn.name, r.ID, want)
-				case ledger[r.ID] != want:
-					bad("ledger_elsewhere", "%s/%d: ledger %q, database %q", tn.name, r.ID, ledger[r.ID], want)
-				case registered[want] != 1:
-					bad("registration_count", "%s/%d: %d registrations name %q", tn.name, r.ID, registered[want], want)
-				case res.tenant != tn.name || res.id != r.ID || res.state != "made" || res.identity != strconv.FormatUint(uint64(oid), 10):
-					bad("reservation_mismatch", "%s/%d: %q reserved %+v, oid %d", tn.name, r.ID, want, res, oid)
-				case s.manage:
-					s.checkManageRow(tn, r.ID, want, bad)
-				}
-			case adminapi.StatusDeleted:
-				if db, ok := ledger[r.ID]; ok {
-					bad("deleted_leftover", "%s/%d: ledger still names %q", tn.name, r.ID, db)
-				}
-				for name, res := range reservations {
-					if _, exists := oids[name]; exists && res.tenant == tn.name && res.id == r.ID {
-						bad("deleted_leftover", "%s/%d: %q still exists", tn.name, r.ID, name)
-					}
-				}
-			case adminapi.StatusRenameFailed, adminapi.StatusDeleteFailed:
-				db := ledger[r.ID]
-				accounted[db] = true
-				_, ok := oids[db]
-				switch {
-				case !ok && r.Status == adminapi.StatusDeleteFailed:
-					// The Admin API refused "deleted" after the drop: the
-					// database is gone and the registration waits for the
-					// delete to be asked again (it removes what is left).
-					info["Delete_Failed after the drop"]++
-				case !ok || registered[db] != 1:
-					bad("failed_request_inconsistent", "%s/%d %s: ledger %q, exists %v, %d registrations", tn.name, r.ID, r.Status, db, ok, registered[db])
-				}
-			default:
-				op := pendingStatus[r.Status]
-				dls := dead[fmt.Sprintf("%s/%d/%s", tn.name, r.ID, op)]
-				if len(dls) == 0 {
-					bad("request_unsettled", "%s/%d %s: no dead letter", tn.name, r.ID, r.Status)
-					continue
-				}
-				last := dls[len(dls)-1]
-				if last.Reason == "" || last.Code == "" {
-					bad("dead_letter_without_reason", "%s/%d: %+v", tn.name, r.ID, last)
-				}
-				info["dead letters "+last.Code]++
-				if db, ok := ledger[r.ID]; ok {
-					accounted[db] = true // a rename or delete that failed: the database stays
-				}
-			}
-		}
-		for name := range oids {
-			res, reserved := reservations[name]
-			switch {
-			case accounted[name], handMade[name]:
-			case reserved && res.tenant == tn.name && pendingStatus[recs[res.id].Status] == jobs.OpCreate:
-				info["databases left by dead-lettered creates"]++
-			default:
-				bad("unaccounted_database", "%s: %q (reservation %+v)", tn.name, name, res)
-			}
+		registered[c.Database]++
+	}
+	inLedger := map[string]bool{}
+	for id, db := range ledger {
+		inLedger[db] = true
+		if n := registered[db]; n != 1 {
+			bad("registration_count", "%s/%d: %d registrations name %q", tn.name, id, n, db)
 		}
 	}
+	for db := range registered {
+		if strings.HasPrefix(db, s.prefix+"_"+tn.name+"_") && !inLedger[db] {
+			bad("registration_without_ledger", "%s: a dbo row names %q, which no ledger entry does", tn.name, db)
+		}
+	}
+	for _, r := range recs {
+		if r.TenantName != tn.name || r.Status != adminapi.StatusCompleted {
+			continue
+		}
+		want, err := s.naming.DatabaseName(tn.name, r.Name)
+		switch {
+		case err != nil:
+			bad("completed_bad_name", "%s/%d %q: %v", tn.name, r.ID, r.Name, err)
+		case ledger[r.ID] != want:
+			bad("ledger_elsewhere", "%s/%d: ledger %q, its name maps to %q", tn.name, r.ID, ledger[r.ID], want)
+		case s.manage:
+			s.checkManageRow(tn, r.ID, want, bad)
+		}
+	}
+}
+
+// checkHandMade checks that every database made by hand is the one made
+// (its oid) and holds what it held: reconcile reports such a database as
+// not the system's, and cannot tell whether a job touched it.
+func (s *soak) checkHandMade(ctx context.Context, bad func(kind, format string, args ...any)) {
 	for _, h := range s.handMade {
 		var oid uint32
 		if err := h.server.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, h.database).Scan(&oid); err != nil || oid != h.oid {
@@ -832,10 +842,14 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			bad("hand_made_touched", "%q: marker %q (%v)", h.database, got, err)
 		}
 	}
-	// The soak's own scratch copies only: those of its tenants'
-	// reservations (the shared server holds other tests' copies in
-	// flight), and any measurement copy of its template: no job measures,
-	// so there must be none.
+}
+
+// checkScratch checks that no scratch copy is left on a server: those of
+// the soak's tenants' reservations (the shared server holds other tests'
+// copies in flight), and any measurement copy of its template (no job
+// measures, so there must be none). Reconcile sees a scratch copy only
+// while its reservation is being made, and no measurement copy.
+func (s *soak) checkScratch(ctx context.Context, bad func(kind, format string, args ...any)) {
 	for _, server := range []*pgxpool.Pool{s.tenants[0].server, s.tenants[2].server} {
 		rows, err := server.Query(ctx, `SELECT database_name, tenant, instance_id, coalesce(to_jsonb(r)->>'line', 'adminconsole') FROM instancemgr.reservations r WHERE tenant = ANY($1)`, []string{"t1", "t2", "t3"})
 		if err != nil {
@@ -868,7 +882,6 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			bad("scratch_left", "scratch copies left on a server: %v", left)
 		}
 	}
-	return violations, info
 }
 
 // table prints what the soak did and found, in the form of
