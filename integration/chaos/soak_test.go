@@ -2,13 +2,13 @@ package chaos
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
