@@ -109,7 +109,7 @@ func TestBench(t *testing.T) {
 		url = h.Postgres("/dev/shm").URL
 	}
 	world := itest.NewWorld(t, url)
-	bins, err := systest.Build(t.TempDir())
+	bins, err := systest.Build(h.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}

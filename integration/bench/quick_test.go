@@ -47,7 +47,7 @@ func TestBenchQuick(t *testing.T) {
 	}
 	world := itest.NewWorld(t, "")
 	h := systest.New(t)
-	bins, err := systest.Build(t.TempDir())
+	bins, err := systest.Build(h.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}

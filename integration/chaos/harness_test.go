@@ -27,7 +27,7 @@ import (
 var bins systest.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "instancemgr-chaos-bin-")
+	dir, err := systest.TempDir()
 	if err == nil {
 		bins, err = systest.Build(dir)
 	}

@@ -1,6 +1,7 @@
 package systest
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
 	"testing"
@@ -29,7 +30,11 @@ type Harness struct {
 // New starts a harness for t; its processes end with t.
 func New(t testing.TB) *Harness {
 	t.Helper()
-	h := &Harness{t: t, dir: t.TempDir(), fork: make(chan func())}
+	dir, err := TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Harness{t: t, dir: dir, fork: make(chan func())}
 	go func() {
 		runtime.LockOSThread() // never unlocked: see Harness
 		for f := range h.fork {
@@ -37,7 +42,10 @@ func New(t testing.TB) *Harness {
 		}
 	}()
 	// Registered first, so it runs last: after every process's clean-up.
-	t.Cleanup(func() { close(h.fork) })
+	t.Cleanup(func() {
+		close(h.fork)
+		os.RemoveAll(dir)
+	})
 	return h
 }
 

@@ -20,11 +20,6 @@ import (
 // PGBin is where Debian keeps PostgreSQL's server programs.
 const PGBin = "/usr/lib/postgresql/15/bin"
 
-// pgDirPrefix starts the name of every private server's directory, which
-// goes on with the pid of the test process that owns it: a directory
-// whose owner is gone is a killed run's, and the next start removes it.
-const pgDirPrefix = "instancemgr-pg-"
-
 // Postgres is a PostgreSQL server of the test's own, for tests that
 // restart the server or want one on memory. The postmaster runs as the
 // harness's child (postgres, not pg_ctl, which would leave it as a daemon
@@ -48,13 +43,7 @@ func (h *Harness) Postgres(parent string) *Postgres {
 	if _, err := os.Stat(filepath.Join(PGBin, "initdb")); err != nil {
 		testenv.Unavailable(h.t, "PostgreSQL server programs are not in %s: %v", PGBin, err)
 	}
-	if parent == "" {
-		parent = os.TempDir()
-	}
-	if err := SweepPostgres(parent); err != nil {
-		h.t.Fatalf("remove what killed runs left: %v", err)
-	}
-	dir, err := os.MkdirTemp(parent, fmt.Sprintf("%s%d-", pgDirPrefix, os.Getpid()))
+	dir, err := ownedDir(parent)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -132,31 +121,9 @@ func (pg *Postgres) Restart() {
 	pg.waitReady()
 }
 
-// SweepPostgres removes under parent the private servers' directories
-// whose test process is gone, and stops a server still running in one.
-func SweepPostgres(parent string) error {
-	dirs, err := filepath.Glob(filepath.Join(parent, pgDirPrefix+"*-*"))
-	if err != nil {
-		return err
-	}
-	for _, dir := range dirs {
-		owner, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), pgDirPrefix), "-")
-		pid, err := strconv.Atoi(owner)
-		if err != nil || alive(pid) {
-			continue
-		}
-		if err := stopStale(dir); err != nil {
-			return err
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // stopStale ends the postmaster that postmaster.pid in dir names, if it
-// still runs (a server the parent-death signal could not reach).
+// still runs (a server the parent-death signal could not reach); none
+// when dir holds no server.
 func stopStale(dir string) error {
 	raw, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
 	if err != nil {
@@ -182,16 +149,4 @@ func stopStale(dir string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
-}
-
-// alive reports whether process pid exists and has not exited (a zombie
-// has).
-func alive(pid int) bool {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) > 0 && fields[0] != "Z"
 }

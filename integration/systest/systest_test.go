@@ -56,7 +56,7 @@ func TestHelperStartsAndWaits(t *testing.T) {
 // A test process killed without its clean-up (as go test -timeout or a
 // SIGKILL ends it) leaves no process behind: not the processes it
 // started, not a NATS node, not the private PostgreSQL nor its backends;
-// and the next start removes the server's directory it left.
+// and the next start removes the directories it left.
 func TestKilledTestLeavesNothing(t *testing.T) {
 	bins, err := Build(t.TempDir())
 	if err != nil {
@@ -100,7 +100,7 @@ func TestKilledTestLeavesNothing(t *testing.T) {
 	if len(tree) <= len(started) {
 		t.Fatalf("no PostgreSQL backends among the helper's descendants %v (started %v)", tree, started)
 	}
-	dirs, _ := filepath.Glob(filepath.Join(pgParent, pgDirPrefix+"*"))
+	dirs, _ := filepath.Glob(filepath.Join(pgParent, dirPrefix+"*"))
 	if len(dirs) != 1 {
 		t.Fatalf("the private server's directories: %v", dirs)
 	}
@@ -112,14 +112,22 @@ func TestKilledTestLeavesNothing(t *testing.T) {
 	testenv.Eventually(t, time.Minute, fmt.Sprintf("the %d processes under the killed test to end", len(tree)), func() bool {
 		return !slices.ContainsFunc(tree, alive)
 	})
-	if _, err := os.Stat(dirs[0]); err != nil {
-		t.Fatalf("the killed run's server directory is already gone: %v", err)
+	// Its directories: the private server's, and the harness's own (logs,
+	// NATS data).
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-*", dirPrefix, helper.Process.Pid)))
+	left = append(left, dirs...)
+	if len(left) != 2 {
+		t.Fatalf("the killed run left %v, want its harness's directory and its server's", left)
 	}
-	if err := SweepPostgres(pgParent); err != nil {
-		t.Fatal(err)
+	for _, parent := range []string{pgParent, os.TempDir()} {
+		if err := Sweep(parent); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := os.Stat(dirs[0]); !os.IsNotExist(err) {
-		t.Fatalf("the killed run's server directory is still there after the sweep: %v", err)
+	for _, dir := range left {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("the killed run's %s is still there after the sweep: %v", dir, err)
+		}
 	}
 }
 
@@ -182,7 +190,7 @@ func TestEndOfTestKillsItsProcesses(t *testing.T) {
 		})
 		pg := h.Postgres(pgParentDir(t))
 		pgDir = pg.dir
-		if err := SweepPostgres(filepath.Dir(pg.dir)); err != nil {
+		if err := Sweep(filepath.Dir(pg.dir)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(pg.dir); err != nil {
