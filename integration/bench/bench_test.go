@@ -13,7 +13,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/integration/bench"
 	"github.com/edfi-tools/instancemgr/integration/itest"
-	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/integration/systest"
 )
 
 // size is how much a run measures: "full" for `task bench`
@@ -103,12 +103,17 @@ func TestBench(t *testing.T) {
 	// INSTANCEMGR_BENCH_SERVER=memory: a private cluster on /dev/shm with
 	// fsync off, where a copy costs processors and memory only, so that the
 	// system's own overhead shows through without a disk's noise.
+	h := systest.New(t)
 	url := ""
 	if os.Getenv("INSTANCEMGR_BENCH_SERVER") == "memory" {
-		url = testenv.StartPrivatePostgresIn(t, "/dev/shm").URL
+		url = h.Postgres("/dev/shm").URL
 	}
 	world := itest.NewWorld(t, url)
-	bin := testenv.BuildBinary(t, t.TempDir())
+	bins, err := systest.Build(h.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := bins.Instancemgr
 	rep := report{When: time.Now().UTC(), Full: sz.full, Machine: bench.ThisMachine(t, world.PG)}
 	const poll = time.Second
 	strategy := "file_copy"
@@ -145,7 +150,7 @@ func TestBench(t *testing.T) {
 				raws = append(raws, bench.Raw(t, ro))
 				ro.Protocol, ro.NamePrefix = true, tag+"_rawp"
 				protocols = append(protocols, bench.Raw(t, ro))
-				systems = append(systems, bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: sz.n,
+				systems = append(systems, bench.System(t, bench.SystemOptions{Harness: h, Bin: bin, Master: world.Master, Template: tmpl, N: sz.n,
 					Replicas: replicas, Concurrency: perReplica, Poll: poll, Strategy: strategy, NamePrefix: tag + "_sys", ProfileDir: os.Getenv("INSTANCEMGR_BENCH_PPROF")}))
 			}
 			rep.Raw, rep.Protocol, rep.System = append(rep.Raw, raws), append(rep.Protocol, protocols), append(rep.System, systems)
@@ -191,7 +196,7 @@ func TestBench(t *testing.T) {
 		// last three wait); the 37 ms spreads the arrivals over every
 		// phase of the poll.
 		apart := poll/perReplica + 37*time.Millisecond
-		r := bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: n, Replicas: 1, Concurrency: perReplica,
+		r := bench.System(t, bench.SystemOptions{Harness: h, Bin: bin, Master: world.Master, Template: tmpl, N: n, Replicas: 1, Concurrency: perReplica,
 			Poll: poll, Spacing: apart, NamePrefix: fmt.Sprintf("%s_pickup_%d", world.Prefix, poll.Milliseconds())})
 		checkSystem(t, r)
 		rep.Pickup = append(rep.Pickup, r)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
+	"github.com/edfi-tools/instancemgr/integration/systest"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 )
 
@@ -25,6 +25,7 @@ import (
 // interval, replicas, workers, copy strategy): only where it keeps its
 // state and which template and names it uses are the run's own.
 type DevOptions struct {
+	Harness    *systest.Harness
 	Bin        string
 	Postgres   string // the server's URL
 	Template   Template
@@ -69,33 +70,14 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 	pg := pool(t, o.Postgres, 1)
 	defer pg.Close()
 	defer dropPrefix(t, pg, o.NamePrefix)
-	logs := &testenv.SyncBuffer{}
-	cmd := exec.Command(o.Bin, "dev", "-postgres", o.Postgres, "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-nats-port", "0",
+	dev := o.Harness.Start(o.NamePrefix+"-dev", o.Bin, nil, "dev", "-postgres", o.Postgres, "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-nats-port", "0",
 		"-data-dir", filepath.Join(dir, "data"), "-template", o.Template.Name, "-admin-database", o.NamePrefix+"_admin",
 		"-name-pattern", o.NamePrefix+"_{name}", "-log-level", devLogLevel())
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
+	defer func() { _ = dev.Stop(syscall.SIGINT, 30*time.Second) }()
 	var banner string
 	testenv.Eventually(t, time.Minute, "dev's banner", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("dev exited: %v\n%s", err, logs.String())
-		default:
-		}
-		banner = logs.String()
+		dev.CheckAlive()
+		banner = dev.Log()
 		return devSimulator.MatchString(banner) && devNATS.MatchString(banner) && devPoll.MatchString(banner) && devProbes.MatchString(banner)
 	})
 	simURL, natsURL := devSimulator.FindStringSubmatch(banner)[1], devNATS.FindStringSubmatch(banner)[1]
@@ -170,7 +152,7 @@ func Dev(t testing.TB, o DevOptions) DevResult {
 		perJob[k] = time.Duration(v / float64(o.N) * float64(time.Second))
 	}
 	if os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {
-		t.Logf("dev's log:\n%s", logs.String())
+		t.Logf("dev's log:\n%s", dev.Log())
 	}
 	first, nth := storedSpan(t, natsURL, o.N)
 	return DevResult{Template: o.Template.Spec.Label, N: o.N, Poll: poll, PublishToDone: last.Sub(first), PostToDone: last.Sub(start),

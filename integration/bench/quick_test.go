@@ -14,6 +14,7 @@ import (
 
 	"github.com/edfi-tools/instancemgr/integration/bench"
 	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/integration/systest"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -45,7 +46,12 @@ func TestBenchQuick(t *testing.T) {
 		replicas = []int{1, 2}
 	}
 	world := itest.NewWorld(t, "")
-	bin := testenv.BuildBinary(t, t.TempDir())
+	h := systest.New(t)
+	bins, err := systest.Build(h.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := bins.Instancemgr
 	machine := bench.ThisMachine(t, world.PG)
 
 	began := time.Now()
@@ -96,7 +102,7 @@ func TestBenchQuick(t *testing.T) {
 	if st, err := os.Stat(shm); err != nil || !st.IsDir() {
 		shm = ""
 	}
-	private := testenv.StartPrivatePostgresIn(t, shm)
+	private := h.Postgres(shm)
 	label := "private on memory (fsync off)"
 	if shm == "" {
 		label = "private (fsync off)"
@@ -198,7 +204,7 @@ func TestBenchQuick(t *testing.T) {
 				raws[s], rawCPU[s] = append(raws[s], raw[s]), append(rawCPU[s], res.ServerCPU)
 			}
 			clean(t, world)
-			sys := bench.System(t, bench.SystemOptions{Bin: bin, Master: world.Master, Template: tmpl, N: c.n, Replicas: r, Concurrency: perReplica,
+			sys := bench.System(t, bench.SystemOptions{Harness: h, Bin: bin, Master: world.Master, Template: tmpl, N: c.n, Replicas: r, Concurrency: perReplica,
 				Poll: time.Second, NamePrefix: fmt.Sprintf("%s_sys_%s_%d_%d", world.Prefix, c.spec.Label, r, round)})
 			checkSystem(t, sys)
 			// The system copies with the server's default, whatever a
@@ -252,7 +258,7 @@ func TestBenchQuick(t *testing.T) {
 		tmpl := shared.templates[c.spec.Label]
 		cal := decide(shared, tmpl, devCopies)
 		clean(t, world)
-		d := bench.Dev(t, bench.DevOptions{Bin: bin, Postgres: testenv.PostgresURL(), Template: tmpl, N: c.n, NamePrefix: fmt.Sprintf("%s_dev_%s", world.Prefix, c.spec.Label)})
+		d := bench.Dev(t, bench.DevOptions{Harness: h, Bin: bin, Postgres: testenv.PostgresURL(), Template: tmpl, N: c.n, NamePrefix: fmt.Sprintf("%s_dev_%s", world.Prefix, c.spec.Label)})
 		if d.PublishToDone <= 0 || d.PostToDone < d.PublishToDone {
 			t.Fatalf("dev run measured nothing: %+v", d)
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
+	"github.com/edfi-tools/instancemgr/integration/systest"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -34,7 +34,8 @@ import (
 // simulator, through the bridge, JetStream and Replicas consumer processes
 // of the real binary, to PostgreSQL, EdFi_Admin and completed.
 type SystemOptions struct {
-	Bin         string // the instancemgr binary (testenv.BuildBinary)
+	Harness     *systest.Harness
+	Bin         string // the instancemgr binary (systest.Build)
 	Master      connstr.Conn
 	Template    Template
 	N           int
@@ -163,7 +164,7 @@ tenants:
 		}
 		return path, fmt.Sprintf("http://127.0.0.1:%d", port)
 	}
-	var procs, consumers []*proc
+	var procs, consumers []*role
 	defer func() {
 		for _, p := range procs {
 			p.stop(t)
@@ -176,12 +177,12 @@ tenants:
 	// seen by the race detector); the run measures nothing of the start.
 	for i := range o.Replicas {
 		cfg, probes := config("consumer", i)
-		p := start(t, o.Bin, env, probes, "consumer", "-config", cfg)
+		p := start(o, env, probes, "consumer", i, cfg)
 		procs, consumers = append(procs, p), append(consumers, p)
 		p.waitReady(t)
 	}
 	cfg, probes := config("bridge", 0)
-	bridge := start(t, o.Bin, env, probes, "bridge", "-config", cfg)
+	bridge := start(o, env, probes, "bridge", 0, cfg)
 	procs = append(procs, bridge)
 	bridge.waitReady(t)
 
@@ -219,7 +220,7 @@ tenants:
 		for _, id := range ids {
 			if st, _ := sim.Instance(id); st.Status != adminapi.StatusCompleted {
 				for _, p := range procs {
-					p.checkAlive(t)
+					p.CheckAlive()
 				}
 				return false
 			}
@@ -318,47 +319,21 @@ func dropPrefix(t testing.TB, maint *pgxpool.Pool, prefix string) {
 	}
 }
 
-// proc is one role's process.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
+// role is one role's process, with its metrics and probes address.
+type role struct {
+	*systest.Proc
 	probes string
-	logs   *testenv.SyncBuffer
-	done   chan struct{}
-	err    error
 }
 
-func start(t testing.TB, bin string, env []string, probes string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: args[0], probes: probes, logs: &testenv.SyncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {
-			t.Logf("%s's log:\n%s", p.name, p.logs.String())
-		}
-	})
-	return p
+// start starts role number i with the configuration at cfg.
+func start(o SystemOptions, env []string, probes, name string, i int, cfg string) *role {
+	return &role{Proc: o.Harness.Start(fmt.Sprintf("%s-%s-%d", o.NamePrefix, name, i), o.Bin, env, name, "-config", cfg), probes: probes}
 }
 
-func (p *proc) checkAlive(t testing.TB) {
+func (p *role) waitReady(t testing.TB) {
 	t.Helper()
-	select {
-	case <-p.done:
-		t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.logs.String())
-	default:
-	}
-}
-
-func (p *proc) waitReady(t testing.TB) {
-	t.Helper()
-	testenv.Eventually(t, time.Minute, p.name+" ready", func() bool {
-		p.checkAlive(t)
+	testenv.Eventually(t, time.Minute, p.Name+" ready", func() bool {
+		p.CheckAlive()
 		resp, err := http.Get(p.probes + "/readyz")
 		if err != nil {
 			return false
@@ -369,11 +344,11 @@ func (p *proc) waitReady(t testing.TB) {
 }
 
 // peakRSS is the process's peak resident set size so far (VmHWM).
-func (p *proc) peakRSS(t testing.TB) int64 {
+func (p *role) peakRSS(t testing.TB) int64 {
 	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
-		t.Fatalf("%s: %v", p.name, err)
+		t.Fatalf("%s: %v", p.Name, err)
 	}
 	for line := range strings.Lines(string(raw)) {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
@@ -384,7 +359,7 @@ func (p *proc) peakRSS(t testing.TB) int64 {
 			return kb << 10
 		}
 	}
-	t.Fatalf("%s: no VmHWM in /proc status", p.name)
+	t.Fatalf("%s: no VmHWM in /proc status", p.Name)
 	return 0
 }
 
@@ -394,22 +369,22 @@ func (p *proc) peakRSS(t testing.TB) int64 {
 // consumers use in all; it is the fallback where schedstat is missing. A
 // Go process keeps its threads, so what the live threads sum to is the
 // process's whole time.
-func (p *proc) cpu(t testing.TB) time.Duration {
+func (p *role) cpu(t testing.TB) time.Duration {
 	t.Helper()
 	if d, ok := p.schedCPU(); ok {
 		return d
 	}
-	fields, ok := procStat(p.cmd.Process.Pid)
+	fields, ok := procStat(p.Pid())
 	if !ok {
-		t.Fatalf("%s: no /proc stat", p.name)
+		t.Fatalf("%s: no /proc stat", p.Name)
 	}
 	return time.Duration(ticks(fields[11:13])) * time.Second / clockTicks // utime, stime
 }
 
 // schedCPU sums the first field of every thread's schedstat (time on a
 // CPU, ns); false when the kernel keeps no schedstat.
-func (p *proc) schedCPU() (time.Duration, bool) {
-	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.cmd.Process.Pid))
+func (p *role) schedCPU() (time.Duration, bool) {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.Pid()))
 	if err != nil || len(files) == 0 {
 		return 0, false
 	}
@@ -436,7 +411,7 @@ func (p *proc) schedCPU() (time.Duration, bool) {
 // on every Linux architecture Go supports.
 const clockTicks = 100
 
-func procsCPU(t testing.TB, procs []*proc) time.Duration {
+func procsCPU(t testing.TB, procs []*role) time.Duration {
 	var sum time.Duration
 	for _, p := range procs {
 		sum += p.cpu(t)
@@ -445,20 +420,13 @@ func procsCPU(t testing.TB, procs []*proc) time.Duration {
 }
 
 // stop sends SIGTERM and waits for the process to drain and exit.
-func (p *proc) stop(t testing.TB) {
+func (p *role) stop(t testing.TB) {
 	t.Helper()
-	select {
-	case <-p.done:
-		return
-	default:
+	if err := p.Stop(syscall.SIGTERM, time.Minute); err != nil {
+		t.Error(err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not stop within a minute of SIGTERM", p.name)
+	if os.Getenv("INSTANCEMGR_BENCH_LOGS") != "" {
+		t.Logf("%s's log:\n%s", p.Name, p.Log())
 	}
 }
 
@@ -500,7 +468,7 @@ func copiesByStrategy(families map[string]*dto.MetricFamily) map[string]int {
 // profile starts a CPU profile of p for profileFor when o.ProfileDir is
 // set, written to o.ProfileDir/<NamePrefix>.pprof; the returned func waits
 // for it.
-func profile(t testing.TB, o SystemOptions, p *proc) (wait func()) {
+func profile(t testing.TB, o SystemOptions, p *role) (wait func()) {
 	if o.ProfileDir == "" {
 		return func() {}
 	}

@@ -7,12 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,43 +18,26 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/integration/systest"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 // bins are the binaries under test, built once for the package.
-var bins struct{ instancemgr, natsServer string }
+var bins systest.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "instancemgr-chaos-bin-")
+	dir, err := systest.TempDir()
+	if err == nil {
+		bins, err = systest.Build(dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bins.instancemgr = filepath.Join(dir, "instancemgr")
-	bins.natsServer = filepath.Join(dir, "nats-server")
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	for _, b := range []struct{ out, pkg string }{{bins.instancemgr, "./cmd/instancemgr"}, {bins.natsServer, "github.com/nats-io/nats-server/v2"}} {
-		cmd := exec.Command(goBin(), "build", "-o", b.out, b.pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
-			os.Exit(1)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func goBin() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
 }
 
 // full reports whether the full-size suite was asked for.
@@ -73,120 +51,25 @@ func size(ci, fullSize int) int {
 	return ci
 }
 
-// proc is one OS process of the system.
-type proc struct {
-	t       *testing.T
-	name    string
-	bin     string
-	args    []string
-	env     []string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	state   *os.ProcessState
-}
-
-func (s *sys) spawn(name, bin string, env []string, args ...string) *proc {
-	s.t.Helper()
-	p := &proc{t: s.t, name: name, bin: bin, args: args, env: env, logPath: filepath.Join(s.dir, name+".log")}
-	p.start()
-	s.t.Cleanup(func() {
-		if p.alive() {
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if s.t.Failed() {
-			data, _ := os.ReadFile(p.logPath)
-			if len(data) > 4000 && os.Getenv("INSTANCEMGR_CHAOS_FULL_LOGS") != "1" {
-				data = data[len(data)-4000:]
-			}
-			s.t.Logf("--- last lines of %s ---\n%s", p.name, data)
-		}
-	})
-	return p
-}
-
-func (p *proc) start() {
-	p.t.Helper()
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.cmd = exec.Command(p.bin, p.args...)
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start %s: %v", p.name, err)
-	}
-	p.done = make(chan struct{})
-	go func() {
-		_ = p.cmd.Wait()
-		p.state = p.cmd.ProcessState
-		logf.Close()
-		close(p.done)
-	}()
-}
-
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %s to %s: %v", sig, p.name, err)
-	}
-}
-
-// kill9 kills the process at once and waits for it.
-func (p *proc) kill9() {
-	p.signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// waitExit waits up to timeout for the process to exit.
-func (p *proc) waitExit(timeout time.Duration) bool {
-	select {
-	case <-p.done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
-
-func (p *proc) restart() {
-	p.t.Helper()
-	if p.alive() {
-		p.t.Fatalf("restart %s while it runs", p.name)
-	}
-	p.start()
-}
-
 // sys is one system under test: its own NATS, simulator, EdFi_Admin,
 // template and naming prefix on the local PostgreSQL.
 type sys struct {
 	t        *testing.T
-	dir      string
+	h        *systest.Harness
 	prefix   string
 	pg       *pgxpool.Pool
 	admin    *pgxpool.Pool
 	world    *itest.World
+	private  *systest.Postgres // when the system runs on one
 	natsURL  string
-	nats     []*proc
+	nats     []*systest.Proc
 	simURL   string
-	sim      *proc
+	sim      *systest.Proc
 	console  *adminapi.Client
 	cfgPath  string
 	env      []string
-	replicas []*proc
-	bridge   *proc
+	replicas []*systest.Proc
+	bridge   *systest.Proc
 }
 
 type sysOptions struct {
@@ -196,8 +79,9 @@ type sysOptions struct {
 	grace       time.Duration
 	// consumerEnv are extra environment variables (test switches).
 	consumerEnv []string
-	// pgURL overrides the local PostgreSQL (a private cluster).
-	pgURL string
+	// private runs the system on a private PostgreSQL server instead of
+	// the local one.
+	private bool
 	// cluster starts three nats-server nodes instead of one, and the
 	// stream with three replicas.
 	cluster bool
@@ -217,7 +101,13 @@ func newSys(t *testing.T, o sysOptions) *sys {
 	if o.grace == 0 {
 		o.grace = 15 * time.Second
 	}
-	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, o.pgURL)}
+	s := &sys{t: t, h: systest.New(t)}
+	pgURL := ""
+	if o.private {
+		s.private = s.h.Postgres("")
+		pgURL = s.private.URL
+	}
+	s.world = itest.NewWorld(t, pgURL)
 	s.prefix, s.pg = s.world.Prefix, s.world.PG
 	master, template := s.world.Master, s.world.Template
 	var adminDB string
@@ -226,20 +116,16 @@ func newSys(t *testing.T, o sysOptions) *sys {
 	replicas := 1
 	if o.cluster {
 		replicas = 3
-		s.startCluster()
-	} else {
-		port := testenv.FreePort(t)
-		s.nats = []*proc{s.spawn("nats-server", bins.natsServer, nil, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(s.dir, "js"))}
-		s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	}
+	s.natsURL, s.nats = s.h.NATS(bins.NATSServer, replicas)
 
 	simPort := testenv.FreePort(t)
 	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
 	secret := "chaos-" + s.prefix
-	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret},
+	s.sim = s.h.Start("simulator", bins.Instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret},
 		"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker")
 	s.env = append([]string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}, o.consumerEnv...)
-	s.cfgPath = filepath.Join(s.dir, "instancemgr.yaml")
+	s.cfgPath = filepath.Join(s.h.Dir(), "instancemgr.yaml")
 	cfg := fmt.Sprintf(`adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}
 nats: {url: %q, replicas: %d, ackWait: %s, maxDeliver: %d, backoff: [%s]}
 bridge: {pollInterval: 300ms}
@@ -273,34 +159,10 @@ func (s *sys) connectConsole(secret string) {
 	})
 }
 
-// startCluster runs three nats-server nodes routed to each other.
-func (s *sys) startCluster() {
-	s.t.Helper()
-	var client, route [3]int
-	for i := range 3 {
-		client[i], route[i] = testenv.FreePort(s.t), testenv.FreePort(s.t)
-	}
-	var urls []string
-	for i := range 3 {
-		var routes []string
-		for j := range 3 {
-			if j != i {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[j]))
-			}
-		}
-		name := fmt.Sprintf("n%d", i+1)
-		s.nats = append(s.nats, s.spawn("nats-"+name, bins.natsServer, nil,
-			"-a", "127.0.0.1", "-p", strconv.Itoa(client[i]), "-n", name, "-js", "-sd", filepath.Join(s.dir, "js-"+name),
-			"--cluster_name", "chaos", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", route[i]), "--routes", strings.Join(routes, ",")))
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
-	}
-	s.natsURL = strings.Join(urls, ",")
-}
-
 // natsNode returns the process of the node with that server name.
-func (s *sys) natsNode(name string) *proc {
+func (s *sys) natsNode(name string) *systest.Proc {
 	for _, p := range s.nats {
-		if p.name == "nats-"+name {
+		if p.Name == "nats-"+name {
 			return p
 		}
 	}
@@ -335,17 +197,17 @@ func (s *sys) streamLeader() string {
 	return leader
 }
 
-func (s *sys) startReplica(extraEnv ...string) *proc {
+func (s *sys) startReplica(extraEnv ...string) *systest.Proc {
 	s.t.Helper()
 	env := append(append([]string{}, s.env...), extraEnv...)
-	p := s.spawn(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.instancemgr, env, "consumer", "-config", s.cfgPath, "--enable-test-switches")
+	p := s.h.Start(fmt.Sprintf("consumer-%d", len(s.replicas)+1), bins.Instancemgr, env, "consumer", "-config", s.cfgPath, "--enable-test-switches")
 	s.replicas = append(s.replicas, p)
 	return p
 }
 
 func (s *sys) startBridge() {
 	s.t.Helper()
-	s.bridge = s.spawn("bridge", bins.instancemgr, s.env, "bridge", "-config", s.cfgPath)
+	s.bridge = s.h.Start("bridge", bins.Instancemgr, s.env, "bridge", "-config", s.cfgPath)
 }
 
 // request asks for n instances named <label> 1..n.
@@ -509,10 +371,3 @@ func report(t *testing.T, scenario string, jobs int, faults string, e effects, r
 	t.Logf("REPORT | %s | %d | %s | %d deliveries; %d completed, %d databases, %d rows, %d completed calls, %d dead letters | %d | %d | %s |",
 		scenario, jobs, faults, e.Deliveries, e.Completed, e.Databases, e.Rows, e.CompletedCalls, e.DeadLetters, dup, lost, recovered.Round(100*time.Millisecond))
 }
-
-func readFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	return string(b), err
-}
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

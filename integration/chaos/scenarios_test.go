@@ -33,9 +33,9 @@ func TestReplicaCrashes(t *testing.T) {
 		}
 		victim := s.replicas[rng.IntN(len(s.replicas))]
 		time.Sleep(time.Duration(700+rng.IntN(600)) * time.Millisecond) // the fault schedule, not a wait for a condition
-		victim.kill9()
+		victim.Kill()
 		kills++
-		victim.restart()
+		victim.Restart()
 	}
 	took := time.Since(start)
 	e := s.settle(ids)
@@ -58,19 +58,18 @@ func TestFrozenReplica(t *testing.T) {
 	s.startBridge()
 	// The database exists: the replica is inside the job, in its slow step.
 	testenv.Eventually(t, time.Minute, "the first replica to create the database", func() bool { return s.effects(ids).Databases == 1 })
-	frozen.signal(syscall.SIGSTOP)
+	frozen.Signal(syscall.SIGSTOP)
 	stoppedAt := time.Now()
 	s.startReplica()
 	took := s.waitStatus(ids, adminapi.StatusCompleted, time.Minute)
 	if time.Since(stoppedAt) < 2*time.Second {
 		t.Fatal("completed before the frozen replica's lock could expire")
 	}
-	frozen.signal(syscall.SIGCONT)
+	frozen.Signal(syscall.SIGCONT)
 	// The resumed replica finishes its delivery: it must find the
 	// registration and the Completed status and call nothing.
 	testenv.Eventually(t, time.Minute, "the resumed replica to settle its stale delivery", func() bool {
-		data, _ := readFile(frozen.logPath)
-		return contains(data, "already_registered=true")
+		return strings.Contains(frozen.Log(), "already_registered=true")
 	})
 	e := s.settle(ids)
 	s.expectOnce(ids, e, 0)
@@ -110,13 +109,13 @@ func TestGracefulShutdown(t *testing.T) {
 	s.startBridge()
 	testenv.Eventually(t, time.Minute, "20 jobs in flight", func() bool { return s.effects(ids).Databases == jobs })
 	more := s.request("Late", 5)
-	r.signal(syscall.SIGTERM)
+	r.Signal(syscall.SIGTERM)
 	termAt := time.Now()
-	if !r.waitExit(25 * time.Second) {
+	if !r.WaitExit(25 * time.Second) {
 		t.Fatal("the replica did not exit within its grace period")
 	}
 	exitTook := time.Since(termAt)
-	if code := r.state.ExitCode(); code != 0 {
+	if code := r.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	if n := s.countStatus(ids, adminapi.StatusCompleted); n != jobs {
@@ -146,19 +145,19 @@ func TestGraceRunsOutWithinThePodsPeriod(t *testing.T) {
 	ids := s.request("Outlast", jobs)
 	s.startBridge()
 	testenv.Eventually(t, time.Minute, "the jobs in flight", func() bool { return s.effects(ids).Databases == jobs })
-	r.signal(syscall.SIGTERM)
+	r.Signal(syscall.SIGTERM)
 	termAt := time.Now()
-	if !r.waitExit(period) {
+	if !r.WaitExit(period) {
 		t.Fatalf("the replica did not exit within the pod's grace period %s (shutdownGrace %s): Kubernetes would kill it", period, grace)
 	}
 	exitTook := time.Since(termAt)
-	if code := r.state.ExitCode(); code != 0 {
+	if code := r.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 	if n := s.countStatus(ids, adminapi.StatusCompleted); n != 0 {
 		t.Fatalf("%d jobs completed although none could finish within the grace", n)
 	}
-	if log, _ := readFile(r.logPath); strings.Count(log, "released for another replica") != jobs {
+	if log := r.Log(); strings.Count(log, "released for another replica") != jobs {
 		t.Fatalf("the replica did not release all %d in-flight jobs:\n%s", jobs, log)
 	}
 	s.startReplica()
@@ -211,9 +210,9 @@ func TestNATSRestart(t *testing.T) {
 	ids := s.request("Restart", jobs)
 	s.startBridge()
 	testenv.Eventually(t, time.Minute, "the first jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= 2 })
-	s.nats[0].kill9()
+	s.nats[0].Kill()
 	downAt := time.Now()
-	s.nats[0].restart()
+	s.nats[0].Restart()
 	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
 	took := time.Since(downAt)
 	e := s.settle(ids)
@@ -246,8 +245,7 @@ func TestPoisonJob(t *testing.T) {
 // no other test notices): every job completes once.
 func TestPostgresRestart(t *testing.T) {
 	jobs := size(16, 40)
-	pg := testenv.StartPrivatePostgres(t)
-	s := newSys(t, sysOptions{pgURL: pg.URL, concurrency: 2, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=400ms"}})
+	s := newSys(t, sysOptions{private: true, concurrency: 2, consumerEnv: []string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=400ms"}})
 	for range 2 {
 		s.startReplica()
 	}
@@ -255,7 +253,7 @@ func TestPostgresRestart(t *testing.T) {
 	s.startBridge()
 	testenv.Eventually(t, time.Minute, "some jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= jobs/4 })
 	restartAt := time.Now()
-	pg.Restart()
+	s.private.Restart()
 	s.pg.Reset()
 	s.admin.Reset()
 	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
@@ -279,7 +277,7 @@ func TestNATSClusterLeaderKilled(t *testing.T) {
 	leader := s.streamLeader()
 	testenv.Eventually(t, 2*time.Minute, "the first jobs to complete", func() bool { return s.countStatus(ids, adminapi.StatusCompleted) >= 2 })
 	killedAt := time.Now()
-	s.natsNode(leader).kill9()
+	s.natsNode(leader).Kill()
 	s.waitStatus(ids, adminapi.StatusCompleted, 3*time.Minute)
 	took := time.Since(killedAt)
 	e := s.settle(ids)
@@ -309,7 +307,7 @@ func TestAllReplicasKilledAtTheLastDelivery(t *testing.T) {
 	// the job goes out a second, last, time.
 	testenv.Eventually(t, time.Minute, "the job's last delivery", func() bool { return s.effects(ids).Deliveries >= 2 })
 	for _, r := range s.replicas {
-		r.signal(syscall.SIGSTOP)
+		r.Signal(syscall.SIGSTOP)
 	}
 	frozenAt := time.Now()
 	testenv.Eventually(t, time.Minute, "the server to give up on the job", func() bool {
@@ -317,7 +315,7 @@ func TestAllReplicasKilledAtTheLastDelivery(t *testing.T) {
 		return e.AckPending == 0 && e.Pending == 0
 	})
 	for _, r := range s.replicas {
-		r.kill9()
+		r.Kill()
 	}
 	if e := s.effects(ids); e.DeadLetters != 0 {
 		t.Fatalf("a dead letter from frozen replicas: %+v", e)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -26,9 +28,12 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/integration/itest"
+	"github.com/edfi-tools/instancemgr/integration/systest"
+	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
+	"github.com/edfi-tools/instancemgr/internal/reconcile"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -113,8 +118,7 @@ type soak struct {
 	rng        *rand.Rand
 	naming     provisioning.Naming
 	tenants    []*soakTenant
-	private    *testenv.PrivatePostgres
-	bridges    []*proc
+	bridges    []*systest.Proc
 	handMade   []handMade
 	ops        map[string]int
 	injected   map[string]int
@@ -122,9 +126,9 @@ type soak struct {
 	// renames back.
 	prevName map[int]string
 	// stopped are processes frozen by SIGSTOP, with when they resume.
-	stopped map[*proc]time.Time
+	stopped map[*systest.Proc]time.Time
 	// down are NATS nodes killed, with when they restart.
-	down  map[*proc]time.Time
+	down  map[*systest.Proc]time.Time
 	names int
 }
 
@@ -189,13 +193,13 @@ func runSoak(t *testing.T, flavor string) {
 
 func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	ctx := context.Background()
-	s := &sys{t: t, dir: t.TempDir(), world: itest.NewWorld(t, "")}
+	s := &sys{t: t, h: systest.New(t), world: itest.NewWorld(t, "")}
 	s.prefix, s.pg = s.world.Prefix, s.world.PG
-	pg := testenv.StartPrivatePostgres(t)
-	privateWorld := itest.NewWorld(t, pg.URL)
+	s.private = s.h.Postgres("")
+	privateWorld := itest.NewWorld(t, s.private.URL)
 	template := s.world.Template
 	// The private server needs the same template under the same name.
-	priv, err := connstr.ParsePostgres(pg.URL)
+	priv, err := connstr.ParsePostgres(s.private.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +212,10 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	}
 	engine.Close()
 
-	so := &soak{sys: s, manage: flavor == config.FlavorManage, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), private: pg,
+	so := &soak{sys: s, manage: flavor == config.FlavorManage, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		naming: provisioning.Naming{Pattern: s.prefix + "_{tenant}_{name}"},
 		ops:    map[string]int{}, injected: map[string]int{}, prevName: map[int]string{},
-		stopped: map[*proc]time.Time{}, down: map[*proc]time.Time{}}
+		stopped: map[*systest.Proc]time.Time{}, down: map[*systest.Proc]time.Time{}}
 	var tenantCfg strings.Builder
 	for i, name := range []string{"t1", "t2", "t3"} {
 		w, master := s.world, s.world.Master
@@ -231,7 +235,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	}
 	s.admin = so.tenants[0].admin
 
-	s.startCluster()
+	s.natsURL, s.nats = s.h.NATS(bins.NATSServer, 3)
 	simPort := testenv.FreePort(t)
 	s.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
 	secret := "soak-" + s.prefix
@@ -251,9 +255,9 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 			t.Fatal(err)
 		}
 	}
-	s.sim = s.spawn("simulator", bins.instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret}, simArgs...)
+	s.sim = s.h.Start("simulator", bins.Instancemgr, []string{"INSTANCEMGR_SIMULATOR_CLIENT_SECRET=" + secret}, simArgs...)
 	s.env = []string{"INSTANCEMGR_ADMINAPI_CLIENT_SECRET=" + secret}
-	s.cfgPath = s.dir + "/instancemgr.yaml"
+	s.cfgPath = s.h.Dir() + "/instancemgr.yaml"
 	cfg := fmt.Sprintf(adminAPI+`
 nats: {url: %q, replicas: 3, ackWait: 2s, maxDeliver: 8, backoff: [2s, 4s]}
 bridge: {pollInterval: 300ms}
@@ -279,13 +283,13 @@ tenants:
 			// Each bridge serves the manage routes on a port of its own.
 			listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 			so.manageURLs = append(so.manageURLs, "http://"+listen)
-			path = fmt.Sprintf("%s/bridge-%d.yaml", s.dir, i+1)
+			path = fmt.Sprintf("%s/bridge-%d.yaml", s.h.Dir(), i+1)
 			withListen := strings.Replace(cfg, "adminApi: {flavor: manage,", fmt.Sprintf("adminApi: {flavor: manage, manageListen: %q,", listen), 1)
 			if err := os.WriteFile(path, []byte(withListen), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
-		so.bridges = append(so.bridges, s.spawn(fmt.Sprintf("bridge-%d", i+1), bins.instancemgr, s.env, "bridge", "-config", path))
+		so.bridges = append(so.bridges, s.h.Start(fmt.Sprintf("bridge-%d", i+1), bins.Instancemgr, s.env, "bridge", "-config", path))
 	}
 	return so
 }
@@ -473,15 +477,15 @@ func (s *soak) fault() {
 			return
 		}
 		p := consumers[s.rng.IntN(len(consumers))]
-		p.kill9()
-		p.restart()
+		p.Kill()
+		p.Restart()
 		s.injected["SIGKILL consumer"]++
 	case 2:
 		if len(consumers) == 0 {
 			return
 		}
 		p := consumers[s.rng.IntN(len(consumers))]
-		p.signal(syscall.SIGSTOP)
+		p.Signal(syscall.SIGSTOP)
 		s.stopped[p] = time.Now().Add(5 * time.Second) // past its lock
 		s.injected["SIGSTOP consumer"]++
 	case 3:
@@ -491,11 +495,11 @@ func (s *soak) fault() {
 		}
 		p := bridges[s.rng.IntN(len(bridges))]
 		if s.rng.IntN(2) == 0 {
-			p.kill9()
-			p.restart()
+			p.Kill()
+			p.Restart()
 			s.injected["SIGKILL bridge"]++
 		} else {
-			p.signal(syscall.SIGSTOP)
+			p.Signal(syscall.SIGSTOP)
 			s.stopped[p] = time.Now().Add(3 * time.Second)
 			s.injected["SIGSTOP bridge"]++
 		}
@@ -511,7 +515,7 @@ func (s *soak) fault() {
 			return // one node at a time: the cluster keeps its quorum
 		}
 		leader := s.natsNode(s.streamLeader())
-		leader.kill9()
+		leader.Kill()
 		s.down[leader] = time.Now().Add(3 * time.Second)
 		s.injected["NATS stream leader killed and restarted"]++
 	case 6:
@@ -536,10 +540,10 @@ func (s *soak) fault() {
 	}
 }
 
-func (s *soak) running(ps []*proc) []*proc {
-	var out []*proc
+func (s *soak) running(ps []*systest.Proc) []*systest.Proc {
+	var out []*systest.Proc
 	for _, p := range ps {
-		if _, frozen := s.stopped[p]; !frozen && p.alive() {
+		if _, frozen := s.stopped[p]; !frozen && p.Alive() {
 			out = append(out, p)
 		}
 	}
@@ -550,13 +554,13 @@ func (s *soak) running(ps []*proc) []*proc {
 func (s *soak) resume(now time.Time) {
 	for p, at := range s.stopped {
 		if !now.Before(at) {
-			p.signal(syscall.SIGCONT)
+			p.Signal(syscall.SIGCONT)
 			delete(s.stopped, p)
 		}
 	}
 	for p, at := range s.down {
 		if !now.Before(at) {
-			p.restart()
+			p.Restart()
 			delete(s.down, p)
 		}
 	}
@@ -643,8 +647,11 @@ func (s *soak) drain() time.Duration {
 	return time.Since(start)
 }
 
-// check compares every source of truth and returns the violations by kind,
-// and what it counted.
+// check runs reconcile's comparison of the Admin API, the ledgers, the
+// dbo rows, the reservations and the databases, as instancemgr reconcile
+// does: each difference must be one the soak caused on purpose (explained
+// says which); then the invariants reconcile cannot see. It returns the
+// violations by kind, and what it counted.
 func (s *soak) check() (violations map[string][]string, info map[string]int) {
 	ctx := context.Background()
 	violations, info = map[string][]string{}, map[string]int{}
@@ -659,162 +666,158 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 	js, _ := jetstream.New(nc)
 	dead := s.deadLetters(js)
 	recs := s.records()
-	handMade := map[string]bool{}
-	for _, h := range s.handMade {
-		handMade[h.database] = true
+	for _, r := range recs {
+		info["requests "+r.Status]++
+	}
+	for _, d := range s.reconcile(ctx) {
+		if why := s.explained(d, recs, dead); why != "" {
+			info[fmt.Sprintf("reconcile: %s, %s", d.Kind, why)]++
+			continue
+		}
+		bad(string(d.Kind), "%s/%d %s: %s", d.Tenant, d.InstanceID, d.Database, d.Detail)
+	}
+
+	// Reconcile reports a request whose job is a dead letter, not whether
+	// the letter says why: an operator must learn it from the letter.
+	for _, r := range recs {
+		op, pending := pendingStatus[r.Status]
+		dls := dead[fmt.Sprintf("%s/%d/%s", r.TenantName, r.ID, op)]
+		if !pending || len(dls) == 0 {
+			continue
+		}
+		last := dls[len(dls)-1]
+		if last.Reason == "" || last.Code == "" {
+			bad("dead_letter_without_reason", "%s/%d: %+v", r.TenantName, r.ID, last)
+		}
+		info["dead letters "+last.Code]++
 	}
 	for _, tn := range s.tenants {
-		ledger := map[int]string{}
-		rows, err := tn.admin.Query(ctx, `SELECT instance_id, database_name FROM instancemgr.instances WHERE tenant = $1`, tn.name)
-		if err != nil {
+		s.checkRegistrations(ctx, tn, recs, bad)
+	}
+	s.checkHandMade(ctx, bad)
+	s.checkScratch(ctx, bad)
+	return violations, info
+}
+
+// reconcile runs instancemgr reconcile's comparison over the soak's
+// configuration, read-only. A request still pending after the drain is
+// reported at once (pending-after 0) unless its job is a dead letter. The
+// manage line's requests, which the Admin API's /adminconsole/ endpoints
+// do not list, are read from the tenants' manage rows.
+func (s *soak) reconcile(ctx context.Context) []reconcile.Difference {
+	cfg, err := config.Load(s.cfgPath, func(k string) string {
+		if k == "INSTANCEMGR_ADMINAPI_CLIENT_SECRET" {
+			return s.secret
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o := app.ReconcileOptions{}
+	var rep app.ReconcileReport
+	if s.manage {
+		rep, err = app.ReconcileRequests(ctx, cfg, manageRequests{s}, o, log)
+	} else {
+		rep, err = app.Reconcile(ctx, cfg, o, log)
+	}
+	if err != nil {
+		s.t.Fatalf("reconcile: %v", err)
+	}
+	return rep.Differences
+}
+
+// explained says which of the soak's own doings a difference reconcile
+// reports comes from, or "" when none does (a violation).
+func (s *soak) explained(d reconcile.Difference, recs map[int]simulator.InstanceState, dead map[string][]jobs.DeadLetter) string {
+	r, known := recs[d.InstanceID]
+	deadLettered := false
+	if op, pending := pendingStatus[r.Status]; known && pending {
+		deadLettered = len(dead[fmt.Sprintf("%s/%d/%s", d.Tenant, d.InstanceID, op)]) > 0
+	}
+	switch {
+	case d.Kind == reconcile.DeadRequest && deadLettered:
+		return "a request the soak drove into a conflict or past its deliveries"
+	case (d.Kind == reconcile.OrphanDatabase || d.Kind == reconcile.StaleReservation) && deadLettered:
+		return "what a dead-lettered job left, for its replay to adopt"
+	case d.Kind == reconcile.ForeignDatabase && slices.ContainsFunc(s.handMade, func(h handMade) bool { return h.database == d.Database }):
+		return "a database made by hand at a requested name"
+	case d.Kind == reconcile.MissingDatabase && known && r.Status == adminapi.StatusDeleteFailed:
+		return "Delete_Failed after the drop: the Admin API refused \"deleted\", the delete is to be asked again"
+	}
+	return ""
+}
+
+// checkRegistrations checks what reconcile cannot see of one tenant's
+// ledger: it follows each entry to its own dbo row and database, so it
+// sees neither a second dbo row registering the same database (a job
+// that took effect twice) nor a Completed request whose ledger names a
+// database other than the one its name maps to (it does not compare the
+// Admin API's names).
+func (s *soak) checkRegistrations(ctx context.Context, tn *soakTenant, recs map[int]simulator.InstanceState, bad func(kind, format string, args ...any)) {
+	rows, err := tn.admin.Query(ctx, `SELECT instance_id, database_name FROM instancemgr.instances WHERE tenant = $1`, tn.name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ledger := map[int]string{}
+	for rows.Next() {
+		var id int
+		var db string
+		if err := rows.Scan(&id, &db); err != nil {
 			s.t.Fatal(err)
 		}
-		for rows.Next() {
-			var id int
-			var db string
-			if err := rows.Scan(&id, &db); err != nil {
-				s.t.Fatal(err)
-			}
-			ledger[id] = db
-		}
-		rows.Close()
-		registered := map[string]int{} // database -> dbo rows naming it
-		var css []string
-		rows, err = tn.admin.Query(ctx, `SELECT connectionstring FROM dbo.odsinstances`)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		css, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		for _, cs := range css {
-			if s.manage {
-				if cs, err = s.key.Decrypt(cs); err != nil {
-					bad("registration_unreadable", "%s: %v", tn.name, err)
-					continue
-				}
-			}
-			c, err := connstr.ParsePostgres(cs)
-			if err != nil {
+		ledger[id] = db
+	}
+	rows.Close()
+	rows, err = tn.admin.Query(ctx, `SELECT connectionstring FROM dbo.odsinstances`)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	css, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	registered := map[string]int{} // database -> dbo rows naming it
+	for _, cs := range css {
+		if s.manage {
+			if cs, err = s.key.Decrypt(cs); err != nil {
 				bad("registration_unreadable", "%s: %v", tn.name, err)
 				continue
 			}
-			registered[c.Database]++
 		}
-		oids := map[string]uint32{}
-		rows, err = tn.server.Query(ctx, `SELECT datname, oid FROM pg_database WHERE starts_with(datname, $1)`, s.prefix+"_"+tn.name+"_")
+		c, err := connstr.ParsePostgres(cs)
 		if err != nil {
-			s.t.Fatal(err)
+			bad("registration_unreadable", "%s: %v", tn.name, err)
+			continue
 		}
-		for rows.Next() {
-			var name string
-			var oid uint32
-			if err := rows.Scan(&name, &oid); err != nil {
-				s.t.Fatal(err)
-			}
-			oids[name] = oid
-		}
-		rows.Close()
-		type resv struct {
-			tenant   string
-			id       int
-			state    string
-			identity string
-		}
-		reservations := map[string]resv{}
-		rows, err = tn.server.Query(ctx, `SELECT database_name, tenant, instance_id, state, coalesce(database_identity, '') FROM instancemgr.reservations`)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		for rows.Next() {
-			var name string
-			var r resv
-			if err := rows.Scan(&name, &r.tenant, &r.id, &r.state, &r.identity); err != nil {
-				s.t.Fatal(err)
-			}
-			reservations[name] = r
-		}
-		rows.Close()
-
-		accounted := map[string]bool{}
-		for _, r := range recs {
-			if r.TenantName != tn.name {
-				continue
-			}
-			info["requests "+r.Status]++
-			switch r.Status {
-			case adminapi.StatusCompleted:
-				want, err := s.naming.DatabaseName(tn.name, r.Name)
-				if err != nil {
-					bad("completed_bad_name", "%s/%d %q: %v", tn.name, r.ID, r.Name, err)
-					continue
-				}
-				accounted[want] = true
-				oid, ok := oids[want]
-				res := reservations[want]
-				switch {
-				case !ok:
-					bad("completed_without_database", "%s/%d: %q is missing", tn.name, r.ID, want)
-				case ledger[r.ID] != want:
-					bad("ledger_elsewhere", "%s/%d: ledger %q, database %q", tn.name, r.ID, ledger[r.ID], want)
-				case registered[want] != 1:
-					bad("registration_count", "%s/%d: %d registrations name %q", tn.name, r.ID, registered[want], want)
-				case res.tenant != tn.name || res.id != r.ID || res.state != "made" || res.identity != strconv.FormatUint(uint64(oid), 10):
-					bad("reservation_mismatch", "%s/%d: %q reserved %+v, oid %d", tn.name, r.ID, want, res, oid)
-				case s.manage:
-					s.checkManageRow(tn, r.ID, want, bad)
-				}
-			case adminapi.StatusDeleted:
-				if db, ok := ledger[r.ID]; ok {
-					bad("deleted_leftover", "%s/%d: ledger still names %q", tn.name, r.ID, db)
-				}
-				for name, res := range reservations {
-					if _, exists := oids[name]; exists && res.tenant == tn.name && res.id == r.ID {
-						bad("deleted_leftover", "%s/%d: %q still exists", tn.name, r.ID, name)
-					}
-				}
-			case adminapi.StatusRenameFailed, adminapi.StatusDeleteFailed:
-				db := ledger[r.ID]
-				accounted[db] = true
-				_, ok := oids[db]
-				switch {
-				case !ok && r.Status == adminapi.StatusDeleteFailed:
-					// The Admin API refused "deleted" after the drop: the
-					// database is gone and the registration waits for the
-					// delete to be asked again (it removes what is left).
-					info["Delete_Failed after the drop"]++
-				case !ok || registered[db] != 1:
-					bad("failed_request_inconsistent", "%s/%d %s: ledger %q, exists %v, %d registrations", tn.name, r.ID, r.Status, db, ok, registered[db])
-				}
-			default:
-				op := pendingStatus[r.Status]
-				dls := dead[fmt.Sprintf("%s/%d/%s", tn.name, r.ID, op)]
-				if len(dls) == 0 {
-					bad("request_unsettled", "%s/%d %s: no dead letter", tn.name, r.ID, r.Status)
-					continue
-				}
-				last := dls[len(dls)-1]
-				if last.Reason == "" || last.Code == "" {
-					bad("dead_letter_without_reason", "%s/%d: %+v", tn.name, r.ID, last)
-				}
-				info["dead letters "+last.Code]++
-				if db, ok := ledger[r.ID]; ok {
-					accounted[db] = true // a rename or delete that failed: the database stays
-				}
-			}
-		}
-		for name := range oids {
-			res, reserved := reservations[name]
-			switch {
-			case accounted[name], handMade[name]:
-			case reserved && res.tenant == tn.name && pendingStatus[recs[res.id].Status] == jobs.OpCreate:
-				info["databases left by dead-lettered creates"]++
-			default:
-				bad("unaccounted_database", "%s: %q (reservation %+v)", tn.name, name, res)
-			}
+		registered[c.Database]++
+	}
+	for id, db := range ledger {
+		if n := registered[db]; n != 1 {
+			bad("registration_count", "%s/%d: %d registrations name %q", tn.name, id, n, db)
 		}
 	}
+	for _, r := range recs {
+		if r.TenantName != tn.name || r.Status != adminapi.StatusCompleted {
+			continue
+		}
+		want, err := s.naming.DatabaseName(tn.name, r.Name)
+		switch {
+		case err != nil:
+			bad("completed_bad_name", "%s/%d %q: %v", tn.name, r.ID, r.Name, err)
+		case ledger[r.ID] != want:
+			bad("ledger_elsewhere", "%s/%d: ledger %q, its name maps to %q", tn.name, r.ID, ledger[r.ID], want)
+		case s.manage:
+			s.checkManageRow(tn, r.ID, want, bad)
+		}
+	}
+}
+
+// checkHandMade checks that every database made by hand is the one made
+// (its oid) and holds what it held: reconcile reports such a database as
+// not the system's, and cannot tell whether a job touched it.
+func (s *soak) checkHandMade(ctx context.Context, bad func(kind, format string, args ...any)) {
 	for _, h := range s.handMade {
 		var oid uint32
 		if err := h.server.QueryRow(ctx, `SELECT oid FROM pg_database WHERE datname = $1`, h.database).Scan(&oid); err != nil || oid != h.oid {
@@ -832,10 +835,14 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			bad("hand_made_touched", "%q: marker %q (%v)", h.database, got, err)
 		}
 	}
-	// The soak's own scratch copies only: those of its tenants'
-	// reservations (the shared server holds other tests' copies in
-	// flight), and any measurement copy of its template: no job measures,
-	// so there must be none.
+}
+
+// checkScratch checks that no scratch copy is left on a server: those of
+// the soak's tenants' reservations (the shared server holds other tests'
+// copies in flight), and any measurement copy of its template (no job
+// measures, so there must be none). Reconcile sees a scratch copy only
+// while its reservation is being made, and no measurement copy.
+func (s *soak) checkScratch(ctx context.Context, bad func(kind, format string, args ...any)) {
 	for _, server := range []*pgxpool.Pool{s.tenants[0].server, s.tenants[2].server} {
 		rows, err := server.Query(ctx, `SELECT database_name, tenant, instance_id, coalesce(to_jsonb(r)->>'line', 'adminconsole') FROM instancemgr.reservations r WHERE tenant = ANY($1)`, []string{"t1", "t2", "t3"})
 		if err != nil {
@@ -868,7 +875,6 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 			bad("scratch_left", "scratch copies left on a server: %v", left)
 		}
 	}
-	return violations, info
 }
 
 // table prints what the soak did and found, in the form of

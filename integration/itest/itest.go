@@ -1,7 +1,8 @@
-// Package itest is what the two end-to-end harnesses (integration and
-// integration/chaos) share: a test's private world on a PostgreSQL server
-// (a naming prefix whose databases and reservations are dropped when the
-// test ends, a small template, EdFi_Admin databases loaded from the ODS/API
+// Package itest is what the end-to-end tests (integration, and chaos,
+// soak and bench on integration/systest) share: a test's private world on
+// a PostgreSQL server (a naming prefix whose databases and reservations are
+// dropped when the test ends, or by the next world when the test was
+// killed; a small template; EdFi_Admin databases loaded from the ODS/API
 // fixture) and read-outs of its state. It is for tests only.
 package itest
 
@@ -22,7 +23,7 @@ import (
 
 // World is one test's databases on one server.
 type World struct {
-	Prefix   string       // every database the test makes starts with it
+	Prefix   string       // every database the test makes starts with it (claimPrefix)
 	Master   connstr.Conn // the server's maintenance database
 	PG       *pgxpool.Pool
 	Template string // Prefix + "_template", a small copy of Ed-Fi's minimal template
@@ -32,7 +33,7 @@ type World struct {
 // the tests use).
 func NewWorld(t testing.TB, pgURL string) *World {
 	t.Helper()
-	w := &World{Prefix: testenv.Prefix()}
+	w := &World{}
 	if pgURL == "" {
 		pgURL = testenv.PostgresURL()
 		w.PG = testenv.Postgres(t)
@@ -44,6 +45,7 @@ func NewWorld(t testing.TB, pgURL string) *World {
 		t.Cleanup(pool.Close)
 		w.PG = pool
 	}
+	w.Prefix = claimPrefix(t, w.PG)
 	testenv.DropDatabasesWithPrefix(t, w.PG, w.Prefix)
 	var err error
 	if w.Master, err = connstr.ParsePostgres(pgURL); err != nil {

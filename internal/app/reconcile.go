@@ -50,6 +50,14 @@ type entryInventory struct {
 	guard        *provisioning.Guard
 }
 
+// Requests are the instance requests as reconcile reads them: the Admin
+// API's /adminconsole/ endpoints (adminapi.Client).
+type Requests interface {
+	Tenants(ctx context.Context) ([]adminapi.Tenant, error)
+	Instances(ctx context.Context, tenant, status string) ([]adminapi.WorkerInstance, error)
+	Instance(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error)
+}
+
 // Reconcile compares, per tenant, the Admin API, the ledger, the dbo rows
 // and the databases with their reservations, and returns every difference.
 // It connects to each server and EdFi_Admin without creating anything,
@@ -57,11 +65,17 @@ type entryInventory struct {
 // JetStream that cannot be read is a difference (reconcile.Unchecked),
 // not a failure; a tenant whose databases cannot be read is a failure.
 func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log *slog.Logger) (ReconcileReport, error) {
-	var rep ReconcileReport
 	api, err := AdminClient(cfg, log)
 	if err != nil {
-		return rep, err
+		return ReconcileReport{}, err
 	}
+	return ReconcileRequests(ctx, cfg, api, o, log)
+}
+
+// ReconcileRequests is Reconcile with the requests read from api.
+func ReconcileRequests(ctx context.Context, cfg *config.Config, api Requests, o ReconcileOptions, log *slog.Logger) (ReconcileReport, error) {
+	var rep ReconcileReport
+	var err error
 	if rep.Tenants, err = reconcileTenants(ctx, cfg, api, o.Tenant); err != nil {
 		return rep, err
 	}
@@ -149,7 +163,7 @@ func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log 
 
 // reconcileTenants is the tenants to check: only, or every tenant the
 // Admin API lists and every configured entry but the default one.
-func reconcileTenants(ctx context.Context, cfg *config.Config, api *adminapi.Client, only string) ([]string, error) {
+func reconcileTenants(ctx context.Context, cfg *config.Config, api Requests, only string) ([]string, error) {
 	if only != "" {
 		return []string{only}, nil
 	}

@@ -107,52 +107,59 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		rows, err := pool.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, prefix)
-		if err != nil {
-			t.Errorf("list test databases: %v", err)
-			return
-		}
-		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Errorf("list test databases: %v", err)
-			return
-		}
-		// The scratch copies of the prefix's reservations (a create's copy
-		// before it is published) go too.
-		// (A manage request's scratch name depends on its line.)
-		rows, err = pool.Query(ctx, `SELECT database_name, tenant, instance_id, coalesce(to_jsonb(r)->>'line', 'adminconsole') FROM instancemgr.reservations r WHERE starts_with(database_name, $1)`, prefix)
-		if err == nil {
-			reserved, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Reservation, error) {
-				var r provisioning.Reservation
-				err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID, &r.Owner.Line)
-				return r, err
-			})
-			if err != nil {
-				t.Errorf("list test reservations: %v", err)
-			}
-			for _, r := range reserved {
-				names = append(names, provisioning.ScratchName(r))
-			}
-		} else if !isUndefinedTable(err) {
-			t.Errorf("list test reservations: %v", err)
-		}
-		rows, err = pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)
-		if err == nil {
-			names, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		}
-		if err != nil {
-			t.Errorf("list test databases: %v", err)
-			return
-		}
-		for _, n := range names {
-			if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
-				t.Errorf("drop test database %q: %v", n, err)
-			}
-		}
-		if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix); err != nil && !isUndefinedTable(err) {
-			t.Errorf("remove test reservations: %v", err)
+		if err := DropPrefix(ctx, pool, prefix); err != nil {
+			t.Error(err)
 		}
 	})
+}
+
+// DropPrefix drops every database whose name starts with prefix, the
+// scratch copies of the prefix's reservations, and the reservations.
+func DropPrefix(ctx context.Context, pool *pgxpool.Pool, prefix string) error {
+	rows, err := pool.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, prefix)
+	if err != nil {
+		return fmt.Errorf("list test databases: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list test databases: %w", err)
+	}
+	var errs []error
+	// The scratch copies of the prefix's reservations (a create's copy
+	// before it is published) go too.
+	// (A manage request's scratch name depends on its line.)
+	rows, err = pool.Query(ctx, `SELECT database_name, tenant, instance_id, coalesce(to_jsonb(r)->>'line', 'adminconsole') FROM instancemgr.reservations r WHERE starts_with(database_name, $1)`, prefix)
+	if err == nil {
+		reserved, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Reservation, error) {
+			var r provisioning.Reservation
+			err := row.Scan(&r.Database, &r.Owner.Tenant, &r.Owner.InstanceID, &r.Owner.Line)
+			return r, err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list test reservations: %w", err))
+		}
+		for _, r := range reserved {
+			names = append(names, provisioning.ScratchName(r))
+		}
+	} else if !isUndefinedTable(err) {
+		errs = append(errs, fmt.Errorf("list test reservations: %w", err))
+	}
+	rows, err = pool.Query(ctx, `SELECT datname FROM pg_database WHERE datname = ANY($1)`, names)
+	if err == nil {
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list test databases: %w", err))...)
+	}
+	for _, n := range names {
+		if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
+			errs = append(errs, fmt.Errorf("drop test database %q: %w", n, err))
+		}
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE starts_with(database_name, $1)`, prefix); err != nil && !isUndefinedTable(err) {
+		errs = append(errs, fmt.Errorf("remove test reservations: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 func isUndefinedTable(err error) bool {
