@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -245,4 +246,38 @@ func (e *env) reconcileState(t *testing.T) string {
 	}
 	fmt.Fprintf(&b, "jobs %d, dead %d", e.streamMessages(), len(e.deadLetters()))
 	return b.String()
+}
+
+// Under the manage flavor reconcile reads the manage rows, the requests of
+// that line: a created instance agrees everywhere, and its database
+// dropped by hand is a missing database for that very request. (It read
+// the /adminconsole/ list, which that line does not have, and found every
+// instance's ledger entry an orphan.)
+func TestReconcileReadsTheManageRows(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{manage: true, pattern: true})
+	ctx := context.Background()
+	e.startReplica(app.ConsumerDeps{})
+	e.startBridge()
+	id := e.manageRequest(e.prefix+" Kept", "Minimal")
+	e.waitManage(id, "Created")
+	e.waitSettled()
+	rep, err := app.Reconcile(ctx, e.cfg, app.ReconcileOptions{PendingAfter: time.Hour}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Differences) != 0 {
+		t.Fatalf("a created manage instance: differences %+v, want none", rep.Differences)
+	}
+	database := e.ledgerEntries()["manage/"+strconv.Itoa(id)].database
+	if _, err := e.pg.Exec(ctx, "DROP DATABASE "+pgx.Identifier{database}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = app.Reconcile(ctx, e.cfg, app.ReconcileOptions{PendingAfter: time.Hour}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Differences) != 1 || rep.Differences[0].Kind != reconcile.MissingDatabase || rep.Differences[0].InstanceID != id {
+		t.Fatalf("after the database was dropped by hand: differences %+v, want one missing database for request %d", rep.Differences, id)
+	}
 }

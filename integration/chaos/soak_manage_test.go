@@ -127,36 +127,6 @@ func (s *soak) records() map[int]simulator.InstanceState {
 	return out
 }
 
-// manageRequests are the manage line's requests as reconcile reads them:
-// the tenants' manage rows, which the Admin API's /adminconsole/
-// endpoints do not list.
-type manageRequests struct{ s *soak }
-
-func (m manageRequests) Tenants(context.Context) ([]adminapi.Tenant, error) {
-	var out []adminapi.Tenant
-	for _, tn := range m.s.tenants {
-		out = append(out, adminapi.Tenant{TenantID: tn.id, Document: adminapi.TenantDocument{Name: tn.name}})
-	}
-	return out, nil
-}
-
-func (m manageRequests) Instances(_ context.Context, tenant, _ string) ([]adminapi.WorkerInstance, error) {
-	var out []adminapi.WorkerInstance
-	for _, r := range m.s.records() {
-		if r.TenantName == tenant {
-			out = append(out, adminapi.WorkerInstance{ID: r.ID, TenantName: tenant, InstanceName: r.Name, Status: r.Status})
-		}
-	}
-	return out, nil
-}
-
-func (m manageRequests) Instance(_ context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
-	if r, ok := m.s.records()[id]; ok && r.TenantName == tenant {
-		return adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: r.Name, Status: r.Status}, nil
-	}
-	return adminapi.WorkerInstance{}, adminapi.ErrNotFound
-}
-
 // setManageStatus sets a request's status by hand, as an operator who set
 // a failed delete right would.
 func (s *soak) setManageStatus(tn *soakTenant, id int, status string) {

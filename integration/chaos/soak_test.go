@@ -702,8 +702,8 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 // reconcile runs instancemgr reconcile's comparison over the soak's
 // configuration, read-only. A request still pending after the drain is
 // reported at once (pending-after 0) unless its job is a dead letter. The
-// manage line's requests, which the Admin API's /adminconsole/ endpoints
-// do not list, are read from the tenants' manage rows.
+// manage line's requests are the tenants' manage rows, which reconcile
+// reads under that flavor.
 func (s *soak) reconcile(ctx context.Context) []reconcile.Difference {
 	cfg, err := config.Load(s.cfgPath, func(k string) string {
 		if k == "INSTANCEMGR_ADMINAPI_CLIENT_SECRET" {
@@ -716,12 +716,7 @@ func (s *soak) reconcile(ctx context.Context) []reconcile.Difference {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	o := app.ReconcileOptions{}
-	var rep app.ReconcileReport
-	if s.manage {
-		rep, err = app.ReconcileRequests(ctx, cfg, manageRequests{s}, o, log)
-	} else {
-		rep, err = app.Reconcile(ctx, cfg, o, log)
-	}
+	rep, err := app.Reconcile(ctx, cfg, o, log)
 	if err != nil {
 		s.t.Fatalf("reconcile: %v", err)
 	}

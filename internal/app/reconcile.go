@@ -51,7 +51,8 @@ type entryInventory struct {
 }
 
 // Requests are the instance requests as reconcile reads them: the Admin
-// API's /adminconsole/ endpoints (adminapi.Client).
+// API's /adminconsole/ endpoints (adminapi.Client), or the manage rows
+// (managerows.Source) under the manage flavor.
 type Requests interface {
 	Tenants(ctx context.Context) ([]adminapi.Tenant, error)
 	Instances(ctx context.Context, tenant, status string) ([]adminapi.WorkerInstance, error)
@@ -65,6 +66,11 @@ type Requests interface {
 // JetStream that cannot be read is a difference (reconcile.Unchecked),
 // not a failure; a tenant whose databases cannot be read is a failure.
 func Reconcile(ctx context.Context, cfg *config.Config, o ReconcileOptions, log *slog.Logger) (ReconcileReport, error) {
+	if cfg.Manage() {
+		ledgers := NewLedgers(cfg, log)
+		defer ledgers.Close()
+		return ReconcileRequests(ctx, cfg, manageSource(cfg, ledgers.ManageDB, log).Every(), o, log)
+	}
 	api, err := AdminClient(cfg, log)
 	if err != nil {
 		return ReconcileReport{}, err

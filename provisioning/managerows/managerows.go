@@ -82,6 +82,7 @@ func BridgeStatus(status string) string {
 // placeholders; the arguments of each are in the order given.
 type Statements struct {
 	List     string // () → id, name, status, database template of every pending or claimed request
+	All      string // () → the same of every request, whatever its status
 	Get      string // (id) → name, status, database template, ods instance id (NULL), database name ('')
 	Runs     string // (pattern, pattern) → job id, status of the first JobStatuses row matching either (LIKE, escape '!')
 	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
@@ -101,6 +102,7 @@ type Statements struct {
 var Postgres = Statements{
 	List: `SELECT id, name, status, databasetemplate FROM adminapi.odsinstancemanages
 WHERE status IN ('PendingCreate', 'CreateInProgress', 'PendingDelete', 'DeleteInProgress') ORDER BY id`,
+	All:  `SELECT id, name, status, databasetemplate FROM adminapi.odsinstancemanages ORDER BY id`,
 	Get:  `SELECT name, status, databasetemplate, odsinstanceid, coalesce(databasename, '') FROM adminapi.odsinstancemanages WHERE id = $1`,
 	Runs: `SELECT jobid, status FROM adminapi.jobstatuses WHERE jobid LIKE $1 ESCAPE '!' OR jobid LIKE $2 ESCAPE '!' ORDER BY id LIMIT 1`,
 	Claim: `UPDATE adminapi.odsinstancemanages SET status = $2, databasename = coalesce(databasename, $3), lastmodifieddate = $4, lastrefreshed = $4
@@ -122,6 +124,7 @@ ON CONFLICT (jobid) DO NOTHING`,
 var SQLServer = Statements{
 	List: `SELECT Id, Name, Status, DatabaseTemplate FROM adminapi.OdsInstanceManages
 WHERE Status IN (N'PendingCreate', N'CreateInProgress', N'PendingDelete', N'DeleteInProgress') ORDER BY Id`,
+	All:  `SELECT Id, Name, Status, DatabaseTemplate FROM adminapi.OdsInstanceManages ORDER BY Id`,
 	Get:  `SELECT Name, Status, DatabaseTemplate, OdsInstanceId, COALESCE(DatabaseName, N'') FROM adminapi.OdsInstanceManages WHERE Id = @p1`,
 	Runs: `SELECT TOP (1) JobId, Status FROM adminapi.JobStatuses WHERE JobId LIKE @p1 ESCAPE '!' OR JobId LIKE @p2 ESCAPE '!' ORDER BY Id`,
 	Claim: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, DatabaseName = COALESCE(DatabaseName, @p3), LastModifiedDate = @p4, LastRefreshed = @p4
@@ -188,11 +191,27 @@ func (s *Source) Tenants(context.Context) ([]adminapi.Tenant, error) {
 // Instances lists the tenant's pending and claimed requests; status is
 // ignored (the bridge asks for all and picks the pending ones).
 func (s *Source) Instances(ctx context.Context, tenant, _ string) ([]adminapi.WorkerInstance, error) {
+	return s.list(ctx, tenant, func(st Statements) string { return st.List })
+}
+
+// Every is the source as reconcile reads it: every request, whatever its
+// status, as Admin API 2.2.2's /adminconsole/instances lists them.
+func (s *Source) Every() Every { return Every{s} }
+
+// Every is a Source whose Instances are every request.
+type Every struct{ *Source }
+
+// Instances lists every request of the tenant; status is ignored.
+func (e Every) Instances(ctx context.Context, tenant, _ string) ([]adminapi.WorkerInstance, error) {
+	return e.list(ctx, tenant, func(st Statements) string { return st.All })
+}
+
+func (s *Source) list(ctx context.Context, tenant string, statement func(Statements) string) ([]adminapi.WorkerInstance, error) {
 	db, err := s.open(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.Conn.Query(ctx, db.Statements.List)
+	rows, err := db.Conn.Query(ctx, statement(db.Statements))
 	if err != nil {
 		return nil, fmt.Errorf("list the manage requests of tenant %q: %w", tenant, err)
 	}
