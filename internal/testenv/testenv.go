@@ -105,7 +105,10 @@ func DropDatabasesWithPrefix(t testing.TB, pool *pgxpool.Pool, prefix string) {
 		t.Fatalf("prefix %q is too short to drop by", prefix)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Each drop has a minute of its own (DropPrefix), so a loaded
+		// server that drops slowly is waited for; this bound is only
+		// against a hung one.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		if err := DropPrefix(ctx, pool, prefix); err != nil {
 			t.Error(err)
@@ -151,8 +154,15 @@ func DropPrefix(ctx context.Context, pool *pgxpool.Pool, prefix string) error {
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list test databases: %w", err))...)
 	}
+	// Each drop has a minute of its own: a DROP DATABASE waits until every
+	// backend on the server has let go of the database's files, which on a
+	// loaded server (copies running) takes seconds, and a test's two dozen
+	// drops ran past one minute shared by all of them.
 	for _, n := range names {
-		if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err != nil {
+		dropCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := pool.Exec(dropCtx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)")
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("drop test database %q: %w", n, err))
 		}
 	}
