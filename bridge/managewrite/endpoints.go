@@ -183,6 +183,9 @@ func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, ten
 		location = origin + "/v3/dataStores/manage/" + strconv.Itoa(id)
 	}
 	w.Header().Set("Location", location)
+	// Complete with its header: the job's publish after it does not hold
+	// the caller.
+	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return id, req.Name, ""
 }
