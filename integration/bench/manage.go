@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
@@ -20,6 +22,8 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/connstr"
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 // ManageOptions are one run of the manage flavor: N requests POSTed one at
@@ -54,6 +58,10 @@ type ManageResult struct {
 	OwnCopyP99 time.Duration `json:"ownCopyP99Ns"`
 	BeyondP50  time.Duration `json:"beyondP50Ns"`
 	BeyondP99  time.Duration `json:"beyondP99Ns"`
+	// Stored is from the POST to its job stored in JetStream: the wait
+	// the door's publish leaves of the poll's.
+	StoredP50 time.Duration `json:"storedP50Ns"`
+	StoredP99 time.Duration `json:"storedP99Ns"`
 }
 
 // manageKey is the run's ODS connection-string key (base64 of 32 bytes).
@@ -130,13 +138,26 @@ tenants:
 		p.waitReady(t)
 	}
 	door := fmt.Sprintf("http://127.0.0.1:%d/v2/odsInstances/manage", doorPort)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, jobs.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
 	token := sim.Token(t)
 	settle(t, maint)
 
 	copied := func() time.Duration { // the consumer's copies so far
 		return time.Duration(jobSeconds(testenv.Scrape(t, procs[0].probes+"/metrics"))["copy"] * float64(time.Second))
 	}
-	var latency, copies, own, beyond []time.Duration
+	var latency, copies, own, beyond, stored []time.Duration
 	for i := range o.N {
 		raw := fmt.Sprintf("%s_raw%d", o.NamePrefix, i+1)
 		began := time.Now()
@@ -163,10 +184,16 @@ tenants:
 			return c > 0
 		})
 		latency, own, beyond = append(latency, done.Sub(posted)), append(own, c), append(beyond, done.Sub(posted)-c)
+		m, err := stream.GetLastMsgForSubject(ctx, jobs.NewCreate("default", id, "").OnLine(provisioning.LineManage).Subject())
+		if err != nil {
+			t.Fatalf("the job of request %d: %v", id, err)
+		}
+		stored = append(stored, m.Time.Sub(posted))
 	}
 	return ManageResult{Template: o.Template.Spec.Label, N: o.N, Poll: bridge.DefaultInterval,
 		LatencyP50: Quantile(latency, 0.5), LatencyP99: Quantile(latency, 0.99), CopyP50: Quantile(copies, 0.5), CopyP99: Quantile(copies, 0.99),
-		OwnCopyP50: Quantile(own, 0.5), OwnCopyP99: Quantile(own, 0.99), BeyondP50: Quantile(beyond, 0.5), BeyondP99: Quantile(beyond, 0.99)}
+		OwnCopyP50: Quantile(own, 0.5), OwnCopyP99: Quantile(own, 0.99), BeyondP50: Quantile(beyond, 0.5), BeyondP99: Quantile(beyond, 0.99),
+		StoredP50: Quantile(stored, 0.5), StoredP99: Quantile(stored, 0.99)}
 }
 
 // post POSTs a Minimal request named name to the door and returns its id
