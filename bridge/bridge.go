@@ -291,36 +291,95 @@ func (b *Bridge) pollTenant(ctx context.Context, stream jetstream.Stream, poll u
 		if !ok {
 			continue
 		}
-		st.Pending++
 		// The tenant is the one polled (the Tenant header), never the
 		// instance's tenantName: Admin API 2.2.2 stores that as the
 		// console sent it, unchecked, and it must not route a job
 		// to another tenant's server.
 		inst.TenantName = tenant
-		if op == jobs.OpDelete && !b.opts.AllowDelete {
-			st.DeleteSkipped++
-			b.warnDeleteOnce(inst)
-			continue
-		}
-		id, queued, err := b.publish(ctx, stream, poll, op, inst)
-		switch {
-		case err != nil:
-			st.Failed++
-			b.count(string(op), "failed")
-			b.log.Warn("could not publish job; next poll tries again", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "err", err)
-		case queued != notQueued:
-			st.AlreadyQueued++
-			if queued == remembered {
-				st.Remembered++
-			}
-			b.count(string(op), "already_queued")
-		default:
-			st.Published++
-			b.count(string(op), "published")
-			b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "line", b.opts.Line, "job_id", id, "correlation_id", id)
-		}
+		st.add(b.request(ctx, stream, poll, op, inst))
 	}
 	return st, nil
+}
+
+// request publishes the job of one pending request unless the stream
+// holds it, and counts and logs what became of it.
+func (b *Bridge) request(ctx context.Context, stream jetstream.Stream, poll uint64, op jobs.Operation, inst adminapi.WorkerInstance) Stats {
+	st := Stats{Pending: 1}
+	if op == jobs.OpDelete && !b.opts.AllowDelete {
+		st.DeleteSkipped++
+		b.warnDeleteOnce(inst)
+		return st
+	}
+	id, queued, err := b.publish(ctx, stream, poll, op, inst)
+	switch {
+	case err != nil:
+		st.Failed++
+		b.count(string(op), "failed")
+		b.log.Warn("could not publish job; next poll tries again", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "err", err)
+	case queued != notQueued:
+		st.AlreadyQueued++
+		if queued == remembered {
+			st.Remembered++
+		}
+		b.count(string(op), "already_queued")
+	default:
+		st.Published++
+		b.count(string(op), "published")
+		b.log.Info("job published", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "line", b.opts.Line, "job_id", id, "correlation_id", id)
+	}
+	return st
+}
+
+// Requests reads one request as the poll's list shows it; the manage
+// flavor's source does.
+type Requests interface {
+	Request(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error)
+}
+
+// Publish publishes the job of request id of tenant at once, when the
+// source still shows it pending for op: the job a poll would publish,
+// with its message ID and per-subject guard, so that the next poll finds
+// it in the stream and publishes nothing. The manage flavor's write routes
+// call it once the request's row has committed, so that a request waits
+// for no poll. What became of it is counted and logged as a poll's
+// publish is; a failure is left to the next poll, the safety net.
+func (b *Bridge) Publish(ctx context.Context, tenant string, id int, op jobs.Operation) {
+	inst, stream, err := b.readRequest(ctx, tenant, id)
+	if err != nil {
+		b.count(string(op), "failed")
+		b.log.Warn("could not publish job; next poll tries again", "op", op, "tenant", tenant, "instance_id", id, "err", err)
+		return
+	}
+	if got, ok := opOf(inst.Status); !ok || got != op {
+		return // no longer pending for op: a poll and a consumer were quicker
+	}
+	inst.TenantName = tenant
+	b.request(ctx, stream, b.currentPoll(), op, inst)
+}
+
+// readRequest reads one request from the source, and opens the stream.
+func (b *Bridge) readRequest(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, jetstream.Stream, error) {
+	src, ok := b.api.(Requests)
+	if !ok {
+		return adminapi.WorkerInstance{}, nil, errors.New("this Admin API's requests are read by polls only")
+	}
+	inst, err := src.Request(ctx, tenant, id)
+	if err != nil {
+		return inst, nil, fmt.Errorf("read request %d of tenant %q: %w", id, tenant, err)
+	}
+	stream, err := b.js.Stream(ctx, b.opts.Stream)
+	if err != nil {
+		return inst, nil, fmt.Errorf("open stream %q: %w", b.opts.Stream, err)
+	}
+	return inst, stream, nil
+}
+
+// currentPoll is the number of the last poll started; a job published
+// between polls is remembered as seen by it.
+func (b *Bridge) currentPoll() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.polls
 }
 
 // startPoll numbers a new poll. A stream made after the one the bridge

@@ -9,6 +9,11 @@
 // bridges racing. A publish counts only when JetStream acknowledged it; a
 // failed publish is simply tried again on the next poll.
 //
+// Publish is the same publish for one request, by its id: the manage
+// flavor's write routes call it once a request's row has committed, so
+// that the request waits for no poll, and the poll that sees the request
+// later finds its job stored.
+//
 // A poll lists each tenant's instances once, a bounded number of tenants
 // at a time. The bridge remembers the subjects it saw stored while their
 // requests stay pending, so a request already queued costs no stream

@@ -29,7 +29,7 @@ func (e *env) door() string {
 	if e.doorURL == "" {
 		ledgers := app.NewLedgers(e.cfg, e.log)
 		e.t.Cleanup(ledgers.Close)
-		srv, err := app.ManageServer(e.cfg, ledgers, e.log, nil)
+		srv, err := app.ManageServer(e.cfg, ledgers, nil, e.log, nil)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func TestManageRoutesServedByInstancemgr(t *testing.T) {
 	name, db := e.prefix+" Served", "EdFi_Ods_"+e.prefix+"_Served_Minimal"
 	ledgers := app.NewLedgers(e.cfg, e.log)
 	t.Cleanup(ledgers.Close)
-	srv, err := app.ManageServer(e.cfg, ledgers, e.log, nil)
+	srv, err := app.ManageServer(e.cfg, ledgers, nil, e.log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

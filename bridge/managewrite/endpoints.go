@@ -4,8 +4,9 @@
 // the Admin API's validation, status codes and bodies
 // (AddOdsInstanceManage.cs, DeleteOdsInstanceManage.cs and their v3 twins)
 // and instancemgr's limits and audit. A request becomes a row of
-// adminapi.OdsInstanceManages in the tenant's EdFi_Admin, which the bridge
-// then reads (provisioning/managerows). instancemgr serves these routes so
+// adminapi.OdsInstanceManages in the tenant's EdFi_Admin, whose job the
+// bridge publishes as soon as the row has committed (Publisher), and which
+// its polls read too (provisioning/managerows). instancemgr serves these routes so
 // that the Admin API's handler never schedules its own Quartz job for a
 // request (docs/adminapi-newest.md, "The decision, first").
 //
@@ -183,6 +184,9 @@ func (e *Endpoints) Create(w http.ResponseWriter, r *http.Request, rt Route, ten
 		location = origin + "/v3/dataStores/manage/" + strconv.Itoa(id)
 	}
 	w.Header().Set("Location", location)
+	// Complete with its header: the job's publish after it does not hold
+	// the caller.
+	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return id, req.Name, ""
 }

@@ -2,6 +2,7 @@ package managewrite
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,7 +57,21 @@ type Server struct {
 	// createsPerMinutePerClient; nil for none.
 	tenantRate, clientRate *limits.Rate
 	refusals               *prometheus.CounterVec
+	publisher              Publisher
 }
+
+// Publisher puts a request's job on the queue at once, as the bridge's
+// next poll would (bridge.Bridge.Publish): the same job, under the same
+// guard, so that the poll then finds it queued. It reads the request from
+// EdFi_Admin, not from the call, and logs and counts a failure, which the
+// next poll makes good.
+type Publisher interface {
+	Publish(ctx context.Context, tenant string, id int, op jobs.Operation)
+}
+
+// publishTimeout bounds a publish after the answer; past it the next poll
+// publishes the job.
+const publishTimeout = 10 * time.Second
 
 // ServerOptions configure a Server.
 type ServerOptions struct {
@@ -86,6 +101,9 @@ type ServerOptions struct {
 	TenantRate, ClientRate *limits.Rate
 	// Refusals counts the calls refused by a limit, by limit (nil: none).
 	Refusals *prometheus.CounterVec
+	// Publisher publishes a written request's job once its row has
+	// committed (nil: none; the bridge's next poll publishes it).
+	Publisher Publisher
 }
 
 // maxRelayed bounds an Admin API answer relayed to the caller.
@@ -106,7 +124,7 @@ func NewServer(endpoints *Endpoints, o ServerOptions) (*Server, error) {
 	}
 	return &Server{endpoints: endpoints, adminAPI: u, client: NoRedirects(o.Client), tenants: o.Tenants,
 		public: public, proxies: o.TrustedProxies, log: o.Log, audit: o.Audit,
-		tenantRate: o.TenantRate, clientRate: o.ClientRate, refusals: o.Refusals}, nil
+		tenantRate: o.TenantRate, clientRate: o.ClientRate, refusals: o.Refusals, publisher: o.Publisher}, nil
 }
 
 // NewRefusals is the counter of calls refused by a limit:
@@ -194,13 +212,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serve(rec, r, &call)
 	call.Status = cmp.Or(rec.status, http.StatusOK)
 	s.audit.Write(r.Context(), call.Write)
-	if call.served && call.ClientID != "" {
-		// The answer goes first: the caller does not wait for the row.
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
+	written := call.served && call.Refusal == "" && call.InstanceID > 0
+	if !written && (!call.served || call.ClientID == "") {
+		return
+	}
+	// The answer goes first: the caller waits neither for the job nor for
+	// the audit row.
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	if written && s.publisher != nil {
+		s.publish(r, call)
+	}
+	if call.ClientID != "" {
 		s.endpoints.auditRow(r.Context(), call.Write)
 	}
+}
+
+// publish publishes the job of the request call wrote, whose row has
+// committed, whether or not the caller is still there.
+func (s *Server) publish(r *http.Request, call servedCall) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), publishTimeout)
+	defer cancel()
+	op := jobs.OpCreate
+	if r.Method == http.MethodDelete {
+		op = jobs.OpDelete
+	}
+	s.publisher.Publish(ctx, call.Tenant, call.InstanceID, op)
 }
 
 // servedCall is a call's audit line, and whether its tenant is one this

@@ -3,6 +3,7 @@ package managewrite_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/edfi-tools/instancemgr/adminapi/simulator/simulatortest"
 	"github.com/edfi-tools/instancemgr/bridge/managewrite"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
@@ -220,5 +223,73 @@ func TestServerRefusesWhatItCannotAuthorize(t *testing.T) {
 	}
 	if _, err := managewrite.NewServer(nil, managewrite.ServerOptions{AdminAPI: "ftp://admin"}); err == nil {
 		t.Fatal("an Admin API URL that is not http(s) was accepted")
+	}
+}
+
+// publisher records the publishes asked for, each with the request's
+// status as another connection reads it then, and holds each until the
+// test lets it go.
+type publisher struct {
+	admin *pgxpool.Pool
+	asked chan string
+	hold  chan struct{}
+}
+
+func (p *publisher) Publish(ctx context.Context, tenant string, id int, op jobs.Operation) {
+	var status string
+	if err := p.admin.QueryRow(ctx, `SELECT status FROM adminapi.odsinstancemanages WHERE id = $1`, id).Scan(&status); err != nil {
+		status = err.Error()
+	}
+	p.asked <- fmt.Sprintf("%s %s %d %s", op, tenant, id, status)
+	<-p.hold
+}
+
+// A request written is published at once, once its row has committed and
+// after the caller has its answer (the publish held, the 202 and the 204
+// arrive); a refused call publishes nothing.
+func TestServerPublishesWhatItWrote(t *testing.T) {
+	p := &publisher{asked: make(chan string, 10), hold: make(chan struct{})}
+	f := newFrontWith(t, false, func(_ *managewrite.Endpoints, o *managewrite.ServerOptions) { o.Publisher = p })
+	p.admin = f.admin
+	bearer := "Bearer " + f.api.Token(t)
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-p.asked:
+			if got != want {
+				t.Fatalf("publish asked: %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no publish asked; want %q", want)
+		}
+	}
+
+	a := f.call(f.url, http.MethodPost, "/v2/odsInstances/manage", `{"name":"Quick","databaseTemplate":"Minimal"}`, "Authorization", bearer)
+	loc := a.header.Get("Location")
+	id, _ := strconv.Atoi(loc[strings.LastIndex(loc, "/")+1:])
+	if a.status != http.StatusAccepted || id == 0 {
+		t.Fatalf("POST: %d %q", a.status, a.body)
+	}
+	next(fmt.Sprintf("create default %d %s", id, managerows.PendingCreate))
+	p.hold <- struct{}{}
+
+	if a := f.call(f.url, http.MethodPost, "/v2/odsInstances/manage", `{"name":"Quick","databaseTemplate":"Minimal"}`, "Authorization", bearer); a.status != http.StatusBadRequest {
+		t.Fatalf("POST of a name taken: %d %q", a.status, a.body)
+	}
+	if _, err := f.admin.Exec(context.Background(), `UPDATE adminapi.odsinstancemanages SET status = 'Created' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.call(f.url, http.MethodDelete, "/v3/dataStores/manage/"+strconv.Itoa(id), "", "Authorization", bearer); a.status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %q", a.status, a.body)
+	}
+	next(fmt.Sprintf("delete default %d %s", id, managerows.PendingDelete))
+	p.hold <- struct{}{}
+	if a := f.call(f.url, http.MethodDelete, "/v3/dataStores/manage/"+strconv.Itoa(id), "", "Authorization", bearer); a.status != http.StatusBadRequest {
+		t.Fatalf("second DELETE: %d %q", a.status, a.body)
+	}
+	select {
+	case got := <-p.asked:
+		t.Fatalf("a refused call asked for a publish: %q", got)
+	default:
 	}
 }

@@ -231,16 +231,27 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 // NewBridge ensures the stream exists and builds a bridge. ledger is where
 // it finds the databases of renames and deletes (Ledgers in production).
 func NewBridge(ctx context.Context, cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics, beat func()) (*bridge.Bridge, error) {
-	err := jobs.Retry(ctx, log, "the job stream", func() error {
+	if err := ensureJobStream(ctx, cfg, js, log); err != nil {
+		return nil, err
+	}
+	return buildBridge(cfg, api, ledger, js, log, metrics, beat), nil
+}
+
+// ensureJobStream makes or updates the job stream, retrying while
+// JetStream is not ready.
+func ensureJobStream(ctx context.Context, cfg *config.Config, js jetstream.JetStream, log *slog.Logger) error {
+	return jobs.Retry(ctx, log, "the job stream", func() error {
 		_, err := jobs.EnsureStream(ctx, js, cfg.StreamConfig())
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
+}
+
+// buildBridge builds a bridge from the configuration, without reaching
+// anything.
+func buildBridge(cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, js jetstream.JetStream, log *slog.Logger, metrics *bridge.Metrics, beat func()) *bridge.Bridge {
 	return bridge.New(api, ledger, js, bridge.Options{
 		Interval: cfg.Bridge.PollInterval.D(), Stream: cfg.NATS.Stream, Logger: log,
 		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics, Beat: beat,
 		Concurrency: cfg.Bridge.Concurrency, Line: cfg.Line(),
-	}), nil
+	})
 }

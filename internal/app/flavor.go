@@ -97,8 +97,9 @@ func (l *Ledgers) doorDB(ctx context.Context, tenant string) (managewrite.DB, er
 
 // ManageServer is the manage flavor's write routes over the tenants'
 // EdFi_Admin databases, through the bridge's ledgers, each call authorized
-// by the Admin API at adminApi.baseUrl.
-func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg prometheus.Registerer) (*managewrite.Server, error) {
+// by the Admin API at adminApi.baseUrl, each request written published by
+// publisher (the bridge; nil: by the bridge's next poll).
+func ManageServer(cfg *config.Config, ledgers *Ledgers, publisher managewrite.Publisher, log *slog.Logger, reg prometheus.Registerer) (*managewrite.Server, error) {
 	log = log.With("component", "manage-routes")
 	endpoints := managewrite.NewEndpoints(ledgers.doorDB, log, nil)
 	endpoints.InstancesPerTenant = max(cfg.Limits.InstancesPerTenant, 0)
@@ -114,17 +115,18 @@ func ManageServer(cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg pr
 		TenantRate: limits.NewRate(cfg.Limits.CreatesPerMinute),
 		ClientRate: limits.NewRate(cfg.Limits.CreatesPerMinutePerClient),
 		Refusals:   managewrite.NewRefusals(reg),
+		Publisher:  publisher,
 	})
 }
 
 // serveManage serves the write routes at adminApi.manageListen, when set,
-// over HTTPS with adminApi.manageTls, until stop is called. Zero limits are
-// the defaults.
-func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, log *slog.Logger, reg prometheus.Registerer, limits httpserve.Limits) (stop func(), err error) {
+// over HTTPS with adminApi.manageTls, until stop is called, each request
+// written published by publisher. Zero limits are the defaults.
+func serveManage(ctx context.Context, cfg *config.Config, ledgers *Ledgers, publisher managewrite.Publisher, log *slog.Logger, reg prometheus.Registerer, limits httpserve.Limits) (stop func(), err error) {
 	if !cfg.Manage() || cfg.AdminAPI.ManageListen == "" {
 		return func() {}, nil
 	}
-	srv, err := ManageServer(cfg, ledgers, log, reg)
+	srv, err := ManageServer(cfg, ledgers, publisher, log, reg)
 	if err != nil {
 		return nil, err
 	}

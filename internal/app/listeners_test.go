@@ -38,7 +38,7 @@ func TestEveryListenerWithstandsTheAttacks(t *testing.T) {
 		t.Helper()
 		ledgers := app.NewLedgers(cfg, discard)
 		t.Cleanup(ledgers.Close)
-		stop, err := app.ServeManage(context.Background(), cfg, ledgers, discard, nil, l)
+		stop, err := app.ServeManage(context.Background(), cfg, ledgers, nil, discard, nil, l)
 		if err != nil {
 			t.Fatal(err)
 		}

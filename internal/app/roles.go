@@ -85,18 +85,25 @@ func (r *role) close() {
 	}
 }
 
-// bridge builds the bridge on r: the tenants' ledgers, the manage flavor's
-// write routes when adminApi.manageListen is set, and the bridge with its
-// metrics and probes.
+// bridge builds the bridge on r: the tenants' ledgers, the bridge with its
+// metrics and probes, and the manage flavor's write routes when
+// adminApi.manageListen is set, which publish each request's job through
+// the bridge as soon as they have written it. The routes serve before the
+// job stream is ensured: a request written while NATS is away is
+// published by a poll.
 func (r *role) bridge(ctx context.Context, log *slog.Logger) (*bridge.Bridge, error) {
 	ledgers := NewLedgers(r.cfg, log)
 	r.onClose(ledgers.Close)
-	stopManage, err := serveManage(ctx, r.cfg, ledgers, log, r.metrics, httpserve.Limits{})
+	b := buildBridge(r.cfg, BridgeAPI(r.cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, r.cfg, r.js, ledgers))
+	stopManage, err := serveManage(ctx, r.cfg, ledgers, b, log, r.metrics, httpserve.Limits{})
 	if err != nil {
 		return nil, err
 	}
 	r.onClose(stopManage)
-	return NewBridge(ctx, r.cfg, BridgeAPI(r.cfg, r.api, ledgers, log), ledgers, r.js, log, bridge.NewMetrics(r.metrics), BridgeProbes(r.checks, r.cfg, r.js, ledgers))
+	if err := ensureJobStream(ctx, r.cfg, r.js, log); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // consumerDeps builds what the consumer replicas on r share: the tenants'

@@ -267,6 +267,17 @@ func (s *Source) read(ctx context.Context, tenant string, id int) (DB, Request, 
 	return db, r, err
 }
 
+// Request is request id as the bridge's list shows it, whatever its
+// status: the manage write routes publish a request's job from it at once
+// (bridge.Requests).
+func (s *Source) Request(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
+	_, r, err := s.read(ctx, tenant, id)
+	if err != nil {
+		return adminapi.WorkerInstance{}, err
+	}
+	return adminapi.WorkerInstance{ID: id, TenantName: tenant, InstanceName: r.Name, Status: BridgeStatus(r.Status), DatabaseTemplate: r.Template}, nil
+}
+
 // OdsInstance is the request's details for its job: the name, and the
 // template as both the template to copy and the instance type (Ed-Fi's
 // CreateInstanceJob writes DatabaseTemplate as InstanceType).
