@@ -63,7 +63,10 @@ type envOptions struct {
 	unmapped    []string
 	namePattern string // default "<prefix>_{name}"
 	allowDelete bool
-	encryptKey  string // base64 ODS encryption key
+	// deleteRetention is provisioning.deleteRetention; the tests' default
+	// is 0, deletes dropping at once, unless a test is about trash.
+	deleteRetention time.Duration
+	encryptKey      string // base64 ODS encryption key
 	// natsURL is the NATS server to use (credentials in the URL); "" starts
 	// an embedded one open to every client.
 	natsURL string
@@ -162,6 +165,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.natsURL = testenv.NATS(t)
 	}
 
+	retention := config.Duration(o.deleteRetention)
 	e.cfg = &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret, MaxAttempts: o.maxAttempts},
 		// One backoff step: redeliveries and nak delays are not stretched by
@@ -169,7 +173,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: o.maxDeliver},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
-		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, EncryptionKey: o.encryptKey, Registration: o.registration},
+		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, DeleteRetention: &retention, EncryptionKey: o.encryptKey, Registration: o.registration},
 		Tenants:      mapping,
 	}
 	if o.manage {

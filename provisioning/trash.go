@@ -14,6 +14,12 @@ import (
 // moved to the trash name and marked trashed. After the retention one
 // replica drops it, by identity, once.
 
+// DefaultDeleteRetention is how long a deleted database is kept when the
+// configuration says nothing: a week covers a wrong click noticed after a
+// weekend or a school holiday's long weekend, and a week of deletes is
+// seldom more than a server's spare disk (docs/configuration.md).
+const DefaultDeleteRetention = 7 * 24 * time.Hour
+
 // TrashPrefix begins every trash name: the system's own, apart from any
 // naming pattern an ODS database follows, so nothing a request names can
 // meet it.
