@@ -27,7 +27,7 @@ type Purger struct {
 	// Every is how long a pass waits for the next.
 	Every time.Duration
 	// AlertBytes is provisioning.trashAlertBytes, exported beside the
-	// sizes for the alert to compare with; 0 exports none.
+	// sizes for the alert to compare with (0: no alert).
 	AlertBytes int64
 	Log        *slog.Logger
 	Metrics    *TrashMetrics
@@ -49,7 +49,7 @@ func NewTrashMetrics(reg prometheus.Registerer) *TrashMetrics {
 		}, []string{"server"}),
 		AlertBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "instancemgr_trash_alert_bytes",
-			Help: "provisioning.trashAlertBytes for each server: the size of trash past which InstancemgrTrashLarge fires.",
+			Help: "provisioning.trashAlertBytes for each server: the size of trash past which InstancemgrTrashLarge fires (0: never).",
 		}, []string{"server"}),
 		Purged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "instancemgr_trash_purged_total",
@@ -104,8 +104,9 @@ func (p *Purger) Pass(ctx context.Context) {
 }
 
 func (p *Purger) measure(ctx context.Context, s TrashServer) {
-	if p.AlertBytes > 0 {
-		p.Metrics.AlertBytes.WithLabelValues(s.Name).Set(float64(p.AlertBytes))
+	p.Metrics.AlertBytes.WithLabelValues(s.Name).Set(float64(p.AlertBytes))
+	for _, r := range []string{"dropped", "conflict"} {
+		p.Metrics.Purged.WithLabelValues(s.Name, r) // from 0, for increase()
 	}
 	held, err := s.Trash.Trash(ctx)
 	if err != nil {
