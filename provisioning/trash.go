@@ -82,6 +82,11 @@ type Trasher interface {
 	PurgeDue(ctx context.Context) ([]Purged, error)
 	// Purge drops one trashed database now, by its trash name.
 	Purge(ctx context.Context, trashName string) (Purged, error)
+}
+
+// Restorer is a Trasher that can put a trashed database back.
+type Restorer interface {
+	Trasher
 	// Restore renames a trashed database back, by identity, to name (not
 	// in use), opens it to logins again and marks its reservation made for
 	// its owner.

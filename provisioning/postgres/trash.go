@@ -266,4 +266,4 @@ func allowConnectionsSQL(name string, allow bool) (string, error) {
 	return fmt.Sprintf("ALTER DATABASE %s WITH ALLOW_CONNECTIONS %t", pgx.Identifier{name}.Sanitize(), allow), nil
 }
 
-var _ provisioning.Trasher = (*Engine)(nil)
+var _ provisioning.Restorer = (*Engine)(nil)
