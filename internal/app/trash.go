@@ -62,3 +62,61 @@ func (t *Placements) TrashServers(ctx context.Context) ([]consumer.TrashServer, 
 	}
 	return out, errors.Join(errs...)
 }
+
+// InTrash is a trashed database with the server it is on.
+type InTrash struct {
+	Server string
+	provisioning.Trashed
+}
+
+// TrashList lists the trash of every configured server.
+func TrashList(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]InTrash, error) {
+	placements := NewPlacements(cfg, log)
+	defer placements.Close()
+	servers, err := placements.TrashServers(ctx)
+	var out []InTrash
+	for _, s := range servers {
+		held, lerr := s.Trash.Trash(ctx)
+		err = errors.Join(err, lerr)
+		for _, t := range held {
+			out = append(out, InTrash{Server: s.Name, Trashed: t})
+		}
+	}
+	return out, err
+}
+
+// TrashPurge drops now, by identity, what trash holds of one instance of
+// the deployment's line (more than one database when it was made and
+// deleted again).
+func TrashPurge(ctx context.Context, cfg *config.Config, tenant string, id int, log *slog.Logger) ([]provisioning.Purged, error) {
+	placements := NewPlacements(cfg, log)
+	defer placements.Close()
+	p, err := placements.Placement(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	trash, ok := p.Engine.(provisioning.Trasher)
+	if !ok {
+		return nil, fmt.Errorf("tenant %q: the engine keeps no trash", tenant)
+	}
+	held, err := trash.Trash(ctx)
+	if err != nil {
+		return nil, err
+	}
+	owner := provisioning.Owner{Tenant: tenant, InstanceID: id, Line: cfg.Line()}
+	var out []provisioning.Purged
+	for _, t := range held {
+		if t.Owner != owner {
+			continue
+		}
+		purged, err := trash.Purge(ctx, t.Name)
+		if err != nil {
+			return out, fmt.Errorf("purge %q (was %q): %w", t.Name, t.Original, err)
+		}
+		out = append(out, purged)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("trash holds nothing of %s", owner)
+	}
+	return out, nil
+}
