@@ -37,7 +37,11 @@ type env struct {
 	world  *itest.World
 	prefix string
 	pg     *pgxpool.Pool // maintenance database
-	admin  *pgxpool.Pool // the first tenant's EdFi_Admin
+	// reservations is the database the servers keep their reservations
+	// in: the maintenance database unless a test has its own
+	// (ownReservations).
+	reservations *pgxpool.Pool
+	admin        *pgxpool.Pool // the first tenant's EdFi_Admin
 	// firstTenant is the tenant a request without a Tenant header is for.
 	firstTenant string
 	admins      map[string]*pgxpool.Pool
@@ -121,7 +125,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.tenants = []string{config.DefaultTenant}
 	}
 	e := &env{t: t, world: itest.NewWorld(t, ""), outcomes: make(chan consumer.Outcome, 1000)}
-	e.prefix, e.pg = e.world.Prefix, e.world.PG
+	e.prefix, e.pg, e.reservations = e.world.Prefix, e.world.PG, e.world.PG
 	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	master, template := e.world.Master, e.world.Template
 	mapping := map[string]config.TenantEntry{}

@@ -19,11 +19,27 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
+// ownReservations points e's servers at a maintenance database of the
+// test's own, where their reservations are kept: a purge loop takes any
+// due trash of the reservations it reads, so other tests' loops never see
+// this test's trash, nor its loops theirs. Call it before starting
+// anything.
+func (e *env) ownReservations() {
+	e.t.Helper()
+	maint := e.prefix + "_maintenance"
+	testenv.CreateDatabase(e.t, e.pg, maint)
+	for name, entry := range e.cfg.Tenants {
+		entry.Master = e.world.Master.WithDatabase(maint).ADONet()
+		e.cfg.Tenants[name] = entry
+	}
+	e.reservations = testenv.Connect(e.t, maint)
+}
+
 // inTrash is the trash record of the database that was name, if any: its
 // trash name and recorded identity.
 func (e *env) inTrash(name string) (trash, identity string, ok bool) {
 	e.t.Helper()
-	err := e.pg.QueryRow(context.Background(), `SELECT database_name, database_identity FROM instancemgr.reservations WHERE original_name = $1 AND state = 'trashed'`, name).Scan(&trash, &identity)
+	err := e.reservations.QueryRow(context.Background(), `SELECT database_name, database_identity FROM instancemgr.reservations WHERE original_name = $1 AND state = 'trashed'`, name).Scan(&trash, &identity)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", false
 	}
@@ -32,7 +48,6 @@ func (e *env) inTrash(name string) (trash, identity string, ok bool) {
 	}
 	e.t.Cleanup(func() { // trash names do not carry the test's prefix
 		_, _ = e.pg.Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{trash}.Sanitize()+` WITH (FORCE)`)
-		_, _ = e.pg.Exec(context.Background(), `DELETE FROM instancemgr.reservations WHERE database_name = $1`, trash)
 	})
 	return trash, identity, true
 }
@@ -71,6 +86,7 @@ func (e *env) deleted(name string) (string, string) {
 func TestDeleteKeepsTheDatabaseInTrash(t *testing.T) {
 	t.Parallel()
 	flavors(t, envOptions{allowDelete: true, deleteRetention: 168 * time.Hour}, func(t *testing.T, e *env) {
+		e.ownReservations()
 		e.startBridge()
 		e.startReplica(app.ConsumerDeps{})
 		db, made := e.deleted("Kept")
@@ -90,6 +106,7 @@ func TestDeleteKeepsTheDatabaseInTrash(t *testing.T) {
 	t.Run("retention 0", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envOptions{allowDelete: true})
+		e.ownReservations()
 		e.startBridge()
 		e.startReplica(app.ConsumerDeps{})
 		db, _ := e.deleted("Dropped")
@@ -163,6 +180,7 @@ func (e *env) startPurgers(n int, log *purgeLog) {
 func TestTrashIsPurgedOnceByTwoReplicas(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{allowDelete: true, deleteRetention: time.Millisecond})
+	e.ownReservations()
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
 	db, _ := e.deleted("Expiring")
@@ -187,6 +205,7 @@ func TestTrashIsPurgedOnceByTwoReplicas(t *testing.T) {
 func TestTrashSwappedByHandIsNeverPurged(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{allowDelete: true, deleteRetention: time.Millisecond})
+	e.ownReservations()
 	e.startBridge()
 	e.startReplica(app.ConsumerDeps{})
 	db, _ := e.deleted("Swapped")

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,25 @@ import (
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
+// ownEngine is an engine whose reservations are kept in a maintenance
+// database of the test's own: a purge takes any due trash of the
+// reservations it reads, so other tests' purges never see this test's
+// trash, nor its purges theirs.
+func ownEngine(t *testing.T, prefix string) *postgres.Engine {
+	t.Helper()
+	maint := prefix + "_maintenance"
+	if _, err := testenv.Postgres(t).Exec(context.Background(), `CREATE DATABASE `+pgx.Identifier{maint}.Sanitize()); err != nil && !strings.Contains(err.Error(), "42P04") {
+		t.Fatal(err)
+	}
+	e, err := postgres.NewEngine(context.Background(), testenv.ConnString(t, maint), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl", maint}}
+	return e
+}
+
 // trashed makes a database for a request of its own and moves it to trash
 // with retention; it returns the owner and the trash name. Whatever the
 // test leaves in trash is dropped after it (trash names do not carry the
@@ -22,7 +42,6 @@ import (
 func trashed(t *testing.T, e *postgres.Engine, prefix string, retention time.Duration) (provisioning.Owner, string, string) {
 	t.Helper()
 	ctx := context.Background()
-	e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
 	who := provisioning.Owner{Tenant: prefix, InstanceID: 7}
 	name := prefix + "_Gone"
 	if _, _, err := e.Reserve(ctx, name, who); err != nil {
@@ -37,9 +56,7 @@ func trashed(t *testing.T, e *postgres.Engine, prefix string, retention time.Dur
 	}
 	trash := provisioning.TrashName(provisioning.Reservation{Database: name, Owner: who, Identity: id})
 	t.Cleanup(func() {
-		pool := testenv.Postgres(t)
-		_, _ = pool.Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{trash}.Sanitize()+` WITH (FORCE)`)
-		_, _ = pool.Exec(context.Background(), `DELETE FROM instancemgr.reservations WHERE tenant = $1`, who.Tenant)
+		_, _ = testenv.Postgres(t).Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{trash}.Sanitize()+` WITH (FORCE)`)
 	})
 	if moved, err := e.TrashDatabase(ctx, name, who, retention); err != nil || !moved {
 		t.Fatalf("move to trash: %v, %v", moved, err)
@@ -51,7 +68,8 @@ func trashed(t *testing.T, e *postgres.Engine, prefix string, retention time.Dur
 // to every login; the reservation follows it; a restore puts it back open.
 func TestTrashMovesAsideClosedAndRestores(t *testing.T) {
 	t.Parallel()
-	e, prefix := newEngine(t)
+	_, prefix := newEngine(t)
+	e := ownEngine(t, prefix)
 	ctx := context.Background()
 	who, name, trash := trashed(t, e, prefix, 168*time.Hour)
 
@@ -104,14 +122,10 @@ func TestTrashMovesAsideClosedAndRestores(t *testing.T) {
 // Two replicas purging at once drop a due database once, and forget it.
 func TestPurgeDueDropsOnceAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	e, prefix := newEngine(t)
+	_, prefix := newEngine(t)
+	e, other := ownEngine(t, prefix), ownEngine(t, prefix)
 	ctx := context.Background()
 	_, _, trash := trashed(t, e, prefix, time.Microsecond)
-	other, err := postgres.NewEngine(ctx, testenv.ConnString(t, "postgres"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(other.Close)
 
 	var mu sync.Mutex
 	drops := 0
@@ -144,7 +158,8 @@ func TestPurgeDueDropsOnceAcrossReplicas(t *testing.T) {
 // due purge or by purge now; its record stays, for an operator.
 func TestSwappedTrashIsNeverDropped(t *testing.T) {
 	t.Parallel()
-	e, prefix := newEngine(t)
+	_, prefix := newEngine(t)
+	e := ownEngine(t, prefix)
 	ctx := context.Background()
 	_, _, trash := trashed(t, e, prefix, time.Microsecond)
 	pool := testenv.Postgres(t)
