@@ -9,14 +9,9 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
-
-// codeLockNotAvailable is FOR UPDATE NOWAIT's answer when another session
-// holds the row: a purge of that very database is under way.
-const codeLockNotAvailable = "55P03"
 
 // TrashDatabase implements provisioning.Trasher. One transaction closes
 // the database to logins (ALLOW_CONNECTIONS false: superusers included),
@@ -133,8 +128,8 @@ func (e *Engine) Purge(ctx context.Context, trashName string) (provisioning.Purg
 }
 
 // purgeOne takes one trashed record that where matches (with arg as $1)
-// and is not another session's, drops its database and deletes it, in one
-// transaction. A database under the trash name that is not the recorded
+// and is not another session's, and drops its database while the
+// transaction that deletes the record holds it. A database under the trash name that is not the recorded
 // one is left, and so is its record (Purged.Err says why).
 func (e *Engine) purgeOne(ctx context.Context, where string, arg any) (provisioning.Purged, bool, error) {
 	var p provisioning.Purged
@@ -143,8 +138,14 @@ func (e *Engine) purgeOne(ctx context.Context, where string, arg any) (provision
 		return p, false, fmt.Errorf("purge the trash: %w", transient(err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	err = scanTrashed(tx.QueryRow(ctx, `SELECT `+trashedColumns+` FROM instancemgr.reservations
-		WHERE state = 'trashed' AND `+where+` ORDER BY purge_at LIMIT 1 FOR UPDATE SKIP LOCKED`, arg), &p.Trashed)
+	// The record is deleted as it is taken, and the deletion rolled back
+	// if its database is not dropped: the transaction takes its one lock
+	// on the table at once, never a weaker one first, which start-up's
+	// schema statements (ensureSchema) could turn into a deadlock.
+	err = scanTrashed(tx.QueryRow(ctx, `DELETE FROM instancemgr.reservations WHERE database_name = (
+		SELECT database_name FROM instancemgr.reservations
+		WHERE state = 'trashed' AND `+where+` ORDER BY purge_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING `+trashedColumns, arg), &p.Trashed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, false, nil
 	}
@@ -158,9 +159,6 @@ func (e *Engine) purgeOne(ctx context.Context, where string, arg any) (provision
 	}
 	if err != nil {
 		return p, false, err
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM instancemgr.reservations WHERE database_name = $1 AND state = 'trashed'`, p.Name); err != nil {
-		return p, false, fmt.Errorf("forget the purged %q: %w", p.Name, transient(err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return p, false, fmt.Errorf("forget the purged %q: %w", p.Name, transient(err))
@@ -206,8 +204,8 @@ func (e *Engine) dropTrashed(ctx context.Context, t provisioning.Trashed) (bool,
 	return true, e.DropScratch(ctx, scratch)
 }
 
-// Restore implements provisioning.Trasher: one transaction takes the
-// record (NOWAIT: a purge under way wins), renames the database back,
+// Restore implements provisioning.Restorer: one transaction takes the
+// record, renames the database back,
 // checks its oid, opens it to logins and moves the reservation to name,
 // made. A name held by a database or a reservation is a conflict.
 func (e *Engine) Restore(ctx context.Context, trashName, name string) (provisioning.Trashed, error) {
@@ -224,7 +222,10 @@ func (e *Engine) Restore(ctx context.Context, trashName, name string) (provision
 		return t, err
 	}
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		err := scanTrashed(tx.QueryRow(ctx, `SELECT `+trashedColumns+` FROM instancemgr.reservations WHERE database_name = $1 AND state = 'trashed' FOR UPDATE NOWAIT`, trashName), &t)
+		// Taken by an UPDATE, not FOR UPDATE: one lock on the table, as
+		// purgeOne takes it. A purge of it under way is waited out (then
+		// it is gone).
+		err := scanTrashed(tx.QueryRow(ctx, `UPDATE instancemgr.reservations SET updated_at = now() WHERE database_name = $1 AND state = 'trashed' RETURNING `+trashedColumns, trashName), &t)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q is not in trash", provisioning.ErrConflict, trashName)
 		}
@@ -242,14 +243,11 @@ func (e *Engine) Restore(ctx context.Context, trashName, name string) (provision
 			WHERE database_name = $1 AND state = 'trashed'`, trashName, name)
 		return err
 	})
-	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return t, nil
 	case isDuplicateDatabase(err):
 		return t, fmt.Errorf("%w: restore %q as %q: the name is in use (a database or a reservation)", provisioning.ErrConflict, trashName, name)
-	case errors.As(err, &pgErr) && pgErr.Code == codeLockNotAvailable:
-		return t, fmt.Errorf("%w: restore %q: it is being purged", provisioning.ErrConflict, trashName)
 	case errors.Is(err, provisioning.ErrConflict):
 		return t, fmt.Errorf("restore %q as %q: %w", trashName, name, err)
 	}
