@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,24 +156,29 @@ func (p *purgeAttrs) Handle(ctx context.Context, r slog.Record) error {
 }
 
 // startPurgers runs n replicas' purge loops, each on placements of its
-// own, as n consumer replicas do.
-func (e *env) startPurgers(n int, log *purgeLog) {
+// own, as n consumer replicas do; stop ends them, each after the pass it
+// is in (the test's end does too).
+func (e *env) startPurgers(n int, log *purgeLog) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, n)
-	e.t.Cleanup(func() {
+	var wg sync.WaitGroup
+	var placements []*app.Placements
+	for range n {
+		p := app.NewPlacements(e.cfg, e.log)
+		placements = append(placements, p)
+		purger := app.NewPurger(e.cfg, p, slog.New(log), prometheus.NewRegistry())
+		purger.Every = 20 * time.Millisecond
+		wg.Go(func() { _ = purger.Run(ctx) })
+	}
+	stop = sync.OnceFunc(func() {
 		cancel()
-		for range n {
-			<-done
+		wg.Wait()
+		for _, p := range placements {
+			p.Close()
 		}
 	})
-	for range n {
-		placements := app.NewPlacements(e.cfg, e.log)
-		e.t.Cleanup(placements.Close)
-		p := app.NewPurger(e.cfg, placements, slog.New(log), prometheus.NewRegistry())
-		p.Every = 20 * time.Millisecond
-		go func() { _ = p.Run(ctx); done <- struct{}{} }()
-	}
+	e.t.Cleanup(stop)
+	return stop
 }
 
 // Once its retention has passed, a trashed database is dropped by one of
@@ -189,11 +195,12 @@ func TestTrashIsPurgedOnceByTwoReplicas(t *testing.T) {
 		t.Fatalf("%q was not moved to trash", db)
 	}
 	log := &purgeLog{trash: trash}
-	e.startPurgers(2, log)
+	stop := e.startPurgers(2, log)
 	testenv.Eventually(t, time.Minute, "the trashed database purged", func() bool {
 		_, _, held := e.inTrash(db)
-		return !held && !e.databaseExists(trash)
+		return log.dropped.Load() > 0 && !held && !e.databaseExists(trash)
 	})
+	stop() // every pass under way ends, and says what it did
 	if n := log.dropped.Load(); n != 1 {
 		t.Fatalf("the replicas dropped it %d times", n)
 	}
@@ -219,8 +226,9 @@ func TestTrashSwappedByHandIsNeverPurged(t *testing.T) {
 	testenv.CreateDatabase(t, e.pg, trash)
 	swapped := e.oid(trash)
 	log := &purgeLog{trash: trash}
-	e.startPurgers(2, log)
-	testenv.Eventually(t, time.Minute, "both replicas to look at it", func() bool { return log.conflicted.Load() >= 2 })
+	stop := e.startPurgers(2, log)
+	testenv.Eventually(t, time.Minute, "the replicas to look at it twice", func() bool { return log.conflicted.Load() >= 2 })
+	stop()
 	if e.oid(trash) != swapped || log.dropped.Load() != 0 {
 		t.Fatalf("the database swapped under %q was dropped (oid now %q, was %s)", trash, e.oid(trash), swapped)
 	}
