@@ -29,5 +29,9 @@
 // fetching, heartbeats, ack, nak with delay and term go through nats.go's
 // jetstream package directly. Tests reach into a replica only through TestSeams.
 //
+// Beside the jobs, each replica runs a Purger (purge.go): deleted
+// databases kept in trash (provisioning.deleteRetention) are dropped once
+// their retention has passed, each by whichever replica takes it first.
+//
 // It must never ack a job whose effect has not committed.
 package consumer

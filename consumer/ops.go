@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/limits"
@@ -137,6 +138,9 @@ type Handlers struct {
 	// AllowDelete is provisioning.allowDelete, enforced here too: a delete
 	// job that reaches a consumer with deletion off drops nothing.
 	AllowDelete bool
+	// DeleteRetention is provisioning.deleteRetention: how long a deleted
+	// instance's database waits in trash; 0 drops it at once.
+	DeleteRetention time.Duration
 	// InstancesPerTenant is limits.instancesPerTenant (0: none),
 	// and Rate limits.createsPerMinute a tenant (nil: none): checked
 	// before a create reserves a new name, so a redelivery of a create
@@ -726,11 +730,9 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			return err
 		}
 	}
-	dropped, err := placement.Engine.DropDatabase(ctx, rec.Database, owner)
-	if err != nil {
+	if err := h.removeDatabase(ctx, placement, rec.Database, owner, log); err != nil {
 		return err
 	}
-	log.Info("database gone", "database", rec.Database, "dropped_now", dropped)
 	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, _ provisioning.Record) error {
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard
@@ -748,6 +750,28 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	h.release(ctx, placement, rec.Database, owner, log)
 	log.Info("instance deleted", "database", rec.Database, "status_was", inst.Status)
 	return nil
+}
+
+// removeDatabase drops a deleted instance's database, or with a retention
+// moves it to trash, where it stays restorable until it is purged. Either
+// way the registration then goes as before: the Admin API sees the same.
+func (o *Handlers) removeDatabase(ctx context.Context, placement *Placement, name string, owner provisioning.Owner, log *slog.Logger) error {
+	if o.DeleteRetention <= 0 {
+		dropped, err := placement.Engine.DropDatabase(ctx, name, owner)
+		if err == nil {
+			log.Info("database gone", "database", name, "dropped_now", dropped)
+		}
+		return err
+	}
+	trasher, ok := placement.Engine.(provisioning.Trasher)
+	if !ok {
+		return fmt.Errorf("%w: provisioning.deleteRetention is set, but this server's engine cannot keep a deleted database; nothing is dropped", provisioning.ErrRejected)
+	}
+	moved, err := trasher.TrashDatabase(ctx, name, owner, o.DeleteRetention)
+	if err == nil {
+		log.Info("database in trash", "database", name, "moved_now", moved, "retention", o.DeleteRetention)
+	}
+	return err
 }
 
 // Fail reports deleteFailed, and moves the ledger's generation on so that a

@@ -37,7 +37,11 @@ type env struct {
 	world  *itest.World
 	prefix string
 	pg     *pgxpool.Pool // maintenance database
-	admin  *pgxpool.Pool // the first tenant's EdFi_Admin
+	// reservations is the database the servers keep their reservations
+	// in: the maintenance database unless a test has its own
+	// (ownReservations).
+	reservations *pgxpool.Pool
+	admin        *pgxpool.Pool // the first tenant's EdFi_Admin
 	// firstTenant is the tenant a request without a Tenant header is for.
 	firstTenant string
 	admins      map[string]*pgxpool.Pool
@@ -63,7 +67,10 @@ type envOptions struct {
 	unmapped    []string
 	namePattern string // default "<prefix>_{name}"
 	allowDelete bool
-	encryptKey  string // base64 ODS encryption key
+	// deleteRetention is provisioning.deleteRetention; the tests' default
+	// is 0, deletes dropping at once, unless a test is about trash.
+	deleteRetention time.Duration
+	encryptKey      string // base64 ODS encryption key
 	// natsURL is the NATS server to use (credentials in the URL); "" starts
 	// an embedded one open to every client.
 	natsURL string
@@ -118,7 +125,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.tenants = []string{config.DefaultTenant}
 	}
 	e := &env{t: t, world: itest.NewWorld(t, ""), outcomes: make(chan consumer.Outcome, 1000)}
-	e.prefix, e.pg = e.world.Prefix, e.world.PG
+	e.prefix, e.pg, e.reservations = e.world.Prefix, e.world.PG, e.world.PG
 	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	master, template := e.world.Master, e.world.Template
 	mapping := map[string]config.TenantEntry{}
@@ -162,6 +169,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.natsURL = testenv.NATS(t)
 	}
 
+	retention := config.Duration(o.deleteRetention)
 	e.cfg = &config.Config{
 		AdminAPI: config.AdminAPI{BaseURL: e.sim.URL, TokenURL: e.sim.TokenURL, ClientID: e.sim.ClientID, ClientSecret: e.sim.ClientSecret, MaxAttempts: o.maxAttempts},
 		// One backoff step: redeliveries and nak delays are not stretched by
@@ -169,7 +177,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		NATS:         config.NATS{URL: e.natsURL, AckWait: config.Duration(o.ackWait), BackOff: []config.Duration{config.Duration(o.ackWait)}, MaxDeliver: o.maxDeliver},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
 		Consumer:     config.Consumer{Concurrency: 2, ShutdownGrace: config.Duration(10 * time.Second), RetryDelay: config.Duration(o.retryDelay), MaxRetryDelay: config.Duration(time.Second)},
-		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, EncryptionKey: o.encryptKey, Registration: o.registration},
+		Provisioning: config.Provisioning{Template: template, NamePattern: o.namePattern, AllowDelete: o.allowDelete, DeleteRetention: &retention, EncryptionKey: o.encryptKey, Registration: o.registration},
 		Tenants:      mapping,
 	}
 	if o.manage {

@@ -53,7 +53,7 @@ func TestLifecycleOnSQLServer(t *testing.T) {
 		AdminAPI:     config.AdminAPI{BaseURL: sim.URL, TokenURL: sim.TokenURL, ClientID: sim.ClientID, ClientSecret: sim.ClientSecret},
 		NATS:         config.NATS{URL: natsURL, AckWait: config.Duration(5 * time.Second), BackOff: []config.Duration{config.Duration(5 * time.Second)}},
 		Bridge:       config.Bridge{PollInterval: config.Duration(200 * time.Millisecond)},
-		Provisioning: config.Provisioning{Engine: config.EngineSQLServer, Template: template, NamePattern: prefix + "_{name}", AllowDelete: true},
+		Provisioning: config.Provisioning{Engine: config.EngineSQLServer, Template: template, NamePattern: prefix + "_{name}", AllowDelete: true, DeleteRetention: new(config.Duration)},
 		Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 			Engine: config.EngineSQLServer, Backup: bak,
 			Master: s.For(prefix + "_im"), Admin: s.For(prefix + "_admin"), ODS: s.For("{0}"),

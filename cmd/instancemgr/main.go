@@ -8,6 +8,7 @@
 //	instancemgr simulator           the Admin API simulator alone
 //	instancemgr jobs ...            dead letters, replay, an instance's jobs
 //	instancemgr reconcile -config F where the Admin API, ledger, rows and databases disagree
+//	instancemgr trash ...           deleted databases kept in trash: list, purge
 //	instancemgr version
 package main
 
@@ -80,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runReconcile(ctx, rest, stdout, stderr)
 	case "calibrate":
 		return runCalibrate(ctx, rest, stdout, stderr)
+	case "trash":
+		return runTrash(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -101,6 +104,7 @@ func usage(w io.Writer) {
   jobs       inspect dead letters and an instance's jobs; replay a dead letter
   reconcile  compare Admin API, ledger, registrations and databases; exit 3 on differences
   calibrate  measure FILE_COPY against WAL_LOG on each server, within a budget; print what they recommend
+  trash      list deleted databases kept for provisioning.deleteRetention; purge one now
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.

@@ -130,7 +130,7 @@ func newSys(t *testing.T, o sysOptions) *sys {
 nats: {url: %q, replicas: %d, ackWait: %s, maxDeliver: %d, backoff: [%s]}
 bridge: {pollInterval: 300ms}
 consumer: {concurrency: %d, shutdownGrace: %s, retryDelay: 200ms, maxRetryDelay: 2s}
-provisioning: {template: %q, namePattern: %q, allowDelete: true}
+provisioning: {template: %q, namePattern: %q, allowDelete: true, deleteRetention: 0s}
 limits: {instancesPerTenant: -1, createsPerMinute: -1, createsPerMinutePerClient: -1}
 logFormat: text
 tenants:

@@ -242,7 +242,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	// Tokens last three seconds: every replica meets expired ones.
 	simArgs := []string{"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker", "-tenants", "t1,t2,t3", "-token-ttl", "3s"}
 	adminAPI := `adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}`
-	prov := `provisioning: {template: %q, namePattern: %q, allowDelete: true}`
+	prov := `provisioning: {template: %q, namePattern: %q, allowDelete: true, deleteRetention: 0s}`
 	if so.manage {
 		// The simulator only authorizes: the bridges serve the write routes.
 		simArgs = append(simArgs, "-manage")
@@ -250,7 +250,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 			simArgs = append(simArgs, "-edfi-admin-tenant", tn.name+"="+tn.conn)
 		}
 		adminAPI = `adminApi: {flavor: manage, baseUrl: %q, timeout: 2s}`
-		prov = `provisioning: {template: %[3]q, templates: {Minimal: %[3]q, Sample: %[3]q}, namePattern: %[4]q, naming: pattern, allowDelete: true, encryptionKey: "` + soakKey + `"}`
+		prov = `provisioning: {template: %[3]q, templates: {Minimal: %[3]q, Sample: %[3]q}, namePattern: %[4]q, naming: pattern, allowDelete: true, deleteRetention: 0s, encryptionKey: "` + soakKey + `"}`
 		if so.key, err = odscrypt.ParseKey(soakKey); err != nil {
 			t.Fatal(err)
 		}

@@ -184,6 +184,9 @@ type ConsumerDeps struct {
 	Metrics *consumer.Metrics
 	// Beat is the replica's liveness (ConsumerProbes); nil for none.
 	Beat func()
+	// Purger drops the replica's share of due trash (RunConsumer runs it
+	// beside the consumer).
+	Purger *consumer.Purger
 	// TestSeams are for tests and the test switches only.
 	TestSeams consumer.TestSeams
 }
@@ -197,6 +200,7 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		return nil, err
 	}
 	ops := &consumer.Handlers{API: d.API, Placements: d.Tenants, Naming: cfg.Naming(), AllowDelete: cfg.Provisioning.AllowDelete, Log: d.Log,
+		DeleteRetention:    cfg.DeleteRetention(),
 		InstancesPerTenant: max(cfg.Limits.InstancesPerTenant, 0), Rate: limits.NewRate(cfg.Limits.CreatesPerMinute)}
 	line := cfg.Line()
 	handlers := map[jobs.Operation]consumer.Handler{

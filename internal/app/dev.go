@@ -146,10 +146,12 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		NATS:     config.NATS{URL: ns.ClientURL()},
 		Bridge:   config.Bridge{PollInterval: config.Duration(o.PollInterval)},
 		Consumer: config.Consumer{Concurrency: devWorkers},
-		// dev is a sandbox: deletion is on, and the banner says so. Its
-		// replicas share the one server: all their copies are at once.
+		// dev is a sandbox: deletion is on, and the banner says so, and a
+		// delete drops at once (its databases are throwaway; trash would
+		// only fill the developer's disk). Its replicas share the one
+		// server: all their copies are at once.
 		Provisioning: config.Provisioning{Template: o.Template, NamePattern: o.NamePattern, AllowDelete: true, Registration: o.Registration,
-			CopiesAtOnce: o.CopiesAtOnce()},
+			CopiesAtOnce: o.CopiesAtOnce(), DeleteRetention: new(config.Duration)},
 		Tenants: map[string]config.TenantEntry{config.DefaultTenant: {
 			Master: master.ADONet(),
 			Admin:  master.WithDatabase(o.AdminDatabase).ADONet(),
@@ -186,8 +188,8 @@ func RunDev(ctx context.Context, o DevOptions, stdout io.Writer, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		loops := []func(context.Context) error{b.Run}
 		deps := r.consumerDeps(log.With("role", "consumer"))
+		loops := []func(context.Context) error{b.Run, deps.Purger.Run} // one purger: the replicas share a server
 		for i := range o.Replicas {
 			deps.Log = log.With("role", "consumer", "replica", i+1)
 			c, err := NewConsumer(ctx, cfg, deps)

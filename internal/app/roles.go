@@ -116,7 +116,7 @@ func (r *role) consumerDeps(log *slog.Logger) ConsumerDeps {
 	sc := r.cfg.StreamConfig().WithDefaults()
 	r.metrics.MustRegister(jobs.NewLagCollector(r.js, sc.Stream, sc.Consumer))
 	return ConsumerDeps{JS: r.js, API: ConsumerAPI(r.cfg, r.api, placements, log), Tenants: placements, Log: log, Metrics: consumer.NewMetrics(r.metrics),
-		Beat: ConsumerProbes(r.checks, r.cfg, r.js, placements)}
+		Beat: ConsumerProbes(r.checks, r.cfg, r.js, placements), Purger: NewPurger(r.cfg, placements, log, r.metrics)}
 }
 
 // runRole starts a role, builds its loops on it with build, runs them
@@ -177,8 +177,8 @@ func RunConsumer(ctx context.Context, cfg *config.Config, log *slog.Logger, seam
 		if err != nil {
 			return nil, err
 		}
-		log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D())
-		return []func(context.Context) error{c.Run}, nil
+		log.Info("consumer started", "concurrency", cfg.Consumer.Concurrency, "ack_wait", cfg.NATS.AckWait.D(), "delete_retention", cfg.DeleteRetention())
+		return []func(context.Context) error{c.Run, deps.Purger.Run}, nil
 	})
 }
 

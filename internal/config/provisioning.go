@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/internal/odscrypt"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -35,6 +36,14 @@ type Provisioning struct {
 	// AllowDelete enables delete jobs. Off by default: dropping databases
 	// is destructive, and Ed-Fi's own design asks for this switch.
 	AllowDelete bool `yaml:"allowDelete"`
+	// DeleteRetention is how long a deleted instance's database is kept in
+	// trash, closed to logins, before it is dropped; 0 drops it at once.
+	// Unset: provisioning.DefaultDeleteRetention.
+	DeleteRetention *Duration `yaml:"deleteRetention,omitempty"`
+	// TrashAlertBytes is the size of trash on one server past which the
+	// InstancemgrTrashLarge alert fires (exported as
+	// instancemgr_trash_alert_bytes); 0: no alert.
+	TrashAlertBytes int `yaml:"trashAlertBytes,omitempty"`
 	// CopyStrategy is how PostgreSQL copies the template: unset for the
 	// server's default (WAL_LOG on PostgreSQL 15 and later, which forces
 	// no checkpoint on a server every tenant shares), wal_log, or
@@ -107,6 +116,10 @@ func (p Provisioning) withDefaults(manage bool, concurrency int) Provisioning {
 	if p.Registration == "" {
 		p.Registration = RegistrationWorker
 	}
+	if p.DeleteRetention == nil {
+		d := Duration(provisioning.DefaultDeleteRetention)
+		p.DeleteRetention = &d
+	}
 	return p
 }
 
@@ -158,6 +171,12 @@ func (p Provisioning) check(manage bool) []error {
 	if p.SessionWait <= 0 {
 		errs.add("provisioning.sessionWait", "must be positive")
 	}
+	if p.DeleteRetention != nil && *p.DeleteRetention < 0 {
+		errs.add("provisioning.deleteRetention", "must not be negative (0 drops a deleted instance's database at once)")
+	}
+	if p.TrashAlertBytes < 0 {
+		errs.add("provisioning.trashAlertBytes", "must not be negative (0: no alert)")
+	}
 	if p.EncryptionKey != "" {
 		if _, err := odscrypt.ParseKey(p.EncryptionKey); err != nil {
 			errs.add("provisioning.encryptionKey", "%v", err)
@@ -182,6 +201,15 @@ func (p Provisioning) check(manage bool) []error {
 		errs.add(key, "%v", err)
 	}
 	return errs
+}
+
+// DeleteRetention is how long a deleted instance's database stays in
+// trash (0: dropped at once).
+func (c *Config) DeleteRetention() time.Duration {
+	if c.Provisioning.DeleteRetention == nil {
+		return provisioning.DefaultDeleteRetention
+	}
+	return c.Provisioning.DeleteRetention.D()
 }
 
 // Naming is the configured naming rule.

@@ -410,6 +410,10 @@ func (c *checker) reservations(ctx context.Context) {
 		if rec, ok := c.ledger[id]; ok && strings.EqualFold(rec.Database, res.Database) {
 			continue // the instance's own database: checked with the ledger
 		}
+		if res.State == provisioning.StateTrashed {
+			c.trashed(res)
+			continue
+		}
 		exists := c.dbsCI[strings.ToLower(res.Database)]
 		copyName := provisioning.ScratchName(res.Reservation) // a create's copy before it has its name
 		status := c.status(id)
@@ -479,6 +483,24 @@ func (c *checker) reservations(ctx context.Context) {
 				Detail:  fmt.Sprintf("the reservation says instancemgr %s it (for instance %d, %s), but no database of this name exists and no ledger entry names it", map[provisioning.ReservationState]string{provisioning.StateMaking: "was making", provisioning.StateMade: "made"}[res.State], id, statusText),
 				Command: "check the database was not renamed by hand; then remove the reservation: " + c.sqlRelease(res)})
 		}
+	}
+}
+
+// trashed checks a deleted instance's database held in trash: a known
+// state while the database under the trash name is the one moved there.
+func (c *checker) trashed(res provisioning.Listed) {
+	current, exists := c.t.Identities[res.Database]
+	switch {
+	case exists && current == res.Identity:
+		// Kept for provisioning.deleteRetention; the purge drops it.
+	case exists:
+		c.add(Difference{InstanceID: res.Owner.InstanceID, Kind: ForeignDatabase, Database: res.Database,
+			Detail:  fmt.Sprintf("held in trash for deleted instance %d, but the database under this trash name is not the one instancemgr moved there (identity %s, instancemgr moved %s): the purge leaves it alone", res.Owner.InstanceID, current, res.Identity),
+			Command: "decide whose it is: rename it out of the way (it is not the system's); then remove the trash record: " + c.sqlRelease(res)})
+	default:
+		c.add(Difference{InstanceID: res.Owner.InstanceID, Kind: StaleReservation, Database: res.Database,
+			Detail:  fmt.Sprintf("held in trash for deleted instance %d, but no database of this name exists: dropped by hand, or a purge is finishing", res.Owner.InstanceID),
+			Command: "run reconcile again in a minute; if it stays, remove the trash record: " + c.sqlRelease(res)})
 	}
 }
 

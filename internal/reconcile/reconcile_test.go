@@ -248,3 +248,27 @@ func TestAnotherLinesInstancesAreNotTheRequestsOfTheirIDs(t *testing.T) {
 		t.Fatalf("with the old database gone: %+v", got)
 	}
 }
+
+// A deleted instance's database held in trash is a known state, not an
+// orphan; one swapped under its trash name is reported, and a trash
+// record whose database is gone too.
+func TestTrashedDatabasesAreKnown(t *testing.T) {
+	trash := provisioning.TrashPrefix + "0123456789abcdef01234567"
+	res := provisioning.Reservation{Database: trash, Owner: owner7, State: provisioning.StateTrashed, Identity: "100"}
+	tn := Snapshot{Name: "t1", Engine: "postgres", AllowDelete: true,
+		Instances:    []adminapi.WorkerInstance{{ID: 7, Status: adminapi.StatusDeleted}},
+		Reservations: []provisioning.Listed{{Reservation: res}},
+		Databases:    []string{trash},
+		Identities:   map[string]string{trash: "100"}}
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); len(got) != 0 {
+		t.Fatalf("a database in trash: %+v", got)
+	}
+	tn.Identities[trash] = "200"
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "foreign_database" || !strings.Contains(got[0].Detail, "not the one instancemgr moved there") {
+		t.Fatalf("a database swapped under a trash name: %+v", got)
+	}
+	tn.Databases, tn.Identities = nil, map[string]string{}
+	if got := Check(context.Background(), tn, jobsMap{}, nil, nil, Options{}); kinds(got) != "stale_reservation" {
+		t.Fatalf("a trash record without its database: %+v", got)
+	}
+}

@@ -14,8 +14,8 @@ import (
 func TestEngineConforms(t *testing.T) {
 	t.Parallel()
 	provisioningtest.Engine(t, func(t *testing.T) provisioningtest.EngineSetup {
-		e, prefix := newEngine(t)
-		e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: prefix + "_{name}"}, Protected: []string{prefix + "_tmpl"}}
+		_, prefix := newEngine(t)
+		e := ownEngine(t, prefix) // trash is purged from the reservations an engine reads
 		return provisioningtest.EngineSetup{Engine: e, Template: prefix + "_tmpl", Prefix: prefix,
 			MakeForeign: func(t *testing.T, name string) { testenv.CreateDatabase(t, testenv.Postgres(t), name) },
 			DropForeign: func(t *testing.T, name string) {

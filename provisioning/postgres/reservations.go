@@ -31,7 +31,14 @@ ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS database_identity 
 -- The Admin API line of the owner (provisioning.Line). NULL on a row made
 -- before lines: it reads as adminconsole until Import, from a ledger, says
 -- whose it is.
-ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS line text;`
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS line text;
+-- A database held in trash (provisioning.StateTrashed): the row moves to
+-- the trash name and keeps the name it had and when it goes.
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS original_name text;
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS purge_at timestamptz;
+ALTER TABLE instancemgr.reservations DROP CONSTRAINT IF EXISTS reservations_state_check;
+ALTER TABLE instancemgr.reservations ADD CONSTRAINT reservations_state_check CHECK (state IN ('reserved', 'making', 'made', 'trashed'));`
 
 // ownerLine is a reservation's line as it reads: a row from before lines
 // is adminconsole's.

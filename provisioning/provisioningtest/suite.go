@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edfi-tools/instancemgr/provisioning"
 )
@@ -201,6 +202,8 @@ func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		mustExist(t, s.Engine, target, true)
 	})
 
+	trashSuite(t, setup)
+
 	t.Run("import takes an earlier version's ledger as made", func(t *testing.T) {
 		s := setup(t)
 		name := s.Prefix + "_Legacy"
@@ -215,6 +218,105 @@ func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		}
 		if err := s.Engine.Import(ctx, name, ownerA); !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("import of a name another request holds: %v", err)
+		}
+	})
+}
+
+// trashedAt makes owner's database name on s's engine, moves it to trash
+// with retention and returns its trash name.
+func trashedAt(t *testing.T, s EngineSetup, trash provisioning.Trasher, name string, owner provisioning.Owner, retention time.Duration) string {
+	t.Helper()
+	ctx := context.Background()
+	mustReserve(t, s.Engine, name, owner)
+	if _, err := s.Engine.CreateDatabase(ctx, name, s.Template, owner); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := s.Engine.Identity(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := trash.TrashDatabase(ctx, name, owner, retention); err != nil || !moved {
+		t.Fatalf("move %q to trash: %v, %v", name, moved, err)
+	}
+	return provisioning.TrashName(provisioning.Reservation{Database: name, Owner: owner, Identity: id})
+}
+
+// purgedOf is what a purge did with the trash name, if it took it.
+func purgedOf(t *testing.T, trash provisioning.Trasher, name string) (provisioning.Purged, bool) {
+	t.Helper()
+	purged, err := trash.PurgeDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range purged {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return provisioning.Purged{}, false
+}
+
+// trashSuite is the part of the suite for an engine that keeps deleted
+// databases (provisioning.Trasher). The engine's reservations must be its
+// test's own: a purge takes every due record it reads.
+func trashSuite(t *testing.T, setup func(t *testing.T) EngineSetup) {
+	ctx := context.Background()
+	t.Run("trash moves by identity, is listed, and is purged once when due", func(t *testing.T) {
+		s := setup(t)
+		trash, ok := s.Engine.(provisioning.Trasher)
+		if !ok {
+			t.Skip("the engine keeps no trash")
+		}
+		name := s.Prefix + "_Deleted"
+		kept := trashedAt(t, s, trash, name, ownerA, time.Hour)
+		mustExist(t, s.Engine, name, false)
+		mustExist(t, s.Engine, kept, true)
+		if moved, err := trash.TrashDatabase(ctx, name, ownerA, time.Hour); err != nil || moved {
+			t.Fatalf("another delivery: %v, %v", moved, err)
+		}
+		if _, ok, _ := s.Engine.Reservation(ctx, name); ok {
+			t.Fatal("the original name stays reserved")
+		}
+		held, err := trash.Trash(ctx)
+		if err != nil || len(held) != 1 || held[0].Name != kept || held[0].Original != name || held[0].Owner != ownerA || held[0].Bytes <= 0 {
+			t.Fatalf("trash lists %+v, %v", held, err)
+		}
+		if _, took := purgedOf(t, trash, kept); took {
+			t.Fatal("purged before its time")
+		}
+		due := trashedAt(t, s, trash, s.Prefix+"_Due", ownerB, time.Microsecond)
+		if p, took := purgedOf(t, trash, due); !took || !p.Dropped || p.Err != nil {
+			t.Fatalf("the due database: %+v took=%v", p, took)
+		}
+		mustExist(t, s.Engine, due, false)
+		if _, took := purgedOf(t, trash, due); took {
+			t.Fatal("purged twice")
+		}
+		if p, err := trash.Purge(ctx, kept); err != nil || !p.Dropped {
+			t.Fatalf("purge now: %+v, %v", p, err)
+		}
+		mustExist(t, s.Engine, kept, false)
+	})
+
+	t.Run("a database swapped under a trash name is never purged", func(t *testing.T) {
+		s := setup(t)
+		trash, ok := s.Engine.(provisioning.Trasher)
+		if !ok {
+			t.Skip("the engine keeps no trash")
+		}
+		swapped := trashedAt(t, s, trash, s.Prefix+"_Swapped", ownerA, time.Microsecond)
+		s.DropForeign(t, swapped)
+		s.MakeForeign(t, swapped)
+		if p, took := purgedOf(t, trash, swapped); !took || p.Dropped || !errors.Is(p.Err, provisioning.ErrConflict) {
+			t.Fatalf("the swapped database: %+v took=%v", p, took)
+		}
+		if _, err := trash.Purge(ctx, swapped); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("purge now of the swapped database: %v", err)
+		}
+		mustExist(t, s.Engine, swapped, true)
+		s.DropForeign(t, swapped)
+		if p, took := purgedOf(t, trash, swapped); !took || p.Dropped || p.Err != nil {
+			t.Fatalf("a record whose database is gone: %+v took=%v", p, took)
 		}
 	})
 }

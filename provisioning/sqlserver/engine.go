@@ -75,7 +75,14 @@ CREATE TABLE instancemgr.reservations (
 IF COL_LENGTH(N'instancemgr.reservations', N'database_identity') IS NULL
 ALTER TABLE instancemgr.reservations ADD database_identity nvarchar(64) NULL;
 IF COL_LENGTH(N'instancemgr.reservations', N'line') IS NULL
-ALTER TABLE instancemgr.reservations ADD line varchar(16) NULL;`
+ALTER TABLE instancemgr.reservations ADD line varchar(16) NULL;
+IF COL_LENGTH(N'instancemgr.reservations', N'original_name') IS NULL
+ALTER TABLE instancemgr.reservations ADD original_name nvarchar(128) NULL, deleted_at datetime2 NULL, purge_at datetime2 NULL;
+IF EXISTS (SELECT 1 FROM sys.check_constraints WHERE name = N'ck_instancemgr_reservations_state' AND definition NOT LIKE N'%trashed%')
+BEGIN
+    ALTER TABLE instancemgr.reservations DROP CONSTRAINT ck_instancemgr_reservations_state;
+    ALTER TABLE instancemgr.reservations ADD CONSTRAINT ck_instancemgr_reservations_state CHECK (state IN ('reserved', 'making', 'made', 'trashed'));
+END;`
 
 // NewEngine connects with an ADO.NET (SqlClient) connection string.
 func NewEngine(ctx context.Context, connString string, log *slog.Logger) (*Engine, error) {

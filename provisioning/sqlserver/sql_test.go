@@ -295,3 +295,47 @@ func TestLedgerStatementsKeyTheLine(t *testing.T) {
 		}
 	}
 }
+
+// A move to trash renames while the database is online and then takes it
+// OFFLINE (closed to sysadmin too), behind the identity guard; a purge
+// brings it ONLINE before the drop, or its files would stay on disk; due
+// records are taken as FOR UPDATE SKIP LOCKED takes them.
+func TestTrashStatements(t *testing.T) {
+	move, err := trashSQL("EdFi_Ods_x]", "instancemgr_trash_ab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"ALTER DATABASE [EdFi_Ods_x]]] SET SINGLE_USER WITH ROLLBACK IMMEDIATE",
+		"ALTER DATABASE [EdFi_Ods_x]]] MODIFY NAME = [instancemgr_trash_ab]",
+		"ALTER DATABASE [instancemgr_trash_ab] SET MULTI_USER",
+		"ALTER DATABASE [instancemgr_trash_ab] SET OFFLINE WITH ROLLBACK IMMEDIATE",
+	}
+	if strings.Join(move, "\n") != strings.Join(want, "\n") {
+		t.Errorf("move to trash:\n%s\nwant\n%s", strings.Join(move, "\n"), strings.Join(want, "\n"))
+	}
+	if b := guarded(move); !strings.HasPrefix(b, guardSQL) || strings.Index(b, "THROW") > strings.Index(b, "MODIFY NAME") {
+		t.Errorf("the move is not behind the identity guard:\n%s", b)
+	}
+	purge, _ := purgeSQL("instancemgr_trash_ab")
+	if strings.Join(purge, "\n") != "ALTER DATABASE [instancemgr_trash_ab] SET ONLINE\nALTER DATABASE [instancemgr_trash_ab] SET SINGLE_USER WITH ROLLBACK IMMEDIATE\nDROP DATABASE [instancemgr_trash_ab]" {
+		t.Errorf("purge: %q", purge)
+	}
+	if closeIt, _ := offlineSQL("instancemgr_trash_ab"); closeIt[0] != "ALTER DATABASE [instancemgr_trash_ab] SET OFFLINE WITH ROLLBACK IMMEDIATE" {
+		t.Errorf("finishing a move: %q", closeIt)
+	}
+	for _, c := range []struct{ name, sql, want string }{
+		{"the record moves only from the made reservation of that identity", trashReservationSQL, "AND state = 'made' AND database_identity = @p4"},
+		{"the record keeps the name it had", trashReservationSQL, "original_name = @p1"},
+		{"a due record is taken as SKIP LOCKED", takeDueSQL, "WITH (UPDLOCK, READPAST, ROWLOCK)"},
+		{"only due records", takeDueSQL, "purge_at <= SYSUTCDATETIME()"},
+		{"purge now takes the record too", takeNamedSQL, "WITH (UPDLOCK, READPAST, ROWLOCK)"},
+		{"sizes in 8-KB pages from master, which keeps an offline database's", trashListSQL, "SUM(CAST(mf.size AS bigint)) * 8192 FROM sys.master_files"},
+		{"only the trashed record goes", forgetTrashSQL, "state = 'trashed'"},
+		{"the schema allows the state", reservationSchema, "'made', 'trashed'"},
+	} {
+		if !strings.Contains(c.sql, c.want) {
+			t.Errorf("%s: %q lacks %q", c.name, c.sql, c.want)
+		}
+	}
+}
