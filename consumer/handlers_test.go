@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -638,5 +639,50 @@ func TestCreateTimeIsSplitByPhase(t *testing.T) {
 		if n := s.GetHistogram().GetSampleCount(); n != 1 {
 			t.Errorf("%s observed %d times, want once", p, n)
 		}
+	}
+}
+
+// trashingEngine keeps a deleted database, as an engine with trash does:
+// TrashDatabase takes it out of the way (here by dropping it) and says so.
+type trashingEngine struct {
+	*provisioningtest.MemoryEngine
+	trashed []string
+}
+
+func (e *trashingEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, _ time.Duration) (bool, error) {
+	e.trashed = append(e.trashed, name)
+	return e.DropDatabase(ctx, name, owner)
+}
+
+func (e *trashingEngine) Trash(context.Context) ([]provisioning.Trashed, error) { return nil, nil }
+func (e *trashingEngine) PurgeDue(context.Context) ([]provisioning.Purged, error) {
+	return nil, nil
+}
+func (e *trashingEngine) Purge(context.Context, string) (provisioning.Purged, error) {
+	return provisioning.Purged{}, nil
+}
+
+// A delete with a retention moves its database to trash from inside the
+// middleware too, where the engine a handler sees is wrapped for timing
+// and seams (a replica with metrics): the wrapping passed only the
+// engine's own methods, and every delete was refused as if the engine
+// could not keep a database.
+func TestDeleteWithRetentionTrashesInTheMiddleware(t *testing.T) {
+	const db = "EdFi_Ods_Kept"
+	b := setup(t)
+	engine := &trashingEngine{MemoryEngine: b.engine}
+	place, _ := b.handlers.Placements.Placement(context.Background(), "default")
+	place.Engine = engine
+	b.handlers.DeleteRetention = 7 * 24 * time.Hour
+	id := b.instance(t, "Kept", adminapi.StatusPendingDelete)
+	b.made(t, db, id)
+	b.recorded(t, id, "Kept", db, 0)
+	seams := consumer.TestSeams{AfterCheck: func(context.Context, consumer.Delivery) error { return nil }}
+	h := consumer.InMiddleware(b.handlers.Delete(), consumer.Options{Metrics: consumer.NewMetrics(prometheus.NewRegistry()), TestSeams: seams})
+	if err := h.Handle(context.Background(), consumer.Delivery{Job: jobs.NewDelete("default", id, "Kept", db, 0), Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(engine.trashed) != 1 || engine.trashed[0] != db {
+		t.Fatalf("trashed %v, want %s once", engine.trashed, db)
 	}
 }

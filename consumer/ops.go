@@ -763,15 +763,28 @@ func (o *Handlers) removeDatabase(ctx context.Context, placement *Placement, nam
 		}
 		return err
 	}
-	trasher, ok := placement.Engine.(provisioning.Trasher)
-	if !ok {
-		return fmt.Errorf("%w: provisioning.deleteRetention is set, but this server's engine cannot keep a deleted database; nothing is dropped", provisioning.ErrRejected)
-	}
-	moved, err := trasher.TrashDatabase(ctx, name, owner, o.DeleteRetention)
+	moved, err := trashDatabase(ctx, placement.Engine, name, owner, o.DeleteRetention)
 	if err == nil {
 		log.Info("database in trash", "database", name, "moved_now", moved, "retention", o.DeleteRetention)
 	}
 	return err
+}
+
+// trashMover is an engine that can keep a deleted database
+// (provisioning.Trasher's move); the engine's wrappers for a delivery's
+// phases and seams are ones too, passing the move on.
+type trashMover interface {
+	TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (moved bool, err error)
+}
+
+// trashDatabase moves name to e's trash, or refuses, dropping nothing, when
+// e cannot keep a database.
+func trashDatabase(ctx context.Context, e provisioning.Engine, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+	t, ok := e.(trashMover)
+	if !ok {
+		return false, fmt.Errorf("%w: provisioning.deleteRetention is set, but this server's engine cannot keep a deleted database; nothing is dropped", provisioning.ErrRejected)
+	}
+	return t.TrashDatabase(ctx, name, owner, retention)
 }
 
 // Fail reports deleteFailed, and moves the ledger's generation on so that a

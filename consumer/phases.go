@@ -167,6 +167,11 @@ func (e timedEngine) RenameDatabase(ctx context.Context, oldName, newName string
 	return e.Engine.RenameDatabase(ctx, oldName, newName, owner)
 }
 
+func (e timedEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+	defer e.c.start(PhaseDatabase)()
+	return trashDatabase(ctx, e.Engine, name, owner, retention)
+}
+
 func (e timedEngine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
 	defer e.c.start(PhaseDatabase)()
 	return e.Engine.DropDatabase(ctx, name, owner)

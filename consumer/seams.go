@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -77,6 +78,13 @@ func (e seamEngine) RenameDatabase(ctx context.Context, oldName, newName string,
 		return false, err
 	}
 	return e.Engine.RenameDatabase(ctx, oldName, newName, owner)
+}
+
+func (e seamEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+	if err := runSeam(e.d.seams.AfterCheck, ctx, e.d); err != nil {
+		return false, err
+	}
+	return trashDatabase(ctx, e.Engine, name, owner, retention)
 }
 
 func (e seamEngine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {
