@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,7 +42,12 @@ type FairnessOptions struct {
 	// CopiesPerServer is consumer.copiesPerServer; 0 for its default
 	// (concurrency ÷ 2 with two servers).
 	CopiesPerServer int
-	NamePrefix      string
+	// SlowWait, when set, is how long each slow job waits after its copy,
+	// holding its slot without using the CPU: a server with a slow disk,
+	// where the servers of the run share this machine's cores
+	// (INSTANCEMGR_TEST_SLOW_AFTER_DATABASE for tenant "slow").
+	SlowWait   time.Duration
+	NamePrefix string
 }
 
 // FairnessResult is when each server's jobs were done, from the first of
@@ -126,7 +132,13 @@ tenants:
 	}()
 	for _, name := range []string{"consumer", "bridge"} {
 		cfg, probes := config(name)
-		p := start(so, env, probes, name, 0, cfg)
+		var p *role
+		if name == "consumer" && o.SlowWait > 0 {
+			slowEnv := append(slices.Clip(env), "INSTANCEMGR_TEST_SLOW_AFTER_DATABASE="+o.SlowWait.String(), "INSTANCEMGR_TEST_SLOW_TENANTS=slow")
+			p = &role{Proc: o.Harness.Start(o.NamePrefix+"-consumer-0", o.Bin, slowEnv, name, "-config", cfg, "--enable-test-switches"), probes: probes}
+		} else {
+			p = start(so, env, probes, name, 0, cfg)
+		}
 		procs = append(procs, p)
 		p.waitReady(t)
 	}
