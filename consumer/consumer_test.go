@@ -369,3 +369,46 @@ func TestOutcomesAreAudited(t *testing.T) {
 		t.Fatalf("audit lines %v, want %v", got, want)
 	}
 }
+
+// A job parked for its server's share holds its lock and no slot; at
+// shutdown it is released at once for another replica, while the running
+// job finishes.
+func TestShutdownReleasesParkedJobs(t *testing.T) {
+	r := newRig(t, time.Minute)
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	stop := r.run(func(ctx context.Context, d consumer.Delivery) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}, consumer.Options{Concurrency: 2, CopiesPerServer: 1, ServerOf: func(string) string { return "one" }, ShutdownGrace: time.Minute})
+	r.publish(1)
+	r.publish(2)
+	<-started
+	testenv.Eventually(t, 10*time.Second, "the second job parked", func() bool { return r.info().NumAckPending == 2 })
+	select {
+	case <-started:
+		t.Fatal("a second job of the server ran over its share")
+	default:
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	close(release)
+	<-stopped
+	got := map[consumer.Result]int{}
+	for range 2 {
+		o := r.next()
+		got[o.Result]++
+		if o.Delivery.Attempt != 1 {
+			t.Fatalf("outcome %+v, want the first delivery", o)
+		}
+	}
+	if got[consumer.Acked] != 1 || got[consumer.Released] != 1 {
+		t.Fatalf("outcomes %v, want one acked and one released", got)
+	}
+	// Released, so another replica gets it now rather than after a minute.
+	r.run(func(ctx context.Context, d consumer.Delivery) error { return nil }, consumer.Options{Concurrency: 1})
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Attempt != 2 {
+		t.Fatalf("outcome %+v, want acked on delivery 2", o)
+	}
+}
