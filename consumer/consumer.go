@@ -236,6 +236,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	c.log.Info("draining: no new pulls, waiting for in-flight jobs", "grace", c.opts.ShutdownGrace)
+	// Parked jobs have not started, and no worker will start them now:
+	// another replica may have them at once. The deferred release takes
+	// any that a pull under way parks after this.
+	c.releaseParked()
 	timer := time.NewTimer(c.opts.ShutdownGrace)
 	defer timer.Stop()
 	select {
