@@ -308,7 +308,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	} else if err == nil {
 		d.Job = j
 		d = d.withLogger(c.log)
-		p := parked{msg: msg, d: d, server: c.fair.server(j.Tenant), stopHeartbeat: c.heartbeat(ctx, msg, d)}
+		p := lockedJob{msg: msg, d: d, server: c.fair.server(j.Tenant), stopHeartbeat: c.heartbeat(ctx, msg, d)}
 		if !c.fair.take(p.server) {
 			d.logger(c.log).Debug("parked: its server has its share of this replica's jobs running", "server", p.server)
 			c.fair.park(p)
@@ -321,7 +321,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 }
 
 // execute runs a job counted as running on its server, and settles it.
-func (c *Consumer) execute(ctx context.Context, p parked) {
+func (c *Consumer) execute(ctx context.Context, p lockedJob) {
 	err := c.run(ctx, p.d)
 	p.stopHeartbeat()
 	c.fair.done(p.server)

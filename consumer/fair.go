@@ -30,14 +30,15 @@ type fairShare struct {
 
 	mu      sync.Mutex
 	running map[string]int
-	parked  []parked // oldest first
+	parked  []lockedJob // oldest first
 	// ended is closed, and replaced, when a job ends: a worker waiting for
 	// room wakes.
 	ended chan struct{}
 }
 
-// parked is a job waiting for its server's share, its lock renewed.
-type parked struct {
+// lockedJob is a delivered job whose lock is being renewed: parked, or
+// running on its server.
+type lockedJob struct {
 	msg           jetstream.Msg
 	d             Delivery
 	server        string
@@ -77,7 +78,7 @@ func (f *fairShare) take(server string) bool {
 }
 
 // park keeps p until its server has room.
-func (f *fairShare) park(p parked) {
+func (f *fairShare) park(p lockedJob) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.parked = append(f.parked, p)
@@ -97,7 +98,7 @@ func (f *fairShare) done(server string) {
 // next is what a free worker does: run a parked job whose server is under
 // its share (p, counted as running), else pull (wake nil), else, with the
 // parked jobs at their bound, wait for wake.
-func (f *fairShare) next() (p *parked, wake <-chan struct{}) {
+func (f *fairShare) next() (p *lockedJob, wake <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, q := range f.parked {
@@ -114,7 +115,7 @@ func (f *fairShare) next() (p *parked, wake <-chan struct{}) {
 }
 
 // drain takes every parked job, for release at shutdown.
-func (f *fairShare) drain() []parked {
+func (f *fairShare) drain() []lockedJob {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	all := f.parked

@@ -13,7 +13,7 @@ func TestFairShare(t *testing.T) {
 	if f.take("slow") {
 		t.Fatal("a second job of a server ran over its share of 1")
 	}
-	f.park(parked{server: "slow", d: Delivery{Attempt: 1}})
+	f.park(lockedJob{server: "slow", d: Delivery{Attempt: 1}})
 	if !f.take("fast") {
 		t.Fatal("another server's job waited behind a full server")
 	}
@@ -26,7 +26,7 @@ func TestFairShare(t *testing.T) {
 		t.Fatalf("next = %v once the slow server had room; want its parked job", p)
 	}
 	for len(f.parked) < f.maxParked {
-		f.park(parked{server: "slow"})
+		f.park(lockedJob{server: "slow"})
 	}
 	p, wake := f.next()
 	if p != nil || wake == nil {
