@@ -261,6 +261,7 @@ func (c *Consumer) work(ctx, jobCtx context.Context) {
 		c.opts.Beat()
 		p, wake := c.fair.next()
 		if p != nil {
+			c.countParked(-1)
 			c.execute(jobCtx, *p)
 			continue
 		}
@@ -312,6 +313,7 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 		if !c.fair.take(p.server) {
 			d.logger(c.log).Debug("parked: its server has its share of this replica's jobs running", "server", p.server)
 			c.fair.park(p)
+			c.countParked(1)
 			return
 		}
 		c.execute(ctx, p)
@@ -328,10 +330,17 @@ func (c *Consumer) execute(ctx context.Context, p lockedJob) {
 	c.settle(ctx, p.msg, p.d, err)
 }
 
+func (c *Consumer) countParked(n float64) {
+	if m := c.opts.Metrics; m != nil {
+		m.Parked.Add(n)
+	}
+}
+
 // releaseParked hands the jobs still parked at shutdown back to the stream
 // for another replica: none of them has started.
 func (c *Consumer) releaseParked() {
 	for _, p := range c.fair.drain() {
+		c.countParked(-1)
 		p.stopHeartbeat()
 		log := p.d.logger(c.log)
 		log.Info("parked job released at shutdown, for another replica", "subject", p.d.Subject)
