@@ -93,6 +93,11 @@ type Outcome struct {
 type Options struct {
 	// Concurrency is how many jobs this replica runs at once.
 	Concurrency int
+	// CopiesPerServer is how many of them may go to one server at once
+	// (fair.go); zero, or ServerOf nil, for no limit.
+	CopiesPerServer int
+	// ServerOf names the server a tenant's databases live on.
+	ServerOf func(tenant string) string
 	// Heartbeat is how often a running job renews its lock; it must be well
 	// inside the ack wait.
 	Heartbeat time.Duration
@@ -198,12 +203,14 @@ type Consumer struct {
 	chains map[jobs.Operation]Handler
 	opts   Options
 	log    *slog.Logger
+	fair   *fairShare
 }
 
 // New builds a replica that pulls from cons.
 func New(cons jetstream.Consumer, handlers map[jobs.Operation]Handler, opts Options) *Consumer {
 	opts = opts.withDefaults()
-	c := &Consumer{cons: cons, handlers: handlers, chains: map[jobs.Operation]Handler{}, opts: opts, log: opts.Logger}
+	c := &Consumer{cons: cons, handlers: handlers, chains: map[jobs.Operation]Handler{}, opts: opts, log: opts.Logger,
+		fair: newFairShare(opts.CopiesPerServer, opts.Concurrency, opts.ServerOf)}
 	for op, h := range handlers {
 		c.chains[op] = c.chain(h)
 	}
@@ -222,12 +229,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
+	defer c.releaseParked()
 	select {
 	case <-drained:
 		return nil
 	case <-ctx.Done():
 	}
 	c.log.Info("draining: no new pulls, waiting for in-flight jobs", "grace", c.opts.ShutdownGrace)
+	// Parked jobs have not started, and no worker will start them now:
+	// another replica may have them at once. The deferred release takes
+	// any that a pull under way parks after this.
+	c.releaseParked()
 	timer := time.NewTimer(c.opts.ShutdownGrace)
 	defer timer.Stop()
 	select {
@@ -240,11 +252,23 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// work pulls one message at a time, only when it is free to run it: a
-// message waiting in a local buffer would hold a lock nobody renews.
+// work runs a parked job whose server has room, or pulls one message,
+// only when it is free to run it: a message waiting in a local buffer
+// would hold a lock nobody renews. With parked jobs at their bound it
+// waits for a job to end instead.
 func (c *Consumer) work(ctx, jobCtx context.Context) {
 	for ctx.Err() == nil {
 		c.opts.Beat()
+		p, wake := c.fair.next()
+		if p != nil {
+			c.countParked(-1)
+			c.execute(jobCtx, *p)
+			continue
+		}
+		if wake != nil {
+			waitFor(ctx, wake)
+			continue
+		}
 		pullCtx, cancel := context.WithTimeout(ctx, c.opts.PullWait)
 		// Idle heartbeats on the pull: a pull request lost with a restarted
 		// server is noticed within two of them, not at the end of the wait.
@@ -270,8 +294,9 @@ func (c *Consumer) work(ctx, jobCtx context.Context) {
 }
 
 // process is one delivery from arrival to settlement: build the Delivery,
-// decode the job, run its handler through the middleware chain while the
-// lock is renewed, settle.
+// decode the job, renew its lock, park it while its server has its share
+// of jobs running (fair.go), run its handler through the middleware chain,
+// settle.
 func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	d := Delivery{Subject: msg.Subject(), Attempt: 1, CorrelationID: msg.Headers().Get(jetstream.MsgIDHeader)}
 	if md, err := msg.Metadata(); err == nil {
@@ -284,11 +309,49 @@ func (c *Consumer) process(ctx context.Context, msg jetstream.Msg) {
 	} else if err == nil {
 		d.Job = j
 		d = d.withLogger(c.log)
-		stopHeartbeat := c.heartbeat(ctx, msg, d)
-		err = c.run(ctx, d)
-		stopHeartbeat()
+		p := lockedJob{msg: msg, d: d, server: c.fair.server(j.Tenant), stopHeartbeat: c.heartbeat(ctx, msg, d)}
+		if !c.fair.take(p.server) {
+			d.logger(c.log).Debug("parked: its server has its share of this replica's jobs running", "server", p.server)
+			c.fair.park(p)
+			c.countParked(1)
+			return
+		}
+		c.execute(ctx, p)
+		return
 	}
 	c.settle(ctx, msg, d, err)
+}
+
+// execute runs a job counted as running on its server, and settles it.
+func (c *Consumer) execute(ctx context.Context, p lockedJob) {
+	err := c.run(ctx, p.d)
+	p.stopHeartbeat()
+	c.fair.done(p.server)
+	c.settle(ctx, p.msg, p.d, err)
+}
+
+func (c *Consumer) countParked(n float64) {
+	if m := c.opts.Metrics; m != nil {
+		m.Parked.Add(n)
+	}
+}
+
+// releaseParked hands the jobs still parked at shutdown back to the stream
+// for another replica: none of them has started.
+func (c *Consumer) releaseParked() {
+	for _, p := range c.fair.drain() {
+		c.countParked(-1)
+		p.stopHeartbeat()
+		log := p.d.logger(c.log)
+		log.Info("parked job released at shutdown, for another replica", "subject", p.d.Subject)
+		if err := p.msg.Nak(); err != nil {
+			log.Warn("release failed; the lock will expire instead", "subject", p.d.Subject, "err", err)
+		}
+		if m := c.opts.Metrics; m != nil {
+			m.Jobs.WithLabelValues(string(p.d.Job.Operation), string(Released)).Inc()
+		}
+		c.opts.TestSeams.observe(Outcome{Delivery: p.d, Result: Released})
+	}
 }
 
 // run passes d to its operation's handler, in its middleware (chain). The

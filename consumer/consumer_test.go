@@ -369,3 +369,47 @@ func TestOutcomesAreAudited(t *testing.T) {
 		t.Fatalf("audit lines %v, want %v", got, want)
 	}
 }
+
+// A job parked for its server's share holds its lock and no slot; at
+// shutdown it is released at once for another replica, before the running
+// job finishes.
+func TestShutdownReleasesParkedJobs(t *testing.T) {
+	r := newRig(t, time.Minute)
+	m := consumer.NewMetrics(prometheus.NewRegistry())
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	stop := r.run(func(ctx context.Context, d consumer.Delivery) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}, consumer.Options{Concurrency: 2, CopiesPerServer: 1, ServerOf: func(string) string { return "one" }, ShutdownGrace: time.Minute, Metrics: m})
+	r.publish(1)
+	r.publish(2)
+	<-started
+	testenv.Eventually(t, 10*time.Second, "the second job parked", func() bool { return testutil.ToFloat64(m.Parked) == 1 && r.info().NumAckPending == 2 })
+	select {
+	case <-started:
+		t.Fatal("a second job of the server ran over its share")
+	default:
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	// Released while the running job still runs: it has not started.
+	parked := r.next()
+	if parked.Result != consumer.Released || parked.Delivery.Attempt != 1 {
+		t.Fatalf("outcome %+v, want the parked job released on its first delivery", parked)
+	}
+	close(release)
+	<-stopped
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Job.ID == parked.Delivery.Job.ID {
+		t.Fatalf("outcome %+v, want the running job acked", o)
+	}
+	if n := testutil.ToFloat64(m.Parked); n != 0 {
+		t.Fatalf("%v jobs parked after shutdown, want 0", n)
+	}
+	// Released, so another replica gets it now rather than after a minute.
+	r.run(func(ctx context.Context, d consumer.Delivery) error { return nil }, consumer.Options{Concurrency: 1})
+	if o := r.next(); o.Result != consumer.Acked || o.Delivery.Attempt != 2 {
+		t.Fatalf("outcome %+v, want acked on delivery 2", o)
+	}
+}

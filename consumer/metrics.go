@@ -9,6 +9,7 @@ type Metrics struct {
 	Jobs        *prometheus.CounterVec
 	DeadLetters *prometheus.CounterVec
 	InFlight    prometheus.Gauge
+	Parked      prometheus.Gauge
 	Duration    *prometheus.HistogramVec
 	Phases      *prometheus.HistogramVec
 	LockLosses  *prometheus.CounterVec
@@ -32,6 +33,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "instancemgr_consumer_jobs_in_flight",
 			Help: "Jobs this replica is running now.",
+		}),
+		Parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "instancemgr_consumer_jobs_parked",
+			Help: "Jobs this replica holds, locked but not running, until their server is under its share (consumer.copiesPerServer).",
 		}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "instancemgr_consumer_job_seconds",
@@ -66,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.LockLosses.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Jobs, m.DeadLetters, m.InFlight, m.Duration, m.Phases, m.LockLosses)
+		reg.MustRegister(m.Jobs, m.DeadLetters, m.InFlight, m.Parked, m.Duration, m.Phases, m.LockLosses)
 	}
 	return m
 }

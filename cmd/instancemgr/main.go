@@ -13,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -257,6 +259,8 @@ func runSimulator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 //
 //	INSTANCEMGR_TEST_SLOW_AFTER_DATABASE=3s  every job waits this long after its
 //	                                         database change (a slow template copy)
+//	INSTANCEMGR_TEST_SLOW_TENANTS=a,b        only these tenants' jobs wait: a server
+//	                                         whose disk is slow, not its CPU (bench)
 //	INSTANCEMGR_TEST_DISABLE_HEARTBEAT=1     running jobs do not renew their lock
 func testSwitches(env func(string) string, enabled bool, log *slog.Logger) (consumer.TestSeams, error) {
 	var seams consumer.TestSeams
@@ -272,8 +276,12 @@ func testSwitches(env func(string) string, enabled bool, log *slog.Logger) (cons
 		if err != nil {
 			return seams, fmt.Errorf("INSTANCEMGR_TEST_SLOW_AFTER_DATABASE: %w", err)
 		}
-		log.Warn("TEST SWITCH: every job waits after its database change", "wait", d)
-		seams.AfterDatabase = func(ctx context.Context, _ consumer.Delivery) error {
+		tenants := env("INSTANCEMGR_TEST_SLOW_TENANTS")
+		log.Warn("TEST SWITCH: jobs wait after their database change", "wait", d, "tenants", cmp.Or(tenants, "all"))
+		seams.AfterDatabase = func(ctx context.Context, del consumer.Delivery) error {
+			if tenants != "" && !slices.Contains(strings.Split(tenants, ","), del.Job.Tenant) {
+				return nil
+			}
 			select {
 			case <-time.After(d):
 				return nil

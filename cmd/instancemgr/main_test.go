@@ -16,7 +16,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
+	"github.com/edfi-tools/instancemgr/jobs"
 )
 
 func TestSetupIsIdempotent(t *testing.T) {
@@ -101,6 +103,26 @@ func TestTestSwitchesNeedTheFlag(t *testing.T) {
 	}
 	if seams, err := testSwitches(func(string) string { return "" }, false, log); err != nil || seams.AfterDatabase != nil || seams.DisableHeartbeat {
 		t.Fatalf("no switches: %+v, %v", seams, err)
+	}
+}
+
+// INSTANCEMGR_TEST_SLOW_TENANTS slows only the named tenants' jobs: the
+// fairness bench's server with a slow disk.
+func TestSlowTenantsSwitch(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"INSTANCEMGR_TEST_SLOW_AFTER_DATABASE": "1h", "INSTANCEMGR_TEST_SLOW_TENANTS": "slow,slower"}[k]
+	}
+	seams, err := testSwitches(env, true, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := seams.AfterDatabase(context.Background(), consumer.Delivery{Job: jobs.Job{Tenant: "fast"}}); err != nil {
+		t.Fatalf("a fast tenant's job: %v, want no wait", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := seams.AfterDatabase(ctx, consumer.Delivery{Job: jobs.Job{Tenant: "slower"}}); err == nil {
+		t.Fatal("a slow tenant's job did not wait")
 	}
 }
 

@@ -210,9 +210,17 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 	}
 	js := d.JS
 	c := consumer.New(cons, handlers, consumer.Options{
-		DeadLetter:    func(ctx context.Context, dl jobs.DeadLetter) error { return jobs.PublishDead(ctx, js, dl) },
-		Metrics:       d.Metrics,
-		Concurrency:   cfg.Consumer.Concurrency,
+		DeadLetter:      func(ctx context.Context, dl jobs.DeadLetter) error { return jobs.PublishDead(ctx, js, dl) },
+		Metrics:         d.Metrics,
+		Concurrency:     cfg.Consumer.Concurrency,
+		CopiesPerServer: cfg.CopiesPerServer(),
+		ServerOf: func(tenant string) string {
+			s, err := cfg.Servers(tenant)
+			if err != nil {
+				return "" // refused by its handler
+			}
+			return s.Server()
+		},
 		Heartbeat:     cfg.Consumer.Heartbeat.D(),
 		ShutdownGrace: cfg.Consumer.ShutdownGrace.D(),
 		MaxDeliver:    cfg.NATS.MaxDeliver,

@@ -56,7 +56,7 @@ func Calibrate(ctx context.Context, cfg *config.Config, template string, budget 
 			log.Info("no copy strategy to measure on SQL Server", "tenant", tenant)
 			continue
 		}
-		server := serverLabel(servers)
+		server := servers.Server()
 		var engine *postgres.Engine
 		for _, tmpl := range tmpls {
 			c, ok := done[key{server, tmpl}]

@@ -1,12 +1,10 @@
 package app
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/provisioning/postgres"
 )
 
@@ -27,10 +25,4 @@ func CopyReport(reg prometheus.Registerer) func(server string, s postgres.CopySt
 		}
 		copies.WithLabelValues(server, label).Observe(took.Seconds())
 	}
-}
-
-// serverLabel names a PostgreSQL tenant's server in metrics, probes and
-// the calibrate table: host and port, nothing of the connection string.
-func serverLabel(servers config.Servers) string {
-	return fmt.Sprintf("%s:%d", servers.Master.Host, servers.Master.Port)
 }

@@ -99,7 +99,7 @@ func (t *Placements) open(ctx context.Context, servers config.Servers) (*consume
 		e.Guard = t.cfg.Guard()
 		e.Sessions = postgres.SessionPolicy(t.cfg.Provisioning.Sessions)
 		e.CopyStrategy = postgres.CopyStrategy(t.cfg.Provisioning.CopyStrategy)
-		server := serverLabel(servers)
+		server := servers.Server()
 		if t.OnCopied != nil {
 			e.OnCopied = func(s postgres.CopyStrategy, took time.Duration) { t.OnCopied(server, s, took) }
 		}

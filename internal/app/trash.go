@@ -40,10 +40,7 @@ func (t *Placements) TrashServers(ctx context.Context) ([]consumer.TrashServer, 
 			errs = append(errs, err)
 			continue
 		}
-		name := serverLabel(servers)
-		if sc := servers.SQLServer; sc != nil {
-			name = sc.Master.Server
-		}
+		name := servers.Server()
 		if seen[name] {
 			continue
 		}

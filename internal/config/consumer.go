@@ -6,6 +6,9 @@ import "github.com/edfi-tools/instancemgr/consumer"
 type Consumer struct {
 	// Concurrency is how many jobs a replica runs at once.
 	Concurrency int `yaml:"concurrency"`
+	// CopiesPerServer is how many of a replica's jobs may go to one server
+	// at once; default: its even share (Config.CopiesPerServer).
+	CopiesPerServer int `yaml:"copiesPerServer"`
 	// ShutdownGrace is how long a stopping replica lets its jobs finish
 	// before it releases them.
 	ShutdownGrace Duration `yaml:"shutdownGrace"`
@@ -44,6 +47,9 @@ func (c Consumer) check(ackWait Duration) []error {
 	var p problems
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		p.add("consumer.concurrency", "must be between 1 and 256")
+	}
+	if c.CopiesPerServer < 0 || c.CopiesPerServer > c.Concurrency {
+		p.add("consumer.copiesPerServer", "must be between 1 and consumer.concurrency (%d), or unset", c.Concurrency)
 	}
 	if c.ShutdownGrace <= 0 {
 		p.add("consumer.shutdownGrace", "must be positive")

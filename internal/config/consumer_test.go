@@ -33,5 +33,40 @@ func TestConsumerSection(t *testing.T) {
 		{"heartbeat of a longer lock", "nats: {ackWait: 2m}\nconsumer: {heartbeat: 30s}", ""},
 		{"retry delay above its maximum", "consumer: {retryDelay: 5m}", "consumer.retryDelay: must be positive and at most consumer.maxRetryDelay"},
 		{"negative retry delay", "consumer: {retryDelay: -1s}", "consumer.retryDelay"},
+		{"a share", "consumer: {concurrency: 8, copiesPerServer: 8}", ""},
+		{"a share above the workers", "consumer: {copiesPerServer: 5}", "consumer.copiesPerServer: must be between 1 and consumer.concurrency (4)"},
 	})
+}
+
+// Each server's share of a replica's workers is, by default, the workers
+// divided among the servers the tenant entries name (entries that share a
+// server count once), rounded up; a set value is kept.
+func TestCopiesPerServer(t *testing.T) {
+	entry := func(host string) TenantEntry {
+		return TenantEntry{Master: "host=" + host + ";database=p", Admin: "host=" + host + ";database=a", ODS: "host=" + host + ";database={0}"}
+	}
+	for _, tc := range []struct {
+		name        string
+		hosts       []string
+		concurrency int
+		set         int
+		want        int
+	}{
+		{"one server", []string{"a"}, 4, 0, 4},
+		{"two entries, one server", []string{"a", "a"}, 4, 0, 4},
+		{"two servers", []string{"a", "b"}, 4, 0, 2},
+		{"three servers, rounded up", []string{"a", "b", "c"}, 4, 0, 2},
+		{"more servers than workers", []string{"a", "b", "c", "d", "e"}, 4, 0, 1},
+		{"set", []string{"a", "b"}, 4, 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Config{Consumer: Consumer{Concurrency: tc.concurrency, CopiesPerServer: tc.set}, Tenants: map[string]TenantEntry{}}
+			for i, h := range tc.hosts {
+				c.Tenants[string(rune('p'+i))] = entry(h)
+			}
+			if got := c.CopiesPerServer(); got != tc.want {
+				t.Fatalf("CopiesPerServer() = %d, want %d", got, tc.want)
+			}
+		})
+	}
 }

@@ -70,6 +70,34 @@ func (c *Config) Servers(tenant string) (Servers, error) {
 	return servers, nil
 }
 
+// Server names the server a tenant's databases live on, for metrics,
+// probes and the fair share of a replica's slots: host and port, nothing
+// else of the connection string.
+func (s Servers) Server() string {
+	if sc := s.SQLServer; sc != nil {
+		return fmt.Sprintf("%s:%d", sc.Master.Server, sc.Master.Port)
+	}
+	return fmt.Sprintf("%s:%d", s.Master.Host, s.Master.Port)
+}
+
+// CopiesPerServer is consumer.copiesPerServer, or by default each server's
+// even share of a replica's slots: consumer.concurrency divided by the
+// servers the tenant entries name, rounded up; all of them when there is
+// one server, so that one server alone loses nothing.
+func (c *Config) CopiesPerServer() int {
+	if c.Consumer.CopiesPerServer > 0 {
+		return c.Consumer.CopiesPerServer
+	}
+	servers := map[string]bool{}
+	for entry := range c.Tenants {
+		if s, err := c.Servers(entry); err == nil {
+			servers[s.Server()] = true
+		}
+	}
+	n := max(len(servers), 1)
+	return (c.Consumer.Concurrency + n - 1) / n
+}
+
 // secureSQLServer is secure for SQL Server: Encrypt=true (the server's
 // certificate verified unless TrustServerCertificate says otherwise) off
 // loopback when no Encrypt is written.
