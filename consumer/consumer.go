@@ -204,6 +204,11 @@ type Consumer struct {
 	opts   Options
 	log    *slog.Logger
 	fair   *fairShare
+	// pulling is held (read) by each pull under way. A release waits for
+	// them to end: a nak sent while this replica's own pull is still open
+	// at the server goes straight back into that pull, which shutdown
+	// abandons, and the job then waits out its ack wait.
+	pulling sync.RWMutex
 }
 
 // New builds a replica that pulls from cons.
@@ -237,8 +242,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.log.Info("draining: no new pulls, waiting for in-flight jobs", "grace", c.opts.ShutdownGrace)
 	// Parked jobs have not started, and no worker will start them now:
-	// another replica may have them at once. The deferred release takes
-	// any that a pull under way parks after this.
+	// another replica may have them as soon as this one's pulls have
+	// closed (pulling). The deferred release takes any that a pull under
+	// way parks after this.
+	c.pulling.Lock()
+	c.pulling.Unlock() //nolint:staticcheck // a barrier: the pulls under way have ended
 	c.releaseParked()
 	timer := time.NewTimer(c.opts.ShutdownGrace)
 	defer timer.Stop()
@@ -269,11 +277,17 @@ func (c *Consumer) work(ctx, jobCtx context.Context) {
 			waitFor(ctx, wake)
 			continue
 		}
+		c.pulling.RLock()
+		if ctx.Err() != nil {
+			c.pulling.RUnlock()
+			return
+		}
 		pullCtx, cancel := context.WithTimeout(ctx, c.opts.PullWait)
 		// Idle heartbeats on the pull: a pull request lost with a restarted
 		// server is noticed within two of them, not at the end of the wait.
 		msg, err := c.cons.Next(jetstream.FetchContext(pullCtx), jetstream.FetchHeartbeat(c.opts.PullWait/5))
 		cancel()
+		c.pulling.RUnlock()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
 				continue
