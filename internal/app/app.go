@@ -214,23 +214,17 @@ func NewConsumer(ctx context.Context, cfg *config.Config, d ConsumerDeps) (*cons
 		Metrics:         d.Metrics,
 		Concurrency:     cfg.Consumer.Concurrency,
 		CopiesPerServer: cfg.CopiesPerServer(),
-		ServerOf: func(tenant string) string {
-			s, err := cfg.Servers(tenant)
-			if err != nil {
-				return "" // refused by its handler
-			}
-			return s.Server()
-		},
-		Heartbeat:     cfg.Consumer.Heartbeat.D(),
-		ShutdownGrace: cfg.Consumer.ShutdownGrace.D(),
-		MaxDeliver:    cfg.NATS.MaxDeliver,
-		AckWait:       sc.AckWait,
-		BackOff:       sc.BackOff,
-		RetryDelay:    consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
-		Logger:        d.Log,
-		Audit:         audit.New(os.Stderr),
-		TestSeams:     d.TestSeams,
-		Beat:          d.Beat,
+		ServerOf:        serverOf(cfg),
+		Heartbeat:       cfg.Consumer.Heartbeat.D(),
+		ShutdownGrace:   cfg.Consumer.ShutdownGrace.D(),
+		MaxDeliver:      cfg.NATS.MaxDeliver,
+		AckWait:         sc.AckWait,
+		BackOff:         sc.BackOff,
+		RetryDelay:      consumer.ExponentialDelay(cfg.Consumer.RetryDelay.D(), cfg.Consumer.MaxRetryDelay.D()),
+		Logger:          d.Log,
+		Audit:           audit.New(os.Stderr),
+		TestSeams:       d.TestSeams,
+		Beat:            d.Beat,
 	})
 	stop, err := c.WatchExhausted(ctx, js, exhausted, sc.Stream, sc.Consumer)
 	if err != nil {
@@ -266,4 +260,22 @@ func buildBridge(cfg *config.Config, api bridge.AdminAPI, ledger bridge.Ledger, 
 		AllowDelete: cfg.Provisioning.AllowDelete, Metrics: metrics, Beat: beat,
 		Concurrency: cfg.Bridge.Concurrency, Line: cfg.Line(),
 	})
+}
+
+// serverOf names the server each tenant's databases live on, resolved once
+// per tenant entry rather than parsed from its connection strings on every
+// delivery; a tenant no entry serves gets "" (its handler refuses it).
+func serverOf(cfg *config.Config) func(tenant string) string {
+	servers := map[string]string{}
+	for entry := range cfg.Tenants {
+		if s, err := cfg.Servers(entry); err == nil {
+			servers[entry] = s.Server()
+		}
+	}
+	return func(tenant string) string {
+		if _, ok := cfg.Tenants[tenant]; !ok {
+			tenant = config.DefaultTenant
+		}
+		return servers[tenant]
+	}
 }
