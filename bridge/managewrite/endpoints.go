@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/internal/audit"
@@ -413,7 +412,7 @@ func (e *Endpoints) auditRow(ctx context.Context, call audit.Write) {
 		err = db.Conn.QueryRow(ctx, db.Statements.AuditTable).Scan(&exists)
 	}
 	if err == nil && exists {
-		err = db.Conn.QueryRow(ctx, db.Statements.Audit, cutTo(call.ClientID, 256), cutTo(call.Source, 45), call.Method, cutTo(call.Route, 2048), call.Status, e.now()).Scan(new(int64))
+		err = db.Conn.QueryRow(ctx, db.Statements.Audit, managerows.CutTo(call.ClientID, 256), managerows.CutTo(call.Source, 45), call.Method, managerows.CutTo(call.Route, 2048), call.Status, e.now()).Scan(new(int64))
 	}
 	if err != nil {
 		e.log.Warn("could not write the call's adminapi.AuditLogs row", "tenant", call.Tenant, "err", err)
@@ -442,15 +441,4 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
-}
-
-// cutTo cuts s to at most n bytes on a character boundary.
-func cutTo(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/respond"
 	"github.com/edfi-tools/instancemgr/jobs"
 	"github.com/edfi-tools/instancemgr/provisioning"
+	"github.com/edfi-tools/instancemgr/provisioning/managerows"
 )
 
 // Server serves the manage write routes in production. A reverse proxy in
@@ -456,10 +457,10 @@ func notTheResource(status int, contentType string, body []byte, id int) string 
 	return ""
 }
 
-// truncate is cutTo, marked when it cut.
+// truncate is managerows.CutTo, marked when it cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return cutTo(s, n) + "…"
+	return managerows.CutTo(s, n) + "…"
 }

@@ -542,14 +542,15 @@ const (
 // (checkRuns).
 func (s *Source) note(ctx context.Context, tx provisioning.Tx, db DB, tenant string, id int, why Failure) error {
 	key := "instancemgr-" + why.JobID + "-" + strconv.FormatUint(why.StreamSeq, 10)
-	if err := tx.Exec(ctx, db.Statements.Note, cutTo(key, maxJobID), cutTo(why.Reason, maxErrorMessage), s.now()); err != nil {
+	if err := tx.Exec(ctx, db.Statements.Note, CutTo(key, maxJobID), CutTo(why.Reason, maxErrorMessage), s.now()); err != nil {
 		return fmt.Errorf("record why manage request %d of tenant %q failed: %w", id, tenant, err)
 	}
 	return nil
 }
 
-// cutTo cuts s to at most n bytes on a character boundary.
-func cutTo(s string, n int) string {
+// CutTo cuts s to at most n bytes on a character boundary: a value for an
+// EdFi_Admin column n bytes wide, here and at the door.
+func CutTo(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
