@@ -407,7 +407,9 @@ func TestUpdateRequest(t *testing.T) {
 		{adminapi.StatusPendingRename, true, 409, adminapi.StatusPendingRename},
 		{adminapi.StatusPendingRename, false, 409, adminapi.StatusPendingRename},
 		{adminapi.StatusPendingDelete, true, 409, adminapi.StatusPendingDelete},
-		{adminapi.StatusDeleted, true, 409, adminapi.StatusDeleted},
+		{adminapi.StatusPendingDelete, false, 409, adminapi.StatusPendingDelete},
+		{adminapi.StatusDeleted, true, 204, adminapi.StatusDeleted},
+		{adminapi.StatusDeleted, false, 204, adminapi.StatusDeleted},
 	}
 	e := newEnv(t, simulator.Options{})
 	for _, tt := range tests {

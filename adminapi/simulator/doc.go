@@ -34,17 +34,23 @@
 //     default collation) and, as in Admin API 2.2.2, a Deleted instance keeps
 //     its name. Context keys must be unique (case-sensitive), derivative
 //     types unique per instance (the EdFi_Admin tables have these keys).
-//   - PUT is 409 while a rename or delete is pending and after Deleted; a
-//     name change moves Completed, Rename_Failed and Delete_Failed to
-//     Pending_Rename and leaves other statuses alone.
+//   - PUT is 409 while a rename or delete is pending; a name change moves
+//     Completed, Rename_Failed and Delete_Failed to Pending_Rename and
+//     leaves other statuses alone. A Deleted instance may be changed, as in
+//     Admin API 2.2.2 (which checks no status): it stays Deleted under its
+//     new name, and a completed then registers it under that name.
 //   - The worker POSTs validate their body before looking the instance up
 //     (400 before 404), as Admin API 2.2.2's handlers do. A connection string
 //     must be what Npgsql or SqlClient parses: ADO.NET key=value pairs
 //     naming a server and a database (a postgres:// URL is a 400). completed
-//     moves Pending, InProgress and Error to Completed, is 204 on Completed
-//     and 409 from every other status. renamed validates its connection
-//     string like completed. deleted and deleteFailed accept any status, as
-//     the contract says, but log a warning outside the lifecycle.
+//     is 204 on Completed and, as in Admin API 2.2.2, which checks for
+//     Completed alone, registers the instance again from every other status
+//     and moves it to Completed: from Deleted that puts a deleted instance
+//     back (a new odsInstanceId, also without RegistrationAdminAPI); from
+//     Pending_Rename, Rename_Failed, Pending_Delete and Delete_Failed it
+//     logs a warning, as no worker calls it there. renamed validates its
+//     connection string like completed. deleted and deleteFailed accept any
+//     status, as the contract says, but log a warning outside the lifecycle.
 //   - With Options.Registration RegistrationAdminAPI and each tenant's
 //     EdFi_Admin (Options.AdminDatabases), the handlers write EdFi_Admin as
 //     2.2.2 does (the contract's "Where the registration lives"), each in one
@@ -55,7 +61,13 @@
 //     key and secret, and oAuthUrl and resourceUrl under the discovery
 //     URL; a PUT that renames removes those rows, and every PUT resets
 //     odsInstanceId to 0; renamed inserts them again under the new name
-//     with a new client; deleted removes them. completed and renamed on a
+//     with a new client; deleted removes them. completed on a Deleted
+//     instance inserts them again from the instance's own contexts and
+//     derivatives (a delete keeps them). completed never removes rows
+//     first, so from Pending_Delete or Delete_Failed, whose rows are still
+//     there under the same name and type, EdFi_Admin's unique index on
+//     (name, instancetype) refuses the second row: a 500 that changes
+//     nothing, as 2.2.2's transaction does. completed and renamed on a
 //     Completed instance, and deleted on a Deleted one, write nothing. A
 //     failed write is a 500 (problem details); renamed then leaves the
 //     instance Rename_Failed and deleted Delete_Failed.

@@ -378,10 +378,12 @@ func (s *Simulator) registerInstance(in *instance) {
 }
 
 // register completes in under its current name: in EdFi_Admin when the
-// simulator registers, in memory otherwise. The caller holds s.mu.
-func (s *Simulator) register(in *instance, cs string) error {
+// simulator registers, in memory otherwise. replace removes the rows in
+// still has first, as 2.2.2's renamed does; its completed does not. The
+// caller holds s.mu.
+func (s *Simulator) register(in *instance, cs string, replace bool) error {
 	if s.registers() {
-		if err := s.registerRows(in, cs); err != nil {
+		if err := s.registerRows(in, cs, replace); err != nil {
 			return err
 		}
 	} else {
@@ -394,8 +396,8 @@ func (s *Simulator) register(in *instance, cs string) error {
 // registerRows does what Admin API 2.2.2's completed and renamed do when the
 // simulator registers: the instance's rows and a new API client, whose id,
 // key and secret the instance then reports. The caller holds s.mu.
-func (s *Simulator) registerRows(in *instance, cs string) error {
-	reg, err := s.writeRows(in, cs)
+func (s *Simulator) registerRows(in *instance, cs string, replace bool) error {
+	reg, err := s.writeRows(in, cs, replace)
 	if err != nil {
 		s.log.Error("could not register the instance in EdFi_Admin", "instance_id", in.id, "err", err)
 		return err
@@ -607,7 +609,7 @@ func (s *Simulator) handleUpdateRequest(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	switch in.status {
-	case adminapi.StatusPendingRename, adminapi.StatusPendingDelete, adminapi.StatusDeleted:
+	case adminapi.StatusPendingRename, adminapi.StatusPendingDelete:
 		conflict(w, fmt.Sprintf("Instance %d is %s; it cannot be changed now.", in.id, in.status))
 		return
 	}
@@ -709,17 +711,28 @@ func (s *Simulator) handleCompleted(w http.ResponseWriter, r *http.Request, c *c
 		return
 	}
 	s.workerStep(w, c, func(in *instance) stepResult {
+		// Admin API 2.2.2 checks for Completed alone: from any other status
+		// it registers the instance again, with a new row and API client,
+		// and removes nothing first (rows still there under the same name
+		// and type make the unique index refuse it). That is how a Deleted
+		// instance is put back.
 		switch in.status {
-		case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError:
-			if err := s.register(in, cs); err != nil {
-				return failed("The instance could not be registered.")
-			}
 		case adminapi.StatusCompleted:
 			if s.registers() {
 				return done // Admin API 2.2.2 does nothing more
 			}
+		case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError, adminapi.StatusDeleted:
+			if in.status == adminapi.StatusDeleted && !s.registers() {
+				in.odsInstanceID = nil // its registration went with the delete: a new one
+			}
+			if err := s.register(in, cs, false); err != nil {
+				return failed("The instance could not be registered.")
+			}
 		default:
-			return refused(fmt.Sprintf("Instance %d is %s; completed needs Pending, InProgress or Error.", in.id, in.status))
+			s.log.Warn("completed outside the lifecycle", "op", c.op, "instance_id", in.id, "status", in.status)
+			if err := s.register(in, cs, false); err != nil {
+				return failed("The instance could not be registered.")
+			}
 		}
 		in.connectionString = cs
 		if in.timeline.Completed.IsZero() {
@@ -737,7 +750,7 @@ func (s *Simulator) handleRenamed(w http.ResponseWriter, r *http.Request, c *cal
 	s.workerStep(w, c, func(in *instance) stepResult {
 		switch in.status {
 		case adminapi.StatusPendingRename:
-			if err := s.register(in, cs); err != nil {
+			if err := s.register(in, cs, true); err != nil {
 				in.status = adminapi.StatusRenameFailed
 				return failed("The instance could not be registered under its new name.")
 			}

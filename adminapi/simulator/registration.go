@@ -80,13 +80,16 @@ type registration struct {
 // writeRows registers in under its current name with connection string cs,
 // in one transaction: the instance row, its contexts, its derivatives (with
 // an empty connection string), a new API client of the Admin Console's
-// application and the client's link to the instance. Any rows the instance
-// still has go first, as 2.2.2's renamed handler does. The caller holds s.mu.
-func (s *Simulator) writeRows(in *instance, cs string) (registration, error) {
+// application and the client's link to the instance. With replace, any rows
+// the instance still has go first, as 2.2.2's renamed handler does; its
+// completed handler leaves them. The caller holds s.mu.
+func (s *Simulator) writeRows(in *instance, cs string, replace bool) (registration, error) {
 	var reg registration
 	err := s.inAdminTx(in, func(ctx context.Context, tx pgx.Tx) error {
-		if err := removeRows(ctx, tx, in.odsInstanceID); err != nil {
-			return err
+		if replace {
+			if err := removeRows(ctx, tx, in.odsInstanceID); err != nil {
+				return err
+			}
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
 			in.name, in.instanceType, cs).Scan(&reg.odsInstanceID); err != nil {

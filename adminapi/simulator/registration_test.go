@@ -177,3 +177,91 @@ func TestTenantNameIsStoredAsGiven(t *testing.T) {
 		t.Fatalf("worker view %+v", w)
 	}
 }
+
+// A Deleted instance is put back as Admin API 2.2.2 registers an existing
+// database: completed, which checks for Completed alone, inserts its rows
+// again from the contexts and derivatives the delete left on the request,
+// with a new API client; a PUT while it is Deleted renames it first.
+func TestCompletedRegistersADeletedInstanceAgain(t *testing.T) {
+	t.Parallel()
+	e, count := registeringEnv(t)
+	registered := func(t *testing.T, id int, name, instanceType, cs string) adminapi.WorkerInstance {
+		t.Helper()
+		w := worker(t, e, id)
+		if w.Status != adminapi.StatusCompleted || w.OdsInstanceID == nil || w.ClientID == "" {
+			t.Fatalf("after completed: %+v", w)
+		}
+		ods := *w.OdsInstanceID
+		for sql, args := range map[string][]any{
+			`SELECT count(*) FROM dbo.odsinstances WHERE odsinstanceid = $1 AND name = $2 AND instancetype = $3 AND connectionstring = $4`: {ods, name, instanceType, cs},
+			`SELECT count(*) FROM dbo.odsinstancederivatives WHERE odsinstance_odsinstanceid = $1 AND derivativetype = 'ReadReplica'`:      {ods},
+			`SELECT count(*) FROM dbo.apiclients c JOIN dbo.apiclientodsinstances l ON l.apiclient_apiclientid = c.apiclientid
+				WHERE l.odsinstance_odsinstanceid = $1 AND c.key = $2 AND c.secret = $3`: {ods, w.ClientID, w.ClientSecret},
+		} {
+			if n := count(sql, args...); n != 1 {
+				t.Fatalf("%d rows, want 1: %s %v", n, sql, args)
+			}
+		}
+		return w
+	}
+
+	t.Run("as it was", func(t *testing.T) {
+		id := e.instanceIn(t, adminapi.StatusDeleted)
+		gone := worker(t, e, id)
+		rec, _ := e.srv.Instance(id)
+		e.expect(t, 204, "POST", path(id, "completed"), conn(sqlConn))
+		w := registered(t, id, rec.Name, "enterprise", sqlConn)
+		if *w.OdsInstanceID == *gone.OdsInstanceID || w.ClientID == gone.ClientID {
+			t.Fatalf("registered again as %+v, the deleted registration was %+v", w, gone)
+		}
+		if n := count(`SELECT count(*) FROM dbo.odsinstancecontexts WHERE odsinstance_odsinstanceid = $1 AND contextkey = 'schoolYearFromRoute' AND contextvalue = '2025'`, *w.OdsInstanceID); n != 1 {
+			t.Fatalf("%d context rows, want the request's one", n)
+		}
+		e.expect(t, 204, "POST", path(id, "completed"), conn(pgConn)) // Completed now: nothing
+		if again := worker(t, e, id); *again.OdsInstanceID != *w.OdsInstanceID || again.ClientID != w.ClientID || rows(count) != "1/1/1/1/1" {
+			t.Fatalf("a repeated completed changed the instance: %+v", again)
+		}
+		e.expect(t, 202, "DELETE", fmt.Sprintf("/adminconsole/odsInstances/%d", id), nil)
+		e.expect(t, 204, "POST", path(id, "deleted"), nil)
+	})
+	if got := rows(count); got != "0/0/0/0/0" {
+		t.Fatalf("rows after the first instance went again: %s", got)
+	}
+
+	t.Run("renamed while Deleted", func(t *testing.T) {
+		id := e.instanceIn(t, adminapi.StatusDeleted)
+		rec, _ := e.srv.Instance(id)
+		req := request(rec.Name + " restored")
+		req.InstanceType = "district"
+		req.OdsInstanceContexts = []adminapi.OdsInstanceContext{{ContextKey: "schoolYearFromRoute", ContextValue: "2026"}, {ContextKey: "district", ContextValue: "9"}}
+		e.expect(t, 204, "PUT", fmt.Sprintf("/adminconsole/odsInstances/%d", id), req)
+		e.wantStatus(t, id, adminapi.StatusDeleted)
+		if w := worker(t, e, id); w.InstanceName != req.Name || w.OdsInstanceID == nil || *w.OdsInstanceID != 0 {
+			t.Fatalf("after the PUT: %+v (odsInstanceId is reset to 0)", w)
+		}
+		if got := rows(count); got != "0/0/0/0/0" {
+			t.Fatalf("the PUT of a Deleted instance wrote rows: %s", got)
+		}
+		e.expect(t, 204, "POST", path(id, "completed"), conn(sqlConn))
+		w := registered(t, id, req.Name, "district", sqlConn)
+		if n := count(`SELECT count(*) FROM dbo.odsinstancecontexts WHERE odsinstance_odsinstanceid = $1 AND (contextkey, contextvalue) IN (('schoolYearFromRoute', '2026'), ('district', '9'))`, *w.OdsInstanceID); n != 2 {
+			t.Fatalf("%d context rows, want the PUT's two", n)
+		}
+		if got := rows(count); got != "1/2/1/1/1" {
+			t.Fatalf("rows after completed (instances/contexts/derivatives/clients/links): %s", got)
+		}
+	})
+
+	// Its rows are still there under the same name and type, and
+	// EdFi_Admin's unique index on them refuses the second row: a 500 that
+	// changes nothing, as 2.2.2's transaction does.
+	t.Run("from Pending_Delete", func(t *testing.T) {
+		id := e.instanceIn(t, adminapi.StatusPendingDelete)
+		before, want := worker(t, e, id), rows(count)
+		e.expect(t, http.StatusInternalServerError, "POST", path(id, "completed"), conn(sqlConn))
+		e.wantStatus(t, id, adminapi.StatusPendingDelete)
+		if w := worker(t, e, id); *w.OdsInstanceID != *before.OdsInstanceID || w.ClientID != before.ClientID || rows(count) != want {
+			t.Fatalf("a refused completed changed the instance (%+v) or the rows (%s, were %s)", w, rows(count), want)
+		}
+	})
+}

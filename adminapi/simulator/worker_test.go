@@ -34,8 +34,8 @@ func TestWorkerCallsByStatus(t *testing.T) {
 	refused := outcome{409, ""}
 	matrix := map[string]map[string]outcome{
 		"completed": {
-			P: ok(C), IP: ok(C), E: ok(C), C: ok(C),
-			PR: refused, RF: refused, PD: refused, D: refused, DF: refused,
+			P: ok(C), IP: ok(C), E: ok(C), C: ok(C), // Admin API 2.2.2 checks for Completed alone
+			PR: ok(C), RF: ok(C), PD: ok(C), D: ok(C), DF: ok(C),
 		},
 		"renamed": {
 			PR: ok(C), C: ok(C),
@@ -380,5 +380,32 @@ func TestTimeline(t *testing.T) {
 	e.expect(t, 204, "POST", path(id, "completed"), conn(pgConn))
 	if again, _ := e.srv.Instance(id); again.Timeline != tl {
 		t.Fatalf("a second read and completion moved the timeline: %+v, was %+v", again.Timeline, tl)
+	}
+}
+
+// Without RegistrationAdminAPI too, completed puts a Deleted instance back
+// with a new odsInstanceId, under the name a PUT gave it while Deleted, and
+// GET /v2/odsInstances lists it again.
+func TestCompletedPutsADeletedInstanceBack(t *testing.T) {
+	e := newEnv(t, simulator.Options{})
+	id := e.instanceIn(t, adminapi.StatusDeleted)
+	gone, _ := e.srv.Instance(id)
+	req := request(gone.Name + " restored")
+	e.expect(t, 204, "PUT", fmt.Sprintf("/adminconsole/odsInstances/%d", id), req)
+	e.wantStatus(t, id, adminapi.StatusDeleted)
+	var list []struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	}
+	if decode(t, e.expect(t, 200, "GET", "/v2/odsInstances", nil), &list); len(list) != 0 {
+		t.Fatalf("a Deleted instance is registered: %+v", list)
+	}
+	e.expect(t, 204, "POST", path(id, "completed"), conn(pgConn))
+	back, _ := e.srv.Instance(id)
+	if back.Status != adminapi.StatusCompleted || back.Name != req.Name || back.OdsInstanceID == nil || *back.OdsInstanceID == *gone.OdsInstanceID {
+		t.Fatalf("put back as %+v, was %+v", back, gone)
+	}
+	if decode(t, e.expect(t, 200, "GET", "/v2/odsInstances", nil), &list); len(list) != 1 || list[0].ID != *back.OdsInstanceID || list[0].Name != req.Name {
+		t.Fatalf("registered %+v, want odsInstanceId %d named %q", list, *back.OdsInstanceID, req.Name)
 	}
 }
