@@ -649,7 +649,7 @@ type trashingEngine struct {
 	trashed []string
 }
 
-func (e *trashingEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, _ time.Duration) (bool, error) {
+func (e *trashingEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, _ time.Duration, _ int) (bool, error) {
 	e.trashed = append(e.trashed, name)
 	return e.DropDatabase(ctx, name, owner)
 }

@@ -338,16 +338,7 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if err != nil {
 		return Terminal(fmt.Errorf("encrypt the connection string: %w", err))
 	}
-	reg := provisioning.Registration{
-		Tenant: j.Tenant, InstanceID: j.InstanceID, Database: name,
-		Name: req.Name, InstanceType: req.InstanceType, ConnectionString: stored,
-	}
-	for _, c := range req.OdsInstanceContexts {
-		reg.Contexts = append(reg.Contexts, provisioning.Context{Key: c.ContextKey, Value: c.ContextValue})
-	}
-	for _, dv := range req.OdsInstanceDerivatives {
-		reg.Derivatives = append(reg.Derivatives, dv.DerivativeType)
-	}
+	reg := registration(j.Tenant, j.InstanceID, name, stored, req)
 	res, err := placement.Registry.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, res provisioning.RegisterResult) error {
 		return complete(ctx, tx, res.Existed)
 	})
@@ -730,7 +721,7 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			return err
 		}
 	}
-	if err := h.removeDatabase(ctx, placement, rec.Database, owner, log); err != nil {
+	if err := h.removeDatabase(ctx, placement, rec, owner, log); err != nil {
 		return err
 	}
 	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, _ provisioning.Record) error {
@@ -755,7 +746,9 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 // removeDatabase drops a deleted instance's database, or with a retention
 // moves it to trash, where it stays restorable until it is purged. Either
 // way the registration then goes as before: the Admin API sees the same.
-func (o *Handlers) removeDatabase(ctx context.Context, placement *Placement, name string, owner provisioning.Owner, log *slog.Logger) error {
+// The trash keeps the ledger's generation, for a restore to go on from.
+func (o *Handlers) removeDatabase(ctx context.Context, placement *Placement, rec provisioning.Record, owner provisioning.Owner, log *slog.Logger) error {
+	name := rec.Database
 	if o.DeleteRetention <= 0 {
 		dropped, err := placement.Engine.DropDatabase(ctx, name, owner)
 		if err == nil {
@@ -763,7 +756,7 @@ func (o *Handlers) removeDatabase(ctx context.Context, placement *Placement, nam
 		}
 		return err
 	}
-	moved, err := trashDatabase(ctx, placement.Engine, name, owner, o.DeleteRetention)
+	moved, err := trashDatabase(ctx, placement.Engine, name, owner, o.DeleteRetention, rec.Generation)
 	if err == nil {
 		log.Info("database in trash", "database", name, "moved_now", moved, "retention", o.DeleteRetention)
 	}
@@ -774,17 +767,17 @@ func (o *Handlers) removeDatabase(ctx context.Context, placement *Placement, nam
 // (provisioning.Trasher's move); the engine's wrappers for a delivery's
 // phases and seams are ones too, passing the move on.
 type trashMover interface {
-	TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (moved bool, err error)
+	TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (moved bool, err error)
 }
 
 // trashDatabase moves name to e's trash, or refuses, dropping nothing, when
 // e cannot keep a database.
-func trashDatabase(ctx context.Context, e provisioning.Engine, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+func trashDatabase(ctx context.Context, e provisioning.Engine, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
 	t, ok := e.(trashMover)
 	if !ok {
 		return false, fmt.Errorf("%w: provisioning.deleteRetention is set, but this server's engine cannot keep a deleted database; nothing is dropped", provisioning.ErrRejected)
 	}
-	return t.TrashDatabase(ctx, name, owner, retention)
+	return t.TrashDatabase(ctx, name, owner, retention, generation)
 }
 
 // Fail reports deleteFailed, and moves the ledger's generation on so that a

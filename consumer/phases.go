@@ -167,9 +167,9 @@ func (e timedEngine) RenameDatabase(ctx context.Context, oldName, newName string
 	return e.Engine.RenameDatabase(ctx, oldName, newName, owner)
 }
 
-func (e timedEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+func (e timedEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
 	defer e.c.start(PhaseDatabase)()
-	return trashDatabase(ctx, e.Engine, name, owner, retention)
+	return trashDatabase(ctx, e.Engine, name, owner, retention, generation)
 }
 
 func (e timedEngine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {

@@ -80,11 +80,11 @@ func (e seamEngine) RenameDatabase(ctx context.Context, oldName, newName string,
 	return e.Engine.RenameDatabase(ctx, oldName, newName, owner)
 }
 
-func (e seamEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+func (e seamEngine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
 	if err := runSeam(e.d.seams.AfterCheck, ctx, e.d); err != nil {
 		return false, err
 	}
-	return trashDatabase(ctx, e.Engine, name, owner, retention)
+	return trashDatabase(ctx, e.Engine, name, owner, retention, generation)
 }
 
 func (e seamEngine) DropDatabase(ctx context.Context, name string, owner provisioning.Owner) (bool, error) {

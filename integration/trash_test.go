@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -235,4 +236,85 @@ func TestTrashSwappedByHandIsNeverPurged(t *testing.T) {
 	if _, _, held := e.inTrash(db); !held {
 		t.Fatal("the trash record went")
 	}
+}
+
+// restore runs instancemgr trash restore of instance id of the first
+// tenant, as the operator would.
+func (e *env) restore(id int, as string) (consumer.Restored, error) {
+	e.t.Helper()
+	return app.TrashRestore(context.Background(), e.cfg, e.firstTenant, id, as, e.log)
+}
+
+// A delete is undone: the very database the delete moved aside is back
+// under its name, open, registered again the way the flavor's Admin API
+// registers an existing database (2.2.2: completed on the Deleted
+// instance; manage: the request Created again), and the instance can be
+// deleted again, as a new job, and restored under another name. A
+// restore of an instance that is not Deleted, or onto a name a database
+// holds, is refused and changes nothing.
+func TestDeleteUndoneByRestore(t *testing.T) {
+	t.Parallel()
+	flavors(t, envOptions{allowDelete: true, deleteRetention: 168 * time.Hour}, func(t *testing.T, e *env) {
+		e.ownReservations()
+		e.startBridge()
+		e.startReplica(app.ConsumerDeps{})
+		id := e.create("", "Undone")
+		e.waitStatus(id, adminapi.StatusCompleted)
+		if _, err := e.restore(id, ""); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("restore of a Completed instance: %v, want a conflict", err)
+		}
+		db := e.prefix + "_Undone"
+		made := e.oid(db)
+		e.remove("", id)
+		e.waitStatus(id, adminapi.StatusDeleted)
+		trash, _, ok := e.inTrash(db)
+		if !ok {
+			t.Fatalf("%q is not in trash", db)
+		}
+
+		taken := e.prefix + "_Taken"
+		testenv.CreateDatabase(t, e.pg, taken)
+		if _, err := e.restore(id, "Taken"); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("restore onto an existing database: %v, want a conflict", err)
+		}
+		if e.oid(trash) != made || e.status("", id) != adminapi.StatusDeleted {
+			t.Fatalf("a refused restore changed something: trash oid %q (made %s), status %s", e.oid(trash), made, e.status("", id))
+		}
+
+		r, err := e.restore(id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Database != db || e.oid(db) != made || e.databaseExists(trash) {
+			t.Fatalf("restored %+v: %q has oid %q, want the database made (%s)", r, db, e.oid(db), made)
+		}
+		e.checkRegistered(e.firstTenant, id, "Undone", db)
+		if n := e.count(`SELECT count(*) FROM instancemgr.instances`); n != 1 {
+			t.Fatalf("%d ledger entries, want 1", n)
+		}
+		var years int
+		if err := testenv.Connect(t, db).QueryRow(context.Background(), `SELECT count(*) FROM edfi.schoolyeartype`).Scan(&years); err != nil {
+			t.Fatalf("the restored database does not open: %v", err)
+		}
+		if _, err := e.restore(id, ""); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("a second restore: %v, want a conflict", err)
+		}
+
+		// Deleted again: a new job (the ledger went on past the first
+		// delete's generation), and restored under another name.
+		e.remove("", id)
+		e.waitStatus(id, adminapi.StatusDeleted)
+		if _, _, ok := e.inTrash(db); !ok {
+			t.Fatalf("the second delete did not move %q to trash", db)
+		}
+		r, err = e.restore(id, "Again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := e.prefix + "_Again"
+		if r.Database != again || r.Name != "Again" || e.oid(again) != made {
+			t.Fatalf("restored as %+v, oid %q; want %q, the database made (%s)", r, e.oid(again), again, made)
+		}
+		e.checkRegistered(e.firstTenant, id, "Again", again)
+	})
 }

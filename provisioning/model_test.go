@@ -45,7 +45,7 @@ func TestOwnershipModelChecks(t *testing.T) {
 		{name: "purge without the row lock", defines: []string{"-DSCENARIO=5", "-DPURGE_WITHOUT_LOCK"}, errors: true},
 		// Not a broken variant: the window docs/reliability.md names, shown
 		// to be one; a protocol that closes it makes this entry fail.
-		{name: "restore while the delete is still delivered", defines: []string{"-DSCENARIO=5", "-DRESTORE_DURING_DELETE"}, errors: true},
+		{name: "restore that does not wait for Deleted", defines: []string{"-DSCENARIO=5", "-DRESTORE_DURING_DELETE"}, errors: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

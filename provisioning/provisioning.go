@@ -140,6 +140,9 @@ type Registration struct {
 	ConnectionString string
 	Contexts         []Context
 	Derivatives      []string
+	// Generation is the ledger generation a new entry starts at: 0 for a
+	// create; one past the delete's for a restore (Trashed.Generation).
+	Generation int
 }
 
 // Context is one row of dbo.odsinstancecontexts.

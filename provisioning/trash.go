@@ -49,6 +49,10 @@ type Trashed struct {
 	Identity  string
 	DeletedAt time.Time
 	PurgeAt   time.Time
+	// Generation is the ledger's generation the delete settled at: a
+	// restore registers the instance one past it, so that its next rename
+	// or delete is a job of its own, never one the stream holds already.
+	Generation int
 	// Bytes is the database's size on disk (0 when it is gone, or a
 	// listing was asked without sizes).
 	Bytes int64
@@ -71,10 +75,10 @@ type Trasher interface {
 	// TrashDatabase moves owner's database name aside, by identity, as
 	// DropDatabase would drop it: renamed to its TrashName, closed to
 	// every login with its sessions ended, and its reservation moved to
-	// the trash name as trashed, to be purged after retention. moved is
-	// false, with no error, when an earlier delivery did it or the
-	// database is gone.
-	TrashDatabase(ctx context.Context, name string, owner Owner, retention time.Duration) (moved bool, err error)
+	// the trash name as trashed, to be purged after retention, with the
+	// delete's ledger generation. moved is false, with no error, when an
+	// earlier delivery did it or the database is gone.
+	TrashDatabase(ctx context.Context, name string, owner Owner, retention time.Duration, generation int) (moved bool, err error)
 	// Trash lists the databases held in trash, with their sizes.
 	Trash(ctx context.Context) ([]Trashed, error)
 	// PurgeDue drops every trashed database whose retention has passed,

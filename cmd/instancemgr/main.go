@@ -8,7 +8,7 @@
 //	instancemgr simulator           the Admin API simulator alone
 //	instancemgr jobs ...            dead letters, replay, an instance's jobs
 //	instancemgr reconcile -config F where the Admin API, ledger, rows and databases disagree
-//	instancemgr trash ...           deleted databases kept in trash: list, purge
+//	instancemgr trash ...           deleted databases kept in trash: list, restore, purge
 //	instancemgr version
 package main
 
@@ -106,7 +106,7 @@ func usage(w io.Writer) {
   jobs       inspect dead letters and an instance's jobs; replay a dead letter
   reconcile  compare Admin API, ledger, registrations and databases; exit 3 on differences
   calibrate  measure FILE_COPY against WAL_LOG on each server, within a budget; print what they recommend
-  trash      list deleted databases kept for provisioning.deleteRetention; purge one now
+  trash      deleted databases kept for provisioning.deleteRetention: list, restore one, purge one now
   version    print the version
 
 Run "instancemgr <subcommand> -h" for its flags.

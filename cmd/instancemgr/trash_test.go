@@ -62,7 +62,7 @@ tenants:
 		_, _ = world.PG.Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{trash}.Sanitize()+` WITH (FORCE)`)
 		_, _ = world.PG.Exec(context.Background(), `DELETE FROM instancemgr.reservations WHERE database_name = $1`, trash)
 	})
-	if _, err := e.TrashDatabase(ctx, name, owner, 48*time.Hour); err != nil {
+	if _, err := e.TrashDatabase(ctx, name, owner, 48*time.Hour, 0); err != nil {
 		t.Fatal(err)
 	}
 

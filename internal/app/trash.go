@@ -117,3 +117,20 @@ func TrashPurge(ctx context.Context, cfg *config.Config, tenant string, id int, 
 	}
 	return out, nil
 }
+
+// TrashRestore puts instance id of tenant back from trash, under its own
+// name or, with as, under that instance name: its database renamed back
+// by identity and registered again the way the deployment's Admin API
+// line registers an existing database (Admin API 2.2.2's completed; the
+// manage row Created again), so that the Admin Console and the Admin App
+// show it as before the delete.
+func TrashRestore(ctx context.Context, cfg *config.Config, tenant string, id int, as string, log *slog.Logger) (consumer.Restored, error) {
+	placements := NewPlacements(cfg, log)
+	defer placements.Close()
+	client, err := AdminClient(cfg, log)
+	if err != nil {
+		return consumer.Restored{}, err
+	}
+	ops := &consumer.Handlers{API: ConsumerAPI(cfg, client, placements, log), Placements: placements, Naming: cfg.Naming(), Log: log}
+	return ops.Restore(ctx, cfg.Line(), tenant, id, as)
+}

@@ -88,6 +88,11 @@ type Statements struct {
 	Claim    string // (id, new status, database name, now, old status) → id; no row when the status was not old
 	Complete string // (id, tenant, now) → ods instance id; Created from the ledger's entry of the manage line, only from PendingCreate or CreateInProgress
 	Settle   string // (id, new status, now) → id; only from PendingDelete or DeleteInProgress
+	// Restore (id, tenant, now) → ods instance id: a Deleted request
+	// Created again, under the name, row and database of the ledger's
+	// entry of the manage line, unless another request not Deleted has
+	// that name (no row then).
+	Restore string
 	// Fail (id, now) → id: CreateError, only from PendingCreate or
 	// CreateInProgress.
 	Fail string
@@ -114,6 +119,12 @@ WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND l.line = 'manage'
 RETURNING m.odsinstanceid`,
 	Settle: `UPDATE adminapi.odsinstancemanages SET status = $2, lastmodifieddate = $3, lastrefreshed = $3
 WHERE id = $1 AND status IN ('PendingDelete', 'DeleteInProgress') RETURNING id`,
+	Restore: `UPDATE adminapi.odsinstancemanages m SET status = 'Created', name = l.name, odsinstanceid = l.ods_instance_id, odsinstancename = l.name,
+    databasename = l.database_name, lastmodifieddate = $3, lastrefreshed = $3
+FROM instancemgr.instances l
+WHERE m.id = $1 AND l.tenant = $2 AND l.instance_id = m.id AND l.line = 'manage' AND m.status = 'Deleted'
+  AND NOT EXISTS (SELECT 1 FROM adminapi.odsinstancemanages o WHERE o.name = l.name AND o.status <> 'Deleted' AND o.id <> m.id)
+RETURNING m.odsinstanceid`,
 	Fail: `UPDATE adminapi.odsinstancemanages SET status = 'CreateError', lastmodifieddate = $2, lastrefreshed = $2
 WHERE id = $1 AND status IN ('PendingCreate', 'CreateInProgress') RETURNING id`,
 	Note: `INSERT INTO adminapi.jobstatuses (jobid, status, errormessage, createdat, finishedat) VALUES ($1, 'Error', $2, $3, $3)
@@ -136,6 +147,12 @@ FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id
 WHERE m.Id = @p1 AND m.Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Settle: `UPDATE adminapi.OdsInstanceManages SET Status = @p2, LastModifiedDate = @p3, LastRefreshed = @p3
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingDelete', N'DeleteInProgress')`,
+	Restore: `UPDATE m SET Status = N'Created', Name = l.name, OdsInstanceId = l.ods_instance_id, OdsInstanceName = l.name,
+    DatabaseName = l.database_name, LastModifiedDate = @p3, LastRefreshed = @p3
+OUTPUT INSERTED.OdsInstanceId
+FROM adminapi.OdsInstanceManages m JOIN instancemgr.instances l ON l.instance_id = m.Id AND l.tenant = @p2 AND l.line = 'manage'
+WHERE m.Id = @p1 AND m.Status = N'Deleted'
+  AND NOT EXISTS (SELECT 1 FROM adminapi.OdsInstanceManages o WHERE o.Name = l.name AND o.Status <> N'Deleted' AND o.Id <> m.Id)`,
 	Fail: `UPDATE adminapi.OdsInstanceManages SET Status = N'CreateError', LastModifiedDate = @p2, LastRefreshed = @p2
 OUTPUT INSERTED.Id WHERE Id = @p1 AND Status IN (N'PendingCreate', N'CreateInProgress')`,
 	Note: `IF NOT EXISTS (SELECT 1 FROM adminapi.JobStatuses WHERE JobId = @p1)
@@ -413,6 +430,36 @@ func (s *Source) CompletedTx(ctx context.Context, tx provisioning.Tx, tenant str
 	}
 	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.Status)
 }
+
+// RestoredTx marks a Deleted request Created again (instancemgr trash
+// restore), with the name, dbo.OdsInstances row and database of the ledger
+// entry the restore wrote in tx. A name another request not Deleted has
+// now is a conflict: the restore rolls back.
+func (s *Source) RestoredTx(ctx context.Context, tx provisioning.Tx, tenant string, id int) error {
+	db, err := s.inTx(ctx, tx, tenant)
+	if err != nil {
+		return err
+	}
+	var odsID *int
+	err = tx.QueryRow(ctx, db.Statements.Restore, id, tenant, s.now()).Scan(&odsID)
+	if err == nil {
+		s.log.Info("manage request restored", "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
+		return nil
+	}
+	if !errors.Is(err, provisioning.ErrNoRows) {
+		return fmt.Errorf("mark manage request %d of tenant %q created again: %w", id, tenant, err)
+	}
+	r, err := Get(ctx, tx, db.Statements, tenant, id)
+	if err != nil {
+		return err
+	}
+	if r.Status != Deleted {
+		return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a Deleted request is restored", provisioning.ErrConflict, id, tenant, r.Status)
+	}
+	return fmt.Errorf("%w: manage request %d of tenant %q: another request has its name now", provisioning.ErrConflict, id, tenant)
+}
+
+var _ consumer.RestoredTx = (*Source)(nil)
 
 // Deleted is DeletedTx outside a transaction: ErrOutsideTransaction.
 func (s *Source) Deleted(ctx context.Context, tenant string, id int) error {

@@ -55,7 +55,8 @@
  * name) or -DPURGE_WITHOUT_LOCK (the row read without FOR UPDATE SKIP
  * LOCKED: two replicas both purge it) it must give a counterexample, and
  * with -DRESTORE_DURING_DELETE (a restore before every delivery of the
- * delete has ended: a window that remains, docs/reliability.md) too.
+ * delete has ended, which instancemgr trash restore prevents by waiting
+ * for the status Deleted: docs/reliability.md) too.
  * provisioning/model_test.go runs them.
  */
 

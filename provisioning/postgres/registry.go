@@ -90,7 +90,7 @@ var statements = sqlregistry.Statements{
 	InsertRow:        `INSERT INTO dbo.odsinstances (name, instancetype, connectionstring) VALUES ($1, $2, $3) RETURNING odsinstanceid`,
 	InsertContext:    `INSERT INTO dbo.odsinstancecontexts (odsinstance_odsinstanceid, contextkey, contextvalue) VALUES ($1, $2, $3) ON CONFLICT (odsinstance_odsinstanceid, contextkey) DO NOTHING`,
 	InsertDerivative: `INSERT INTO dbo.odsinstancederivatives (odsinstance_odsinstanceid, derivativetype, connectionstring) VALUES ($1, $2, $3) ON CONFLICT (odsinstance_odsinstanceid, derivativetype) DO NOTHING`,
-	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES ($1, $2, $3, $4, $5, $6)`,
+	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line, generation) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 	UpdateRow:        `UPDATE dbo.odsinstances SET name = $1, connectionstring = $2 WHERE odsinstanceid = $3`,
 	UpdateDerivative: `UPDATE dbo.odsinstancederivatives SET connectionstring = $1 WHERE odsinstance_odsinstanceid = $2`,
 	UpdateConnection: `UPDATE dbo.odsinstances SET connectionstring = $1 WHERE odsinstanceid = $2`,

@@ -37,6 +37,7 @@ ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS line text;
 ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS original_name text;
 ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
 ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS purge_at timestamptz;
+ALTER TABLE instancemgr.reservations ADD COLUMN IF NOT EXISTS generation integer;
 ALTER TABLE instancemgr.reservations DROP CONSTRAINT IF EXISTS reservations_state_check;
 ALTER TABLE instancemgr.reservations ADD CONSTRAINT reservations_state_check CHECK (state IN ('reserved', 'making', 'made', 'trashed'));`
 

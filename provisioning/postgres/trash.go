@@ -19,7 +19,7 @@ import (
 // database it renamed is the one the system made (its oid) and moves the
 // reservation to the trash name: a database swapped under the name is
 // never moved, and a delivery that dies leaves either nothing done or all.
-func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("move database %q to trash: %w", name, err)
 	}
@@ -45,10 +45,10 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 			}
 			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations
 				SET database_name = $5, state = 'trashed', original_name = $1, deleted_at = now(),
-				    purge_at = now() + $6::bigint * interval '1 microsecond', updated_at = now()
+				    purge_at = now() + $6::bigint * interval '1 microsecond', generation = $8, updated_at = now()
 				WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $7
 				  AND state = 'made' AND database_identity = $4`,
-				name, owner.Tenant, owner.InstanceID, identity, trash, retention.Microseconds(), owner.Line.String())
+				name, owner.Tenant, owner.InstanceID, identity, trash, retention.Microseconds(), owner.Line.String(), generation)
 			if err == nil && tag.RowsAffected() == 0 {
 				return backoff.Permanent(fmt.Errorf("%w: the reservation of %q for %s is gone or records another database; nothing is moved", provisioning.ErrConflict, name, owner))
 			}
@@ -63,10 +63,10 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 
 // trashedColumns are a trashed reservation's columns, as scanTrashed reads
 // them.
-const trashedColumns = `database_name, coalesce(original_name, ''), tenant, instance_id, ` + ownerLine + `, coalesce(database_identity, ''), deleted_at, purge_at`
+const trashedColumns = `database_name, coalesce(original_name, ''), tenant, instance_id, ` + ownerLine + `, coalesce(database_identity, ''), deleted_at, purge_at, coalesce(generation, 0)`
 
 func scanTrashed(row pgx.Row, t *provisioning.Trashed, more ...any) error {
-	return row.Scan(append([]any{&t.Name, &t.Original, &t.Owner.Tenant, &t.Owner.InstanceID, lineOf(&t.Owner), &t.Identity, &t.DeletedAt, &t.PurgeAt}, more...)...)
+	return row.Scan(append([]any{&t.Name, &t.Original, &t.Owner.Tenant, &t.Owner.InstanceID, lineOf(&t.Owner), &t.Identity, &t.DeletedAt, &t.PurgeAt, &t.Generation}, more...)...)
 }
 
 // Trash implements provisioning.Trasher. The size is the database's under
@@ -239,7 +239,7 @@ func (e *Engine) Restore(ctx context.Context, trashName, name string) (provision
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE instancemgr.reservations
-			SET database_name = $2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, updated_at = now()
+			SET database_name = $2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = NULL, updated_at = now()
 			WHERE database_name = $1 AND state = 'trashed'`, trashName, name)
 		return err
 	})

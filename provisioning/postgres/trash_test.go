@@ -58,7 +58,7 @@ func trashed(t *testing.T, e *postgres.Engine, prefix string, retention time.Dur
 	t.Cleanup(func() {
 		_, _ = testenv.Postgres(t).Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{trash}.Sanitize()+` WITH (FORCE)`)
 	})
-	if moved, err := e.TrashDatabase(ctx, name, who, retention); err != nil || !moved {
+	if moved, err := e.TrashDatabase(ctx, name, who, retention, 2); err != nil || !moved {
 		t.Fatalf("move to trash: %v, %v", moved, err)
 	}
 	return who, name, trash
@@ -87,7 +87,7 @@ func TestTrashMovesAsideClosedAndRestores(t *testing.T) {
 		t.Fatal("the original name is still reserved; a new request could not have it")
 	}
 	// Another delivery of the same delete finds it done.
-	if moved, err := e.TrashDatabase(ctx, name, who, time.Hour); err != nil || moved {
+	if moved, err := e.TrashDatabase(ctx, name, who, time.Hour, 2); err != nil || moved {
 		t.Fatalf("second delivery: %v, %v", moved, err)
 	}
 	list, err := e.Trash(ctx)
@@ -100,7 +100,7 @@ func TestTrashMovesAsideClosedAndRestores(t *testing.T) {
 			got = l
 		}
 	}
-	if got.Original != name || got.Owner != who || got.Bytes <= 0 || got.PurgeAt.Sub(got.DeletedAt) != 168*time.Hour {
+	if got.Original != name || got.Owner != who || got.Bytes <= 0 || got.PurgeAt.Sub(got.DeletedAt) != 168*time.Hour || got.Generation != 2 {
 		t.Fatalf("trash lists %+v", got)
 	}
 

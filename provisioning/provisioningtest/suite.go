@@ -235,11 +235,14 @@ func trashedAt(t *testing.T, s EngineSetup, trash provisioning.Trasher, name str
 	if err != nil {
 		t.Fatal(err)
 	}
-	if moved, err := trash.TrashDatabase(ctx, name, owner, retention); err != nil || !moved {
+	if moved, err := trash.TrashDatabase(ctx, name, owner, retention, trashGeneration); err != nil || !moved {
 		t.Fatalf("move %q to trash: %v, %v", name, moved, err)
 	}
 	return provisioning.TrashName(provisioning.Reservation{Database: name, Owner: owner, Identity: id})
 }
+
+// trashGeneration is the ledger generation trashedAt's deletes settle at.
+const trashGeneration = 3
 
 // purgedOf is what a purge did with the trash name, if it took it.
 func purgedOf(t *testing.T, trash provisioning.Trasher, name string) (provisioning.Purged, bool) {
@@ -271,14 +274,14 @@ func trashSuite(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		kept := trashedAt(t, s, trash, name, ownerA, time.Hour)
 		mustExist(t, s.Engine, name, false)
 		mustExist(t, s.Engine, kept, true)
-		if moved, err := trash.TrashDatabase(ctx, name, ownerA, time.Hour); err != nil || moved {
+		if moved, err := trash.TrashDatabase(ctx, name, ownerA, time.Hour, trashGeneration); err != nil || moved {
 			t.Fatalf("another delivery: %v, %v", moved, err)
 		}
 		if _, ok, _ := s.Engine.Reservation(ctx, name); ok {
 			t.Fatal("the original name stays reserved")
 		}
 		held, err := trash.Trash(ctx)
-		if err != nil || len(held) != 1 || held[0].Name != kept || held[0].Original != name || held[0].Owner != ownerA || held[0].Bytes <= 0 {
+		if err != nil || len(held) != 1 || held[0].Name != kept || held[0].Original != name || held[0].Owner != ownerA || held[0].Bytes <= 0 || held[0].Generation != trashGeneration {
 			t.Fatalf("trash lists %+v, %v", held, err)
 		}
 		if _, took := purgedOf(t, trash, kept); took {

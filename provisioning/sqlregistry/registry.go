@@ -38,7 +38,7 @@ type Statements struct {
 	InsertRow        string // (name, instance type or nil, connection string) → ods instance id
 	InsertContext    string // (ods instance id, key, value); nothing when the key is there
 	InsertDerivative string // (ods instance id, type, connection string); nothing when the type is there
-	InsertLedger     string // (tenant, instance id, ods instance id or nil, database, name, line)
+	InsertLedger     string // (tenant, instance id, ods instance id or nil, database, name, line, generation)
 	UpdateRow        string // (name, connection string, ods instance id)
 	UpdateDerivative string // (connection string, ods instance id)
 	UpdateConnection string // (connection string, ods instance id): the instance row's alone
@@ -216,7 +216,7 @@ func (r *Registry) Register(ctx context.Context, reg provisioning.Registration, 
 			}
 			odsID = res.OdsInstanceID
 		}
-		if err := tx.Exec(ctx, r.st.InsertLedger, reg.Tenant, reg.InstanceID, odsID, reg.Database, reg.Name, r.Line.String()); err != nil {
+		if err := tx.Exec(ctx, r.st.InsertLedger, reg.Tenant, reg.InstanceID, odsID, reg.Database, reg.Name, r.Line.String(), reg.Generation); err != nil {
 			return fmt.Errorf("%s: write the ledger: %w", what, r.classify(err))
 		}
 		return complete(ctx, tx, res)

@@ -78,6 +78,8 @@ IF COL_LENGTH(N'instancemgr.reservations', N'line') IS NULL
 ALTER TABLE instancemgr.reservations ADD line varchar(16) NULL;
 IF COL_LENGTH(N'instancemgr.reservations', N'original_name') IS NULL
 ALTER TABLE instancemgr.reservations ADD original_name nvarchar(128) NULL, deleted_at datetime2 NULL, purge_at datetime2 NULL;
+IF COL_LENGTH(N'instancemgr.reservations', N'generation') IS NULL
+ALTER TABLE instancemgr.reservations ADD generation int NULL;
 IF EXISTS (SELECT 1 FROM sys.check_constraints WHERE name = N'ck_instancemgr_reservations_state' AND definition NOT LIKE N'%trashed%')
 BEGIN
     ALTER TABLE instancemgr.reservations DROP CONSTRAINT ck_instancemgr_reservations_state;

@@ -75,7 +75,7 @@ IF @r < 0 THROW 51000, 'instancemgr: the instance lock was not granted', 1;`,
 INSERT INTO dbo.OdsInstanceContexts (OdsInstance_OdsInstanceId, ContextKey, ContextValue) VALUES (@p1, @p2, @p3)`,
 	InsertDerivative: `IF NOT EXISTS (SELECT 1 FROM dbo.OdsInstanceDerivatives WHERE OdsInstance_OdsInstanceId = @p1 AND DerivativeType = @p2)
 INSERT INTO dbo.OdsInstanceDerivatives (OdsInstance_OdsInstanceId, DerivativeType, ConnectionString) VALUES (@p1, @p2, @p3)`,
-	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line) VALUES (@p1, @p2, @p3, @p4, @p5, @p6)`,
+	InsertLedger:     `INSERT INTO instancemgr.instances (tenant, instance_id, ods_instance_id, database_name, name, line, generation) VALUES (@p1, @p2, @p3, @p4, @p5, @p6, @p7)`,
 	UpdateRow:        `UPDATE dbo.OdsInstances SET Name = @p1, ConnectionString = @p2 WHERE OdsInstanceId = @p3`,
 	UpdateDerivative: `UPDATE dbo.OdsInstanceDerivatives SET ConnectionString = @p1 WHERE OdsInstance_OdsInstanceId = @p2`,
 	UpdateConnection: `UPDATE dbo.OdsInstances SET ConnectionString = @p1 WHERE OdsInstanceId = @p2`,

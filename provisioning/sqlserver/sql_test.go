@@ -260,7 +260,7 @@ func TestLedgerStatementsKeyTheLine(t *testing.T) {
 		{"lookup", statements.Lookup, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
 		{"lookup for update", statements.LookupForUpdate, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
 		{"records", statements.Records, "generation, line FROM instancemgr.instances"},
-		{"insert", statements.InsertLedger, "(tenant, instance_id, ods_instance_id, database_name, name, line) VALUES (@p1, @p2, @p3, @p4, @p5, @p6)"},
+		{"insert", statements.InsertLedger, "(tenant, instance_id, ods_instance_id, database_name, name, line, generation) VALUES (@p1, @p2, @p3, @p4, @p5, @p6, @p7)"},
 		{"move", statements.MoveLedger, "WHERE tenant = @p3 AND instance_id = @p4 AND line = @p5"},
 		{"advance", statements.Advance, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},
 		{"delete", statements.DeleteLedger, "WHERE tenant = @p1 AND instance_id = @p2 AND line = @p3"},

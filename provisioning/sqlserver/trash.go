@@ -64,10 +64,10 @@ const (
 	// @p4) to the trash name @p5, due in @p6 seconds.
 	trashReservationSQL = `UPDATE instancemgr.reservations
 SET database_name = @p5, state = 'trashed', original_name = @p1, deleted_at = SYSUTCDATETIME(),
-    purge_at = DATEADD(second, @p6, SYSUTCDATETIME()), updated_at = SYSUTCDATETIME()
+    purge_at = DATEADD(second, @p6, SYSUTCDATETIME()), generation = @p8, updated_at = SYSUTCDATETIME()
 WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p7
   AND state = 'made' AND database_identity = @p4`
-	trashedColumns = `database_name, COALESCE(original_name, N''), tenant, instance_id, ` + ownerLine + `, COALESCE(database_identity, N''), deleted_at, purge_at`
+	trashedColumns = `database_name, COALESCE(original_name, N''), tenant, instance_id, ` + ownerLine + `, COALESCE(database_identity, N''), deleted_at, purge_at, COALESCE(generation, 0)`
 	// trashListSQL sizes each trashed database from sys.master_files
 	// (8-KB pages), which keeps an OFFLINE database's rows.
 	trashListSQL = `SELECT ` + trashedColumns + `,
@@ -85,11 +85,11 @@ WHERE state = 'trashed' AND database_name = @p1`
 )
 
 // TrashDatabase implements provisioning.Trasher.
-func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("move database %q to trash: %w", name, err)
 	}
-	if moved, err := e.finishTrash(ctx, name, owner, retention); err != nil || moved {
+	if moved, err := e.finishTrash(ctx, name, owner, retention, generation); err != nil || moved {
 		return moved, err
 	}
 	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
@@ -101,14 +101,14 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 		if err := e.execGuarded(ctx, guarded(stmts), name, identity); err != nil {
 			return fmt.Errorf("move database %q to trash: %w", name, unwrapPermanent(err))
 		}
-		return e.recordTrash(ctx, name, trash, owner, identity, retention)
+		return e.recordTrash(ctx, name, trash, owner, identity, retention, generation)
 	})
 }
 
 // finishTrash completes a move to trash that a delivery left after its
 // batch: name gone, its reservation still made, and the database it
 // records under the trash name.
-func (e *Engine) finishTrash(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration) (bool, error) {
+func (e *Engine) finishTrash(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
 	res, ok, err := e.Reservation(ctx, name)
 	if err != nil || !ok || res.Owner != owner || res.Database != name || res.State != provisioning.StateMade || res.Identity == "" {
 		return false, err
@@ -127,11 +127,11 @@ func (e *Engine) finishTrash(ctx context.Context, name string, owner provisionin
 	if err := e.execGuarded(ctx, guarded(stmts), trash, res.Identity); err != nil {
 		return false, fmt.Errorf("move database %q to trash: %w", name, unwrapPermanent(err))
 	}
-	return true, e.recordTrash(ctx, name, trash, owner, res.Identity, retention)
+	return true, e.recordTrash(ctx, name, trash, owner, res.Identity, retention, generation)
 }
 
-func (e *Engine) recordTrash(ctx context.Context, name, trash string, owner provisioning.Owner, identity string, retention time.Duration) error {
-	r, err := e.db.ExecContext(ctx, trashReservationSQL, name, owner.Tenant, owner.InstanceID, identity, trash, int64(retention/time.Second), owner.Line.String())
+func (e *Engine) recordTrash(ctx context.Context, name, trash string, owner provisioning.Owner, identity string, retention time.Duration, generation int) error {
+	r, err := e.db.ExecContext(ctx, trashReservationSQL, name, owner.Tenant, owner.InstanceID, identity, trash, int64(retention/time.Second), owner.Line.String(), generation)
 	if err != nil {
 		return fmt.Errorf("record %q in trash as %q: %w", name, trash, classify(err))
 	}
@@ -154,7 +154,7 @@ func unwrapPermanent(err error) error {
 }
 
 func scanTrashed(row interface{ Scan(...any) error }, t *provisioning.Trashed, more ...any) error {
-	return row.Scan(append([]any{&t.Name, &t.Original, &t.Owner.Tenant, &t.Owner.InstanceID, &t.Owner.Line, &t.Identity, &t.DeletedAt, &t.PurgeAt}, more...)...)
+	return row.Scan(append([]any{&t.Name, &t.Original, &t.Owner.Tenant, &t.Owner.InstanceID, &t.Owner.Line, &t.Identity, &t.DeletedAt, &t.PurgeAt, &t.Generation}, more...)...)
 }
 
 // Trash implements provisioning.Trasher.
