@@ -81,6 +81,18 @@ tenants:
 		t.Fatalf("trash list row %q in\n%s", row, out.String())
 	}
 
+	// The simulator has no instance 5: nothing is restored, and the
+	// refusal is audited with who ran it.
+	errOut.Reset()
+	if err := run([]string{"trash", "restore", "-config", cfg, "default", "5"}, &out, &errOut); err == nil {
+		t.Fatal("restoring an instance the Admin API does not have succeeded")
+	}
+	if _, there, _ := e.Identity(ctx, trash); !there || !strings.Contains(errOut.String(), `"route":"trash restore"`) || !strings.Contains(errOut.String(), `"client_id":"os:`) {
+		t.Fatalf("after a refused restore: in trash %v; audit\n%s", there, errOut.String())
+	}
+	if err := run([]string{"trash", "restore", "-config", cfg, "default", "five"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "not a positive number") {
+		t.Fatalf("trash restore of instance five: %v", err)
+	}
 	if err := run([]string{"trash", "purge", "-config", cfg, "default", "6"}, &out, &errOut); err == nil {
 		t.Fatal("purging an instance trash does not hold succeeded")
 	}
