@@ -92,6 +92,11 @@ func (o *Handlers) Restore(ctx context.Context, line provisioning.Line, tenant s
 		return out, err
 	}
 	if err := o.registerRestored(ctx, placement, owner, t, req, database); err != nil {
+		if o.statusIs(context.WithoutCancel(ctx), tenant, id, adminapi.StatusCompleted) {
+			// Admin API 2.2.2 heard completed and the commit failed after
+			// it: the instance is in use again, so its database stays.
+			return out, fmt.Errorf("register the restored %q: %w; the Admin API has the instance Completed, so the database stays under its name without a ledger entry (instancemgr reconcile: untracked_instance)", database, err)
+		}
 		// Back to trash, with what was left of its retention: the
 		// instance stays deleted, as the Admin API still says it is.
 		left := max(time.Until(t.PurgeAt), time.Minute)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
+	"github.com/edfi-tools/instancemgr/adminapi/simulator"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/app"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
@@ -279,6 +280,18 @@ func TestDeleteUndoneByRestore(t *testing.T) {
 		}
 		if e.oid(trash) != made || e.status("", id) != adminapi.StatusDeleted {
 			t.Fatalf("a refused restore changed something: trash oid %q (made %s), status %s", e.oid(trash), made, e.status("", id))
+		}
+
+		if !e.manage {
+			// The Admin API refuses the completion (every attempt): the
+			// database goes back to trash and the instance stays Deleted.
+			e.sim.InjectFault(simulator.Fault{Method: "POST", Path: "/adminconsole/instances/*/completed", Status: 500, Times: e.cfg.AdminAPI.MaxAttempts})
+			if _, err := e.restore(id, ""); err == nil || !strings.Contains(err.Error(), "back in trash") {
+				t.Fatalf("restore the Admin API refused: %v", err)
+			}
+			if trash2, _, ok := e.inTrash(db); !ok || e.oid(trash2) != made || e.databaseExists(db) || e.status("", id) != adminapi.StatusDeleted {
+				t.Fatalf("after a failed registration: in trash %v as %q (oid %q), %q exists %v, status %s", ok, trash2, e.oid(trash2), db, e.databaseExists(db), e.status("", id))
+			}
 		}
 
 		r, err := e.restore(id, "")
