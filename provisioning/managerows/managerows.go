@@ -408,27 +408,12 @@ func (s *Source) Completed(ctx context.Context, tenant string, id int, connectio
 // tx, after the ledger entry is written (ErrOutsideTransaction without
 // one). A request already Created with the ledger's row is done.
 func (s *Source) CompletedTx(ctx context.Context, tx provisioning.Tx, tenant string, id int, _ string) error {
-	db, err := s.inTx(ctx, tx, tenant)
-	if err != nil {
-		return err
-	}
-	var odsID *int
-	err = tx.QueryRow(ctx, db.Statements.Complete, id, tenant, s.now()).Scan(&odsID)
-	if err == nil {
-		s.log.Info("manage request created", "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
-		return nil
-	}
-	if !errors.Is(err, provisioning.ErrNoRows) {
-		return fmt.Errorf("mark manage request %d of tenant %q created: %w", id, tenant, err)
-	}
-	r, err := Get(ctx, tx, db.Statements, tenant, id)
-	if err != nil {
-		return err
-	}
-	if r.Status == Created {
-		return nil
-	}
-	return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.Status)
+	return s.created(ctx, tx, tenant, id, "created", func(st Statements) string { return st.Complete }, func(r Request) error {
+		if r.Status == Created {
+			return nil
+		}
+		return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a pending or claimed request becomes Created", provisioning.ErrConflict, id, tenant, r.Status)
+	})
 }
 
 // RestoredTx marks a Deleted request Created again (instancemgr trash
@@ -436,27 +421,36 @@ func (s *Source) CompletedTx(ctx context.Context, tx provisioning.Tx, tenant str
 // entry the restore wrote in tx. A name another request not Deleted has
 // now is a conflict: the restore rolls back.
 func (s *Source) RestoredTx(ctx context.Context, tx provisioning.Tx, tenant string, id int) error {
+	return s.created(ctx, tx, tenant, id, "restored", func(st Statements) string { return st.Restore }, func(r Request) error {
+		if r.Status != Deleted {
+			return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a Deleted request is restored", provisioning.ErrConflict, id, tenant, r.Status)
+		}
+		return fmt.Errorf("%w: manage request %d of tenant %q: another request has its name now", provisioning.ErrConflict, id, tenant)
+	})
+}
+
+// created runs statement, which makes the request Created from the
+// ledger's entry in tx, and asks unmoved about a request it left as it
+// was.
+func (s *Source) created(ctx context.Context, tx provisioning.Tx, tenant string, id int, what string, statement func(Statements) string, unmoved func(Request) error) error {
 	db, err := s.inTx(ctx, tx, tenant)
 	if err != nil {
 		return err
 	}
 	var odsID *int
-	err = tx.QueryRow(ctx, db.Statements.Restore, id, tenant, s.now()).Scan(&odsID)
+	err = tx.QueryRow(ctx, statement(db.Statements), id, tenant, s.now()).Scan(&odsID)
 	if err == nil {
-		s.log.Info("manage request restored", "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
+		s.log.Info("manage request "+what, "tenant", tenant, "manage_id", id, "ods_instance_id", deref(odsID))
 		return nil
 	}
 	if !errors.Is(err, provisioning.ErrNoRows) {
-		return fmt.Errorf("mark manage request %d of tenant %q created again: %w", id, tenant, err)
+		return fmt.Errorf("mark manage request %d of tenant %q %s: %w", id, tenant, what, err)
 	}
 	r, err := Get(ctx, tx, db.Statements, tenant, id)
 	if err != nil {
 		return err
 	}
-	if r.Status != Deleted {
-		return fmt.Errorf("%w: manage request %d of tenant %q is %s; only a Deleted request is restored", provisioning.ErrConflict, id, tenant, r.Status)
-	}
-	return fmt.Errorf("%w: manage request %d of tenant %q: another request has its name now", provisioning.ErrConflict, id, tenant)
+	return unmoved(r)
 }
 
 var _ consumer.RestoredTx = (*Source)(nil)
