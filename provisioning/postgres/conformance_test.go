@@ -22,6 +22,13 @@ func TestEngineConforms(t *testing.T) {
 				if _, err := testenv.Postgres(t).Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 					t.Fatal(err)
 				}
+			},
+			Open: func(t *testing.T, name string) error {
+				conn, err := pgx.Connect(context.Background(), testenv.ConnString(t, name))
+				if err != nil {
+					return err
+				}
+				return conn.Close(context.Background())
 			}}
 	})
 }

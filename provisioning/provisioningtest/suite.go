@@ -20,6 +20,10 @@ type EngineSetup struct {
 	Prefix      string
 	MakeForeign func(t *testing.T, name string)
 	DropForeign func(t *testing.T, name string)
+	// Open connects to the database name as the server's administrator
+	// and says why it could not: trash is closed to every login, a
+	// restored database open again. Nil leaves that unchecked.
+	Open func(t *testing.T, name string) error
 }
 
 var (
@@ -320,6 +324,82 @@ func trashSuite(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		s.DropForeign(t, swapped)
 		if p, took := purgedOf(t, trash, swapped); !took || p.Dropped || p.Err != nil {
 			t.Fatalf("a record whose database is gone: %+v took=%v", p, took)
+		}
+	})
+
+	t.Run("restore puts the very database back, open, made for its owner, never over a name in use", func(t *testing.T) {
+		s := setup(t)
+		restorer, ok := s.Engine.(provisioning.Restorer)
+		if !ok {
+			t.Skip("the engine cannot restore from trash")
+		}
+		name := s.Prefix + "_Restored"
+		trashName := trashedAt(t, s, restorer, name, ownerA, time.Hour)
+		t.Cleanup(func() { _, _ = restorer.Purge(context.Background(), trashName) }) // trash names lack the test's prefix
+		held, err := restorer.Trash(ctx)
+		if err != nil || len(held) != 1 {
+			t.Fatalf("trash lists %+v, %v", held, err)
+		}
+		id := held[0].Identity
+		if s.Open != nil && s.Open(t, trashName) == nil {
+			t.Fatalf("the trash %q is open to logins", trashName)
+		}
+
+		taken := s.Prefix + "_Taken"
+		s.MakeForeign(t, taken)
+		if _, err := restorer.Restore(ctx, trashName, taken); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("restore onto a name a database holds: %v, want ErrConflict", err)
+		}
+		mustReserve(t, s.Engine, s.Prefix+"_held", ownerB)
+		if _, err := restorer.Restore(ctx, trashName, s.Prefix+"_HELD"); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("restore onto a name a reservation holds, in other letter case: %v, want ErrConflict", err)
+		}
+		for _, n := range []string{taken, s.Prefix + "_HELD"} {
+			if res, ok, _ := s.Engine.Reservation(ctx, n); ok && res.Owner != ownerB {
+				t.Fatalf("a refused restore reserved %q: %+v", n, res)
+			}
+		}
+		if now, ok, err := s.Engine.Identity(ctx, trashName); err != nil || !ok || now != id {
+			t.Fatalf("after refused restores the trash holds %q (%v, %v), want %q", now, ok, err, id)
+		}
+		if s.Open != nil && s.Open(t, trashName) == nil {
+			t.Fatalf("a refused restore left the trash %q open to logins", trashName)
+		}
+		if again, err := restorer.Trash(ctx); err != nil || len(again) != 1 || again[0].Name != trashName {
+			t.Fatalf("after refused restores trash lists %+v, %v", again, err)
+		}
+
+		got, err := restorer.Restore(ctx, trashName, name)
+		if err != nil {
+			t.Fatalf("restore %q as %q: %v", trashName, name, err)
+		}
+		if got.Name != trashName || got.Original != name || got.Owner != ownerA || got.Identity != id {
+			t.Fatalf("restore returned %+v", got)
+		}
+		if now, ok, err := s.Engine.Identity(ctx, name); err != nil || !ok || now != id {
+			t.Fatalf("%q holds %q (%v, %v) after the restore, want the database trashed, %q", name, now, ok, err, id)
+		}
+		mustExist(t, s.Engine, trashName, false)
+		if s.Open != nil {
+			if err := s.Open(t, name); err != nil {
+				t.Fatalf("the restored %q is closed to logins: %v", name, err)
+			}
+		}
+		if res, ok, err := s.Engine.Reservation(ctx, name); err != nil || !ok || res.Owner != ownerA || res.State != provisioning.StateMade || res.Identity != id || res.Database != name {
+			t.Fatalf("the restored reservation: %+v, %v, %v", res, ok, err)
+		}
+		if left, err := restorer.Trash(ctx); err != nil || len(left) != 0 {
+			t.Fatalf("trash lists %+v, %v after the restore", left, err)
+		}
+		if _, err := restorer.Restore(ctx, trashName, name); !errors.Is(err, provisioning.ErrConflict) {
+			t.Fatalf("a second restore: %v, want ErrConflict", err)
+		}
+		// Made for its owner: the owner's next delete moves it again.
+		if moved, err := restorer.TrashDatabase(ctx, name, ownerA, time.Hour, trashGeneration+1); err != nil || !moved {
+			t.Fatalf("delete the restored %q: %v, %v", name, moved, err)
+		}
+		if p, err := restorer.Purge(ctx, trashName); err != nil || !p.Dropped {
+			t.Fatalf("purge the restored and deleted again: %+v, %v", p, err)
 		}
 	})
 }

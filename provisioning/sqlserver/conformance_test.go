@@ -30,7 +30,15 @@ func TestEngineConforms(t *testing.T) {
 		e.Guard = &provisioning.Guard{Naming: provisioning.Naming{Pattern: s.Prefix + "_{name}", MaxBytes: sqlserver.MaxNameChars}, Protected: []string{template}}
 		return provisioningtest.EngineSetup{Engine: e, Template: template, Prefix: s.Prefix,
 			MakeForeign: func(t *testing.T, name string) { s.Exec(t, "CREATE DATABASE ["+name+"]") },
-			DropForeign: func(t *testing.T, name string) { s.Exec(t, "DROP DATABASE ["+name+"]") }}
+			DropForeign: func(t *testing.T, name string) { s.Exec(t, "DROP DATABASE ["+name+"]") },
+			Open: func(t *testing.T, name string) error {
+				db, err := sql.Open("sqlserver", s.For(name))
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				return db.PingContext(context.Background())
+			}}
 	})
 }
 

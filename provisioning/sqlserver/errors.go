@@ -14,6 +14,7 @@ const (
 	errDatabaseExists = 1801  // CREATE DATABASE (or MODIFY NAME to) a name that exists
 	errNoSuchDatabase = 911   // a database of that name does not exist
 	errNotMade        = 51002 // guardSQL: the database is not the one the system made
+	errNameInUse      = 51003 // restoreTrashSQL: a database holds the name to restore to
 	errUniqueKey      = 2627  // PRIMARY KEY or UNIQUE constraint
 	errUniqueIndex    = 2601  // unique index
 )

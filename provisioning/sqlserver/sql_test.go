@@ -339,3 +339,52 @@ func TestTrashStatements(t *testing.T) {
 		}
 	}
 }
+
+// A restore renames the trash back in one batch behind the identity guard
+// and a check that no database holds the name, both before the trash is
+// brought online; the record moves only from the trashed record of that
+// identity, and the name's key is held while the restore runs.
+func TestRestoreStatements(t *testing.T) {
+	back, err := restoreTrashSQL("instancemgr_trash_ab", "EdFi_Ods_x]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"IF DB_ID(@p3) IS NOT NULL THROW 51003, N'instancemgr: a database holds the name to restore to', 1",
+		"ALTER DATABASE [instancemgr_trash_ab] SET ONLINE",
+		"ALTER DATABASE [instancemgr_trash_ab] SET SINGLE_USER WITH ROLLBACK IMMEDIATE",
+		"ALTER DATABASE [instancemgr_trash_ab] MODIFY NAME = [EdFi_Ods_x]]]",
+		"ALTER DATABASE [EdFi_Ods_x]]] SET MULTI_USER",
+	}
+	if strings.Join(back, "\n") != strings.Join(want, "\n") {
+		t.Errorf("restore:\n%s\nwant\n%s", strings.Join(back, "\n"), strings.Join(want, "\n"))
+	}
+	b := guarded(back)
+	if !strings.HasPrefix(b, guardSQL) || strings.Index(b, "THROW 51003") > strings.Index(b, "SET ONLINE") {
+		t.Errorf("the restore is not behind the identity guard and the name check:\n%s", b)
+	}
+	if errNameInUse != 51003 {
+		t.Errorf("the name check throws 51003, the engine looks for %d", errNameInUse)
+	}
+	if reopen, _ := reopenSQL("n]"); strings.Join(reopen, "\n") != "ALTER DATABASE [n]]] SET MULTI_USER" {
+		t.Errorf("finishing a restore: %q", reopen)
+	}
+	if _, err := restoreTrashSQL("instancemgr_trash_ab", ""); !errors.Is(err, provisioning.ErrInvalidName) {
+		t.Errorf("restore to an empty name: %v", err)
+	}
+	for _, c := range []struct{ name, sql, want string }{
+		{"the record moves only from the trashed record of that identity", restoreReservationSQL, "WHERE database_name = @p1 AND state = 'trashed' AND database_identity = @p3"},
+		{"the record is made under the name, as before the delete", restoreReservationSQL, "SET database_name = @p2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = NULL"},
+		{"a reservation of the name, in any letter case, is found and its key held", nameReservedSQL, "FROM instancemgr.reservations WITH (UPDLOCK, HOLDLOCK) WHERE database_name = @p1"},
+		{"a database is found by identity under any name", nameOfSQL, "SELECT name FROM sys.databases WHERE " + identityExpr + " = @p1"},
+	} {
+		if !strings.Contains(c.sql, c.want) {
+			t.Errorf("%s: %q lacks %q", c.name, c.sql, c.want)
+		}
+	}
+	// The name check ignores letter case as the key does: the column's
+	// collation, not a binary one.
+	if strings.Contains(nameReservedSQL, "COLLATE") || !strings.Contains(reservationSchema, "database_name nvarchar(128) COLLATE Latin1_General_CI_AS NOT NULL CONSTRAINT pk_instancemgr_reservations PRIMARY KEY") {
+		t.Errorf("the name check is not case-insensitive: %s", nameReservedSQL)
+	}
+}

@@ -20,7 +20,8 @@ import (
 // checks its identity. A drop of an OFFLINE database leaves its files on
 // disk: the purge brings it ONLINE first. Renames are not transactional
 // here: the reservation moves to the trash name after the batch, and a
-// delivery that died between the two finishes the move (finishTrash).
+// delivery that died between the two finishes the move (finishTrash). A
+// restore has the same gap the other way (Restore).
 
 // trashSQL moves name to trash and closes it.
 func trashSQL(name, trash string) ([]string, error) {
@@ -58,6 +59,35 @@ func purgeSQL(trash string) ([]string, error) {
 	}, nil
 }
 
+// restoreTrashSQL puts a trashed database back under name, open again.
+// It is renamed online, in single-user mode as a rename is, and only when
+// no database holds name: checked in the batch (errNameInUse, @p3 is name)
+// before the trash is brought online, so a refused restore leaves it as
+// it was.
+func restoreTrashSQL(trash, name string) ([]string, error) {
+	q, err := quoteNames(trash, name)
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		"IF DB_ID(@p3) IS NOT NULL THROW 51003, N'instancemgr: a database holds the name to restore to', 1",
+		"ALTER DATABASE " + q[0] + " SET ONLINE",
+		"ALTER DATABASE " + q[0] + " SET SINGLE_USER WITH ROLLBACK IMMEDIATE",
+		"ALTER DATABASE " + q[0] + " MODIFY NAME = " + q[1],
+		"ALTER DATABASE " + q[1] + " SET MULTI_USER",
+	}, nil
+}
+
+// reopenSQL opens a database a restore renamed back but may have left in
+// single-user mode (it died in the batch).
+func reopenSQL(name string) ([]string, error) {
+	q, err := quoteName(name)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"ALTER DATABASE " + q + " SET MULTI_USER"}, nil
+}
+
 // The trash's reservation statements, pinned by the unit tests.
 const (
 	// trashReservationSQL moves the made reservation of @p1 (identity
@@ -82,6 +112,17 @@ WHERE state = 'trashed' AND purge_at <= SYSUTCDATETIME() AND CHARINDEX(N'/' + da
 	takeNamedSQL = `SELECT TOP (1) ` + trashedColumns + ` FROM instancemgr.reservations WITH (UPDLOCK, READPAST, ROWLOCK)
 WHERE state = 'trashed' AND database_name = @p1`
 	forgetTrashSQL = `DELETE FROM instancemgr.reservations WHERE database_name = @p1 AND state = 'trashed'`
+	// nameReservedSQL counts the reservations of @p1, ignoring case as
+	// the key does, and holds the key range until the restore commits
+	// (HOLDLOCK): no request reserves the name while it is restored to.
+	nameReservedSQL = `SELECT COUNT(*) FROM instancemgr.reservations WITH (UPDLOCK, HOLDLOCK) WHERE database_name = @p1`
+	// restoreReservationSQL moves the trashed record of @p1 (identity
+	// @p3) to the name @p2, made, as it was before the delete.
+	restoreReservationSQL = `UPDATE instancemgr.reservations
+SET database_name = @p2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = NULL, updated_at = SYSUTCDATETIME()
+WHERE database_name = @p1 AND state = 'trashed' AND database_identity = @p3`
+	// nameOfSQL is the name a database of identity @p1 has now.
+	nameOfSQL = `SELECT name FROM sys.databases WHERE ` + identityExpr + ` = @p1`
 )
 
 // TrashDatabase implements provisioning.Trasher.
@@ -253,8 +294,16 @@ func (e *Engine) dropTrashed(ctx context.Context, t provisioning.Trashed) (bool,
 	}
 	current, exists, err := e.Identity(ctx, t.Name)
 	switch {
-	case err != nil || !exists:
+	case err != nil:
 		return false, err
+	case !exists:
+		// Gone, or renamed away by a restore that died before it moved
+		// the record: that one is not dropped, nor its record forgotten.
+		now, found, err := e.nameOf(ctx, t.Identity)
+		if err != nil || !found {
+			return false, err
+		}
+		return false, fmt.Errorf("%w: the database instancemgr moved to trash as %q (from %q) is now %q, a restore that did not finish (run it again) or a rename by hand; it is not purged and its record stays", provisioning.ErrConflict, t.Name, t.Original, now)
 	case current != t.Identity:
 		return false, fmt.Errorf("%w: the database under the trash name %q is not the one instancemgr moved there from %q (%s, instancemgr moved %s); it is left alone", provisioning.ErrConflict, t.Name, t.Original, current, t.Identity)
 	}
@@ -268,4 +317,152 @@ func (e *Engine) dropTrashed(ctx context.Context, t provisioning.Trashed) (bool,
 	return true, nil
 }
 
-var _ provisioning.Trasher = (*Engine)(nil)
+// nameOf is the name the database of identity has now, if it exists.
+func (e *Engine) nameOf(ctx context.Context, identity string) (string, bool, error) {
+	var name string
+	err := e.db.QueryRowContext(ctx, nameOfSQL, identity).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("look for database %s: %w", identity, classify(err))
+	}
+	return name, true, nil
+}
+
+// Restore implements provisioning.Restorer. A transaction takes the
+// trashed record (as Purge takes it, so a purge under way makes this a
+// conflict) and holds name's key in the reservations, refused if a
+// reservation has it; the database is renamed back in a batch guarded by
+// its recorded identity, and the record moves to name, made, when the
+// transaction commits.
+//
+// The rename is outside the transaction: a restore that died after the
+// batch leaves the record trashed and the database under name. Run again
+// with the same names it finishes (the database of the recorded identity
+// is under name and none under the trash name: only the record moves). A
+// purge meanwhile finds the database gone from its trash name but alive
+// under another and leaves both alone (dropTrashed). What is left: a
+// restore that died inside the batch, after SET ONLINE and before the
+// rename, leaves the trash online under its trash name (single-user, or
+// open if it died before that) until a restore or the purge takes it.
+func (e *Engine) Restore(ctx context.Context, trashName, name string) (provisioning.Trashed, error) {
+	var t provisioning.Trashed
+	fail := func(err error) (provisioning.Trashed, error) {
+		return t, fmt.Errorf("restore %q as %q: %w", trashName, name, err)
+	}
+	if err := e.Guard.CheckDestructive(name); err != nil {
+		return fail(err)
+	}
+	if !strings.HasPrefix(trashName, provisioning.TrashPrefix) || strings.HasPrefix(name, provisioning.SystemPrefix) {
+		return fail(fmt.Errorf("%w: %q is not a trash name, or %q is the system's", provisioning.ErrConflict, trashName, name))
+	}
+	stmts, err := restoreTrashSQL(trashName, name)
+	if err != nil {
+		return fail(err)
+	}
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(classify(err))
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	err = scanTrashed(tx.QueryRowContext(ctx, takeNamedSQL, trashName), &t)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fail(fmt.Errorf("%w: %q is not in trash, or another replica is purging it now", provisioning.ErrConflict, trashName))
+	case err != nil:
+		return fail(classify(err))
+	case t.Identity == "":
+		return fail(fmt.Errorf("%w: the record of %q has no database identity", provisioning.ErrConflict, trashName))
+	}
+	var reserved int
+	if err := tx.QueryRowContext(ctx, nameReservedSQL, name).Scan(&reserved); err != nil {
+		return fail(classify(err))
+	}
+	if reserved > 0 {
+		return fail(fmt.Errorf("%w: the name is in use (a reservation holds it)", provisioning.ErrConflict))
+	}
+	done, err := e.restoredBefore(ctx, trashName, name, t.Identity)
+	if err != nil {
+		return fail(err)
+	}
+	if !done {
+		if err := e.restoreBatch(ctx, guarded(stmts), trashName, name, t.Identity); err != nil {
+			return fail(err)
+		}
+	}
+	r, err := tx.ExecContext(ctx, restoreReservationSQL, trashName, name, t.Identity)
+	if err == nil {
+		if n, _ := r.RowsAffected(); n != 1 {
+			err = fmt.Errorf("%w: the record of %q changed while it was taken", provisioning.ErrConflict, trashName)
+		}
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		// The database is under name; a second run moves the record.
+		return fail(fmt.Errorf("record the restore (the database is under its name; run the restore again to finish): %w", unwrapPermanent(err)))
+	}
+	return t, nil
+}
+
+// restoredBefore reports whether an earlier restore of trash to name
+// renamed the database back and died before moving its record: the
+// database of identity is under name and nothing is under trash. It opens
+// the database again, as that restore may have died before doing so. A
+// database of another identity under name is a conflict.
+func (e *Engine) restoredBefore(ctx context.Context, trash, name, identity string) (bool, error) {
+	current, exists, err := e.Identity(ctx, name)
+	switch {
+	case err != nil:
+		return false, err
+	case !exists:
+		return false, nil
+	case current != identity:
+		return false, fmt.Errorf("%w: the name is in use (a database holds it)", provisioning.ErrConflict)
+	}
+	if _, there, err := e.Identity(ctx, trash); err != nil || there {
+		return false, err
+	}
+	stmts, err := reopenSQL(name)
+	if err != nil {
+		return false, err
+	}
+	if err := e.execGuarded(ctx, guarded(stmts), name, identity); err != nil {
+		return false, unwrapPermanent(err)
+	}
+	return true, nil
+}
+
+// restoreBatch runs restoreTrashSQL's batch on trash, guarded by its
+// identity, once. A batch that failed after its checks takes the trash
+// offline again if it is still under the trash name, so a failed restore
+// does not leave it open (in single-user mode maybe, which neither a
+// purge nor a restore minds).
+func (e *Engine) restoreBatch(ctx context.Context, batch, trash, name, identity string) error {
+	_, err := e.db.ExecContext(ctx, batch, trash, identity, name)
+	switch {
+	case err == nil:
+		return nil
+	case hasNumber(err, errNotMade):
+		if now, found, lerr := e.nameOf(ctx, identity); lerr == nil && found {
+			return fmt.Errorf("%w: the database under the trash name is not the one instancemgr moved there, which is %q now; nothing is restored", provisioning.ErrConflict, now)
+		}
+		return fmt.Errorf("%w: the database under the trash name is not the one instancemgr moved there, or it is gone; nothing is restored", provisioning.ErrConflict)
+	case hasNumber(err, errNameInUse):
+		return fmt.Errorf("%w: the name is in use (a database holds it); nothing is restored", provisioning.ErrConflict)
+	}
+	if closeIt, qerr := offlineSQL(trash); qerr == nil {
+		_ = e.execGuarded(context.WithoutCancel(ctx), guarded(closeIt), trash, identity)
+	}
+	if hasNumber(err, errDatabaseExists) {
+		return fmt.Errorf("%w: the name is in use (a database took it during the restore); it is left in trash", provisioning.ErrConflict)
+	}
+	return fmt.Errorf("rename it back: %w", classify(err))
+}
+
+var (
+	_ provisioning.Trasher  = (*Engine)(nil)
+	_ provisioning.Restorer = (*Engine)(nil)
+)
