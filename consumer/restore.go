@@ -73,7 +73,7 @@ func (o *Handlers) Restore(ctx context.Context, line provisioning.Line, tenant s
 	}
 	req.Name = cmp.Or(req.Name, inst.InstanceName)
 	database := t.Original
-	if as != "" && as != req.Name {
+	if as != "" {
 		if database, err = o.name(placement, tenant, as, req.DatabaseTemplate); err != nil {
 			return out, err
 		}
@@ -82,8 +82,11 @@ func (o *Handlers) Restore(ctx context.Context, line provisioning.Line, tenant s
 		if err := nameFree(ctx, placement.Engine, database); err != nil {
 			return out, err
 		}
-		if err := o.renameDeleted(ctx, tenant, inst, req, as); err != nil {
-			return out, err
+		// A run again after one that renamed the request finds it named.
+		if as != req.Name {
+			if err := o.renameDeleted(ctx, tenant, inst, req, as); err != nil {
+				return out, err
+			}
 		}
 		req.Name = as
 	}
