@@ -91,6 +91,7 @@ type Bridge struct {
 	streamCreated time.Time
 	rememberFor   time.Duration // Options.RememberFor, at most half the stream's maximum age
 	polls         uint64
+	stream        jetstream.Stream // Publish's: the last poll's (publishStream)
 }
 
 // queuedJob is what the bridge remembers of a job it saw stored.
@@ -354,10 +355,13 @@ func (b *Bridge) Publish(ctx context.Context, tenant string, id int, op jobs.Ope
 		return // no longer pending for op: a poll and a consumer were quicker
 	}
 	inst.TenantName = tenant
-	b.request(ctx, stream, b.currentPoll(), op, inst)
+	if st := b.request(ctx, stream, b.currentPoll(), op, inst); st.Failed > 0 {
+		b.forgetStream(stream) // the next one opens it again, in case it is another now
+	}
 }
 
-// readRequest reads one request from the source, and opens the stream.
+// readRequest reads one request from the source, and gives the stream to
+// publish its job in.
 func (b *Bridge) readRequest(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, jetstream.Stream, error) {
 	src, ok := b.api.(Requests)
 	if !ok {
@@ -367,11 +371,42 @@ func (b *Bridge) readRequest(ctx context.Context, tenant string, id int) (admina
 	if err != nil {
 		return inst, nil, fmt.Errorf("read request %d of tenant %q: %w", id, tenant, err)
 	}
-	stream, err := b.js.Stream(ctx, b.opts.Stream)
+	stream, err := b.publishStream(ctx)
 	if err != nil {
-		return inst, nil, fmt.Errorf("open stream %q: %w", b.opts.Stream, err)
+		return inst, nil, err
 	}
 	return inst, stream, nil
+}
+
+// publishStream is the stream a request's publish looks jobs up in: the
+// last poll's, or one opened here before the first poll and after a failed
+// publish. Opening asks the server for the stream's info, a round trip a
+// request would wait for each time; the info a look-up uses (whether the
+// stream allows direct gets) is at most a poll old.
+func (b *Bridge) publishStream(ctx context.Context) (jetstream.Stream, error) {
+	b.mu.Lock()
+	stream := b.stream
+	b.mu.Unlock()
+	if stream != nil {
+		return stream, nil
+	}
+	stream, err := b.js.Stream(ctx, b.opts.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %q: %w", b.opts.Stream, err)
+	}
+	b.mu.Lock()
+	b.stream = stream
+	b.mu.Unlock()
+	return stream, nil
+}
+
+// forgetStream drops stream as Publish's, unless a poll has replaced it.
+func (b *Bridge) forgetStream(stream jetstream.Stream) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stream == stream {
+		b.stream = nil
+	}
 }
 
 // currentPoll is the number of the last poll started; a job published
@@ -390,6 +425,7 @@ func (b *Bridge) startPoll(stream jetstream.Stream) uint64 {
 	defer b.mu.Unlock()
 	b.polls++
 	b.rememberFor = b.opts.RememberFor
+	b.stream = stream
 	info := stream.CachedInfo()
 	if info == nil {
 		return b.polls

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -471,5 +472,76 @@ func TestPollsAgainAtOnceAfterNewWork(t *testing.T) {
 	}
 	if polls[0].Published != 2 || polls[1].Published != 0 || polls[1].AlreadyQueued != 2 {
 		t.Fatalf("polls %+v, want 2 published, then 2 already queued", polls)
+	}
+}
+
+// requests reads one request from the simulator's list, as the manage
+// flavor's source reads its row.
+type requests struct{ *adminapi.Client }
+
+func (r requests) Request(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error) {
+	list, err := r.Instances(ctx, tenant, "")
+	for _, inst := range list {
+		if inst.ID == id {
+			return inst, nil
+		}
+	}
+	return adminapi.WorkerInstance{}, fmt.Errorf("no request %d in tenant %q: %v", id, tenant, err)
+}
+
+// A request's publish (the manage flavor's door) asks the server for the
+// stream's info at most once, not once a request: the poll's stream, or
+// the one the first publish opened, serves the next, and a request's job
+// waits for no such round trip.
+func TestPublishDoesNotReopenTheStream(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{Tenants: []string{"t1"}})
+	nc, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	var infos atomic.Int64 // the stream info requests seen
+	count := func() int64 {
+		t.Helper()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return infos.Load()
+	}
+	sub, err := nc.Subscribe("$JS.API.STREAM.INFO.>", func(*nats.Msg) { infos.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	create := func(name string) int {
+		t.Helper()
+		inst, err := sim.CreateInstance("t1", adminapi.InstanceRequest{TenantID: sim.TenantID("t1"), TenantName: "t1", Name: name, InstanceType: "enterprise"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inst.ID
+	}
+	ctx := context.Background()
+
+	// Before any poll: the first publish opens the stream, the next do not.
+	b := bridge.New(requests{client(t, sim)}, nil, js, bridge.Options{})
+	for _, name := range []string{"a", "b", "c"} {
+		b.Publish(ctx, "t1", create(name), jobs.OpCreate)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("three publishes asked for the stream's info %d times, want once", n)
+	}
+	// After a poll (which opens it, as every poll does), none do.
+	if _, err := b.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	polled := count()
+	for _, name := range []string{"d", "e"} {
+		b.Publish(ctx, "t1", create(name), jobs.OpCreate)
+	}
+	if n := count() - polled; n != 0 {
+		t.Fatalf("two publishes after a poll asked for the stream's info %d times, want none", n)
+	}
+	if n := streamMsgs(t, js); n != 5 {
+		t.Fatalf("stream holds %d jobs, want the 5 published", n)
 	}
 }
