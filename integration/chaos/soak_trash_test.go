@@ -167,11 +167,11 @@ func (s *soak) restore() {
 	case strings.HasPrefix(msg, "instancemgr: conflict: "):
 		s.ops[kind+", refused (conflict)"]++
 	default:
-		// The registration failed under a fault: the restore put the
-		// database back to trash, and says so.
-		s.ops[kind+", failed"]++
-		if !strings.Contains(msg, "it is back in trash") {
-			s.early("restore_failed_unclear", "%s/%d: %s", tn.name, r.ID, msg)
+		// A fault before anything moved, or a registration that failed
+		// and put the database back to trash; never one left half done.
+		s.ops[kind+", failed under a fault"]++
+		if strings.Contains(msg, "moving it back to trash failed") {
+			s.early("restore_left_half_done", "%s/%d: %s", tn.name, r.ID, msg)
 		}
 	}
 	if !strings.HasPrefix(msg, "instancemgr: ") {
