@@ -686,3 +686,43 @@ func TestDeleteWithRetentionTrashesInTheMiddleware(t *testing.T) {
 		t.Fatalf("trashed %v, want %s once", engine.trashed, db)
 	}
 }
+
+// deletedMeanwhile is an engine on which a delete of the instance runs to
+// its end (Deleted, the ledger entry gone) while a create that lost its
+// lock is between making the database and registering it.
+type deletedMeanwhile struct {
+	*provisioningtest.MemoryEngine
+	sim *simulatortest.Server
+	id  int
+}
+
+func (e deletedMeanwhile) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
+	created, err := e.MemoryEngine.CreateDatabase(ctx, name, template, owner)
+	if err == nil {
+		err = e.sim.SetStatus(e.id, adminapi.StatusDeleted)
+	}
+	return created, err
+}
+
+// A create delivery that lost its lock and reaches its registration after
+// the instance's delete ended registers nothing and completes nothing:
+// Admin API 2.2.2 takes completed on a Deleted instance, which then showed
+// Completed and registered on a database the delete had moved to trash
+// (or dropped), found by the soak.
+func TestCreateAfterItsDeleteRegistersNothing(t *testing.T) {
+	b := setup(t)
+	id := b.instance(t, "District", adminapi.StatusPending)
+	placement, _ := b.handlers.Placements.Placement(context.Background(), "default")
+	p := *placement
+	p.Engine = deletedMeanwhile{MemoryEngine: b.engine, sim: b.sim, id: id}
+	b.handlers.Placements = oneTenant{&p}
+	if err := b.handlers.Create().Handle(context.Background(), consumer.Delivery{Job: jobs.NewCreate("default", id, "District"), Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := b.registry.Lookup(context.Background(), "default", id); !errors.Is(err, provisioning.ErrNotRecorded) {
+		t.Fatalf("the ledger has %+v (%v) for a deleted instance", rec, err)
+	}
+	if inst, _ := b.sim.Instance(id); inst.Status != adminapi.StatusDeleted || inst.Calls["completed"] != 0 {
+		t.Fatalf("instance %s after %v calls, want Deleted with no completed", inst.Status, inst.Calls)
+	}
+}

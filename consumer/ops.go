@@ -325,9 +325,26 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	log.Info("database ready", "database", name, "created", created)
 
 	plain := placement.ODS(name)
+	var movedTo string // the status that ended a create before it registered
 	complete := func(ctx context.Context, tx provisioning.Tx, alreadyRegistered bool) error {
-		if alreadyRegistered && o.statusIs(ctx, j.Tenant, j.InstanceID, adminapi.StatusCompleted) {
-			return nil
+		// Read again under the ledger entry's lock: a delivery that lost its
+		// lock may reach here after a delete (or rename) of the instance ran
+		// to its end, and Admin API 2.2.2 takes completed even on a Deleted
+		// instance. A delete asked since holds the entry until it commits,
+		// and one that committed left none: either way the status says so.
+		cur, err := o.api().Instance(ctx, j.Tenant, j.InstanceID)
+		if err != nil {
+			return fmt.Errorf("look up instance %d again before completing it: %w", j.InstanceID, err)
+		}
+		switch cur.Status {
+		case adminapi.StatusPending, adminapi.StatusInProgress, adminapi.StatusError:
+		case adminapi.StatusCompleted:
+			if alreadyRegistered {
+				return nil
+			}
+		default:
+			movedTo = cur.Status
+			return errMovedOn
 		}
 		if err := o.inTx(tx).Completed(ctx, j.Tenant, j.InstanceID, plain); err != nil {
 			return fmt.Errorf("mark instance %d completed: %w", j.InstanceID, err)
@@ -342,12 +359,22 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	res, err := placement.Registry.Register(ctx, reg, func(ctx context.Context, tx provisioning.Tx, res provisioning.RegisterResult) error {
 		return complete(ctx, tx, res.Existed)
 	})
+	if errors.Is(err, errMovedOn) {
+		// Nothing registered: the later job owns the instance and its
+		// database, as when the status said so at the start.
+		log.Info("create already done; the instance has moved on", "status", movedTo)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	log.Info("instance registered and completed", "database", name, "ods_instance_id", res.OdsInstanceID, "already_registered", res.Existed)
 	return nil
 }
+
+// errMovedOn aborts a create's registration when the instance has moved
+// on since the create began (a delete or rename asked meanwhile).
+var errMovedOn = errors.New("the instance has moved on")
 
 // withinLimits refuses a new instance over its tenant's instance limit
 // (terminal) or create rate (retried when the rate allows). Concurrent

@@ -130,16 +130,21 @@ type soak struct {
 	// down are NATS nodes killed, with when they restart.
 	down  map[*systest.Proc]time.Time
 	names int
+	// restores are the instances a restore put back, by id.
+	restores map[int]restoredAs
+	// violations are those seen as an operation returned.
+	violations map[string][]string
 }
 
 // A soak: three tenants (two on one server, one on a private cluster that
 // restarts), three consumer processes and two bridges on a three-node NATS
-// cluster, a random mix of creates, renames, renames back, deletes,
-// deletes asked again after they failed, colliding names and hand-made
-// databases at names about to be used, under faults drawn at random. Then
-// the faults stop, the system drains, and an invariant checker compares the
-// Admin API, the ledgers, dbo.odsinstances, the reservations and the
-// servers' databases. Seeded: the seed is printed, and -seed replays the
+// cluster, a random mix of creates, renames, renames back, deletes (kept
+// in trash a few seconds, purged by the replicas), deletes asked again
+// after they failed, restores and purges by an operator, colliding names
+// and hand-made databases at names about to be used, under faults drawn
+// at random. Then the faults stop, the system drains, and an invariant
+// checker compares the Admin API, the ledgers, dbo.odsinstances, the
+// reservations, the trash and the servers' databases. Seeded: the seed is printed, and -seed replays the
 // same operations and faults (the timing of real processes still varies).
 func TestSoak(t *testing.T) {
 	for _, flavor := range soakFlavors(t) {
@@ -215,7 +220,9 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	so := &soak{sys: s, manage: flavor == config.FlavorManage, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		naming: provisioning.Naming{Pattern: s.prefix + "_{tenant}_{name}"},
 		ops:    map[string]int{}, injected: map[string]int{}, prevName: map[int]string{},
-		stopped: map[*systest.Proc]time.Time{}, down: map[*systest.Proc]time.Time{}}
+		stopped: map[*systest.Proc]time.Time{}, down: map[*systest.Proc]time.Time{},
+		restores: map[int]restoredAs{}, violations: map[string][]string{}}
+	t.Cleanup(so.dropTrash)
 	var tenantCfg strings.Builder
 	for i, name := range []string{"t1", "t2", "t3"} {
 		w, master := s.world, s.world.Master
@@ -242,7 +249,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 	// Tokens last three seconds: every replica meets expired ones.
 	simArgs := []string{"simulator", "-listen", fmt.Sprintf("127.0.0.1:%d", simPort), "-client-id", "worker", "-tenants", "t1,t2,t3", "-token-ttl", "3s"}
 	adminAPI := `adminApi: {baseUrl: %q, clientId: worker, timeout: 2s, maxAttempts: 3}`
-	prov := `provisioning: {template: %q, namePattern: %q, allowDelete: true, deleteRetention: 0s}`
+	prov := `provisioning: {template: %q, namePattern: %q, allowDelete: true, deleteRetention: %s}`
 	if so.manage {
 		// The simulator only authorizes: the bridges serve the write routes.
 		simArgs = append(simArgs, "-manage")
@@ -250,7 +257,7 @@ func newSoak(t *testing.T, seed uint64, flavor string) *soak {
 			simArgs = append(simArgs, "-edfi-admin-tenant", tn.name+"="+tn.conn)
 		}
 		adminAPI = `adminApi: {flavor: manage, baseUrl: %q, timeout: 2s}`
-		prov = `provisioning: {template: %[3]q, templates: {Minimal: %[3]q, Sample: %[3]q}, namePattern: %[4]q, naming: pattern, allowDelete: true, deleteRetention: 0s, encryptionKey: "` + soakKey + `"}`
+		prov = `provisioning: {template: %[3]q, templates: {Minimal: %[3]q, Sample: %[3]q}, namePattern: %[4]q, naming: pattern, allowDelete: true, deleteRetention: %[5]s, encryptionKey: "` + soakKey + `"}`
 		if so.key, err = odscrypt.ParseKey(soakKey); err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +273,7 @@ limits: {instancesPerTenant: -1, createsPerMinute: -1, createsPerMinutePerClient
 `+prov+`
 logFormat: text
 tenants:
-%s`, s.simURL, s.natsURL, template, so.naming.Pattern, tenantCfg.String())
+%s`, s.simURL, s.natsURL, template, so.naming.Pattern, soakRetention, tenantCfg.String())
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +395,7 @@ func (s *soak) operate() {
 		}
 		s.prevName[r.ID] = r.Name
 		s.ops[kind]++
-	case n < 82:
+	case n < 80:
 		r := s.pick(adminapi.StatusCompleted)
 		if r == nil {
 			return
@@ -407,6 +414,10 @@ func (s *soak) operate() {
 			s.t.Fatalf("delete %d: %v", r.ID, err)
 		}
 		s.ops[kind]++
+	case n < 90:
+		s.restore()
+	case n < 92:
+		s.purgeNow()
 	default:
 		// A delete that failed, set right by an operator and asked again.
 		r := s.pick(adminapi.StatusDeleteFailed)
@@ -609,8 +620,21 @@ var pendingStatus = map[string]jobs.Operation{
 
 // deadLetters are the dead letters by (tenant, instance, operation).
 func (s *soak) deadLetters(js jetstream.JetStream) map[string][]jobs.DeadLetter {
+	out, err := s.tryDeadLetters(js)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+// tryDeadLetters is deadLetters, or why the stream could not be read.
+func (s *soak) tryDeadLetters(js jetstream.JetStream) (map[string][]jobs.DeadLetter, error) {
+	all, err := itest.ReadDeadLetters(context.Background(), js)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]jobs.DeadLetter{}
-	for _, dl := range itest.DeadLetters(s.t, js) {
+	for _, dl := range all {
 		var j jobs.Job
 		if err := json.Unmarshal(dl.Message, &j); err != nil {
 			continue
@@ -618,7 +642,7 @@ func (s *soak) deadLetters(js jetstream.JetStream) map[string][]jobs.DeadLetter 
 		k := fmt.Sprintf("%s/%d/%s", j.Tenant, j.InstanceID, j.Operation)
 		out[k] = append(out[k], dl)
 	}
-	return out
+	return out, nil
 }
 
 // drain waits until the consumer has nothing pending or un-acked and
@@ -636,7 +660,12 @@ func (s *soak) drain() time.Duration {
 		if e.Pending != 0 || e.AckPending != 0 {
 			return false
 		}
-		dead := s.deadLetters(js)
+		// Right after the calm a restarted NATS node may still be
+		// catching up: the stream answers 503 until it is.
+		dead, err := s.tryDeadLetters(js)
+		if err != nil {
+			return false
+		}
 		for _, r := range s.records() {
 			if op, pending := pendingStatus[r.Status]; pending && len(dead[fmt.Sprintf("%s/%d/%s", r.TenantName, r.ID, op)]) == 0 {
 				return false
@@ -696,6 +725,7 @@ func (s *soak) check() (violations map[string][]string, info map[string]int) {
 	}
 	s.checkHandMade(ctx, bad)
 	s.checkScratch(ctx, bad)
+	s.checkTrash(ctx, recs, info, bad)
 	return violations, info
 }
 
@@ -853,7 +883,11 @@ func (s *soak) checkScratch(ctx context.Context, bad func(kind, format string, a
 		}
 		var names []string
 		for _, r := range res {
-			names = append(names, provisioning.ScratchName(r))
+			// A trash record's scratch copy is a purge under way, which
+			// checkTrash holds to the record's identity.
+			if !strings.HasPrefix(r.Database, provisioning.TrashPrefix) {
+				names = append(names, provisioning.ScratchName(r))
+			}
 		}
 		for i := range provisioning.MaxCalibrationNames {
 			names = append(names, provisioning.CalibrationCopy(s.world.Template, i))

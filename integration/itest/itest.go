@@ -9,6 +9,7 @@ package itest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -113,26 +114,35 @@ func Count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
 // DeadLetters reads every dead letter stored so far.
 func DeadLetters(t testing.TB, js jetstream.JetStream) []jobs.DeadLetter {
 	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, jobs.DeadStream)
+	out, err := ReadDeadLetters(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// ReadDeadLetters reads every dead letter stored so far, or says why it
+// could not: a cluster whose node just restarted answers 503 for a while.
+func ReadDeadLetters(ctx context.Context, js jetstream.JetStream) ([]jobs.DeadLetter, error) {
+	s, err := js.Stream(ctx, jobs.DeadStream)
+	if err != nil {
+		return nil, fmt.Errorf("open the dead-letter stream: %w", err)
+	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("read the dead-letter stream's state: %w", err)
 	}
 	var out []jobs.DeadLetter
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		raw, err := s.GetMsg(ctx, seq)
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("read dead letter %d: %w", seq, err)
 		}
 		var d jobs.DeadLetter
 		if err := json.Unmarshal(raw.Data, &d); err != nil {
-			t.Fatalf("dead letter %d: %v", seq, err)
+			return nil, fmt.Errorf("dead letter %d: %w", seq, err)
 		}
 		out = append(out, d)
 	}
-	return out
+	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/consumer"
 	"github.com/edfi-tools/instancemgr/internal/config"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -127,9 +128,15 @@ func TrashPurge(ctx context.Context, cfg *config.Config, tenant string, id int, 
 func TrashRestore(ctx context.Context, cfg *config.Config, tenant string, id int, as string, log *slog.Logger) (consumer.Restored, error) {
 	placements := NewPlacements(cfg, log)
 	defer placements.Close()
-	client, err := AdminClient(cfg, log)
-	if err != nil {
-		return consumer.Restored{}, err
+	// The manage line's requests are rows of EdFi_Admin: like its
+	// consumer, a restore there has no Admin API client to build, and its
+	// configuration need not name one.
+	var client *adminapi.Client
+	if !cfg.Manage() {
+		var err error
+		if client, err = AdminClient(cfg, log); err != nil {
+			return consumer.Restored{}, err
+		}
 	}
 	ops := &consumer.Handlers{API: ConsumerAPI(cfg, client, placements, log), Placements: placements, Naming: cfg.Naming(), Log: log}
 	return ops.Restore(ctx, cfg.Line(), tenant, id, as)
