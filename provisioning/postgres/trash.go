@@ -23,7 +23,7 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 	if err := e.Guard.CheckDestructive(name); err != nil {
 		return false, fmt.Errorf("move database %q to trash: %w", name, err)
 	}
-	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
+	moved, err := provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
 		trash := provisioning.TrashName(provisioning.Reservation{Database: name, Owner: owner, Identity: identity})
 		rename, err := renameDatabaseSQL(name, trash)
 		if err != nil {
@@ -59,7 +59,21 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 		}
 		return nil
 	})
+	if err != nil || moved {
+		return moved, err
+	}
+	// Moved by an earlier delivery, or an earlier delete asked again after
+	// it failed at the Admin API: the record keeps the later generation.
+	if _, err := e.pool.Exec(ctx, keepGenerationSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String(), generation); err != nil {
+		return false, fmt.Errorf("record the generation of %q in trash: %w", name, transient(err))
+	}
+	return false, nil
 }
+
+// keepGenerationSQL raises the generation of owner's trashed record of
+// $1 to $5: a restore goes on from the last delete that settled.
+const keepGenerationSQL = `UPDATE instancemgr.reservations SET generation = $5, updated_at = now()
+WHERE state = 'trashed' AND original_name = $1 AND tenant = $2 AND instance_id = $3 AND ` + ownerLine + ` = $4 AND coalesce(generation, 0) < $5`
 
 // trashedColumns are a trashed reservation's columns, as scanTrashed reads
 // them.

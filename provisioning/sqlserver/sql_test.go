@@ -332,6 +332,8 @@ func TestTrashStatements(t *testing.T) {
 		{"purge now takes the record too", takeNamedSQL, "WITH (UPDLOCK, READPAST, ROWLOCK)"},
 		{"sizes in 8-KB pages from master, which keeps an offline database's", trashListSQL, "SUM(CAST(mf.size AS bigint)) * 8192 FROM sys.master_files"},
 		{"only the trashed record goes", forgetTrashSQL, "state = 'trashed'"},
+		{"a delete asked again raises only the trashed record's generation, never lowers it", keepGenerationSQL, "state = 'trashed' AND original_name = @p1 AND tenant = @p2 AND instance_id = @p3"},
+		{"the generation only rises", keepGenerationSQL, "COALESCE(generation, 0) < @p5"},
 		{"the schema allows the state", reservationSchema, "'made', 'trashed'"},
 	} {
 		if !strings.Contains(c.sql, c.want) {

@@ -112,6 +112,10 @@ WHERE state = 'trashed' AND purge_at <= SYSUTCDATETIME() AND CHARINDEX(N'/' + da
 	takeNamedSQL = `SELECT TOP (1) ` + trashedColumns + ` FROM instancemgr.reservations WITH (UPDLOCK, READPAST, ROWLOCK)
 WHERE state = 'trashed' AND database_name = @p1`
 	forgetTrashSQL = `DELETE FROM instancemgr.reservations WHERE database_name = @p1 AND state = 'trashed'`
+	// keepGenerationSQL raises the generation of owner's trashed record
+	// of @p1 to @p5: a restore goes on from the last delete that settled.
+	keepGenerationSQL = `UPDATE instancemgr.reservations SET generation = @p5, updated_at = SYSUTCDATETIME()
+WHERE state = 'trashed' AND original_name = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p4 AND COALESCE(generation, 0) < @p5`
 	// nameReservedSQL counts the reservations of @p1, ignoring case as
 	// the key does, and holds the key range until the restore commits
 	// (HOLDLOCK): no request reserves the name while it is restored to.
@@ -133,7 +137,7 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 	if moved, err := e.finishTrash(ctx, name, owner, retention, generation); err != nil || moved {
 		return moved, err
 	}
-	return provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
+	moved, err := provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
 		trash := provisioning.TrashName(provisioning.Reservation{Database: name, Owner: owner, Identity: identity})
 		stmts, err := trashSQL(name, trash)
 		if err != nil {
@@ -144,6 +148,15 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 		}
 		return e.recordTrash(ctx, name, trash, owner, identity, retention, generation)
 	})
+	if err != nil || moved {
+		return moved, err
+	}
+	// Moved by an earlier delivery, or an earlier delete asked again after
+	// it failed at the Admin API: the record keeps the later generation.
+	if _, err := e.db.ExecContext(ctx, keepGenerationSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String(), generation); err != nil {
+		return false, fmt.Errorf("record the generation of %q in trash: %w", name, classify(err))
+	}
+	return false, nil
 }
 
 // finishTrash completes a move to trash that a delivery left after its
