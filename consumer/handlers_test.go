@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -724,5 +725,12 @@ func TestCreateAfterItsDeleteRegistersNothing(t *testing.T) {
 	}
 	if inst, _ := b.sim.Instance(id); inst.Status != adminapi.StatusDeleted || inst.Calls["completed"] != 0 {
 		t.Fatalf("instance %s after %v calls, want Deleted with no completed", inst.Status, inst.Calls)
+	}
+	// The database this delivery reserved and made for it is nobody's.
+	if names := b.engine.Databases(); slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, "District") }) {
+		t.Fatalf("databases left: %v", names)
+	}
+	if _, held, _ := b.engine.Reservation(context.Background(), "EdFi_Ods_District"); held {
+		t.Fatal("its reservation is left")
 	}
 }

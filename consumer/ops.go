@@ -361,8 +361,17 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	})
 	if errors.Is(err, errMovedOn) {
 		// Nothing registered: the later job owns the instance and its
-		// database, as when the status said so at the start.
+		// database, as when the status said so at the start. A database
+		// this very delivery reserved and made is nobody's: the one the
+		// instance had was another (its name was free again), so it goes,
+		// by identity.
 		log.Info("create already done; the instance has moved on", "status", movedTo)
+		if fresh && created {
+			if _, err := placement.Engine.DropDatabase(ctx, name, owner); err != nil {
+				return fmt.Errorf("drop %q, made for an instance that had moved on: %w", name, err)
+			}
+			o.release(ctx, placement, name, owner, log)
+		}
 		return nil
 	}
 	if err != nil {
