@@ -734,3 +734,62 @@ func TestCreateAfterItsDeleteRegistersNothing(t *testing.T) {
 		t.Fatal("its reservation is left")
 	}
 }
+
+// adoptedMeanwhile is an engine on which, while a create that lost its
+// lock is between making the database and registering it, the job's next
+// delivery adopts that database and completes the instance, and then a
+// delete (or rename) of the instance is asked.
+type adoptedMeanwhile struct {
+	*provisioningtest.MemoryEngine
+	next   func() error
+	sim    *simulatortest.Server
+	id     int
+	status string
+}
+
+func (e adoptedMeanwhile) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
+	created, err := e.MemoryEngine.CreateDatabase(ctx, name, template, owner)
+	if err == nil {
+		err = e.next()
+	}
+	if err == nil {
+		err = e.sim.SetStatus(e.id, e.status)
+	}
+	return created, err
+}
+
+// A create delivery that made the database itself, and reaches its
+// registration after the job's next delivery adopted that database and
+// registered it and the instance moved on, leaves the database alone: it
+// is the instance's own, which its delete moves to trash and its rename
+// renames.
+func TestCreateThatMovedOnKeepsTheDatabaseAnotherDeliveryRegistered(t *testing.T) {
+	const db = "EdFi_Ods_District"
+	for _, status := range []string{adminapi.StatusPendingDelete, adminapi.StatusPendingRename} {
+		t.Run(status, func(t *testing.T) {
+			b := setup(t)
+			ctx := context.Background()
+			id := b.instance(t, "District", adminapi.StatusPending)
+			job := jobs.NewCreate("default", id, "District")
+			placement, _ := b.handlers.Placements.Placement(ctx, "default")
+			p := *placement
+			p.Engine = adoptedMeanwhile{MemoryEngine: b.engine, sim: b.sim, id: id, status: status, next: func() error {
+				return b.handlers.Create().Handle(ctx, consumer.Delivery{Job: job, Attempt: 2})
+			}}
+			lost := *b.handlers
+			lost.Placements = oneTenant{&p}
+			if err := lost.Create().Handle(ctx, consumer.Delivery{Job: job, Attempt: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := b.registry.Lookup(ctx, "default", id); err != nil || rec.Database != db {
+				t.Fatalf("the ledger has %+v, %v", rec, err)
+			}
+			if !slices.Contains(b.engine.Databases(), db) {
+				t.Fatalf("the instance's registered database was dropped: %v", b.engine.Databases())
+			}
+			if res, held, _ := b.engine.Reservation(ctx, db); !held || res.State != provisioning.StateMade {
+				t.Fatalf("its reservation: %+v, held %v", res, held)
+			}
+		})
+	}
+}

@@ -325,8 +325,10 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	log.Info("database ready", "database", name, "created", created)
 
 	plain := placement.ODS(name)
-	var movedTo string // the status that ended a create before it registered
+	var movedTo string  // the status that ended a create before it registered
+	var registered bool // the ledger had the instance when it did
 	complete := func(ctx context.Context, tx provisioning.Tx, alreadyRegistered bool) error {
+		registered = alreadyRegistered
 		// Read again under the ledger entry's lock: a delivery that lost its
 		// lock may reach here after a delete (or rename) of the instance ran
 		// to its end, and Admin API 2.2.2 takes completed even on a Deleted
@@ -362,11 +364,13 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if errors.Is(err, errMovedOn) {
 		// Nothing registered: the later job owns the instance and its
 		// database, as when the status said so at the start. A database
-		// this very delivery reserved and made is nobody's: the one the
-		// instance had was another (its name was free again), so it goes,
-		// by identity.
+		// this very delivery reserved and made is nobody's when the ledger
+		// has no entry: the one the instance had was another (its name was
+		// free again), so it goes, by identity. With an entry, the job's
+		// next delivery adopted it and registered it: it is the instance's
+		// own, which the later job moves to trash or renames.
 		log.Info("create already done; the instance has moved on", "status", movedTo)
-		if fresh && created {
+		if fresh && created && !registered {
 			if _, err := placement.Engine.DropDatabase(ctx, name, owner); err != nil {
 				return fmt.Errorf("drop %q, made for an instance that had moved on: %w", name, err)
 			}
