@@ -793,3 +793,71 @@ func TestCreateThatMovedOnKeepsTheDatabaseAnotherDeliveryRegistered(t *testing.T
 		})
 	}
 }
+
+// restoredMeanwhile is an engine on which, once a delete delivery that
+// lost its lock has moved the database to trash, the job's next delivery
+// runs to its end (Deleted, the ledger entry gone) and an operator
+// restores the instance: its database back under its name and the ledger
+// entry again, one generation past the delete's, Completed.
+type restoredMeanwhile struct {
+	*trashingEngine
+	next    func() error
+	restore func() error
+}
+
+func (e restoredMeanwhile) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
+	moved, err := e.trashingEngine.TrashDatabase(ctx, name, owner, retention, generation)
+	if err == nil {
+		err = e.next()
+	}
+	if err == nil {
+		err = e.restore()
+	}
+	return moved, err
+}
+
+// A delete delivery that lost its lock after it moved the database to
+// trash, and reaches its unregistering after the job's next delivery
+// finished the delete and the instance was restored, leaves the restored
+// instance registered and Completed: the ledger's generation is past its
+// job's.
+func TestStaleDeleteLeavesARestoredInstanceRegistered(t *testing.T) {
+	const db = "EdFi_Ods_Back"
+	b := setup(t)
+	ctx := context.Background()
+	b.handlers.DeleteRetention = time.Hour
+	id := b.instance(t, "Back", adminapi.StatusPendingDelete)
+	b.made(t, db, id)
+	b.recorded(t, id, "Back", db, 0)
+	job := jobs.NewDelete("default", id, "Back", db, 0)
+	placement, _ := b.handlers.Placements.Placement(ctx, "default")
+	next := *placement
+	next.Engine = &trashingEngine{MemoryEngine: b.engine}
+	nextHandlers := *b.handlers
+	nextHandlers.Placements = oneTenant{&next}
+	lost := next
+	lost.Engine = restoredMeanwhile{trashingEngine: &trashingEngine{MemoryEngine: b.engine},
+		next: func() error { return nextHandlers.Delete().Handle(ctx, consumer.Delivery{Job: job, Attempt: 2}) },
+		restore: func() error {
+			b.made(t, db, id)
+			reg := provisioning.Registration{Tenant: "default", InstanceID: id, Database: db, Name: "Back", InstanceType: "enterprise", ConnectionString: "host=db;database=" + db, Generation: 1}
+			if _, err := b.registry.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
+				return err
+			}
+			return b.sim.SetStatus(id, adminapi.StatusCompleted)
+		}}
+	lostHandlers := *b.handlers
+	lostHandlers.Placements = oneTenant{&lost}
+	if err := lostHandlers.Delete().Handle(ctx, consumer.Delivery{Job: job, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := b.registry.Lookup(ctx, "default", id); err != nil || rec.Database != db || rec.Generation != 1 {
+		t.Fatalf("the restored instance's ledger entry: %+v, %v", rec, err)
+	}
+	if inst, _ := b.sim.Instance(id); inst.Status != adminapi.StatusCompleted {
+		t.Fatalf("the restored instance is %s", inst.Status)
+	}
+	if !slices.Contains(b.engine.Databases(), db) {
+		t.Fatalf("the restored database is gone: %v", b.engine.Databases())
+	}
+}

@@ -385,6 +385,10 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	return nil
 }
 
+// errSuperseded aborts a delete's unregistering when the ledger entry is
+// past the delete's generation.
+var errSuperseded = errors.New("the ledger entry is past the delete's generation")
+
 // errMovedOn aborts a create's registration when the instance has moved
 // on since the create began (a delete or rename asked meanwhile).
 var errMovedOn = errors.New("the instance has moved on")
@@ -764,7 +768,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err := h.removeDatabase(ctx, placement, rec, owner, log); err != nil {
 		return err
 	}
-	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, _ provisioning.Record) error {
+	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, before provisioning.Record) error {
+		if before.Generation > j.Generation {
+			// Restored from trash since this delivery read the ledger (a
+			// restore registers one generation past the delete's): the
+			// entry is the restored instance's.
+			return errSuperseded
+		}
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard
 			// deleted: only what is left in EdFi_Admin goes.
@@ -775,6 +785,10 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		}
 		return nil
 	})
+	if errors.Is(err, errSuperseded) {
+		log.Info("delete is stale; the instance was restored since", "database", rec.Database)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -442,7 +442,7 @@ func (r *MemoryRegistry) Register(ctx context.Context, reg provisioning.Registra
 				res.OdsInstanceID = r.nextID
 				r.rows[res.OdsInstanceID] = Row{Name: reg.Name, InstanceType: reg.InstanceType, ConnectionString: reg.ConnectionString}
 			}
-			r.ledger[owner] = provisioning.Record{Tenant: reg.Tenant, InstanceID: reg.InstanceID, OdsInstanceID: res.OdsInstanceID, Database: reg.Database, Name: reg.Name}
+			r.ledger[owner] = provisioning.Record{Tenant: reg.Tenant, InstanceID: reg.InstanceID, OdsInstanceID: res.OdsInstanceID, Database: reg.Database, Name: reg.Name, Generation: reg.Generation}
 		default:
 			return "", err
 		}
