@@ -734,3 +734,130 @@ func TestCreateAfterItsDeleteRegistersNothing(t *testing.T) {
 		t.Fatal("its reservation is left")
 	}
 }
+
+// adoptedMeanwhile is an engine on which, while a create that lost its
+// lock is between making the database and registering it, the job's next
+// delivery adopts that database and completes the instance, and then a
+// delete (or rename) of the instance is asked.
+type adoptedMeanwhile struct {
+	*provisioningtest.MemoryEngine
+	next   func() error
+	sim    *simulatortest.Server
+	id     int
+	status string
+}
+
+func (e adoptedMeanwhile) CreateDatabase(ctx context.Context, name, template string, owner provisioning.Owner) (bool, error) {
+	created, err := e.MemoryEngine.CreateDatabase(ctx, name, template, owner)
+	if err == nil {
+		err = e.next()
+	}
+	if err == nil {
+		err = e.sim.SetStatus(e.id, e.status)
+	}
+	return created, err
+}
+
+// A create delivery that made the database itself, and reaches its
+// registration after the job's next delivery adopted that database and
+// registered it and the instance moved on, leaves the database alone: it
+// is the instance's own, which its delete moves to trash and its rename
+// renames.
+func TestCreateThatMovedOnKeepsTheDatabaseAnotherDeliveryRegistered(t *testing.T) {
+	const db = "EdFi_Ods_District"
+	for _, status := range []string{adminapi.StatusPendingDelete, adminapi.StatusPendingRename} {
+		t.Run(status, func(t *testing.T) {
+			b := setup(t)
+			ctx := context.Background()
+			id := b.instance(t, "District", adminapi.StatusPending)
+			job := jobs.NewCreate("default", id, "District")
+			placement, _ := b.handlers.Placements.Placement(ctx, "default")
+			p := *placement
+			p.Engine = adoptedMeanwhile{MemoryEngine: b.engine, sim: b.sim, id: id, status: status, next: func() error {
+				return b.handlers.Create().Handle(ctx, consumer.Delivery{Job: job, Attempt: 2})
+			}}
+			lost := *b.handlers
+			lost.Placements = oneTenant{&p}
+			if err := lost.Create().Handle(ctx, consumer.Delivery{Job: job, Attempt: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := b.registry.Lookup(ctx, "default", id); err != nil || rec.Database != db {
+				t.Fatalf("the ledger has %+v, %v", rec, err)
+			}
+			if !slices.Contains(b.engine.Databases(), db) {
+				t.Fatalf("the instance's registered database was dropped: %v", b.engine.Databases())
+			}
+			if res, held, _ := b.engine.Reservation(ctx, db); !held || res.State != provisioning.StateMade {
+				t.Fatalf("its reservation: %+v, held %v", res, held)
+			}
+		})
+	}
+}
+
+// restoredMeanwhile is an engine on which, once a delete delivery that
+// lost its lock has moved the database to trash, the job's next delivery
+// runs to its end (Deleted, the ledger entry gone) and an operator
+// restores the instance: its database back under its name and the ledger
+// entry again, one generation past the delete's, Completed.
+type restoredMeanwhile struct {
+	*trashingEngine
+	next    func() error
+	restore func() error
+}
+
+func (e restoredMeanwhile) TrashDatabase(ctx context.Context, name string, owner provisioning.Owner, retention time.Duration, generation int) (bool, error) {
+	moved, err := e.trashingEngine.TrashDatabase(ctx, name, owner, retention, generation)
+	if err == nil {
+		err = e.next()
+	}
+	if err == nil {
+		err = e.restore()
+	}
+	return moved, err
+}
+
+// A delete delivery that lost its lock after it moved the database to
+// trash, and reaches its unregistering after the job's next delivery
+// finished the delete and the instance was restored, leaves the restored
+// instance registered and Completed: the ledger's generation is past its
+// job's.
+func TestStaleDeleteLeavesARestoredInstanceRegistered(t *testing.T) {
+	const db = "EdFi_Ods_Back"
+	b := setup(t)
+	ctx := context.Background()
+	b.handlers.DeleteRetention = time.Hour
+	id := b.instance(t, "Back", adminapi.StatusPendingDelete)
+	b.made(t, db, id)
+	b.recorded(t, id, "Back", db, 0)
+	job := jobs.NewDelete("default", id, "Back", db, 0)
+	placement, _ := b.handlers.Placements.Placement(ctx, "default")
+	next := *placement
+	next.Engine = &trashingEngine{MemoryEngine: b.engine}
+	nextHandlers := *b.handlers
+	nextHandlers.Placements = oneTenant{&next}
+	lost := next
+	lost.Engine = restoredMeanwhile{trashingEngine: &trashingEngine{MemoryEngine: b.engine},
+		next: func() error { return nextHandlers.Delete().Handle(ctx, consumer.Delivery{Job: job, Attempt: 2}) },
+		restore: func() error {
+			b.made(t, db, id)
+			reg := provisioning.Registration{Tenant: "default", InstanceID: id, Database: db, Name: "Back", InstanceType: "enterprise", ConnectionString: "host=db;database=" + db, Generation: 1}
+			if _, err := b.registry.Register(ctx, reg, func(context.Context, provisioning.Tx, provisioning.RegisterResult) error { return nil }); err != nil {
+				return err
+			}
+			return b.sim.SetStatus(id, adminapi.StatusCompleted)
+		}}
+	lostHandlers := *b.handlers
+	lostHandlers.Placements = oneTenant{&lost}
+	if err := lostHandlers.Delete().Handle(ctx, consumer.Delivery{Job: job, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := b.registry.Lookup(ctx, "default", id); err != nil || rec.Database != db || rec.Generation != 1 {
+		t.Fatalf("the restored instance's ledger entry: %+v, %v", rec, err)
+	}
+	if inst, _ := b.sim.Instance(id); inst.Status != adminapi.StatusCompleted {
+		t.Fatalf("the restored instance is %s", inst.Status)
+	}
+	if !slices.Contains(b.engine.Databases(), db) {
+		t.Fatalf("the restored database is gone: %v", b.engine.Databases())
+	}
+}

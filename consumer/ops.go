@@ -325,8 +325,10 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	log.Info("database ready", "database", name, "created", created)
 
 	plain := placement.ODS(name)
-	var movedTo string // the status that ended a create before it registered
+	var movedTo string  // the status that ended a create before it registered
+	var registered bool // the ledger had the instance when it did
 	complete := func(ctx context.Context, tx provisioning.Tx, alreadyRegistered bool) error {
+		registered = alreadyRegistered
 		// Read again under the ledger entry's lock: a delivery that lost its
 		// lock may reach here after a delete (or rename) of the instance ran
 		// to its end, and Admin API 2.2.2 takes completed even on a Deleted
@@ -362,11 +364,13 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	if errors.Is(err, errMovedOn) {
 		// Nothing registered: the later job owns the instance and its
 		// database, as when the status said so at the start. A database
-		// this very delivery reserved and made is nobody's: the one the
-		// instance had was another (its name was free again), so it goes,
-		// by identity.
+		// this very delivery reserved and made is nobody's when the ledger
+		// has no entry: the one the instance had was another (its name was
+		// free again), so it goes, by identity. With an entry, the job's
+		// next delivery adopted it and registered it: it is the instance's
+		// own, which the later job moves to trash or renames.
 		log.Info("create already done; the instance has moved on", "status", movedTo)
-		if fresh && created {
+		if fresh && created && !registered {
 			if _, err := placement.Engine.DropDatabase(ctx, name, owner); err != nil {
 				return fmt.Errorf("drop %q, made for an instance that had moved on: %w", name, err)
 			}
@@ -380,6 +384,10 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	log.Info("instance registered and completed", "database", name, "ods_instance_id", res.OdsInstanceID, "already_registered", res.Existed)
 	return nil
 }
+
+// errSuperseded aborts a delete's unregistering when the ledger entry is
+// past the delete's generation.
+var errSuperseded = errors.New("the ledger entry is past the delete's generation")
 
 // errMovedOn aborts a create's registration when the instance has moved
 // on since the create began (a delete or rename asked meanwhile).
@@ -760,7 +768,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	if err := h.removeDatabase(ctx, placement, rec, owner, log); err != nil {
 		return err
 	}
-	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, _ provisioning.Record) error {
+	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, before provisioning.Record) error {
+		if before.Generation > j.Generation {
+			// Restored from trash since this delivery read the ledger (a
+			// restore registers one generation past the delete's): the
+			// entry is the restored instance's.
+			return errSuperseded
+		}
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard
 			// deleted: only what is left in EdFi_Admin goes.
@@ -771,6 +785,10 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 		}
 		return nil
 	})
+	if errors.Is(err, errSuperseded) {
+		log.Info("delete is stale; the instance was restored since", "database", rec.Database)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

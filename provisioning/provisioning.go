@@ -123,7 +123,10 @@ type Engine interface {
 	DropDatabase(ctx context.Context, name string, owner Owner) (dropped bool, err error)
 	// Import records a database that an earlier version made, from its
 	// ledger, as reserved and made for owner. A name held by another owner
-	// is ErrConflict and left as it is.
+	// is ErrConflict and left as it is; a name with no database under it
+	// is left unreserved (the ledger read may predate a delete or rename
+	// that moved the database away, and nothing releases a made
+	// reservation of an instance that has moved on).
 	Import(ctx context.Context, name string, owner Owner) error
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,6 +112,11 @@ func (s *soak) operator(args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	// With the processes' logs, kept when the soak fails.
+	if f, ferr := os.OpenFile(filepath.Join(s.h.Dir(), "operator.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); ferr == nil {
+		fmt.Fprintf(f, "%s instancemgr %s (exit: %v)\n%s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(args, " "), err, out.String())
+		f.Close()
+	}
 	return out.String(), err
 }
 

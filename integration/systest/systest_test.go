@@ -236,3 +236,43 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatalf("after the restart: %d, %v, postmaster %d (was %d)", v, err, pg.Pid(), before)
 	}
 }
+
+// failHelperEnv, when set, makes TestHelperFailsWithALog a test that
+// starts a process writing a line to its log, and fails.
+const failHelperEnv = "SYSTEST_HELPER_FAIL"
+
+// TestHelperFailsWithALog is the failing test TestFailedTestKeepsItsLogs
+// runs; run on its own it does nothing.
+func TestHelperFailsWithALog(t *testing.T) {
+	if os.Getenv(failHelperEnv) == "" {
+		t.Skip("the helper process of TestFailedTestKeepsItsLogs")
+	}
+	h := New(t)
+	p := h.Start("writer", "/bin/sh", nil, "-c", "echo the-whole-log")
+	if !p.WaitExit(time.Minute) {
+		t.Fatal("the writer did not exit")
+	}
+	t.Fatal("failing on purpose")
+}
+
+// A failed test's process logs outlive its harness directory, whole, and
+// the test's output says where they are.
+func TestFailedTestKeepsItsLogs(t *testing.T) {
+	keep := t.TempDir()
+	helper := exec.Command(os.Args[0], "-test.run=^TestHelperFailsWithALog$", "-test.timeout=2m")
+	helper.Env = append(os.Environ(), failHelperEnv+"=1", KeepLogsEnv+"="+keep)
+	out, err := helper.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the helper passed:\n%s", out)
+	}
+	kept, _ := filepath.Glob(filepath.Join(keep, "TestHelperFailsWithALog-*", "writer.log"))
+	if len(kept) != 1 {
+		t.Fatalf("kept %v under %s:\n%s", kept, keep, out)
+	}
+	if data, _ := os.ReadFile(kept[0]); string(data) != "the-whole-log\n" {
+		t.Fatalf("kept log %q", data)
+	}
+	if !strings.Contains(string(out), "full logs are kept in "+filepath.Dir(kept[0])) {
+		t.Fatalf("the output does not say where the logs are:\n%s", out)
+	}
+}

@@ -361,6 +361,7 @@ func TestReservationsDecideOwnership(t *testing.T) {
 
 	// A ledger entry of an earlier version is imported as made; one whose
 	// name another request holds is a conflict.
+	testenv.CreateDatabase(t, testenv.Postgres(t), prefix+"_Legacy")
 	if err := e.Import(ctx, prefix+"_Legacy", other); err != nil {
 		t.Fatal(err)
 	}

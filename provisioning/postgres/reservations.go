@@ -163,26 +163,52 @@ func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Ow
 	return nil
 }
 
-// Import implements provisioning.Engine.
+// Import implements provisioning.Engine. Only a database there now is
+// reserved: the ledger was read before this runs, and an entry a delete
+// or rename has ended since names a database that is gone (moved to trash,
+// renamed away). A made reservation for it would outlive every job that
+// could release it (reconcile: stale_reservation).
 func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Owner) error {
 	if err := checkIdent(name); err != nil {
 		return err
 	}
 	// The ledger names the database an earlier version made: its identity
 	// is the one under the name now, as that version took it.
-	if _, err := e.pool.Exec(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity, line)
-		VALUES ($1, $2, $3, 'made', (`+identitySQL+`), $4) ON CONFLICT DO NOTHING`,
-		name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
+	var identity string
+	err := e.pool.QueryRow(ctx, `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity, line)
+		SELECT $1, $2, $3, 'made', oid::text, $4 FROM pg_catalog.pg_database WHERE datname = $1::text
+		ON CONFLICT DO NOTHING RETURNING database_identity`,
+		name, owner.Tenant, owner.InstanceID, owner.Line.String()).Scan(&identity)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		// No database under the name, or a reservation holds it already.
+	case err != nil:
 		return fmt.Errorf("import the reservation of %q: %w", name, transient(err))
+	default:
+		// The insert read the catalog as its statement began: a move to
+		// trash that committed meanwhile took the name's reservation with
+		// it, and this one, made after, names a database that is gone.
+		if _, err := e.pool.Exec(ctx, importGoneSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String(), identity); err != nil {
+			return fmt.Errorf("import the reservation of %q: %w", name, transient(err))
+		}
 	}
 	// A reservation from before lines, of this name, tenant and id: the
 	// ledger says which line made it.
 	if _, err := e.pool.Exec(ctx, settleLineSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
 		return fmt.Errorf("import the reservation of %q: settle its line: %w", name, transient(err))
 	}
-	_, err := provisioning.OwnedBy(ctx, e, name, owner)
-	return err
+	res, held, err := e.Reservation(ctx, name)
+	if err != nil || !held {
+		return err // nothing there to import
+	}
+	return provisioning.CheckOwner(res, held, name, owner)
 }
+
+// importGoneSQL takes back a reservation Import just made when the
+// database it recorded is no longer under its name.
+const importGoneSQL = `DELETE FROM instancemgr.reservations
+		WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND ` + ownerLine + ` = $4 AND state = 'made' AND database_identity = $5
+		  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1 AND oid::text = $5)`
 
 // Identities implements provisioning.Inventory.
 func (e *Engine) Identities(ctx context.Context) (map[string]string, error) {

@@ -295,15 +295,17 @@ func (e *MemoryEngine) Import(_ context.Context, name string, owner provisioning
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	key := strings.ToLower(name)
-	if _, ok := e.res[key]; !ok {
-		res := provisioning.Reservation{Database: name, Owner: owner, State: provisioning.StateMade}
-		if id, ok := e.dbs[name]; ok {
-			res.Identity = strconv.Itoa(id)
-		}
+	res, held := e.res[key]
+	if id, exists := e.dbs[name]; !held && exists {
+		// Only a database there now: a ledger entry read before a delete
+		// or rename ended names one that is gone.
+		res, held = provisioning.Reservation{Database: name, Owner: owner, State: provisioning.StateMade, Identity: strconv.Itoa(id)}, true
 		e.res[key] = res
 	}
-	_, err := e.ownedBy(name, owner)
-	return err
+	if !held {
+		return nil // nothing there to import
+	}
+	return provisioning.CheckOwner(res, held, name, owner)
 }
 
 // MemoryRegistry is an in-memory provisioning.Registry: the ledger and, unless
@@ -440,7 +442,7 @@ func (r *MemoryRegistry) Register(ctx context.Context, reg provisioning.Registra
 				res.OdsInstanceID = r.nextID
 				r.rows[res.OdsInstanceID] = Row{Name: reg.Name, InstanceType: reg.InstanceType, ConnectionString: reg.ConnectionString}
 			}
-			r.ledger[owner] = provisioning.Record{Tenant: reg.Tenant, InstanceID: reg.InstanceID, OdsInstanceID: res.OdsInstanceID, Database: reg.Database, Name: reg.Name}
+			r.ledger[owner] = provisioning.Record{Tenant: reg.Tenant, InstanceID: reg.InstanceID, OdsInstanceID: res.OdsInstanceID, Database: reg.Database, Name: reg.Name, Generation: reg.Generation}
 		default:
 			return "", err
 		}

@@ -207,10 +207,12 @@ func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
 	})
 
 	trashSuite(t, setup)
+	importGoneSuite(t, setup)
 
 	t.Run("import takes an earlier version's ledger as made", func(t *testing.T) {
 		s := setup(t)
 		name := s.Prefix + "_Legacy"
+		s.MakeForeign(t, name) // made by a version that reserved nothing
 		if err := s.Engine.Import(ctx, name, ownerB); err != nil {
 			t.Fatal(err)
 		}
@@ -222,6 +224,54 @@ func Engine(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		}
 		if err := s.Engine.Import(ctx, name, ownerA); !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("import of a name another request holds: %v", err)
+		}
+	})
+}
+
+// importGoneSuite: the ledger Import is given was read before a rename or
+// a delete ended, and names a database that is no longer there. Nothing
+// is reserved for it: no job of an instance that has moved on would ever
+// release a made reservation of its old name.
+func importGoneSuite(t *testing.T, setup func(t *testing.T) EngineSetup) {
+	ctx := context.Background()
+	t.Run("import of a ledger entry whose database a rename moved away reserves nothing", func(t *testing.T) {
+		s := setup(t)
+		old, moved := s.Prefix+"_Before", s.Prefix+"_After"
+		mustReserve(t, s.Engine, old, ownerB)
+		if _, err := s.Engine.CreateDatabase(ctx, old, s.Template, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		mustReserve(t, s.Engine, moved, ownerB)
+		if _, err := s.Engine.RenameDatabase(ctx, old, moved, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Engine.Release(ctx, old, ownerB); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Engine.Import(ctx, old, ownerB); err != nil {
+			t.Fatalf("import of a name whose database is gone: %v", err)
+		}
+		if res, held, err := s.Engine.Reservation(ctx, old); err != nil || held {
+			t.Fatalf("import reserved a name with no database: %+v, %v", res, err)
+		}
+	})
+	t.Run("import of a ledger entry whose database a delete moved to trash reserves nothing", func(t *testing.T) {
+		s := setup(t)
+		trash, ok := s.Engine.(provisioning.Trasher)
+		if !ok {
+			t.Skip("the engine keeps no trash")
+		}
+		name := s.Prefix + "_Trashed"
+		kept := trashedAt(t, s, trash, name, ownerB, time.Hour)
+		t.Cleanup(func() { _, _ = trash.Purge(context.Background(), kept) }) // trash names lack the test's prefix
+		if err := s.Engine.Import(ctx, name, ownerB); err != nil {
+			t.Fatalf("import of a name whose database is in trash: %v", err)
+		}
+		if res, held, err := s.Engine.Reservation(ctx, name); err != nil || held {
+			t.Fatalf("import reserved a name whose database is in trash: %+v, %v", res, err)
+		}
+		if held, err := trash.Trash(ctx); err != nil || len(held) != 1 || held[0].Name != kept {
+			t.Fatalf("trash after the import: %+v, %v", held, err)
 		}
 	})
 }

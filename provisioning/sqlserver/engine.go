@@ -301,22 +301,36 @@ func (e *Engine) Release(ctx context.Context, name string, owner provisioning.Ow
 	return nil
 }
 
-// Import implements provisioning.Engine.
+// Import implements provisioning.Engine. Only a database there now is
+// reserved: the ledger was read before this runs, and an entry a delete
+// or rename has ended since names a database that is gone. A made
+// reservation for it would outlive every job that could release it
+// (reconcile: stale_reservation).
 func (e *Engine) Import(ctx context.Context, name string, owner provisioning.Owner) error {
 	if _, err := quoteName(name); err != nil {
 		return err
 	}
-	_, err := e.db.ExecContext(ctx, importSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
-	if err != nil && !isUniqueViolation(err) {
+	r, err := e.db.ExecContext(ctx, importSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String())
+	switch {
+	case err != nil && !isUniqueViolation(err):
 		return fmt.Errorf("import the reservation of %q: %w", name, classify(err))
+	case err == nil:
+		if n, _ := r.RowsAffected(); n == 1 {
+			if _, err := e.db.ExecContext(ctx, importGoneSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
+				return fmt.Errorf("import the reservation of %q: %w", name, classify(err))
+			}
+		}
 	}
 	// A reservation from before lines, of this name, tenant and id: the
 	// ledger says which line made it.
 	if _, err := e.db.ExecContext(ctx, settleLineSQL, name, owner.Tenant, owner.InstanceID, owner.Line.String()); err != nil {
 		return fmt.Errorf("import the reservation of %q: settle its line: %w", name, classify(err))
 	}
-	_, err = provisioning.OwnedBy(ctx, e, name, owner)
-	return err
+	res, held, err := e.Reservation(ctx, name)
+	if err != nil || !held {
+		return err // nothing there to import
+	}
+	return provisioning.CheckOwner(res, held, name, owner)
 }
 
 // CreateDatabase implements provisioning.Engine, by restore or copy under

@@ -140,7 +140,13 @@ WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND insta
 WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p5
   AND (state = 'reserved' OR DB_ID(@p1) IS NULL) AND DB_ID(@p4) IS NULL`
 	importSQL = `INSERT INTO instancemgr.reservations (database_name, tenant, instance_id, state, database_identity, line)
-VALUES (@p1, @p2, @p3, 'made', (` + identitySQL + `), @p4)`
+SELECT @p1, @p2, @p3, 'made', ` + identityExpr + `, @p4 FROM sys.databases WHERE name = @p1`
+	// importGoneSQL takes back the reservation Import just made when the
+	// database it recorded is no longer under its name (moved to trash or
+	// renamed away after the insert read the catalog).
+	importGoneSQL = `DELETE FROM instancemgr.reservations
+WHERE database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND ` + ownerLine + ` = @p4 AND state = 'made'
+  AND NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = @p1 AND ` + identityExpr + ` = database_identity)`
 	// settleLineSQL gives a reservation from before lines the line of the
 	// ledger entry that names it: same name, tenant and instance id.
 	settleLineSQL = `UPDATE instancemgr.reservations SET line = @p4

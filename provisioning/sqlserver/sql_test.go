@@ -217,7 +217,8 @@ func TestReservationStatements(t *testing.T) {
 		{"set state", setStateSQL, "database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3"},
 		{"mark making", markMakingSQL, "AND state = 'reserved'"},
 		{"release", releaseSQL, "(state = 'reserved' OR DB_ID(@p1) IS NULL) AND DB_ID(@p4) IS NULL"},
-		{"import", importSQL, "'made', (" + identitySQL + ")"},
+		{"import", importSQL, "'made', " + identityExpr + ", @p4 FROM sys.databases WHERE name = @p1"},
+		{"import gone", importGoneSQL, "state = 'made'\n  AND NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = @p1 AND " + identityExpr + " = database_identity)"},
 	} {
 		if !strings.Contains(c.stmt, c.want) {
 			t.Errorf("%s lacks %q:\n%s", c.name, c.want, c.stmt)
@@ -237,7 +238,8 @@ func TestReservationStatementsMatchTheLine(t *testing.T) {
 		{"release", releaseSQL, "AND COALESCE(line, 'adminconsole') = @p5"},
 		{"release unused", releaseUnusedSQL, "AND COALESCE(line, 'adminconsole') = @p4"},
 		{"import", importSQL, "database_identity, line)"},
-		{"import", importSQL, "), @p4)"},
+		{"import", importSQL, ", @p4 FROM sys.databases"},
+		{"import gone", importGoneSQL, "AND COALESCE(line, 'adminconsole') = @p4"},
 		{"settle line", settleLineSQL, "SET line = @p4"},
 		{"settle line", settleLineSQL, "database_name COLLATE Latin1_General_BIN2 = @p1 AND tenant = @p2 AND instance_id = @p3 AND line IS NULL"},
 		{"schema", reservationSchema, "IF COL_LENGTH(N'instancemgr.reservations', N'line') IS NULL\nALTER TABLE instancemgr.reservations ADD line varchar(16) NULL;"},
