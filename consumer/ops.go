@@ -765,7 +765,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			return err
 		}
 	}
-	if err := h.removeDatabase(ctx, placement, rec, owner, log); err != nil {
+	err = h.removeDatabase(ctx, placement, rec, owner, log)
+	if errors.Is(err, provisioning.ErrStale) {
+		// Restored from trash since this delivery read the ledger.
+		log.Info("delete is stale; the instance was restored since", "database", rec.Database)
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, before provisioning.Record) error {

@@ -100,10 +100,11 @@ func (o *Handlers) Restore(ctx context.Context, line provisioning.Line, tenant s
 			// it: the instance is in use again, so its database stays.
 			return out, fmt.Errorf("register the restored %q: %w; the Admin API has the instance Completed, so the database stays under its name without a ledger entry (instancemgr reconcile: untracked_instance)", database, err)
 		}
-		// Back to trash, with what was left of its retention: the
-		// instance stays deleted, as the Admin API still says it is.
+		// Back to trash, with what was left of its retention, at the
+		// generation the restore gave its reservation: the instance
+		// stays deleted, as the Admin API still says it is.
 		left := max(time.Until(t.PurgeAt), time.Minute)
-		if _, terr := engine.TrashDatabase(context.WithoutCancel(ctx), database, owner, left, t.Generation); terr != nil {
+		if _, terr := engine.TrashDatabase(context.WithoutCancel(ctx), database, owner, left, t.Generation+1); terr != nil {
 			return out, fmt.Errorf("register the restored %q: %w; and moving it back to trash failed: %w (it is under its name, reserved, not registered)", database, err, terr)
 		}
 		return out, fmt.Errorf("register the restored %q: %w (it is back in trash)", database, err)

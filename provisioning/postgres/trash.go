@@ -43,16 +43,23 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 			if err := renameChecked(ctx, tx, rename, name, trash, identity, "nothing is moved"); err != nil {
 				return err
 			}
+			// A reservation a restore made carries the generation the
+			// restore registered: a delete of an earlier one is stale.
 			tag, err := tx.Exec(ctx, `UPDATE instancemgr.reservations
 				SET database_name = $5, state = 'trashed', original_name = $1, deleted_at = now(),
 				    purge_at = now() + $6::bigint * interval '1 microsecond', generation = $8, updated_at = now()
 				WHERE database_name = $1 AND tenant = $2 AND instance_id = $3 AND `+ownerLine+` = $7
-				  AND state = 'made' AND database_identity = $4`,
+				  AND state = 'made' AND database_identity = $4 AND coalesce(generation, 0) <= $8`,
 				name, owner.Tenant, owner.InstanceID, identity, trash, retention.Microseconds(), owner.Line.String(), generation)
-			if err == nil && tag.RowsAffected() == 0 {
-				return backoff.Permanent(fmt.Errorf("%w: the reservation of %q for %s is gone or records another database; nothing is moved", provisioning.ErrConflict, name, owner))
+			if err != nil || tag.RowsAffected() > 0 {
+				return err
 			}
-			return err
+			var restoredAt int
+			if err := tx.QueryRow(ctx, `SELECT coalesce(generation, 0) FROM instancemgr.reservations WHERE database_name = $1 AND state = 'made' AND database_identity = $2`,
+				name, identity).Scan(&restoredAt); err == nil && restoredAt > generation {
+				return backoff.Permanent(fmt.Errorf("%w: %q was restored at generation %d, after this delete's (%d); nothing is moved", provisioning.ErrStale, name, restoredAt, generation))
+			}
+			return backoff.Permanent(fmt.Errorf("%w: the reservation of %q for %s is gone or records another database; nothing is moved", provisioning.ErrConflict, name, owner))
 		})
 		if err != nil {
 			return fmt.Errorf("move database %q to trash: %w", name, err)
@@ -253,7 +260,7 @@ func (e *Engine) Restore(ctx context.Context, trashName, name string) (provision
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE instancemgr.reservations
-			SET database_name = $2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = NULL, updated_at = now()
+			SET database_name = $2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = coalesce(generation, 0) + 1, updated_at = now()
 			WHERE database_name = $1 AND state = 'trashed'`, trashName, name)
 		return err
 	})

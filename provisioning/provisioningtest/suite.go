@@ -446,6 +446,12 @@ func trashSuite(t *testing.T, setup func(t *testing.T) EngineSetup) {
 		if _, err := restorer.Restore(ctx, trashName, name); !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("a second restore: %v, want ErrConflict", err)
 		}
+		// A delivery of the delete it undid, late, is stale: the restored
+		// database stays, open.
+		if moved, err := restorer.TrashDatabase(ctx, name, ownerA, time.Hour, trashGeneration); !errors.Is(err, provisioning.ErrStale) || moved {
+			t.Fatalf("the restored %q deleted by the delete it undid: %v, %v", name, moved, err)
+		}
+		mustExist(t, s.Engine, name, true)
 		// Made for its owner: the owner's next delete moves it again.
 		if moved, err := restorer.TrashDatabase(ctx, name, ownerA, time.Hour, trashGeneration+1); err != nil || !moved {
 			t.Fatalf("delete the restored %q: %v, %v", name, moved, err)

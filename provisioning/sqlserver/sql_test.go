@@ -336,6 +336,8 @@ func TestTrashStatements(t *testing.T) {
 		{"only the trashed record goes", forgetTrashSQL, "state = 'trashed'"},
 		{"a delete asked again raises only the trashed record's generation, never lowers it", keepGenerationSQL, "state = 'trashed' AND original_name = @p1 AND tenant = @p2 AND instance_id = @p3"},
 		{"the generation only rises", keepGenerationSQL, "COALESCE(generation, 0) < @p5"},
+		{"a restore gives the reservation the generation after the delete's", restoreReservationSQL, "generation = COALESCE(generation, 0) + 1"},
+		{"a delete reads the generation a restore gave the made reservation", restoredAtSQL, "state = 'made' AND database_identity = @p2"},
 		{"the schema allows the state", reservationSchema, "'made', 'trashed'"},
 	} {
 		if !strings.Contains(c.sql, c.want) {
@@ -378,7 +380,7 @@ func TestRestoreStatements(t *testing.T) {
 	}
 	for _, c := range []struct{ name, sql, want string }{
 		{"the record moves only from the trashed record of that identity", restoreReservationSQL, "WHERE database_name = @p1 AND state = 'trashed' AND database_identity = @p3"},
-		{"the record is made under the name, as before the delete", restoreReservationSQL, "SET database_name = @p2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = NULL"},
+		{"the record is made under the name, as before the delete", restoreReservationSQL, "SET database_name = @p2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL"},
 		{"a reservation of the name, in any letter case, is found and its key held", nameReservedSQL, "FROM instancemgr.reservations WITH (UPDLOCK, HOLDLOCK) WHERE database_name = @p1"},
 		{"a database is found by identity under any name", nameOfSQL, "SELECT name FROM sys.databases WHERE " + identityExpr + " = @p1"},
 	} {

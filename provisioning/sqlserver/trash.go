@@ -123,8 +123,11 @@ WHERE state = 'trashed' AND original_name = @p1 AND tenant = @p2 AND instance_id
 	// restoreReservationSQL moves the trashed record of @p1 (identity
 	// @p3) to the name @p2, made, as it was before the delete.
 	restoreReservationSQL = `UPDATE instancemgr.reservations
-SET database_name = @p2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = NULL, updated_at = SYSUTCDATETIME()
+SET database_name = @p2, state = 'made', original_name = NULL, deleted_at = NULL, purge_at = NULL, generation = COALESCE(generation, 0) + 1, updated_at = SYSUTCDATETIME()
 WHERE database_name = @p1 AND state = 'trashed' AND database_identity = @p3`
+	// restoredAtSQL is the generation a restore gave the made reservation
+	// of @p1 (identity @p2): 0 for one no restore made.
+	restoredAtSQL = `SELECT COALESCE(generation, 0) FROM instancemgr.reservations WHERE database_name = @p1 AND state = 'made' AND database_identity = @p2`
 	// nameOfSQL is the name a database of identity @p1 has now.
 	nameOfSQL = `SELECT name FROM sys.databases WHERE ` + identityExpr + ` = @p1`
 )
@@ -138,6 +141,16 @@ func (e *Engine) TrashDatabase(ctx context.Context, name string, owner provision
 		return moved, err
 	}
 	moved, err := provisioning.Drop(ctx, e, name, owner, func(ctx context.Context, identity string) error {
+		// A restore after this delete's generation gave the reservation a
+		// later one: this delete is stale. Checked before the batch (a
+		// restore between the check and the batch is the window left).
+		var restoredAt int
+		if err := e.db.QueryRowContext(ctx, restoredAtSQL, name, identity).Scan(&restoredAt); err != nil {
+			return fmt.Errorf("move database %q to trash: read its reservation: %w", name, classify(err))
+		}
+		if restoredAt > generation {
+			return fmt.Errorf("%w: %q was restored at generation %d, after this delete's (%d); nothing is moved", provisioning.ErrStale, name, restoredAt, generation)
+		}
 		trash := provisioning.TrashName(provisioning.Reservation{Database: name, Owner: owner, Identity: identity})
 		stmts, err := trashSQL(name, trash)
 		if err != nil {
