@@ -313,6 +313,8 @@ func (b *Bridge) request(ctx context.Context, stream jetstream.Stream, poll uint
 	}
 	id, queued, err := b.publish(ctx, stream, poll, op, inst)
 	switch {
+	case errors.Is(err, errSettled):
+		b.log.Info("request settled since the poll read it; nothing to publish", "op", op, "tenant", inst.TenantName, "instance_id", inst.ID, "err", err)
 	case err != nil:
 		st.Failed++
 		b.count(string(op), "failed")
@@ -573,6 +575,43 @@ func (b *Bridge) publish(ctx context.Context, stream jetstream.Stream, poll uint
 	return j.ID, queued, err
 }
 
+// errSettled is a rename or delete that settled between the poll's list
+// and the ledger read: its job is not published.
+var errSettled = errors.New("settled since the poll read it")
+
+// instanceReader reads one request as the handlers do (Admin API 2.2.2's
+// client).
+type instanceReader interface {
+	Instance(ctx context.Context, tenant string, id int) (adminapi.WorkerInstance, error)
+}
+
+// stillPending reads a rename's or delete's request again, after the
+// ledger: a failure settles by moving the ledger's generation and the
+// status in one transaction, the status first, so a request still pending
+// now was pending when the ledger was read. Without it a poll that listed
+// the request before the failure and read the ledger after it published
+// the next generation's job, which the consumer then ended as nothing to
+// do, and the request asked again found its subject taken for good.
+func (b *Bridge) stillPending(ctx context.Context, op jobs.Operation, inst adminapi.WorkerInstance) error {
+	var cur adminapi.WorkerInstance
+	var err error
+	switch api := b.api.(type) {
+	case Requests:
+		cur, err = api.Request(ctx, inst.TenantName, inst.ID)
+	case instanceReader:
+		cur, err = api.Instance(ctx, inst.TenantName, inst.ID)
+	default:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read request %d again: %w", inst.ID, err)
+	}
+	if got, ok := opOf(cur.Status); !ok || got != op {
+		return fmt.Errorf("%s request %d of tenant %q is %s now: %w", op, inst.ID, inst.TenantName, cur.Status, errSettled)
+	}
+	return nil
+}
+
 // publishJob publishes j unless the stream holds a job on its subject.
 func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op jobs.Operation, inst adminapi.WorkerInstance, j jobs.Job) (queuedState, error) {
 	// Cheap check first, so a long-pending request costs no detail call.
@@ -591,6 +630,11 @@ func (b *Bridge) publishJob(ctx context.Context, stream jetstream.Stream, op job
 		b.log.Warn("the job's subject holds a message that is not this request's job; publishing the job after it", "subject", j.Subject(), "stream_seq", last)
 	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return notQueued, fmt.Errorf("look up %s: %w", j.Subject(), err)
+	}
+	if op != jobs.OpCreate {
+		if err := b.stillPending(ctx, op, inst); err != nil {
+			return notQueued, err
+		}
 	}
 	if op != jobs.OpDelete {
 		details, err := b.api.OdsInstance(ctx, j.Tenant, inst.ID)

@@ -23,6 +23,7 @@ import (
 	"github.com/edfi-tools/instancemgr/internal/embednats"
 	"github.com/edfi-tools/instancemgr/internal/testenv"
 	"github.com/edfi-tools/instancemgr/jobs"
+	"github.com/edfi-tools/instancemgr/provisioning"
 )
 
 func client(t *testing.T, s *simulatortest.Server) *adminapi.Client {
@@ -543,5 +544,45 @@ func TestPublishDoesNotReopenTheStream(t *testing.T) {
 	}
 	if n := streamMsgs(t, js); n != 5 {
 		t.Fatalf("stream holds %d jobs, want the 5 published", n)
+	}
+}
+
+// settlingLedger is a ledger read just after the consumer's failure of the
+// request settled: the status moved to Delete_Failed, the generation on.
+type settlingLedger struct {
+	sim *simulatortest.Server
+	id  int
+}
+
+func (l settlingLedger) Lookup(_ context.Context, tenant string, id int) (provisioning.Record, error) {
+	if err := l.sim.SetStatus(l.id, adminapi.StatusDeleteFailed); err != nil {
+		return provisioning.Record{}, err
+	}
+	return provisioning.Record{Tenant: tenant, InstanceID: id, Database: "EdFi_Ods_x", Name: "x", Generation: 2}, nil
+}
+
+// A delete that failed between the poll's list and its ledger read is not
+// published at the ledger's new generation: that job would find nothing
+// to do, and the delete asked again would find its subject taken for good
+// (found by the soak with retained deletes).
+func TestSettledDeleteIsNotPublishedAtTheNextGeneration(t *testing.T) {
+	sim := simulatortest.Start(t, simulator.Options{Tenants: []string{"t1"}})
+	request(t, sim, "t1", 1)
+	list, err := client(t, sim).Instances(context.Background(), "t1", "")
+	if err != nil || len(list) != 1 {
+		t.Fatal(list, err)
+	}
+	id := list[0].ID
+	if err := sim.SetStatus(id, adminapi.StatusPendingDelete); err != nil {
+		t.Fatal(err)
+	}
+	_, js := testenv.JetStream(t, testenv.NATS(t))
+	if _, err := jobs.EnsureStream(context.Background(), js, jobs.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	b := bridge.New(client(t, sim), settlingLedger{sim, id}, js, bridge.Options{AllowDelete: true})
+	st, err := b.Poll(context.Background())
+	if err != nil || st.Published != 0 || st.Failed != 0 || streamMsgs(t, js) != 0 {
+		t.Fatalf("poll %+v, %v, %d in the stream; want nothing published", st, err, streamMsgs(t, js))
 	}
 }

@@ -527,7 +527,9 @@ func TestCreateHandlerEveryStatusAndDatabase(t *testing.T) {
 // Every status a rename can find, with the old and new databases in each
 // state. Only Pending_Rename renames; Completed finishes the ledger of a
 // rename already done on the server (a redelivery after the Admin API heard
-// renamed) and refuses anything else; every other status leaves all alone.
+// renamed) and refuses anything else; Rename_Failed settles the failure
+// (the ledger's generation, and its database when one was renamed before
+// the failure); every other status leaves all alone.
 func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
 	const old, new = "EdFi_Ods_Before", "EdFi_Ods_After"
 	for _, status := range allStatuses {
@@ -572,8 +574,15 @@ func TestRenameHandlerEveryStatusAndDatabases(t *testing.T) {
 					t.Fatalf("err = %v, want %v", err, want)
 				}
 				rec, _ := b.registry.Lookup(context.Background(), "default", id)
-				if renamed := rec.Database == new; renamed != (acts && want == nil) {
-					t.Errorf("ledger on %q, want renamed=%v", rec.Database, acts && want == nil)
+				// A failed rename found by a delivery is settled as its
+				// failure is: the ledger follows a database renamed before
+				// the failure.
+				wantRenamed := acts && want == nil || status == adminapi.StatusRenameFailed && state == "new only"
+				if renamed := rec.Database == new; renamed != wantRenamed {
+					t.Errorf("ledger on %q, want renamed=%v", rec.Database, wantRenamed)
+				}
+				if status == adminapi.StatusRenameFailed && rec.Generation != 1 {
+					t.Errorf("ledger at generation %d after a failed rename, want 1", rec.Generation)
 				}
 				if !acts || want != nil {
 					if after := b.engine.Databases(); !slices.Equal(after, before) {
@@ -859,5 +868,57 @@ func TestStaleDeleteLeavesARestoredInstanceRegistered(t *testing.T) {
 	}
 	if !slices.Contains(b.engine.Databases(), db) {
 		t.Fatalf("the restored database is gone: %v", b.engine.Databases())
+	}
+}
+
+// A delete the Admin API shows failed (Admin API 2.2.2's deleted marks it
+// Delete_Failed itself when it fails, and a report's transaction can die
+// after the Admin API heard it) moves the ledger past its generation,
+// whether its failure or a delivery again finds it so: the delete asked
+// again is then a new job. Before, the generation stayed, the delete asked
+// again had the subject of this one, which the stream keeps, and stayed
+// Pending_Delete for good (found by the soak).
+func TestFailedDeleteMovesTheGeneration(t *testing.T) {
+	for _, via := range []string{"delivery", "failure"} {
+		t.Run(via, func(t *testing.T) {
+			b := setup(t)
+			const db = "EdFi_Ods_Failing"
+			id := b.instance(t, "Failing", adminapi.StatusDeleteFailed)
+			b.made(t, db, id)
+			b.recorded(t, id, "Failing", db, 1)
+			d := consumer.Delivery{Job: jobs.NewDelete("default", id, "Failing", db, 1), Attempt: 2}
+			var err error
+			if via == "delivery" {
+				err = b.handlers.Delete().Handle(context.Background(), d)
+			} else {
+				err = b.handlers.Delete().(consumer.Failer).Fail(context.Background(), d, errors.New("deleted: 500"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := b.registry.Lookup(context.Background(), "default", id); err != nil || rec.Generation != 2 {
+				t.Fatalf("ledger %+v, %v; want generation 2", rec, err)
+			}
+			if names := b.engine.Databases(); !slices.Contains(names, db) {
+				t.Fatalf("the database went: %v", names)
+			}
+		})
+	}
+}
+
+// So does a rename the Admin API shows failed, found by a delivery with
+// the ledger still at its generation: the rename asked again is a new job.
+func TestFailedRenameFoundByADeliveryMovesTheGeneration(t *testing.T) {
+	b := setup(t)
+	const db = "EdFi_Ods_Failing"
+	id := b.instance(t, "Failing", adminapi.StatusRenameFailed)
+	b.made(t, db, id)
+	b.recorded(t, id, "Failing", db, 0)
+	d := consumer.Delivery{Job: jobs.NewRename("default", id, "Failing", db, 0), Attempt: 2}
+	if err := b.handlers.Rename().Handle(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := b.registry.Lookup(context.Background(), "default", id); err != nil || rec.Generation != 1 || rec.Database != db {
+		t.Fatalf("ledger %+v, %v; want generation 1 on %s", rec, err, db)
 	}
 }

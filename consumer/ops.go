@@ -516,6 +516,14 @@ func (h renameHandler) Handle(ctx context.Context, d Delivery) error {
 	case rec.Generation < j.Generation:
 		return foreign("the message is rename %d of instance %d, but the ledger has had only %d", j.Generation, j.InstanceID, rec.Generation)
 	}
+	if inst.Status == adminapi.StatusRenameFailed {
+		// Failed before, and reported, with the ledger still at this
+		// generation (the report's transaction died after the Admin API
+		// heard it, or the Admin API marked it itself): settled now as a
+		// failure is, so that the rename asked again is a new job.
+		log.Info("nothing to rename; the rename failed before", "status", inst.Status)
+		return h.Fail(ctx, d, errors.New("the Admin API shows the rename failed"))
+	}
 	if inst.Status != adminapi.StatusPendingRename && inst.Status != adminapi.StatusCompleted {
 		log.Info("nothing to rename; the instance has moved on", "status", inst.Status)
 		return nil
@@ -704,6 +712,14 @@ func (o *Handlers) recordFailure(ctx context.Context, j jobs.Job, advance func(p
 	return placement, nil
 }
 
+// failedAt moves the ledger past the generation of delete j, whose
+// failure the Admin API already shows (Delete_Failed), unless it has moved
+// on already: so that the delete asked again is a job of its own.
+func (h deleteHandler) failedAt(ctx context.Context, j jobs.Job) error {
+	_, err := h.recordFailure(ctx, j, provisioning.Registry.DeleteFailed, func(context.Context, provisioning.Tx) error { return nil })
+	return err
+}
+
 // ErrDeletionDisabled ends a delete job that reached a consumer while
 // provisioning.allowDelete is off (a second bridge, a replayed dead letter,
 // a hand-written message): nothing is dropped and the Admin API status is
@@ -724,6 +740,14 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 	inst, err := h.instance(ctx, j)
 	if err != nil {
 		return err
+	}
+	if inst.Status == adminapi.StatusDeleteFailed {
+		// Failed before, and reported: the ledger's generation may not
+		// have moved with it (the report's transaction died after the
+		// Admin API heard it). Moved now, the delete asked again is a new
+		// job, not this one's subject, which the stream holds for good.
+		log.Info("nothing to delete; the delete failed before", "status", inst.Status)
+		return h.failedAt(ctx, j)
 	}
 	if inst.Status != adminapi.StatusPendingDelete && inst.Status != adminapi.StatusDeleted {
 		log.Info("nothing to delete", "status", inst.Status)
@@ -856,7 +880,13 @@ func (h deleteHandler) Fail(ctx context.Context, d Delivery, cause error) error 
 	if err != nil {
 		return err
 	}
-	if inst.Status != adminapi.StatusPendingDelete {
+	switch inst.Status {
+	case adminapi.StatusPendingDelete:
+	case adminapi.StatusDeleteFailed:
+		// The Admin API marked it itself (Admin API 2.2.2's deleted does
+		// when it fails): only the ledger's generation is left to move.
+		return h.failedAt(ctx, j)
+	default:
 		return nil
 	}
 	reported := false
