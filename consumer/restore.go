@@ -3,9 +3,12 @@ package consumer
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/edfi-tools/instancemgr/adminapi"
 	"github.com/edfi-tools/instancemgr/provisioning"
@@ -94,7 +97,7 @@ func (o *Handlers) Restore(ctx context.Context, line provisioning.Line, tenant s
 	if _, err := engine.Restore(ctx, t.Name, database); err != nil {
 		return out, err
 	}
-	if err := o.registerRestored(ctx, placement, owner, t, req, database); err != nil {
+	if err := o.registerRestoredRetrying(ctx, placement, owner, t, req, database); err != nil {
 		if o.statusIs(context.WithoutCancel(ctx), tenant, id, adminapi.StatusCompleted) {
 			// Admin API 2.2.2 heard completed and the commit failed after
 			// it: the instance is in use again, so its database stays.
@@ -166,6 +169,27 @@ func (o *Handlers) renameDeleted(ctx context.Context, tenant string, inst admina
 		return fmt.Errorf("rename deleted instance %d of tenant %q to %q: %w", inst.ID, tenant, name, err)
 	}
 	return nil
+}
+
+// restoreRetries bounds how long a restore keeps trying a registration
+// that failed for a passing cause (EdFi_Admin restarting, a lost commit):
+// an operator waits at the terminal.
+const restoreRetries = 30 * time.Second
+
+// registerRestoredRetrying is registerRestored, tried again while it fails
+// for a passing cause: a commit lost after Admin API 2.2.2 heard completed
+// would otherwise leave the instance Completed without its ledger entry
+// (completed again on a Completed instance changes nothing).
+func (o *Handlers) registerRestoredRetrying(ctx context.Context, placement *Placement, owner provisioning.Owner, t provisioning.Trashed, req adminapi.OdsInstance, database string) error {
+	b := backoff.NewExponentialBackOff()
+	b.MaxElapsedTime = restoreRetries
+	return backoff.Retry(func() error {
+		err := o.registerRestored(ctx, placement, owner, t, req, database)
+		if err != nil && !errors.Is(err, provisioning.ErrTransient) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(b, ctx))
 }
 
 // registerRestored registers the restored database as a create does, in
