@@ -385,10 +385,6 @@ func (o *Handlers) create(ctx context.Context, d Delivery) error {
 	return nil
 }
 
-// errSuperseded aborts a delete's unregistering when the ledger entry is
-// past the delete's generation.
-var errSuperseded = errors.New("the ledger entry is past the delete's generation")
-
 // errMovedOn aborts a create's registration when the instance has moved
 // on since the create began (a delete or rename asked meanwhile).
 var errMovedOn = errors.New("the instance has moved on")
@@ -789,21 +785,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			return err
 		}
 	}
-	err = h.removeDatabase(ctx, placement, rec, owner, log)
-	if errors.Is(err, provisioning.ErrStale) {
-		// Restored from trash since this delivery read the ledger.
-		log.Info("delete is stale; the instance was restored since", "database", rec.Database)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, func(ctx context.Context, tx provisioning.Tx, before provisioning.Record) error {
+	// Restored from trash since this delivery read the ledger, the
+	// database's reservation and the ledger entry are a generation past the
+	// delete's (a restore registers one past it): the move to trash and the
+	// unregistering each refuse it as stale.
+	unregister := func(ctx context.Context, tx provisioning.Tx, before provisioning.Record) error {
 		if before.Generation > j.Generation {
-			// Restored from trash since this delivery read the ledger (a
-			// restore registers one generation past the delete's): the
-			// entry is the restored instance's.
-			return errSuperseded
+			return fmt.Errorf("%w: the ledger entry is at generation %d, past the delete's %d", provisioning.ErrStale, before.Generation, j.Generation)
 		}
 		if inst.Status == adminapi.StatusDeleted {
 			// An earlier delivery's commit failed after the Admin API heard
@@ -814,9 +802,13 @@ func (h deleteHandler) Handle(ctx context.Context, d Delivery) error {
 			return fmt.Errorf("mark instance %d deleted: %w", j.InstanceID, err)
 		}
 		return nil
-	})
-	if errors.Is(err, errSuperseded) {
-		log.Info("delete is stale; the instance was restored since", "database", rec.Database)
+	}
+	err = h.removeDatabase(ctx, placement, rec, owner, log)
+	if err == nil {
+		err = placement.Registry.Unregister(ctx, j.Tenant, j.InstanceID, unregister)
+	}
+	if errors.Is(err, provisioning.ErrStale) {
+		log.Info("delete is stale; the instance was restored since", "database", rec.Database, "why", err)
 		return nil
 	}
 	if err != nil {
