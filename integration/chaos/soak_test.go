@@ -425,8 +425,16 @@ func (s *soak) operate() {
 			return
 		}
 		if s.manage {
-			s.setManageStatus(s.tenantOf(r), r.ID, managerows.Created)
-			s.ops["delete asked again"+s.manageDelete(s.tenantOf(r), r.ID)]++
+			tn := s.tenantOf(r)
+			s.setManageStatus(tn, r.ID, managerows.Created)
+			asked := s.manageDelete(tn, r.ID)
+			if asked == ", no token (token endpoint fault)" || strings.HasPrefix(asked, ", refused") {
+				// Refused, so the operator puts the request back as it was:
+				// its delete failed (its database may be in trash), and
+				// Created would say it is in use.
+				s.setManageStatus(tn, r.ID, managerows.DeleteError)
+			}
+			s.ops["delete asked again"+asked]++
 			return
 		}
 		s.setStatus(r.ID, adminapi.StatusCompleted)
